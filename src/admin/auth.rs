@@ -1,0 +1,59 @@
+//! Bearer-token guard for the TCP admin listener.
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+/// Wraps `router` so every request needs `Authorization: Bearer <secret>`,
+/// except `/metrics` when `metrics_public`.
+pub fn protect(router: Router, secret: String, metrics_public: bool) -> Router {
+    router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let allowed = (metrics_public && request.uri().path() == "/metrics")
+            || bearer(&request)
+                .is_some_and(|given| equal_in_constant_time(given.as_bytes(), secret.as_bytes()));
+        async move {
+            if allowed {
+                next.run(request).await
+            } else {
+                unauthorized()
+            }
+        }
+    }))
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// Comparison time does not depend on where the first difference is.
+fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(serde_json::json!({"error": "missing or wrong bearer token"})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::equal_in_constant_time;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(equal_in_constant_time(b"secret", b"secret"));
+        assert!(!equal_in_constant_time(b"secret", b"secreT"));
+        assert!(!equal_in_constant_time(b"secret", b"secret2"));
+    }
+}

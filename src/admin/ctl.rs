@@ -1,0 +1,368 @@
+//! `cutover ctl`: the operator's command line, a client of the admin socket.
+//!
+//! Exit codes: 0 done, 1 refused or failed (a check, a transition), 2 the
+//! request itself was wrong or the proxy could not be reached.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::client::{self, Answer, ClientError};
+use super::table;
+use crate::config::DEFAULT_SOCKET;
+
+/// `cutover ctl` arguments.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Admin socket of the running proxy.
+    #[arg(long, env = "CUTOVER_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CtlCommand {
+    /// Every migration and topic with state and epoch.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a topic's readiness checks for its next advance (or rollback).
+    Check {
+        /// Migration name.
+        migration: String,
+        /// Topic (Redis: keyspace) name.
+        topic: String,
+        /// Check the rollback instead of the advance.
+        #[arg(long)]
+        rollback: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move topics one state forward.
+    Advance(MoveArgs),
+    /// Move topics one state back.
+    Rollback(MoveArgs),
+    /// Transition history, oldest first.
+    History {
+        /// Only this migration.
+        migration: Option<String>,
+        /// Only this topic.
+        topic: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct MoveArgs {
+    /// Migration name.
+    migration: String,
+    /// Topics to move.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    topics: Vec<String>,
+    /// Move every topic of the migration.
+    #[arg(long)]
+    all: bool,
+    /// Override failed readiness checks (recorded in history).
+    #[arg(long)]
+    force: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs one `ctl` command, printing its output.
+///
+/// # Errors
+/// When the proxy cannot be reached or answers something unexpected.
+pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
+    let socket = &args.socket;
+    match args.command {
+        CtlCommand::Status { json } => {
+            let answer = client::call(socket, Method::GET, "/api/v1/status", None).await?;
+            print_or(json, &answer, || print_status(&answer.body))
+        }
+        CtlCommand::Check {
+            migration,
+            topic,
+            rollback,
+            json,
+        } => {
+            let action = if rollback { "rollback" } else { "advance" };
+            let path =
+                format!("/api/v1/migrations/{migration}/topics/{topic}/check?action={action}");
+            let answer = client::call(socket, Method::GET, &path, None).await?;
+            print_or(json, &answer, || print_check(&answer.body))
+        }
+        CtlCommand::Advance(m) => transition(socket, "advance", m).await,
+        CtlCommand::Rollback(m) => transition(socket, "rollback", m).await,
+        CtlCommand::History {
+            migration,
+            topic,
+            json,
+        } => {
+            let mut path = String::from("/api/v1/history?");
+            if let Some(m) = &migration {
+                path.push_str(&format!("migration={m}&"));
+            }
+            if let Some(t) = &topic {
+                path.push_str(&format!("topic={t}"));
+            }
+            let answer = client::call(socket, Method::GET, &path, None).await?;
+            print_or(json, &answer, || print_history(&answer.body))
+        }
+    }
+}
+
+/// Prints JSON or the human form; errors from the API become exit code 2.
+fn print_or(
+    json: bool,
+    answer: &Answer,
+    human: impl FnOnce() -> ExitCode,
+) -> Result<ExitCode, ClientError> {
+    if let Some(code) = api_error(answer) {
+        return Ok(code);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer.body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(human())
+}
+
+fn api_error(answer: &Answer) -> Option<ExitCode> {
+    if answer.status.is_success() || answer.status == StatusCode::CONFLICT {
+        return None;
+    }
+    let message = answer.body["error"].as_str().unwrap_or("unexpected answer");
+    eprintln!("error: {message}");
+    Some(ExitCode::from(2))
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn when(ms: &Value) -> String {
+    let Some(ms) = ms.as_u64() else {
+        return "-".into();
+    };
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn print_status(body: &Value) -> ExitCode {
+    let mut rows = Vec::new();
+    for m in body["migrations"].as_array().into_iter().flatten() {
+        let topics = m["topics"].as_array().cloned().unwrap_or_default();
+        if topics.is_empty() {
+            let note = if m["served"].as_bool() == Some(true) {
+                "(no topics seen yet)"
+            } else {
+                "(protocol not served by this build)"
+            };
+            rows.push(vec![
+                text(&m["name"]),
+                text(&m["protocol"]),
+                note.into(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        for t in topics {
+            let last = &t["last_transition"];
+            let last_text = if last.is_null() {
+                "-".into()
+            } else {
+                format!(
+                    "{} {}→{} by {}",
+                    when(&last["at_ms"]),
+                    text(&last["from"]),
+                    text(&last["to"]),
+                    text(&last["actor"])
+                )
+            };
+            rows.push(vec![
+                text(&m["name"]),
+                text(&m["protocol"]),
+                text(&t["name"]),
+                text(&t["state"]),
+                text(&t["epoch"]),
+                last_text,
+            ]);
+        }
+    }
+    print!(
+        "{}",
+        table::render(
+            &[
+                "MIGRATION",
+                "PROTOCOL",
+                "TOPIC",
+                "STATE",
+                "EPOCH",
+                "LAST TRANSITION"
+            ],
+            &rows
+        )
+    );
+    ExitCode::SUCCESS
+}
+
+fn print_checks(checks: &Value) {
+    let rows: Vec<Vec<String>> = checks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let mark = if c["passed"].as_bool() == Some(true) {
+                "pass"
+            } else {
+                "FAIL"
+            };
+            vec![mark.into(), text(&c["name"]), text(&c["reason"])]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("(no readiness checks for this step)");
+    } else {
+        print!("{}", table::render(&["RESULT", "CHECK", "REASON"], &rows));
+    }
+}
+
+fn print_check(body: &Value) -> ExitCode {
+    let to = if body["to"].is_null() {
+        "(end of the walk)".to_owned()
+    } else {
+        text(&body["to"])
+    };
+    println!(
+        "{} {}: {} → {}",
+        text(&body["migration"]),
+        text(&body["topic"]),
+        text(&body["from"]),
+        to
+    );
+    print_checks(&body["checks"]);
+    if body["ready"].as_bool() == Some(true) {
+        println!("ready");
+        ExitCode::SUCCESS
+    } else {
+        println!("not ready");
+        ExitCode::from(1)
+    }
+}
+
+async fn transition(
+    socket: &std::path::Path,
+    action: &str,
+    args: MoveArgs,
+) -> Result<ExitCode, ClientError> {
+    let actor = format!(
+        "ctl:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let body =
+        json!({ "topics": args.topics, "all": args.all, "force": args.force, "actor": actor });
+    let path = format!("/api/v1/migrations/{}/{action}", args.migration);
+    let answer = client::call(socket, Method::POST, &path, Some(body)).await?;
+    print_or(args.json, &answer, || print_outcomes(&answer.body))?;
+    if answer.status.is_success() {
+        Ok(ExitCode::SUCCESS)
+    } else if answer.status == StatusCode::CONFLICT {
+        Ok(ExitCode::from(1))
+    } else {
+        Ok(ExitCode::from(2))
+    }
+}
+
+fn print_outcomes(body: &Value) -> ExitCode {
+    for outcome in body["outcomes"].as_array().into_iter().flatten() {
+        match outcome["outcome"].as_str() {
+            Some("moved") => {
+                let t = &outcome["transition"];
+                let forced = if t["forced"].as_bool() == Some(true) {
+                    " (forced)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{}: {} → {} (epoch {}){forced}",
+                    text(&t["topic"]),
+                    text(&t["from"]),
+                    text(&t["to"]),
+                    text(&t["epoch"])
+                );
+            }
+            Some("refused") => {
+                println!(
+                    "{}: refused: {}",
+                    text(&outcome["topic"]),
+                    text(&outcome["reason"])
+                );
+                print_checks(&outcome["checks"]);
+            }
+            _ => println!(
+                "{}: failed: {}",
+                text(&outcome["topic"]),
+                text(&outcome["reason"])
+            ),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_history(body: &Value) -> ExitCode {
+    let rows: Vec<Vec<String>> = body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let failed = t["checks"]
+                .as_array()
+                .map_or(0, |c| c.iter().filter(|c| c["passed"] == false).count());
+            vec![
+                when(&t["at_ms"]),
+                text(&t["migration"]),
+                text(&t["topic"]),
+                format!("{}→{}", text(&t["from"]), text(&t["to"])),
+                text(&t["epoch"]),
+                text(&t["actor"]),
+                if t["forced"].as_bool() == Some(true) {
+                    format!("yes ({failed} failed)")
+                } else {
+                    "no".into()
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "TIME",
+                "MIGRATION",
+                "TOPIC",
+                "MOVE",
+                "EPOCH",
+                "ACTOR",
+                "FORCED"
+            ],
+            &rows
+        )
+    );
+    ExitCode::SUCCESS
+}

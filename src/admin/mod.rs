@@ -1,0 +1,131 @@
+//! The admin API: HTTP/JSON for `ctl`, dashboards and Prometheus, on a Unix
+//! socket (mode 0600, no token: file permissions are the access control)
+//! and optionally on TCP, where every request needs the bearer token.
+
+mod api;
+mod auth;
+pub mod client;
+pub mod ctl;
+mod table;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AdminConfig;
+use crate::migration::Controller;
+pub use api::{StatusView, TopicView, TransitionBody};
+
+/// The admin listeners could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Another process answers on the socket.
+    #[error("admin socket {0} is in use by another running cutover")]
+    SocketInUse(PathBuf),
+    /// Binding or preparing a listener failed.
+    #[error("admin: cannot {action} {what}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Path or address.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Shared state of the admin handlers.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The migration core.
+    pub controller: Arc<Controller>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
+
+/// Binds the admin listeners (socket first, so a clash fails fast) and serves
+/// until `shutdown` is cancelled; returns the serving tasks.
+///
+/// # Errors
+/// When a listener cannot be bound or the token file cannot be read.
+pub async fn start(
+    config: &AdminConfig,
+    state: AdminState,
+    shutdown: CancellationToken,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, AdminError> {
+    let unix = bind_socket(&config.socket).await?;
+    let mut tasks = Vec::new();
+    let router = api::router(state.clone());
+    let token = shutdown.clone();
+    let socket_path = config.socket.clone();
+    tasks.push(tokio::spawn(async move {
+        let served = axum::serve(unix, router)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin socket server stopped");
+        }
+        let _ = std::fs::remove_file(&socket_path);
+    }));
+    if let Some(addr) = config.listen {
+        let token_file = config.token_file.as_deref().unwrap_or(Path::new(""));
+        let secret = std::fs::read_to_string(token_file).map_err(|source| AdminError::Io {
+            action: "read",
+            what: token_file.display().to_string(),
+            source,
+        })?;
+        let tcp = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AdminError::Io {
+                action: "bind",
+                what: addr.to_string(),
+                source,
+            })?;
+        let router = auth::protect(
+            api::router(state),
+            secret.trim().to_owned(),
+            config.metrics_public,
+        );
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(tcp, router)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "admin TCP server stopped");
+            }
+        }));
+        tracing::info!(%addr, "admin API listening on TCP (bearer token required)");
+    }
+    tracing::info!(socket = %config.socket.display(), "admin API listening on Unix socket");
+    Ok(tasks)
+}
+
+/// Binds the socket with mode 0600, replacing a stale file left by a crash
+/// but refusing to steal a socket a live process still answers on.
+async fn bind_socket(path: &Path) -> Result<UnixListener, AdminError> {
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(AdminError::SocketInUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(|source| AdminError::Io {
+            action: "remove stale socket",
+            what: path.display().to_string(),
+            source,
+        })?;
+    }
+    let io = |action| {
+        move |source| AdminError::Io {
+            action,
+            what: path.display().to_string(),
+            source,
+        }
+    };
+    let listener = UnixListener::bind(path).map_err(io("bind"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io("chmod"))?;
+    Ok(listener)
+}

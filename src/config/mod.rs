@@ -1,0 +1,321 @@
+//! The YAML configuration: serde types, defaults, and `validate()` that
+//! reports every error at once with the YAML path of each.
+//!
+//! Parsing is done per section (admin, state, each cluster, each migration)
+//! from a generic YAML value, so one typo does not hide the next one.
+
+mod duration;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::migration::State;
+pub use validate::{ConfigError, load, parse};
+
+/// Default admin socket path, relative to the working directory.
+pub const DEFAULT_SOCKET: &str = "./cutover.sock";
+/// Default directory of the embedded state store.
+pub const DEFAULT_STATE_DIR: &str = "./cutover-state";
+
+/// The protocol a cluster speaks and a migration moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Redis (RESP2/RESP3).
+    Redis,
+    /// Apache Kafka.
+    Kafka,
+    /// Apache RocketMQ (remoting protocol).
+    Rocketmq,
+}
+
+impl Protocol {
+    /// The config spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Redis => "redis",
+            Protocol::Kafka => "kafka",
+            Protocol::Rocketmq => "rocketmq",
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Admin API.
+    pub admin: AdminConfig,
+    /// State store.
+    pub state: StateConfig,
+    /// Limits and timeouts shared by every listener.
+    pub proxy: ProxyConfig,
+    /// Upstream clusters.
+    pub clusters: Vec<ClusterConfig>,
+    /// Migrations, each with its own client listener.
+    pub migrations: Vec<MigrationConfig>,
+}
+
+impl Config {
+    /// The cluster named `name`.
+    #[must_use]
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+/// `admin:` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Unix socket for `ctl` and local tools (mode 0600).
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// Optional TCP listener (token required).
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token; required when `listen` is set.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Serve `/metrics` on TCP without a token (for Prometheus scrapers).
+    #[serde(default)]
+    pub metrics_public: bool,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            socket: default_socket(),
+            listen: None,
+            token_file: None,
+            metrics_public: false,
+        }
+    }
+}
+
+/// `state:` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory of the embedded file store.
+    #[serde(default = "default_state_dir")]
+    pub file: PathBuf,
+    /// A shared etcd store for fleets of proxies (not available yet).
+    #[serde(default)]
+    pub etcd: Option<EtcdConfig>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            file: default_state_dir(),
+            etcd: None,
+        }
+    }
+}
+
+/// `state.etcd:` section.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// Key prefix.
+    #[serde(default = "default_etcd_prefix")]
+    pub prefix: String,
+}
+
+fn default_etcd_prefix() -> String {
+    "/cutover".into()
+}
+
+/// `proxy:` section: limits that apply to every client listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Client connections per listener; further clients wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Close a client connection idle this long.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Give up on a client TLS handshake after this long.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Give up connecting to an upstream after this long.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Give up on an upstream reply after this long (blocking commands excepted).
+    #[serde(with = "duration")]
+    pub upstream_timeout: Duration,
+    /// On SIGTERM, let in-flight requests finish for this long, then force-close.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+/// 10k idle clients fit in well under 1 GiB at our per-connection cost.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Long enough for connection pools that keep idle sockets, short enough to reclaim leaks.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// A TLS handshake on loopback or LAN takes milliseconds; 10 s tolerates slow clients.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect failures should surface to the client quickly as a protocol error.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longer than any non-blocking server command should take, even under load.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Kubernetes' default termination grace is 30 s; finish well within it.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// One upstream cluster.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Referenced by migrations' `source`/`target`.
+    pub name: String,
+    /// What it speaks.
+    pub protocol: Protocol,
+    /// `host:port` seeds (Redis: the server; Kafka: bootstrap; RocketMQ: NameServers).
+    pub endpoints: Vec<String>,
+    /// TLS towards the cluster.
+    #[serde(default)]
+    pub tls: Option<ClientTlsConfig>,
+    /// Credentials the proxy presents to the cluster.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// TLS the proxy uses when connecting to a cluster.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// PEM bundle of CAs to trust (required: there is no system trust store here).
+    pub ca_file: PathBuf,
+    /// Client certificate for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Key for `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Name to verify; defaults to the endpoint's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// TLS the proxy offers to clients on a migration's listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// Credentials (Redis AUTH, SASL PLAIN, RocketMQ ACL).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// User name; Redis `default` when absent.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password inline (prefer `password_file`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File whose first line is the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// One migration: a listener, a source, a target and the topics it moves.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationConfig {
+    /// Unique name used by `ctl`.
+    pub name: String,
+    /// Must match both clusters' protocol.
+    pub protocol: Protocol,
+    /// Where clients connect instead of the source.
+    pub listen: SocketAddr,
+    /// Cluster name moved from.
+    pub source: String,
+    /// Cluster name moved to.
+    pub target: String,
+    /// Topic patterns (Redis: named keyspaces, first match wins).
+    pub topics: Vec<TopicPattern>,
+    /// State of topics never moved before.
+    #[serde(default = "default_initial_state")]
+    pub initial_state: State,
+    /// TLS offered to clients.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
+    /// Redis-specific options.
+    #[serde(default)]
+    pub redis: Option<RedisOptions>,
+}
+
+fn default_initial_state() -> State {
+    State::Source
+}
+
+/// One entry of `topics:`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicPattern {
+    /// Keyspace name (required for Redis, where it names the topic).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Glob pattern (`*`, `?`, `[a-z]`, `\` escapes), Redis `MATCH` semantics.
+    #[serde(rename = "match")]
+    pub pattern: String,
+}
+
+/// `migrations[].redis:` options.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisOptions {
+    /// Password clients must AUTH with to use the proxy (none by default).
+    pub client_password: Option<String>,
+    /// Fraction of reads shadow-read from the other side in `dual_read`/`dual_write`.
+    pub shadow_read_ratio: f64,
+    /// Largest bulk string accepted from a client or upstream.
+    pub max_bulk_len: usize,
+}
+
+/// 1% keeps shadow reads cheap while catching systematic divergence within seconds.
+pub const DEFAULT_SHADOW_READ_RATIO: f64 = 0.01;
+/// Redis's own `proto-max-bulk-len` default.
+pub const DEFAULT_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            client_password: None,
+            shadow_read_ratio: DEFAULT_SHADOW_READ_RATIO,
+            max_bulk_len: DEFAULT_MAX_BULK_LEN,
+        }
+    }
+}

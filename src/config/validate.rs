@@ -1,0 +1,489 @@
+//! Loading and validating a configuration, collecting every error with its
+//! YAML path instead of stopping at the first.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_norway::{Mapping, Value};
+
+use super::{ClusterConfig, Config, MigrationConfig, Protocol};
+use crate::migration::pattern::Pattern;
+
+/// One problem in a configuration file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// YAML path, e.g. `migrations[1].source`.
+    pub path: String,
+    /// What is wrong, as a sentence.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Reads and validates `path`; relative paths inside are kept as written
+/// (resolved against the working directory, like every other tool).
+///
+/// # Errors
+/// Every problem found, each with its YAML path.
+pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            path: path.display().to_string(),
+            message: format!("cannot read the configuration file: {e}"),
+        }]
+    })?;
+    parse(&text)
+}
+
+/// Parses and validates configuration text.
+///
+/// # Errors
+/// Every problem found, each with its YAML path.
+pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Errors::default();
+    let root: Value = serde_norway::from_str(text).map_err(|e| {
+        vec![ConfigError {
+            path: "(file)".into(),
+            message: format!("not valid YAML: {e}"),
+        }]
+    })?;
+    let mut config = Config::default();
+    let root = match root {
+        Value::Mapping(map) => map,
+        Value::Null => Mapping::new(),
+        _ => {
+            errors.push(
+                "(root)",
+                "the top level must be a mapping of admin, state, proxy, clusters, migrations",
+            );
+            return Err(errors.0);
+        }
+    };
+    for (key, value) in root {
+        let name = key.as_str().unwrap_or("?").to_owned();
+        match name.as_str() {
+            "admin" => section(&mut errors, "admin", value, &mut config.admin),
+            "state" => section(&mut errors, "state", value, &mut config.state),
+            "proxy" => section(&mut errors, "proxy", value, &mut config.proxy),
+            "clusters" => config.clusters = list(&mut errors, "clusters", value),
+            "migrations" => config.migrations = list(&mut errors, "migrations", value),
+            other => errors.push(
+                other,
+                "unknown top-level key; expected admin, state, proxy, clusters or migrations",
+            ),
+        }
+    }
+    validate(&config, &mut errors);
+    if errors.0.is_empty() {
+        Ok(config)
+    } else {
+        Err(errors.0)
+    }
+}
+
+fn deserialize<T: DeserializeOwned>(errors: &mut Errors, path: &str, value: Value) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(parsed) => Some(parsed),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." {
+                path.to_owned()
+            } else {
+                format!("{path}.{inner}")
+            };
+            errors.push(full, e.into_inner().to_string());
+            None
+        }
+    }
+}
+
+fn section<T: DeserializeOwned>(errors: &mut Errors, path: &str, value: Value, slot: &mut T) {
+    if let Some(parsed) = deserialize(errors, path, value) {
+        *slot = parsed;
+    }
+}
+
+fn list<T: DeserializeOwned>(errors: &mut Errors, path: &str, value: Value) -> Vec<T> {
+    let Value::Sequence(items) = value else {
+        errors.push(path, "must be a list");
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, item)| deserialize(errors, &format!("{path}[{i}]"), item))
+        .collect()
+}
+
+fn validate(config: &Config, errors: &mut Errors) {
+    validate_admin(config, errors);
+    if config.state.etcd.is_some() {
+        errors.push(
+            "state.etcd",
+            "the etcd state store is not available in this build yet; use state.file",
+        );
+    }
+    if config.proxy.max_connections == 0 {
+        errors.push("proxy.max_connections", "must be at least 1");
+    }
+    duplicates(
+        errors,
+        "clusters",
+        config.clusters.iter().map(|c| c.name.as_str()),
+    );
+    duplicates(
+        errors,
+        "migrations",
+        config.migrations.iter().map(|m| m.name.as_str()),
+    );
+    for (i, cluster) in config.clusters.iter().enumerate() {
+        validate_cluster(&format!("clusters[{i}]"), cluster, errors);
+    }
+    let mut listeners: Vec<(String, SocketAddr)> = Vec::new();
+    if let Some(addr) = config.admin.listen {
+        listeners.push(("admin.listen".into(), addr));
+    }
+    for (i, migration) in config.migrations.iter().enumerate() {
+        let path = format!("migrations[{i}]");
+        validate_migration(config, &path, migration, errors);
+        listeners.push((format!("{path}.listen"), migration.listen));
+    }
+    overlapping_listeners(errors, &listeners);
+}
+
+fn validate_admin(config: &Config, errors: &mut Errors) {
+    let admin = &config.admin;
+    match (&admin.listen, &admin.token_file) {
+        (Some(_), None) => errors.push(
+            "admin.token_file",
+            "is required when admin.listen is set: every TCP admin request needs a bearer token",
+        ),
+        (_, Some(file)) => match std::fs::read_to_string(file) {
+            Ok(token) if token.trim().is_empty() => {
+                errors.push("admin.token_file", format!("{} is empty", file.display()));
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(
+                "admin.token_file",
+                format!("cannot read {}: {e}", file.display()),
+            ),
+        },
+        (None, None) => {}
+    }
+    if admin.socket.as_os_str().is_empty() {
+        errors.push("admin.socket", "must not be empty");
+    }
+}
+
+fn duplicates<'a>(errors: &mut Errors, path: &str, names: impl Iterator<Item = &'a str>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in names.enumerate() {
+        if let Some(first) = seen.insert(name, i) {
+            errors.push(
+                format!("{path}[{i}].name"),
+                format!("duplicate name \"{name}\" (also {path}[{first}])"),
+            );
+        }
+    }
+}
+
+fn validate_cluster(path: &str, cluster: &ClusterConfig, errors: &mut Errors) {
+    if cluster.name.is_empty() {
+        errors.push(format!("{path}.name"), "must not be empty");
+    }
+    if cluster.endpoints.is_empty() {
+        errors.push(format!("{path}.endpoints"), "needs at least one host:port");
+    }
+    for (j, endpoint) in cluster.endpoints.iter().enumerate() {
+        if let Err(message) = check_endpoint(endpoint) {
+            errors.push(format!("{path}.endpoints[{j}]"), message);
+        }
+    }
+    if let Some(tls) = &cluster.tls {
+        readable(errors, &format!("{path}.tls.ca_file"), &tls.ca_file);
+        match (&tls.cert_file, &tls.key_file) {
+            (Some(cert), Some(key)) => {
+                readable(errors, &format!("{path}.tls.cert_file"), cert);
+                readable(errors, &format!("{path}.tls.key_file"), key);
+            }
+            (None, None) => {}
+            _ => errors.push(
+                format!("{path}.tls"),
+                "cert_file and key_file must be given together",
+            ),
+        }
+    }
+    if let Some(auth) = &cluster.auth {
+        match (&auth.password, &auth.password_file) {
+            (Some(_), Some(_)) => {
+                errors.push(
+                    format!("{path}.auth"),
+                    "give password or password_file, not both",
+                );
+            }
+            (None, Some(file)) => readable(errors, &format!("{path}.auth.password_file"), file),
+            _ => {}
+        }
+    }
+}
+
+/// `host:port` with a numeric port and a non-empty host.
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        return Err(format!("\"{endpoint}\" is not host:port"));
+    };
+    if host.is_empty() {
+        return Err(format!("\"{endpoint}\" has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(()),
+        _ => Err(format!("\"{endpoint}\" has no valid port (1-65535)")),
+    }
+}
+
+fn readable(errors: &mut Errors, path: &str, file: &PathBuf) {
+    if let Err(e) = std::fs::File::open(file) {
+        errors.push(path, format!("cannot read {}: {e}", file.display()));
+    }
+}
+
+fn validate_migration(
+    config: &Config,
+    path: &str,
+    migration: &MigrationConfig,
+    errors: &mut Errors,
+) {
+    for (side, name) in [("source", &migration.source), ("target", &migration.target)] {
+        match config.cluster(name) {
+            None => errors.push(
+                format!("{path}.{side}"),
+                format!("unknown cluster \"{name}\""),
+            ),
+            Some(cluster) if cluster.protocol != migration.protocol => errors.push(
+                format!("{path}.{side}"),
+                format!(
+                    "cluster \"{name}\" speaks {} but the migration is {}",
+                    cluster.protocol.as_str(),
+                    migration.protocol.as_str()
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    if migration.source == migration.target {
+        errors.push(format!("{path}.target"), "must differ from source");
+    }
+    validate_topics(path, migration, errors);
+    if let Some(tls) = &migration.tls {
+        readable(errors, &format!("{path}.tls.cert_file"), &tls.cert_file);
+        readable(errors, &format!("{path}.tls.key_file"), &tls.key_file);
+    }
+    if let Some(redis) = &migration.redis {
+        if migration.protocol != Protocol::Redis {
+            errors.push(format!("{path}.redis"), "only allowed on a redis migration");
+        }
+        if !(0.0..=1.0).contains(&redis.shadow_read_ratio) {
+            errors.push(
+                format!("{path}.redis.shadow_read_ratio"),
+                "must be between 0 and 1",
+            );
+        }
+    }
+}
+
+fn validate_topics(path: &str, migration: &MigrationConfig, errors: &mut Errors) {
+    if migration.topics.is_empty() {
+        errors.push(format!("{path}.topics"), "needs at least one pattern");
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (j, topic) in migration.topics.iter().enumerate() {
+        let topic_path = format!("{path}.topics[{j}]");
+        if let Err(e) = Pattern::compile(&topic.pattern) {
+            errors.push(format!("{topic_path}.match"), e.to_string());
+        }
+        match (&topic.name, migration.protocol) {
+            (None, Protocol::Redis) => errors.push(
+                format!("{topic_path}.name"),
+                "a Redis keyspace needs a name: it is the topic ctl moves",
+            ),
+            (Some(name), _) => {
+                if let Some(first) = names.insert(name.as_str(), j) {
+                    errors.push(
+                        format!("{topic_path}.name"),
+                        format!("duplicate keyspace name \"{name}\" (also {path}.topics[{first}])"),
+                    );
+                }
+            }
+            (None, _) => {}
+        }
+    }
+}
+
+/// Two listeners clash on the same port when the addresses are equal or either is a wildcard.
+fn overlapping_listeners(errors: &mut Errors, listeners: &[(String, SocketAddr)]) {
+    for (i, (path, addr)) in listeners.iter().enumerate() {
+        let clash = listeners[..i].iter().find(|(_, other)| {
+            other.port() == addr.port()
+                && (other.ip() == addr.ip()
+                    || other.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        });
+        if let Some((other_path, other)) = clash {
+            errors.push(
+                path.clone(),
+                format!("{addr} overlaps {other_path} ({other})"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+clusters:
+  - { name: old, protocol: redis, endpoints: ["127.0.0.1:6379"] }
+  - { name: new, protocol: redis, endpoints: ["127.0.0.1:6380"] }
+migrations:
+  - name: cache
+    protocol: redis
+    listen: 127.0.0.1:7379
+    source: old
+    target: new
+    topics: [ { name: sessions, match: "session:*" }, { name: rest, match: "*" } ]
+"#;
+
+    fn messages(text: &str) -> Vec<String> {
+        parse(text)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn valid_config_parses_with_defaults() {
+        let config = parse(VALID).unwrap();
+        assert_eq!(config.migrations[0].topics.len(), 2);
+        assert_eq!(
+            config.admin.socket,
+            PathBuf::from(super::super::DEFAULT_SOCKET)
+        );
+        assert_eq!(
+            config.proxy.max_connections,
+            super::super::DEFAULT_MAX_CONNECTIONS
+        );
+    }
+
+    #[test]
+    fn three_independent_mistakes_are_all_reported() {
+        let text = VALID
+            .replace("target: new", "target: nowhere")
+            .replace("{ name: new,", "{ name: old,")
+            .replace("\"session:*\"", "\"session:[*\"");
+        let errors = messages(&text);
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("clusters[1].name: duplicate name \"old\""))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e == "migrations[0].target: unknown cluster \"nowhere\"")
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("migrations[0].topics[0].match:"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_in_separate_items_are_both_reported_with_paths() {
+        let text = VALID
+            .replace(
+                "endpoints: [\"127.0.0.1:6379\"]",
+                "endpoint: [\"127.0.0.1:6379\"]",
+            )
+            .replace(
+                "listen: 127.0.0.1:7379",
+                "listen: 127.0.0.1:7379\n    lisen: x",
+            );
+        let errors = messages(&text);
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].starts_with("clusters[0]"), "{errors:#?}");
+        assert!(
+            errors[0].contains("unknown field `endpoint`"),
+            "{errors:#?}"
+        );
+        assert!(errors[1].starts_with("migrations[0]"), "{errors:#?}");
+        assert!(errors[1].contains("unknown field `lisen`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn nested_type_errors_carry_the_full_path() {
+        let text = format!("{VALID}    redis: {{ shadow_read_ratio: lots }}\n");
+        let errors = messages(&text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("migrations[0].redis.shadow_read_ratio: "),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn protocol_mismatch_overlap_tls_and_token_are_reported() {
+        let text = r#"
+admin: { listen: 127.0.0.1:7379 }
+clusters:
+  - { name: old, protocol: kafka, endpoints: ["127.0.0.1:9092"] }
+  - { name: new, protocol: redis, endpoints: ["nohost"], tls: { ca_file: /nonexistent/ca.pem } }
+migrations:
+  - { name: m, protocol: redis, listen: 0.0.0.0:7379, source: old, target: new, topics: [ { match: "*" } ] }
+"#;
+        let errors = messages(text);
+        let expected = [
+            "admin.token_file: is required",
+            "clusters[1].endpoints[0]: \"nohost\" is not host:port",
+            "clusters[1].tls.ca_file: cannot read /nonexistent/ca.pem",
+            "migrations[0].source: cluster \"old\" speaks kafka but the migration is redis",
+            "migrations[0].topics[0].name: a Redis keyspace needs a name",
+            "migrations[0].listen: 0.0.0.0:7379 overlaps admin.listen (127.0.0.1:7379)",
+        ];
+        for prefix in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(prefix)),
+                "missing {prefix}: {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn yaml_syntax_and_unknown_top_level_keys() {
+        assert!(messages("clusters: [")[0].starts_with("(file): not valid YAML"));
+        assert!(messages("migratons: []")[0].starts_with("migratons: unknown top-level key"));
+    }
+}

@@ -1,0 +1,372 @@
+//! Runs an operator's advance/rollback: checks, prepare, durable commit,
+//! publish, applied — one topic at a time, so two operators never race on
+//! the same topic and history reads in the order things happened.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::driver::{Driver, NoChecks};
+use super::machine::{self, CheckResult, Refusal, TopicRecord, Transition};
+use super::registry::{MigrationHandle, TopicHandle};
+use super::state::{Action, State};
+use super::store::{StateStore, StoreError};
+use crate::config::Config;
+use crate::metrics;
+
+/// A control request could not be carried out at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No migration by that name.
+    #[error("no migration named \"{0}\"")]
+    UnknownMigration(String),
+    /// No topic by that name in the migration.
+    #[error("migration \"{migration}\" has no topic \"{topic}\"")]
+    UnknownTopic {
+        /// Migration asked.
+        migration: String,
+        /// Topic asked.
+        topic: String,
+    },
+    /// Neither topics nor `--all` were given.
+    #[error("name at least one topic, or ask for all of them")]
+    NoTopics,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which topics of a migration a request covers.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// Every known topic.
+    All,
+    /// These, by name.
+    Topics(Vec<String>),
+}
+
+/// What happened to one topic of a transition request.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The topic moved; the transition is durable.
+    Moved {
+        /// The durable transition.
+        transition: Transition,
+    },
+    /// Refused by the state machine or by failed checks.
+    Refused {
+        /// Topic.
+        topic: String,
+        /// Why, as a sentence.
+        reason: String,
+        /// Every check that ran.
+        checks: Vec<CheckResult>,
+    },
+    /// Checks passed but the move failed (prepare or store); the topic did not move.
+    Failed {
+        /// Topic.
+        topic: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// The readiness report `ctl check` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    /// Migration.
+    pub migration: String,
+    /// Topic.
+    pub topic: String,
+    /// Current state.
+    pub from: State,
+    /// The state the action leads to, if any.
+    pub to: Option<State>,
+    /// Every check.
+    pub checks: Vec<CheckResult>,
+    /// All checks pass and the action is possible.
+    pub ready: bool,
+}
+
+/// The migration core's front door for the admin API.
+pub struct Controller {
+    store: Arc<dyn StateStore>,
+    migrations: Vec<Arc<MigrationHandle>>,
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("migrations", &self.migrations)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Controller {
+    /// Builds the registry from config and the store: every named keyspace
+    /// resumes in its persisted state, or is registered in the initial state.
+    ///
+    /// # Errors
+    /// When the store cannot be read or written.
+    pub async fn bootstrap(
+        config: &Config,
+        store: Arc<dyn StateStore>,
+    ) -> Result<Self, StoreError> {
+        let snapshot = store.load().await?;
+        let mut migrations = Vec::new();
+        for migration in &config.migrations {
+            let mut to_register = Vec::new();
+            let handle = MigrationHandle::new(Arc::new(migration.clone()), |topic| {
+                let key = (migration.name.clone(), topic.to_owned());
+                match snapshot.get(&key) {
+                    Some(record) => (record.state, record.epoch),
+                    None => {
+                        to_register.push(topic.to_owned());
+                        (migration.initial_state, 0)
+                    }
+                }
+            });
+            for topic in to_register {
+                store
+                    .register(
+                        &migration.name,
+                        &topic,
+                        TopicRecord::initial(migration.initial_state),
+                    )
+                    .await?;
+            }
+            for ((m, topic), record) in &snapshot {
+                if *m == migration.name
+                    && handle.topic(topic).is_none()
+                    && migration.protocol != crate::config::Protocol::Redis
+                {
+                    handle.insert_discovered(TopicHandle::new(
+                        handle.name.clone(),
+                        Arc::from(topic.as_str()),
+                        record.state,
+                        record.epoch,
+                    ));
+                }
+            }
+            for topic in handle.topics() {
+                metrics::publish_topic_state(&topic);
+            }
+            migrations.push(Arc::new(handle));
+        }
+        Ok(Controller {
+            store,
+            migrations,
+            serial: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Every migration, in config order.
+    #[must_use]
+    pub fn migrations(&self) -> &[Arc<MigrationHandle>] {
+        &self.migrations
+    }
+
+    /// The store, for protocol state (repair sets, cursors).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// The migration called `name`.
+    ///
+    /// # Errors
+    /// [`ControlError::UnknownMigration`].
+    pub fn migration(&self, name: &str) -> Result<&Arc<MigrationHandle>, ControlError> {
+        self.migrations
+            .iter()
+            .find(|m| &*m.name == name)
+            .ok_or_else(|| ControlError::UnknownMigration(name.to_owned()))
+    }
+
+    fn topic(
+        &self,
+        migration: &str,
+        topic: &str,
+    ) -> Result<(Arc<MigrationHandle>, Arc<TopicHandle>), ControlError> {
+        let handle = self.migration(migration)?;
+        let topic_handle = handle
+            .topic(topic)
+            .ok_or_else(|| ControlError::UnknownTopic {
+                migration: migration.to_owned(),
+                topic: topic.to_owned(),
+            })?;
+        Ok((handle.clone(), topic_handle))
+    }
+
+    /// Runs the readiness checks `action` would run, without moving anything.
+    ///
+    /// # Errors
+    /// Unknown migration or topic.
+    pub async fn check(
+        &self,
+        migration: &str,
+        topic: &str,
+        action: Action,
+    ) -> Result<CheckReport, ControlError> {
+        let (handle, topic_handle) = self.topic(migration, topic)?;
+        let from = topic_handle.state();
+        let to = from.after(action);
+        let checks = match to {
+            Some(to) => driver_of(&handle).checks(topic, from, to).await,
+            None => Vec::new(),
+        };
+        let ready = to.is_some() && checks.iter().all(|c| c.passed);
+        Ok(CheckReport {
+            migration: migration.to_owned(),
+            topic: topic.to_owned(),
+            from,
+            to,
+            checks,
+            ready,
+        })
+    }
+
+    /// Moves each selected topic one step, reporting per topic.
+    ///
+    /// # Errors
+    /// Unknown migration or topic, or an empty selection; per-topic refusals
+    /// and failures are reported in the outcomes instead.
+    pub async fn transition(
+        &self,
+        migration: &str,
+        selection: Selection,
+        action: Action,
+        force: bool,
+        actor: &str,
+    ) -> Result<Vec<Outcome>, ControlError> {
+        let handle = self.migration(migration)?.clone();
+        let topics = match selection {
+            Selection::All => handle.topics(),
+            Selection::Topics(names) if names.is_empty() => return Err(ControlError::NoTopics),
+            Selection::Topics(names) => names
+                .iter()
+                .map(|name| self.topic(migration, name).map(|(_, t)| t))
+                .collect::<Result<_, _>>()?,
+        };
+        if topics.is_empty() {
+            return Err(ControlError::NoTopics);
+        }
+        let _serial = self.serial.lock().await;
+        let mut outcomes = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let outcome = self.move_topic(&handle, &topic, action, force, actor).await;
+            metrics::record_transition(&topic, action, &outcome);
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    async fn move_topic(
+        &self,
+        handle: &MigrationHandle,
+        topic: &TopicHandle,
+        action: Action,
+        force: bool,
+        actor: &str,
+    ) -> Outcome {
+        let (from, epoch) = topic.snapshot();
+        let driver = driver_of(handle);
+        let checks = match from.after(action) {
+            Some(to) => driver.checks(&topic.name, from, to).await,
+            None => Vec::new(),
+        };
+        let record = TopicRecord {
+            state: from,
+            epoch,
+            last_transition: None,
+        };
+        let request = machine::Request {
+            migration: &handle.name,
+            topic: &topic.name,
+            action,
+            force,
+            actor,
+            now_ms: now_ms(),
+        };
+        let transition = match machine::plan(&record, &request, checks.clone()) {
+            Ok(transition) => transition,
+            Err(refusal) => {
+                let reason = match &refusal {
+                    Refusal::ChecksFailed { failed } => failed
+                        .iter()
+                        .map(|c| format!("{}: {}", c.name, c.reason))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    Refusal::EndOfWalk { .. } => refusal.to_string(),
+                };
+                return Outcome::Refused {
+                    topic: topic.name.to_string(),
+                    reason,
+                    checks,
+                };
+            }
+        };
+        let failed = |reason: String| Outcome::Failed {
+            topic: topic.name.to_string(),
+            reason,
+        };
+        if let Err(reason) = driver
+            .prepare(&topic.name, transition.from, transition.to)
+            .await
+        {
+            return failed(format!("preparing {}: {reason}", transition.to));
+        }
+        if let Err(e) = self.store.commit(&transition).await {
+            driver
+                .aborted(&topic.name, transition.from, transition.to)
+                .await;
+            return failed(format!(
+                "the transition was not persisted, nothing changed: {e}"
+            ));
+        }
+        topic.publish(transition.to, transition.epoch);
+        metrics::publish_topic_state(topic);
+        tracing::info!(
+            migration = %handle.name, topic = %topic.name, from = %transition.from,
+            to = %transition.to, epoch = transition.epoch, forced = transition.forced, actor,
+            "topic moved"
+        );
+        driver
+            .applied(&topic.name, transition.from, transition.to)
+            .await;
+        Outcome::Moved { transition }
+    }
+
+    /// History, oldest first, optionally narrowed to a migration and topic.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn history(
+        &self,
+        migration: Option<&str>,
+        topic: Option<&str>,
+    ) -> Result<Vec<Transition>, ControlError> {
+        let all = self.store.history().await?;
+        Ok(all
+            .into_iter()
+            .filter(|t| migration.is_none_or(|m| t.migration == m))
+            .filter(|t| topic.is_none_or(|name| t.topic == name))
+            .collect())
+    }
+}
+
+fn driver_of(handle: &MigrationHandle) -> Arc<dyn Driver> {
+    handle
+        .driver()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(NoChecks))
+}
