@@ -3,6 +3,7 @@
 //! Exit codes: 0 done, 1 refused or failed (a check, a transition), 2 the
 //! request itself was wrong or the proxy could not be reached.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -80,6 +81,19 @@ struct MoveArgs {
     json: bool,
 }
 
+/// Prints to stdout, ignoring a closed pipe (`ctl status | head` must not panic).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Runs one `ctl` command, printing its output.
 ///
 /// # Errors
@@ -133,7 +147,7 @@ fn print_or(
         return Ok(code);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&answer.body)?);
+        outln!("{}", serde_json::to_string_pretty(&answer.body)?);
         return Ok(ExitCode::SUCCESS);
     }
     Ok(human())
@@ -205,7 +219,7 @@ fn print_status(body: &Value) -> ExitCode {
             ]);
         }
     }
-    print!(
+    out!(
         "{}",
         table::render(
             &[
@@ -237,9 +251,9 @@ fn print_checks(checks: &Value) {
         })
         .collect();
     if rows.is_empty() {
-        println!("(no readiness checks for this step)");
+        outln!("(no readiness checks for this step)");
     } else {
-        print!("{}", table::render(&["RESULT", "CHECK", "REASON"], &rows));
+        out!("{}", table::render(&["RESULT", "CHECK", "REASON"], &rows));
     }
 }
 
@@ -249,7 +263,7 @@ fn print_check(body: &Value) -> ExitCode {
     } else {
         text(&body["to"])
     };
-    println!(
+    outln!(
         "{} {}: {} → {}",
         text(&body["migration"]),
         text(&body["topic"]),
@@ -258,10 +272,10 @@ fn print_check(body: &Value) -> ExitCode {
     );
     print_checks(&body["checks"]);
     if body["ready"].as_bool() == Some(true) {
-        println!("ready");
+        outln!("ready");
         ExitCode::SUCCESS
     } else {
-        println!("not ready");
+        outln!("not ready");
         ExitCode::from(1)
     }
 }
@@ -299,7 +313,7 @@ fn print_outcomes(body: &Value) -> ExitCode {
                 } else {
                     ""
                 };
-                println!(
+                outln!(
                     "{}: {} → {} (epoch {}){forced}",
                     text(&t["topic"]),
                     text(&t["from"]),
@@ -308,14 +322,14 @@ fn print_outcomes(body: &Value) -> ExitCode {
                 );
             }
             Some("refused") => {
-                println!(
+                outln!(
                     "{}: refused: {}",
                     text(&outcome["topic"]),
                     text(&outcome["reason"])
                 );
                 print_checks(&outcome["checks"]);
             }
-            _ => println!(
+            _ => outln!(
                 "{}: failed: {}",
                 text(&outcome["topic"]),
                 text(&outcome["reason"])
@@ -349,7 +363,7 @@ fn print_history(body: &Value) -> ExitCode {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table::render(
             &[

@@ -1,17 +1,203 @@
-//! Redis sessions (placeholder while the codec lands).
-use crate::config::Config;
-use crate::migration::{Controller, MigrationHandle};
-use crate::proxy::Shutdown;
+//! Redis migrations: the client listener, per-connection sessions that
+//! route each command by its keyspace's state, and the convergence engine
+//! that keeps the non-authoritative cluster identical.
+
+pub mod backfill;
+mod commands;
+mod connection;
+pub mod copier;
+pub mod driver;
+pub mod keyspace;
+mod pubsub;
+pub mod route;
+mod session;
+pub mod shared;
+pub mod side;
+pub mod slots;
+mod transaction;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
-/// Starts the Redis listener.
+
+use cutover_redis::Limits;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{AuthConfig, Config, RedisOptions};
+use crate::metrics as m;
+use crate::migration::{Controller, MigrationHandle};
+use crate::proxy::{Handler, ListenerSettings, Shutdown, Stream, Upstream, tls};
+use copier::Copier;
+use keyspace::Keyspace;
+use shared::{Shared, keyspace_metrics, side_metrics};
+use side::Credentials;
+
+/// Shadow-read mismatches logged per keyspace before only counting them.
+pub const MISMATCHES_LOGGED: usize = 5;
+
+/// The Redis listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the client listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// TLS or credential files could not be used.
+    #[error("{0}")]
+    Setup(String),
+}
+
+struct RedisHandler {
+    shared: Arc<Shared>,
+}
+
+impl Handler for RedisHandler {
+    fn handle(
+        self: Arc<Self>,
+        client: Stream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        session::Session::new(self.shared.clone(), client, peer)
+            .run(shutdown)
+            .boxed()
+    }
+}
+
+fn credentials(auth: Option<&AuthConfig>) -> Result<Credentials, StartError> {
+    let Some(auth) = auth else {
+        return Ok(Credentials::default());
+    };
+    let password = match (&auth.password, &auth.password_file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| StartError::Setup(format!("cannot read {}: {e}", file.display())))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    Ok(Credentials {
+        username: auth.username.clone(),
+        password,
+    })
+}
+
+/// Builds the migration's shared runtime and starts its listener and copier.
 ///
 /// # Errors
-/// Bind failures.
+/// When the listener cannot bind or TLS/credential files cannot be used.
 pub async fn start(
-    _c: &Config,
-    _m: Arc<MigrationHandle>,
-    _ctl: Arc<Controller>,
-    _s: Shutdown,
-) -> Result<(), std::io::Error> {
+    config: &Config,
+    migration: Arc<MigrationHandle>,
+    controller: Arc<Controller>,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
+    let shared = build_shared(config, &migration, &controller).await?;
+    shared.copier.spawn(&shutdown.token);
+    migration.set_driver(Arc::new(driver::RedisDriver::new(shared.clone())));
+    backfill::resume(&shared, &shutdown.token).await;
+    let listen = migration.config.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let settings = ListenerSettings {
+        migration: migration.name.clone(),
+        max_connections: config.proxy.max_connections,
+        handshake_timeout: config.proxy.handshake_timeout,
+        tls: match &migration.config.tls {
+            Some(t) => Some(tls::server_config(t).map_err(|e| StartError::Setup(e.to_string()))?),
+            None => None,
+        },
+    };
+    tracing::info!(migration = %migration.name, %listen, "redis listener ready");
+    tokio::spawn(crate::proxy::serve(
+        listener,
+        settings,
+        Arc::new(RedisHandler { shared }),
+        shutdown,
+    ));
     Ok(())
+}
+
+async fn build_shared(
+    config: &Config,
+    migration: &Arc<MigrationHandle>,
+    controller: &Controller,
+) -> Result<Arc<Shared>, StartError> {
+    let options = migration
+        .config
+        .redis
+        .clone()
+        .unwrap_or_else(RedisOptions::default);
+    let cluster = |name: &str| {
+        config
+            .cluster(name)
+            .ok_or_else(|| StartError::Setup(format!("unknown cluster {name}")))
+    };
+    let (source, target) = (
+        cluster(&migration.config.source)?,
+        cluster(&migration.config.target)?,
+    );
+    let upstream = |c| {
+        Upstream::new(&migration.name, c, config.proxy.connect_timeout)
+            .map_err(|e| StartError::Setup(e.to_string()))
+    };
+    let upstreams = [upstream(source)?, upstream(target)?];
+    let credentials = [
+        credentials(source.auth.as_ref())?,
+        credentials(target.auth.as_ref())?,
+    ];
+    let keyspaces: Vec<_> = migration
+        .keyspaces()
+        .enumerate()
+        .map(|(index, (pattern, topic))| {
+            (
+                pattern.clone(),
+                Arc::new(Keyspace::new(topic.clone(), index)),
+            )
+        })
+        .collect();
+    let clusters = [source.name.as_str(), target.name.as_str()];
+    let copier = Copier::new(
+        migration.name.clone(),
+        upstreams.clone(),
+        credentials.clone(),
+        controller.store().clone(),
+        keyspaces.len(),
+    )
+    .await;
+    Ok(Arc::new(Shared {
+        keyspace_metrics: keyspaces
+            .iter()
+            .map(|(_, k)| keyspace_metrics(&migration.name, &k.topic.name, clusters))
+            .collect(),
+        side_metrics: [
+            side_metrics(&migration.name, clusters[0]),
+            side_metrics(&migration.name, clusters[1]),
+        ],
+        protocol_errors: m::counter!(m::REQUEST_ERRORS, "migration" => migration.name.to_string(), "cluster" => "client", "kind" => "protocol"),
+        refused: m::counter!(m::REQUEST_ERRORS, "migration" => migration.name.to_string(), "cluster" => "proxy", "kind" => "refused"),
+        migration: migration.clone(),
+        keyspaces,
+        upstreams,
+        credentials,
+        copier,
+        limits: Limits::DEFAULT.with_max_bulk_len(options.max_bulk_len),
+        options,
+        idle_timeout: config.proxy.idle_timeout,
+        upstream_timeout: config.proxy.upstream_timeout,
+        store: controller.store().clone(),
+    }))
 }

@@ -1,0 +1,452 @@
+//! Deciding what to do with each client command: answer it here
+//! (connection state), forward it to one side, split it across sides, or
+//! refuse it with a `-CUTOVER` error that says why.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use cutover_redis::{Class, CommandSpec, KeyError, Request, encode, keys, lookup};
+
+use super::keyspace::Keyspace;
+use super::route::{Merge, Route, route, splittable};
+use super::session::{After, Parked, Session, Shadow, Waiter};
+use super::side::Side;
+
+/// A key resolved to its keyspace and that keyspace's current route.
+struct Resolved {
+    key: Bytes,
+    /// Index of the key in the request's args.
+    index: usize,
+    write: bool,
+    keyspace: Arc<Keyspace>,
+    route: Route,
+}
+
+impl Session {
+    /// Handles one request; the reply (or a promise of one) is queued in order.
+    pub(super) async fn dispatch(&mut self, request: Request) {
+        if let Some(side) = self.pubsub {
+            return self.pubsub_command(side, request);
+        }
+        let Some(spec) = lookup(&request.args) else {
+            return self.unknown_command(&request);
+        };
+        if !self.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
+            self.slots
+                .ready(encode::error("NOAUTH Authentication required."));
+            return;
+        }
+        if self.multi.is_some()
+            && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit")
+        {
+            return self.queue_in_transaction(spec, request);
+        }
+        match spec.name {
+            "ping" => self.local(match request.args.get(1) {
+                Some(message) => encode::bulk(message),
+                None => encode::simple("PONG"),
+            }),
+            "echo" => self.local(encode::bulk(&request.args[1..].first().cloned().unwrap_or_default())),
+            "quit" => {
+                self.local(encode::ok());
+                self.closing = true;
+            }
+            "hello" => self.hello(&request),
+            "auth" => self.auth(&request),
+            "select" => self.select(&request),
+            "client|setname" => self.set_name(&request),
+            "client|getname" => self.local(self.mirror.name.as_ref().map_or_else(|| encode::null(self.mirror.protocol == 3), |n| encode::bulk(n))),
+            "client|setinfo" | "client|no-evict" | "client|no-touch" => self.local(encode::ok()),
+            "client|id" | "client|info" | "client|list" | "client|kill" | "client|pause" | "client|unpause" => {
+                self.keyless(spec, request).await;
+            }
+            name if name.starts_with("client|") => self.refuse(&format!(
+                "CLIENT {} is not supported through the proxy: it would change how replies are ordered or cached",
+                spec.short_name().to_uppercase()
+            )),
+            "monitor" | "sync" | "psync" | "replicaof" | "slaveof" | "reset" => {
+                self.refuse(&format!("{} is not supported through the proxy", spec.name.to_uppercase()));
+            }
+            "multi" => self.begin_transaction(),
+            "exec" => self.exec(request).await,
+            "discard" => self.discard().await,
+            "watch" => self.watch(spec, request).await,
+            "unwatch" => match self.watch_side.take() {
+                Some(side) => self.forward(side, request.raw, None, false).await,
+                None => self.local(encode::ok()),
+            },
+            "subscribe" | "psubscribe" | "ssubscribe" => self.subscribe(request).await,
+            "publish" | "spublish" => self.publish(request).await,
+            "script|load" | "script|flush" | "function|load" | "function|delete" | "function|flush" | "function|restore" => {
+                self.broadcast(request).await;
+            }
+            _ => self.route_command(spec, request).await,
+        }
+    }
+
+    pub(super) fn local(&mut self, reply: Bytes) {
+        self.slots.ready(reply);
+    }
+
+    pub(super) fn refuse(&mut self, message: &str) {
+        self.shared.refused.increment(1);
+        self.slots
+            .ready(encode::error(&format!("CUTOVER {message}")));
+    }
+
+    fn unknown_command(&mut self, request: &Request) {
+        let mut message = format!(
+            "ERR unknown command '{}', with args beginning with:",
+            String::from_utf8_lossy(&request.args[0])
+        );
+        for arg in request.args.iter().skip(1).take(4) {
+            message.push_str(&format!(
+                " '{}'",
+                String::from_utf8_lossy(&arg[..arg.len().min(64)])
+            ));
+        }
+        self.slots.ready(encode::error(&message));
+    }
+
+    fn key_error(&mut self, spec: &CommandSpec, error: &KeyError) {
+        let reply = match error {
+            KeyError::WrongArity { .. } => format!(
+                "ERR wrong number of arguments for '{}' command",
+                spec.name.replace('|', " ")
+            ),
+            other => format!("ERR {other}"),
+        };
+        self.slots.ready(encode::error(&reply));
+    }
+
+    /// Resolves every key of a request; on failure the error reply is already queued.
+    fn resolve(&mut self, spec: &CommandSpec, request: &Request) -> Option<Vec<Resolved>> {
+        let refs = match keys(spec, &request.args) {
+            Ok(refs) => refs,
+            Err(e) => {
+                self.key_error(spec, &e);
+                return None;
+            }
+        };
+        let any_flagged = refs.iter().any(|r| r.write);
+        let mut resolved = Vec::with_capacity(refs.len());
+        for key_ref in refs {
+            let key = request.args[key_ref.index].clone();
+            let Some(keyspace) = self.shared.keyspace_for(&key).cloned() else {
+                self.refuse(&format!(
+                    "key '{}' matches no keyspace of migration {}; add a catch-all pattern (\"*\") to its topics",
+                    String::from_utf8_lossy(&key),
+                    self.shared.migration.name
+                ));
+                return None;
+            };
+            let route = route(keyspace.topic.state());
+            let write = is_write(spec) && (key_ref.write || !any_flagged);
+            resolved.push(Resolved {
+                key,
+                index: key_ref.index,
+                write,
+                keyspace,
+                route,
+            });
+        }
+        Some(resolved)
+    }
+
+    async fn route_command(&mut self, spec: &'static CommandSpec, request: Request) {
+        let Some(keys) = self.resolve(spec, &request) else {
+            return;
+        };
+        if keys.is_empty() {
+            return self.keyless(spec, request).await;
+        }
+        if self.shared.any_converging()
+            && matches!(spec.name, "move" | "migrate" | "copy")
+            && !same_db_copy(spec, &request)
+        {
+            return self.refuse(&format!("{} across databases or servers is refused while a keyspace converges (dual_write or cutover)", spec.name.to_uppercase()));
+        }
+        let first = keys[0].route;
+        if keys.iter().all(|k| k.route == first) {
+            return self.forward_keyed(spec, request, keys, first).await;
+        }
+        match splittable(spec.name) {
+            Some((step, merge)) => self.split(spec, request, keys, step, merge).await,
+            None => self.refuse(&format!(
+                "{} touches keyspaces in different states ({}); it cannot run atomically on one cluster",
+                spec.name.to_uppercase(),
+                self.describe_keys(&keys)
+            )),
+        }
+    }
+
+    fn describe_keys(&self, keys: &[Resolved]) -> String {
+        let mut seen: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{}: {}", k.keyspace.topic.name, k.keyspace.topic.state()))
+            .collect();
+        seen.dedup();
+        seen.join(", ")
+    }
+
+    /// Registers writes with the fence; parks the request when a keyspace is fenced.
+    fn begin_writes(
+        &mut self,
+        request: &Request,
+        keyspaces: &[Arc<Keyspace>],
+        queued: Option<Vec<Request>>,
+    ) -> Result<(), Option<Vec<Request>>> {
+        for (i, keyspace) in keyspaces.iter().enumerate() {
+            if !keyspace.begin_write() {
+                for begun in &keyspaces[..i] {
+                    begun.end_write();
+                }
+                self.parked = Some(Parked {
+                    request: request.clone(),
+                    keyspace: keyspace.clone(),
+                    queued,
+                });
+                return Err(None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn forward_keyed(
+        &mut self,
+        spec: &'static CommandSpec,
+        request: Request,
+        keys: Vec<Resolved>,
+        route: Route,
+    ) {
+        let writes: Vec<&Resolved> = keys.iter().filter(|k| k.write).collect();
+        let keyspaces = distinct_keyspaces(writes.iter().map(|k| &k.keyspace));
+        if !keyspaces.is_empty() && self.begin_writes(&request, &keyspaces, None).is_err() {
+            return;
+        }
+        let primary = route.primary;
+        if let Err(reason) = self.connect(primary).await {
+            release(&keyspaces);
+            return self.unreachable(primary, &reason);
+        }
+        for k in &keys {
+            self.shared.keyspace_metrics[k.keyspace.index].requests[primary.index()].increment(1);
+        }
+        let after = (!keyspaces.is_empty()).then(|| {
+            Box::new(After {
+                keys: writes
+                    .iter()
+                    .map(|k| (k.keyspace.clone(), k.key.clone()))
+                    .collect(),
+                converge_from: route.converge_to.map(|_| primary),
+                keyspaces: keyspaces.clone(),
+                db: self.mirror.db,
+            })
+        });
+        let shadow = if after.is_none() {
+            self.maybe_shadow(spec, &request, &keys, route).await
+        } else {
+            None
+        };
+        let id = self.slots.waiting();
+        let waiter = Waiter::Slot {
+            id,
+            after,
+            shadow,
+            sent: Instant::now(),
+            blocking: spec.is_blocking(),
+        };
+        self.send(primary, &request.raw, waiter);
+    }
+
+    /// Sends a sampled read to the shadow side too; returns the comparison id.
+    async fn maybe_shadow(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+        keys: &[Resolved],
+        route: Route,
+    ) -> Option<u64> {
+        let shadow_side = route.shadow?;
+        let eligible =
+            spec.class() == Class::Read && !spec.is_nondeterministic() && !spec.is_blocking();
+        if !eligible || !self.sample(self.shared.options.shadow_read_ratio) {
+            return None;
+        }
+        if self.connect(shadow_side).await.is_err() {
+            self.shared.keyspace_metrics[keys[0].keyspace.index].shadow[2].increment(1);
+            return None;
+        }
+        let id = self.next_shadow;
+        self.next_shadow += 1;
+        self.shadows.insert(
+            id,
+            Shadow {
+                keyspace: keys[0].keyspace.index,
+                key: keys[0].key.clone(),
+                primary: None,
+                shadow: None,
+            },
+        );
+        self.send(shadow_side, &request.raw, Waiter::Shadow(id));
+        Some(id)
+    }
+
+    async fn split(
+        &mut self,
+        spec: &'static CommandSpec,
+        request: Request,
+        keys: Vec<Resolved>,
+        step: usize,
+        merge: Merge,
+    ) {
+        let mut groups: Vec<(Route, Vec<usize>)> = Vec::new();
+        for (position, key) in keys.iter().enumerate() {
+            match groups.iter_mut().find(|(r, _)| *r == key.route) {
+                Some((_, positions)) => positions.push(position),
+                None => groups.push((key.route, vec![position])),
+            }
+        }
+        let writes = distinct_keyspaces(keys.iter().filter(|k| k.write).map(|k| &k.keyspace));
+        if !writes.is_empty() && self.begin_writes(&request, &writes, None).is_err() {
+            return;
+        }
+        for (route, _) in &groups {
+            if let Err(reason) = self.connect(route.primary).await {
+                release(&writes);
+                return self.unreachable(route.primary, &reason);
+            }
+        }
+        let id = self
+            .slots
+            .parts(merge, groups.iter().map(|(_, p)| p.clone()).collect());
+        for (part, (route, positions)) in groups.into_iter().enumerate() {
+            let mut args: Vec<&[u8]> = vec![&request.args[0]];
+            for &position in &positions {
+                let index = keys[position].index;
+                args.extend(request.args[index..index + step].iter().map(|a| a.as_ref()));
+            }
+            let part_keys: Vec<&Resolved> = positions
+                .iter()
+                .map(|&p| &keys[p])
+                .filter(|k| k.write)
+                .collect();
+            let part_keyspaces = distinct_keyspaces(part_keys.iter().map(|k| &k.keyspace));
+            let after = (!part_keyspaces.is_empty()).then(|| {
+                Box::new(After {
+                    keys: part_keys
+                        .iter()
+                        .map(|k| (k.keyspace.clone(), k.key.clone()))
+                        .collect(),
+                    converge_from: route.converge_to.map(|_| route.primary),
+                    keyspaces: part_keyspaces,
+                    db: self.mirror.db,
+                })
+            });
+            for &position in &positions {
+                self.shared.keyspace_metrics[keys[position].keyspace.index].requests
+                    [route.primary.index()]
+                .increment(1);
+            }
+            let command = encode::command(&args);
+            self.send(route.primary, &command, Waiter::Part { id, part, after });
+        }
+        // Each write keyspace has one route, so it sits in exactly one part,
+        // whose reply releases the count begun above.
+        let _ = spec;
+    }
+
+    /// Commands without keys go where every keyspace agrees, or are refused when that matters.
+    pub(super) async fn keyless(&mut self, spec: &'static CommandSpec, request: Request) {
+        let common = self.shared.common_route();
+        let data_command = matches!(spec.group, cutover_redis::Group::Generic) || is_write(spec);
+        if is_write(spec) && self.shared.any_converging() {
+            return self.refuse(&format!(
+                "{} without keys is refused while a keyspace converges ({}): run it on both clusters directly",
+                spec.name.to_uppercase().replace('|', " "),
+                self.shared.describe_states()
+            ));
+        }
+        let side = match common {
+            Some(route) => route.primary,
+            None if data_command => {
+                return self.refuse(&format!(
+                    "{} would see only one cluster while keyspaces live on different ones ({})",
+                    spec.name.to_uppercase().replace('|', " "),
+                    self.shared.describe_states()
+                ));
+            }
+            None => Side::Source,
+        };
+        self.forward(side, request.raw, None, spec.is_blocking())
+            .await;
+    }
+
+    fn unreachable(&mut self, side: Side, reason: &str) {
+        self.slots
+            .ready(encode::error(&format!("ERR cutover: {reason}")));
+        let _ = side;
+    }
+
+    /// Forwards raw bytes to `side` with an ordinary slot, connecting first.
+    pub(super) async fn forward(
+        &mut self,
+        side: Side,
+        raw: Bytes,
+        after: Option<Box<After>>,
+        blocking: bool,
+    ) {
+        if let Err(reason) = self.connect(side).await {
+            if let Some(after) = after {
+                release(&after.keyspaces);
+            }
+            return self.unreachable(side, &reason);
+        }
+        let id = self.slots.waiting();
+        self.send(
+            side,
+            &raw,
+            Waiter::Slot {
+                id,
+                after,
+                shadow: None,
+                sent: Instant::now(),
+                blocking,
+            },
+        );
+    }
+}
+
+/// Write commands plus scripts (which may write; read-only variants excepted).
+pub(super) fn is_write(spec: &CommandSpec) -> bool {
+    spec.is_write()
+        || (spec.class() == Class::Scripting && !spec.name.ends_with("_ro") && spec.has_keys())
+}
+
+fn same_db_copy(spec: &CommandSpec, request: &Request) -> bool {
+    spec.name == "copy"
+        && !request
+            .args
+            .iter()
+            .skip(3)
+            .any(|a| a.eq_ignore_ascii_case(b"db"))
+}
+
+pub(super) fn distinct_keyspaces<'a>(
+    keyspaces: impl Iterator<Item = &'a Arc<Keyspace>>,
+) -> Vec<Arc<Keyspace>> {
+    let mut out: Vec<Arc<Keyspace>> = Vec::new();
+    for keyspace in keyspaces {
+        if !out.iter().any(|k| Arc::ptr_eq(k, keyspace)) {
+            out.push(keyspace.clone());
+        }
+    }
+    out
+}
+
+pub(super) fn release(keyspaces: &[Arc<Keyspace>]) {
+    for keyspace in keyspaces {
+        keyspace.end_write();
+    }
+}

@@ -1,0 +1,197 @@
+//! The Redis side of a transition: readiness checks per step, and the
+//! fence that moves write authority between clusters without losing a write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cutover_redis::{ReplyKind, encode, reply_kind};
+
+use super::keyspace::Keyspace;
+use super::route::route;
+use super::shared::Shared;
+use super::side::{self, Mirror, Side};
+use crate::migration::{CheckResult, Driver, State};
+
+/// How long writes may be held while authority moves before the transition
+/// is abandoned (clients see latency, not errors, within this window).
+pub const FENCE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Readiness checks and fencing for one Redis migration.
+pub struct RedisDriver {
+    shared: Arc<Shared>,
+}
+
+impl RedisDriver {
+    /// A driver over the migration's shared runtime.
+    #[must_use]
+    pub fn new(shared: Arc<Shared>) -> Self {
+        RedisDriver { shared }
+    }
+
+    fn keyspace(&self, name: &str) -> Option<&Arc<Keyspace>> {
+        self.shared
+            .keyspaces
+            .iter()
+            .map(|(_, k)| k)
+            .find(|k| &*k.topic.name == name)
+    }
+
+    async fn reachable(&self, side: Side) -> CheckResult {
+        let name = match side {
+            Side::Source => "source_reachable",
+            Side::Target => "target_reachable",
+        };
+        let cluster = self.shared.cluster(side).to_owned();
+        let mirror = Mirror {
+            protocol: 2,
+            db: 0,
+            name: None,
+        };
+        let conn = side::open(
+            &self.shared.upstreams[side.index()],
+            &self.shared.credentials[side.index()],
+            &mirror,
+            &self.shared.limits,
+        )
+        .await;
+        let result = match conn {
+            Ok(mut conn) => {
+                side::call(&mut conn, &self.shared.limits, &encode::command(&[b"PING"])).await
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(reply) if reply_kind(&reply) != ReplyKind::Error => {
+                CheckResult::pass(name, format!("cluster \"{cluster}\" answered PING"))
+            }
+            Ok(reply) => CheckResult::fail(
+                name,
+                format!(
+                    "cluster \"{cluster}\" refused PING: {}",
+                    String::from_utf8_lossy(&reply).trim_end()
+                ),
+            ),
+            Err(reason) => CheckResult::fail(name, reason),
+        }
+    }
+
+    fn backlog_empty(&self, keyspace: &Keyspace, name: &str, direction: &str) -> [CheckResult; 2] {
+        let backlog = self.shared.copier.backlog(keyspace.index);
+        let repairs = self.shared.copier.repair_len(keyspace.index);
+        [
+            if backlog == 0 {
+                CheckResult::pass(name, format!("no copies {direction} pending"))
+            } else {
+                CheckResult::fail(
+                    name,
+                    format!("{backlog} key(s) still being copied {direction}"),
+                )
+            },
+            if repairs == 0 {
+                CheckResult::pass("repair_set_empty", "no failed copies awaiting retry")
+            } else {
+                CheckResult::fail(
+                    "repair_set_empty",
+                    format!(
+                        "{repairs} key(s) failed to copy and are being retried; see the proxy log for the reason"
+                    ),
+                )
+            },
+        ]
+    }
+}
+
+#[async_trait]
+impl Driver for RedisDriver {
+    async fn checks(&self, topic: &str, from: State, to: State) -> Vec<CheckResult> {
+        let Some(keyspace) = self.keyspace(topic) else {
+            return Vec::new();
+        };
+        let mut checks = Vec::new();
+        match (from, to) {
+            (State::Source, State::DualRead) => checks.push(self.reachable(Side::Target).await),
+            (State::DualRead, State::DualWrite)
+            | (State::Target, State::Cutover)
+            | (State::Cutover, State::DualWrite) => {
+                checks.push(self.reachable(Side::Source).await);
+                checks.push(self.reachable(Side::Target).await);
+            }
+            (State::DualWrite, State::Cutover) => {
+                checks.push(self.reachable(Side::Target).await);
+                checks.extend(self.backlog_empty(keyspace, "copy_backlog_zero", "to the target"));
+                checks.extend(super::backfill::readiness(&self.shared, keyspace).await);
+            }
+            (State::Cutover, State::Target) => {
+                checks.extend(self.backlog_empty(
+                    keyspace,
+                    "reverse_copy_backlog_zero",
+                    "back to the source",
+                ));
+            }
+            _ => {}
+        }
+        checks
+    }
+
+    /// When write authority changes side, hold new writes, let in-flight
+    /// writes finish and every pending copy land, all within [`FENCE_DEADLINE`].
+    async fn prepare(&self, topic: &str, from: State, to: State) -> Result<(), String> {
+        let Some(keyspace) = self.keyspace(topic) else {
+            return Ok(());
+        };
+        if route(from).primary == route(to).primary {
+            return Ok(());
+        }
+        keyspace.raise_fence();
+        let started = tokio::time::Instant::now();
+        let deadline = started + FENCE_DEADLINE;
+        while keyspace.inflight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                keyspace.lower_fence();
+                return Err(format!(
+                    "{} write(s) still unanswered after {FENCE_DEADLINE:?}; writes released, state unchanged",
+                    keyspace.inflight()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !self.shared.copier.drain(keyspace.index, remaining).await {
+            keyspace.lower_fence();
+            return Err(format!(
+                "copy backlog did not drain within {FENCE_DEADLINE:?} ({} pending, {} in repair); writes released, state unchanged",
+                self.shared.copier.backlog(keyspace.index),
+                self.shared.copier.repair_len(keyspace.index)
+            ));
+        }
+        tracing::info!(migration = %self.shared.migration.name, keyspace = topic, held_ms = started.elapsed().as_millis(), "write fence drained");
+        Ok(())
+    }
+
+    async fn applied(&self, topic: &str, _from: State, _to: State) {
+        if let Some(keyspace) = self.keyspace(topic) {
+            keyspace.lower_fence();
+        }
+    }
+
+    async fn aborted(&self, topic: &str, _from: State, _to: State) {
+        if let Some(keyspace) = self.keyspace(topic) {
+            keyspace.lower_fence();
+        }
+    }
+
+    fn status(&self, topic: &str) -> Option<serde_json::Value> {
+        let keyspace = self.keyspace(topic)?;
+        let mut status = serde_json::json!({
+            "copy_backlog": self.shared.copier.backlog(keyspace.index),
+            "repair_set": self.shared.copier.repair_len(keyspace.index),
+            "inflight_writes": keyspace.inflight(),
+            "fenced": keyspace.is_fenced(),
+        });
+        if let Some(backfill) = super::backfill::status(&self.shared, keyspace) {
+            status["backfill"] = backfill;
+        }
+        Some(status)
+    }
+}
