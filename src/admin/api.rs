@@ -100,6 +100,10 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/migrations/{migration}/rollback",
             post(move_rollback),
         )
+        .route(
+            "/api/v1/migrations/{migration}/topics/{topic}/actions/{action}",
+            post(topic_action),
+        )
         .route("/api/v1/history", get(history))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -226,6 +230,22 @@ async fn transition(
         StatusCode::CONFLICT
     };
     Ok((code, Json(serde_json::json!({ "outcomes": outcomes }))).into_response())
+}
+
+async fn topic_action(
+    Extract(state): Extract<AdminState>,
+    Path((migration, topic, action)): Path<(String, String, String)>,
+    body: Option<Json<serde_json::Value>>,
+) -> Result<Response, ApiError> {
+    let params = body.map_or(serde_json::Value::Null, |Json(v)| v);
+    match state
+        .controller
+        .action(&migration, &topic, &action, params)
+        .await?
+    {
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(reason) => Err(ApiError(StatusCode::CONFLICT, reason)),
+    }
 }
 
 async fn history(

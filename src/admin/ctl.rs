@@ -51,6 +51,26 @@ enum CtlCommand {
     Advance(MoveArgs),
     /// Move topics one state back.
     Rollback(MoveArgs),
+    /// Copy every key of a Redis keyspace the proxy has not converged yet.
+    Backfill {
+        /// Migration name.
+        migration: String,
+        /// Keyspace name.
+        keyspace: String,
+    },
+    /// Compare a sample of a Redis keyspace's keys across both clusters.
+    Verify {
+        /// Migration name.
+        migration: String,
+        /// Keyspace name.
+        keyspace: String,
+        /// Keys to compare.
+        #[arg(long)]
+        sample: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Transition history, oldest first.
     History {
         /// Only this migration.
@@ -119,6 +139,40 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
         }
         CtlCommand::Advance(m) => transition(socket, "advance", m).await,
         CtlCommand::Rollback(m) => transition(socket, "rollback", m).await,
+        CtlCommand::Backfill {
+            migration,
+            keyspace,
+        } => {
+            let path = format!("/api/v1/migrations/{migration}/topics/{keyspace}/actions/backfill");
+            let answer = client::call(socket, Method::POST, &path, Some(json!({}))).await?;
+            action_result(&answer, |body| {
+                outln!(
+                    "backfill of {keyspace} started from the {} ({} keys in its databases); follow it with `ctl status`",
+                    text(&body["from"]),
+                    text(&body["total_keys"])
+                );
+                ExitCode::SUCCESS
+            })
+        }
+        CtlCommand::Verify {
+            migration,
+            keyspace,
+            sample,
+            json,
+        } => {
+            let path = format!("/api/v1/migrations/{migration}/topics/{keyspace}/actions/verify");
+            let answer = client::call(
+                socket,
+                Method::POST,
+                &path,
+                Some(json!({ "sample": sample })),
+            )
+            .await?;
+            if json {
+                return print_or(true, &answer, || ExitCode::SUCCESS);
+            }
+            action_result(&answer, print_verify)
+        }
         CtlCommand::History {
             migration,
             topic,
@@ -151,6 +205,45 @@ fn print_or(
         return Ok(ExitCode::SUCCESS);
     }
     Ok(human())
+}
+
+/// An action's report, or its refusal (409) as exit code 1.
+fn action_result(
+    answer: &Answer,
+    human: impl FnOnce(&Value) -> ExitCode,
+) -> Result<ExitCode, ClientError> {
+    if answer.status == StatusCode::CONFLICT {
+        eprintln!("refused: {}", text(&answer.body["error"]));
+        return Ok(ExitCode::from(1));
+    }
+    if let Some(code) = api_error(answer) {
+        return Ok(code);
+    }
+    Ok(human(&answer.body))
+}
+
+fn print_verify(body: &Value) -> ExitCode {
+    outln!(
+        "sampled {} key(s) on the {}: {} identical, {} differ",
+        text(&body["sampled"]),
+        text(&body["authoritative"]),
+        text(&body["matching"]),
+        text(&body["differing"])
+    );
+    let rows: Vec<Vec<String>> = body["examples"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| vec![text(&d["db"]), text(&d["key"]), text(&d["reason"])])
+        .collect();
+    if !rows.is_empty() {
+        out!("{}", table::render(&["DB", "KEY", "DIFFERENCE"], &rows));
+    }
+    if body["differing"].as_u64() == Some(0) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn api_error(answer: &Answer) -> Option<ExitCode> {

@@ -303,6 +303,13 @@ pub struct RedisOptions {
     pub shadow_read_ratio: f64,
     /// Largest bulk string accepted from a client or upstream.
     pub max_bulk_len: usize,
+    /// Backfill speed limit, keys scanned per second.
+    pub backfill_keys_per_second: u32,
+    /// Start a backfill automatically when a keyspace starts converging
+    /// (entering `dual_write`, or `cutover` on the way back from `target`).
+    pub backfill_on_enter: bool,
+    /// Keys sampled by the `verify_clean` readiness check.
+    pub verify_sample: usize,
 }
 
 /// 1% keeps shadow reads cheap while catching systematic divergence within seconds.
@@ -310,12 +317,20 @@ pub const DEFAULT_SHADOW_READ_RATIO: f64 = 0.01;
 /// Redis's own `proto-max-bulk-len` default.
 pub const DEFAULT_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 
+/// Fast enough to copy a million keys in minutes, slow enough not to crowd out client traffic.
+pub const DEFAULT_BACKFILL_KEYS_PER_SECOND: u32 = 20_000;
+/// Enough keys to catch systematic divergence; small enough to answer within a check's patience.
+pub const DEFAULT_VERIFY_SAMPLE: usize = 200;
+
 impl Default for RedisOptions {
     fn default() -> Self {
         RedisOptions {
             client_password: None,
             shadow_read_ratio: DEFAULT_SHADOW_READ_RATIO,
             max_bulk_len: DEFAULT_MAX_BULK_LEN,
+            backfill_keys_per_second: DEFAULT_BACKFILL_KEYS_PER_SECOND,
+            backfill_on_enter: true,
+            verify_sample: DEFAULT_VERIFY_SAMPLE,
         }
     }
 }

@@ -346,6 +346,21 @@ impl Controller {
         Outcome::Moved { transition }
     }
 
+    /// Runs a protocol action (Redis `backfill`, `verify`) on a topic.
+    ///
+    /// # Errors
+    /// Unknown migration or topic; the action's own refusal is the inner `Err`.
+    pub async fn action(
+        &self,
+        migration: &str,
+        topic: &str,
+        action: &str,
+        params: serde_json::Value,
+    ) -> Result<Result<serde_json::Value, String>, ControlError> {
+        let (handle, _) = self.topic(migration, topic)?;
+        Ok(driver_of(&handle).action(topic, action, params).await)
+    }
+
     /// History, oldest first, optionally narrowed to a migration and topic.
     ///
     /// # Errors

@@ -33,6 +33,17 @@ pub trait Driver: Send + Sync {
     fn status(&self, _topic: &str) -> Option<serde_json::Value> {
         None
     }
+
+    /// A protocol-specific operator action on a topic (Redis: `backfill`,
+    /// `verify`), with JSON parameters and a JSON report.
+    async fn action(
+        &self,
+        _topic: &str,
+        action: &str,
+        _params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        Err(format!("{action} is not available for this protocol"))
+    }
 }
 
 /// A driver with no checks and no traffic work (protocols not served yet).

@@ -1,16 +1,407 @@
-//! Backfill (stub while the session is brought up).
-use super::keyspace::Keyspace;
-use super::shared::Shared;
-use crate::migration::CheckResult;
+//! Backfill: copy every key of a keyspace that writes through the proxy have
+//! not touched, by SCANning the authoritative cluster and feeding each key
+//! to the copier.
+//!
+//! Going through the copier (rather than copying here) is what keeps a
+//! backfill from overwriting a newer value: copies of one key are
+//! serialized and each reads the key's current state. Progress (database,
+//! cursor, counts) is persisted after every batch, so a restarted proxy
+//! resumes where it stopped.
+
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-/// Readiness checks.
-pub async fn readiness(_shared: &Shared, _keyspace: &Keyspace) -> Vec<CheckResult> {
-    Vec::new()
+
+use super::copier::Item;
+use super::keyspace::Keyspace;
+use super::route::route;
+use super::scan;
+use super::shared::Shared;
+use super::side::Side;
+use crate::migration::{CheckResult, State};
+
+/// Keys asked of SCAN per step.
+const SCAN_COUNT: usize = 500;
+/// The backfill waits while the copier has this many keys of the keyspace queued.
+const MAX_BACKLOG: usize = 20_000;
+
+/// Persisted progress of one keyspace's backfill.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// Copying from this side (`source` in dual_write, `target` in cutover).
+    pub from: String,
+    /// The keyspace's epoch when the backfill started; a transition voids it.
+    pub epoch: u64,
+    /// Databases still to scan, with their cursor.
+    pub pending: Vec<(u32, u64)>,
+    /// Keys seen by SCAN (all keyspaces).
+    pub visited: u64,
+    /// Keys in the scanned databases when the backfill started.
+    pub total: u64,
+    /// Keys of this keyspace handed to the copier.
+    pub queued: u64,
+    /// Every database scanned and every queued copy landed.
+    pub complete: bool,
+    /// Milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// Set when complete.
+    pub completed_ms: Option<u64>,
+    /// Why the backfill stopped, if it failed.
+    pub error: Option<String>,
 }
-/// Status.
-pub fn status(_shared: &Shared, _keyspace: &Keyspace) -> Option<serde_json::Value> {
-    None
+
+impl Progress {
+    /// Percent of keys visited (100 when complete).
+    #[must_use]
+    pub fn percent(&self) -> f64 {
+        if self.complete {
+            return 100.0;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = if self.total == 0 {
+            0.0
+        } else {
+            self.visited as f64 / self.total as f64
+        };
+        (ratio * 100.0).min(99.9)
+    }
 }
-/// Resume.
-pub async fn resume(_shared: &Arc<Shared>, _token: &CancellationToken) {}
+
+/// Live backfill state per keyspace.
+#[derive(Default)]
+pub struct Entry {
+    progress: std::sync::Mutex<Option<Progress>>,
+    running: AtomicBool,
+    /// Completed by this process (a restart may have lost un-copied writes).
+    completed_here: AtomicBool,
+}
+
+/// Backfill entries for every keyspace of a migration.
+pub struct Registry {
+    entries: Vec<Entry>,
+}
+
+impl Registry {
+    /// One entry per keyspace.
+    #[must_use]
+    pub fn new(keyspaces: usize) -> Self {
+        Registry {
+            entries: (0..keyspaces).map(|_| Entry::default()).collect(),
+        }
+    }
+
+    fn progress(&self, keyspace: usize) -> Option<Progress> {
+        self.entries[keyspace]
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, keyspace: usize, progress: Progress) {
+        *self.entries[keyspace]
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(progress);
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+fn blob_name(shared: &Shared, keyspace: &Keyspace) -> String {
+    format!(
+        "redis-backfill.{}.{}",
+        shared.migration.name, keyspace.topic.name
+    )
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Source => "source",
+        Side::Target => "target",
+    }
+}
+
+async fn persist(shared: &Shared, keyspace: &Keyspace, progress: &Progress) {
+    let bytes = serde_json::to_vec(progress).expect("progress serializes");
+    if let Err(e) = shared
+        .store
+        .put_blob(&blob_name(shared, keyspace), bytes)
+        .await
+    {
+        tracing::error!(keyspace = %keyspace.topic.name, error = %e, "backfill progress could not be persisted");
+    }
+}
+
+/// Starts a backfill of `keyspace` from its authoritative side.
+///
+/// # Errors
+/// When the keyspace does not converge in its state, or a backfill already runs.
+pub async fn start(
+    shared: &Arc<Shared>,
+    keyspace: &Arc<Keyspace>,
+    shutdown: &CancellationToken,
+) -> Result<Progress, String> {
+    let (state, epoch) = keyspace.topic.snapshot();
+    let keyspace_route = route(state);
+    if keyspace_route.converge_to.is_none() {
+        return Err(format!(
+            "backfill copies into the cluster that is not authoritative, so it runs in dual_write or cutover; keyspace {} is in {state}",
+            keyspace.topic.name
+        ));
+    }
+    let entry = &shared.backfills.entries[keyspace.index];
+    if entry.running.swap(true, Ordering::SeqCst) {
+        return Err(format!(
+            "a backfill of keyspace {} is already running",
+            keyspace.topic.name
+        ));
+    }
+    entry.completed_here.store(false, Ordering::SeqCst);
+    let from = keyspace_route.primary;
+    let databases = match scan::databases(shared, from).await {
+        Ok(databases) => databases,
+        Err(e) => {
+            entry.running.store(false, Ordering::SeqCst);
+            return Err(e);
+        }
+    };
+    let progress = Progress {
+        from: side_name(from).into(),
+        epoch,
+        total: databases.iter().map(|(_, keys)| keys).sum(),
+        pending: databases.iter().map(|(db, _)| (*db, 0)).collect(),
+        started_ms: now_ms(),
+        ..Progress::default()
+    };
+    shared.backfills.set(keyspace.index, progress.clone());
+    persist(shared, keyspace, &progress).await;
+    spawn(
+        shared.clone(),
+        keyspace.clone(),
+        progress.clone(),
+        shutdown.clone(),
+    );
+    Ok(progress)
+}
+
+fn spawn(
+    shared: Arc<Shared>,
+    keyspace: Arc<Keyspace>,
+    progress: Progress,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let name = keyspace.topic.name.clone();
+        let result = tokio::select! {
+            result = run(&shared, &keyspace, progress) => result,
+            () = shutdown.cancelled() => return,
+        };
+        let entry = &shared.backfills.entries[keyspace.index];
+        let mut progress = shared
+            .backfills
+            .progress(keyspace.index)
+            .unwrap_or_default();
+        match result {
+            Ok(()) => {
+                progress.complete = true;
+                progress.completed_ms = Some(now_ms());
+                entry.completed_here.store(true, Ordering::SeqCst);
+                tracing::info!(migration = %shared.migration.name, keyspace = %name, queued = progress.queued, "backfill complete");
+            }
+            Err(e) => {
+                tracing::warn!(migration = %shared.migration.name, keyspace = %name, error = %e, "backfill stopped");
+                progress.error = Some(e);
+            }
+        }
+        shared.backfills.set(keyspace.index, progress.clone());
+        persist(&shared, &keyspace, &progress).await;
+        entry.running.store(false, Ordering::SeqCst);
+    });
+}
+
+async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Result<(), String> {
+    let from = if progress.from == "target" {
+        Side::Target
+    } else {
+        Side::Source
+    };
+    let rate = f64::from(shared.options.backfill_keys_per_second);
+    let started = Instant::now();
+    let mut visited_here = 0u64;
+    while let Some(&(db, cursor)) = progress.pending.first() {
+        let mut conn = scan::connect(shared, from, db).await?;
+        let mut cursor = cursor;
+        loop {
+            if keyspace.topic.snapshot().1 != progress.epoch {
+                return Err("the keyspace changed state during the backfill; run it again".into());
+            }
+            while shared.copier.backlog(keyspace.index) > MAX_BACKLOG {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let (next, keys) = scan::step(shared, &mut conn, cursor, SCAN_COUNT).await?;
+            for key in keys.iter() {
+                if shared
+                    .keyspace_for(key)
+                    .is_some_and(|k| k.index == keyspace.index)
+                {
+                    shared.copier.mark(Item {
+                        keyspace: keyspace.index,
+                        db,
+                        key: key.clone(),
+                        from,
+                    });
+                    progress.queued += 1;
+                }
+            }
+            progress.visited += keys.len() as u64;
+            visited_here += keys.len() as u64;
+            cursor = next;
+            progress.pending[0].1 = cursor;
+            shared.backfills.set(keyspace.index, progress.clone());
+            persist(shared, keyspace, &progress).await;
+            #[allow(clippy::cast_precision_loss)]
+            let due = Duration::from_secs_f64(visited_here as f64 / rate);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        progress.pending.remove(0);
+        shared.backfills.set(keyspace.index, progress.clone());
+        persist(shared, keyspace, &progress).await;
+    }
+    // Complete only once every queued copy has landed.
+    loop {
+        if keyspace.topic.snapshot().1 != progress.epoch {
+            return Err(
+                "the keyspace changed state before the backfill's copies landed; run it again"
+                    .into(),
+            );
+        }
+        if shared
+            .copier
+            .drain(keyspace.index, Duration::from_secs(1))
+            .await
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// Resumes backfills a previous process left running in the current epoch.
+pub async fn resume(shared: &Arc<Shared>, shutdown: &CancellationToken) {
+    for (_, keyspace) in &shared.keyspaces {
+        let Ok(Some(blob)) = shared.store.get_blob(&blob_name(shared, keyspace)).await else {
+            continue;
+        };
+        let Ok(progress) = serde_json::from_slice::<Progress>(&blob) else {
+            continue;
+        };
+        let resumable = !progress.complete
+            && progress.error.is_none()
+            && progress.epoch == keyspace.topic.snapshot().1;
+        shared.backfills.set(keyspace.index, progress.clone());
+        if resumable {
+            tracing::info!(keyspace = %keyspace.topic.name, percent = progress.percent(), "resuming backfill");
+            shared.backfills.entries[keyspace.index]
+                .running
+                .store(true, Ordering::SeqCst);
+            spawn(shared.clone(), keyspace.clone(), progress, shutdown.clone());
+        }
+    }
+}
+
+/// The `backfill_complete` check for leaving a converging state forward.
+pub fn complete_check(shared: &Shared, keyspace: &Keyspace, from: Side) -> CheckResult {
+    const NAME: &str = "backfill_complete";
+    let command = format!(
+        "run `cutover ctl backfill {} {}`",
+        shared.migration.name, keyspace.topic.name
+    );
+    let entry = &shared.backfills.entries[keyspace.index];
+    let Some(progress) = shared.backfills.progress(keyspace.index) else {
+        return CheckResult::fail(
+            NAME,
+            format!("no backfill has run for this keyspace; {command}"),
+        );
+    };
+    let epoch = keyspace.topic.snapshot().1;
+    if progress.epoch != epoch || progress.from != side_name(from) {
+        return CheckResult::fail(
+            NAME,
+            format!("the last backfill ran before the keyspace's current state; {command}"),
+        );
+    }
+    if let Some(error) = &progress.error {
+        return CheckResult::fail(NAME, format!("the backfill stopped: {error}; {command}"));
+    }
+    if !progress.complete {
+        return CheckResult::fail(
+            NAME,
+            format!(
+                "backfill at {:.1}% ({} keys queued so far)",
+                progress.percent(),
+                progress.queued
+            ),
+        );
+    }
+    if !entry.completed_here.load(Ordering::SeqCst) {
+        return CheckResult::fail(
+            NAME,
+            format!(
+                "the proxy restarted after the backfill completed, so writes acknowledged just before the restart may not have been copied; {command}"
+            ),
+        );
+    }
+    CheckResult::pass(
+        NAME,
+        format!(
+            "backfill complete: {} keys copied from the {}",
+            progress.queued, progress.from
+        ),
+    )
+}
+
+/// Readiness for `dual_write → cutover`: backfill complete and a clean verify sample.
+pub async fn readiness(shared: &Shared, keyspace: &Keyspace) -> Vec<CheckResult> {
+    vec![
+        complete_check(shared, keyspace, Side::Source),
+        super::verify::clean_check(shared, keyspace).await,
+    ]
+}
+
+/// Backfill progress for `ctl status` and the dashboard.
+pub fn status(shared: &Shared, keyspace: &Keyspace) -> Option<serde_json::Value> {
+    let progress = shared.backfills.progress(keyspace.index)?;
+    let running = shared.backfills.entries[keyspace.index]
+        .running
+        .load(Ordering::SeqCst);
+    Some(serde_json::json!({
+        "running": running,
+        "percent": progress.percent(),
+        "complete": progress.complete,
+        "from": progress.from,
+        "queued": progress.queued,
+        "visited": progress.visited,
+        "error": progress.error,
+    }))
+}
+
+/// Whether entering `to` from `from` should start a backfill on its own.
+#[must_use]
+pub fn starts_on_enter(from: State, to: State) -> bool {
+    matches!(
+        (from, to),
+        (State::DualRead, State::DualWrite) | (State::Target, State::Cutover)
+    )
+}

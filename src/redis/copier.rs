@@ -415,7 +415,7 @@ fn restore_or_delete(key: &[u8], dump: &Bytes, pttl: i64) -> Bytes {
 }
 
 /// The data of a bulk string reply, or None for a null.
-fn bulk_payload(reply: &Bytes) -> Option<Bytes> {
+pub(super) fn bulk_payload(reply: &Bytes) -> Option<Bytes> {
     let header_end = reply.windows(2).position(|w| w == b"\r\n")?;
     let len: usize = std::str::from_utf8(reply.get(1..header_end)?)
         .ok()?

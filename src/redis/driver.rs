@@ -20,13 +20,14 @@ pub const FENCE_DEADLINE: Duration = Duration::from_secs(10);
 /// Readiness checks and fencing for one Redis migration.
 pub struct RedisDriver {
     shared: Arc<Shared>,
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl RedisDriver {
     /// A driver over the migration's shared runtime.
     #[must_use]
-    pub fn new(shared: Arc<Shared>) -> Self {
-        RedisDriver { shared }
+    pub fn new(shared: Arc<Shared>, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        RedisDriver { shared, shutdown }
     }
 
     fn keyspace(&self, name: &str) -> Option<&Arc<Keyspace>> {
@@ -102,6 +103,22 @@ impl RedisDriver {
     }
 }
 
+impl RedisDriver {
+    /// Whether the keyspace reached `cutover` by rolling back from `target`:
+    /// then writes made in `target` exist only on the target until a
+    /// reverse backfill copies them back.
+    async fn entered_from_target(&self, topic: &str) -> bool {
+        let Ok(snapshot) = self.shared.store.load().await else {
+            return true;
+        };
+        let key = (self.shared.migration.name.to_string(), topic.to_owned());
+        snapshot
+            .get(&key)
+            .and_then(|record| record.last_transition.as_ref())
+            .is_some_and(|t| t.from == State::Target)
+    }
+}
+
 #[async_trait]
 impl Driver for RedisDriver {
     async fn checks(&self, topic: &str, from: State, to: State) -> Vec<CheckResult> {
@@ -111,11 +128,24 @@ impl Driver for RedisDriver {
         let mut checks = Vec::new();
         match (from, to) {
             (State::Source, State::DualRead) => checks.push(self.reachable(Side::Target).await),
-            (State::DualRead, State::DualWrite)
-            | (State::Target, State::Cutover)
-            | (State::Cutover, State::DualWrite) => {
+            (State::DualRead, State::DualWrite) | (State::Target, State::Cutover) => {
                 checks.push(self.reachable(Side::Source).await);
                 checks.push(self.reachable(Side::Target).await);
+            }
+            (State::Cutover, State::DualWrite) => {
+                checks.push(self.reachable(Side::Source).await);
+                checks.extend(self.backlog_empty(
+                    keyspace,
+                    "reverse_copy_backlog_zero",
+                    "back to the source",
+                ));
+                if self.entered_from_target(topic).await {
+                    checks.push(super::backfill::complete_check(
+                        &self.shared,
+                        keyspace,
+                        Side::Target,
+                    ));
+                }
             }
             (State::DualWrite, State::Cutover) => {
                 checks.push(self.reachable(Side::Target).await);
@@ -169,15 +199,53 @@ impl Driver for RedisDriver {
         Ok(())
     }
 
-    async fn applied(&self, topic: &str, _from: State, _to: State) {
-        if let Some(keyspace) = self.keyspace(topic) {
-            keyspace.lower_fence();
+    async fn applied(&self, topic: &str, from: State, to: State) {
+        let Some(keyspace) = self.keyspace(topic) else {
+            return;
+        };
+        keyspace.lower_fence();
+        if self.shared.options.backfill_on_enter && super::backfill::starts_on_enter(from, to) {
+            if let Err(e) = super::backfill::start(&self.shared, keyspace, &self.shutdown).await {
+                tracing::warn!(keyspace = topic, error = %e, "automatic backfill did not start");
+            }
         }
     }
 
     async fn aborted(&self, topic: &str, _from: State, _to: State) {
         if let Some(keyspace) = self.keyspace(topic) {
             keyspace.lower_fence();
+        }
+    }
+
+    async fn action(
+        &self,
+        topic: &str,
+        action: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let keyspace = self
+            .keyspace(topic)
+            .ok_or_else(|| format!("no keyspace named {topic}"))?;
+        match action {
+            "backfill" => {
+                let progress =
+                    super::backfill::start(&self.shared, keyspace, &self.shutdown).await?;
+                Ok(
+                    serde_json::json!({ "started": true, "from": progress.from, "total_keys": progress.total }),
+                )
+            }
+            "verify" => {
+                let sample = params["sample"]
+                    .as_u64()
+                    .map_or(self.shared.options.verify_sample, |n| {
+                        usize::try_from(n).unwrap_or(usize::MAX)
+                    });
+                let report = super::verify::verify(&self.shared, keyspace, sample).await?;
+                Ok(serde_json::to_value(report).expect("report serializes"))
+            }
+            other => Err(format!(
+                "unknown action {other}: Redis keyspaces support backfill and verify"
+            )),
         }
     }
 

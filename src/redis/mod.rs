@@ -10,11 +10,13 @@ pub mod driver;
 pub mod keyspace;
 mod pubsub;
 pub mod route;
+pub mod scan;
 mod session;
 pub mod shared;
 pub mod side;
 pub mod slots;
 mod transaction;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,7 +105,10 @@ pub async fn start(
 ) -> Result<(), StartError> {
     let shared = build_shared(config, &migration, &controller).await?;
     shared.copier.spawn(&shutdown.token);
-    migration.set_driver(Arc::new(driver::RedisDriver::new(shared.clone())));
+    migration.set_driver(Arc::new(driver::RedisDriver::new(
+        shared.clone(),
+        shutdown.token.clone(),
+    )));
     backfill::resume(&shared, &shutdown.token).await;
     let listen = migration.config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -170,6 +175,7 @@ async fn build_shared(
         })
         .collect();
     let clusters = [source.name.as_str(), target.name.as_str()];
+    let keyspace_count = keyspaces.len();
     let copier = Copier::new(
         migration.name.clone(),
         upstreams.clone(),
@@ -199,5 +205,6 @@ async fn build_shared(
         idle_timeout: config.proxy.idle_timeout,
         upstream_timeout: config.proxy.upstream_timeout,
         store: controller.store().clone(),
+        backfills: backfill::Registry::new(keyspace_count),
     }))
 }

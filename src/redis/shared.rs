@@ -72,6 +72,8 @@ pub struct Shared {
     pub refused: Counter,
     /// Durable store (backfill cursors).
     pub store: Arc<dyn crate::migration::store::StateStore>,
+    /// Backfill progress per keyspace.
+    pub backfills: super::backfill::Registry,
 }
 
 impl Shared {

@@ -1,0 +1,229 @@
+//! Verify: sample keys of a keyspace on the authoritative cluster and
+//! compare each with the other cluster (type, value, TTL within 1 s).
+//!
+//! Values are compared by their DUMP payload. The copier writes with
+//! RESTORE, so converged keys have identical payloads; a target filled by
+//! another tool may encode equal values differently and show as differing.
+
+use bytes::Bytes;
+use cutover_redis::encode;
+use serde::Serialize;
+
+use super::copier::bulk_payload;
+use super::keyspace::Keyspace;
+use super::route::route;
+use super::scan;
+use super::shared::Shared;
+use super::side::{self, Side, SideConn};
+use super::slots::{array_elements, parse_integer};
+use crate::migration::CheckResult;
+
+/// TTLs read on both sides may differ by the time between the two reads.
+const TTL_TOLERANCE_MS: i64 = 1_000;
+/// Bound on SCAN steps while collecting a sample (a keyspace may be a tiny part of the data).
+const MAX_SCAN_STEPS: usize = 2_000;
+/// Example keys reported per verify.
+const EXAMPLES: usize = 10;
+
+/// One key that differs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Difference {
+    /// Database.
+    pub db: u32,
+    /// The key (lossy UTF-8).
+    pub key: String,
+    /// What differs.
+    pub reason: String,
+}
+
+/// What a verify found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Authoritative side that was sampled.
+    pub authoritative: &'static str,
+    /// Keys compared.
+    pub sampled: usize,
+    /// Keys identical on both sides.
+    pub matching: usize,
+    /// Keys that differ.
+    pub differing: usize,
+    /// The first few differences.
+    pub examples: Vec<Difference>,
+}
+
+struct Snapshot {
+    kind: Bytes,
+    pttl: i64,
+    dump: Option<Bytes>,
+}
+
+async fn inspect(shared: &Shared, conn: &mut SideConn, key: &[u8]) -> Result<Snapshot, String> {
+    let mut request = Vec::new();
+    for command in [
+        &[&b"MULTI"[..]][..],
+        &[b"TYPE", key],
+        &[b"PTTL", key],
+        &[b"DUMP", key],
+        &[b"EXEC"],
+    ] {
+        request.extend_from_slice(&encode::command(command));
+    }
+    side::call(conn, &shared.limits, &request).await?;
+    for _ in 0..3 {
+        side::read_reply(conn, &shared.limits).await?;
+    }
+    let exec = side::read_reply(conn, &shared.limits).await?;
+    let parts = array_elements(&exec);
+    let kind = parts
+        .first()
+        .map(|t| t.slice(1..t.len().saturating_sub(2)))
+        .unwrap_or_default();
+    let pttl = parts.get(1).and_then(|p| parse_integer(p)).unwrap_or(-2);
+    let dump = parts.get(2).and_then(bulk_payload);
+    Ok(Snapshot { kind, pttl, dump })
+}
+
+fn compare(a: &Snapshot, b: &Snapshot) -> Option<String> {
+    if a.kind != b.kind {
+        return Some(format!(
+            "type differs ({} vs {})",
+            String::from_utf8_lossy(&a.kind),
+            String::from_utf8_lossy(&b.kind)
+        ));
+    }
+    if a.dump != b.dump {
+        return Some("value differs".into());
+    }
+    let ttl_ok = match (a.pttl, b.pttl) {
+        (x, y) if x < 0 || y < 0 => x == y,
+        (x, y) => (x - y).abs() <= TTL_TOLERANCE_MS,
+    };
+    (!ttl_ok).then(|| format!("TTL differs ({} ms vs {} ms)", a.pttl, b.pttl))
+}
+
+/// Compares up to `sample` keys of `keyspace` across the two clusters.
+///
+/// # Errors
+/// When either cluster cannot be reached.
+pub async fn verify(shared: &Shared, keyspace: &Keyspace, sample: usize) -> Result<Report, String> {
+    let primary = route(keyspace.topic.state()).primary;
+    let mut report = Report {
+        authoritative: if primary == Side::Source {
+            "source"
+        } else {
+            "target"
+        },
+        sampled: 0,
+        matching: 0,
+        differing: 0,
+        examples: Vec::new(),
+    };
+    for (db, _) in scan::databases(shared, primary).await? {
+        let mut from = scan::connect(shared, primary, db).await?;
+        let mut other = scan::connect(shared, primary.other(), db).await?;
+        let mut cursor = 0;
+        for _ in 0..MAX_SCAN_STEPS {
+            let (next, keys) = scan::step(shared, &mut from, cursor, 100).await?;
+            for key in keys.iter().filter(|k| {
+                shared
+                    .keyspace_for(k)
+                    .is_some_and(|ks| ks.index == keyspace.index)
+            }) {
+                if report.sampled >= sample {
+                    return Ok(report);
+                }
+                let a = inspect(shared, &mut from, key).await?;
+                if a.kind.as_ref() == b"none" {
+                    continue; // expired or deleted since SCAN returned it
+                }
+                let b = inspect(shared, &mut other, key).await?;
+                report.sampled += 1;
+                match compare(&a, &b) {
+                    None => report.matching += 1,
+                    Some(reason) => {
+                        report.differing += 1;
+                        if report.examples.len() < EXAMPLES {
+                            report.examples.push(Difference {
+                                db,
+                                key: String::from_utf8_lossy(key).into_owned(),
+                                reason,
+                            });
+                        }
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The `verify_clean` readiness check: a fresh sample shows no difference.
+pub async fn clean_check(shared: &Shared, keyspace: &Keyspace) -> CheckResult {
+    const NAME: &str = "verify_clean";
+    match verify(shared, keyspace, shared.options.verify_sample).await {
+        Ok(report) if report.differing == 0 => CheckResult::pass(
+            NAME,
+            format!(
+                "{} sampled key(s) identical on both clusters",
+                report.sampled
+            ),
+        ),
+        Ok(report) => {
+            let example = report
+                .examples
+                .first()
+                .map(|d| format!(", e.g. {} ({})", d.key, d.reason))
+                .unwrap_or_default();
+            CheckResult::fail(
+                NAME,
+                format!(
+                    "{} of {} sampled key(s) differ{example}",
+                    report.differing, report.sampled
+                ),
+            )
+        }
+        Err(reason) => CheckResult::fail(NAME, format!("could not compare: {reason}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(kind: &'static [u8], pttl: i64, dump: Option<&'static [u8]>) -> Snapshot {
+        Snapshot {
+            kind: Bytes::from_static(kind),
+            pttl,
+            dump: dump.map(Bytes::from_static),
+        }
+    }
+
+    #[test]
+    fn type_value_and_ttl_are_compared_with_tolerance() {
+        let base = snapshot(b"string", 10_000, Some(b"v"));
+        assert_eq!(
+            compare(&base, &snapshot(b"string", 9_400, Some(b"v"))),
+            None
+        );
+        assert_eq!(
+            compare(&base, &snapshot(b"string", 8_000, Some(b"v"))).unwrap(),
+            "TTL differs (10000 ms vs 8000 ms)"
+        );
+        assert_eq!(
+            compare(&base, &snapshot(b"string", -1, Some(b"v"))).unwrap(),
+            "TTL differs (10000 ms vs -1 ms)"
+        );
+        assert_eq!(
+            compare(&base, &snapshot(b"string", 10_000, Some(b"w"))).unwrap(),
+            "value differs"
+        );
+        assert_eq!(
+            compare(&base, &snapshot(b"none", -2, None)).unwrap(),
+            "type differs (string vs none)"
+        );
+    }
+}
