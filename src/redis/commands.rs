@@ -360,7 +360,9 @@ impl Session {
     /// Commands without keys go where every keyspace agrees, or are refused when that matters.
     pub(super) async fn keyless(&mut self, spec: &'static CommandSpec, request: Request) {
         let common = self.shared.common_route();
-        let data_command = matches!(spec.group, cutover_redis::Group::Generic) || is_write(spec);
+        let data_command = matches!(spec.group, cutover_redis::Group::Generic)
+            || is_write(spec)
+            || spec.is_readonly();
         if is_write(spec) && self.shared.any_converging() {
             return self.refuse(&format!(
                 "{} without keys is refused while a keyspace converges ({}): run it on both clusters directly",

