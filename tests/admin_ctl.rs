@@ -779,3 +779,24 @@ fn run_without_config_uses_the_embedded_example() {
         child.log_tail(40)
     );
 }
+
+#[test]
+fn ctl_exits_2_when_the_proxy_is_unreachable() {
+    let mut proxy = CutoverProcess::start(cache_config(&dead_addr(), &dead_addr(), free_port()));
+    proxy.kill9();
+    // The killed proxy left its socket file behind: connecting is refused.
+    for args in [&["status"][..], &["advance", "cache", "sessions"][..]] {
+        let out = proxy.ctl(args);
+        assert!(
+            text(&out.stderr).contains("cannot reach cutover's admin socket"),
+            "{}",
+            describe(args, &out)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "ctl exit codes: 2 = bad request or proxy unreachable\n{}",
+            describe(args, &out)
+        );
+    }
+}

@@ -35,8 +35,10 @@ pub struct Progress {
     pub from: String,
     /// The keyspace's epoch when the backfill started; a transition voids it.
     pub epoch: u64,
-    /// Databases still to scan, with their cursor.
-    pub pending: Vec<(u32, u64)>,
+    /// (side, database, cursor) still to scan: the authoritative side's
+    /// keys are copied, and keys found only on the other side are deleted
+    /// there (the copier finds them absent on the authoritative side).
+    pub pending: Vec<(String, u32, u64)>,
     /// Keys seen by SCAN (all keyspaces).
     pub visited: u64,
     /// Keys in the scanned databases when the backfill started.
@@ -166,18 +168,29 @@ pub async fn start(
     }
     entry.completed_here.store(false, Ordering::SeqCst);
     let from = keyspace_route.primary;
-    let databases = match scan::databases(shared, from).await {
-        Ok(databases) => databases,
-        Err(e) => {
-            entry.running.store(false, Ordering::SeqCst);
-            return Err(e);
+    let mut pending = Vec::new();
+    let mut total = 0;
+    for side in [from, from.other()] {
+        match scan::databases(shared, side).await {
+            Ok(databases) => {
+                total += databases.iter().map(|(_, keys)| keys).sum::<u64>();
+                pending.extend(
+                    databases
+                        .iter()
+                        .map(|(db, _)| (side_name(side).to_owned(), *db, 0)),
+                );
+            }
+            Err(e) => {
+                entry.running.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
         }
-    };
+    }
     let progress = Progress {
         from: side_name(from).into(),
         epoch,
-        total: databases.iter().map(|(_, keys)| keys).sum(),
-        pending: databases.iter().map(|(db, _)| (*db, 0)).collect(),
+        total,
+        pending,
         started_ms: now_ms(),
         ..Progress::default()
     };
@@ -236,8 +249,13 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
     let rate = f64::from(shared.options.backfill_keys_per_second);
     let started = Instant::now();
     let mut visited_here = 0u64;
-    while let Some(&(db, cursor)) = progress.pending.first() {
-        let mut conn = scan::connect(shared, from, db).await?;
+    while let Some((scanned, db, cursor)) = progress.pending.first().cloned() {
+        let scanned = if scanned == "target" {
+            Side::Target
+        } else {
+            Side::Source
+        };
+        let mut conn = scan::connect(shared, scanned, db).await?;
         let mut cursor = cursor;
         loop {
             if keyspace.topic.snapshot().1 != progress.epoch {
@@ -264,7 +282,7 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
             progress.visited += keys.len() as u64;
             visited_here += keys.len() as u64;
             cursor = next;
-            progress.pending[0].1 = cursor;
+            progress.pending[0].2 = cursor;
             shared.backfills.set(keyspace.index, progress.clone());
             persist(shared, keyspace, &progress).await;
             #[allow(clippy::cast_precision_loss)]

@@ -142,6 +142,12 @@ impl Copier {
         self.work.notify_one();
     }
 
+    /// Whether a copy of this key is queued or running.
+    #[must_use]
+    pub fn is_pending(&self, item: &Item) -> bool {
+        self.lock().marks.contains_key(item)
+    }
+
     /// Keys of a keyspace queued or being copied.
     #[must_use]
     pub fn backlog(&self, keyspace: usize) -> usize {

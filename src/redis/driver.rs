@@ -16,6 +16,9 @@ use crate::migration::{CheckResult, Driver, State};
 /// How long writes may be held while authority moves before the transition
 /// is abandoned (clients see latency, not errors, within this window).
 pub const FENCE_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest copy backlog a transition starts with: at a few thousand copies
+/// a second it drains well within [`FENCE_DEADLINE`].
+pub const MAX_FENCE_BACKLOG: usize = 5_000;
 
 /// Readiness checks and fencing for one Redis migration.
 pub struct RedisDriver {
@@ -77,16 +80,23 @@ impl RedisDriver {
         }
     }
 
-    fn backlog_empty(&self, keyspace: &Keyspace, name: &str, direction: &str) -> [CheckResult; 2] {
+    /// Copies in flight are fine (the fence drains them); a backlog too
+    /// large to drain within the fence deadline, or any failed copy, is not.
+    fn backlog_small(&self, keyspace: &Keyspace, name: &str, direction: &str) -> [CheckResult; 2] {
         let backlog = self.shared.copier.backlog(keyspace.index);
         let repairs = self.shared.copier.repair_len(keyspace.index);
         [
-            if backlog == 0 {
-                CheckResult::pass(name, format!("no copies {direction} pending"))
+            if backlog <= MAX_FENCE_BACKLOG {
+                CheckResult::pass(
+                    name,
+                    format!("{backlog} copies {direction} in flight; the write fence drains them"),
+                )
             } else {
                 CheckResult::fail(
                     name,
-                    format!("{backlog} key(s) still being copied {direction}"),
+                    format!(
+                        "{backlog} keys waiting to be copied {direction}, more than the {MAX_FENCE_BACKLOG} the write fence can drain in time"
+                    ),
                 )
             },
             if repairs == 0 {
@@ -134,9 +144,9 @@ impl Driver for RedisDriver {
             }
             (State::Cutover, State::DualWrite) => {
                 checks.push(self.reachable(Side::Source).await);
-                checks.extend(self.backlog_empty(
+                checks.extend(self.backlog_small(
                     keyspace,
-                    "reverse_copy_backlog_zero",
+                    "reverse_copy_backlog_drainable",
                     "back to the source",
                 ));
                 if self.entered_from_target(topic).await {
@@ -149,13 +159,17 @@ impl Driver for RedisDriver {
             }
             (State::DualWrite, State::Cutover) => {
                 checks.push(self.reachable(Side::Target).await);
-                checks.extend(self.backlog_empty(keyspace, "copy_backlog_zero", "to the target"));
+                checks.extend(self.backlog_small(
+                    keyspace,
+                    "copy_backlog_drainable",
+                    "to the target",
+                ));
                 checks.extend(super::backfill::readiness(&self.shared, keyspace).await);
             }
             (State::Cutover, State::Target) => {
-                checks.extend(self.backlog_empty(
+                checks.extend(self.backlog_small(
                     keyspace,
-                    "reverse_copy_backlog_zero",
+                    "reverse_copy_backlog_drainable",
                     "back to the source",
                 ));
             }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use cutover_redis::encode;
 use serde::Serialize;
 
-use super::copier::bulk_payload;
+use super::copier::{Item, bulk_payload};
 use super::keyspace::Keyspace;
 use super::route::route;
 use super::scan;
@@ -22,6 +22,9 @@ use crate::migration::CheckResult;
 const TTL_TOLERANCE_MS: i64 = 1_000;
 /// Bound on SCAN steps while collecting a sample (a keyspace may be a tiny part of the data).
 const MAX_SCAN_STEPS: usize = 2_000;
+/// How long verify waits for an in-flight copy before re-comparing.
+const PENDING_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+const PENDING_POLLS: usize = 100;
 /// Example keys reported per verify.
 const EXAMPLES: usize = 10;
 
@@ -47,6 +50,8 @@ pub struct Report {
     pub matching: usize,
     /// Keys that differ.
     pub differing: usize,
+    /// Keys that differed while a copy of them was still in flight.
+    pub in_flight: usize,
     /// The first few differences.
     pub examples: Vec<Difference>,
 }
@@ -101,6 +106,16 @@ fn compare(a: &Snapshot, b: &Snapshot) -> Option<String> {
     (!ttl_ok).then(|| format!("TTL differs ({} ms vs {} ms)", a.pttl, b.pttl))
 }
 
+/// Waits briefly for a key's copy to land (hot keys may be re-dirtied at once).
+async fn wait_not_pending(shared: &Shared, item: &Item) {
+    for _ in 0..PENDING_POLLS {
+        if !shared.copier.is_pending(item) {
+            return;
+        }
+        tokio::time::sleep(PENDING_POLL).await;
+    }
+}
+
 /// Compares up to `sample` keys of `keyspace` across the two clusters.
 ///
 /// # Errors
@@ -116,6 +131,7 @@ pub async fn verify(shared: &Shared, keyspace: &Keyspace, sample: usize) -> Resu
         sampled: 0,
         matching: 0,
         differing: 0,
+        in_flight: 0,
         examples: Vec::new(),
     };
     for (db, _) in scan::databases(shared, primary).await? {
@@ -138,7 +154,25 @@ pub async fn verify(shared: &Shared, keyspace: &Keyspace, sample: usize) -> Resu
                 }
                 let b = inspect(shared, &mut other, key).await?;
                 report.sampled += 1;
-                match compare(&a, &b) {
+                let item = Item {
+                    keyspace: keyspace.index,
+                    db,
+                    key: key.clone(),
+                    from: primary,
+                };
+                let mut difference = compare(&a, &b);
+                if difference.is_some() && shared.copier.is_pending(&item) {
+                    // A write is being converged: compare again once its copy lands.
+                    wait_not_pending(shared, &item).await;
+                    let a = inspect(shared, &mut from, key).await?;
+                    let b = inspect(shared, &mut other, key).await?;
+                    difference = compare(&a, &b);
+                    if difference.is_some() && shared.copier.is_pending(&item) {
+                        report.in_flight += 1;
+                        continue;
+                    }
+                }
+                match difference {
                     None => report.matching += 1,
                     Some(reason) => {
                         report.differing += 1;
