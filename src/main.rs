@@ -88,6 +88,9 @@ fn main() -> anyhow::Result<ExitCode> {
             runtime.block_on(cutover::app::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ctl(args) => Ok(runtime.block_on(ctl::run(args))?),
+        Command::Ctl(args) => Ok(runtime.block_on(ctl::run(args)).unwrap_or_else(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        })),
     }
 }

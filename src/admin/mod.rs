@@ -8,7 +8,7 @@ pub mod client;
 pub mod ctl;
 mod table;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -125,7 +125,27 @@ async fn bind_socket(path: &Path) -> Result<UnixListener, AdminError> {
             source,
         }
     };
-    let listener = UnixListener::bind(path).map_err(io("bind"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io("chmod"))?;
+    // Bind inside a fresh 0700 directory, tighten the socket to 0600, then
+    // move it into place: no moment exists where others could connect.
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = parent.join(format!(".cutover-admin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(io("create private directory for"))?;
+    let staged = private.join("sock");
+    let bound = UnixListener::bind(&staged)
+        .and_then(|listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
+            std::fs::rename(&staged, path)?;
+            Ok(listener)
+        })
+        .map_err(io("bind"));
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = bound?;
     Ok(listener)
 }

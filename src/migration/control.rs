@@ -370,6 +370,15 @@ impl Controller {
         migration: Option<&str>,
         topic: Option<&str>,
     ) -> Result<Vec<Transition>, ControlError> {
+        match (migration, topic) {
+            (Some(m), Some(t)) => {
+                self.topic(m, t)?;
+            }
+            (Some(m), None) => {
+                self.migration(m)?;
+            }
+            _ => {}
+        }
         let all = self.store.history().await?;
         Ok(all
             .into_iter()
