@@ -25,6 +25,8 @@ const MAX_SCAN_STEPS: usize = 2_000;
 /// How long verify waits for an in-flight copy before re-comparing.
 const PENDING_POLL: std::time::Duration = std::time::Duration::from_millis(5);
 const PENDING_POLLS: usize = 100;
+/// Re-reads of a differing key before it counts as divergent.
+const RECHECKS: usize = 3;
 /// Example keys reported per verify.
 const EXAMPLES: usize = 10;
 
@@ -161,16 +163,22 @@ pub async fn verify(shared: &Shared, keyspace: &Keyspace, sample: usize) -> Resu
                     from: primary,
                 };
                 let mut difference = compare(&a, &b);
-                if difference.is_some() && shared.copier.is_pending(&item) {
-                    // A write is being converged: compare again once its copy lands.
+                // A write may be acknowledged upstream but not yet seen by the
+                // proxy, or its copy may be in flight: a real divergence is
+                // stable across re-reads once no copy of the key is pending.
+                for _ in 0..RECHECKS {
+                    if difference.is_none() {
+                        break;
+                    }
                     wait_not_pending(shared, &item).await;
+                    tokio::time::sleep(PENDING_POLL).await;
                     let a = inspect(shared, &mut from, key).await?;
                     let b = inspect(shared, &mut other, key).await?;
                     difference = compare(&a, &b);
-                    if difference.is_some() && shared.copier.is_pending(&item) {
-                        report.in_flight += 1;
-                        continue;
-                    }
+                }
+                if difference.is_some() && shared.copier.is_pending(&item) {
+                    report.in_flight += 1;
+                    continue;
                 }
                 match difference {
                     None => report.matching += 1,
