@@ -7,6 +7,10 @@
 use ::metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Re-exported so call sites write `metrics::counter!(metrics::REQUESTS, ...)`
+/// with the catalogue constant beside the macro.
+pub use ::metrics::{counter, gauge, histogram};
+
 use crate::migration::{Action, Outcome, TopicHandle};
 
 /// Kind of a catalogued metric.
@@ -157,8 +161,34 @@ mod tests {
             );
         }
     }
-}
 
-/// Re-exported so call sites write `metrics::counter!(metrics::REQUESTS, ...)`
-/// with the catalogue constant beside the macro.
-pub use ::metrics::{counter, gauge, histogram};
+    #[test]
+    fn readme_metrics_table_lists_exactly_the_catalogue() {
+        let readme = include_str!("../README.md");
+        let documented: Vec<&str> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `cutover_")?.split('`').next())
+            .collect();
+        for def in CATALOGUE {
+            let prefix = format!("| `{}` |", def.name);
+            let row = readme.lines().find(|l| l.starts_with(&prefix));
+            let row = row.unwrap_or_else(|| panic!("README lacks a row for {}", def.name));
+            let kind = match def.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            let expected = format!("| {kind} | {} |", def.labels.join(", "));
+            assert!(
+                row.contains(&expected),
+                "README row for {} is stale: {row}",
+                def.name
+            );
+        }
+        assert_eq!(
+            documented.len(),
+            CATALOGUE.len(),
+            "README documents unknown metrics: {documented:?}"
+        );
+    }
+}

@@ -121,12 +121,12 @@ pub fn glob_match(pattern: &[u8], subject: &[u8]) -> bool {
                     continue;
                 }
                 b'[' => {
-                    if let Some((matched, next)) = class_match(pattern, p, subject[s]) {
-                        if matched {
-                            p = next;
-                            s += 1;
-                            continue;
-                        }
+                    if let Some((matched, next)) = class_match(pattern, p, subject[s])
+                        && matched
+                    {
+                        p = next;
+                        s += 1;
+                        continue;
                     }
                 }
                 b'\\' if p + 1 < pattern.len() => {

@@ -253,7 +253,7 @@ impl Copier {
         side: Side,
         db: u32,
     ) -> Result<&'a mut SideConn, String> {
-        if !conns.contains_key(&(side, db)) {
+        if let std::collections::hash_map::Entry::Vacant(e) = conns.entry((side, db)) {
             let mirror = Mirror {
                 protocol: 2,
                 db,
@@ -267,7 +267,7 @@ impl Copier {
             )
             .await
             .map_err(|e| e.to_string())?;
-            conns.insert((side, db), conn);
+            e.insert(conn);
         }
         Ok(conns.get_mut(&(side, db)).expect("inserted above"))
     }

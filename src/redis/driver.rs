@@ -218,10 +218,11 @@ impl Driver for RedisDriver {
             return;
         };
         keyspace.lower_fence();
-        if self.shared.options.backfill_on_enter && super::backfill::starts_on_enter(from, to) {
-            if let Err(e) = super::backfill::start(&self.shared, keyspace, &self.shutdown).await {
-                tracing::warn!(keyspace = topic, error = %e, "automatic backfill did not start");
-            }
+        if self.shared.options.backfill_on_enter
+            && super::backfill::starts_on_enter(from, to)
+            && let Err(e) = super::backfill::start(&self.shared, keyspace, &self.shutdown).await
+        {
+            tracing::warn!(keyspace = topic, error = %e, "automatic backfill did not start");
         }
     }
 

@@ -26,7 +26,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AuthConfig, Config, RedisOptions};
+use crate::config::{AuthConfig, Config};
 use crate::metrics as m;
 use crate::migration::{Controller, MigrationHandle};
 use crate::proxy::{Handler, ListenerSettings, Shutdown, Stream, Upstream, tls};
@@ -141,11 +141,7 @@ async fn build_shared(
     migration: &Arc<MigrationHandle>,
     controller: &Controller,
 ) -> Result<Arc<Shared>, StartError> {
-    let options = migration
-        .config
-        .redis
-        .clone()
-        .unwrap_or_else(RedisOptions::default);
+    let options = migration.config.redis.clone().unwrap_or_default();
     let cluster = |name: &str| {
         config
             .cluster(name)

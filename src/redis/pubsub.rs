@@ -58,10 +58,10 @@ impl Session {
             ));
         };
         let channel_route = self.channel_route(channel);
-        if let Some(other) = channel_route.converge_to {
-            if self.connect(other).await.is_ok() {
-                self.send(other, &request.raw, Waiter::Discard);
-            }
+        if let Some(other) = channel_route.converge_to
+            && self.connect(other).await.is_ok()
+        {
+            self.send(other, &request.raw, Waiter::Discard);
         }
         self.forward(channel_route.primary, request.raw, None, false)
             .await;

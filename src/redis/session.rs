@@ -104,6 +104,8 @@ pub(super) struct Session {
     pub closing: bool,
     pub rng: u64,
     pub peer: std::net::SocketAddr,
+    /// Why the connection ends, for `cutover_client_connections_closed_total`.
+    pub close_reason: &'static str,
 }
 
 enum Event {
@@ -154,6 +156,7 @@ impl Session {
             closing: false,
             rng: seed(&peer),
             peer,
+            close_reason: "client",
         }
     }
 
@@ -194,7 +197,10 @@ impl Session {
                 }
             };
             match event {
-                Event::Shutdown => self.closing = true,
+                Event::Shutdown => {
+                    self.closing = true;
+                    self.close_reason = "shutdown";
+                }
                 Event::Client(Ok(0) | Err(_)) => break,
                 Event::Client(Ok(_)) => {
                     last_client = Instant::now();
@@ -223,6 +229,7 @@ impl Session {
                 }
                 Event::Timer => {
                     if self.check_timeouts(last_client) {
+                        self.close_reason = "idle";
                         break;
                     }
                 }
@@ -232,6 +239,12 @@ impl Session {
         }
         let _ = self.flush().await;
         self.release_all();
+        crate::metrics::counter!(
+            crate::metrics::CONNECTIONS_CLOSED,
+            "migration" => self.shared.migration.name.to_string(),
+            "reason" => self.close_reason
+        )
+        .increment(1);
     }
 
     fn next_deadline(&self, last_client: Instant) -> Instant {
@@ -309,6 +322,7 @@ impl Session {
                     tracing::info!(peer = %self.peer, error = %e, "closing client after a protocol error");
                     self.slots.ready(e.client_reply());
                     self.closing = true;
+                    self.close_reason = "protocol_error";
                 }
             }
         }
@@ -497,6 +511,7 @@ impl Session {
         }
         if self.pubsub == Some(side) {
             self.closing = true;
+            self.close_reason = "upstream";
         }
     }
 

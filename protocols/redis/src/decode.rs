@@ -37,12 +37,11 @@ pub fn decode_reply(frame: &Bytes) -> Result<BytesFrame, FrameError> {
     };
     // Attributes are metadata the proxy never needs, and redis-protocol
     // refuses some valid placements (on a null, or two in a row).
-    if frame.contains(&b'|') {
-        if let Some(stripped) = strip_attributes(frame) {
-            if let Ok(f) = decode_resp3(&stripped) {
-                return Ok(f);
-            }
-        }
+    if frame.contains(&b'|')
+        && let Some(stripped) = strip_attributes(frame)
+        && let Ok(f) = decode_resp3(&stripped)
+    {
+        return Ok(f);
     }
     match redis_protocol::resp2::decode::decode_bytes(frame) {
         Ok(Some((f, n))) if n == frame.len() => Ok(from_resp2(f)),

@@ -83,14 +83,14 @@ pub fn check_requests(data: &[u8]) {
                 }
             }
         }
-        if let Some(spec) = lookup(&req.args) {
-            if let Ok(found) = keys(spec, &req.args) {
-                for k in found {
-                    assert!(
-                        k.index > 0 && k.index < req.args.len(),
-                        "key index out of range"
-                    );
-                }
+        if let Some(spec) = lookup(&req.args)
+            && let Ok(found) = keys(spec, &req.args)
+        {
+            for k in found {
+                assert!(
+                    k.index > 0 && k.index < req.args.len(),
+                    "key index out of range"
+                );
             }
         }
     }
