@@ -5,7 +5,7 @@
 # `apt-get update`.
 #
 # Usage: tests/peers/install.sh [GROUP...]
-#   redis      Debian redis-server + redis-tools (redis-cli, redis-benchmark)
+#   redis      Debian redis-server + redis-tools (redis-cli, redis-benchmark) + openssl (test certificates)
 #   proxies    Debian nutcracker (twemproxy) + haproxy, peers for benchmarks
 #   etcd       Debian etcd-server (binary `etcd`)
 #   kafka      tansu 0.6.0 (memory storage) + confluent-kafka, in a venv
@@ -72,7 +72,7 @@ elapsed() {
 
 apt_packages() {
     case $1 in
-    redis) echo redis-server redis-tools ;;
+    redis) echo redis-server redis-tools openssl ;;
     proxies) echo nutcracker haproxy ;;
     etcd) echo etcd-server ;;
     chromium) echo chromium chromium-driver ;;
@@ -82,7 +82,7 @@ apt_packages() {
 # Binaries each apt group must provide; checked after install.
 apt_binaries() {
     case $1 in
-    redis) echo redis-server redis-cli redis-benchmark ;;
+    redis) echo redis-server redis-cli redis-benchmark openssl ;;
     proxies) echo nutcracker haproxy ;;
     etcd) echo etcd ;;
     chromium) echo chromium chromedriver ;;

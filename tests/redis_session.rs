@@ -1,0 +1,261 @@
+//! Session-level behaviour with real clients: redis-benchmark through a
+//! converging keyspace, client AUTH, TLS on both sides, SIGTERM draining.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Config, CutoverProcess, RawClient, RedisRig, RedisServer, free_port, wait_until};
+
+#[test]
+fn redis_benchmark_through_dual_write_leaves_both_clusters_identical() {
+    let rig = RedisRig::start("");
+    rig.ctl_ok(&["advance", "cache", "rest"]);
+    rig.ctl_ok(&["advance", "cache", "rest"]);
+    rig.wait_backfill("rest");
+    let output = Command::new("redis-benchmark")
+        .args([
+            "-p",
+            &rig.port.to_string(),
+            "-n",
+            "4000",
+            "-c",
+            "8",
+            "-P",
+            "4",
+            "-r",
+            "500",
+            "-t",
+            "set,incr,lpush,hset",
+            "-q",
+        ])
+        .output()
+        .expect("run redis-benchmark");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for test in ["SET", "INCR", "LPUSH", "HSET"] {
+        assert!(
+            text.contains(&format!("{test}: ")),
+            "redis-benchmark ran {test}: {text}"
+        );
+    }
+    rig.wait_converged("rest");
+    assert_eq!(rig.source.cli(&["dbsize"]), rig.target.cli(&["dbsize"]));
+    let verify = rig.ctl_ok(&["verify", "cache", "rest", "--sample", "5000"]);
+    assert!(verify.contains(" 0 differ"), "{verify}");
+}
+
+#[test]
+fn clients_must_authenticate_to_the_proxy_when_a_password_is_set() {
+    let rig = RedisRig::start("{ client_password: s3cret }");
+    let mut client = RawClient::connect(rig.port);
+    assert_eq!(
+        client.roundtrip(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", b"-"),
+        b"-NOAUTH Authentication required.\r\n"
+    );
+    assert_eq!(
+        client.roundtrip(b"*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n", b"-"),
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        client.roundtrip(b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n", b"+"),
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        client.roundtrip(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n", b"+"),
+        b"+OK\r\n"
+    );
+    let mut resp3 = RawClient::connect(rig.port);
+    let hello = resp3.roundtrip(
+        b"*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$6\r\ns3cret\r\n",
+        b"%",
+    );
+    assert!(
+        hello.starts_with(b"%7\r\n"),
+        "{}",
+        String::from_utf8_lossy(&hello)
+    );
+    assert_eq!(rig.source.cli(&["get", "k"]), "v");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        status.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+/// A CA and a server certificate for localhost/127.0.0.1, made with the openssl CLI.
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cutover test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+#[test]
+fn tls_is_offered_to_clients_and_used_towards_the_cluster() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let tls_port = free_port();
+    let source = RedisServer::start_with_args(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &file("server.pem"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let target = RedisServer::start();
+    let port = free_port();
+    let config = Config::new().append(&format!(
+        "clusters:\n  - {{ name: old, protocol: redis, endpoints: [\"127.0.0.1:{tls_port}\"], tls: {{ ca_file: \"{ca}\", server_name: localhost }} }}\n\
+         \x20 - {{ name: new, protocol: redis, endpoints: [\"{}\"] }}\n\
+         migrations:\n  - name: cache\n    protocol: redis\n    listen: 127.0.0.1:{port}\n    source: old\n    target: new\n\
+         \x20   topics: [ {{ name: rest, match: \"*\" }} ]\n    tls: {{ cert_file: \"{cert}\", key_file: \"{key}\" }}\n",
+        target.addr(),
+        ca = file("ca.pem"),
+        cert = file("server.pem"),
+        key = file("server.key"),
+    ));
+    let _proxy = CutoverProcess::start(config);
+    let tls_cli = |args: &[&str]| {
+        let output = Command::new("redis-cli")
+            .args([
+                "--tls",
+                "--cacert",
+                &file("ca.pem"),
+                "--sni",
+                "localhost",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .args(args)
+            .output()
+            .expect("run redis-cli --tls");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(tls_cli(&["set", "secure", "yes"]), "OK");
+    assert_eq!(tls_cli(&["get", "secure"]), "yes");
+    assert_eq!(
+        source.cli(&["get", "secure"]),
+        "yes",
+        "reached the source over TLS"
+    );
+    let mut plain = RawClient::connect(port);
+    plain.send(b"*1\r\n$4\r\nPING\r\n");
+    let (reply, _) = plain.read_to_close();
+    assert!(
+        !reply.starts_with(b"+PONG"),
+        "a plaintext client must not be served on a TLS listener"
+    );
+}
+
+#[test]
+fn sigterm_stops_accepting_and_lets_in_flight_requests_finish() {
+    let mut rig = RedisRig::start("");
+    let mut blocked = RawClient::connect(rig.port);
+    blocked.send(b"*3\r\n$5\r\nBLPOP\r\n$5\r\nqueue\r\n$1\r\n1\r\n");
+    // The BLPOP is in flight on the source when SIGTERM arrives.
+    wait_until(
+        Duration::from_secs(5),
+        "BLPOP is blocked on the source",
+        || rig.source.cli(&["client", "list"]).contains("cmd=blpop"),
+    );
+    let pid = rig.proxy.pid().expect("proxy pid").to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (reply, closed) = blocked.read_to_close();
+    assert_eq!(
+        reply, b"*-1\r\n",
+        "the in-flight BLPOP is answered (timed out) before the connection closes"
+    );
+    assert!(closed);
+    wait_until(
+        Duration::from_secs(10),
+        "the proxy exits after draining",
+        || !rig.proxy.is_running(),
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", rig.port)).is_err(),
+        "no longer accepting"
+    );
+}
