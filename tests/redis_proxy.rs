@@ -303,3 +303,14 @@ fn an_unreachable_cluster_is_a_clear_error_and_recovers_when_it_returns() {
     );
     assert_eq!(rig.target.cli(&["get", "session:1"]), "back");
 }
+
+#[test]
+fn a_client_that_half_closes_after_pipelining_still_gets_every_reply() {
+    let rig = RedisRig::start("");
+    let mut client = RawClient::connect(rig.port);
+    client.send(b"*3\r\n$3\r\nSET\r\n$2\r\nhc\r\n$1\r\n1\r\n*2\r\n$4\r\nINCR\r\n$2\r\nhc\r\n*2\r\n$3\r\nGET\r\n$2\r\nhc\r\n");
+    client.finish_sending();
+    let (reply, closed) = client.read_to_close();
+    assert_eq!(String::from_utf8_lossy(&reply), "+OK\r\n:2\r\n$1\r\n2\r\n");
+    assert!(closed, "the proxy closes once every reply is written");
+}

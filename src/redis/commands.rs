@@ -13,6 +13,10 @@ use super::route::{Merge, Route, route, splittable};
 use super::session::{After, Parked, Session, Shadow, Waiter};
 use super::side::Side;
 
+/// After a failed connect, shadow reads leave that side alone this long,
+/// so a down target costs clients nothing in `dual_read`.
+const SHADOW_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A key resolved to its keyspace and that keyspace's current route.
 struct Resolved {
     key: Bytes,
@@ -274,7 +278,12 @@ impl Session {
         if !eligible || !self.sample(self.shared.options.shadow_read_ratio) {
             return None;
         }
+        let index = shadow_side.index();
+        if self.shadow_backoff[index].is_some_and(|until| Instant::now() < until) {
+            return None;
+        }
         if self.connect(shadow_side).await.is_err() {
+            self.shadow_backoff[index] = Some(Instant::now() + SHADOW_BACKOFF);
             self.shared.keyspace_metrics[keys[0].keyspace.index].shadow[2].increment(1);
             return None;
         }

@@ -106,6 +106,8 @@ pub(super) struct Session {
     pub peer: std::net::SocketAddr,
     /// Why the connection ends, for `cutover_client_connections_closed_total`.
     pub close_reason: &'static str,
+    /// Shadow reads skip a side that failed to connect until this instant.
+    pub shadow_backoff: [Option<Instant>; 2],
 }
 
 enum Event {
@@ -157,6 +159,7 @@ impl Session {
             rng: seed(&peer),
             peer,
             close_reason: "client",
+            shadow_backoff: [None, None],
         }
     }
 
@@ -201,7 +204,9 @@ impl Session {
                     self.closing = true;
                     self.close_reason = "shutdown";
                 }
-                Event::Client(Ok(0) | Err(_)) => break,
+                // A half-closed client still gets the replies it is owed.
+                Event::Client(Ok(0)) => self.closing = true,
+                Event::Client(Err(_)) => break,
                 Event::Client(Ok(_)) => {
                     last_client = Instant::now();
                     self.process_input().await;

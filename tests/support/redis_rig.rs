@@ -145,6 +145,13 @@ impl RawClient {
         self.stream.write_all(bytes).expect("write to proxy");
     }
 
+    /// Closes our sending side (as `printf ... | nc` does), keeping the receiving side open.
+    pub fn finish_sending(&mut self) {
+        self.stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+    }
+
     /// Reads until `expected` bytes have arrived (or EOF/timeout), returning what came.
     pub fn read_exact_len(&mut self, expected: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(expected);
