@@ -237,17 +237,7 @@ impl Session {
         for k in &keys {
             self.shared.keyspace_metrics[k.keyspace.index].requests[primary.index()].increment(1);
         }
-        let after = (!keyspaces.is_empty()).then(|| {
-            Box::new(After {
-                keys: writes
-                    .iter()
-                    .map(|k| (k.keyspace.clone(), k.key.clone()))
-                    .collect(),
-                converge_from: route.converge_to.map(|_| primary),
-                keyspaces: keyspaces.clone(),
-                db: self.mirror.db,
-            })
-        });
+        let after = after_write(&writes, route, self.mirror.db);
         let shadow = if after.is_none() {
             self.maybe_shadow(spec, &request, &keys, route).await
         } else {
@@ -341,18 +331,7 @@ impl Session {
                 .map(|&p| &keys[p])
                 .filter(|k| k.write)
                 .collect();
-            let part_keyspaces = distinct_keyspaces(part_keys.iter().map(|k| &k.keyspace));
-            let after = (!part_keyspaces.is_empty()).then(|| {
-                Box::new(After {
-                    keys: part_keys
-                        .iter()
-                        .map(|k| (k.keyspace.clone(), k.key.clone()))
-                        .collect(),
-                    converge_from: route.converge_to.map(|_| route.primary),
-                    keyspaces: part_keyspaces,
-                    db: self.mirror.db,
-                })
-            });
+            let after = after_write(&part_keys, route, self.mirror.db);
             for &position in &positions {
                 self.shared.keyspace_metrics[keys[position].keyspace.index].requests
                     [route.primary.index()]
@@ -427,6 +406,23 @@ impl Session {
             },
         );
     }
+}
+
+/// What to do when the reply to `writes` arrives: converge the keys (when
+/// the route converges) and release each keyspace's fence count.
+fn after_write(writes: &[&Resolved], route: Route, db: u32) -> Option<Box<After>> {
+    let keyspaces = distinct_keyspaces(writes.iter().map(|k| &k.keyspace));
+    (!keyspaces.is_empty()).then(|| {
+        Box::new(After {
+            keys: writes
+                .iter()
+                .map(|k| (k.keyspace.clone(), k.key.clone()))
+                .collect(),
+            converge_from: route.converge_to.map(|_| route.primary),
+            keyspaces,
+            db,
+        })
+    })
 }
 
 /// Write commands plus scripts (which may write; read-only variants excepted).
