@@ -13,13 +13,18 @@
 //! - `cutover dual_write`: the same proxy after `ctl advance cache rest`
 //!   twice, so every write is also converged onto a second redis-server
 //!   "target" (backfill disabled, so only the benchmark's own writes copy).
+//!   Afterwards the bench waits (bounded) for the copy backlog to drain and
+//!   checks the target holds every key.
 //!
 //! Each target runs `redis-benchmark -t set,get -c 50 -r 100000 --csv` with
-//! `-P 1` and `-P 32`. N is chosen per run from a short probe so each
-//! redis-benchmark run takes about [`SECONDS_PER_OP`] per op (~5-10 s per run);
-//! the whole bench stays within about 3-4 minutes. ops/s, p50 and p99 come
-//! from redis-benchmark's CSV. CPU% of each server process over the run is
-//! read from /proc/<pid>/stat (100% = one core; the machine may have few).
+//! `-P 1` and `-P 32`; N is sized from a short probe so a run takes about
+//! [`SECONDS_PER_OP`] per op (~6 s per run). Small shared machines are noisy,
+//! so there are [`ROUNDS`] rounds, interleaved across targets, and the table
+//! shows each cell's best round with the spread between rounds. ops/s, p50
+//! and p99 come from redis-benchmark's CSV. CPU% of each process over a run
+//! comes from /proc/<pid>/stat (100% = one core), and "other" is what the
+//! rest of the machine used meanwhile (from /proc/stat), to spot interference.
+//! Whole bench: about 3 minutes.
 
 mod common;
 
@@ -35,29 +40,35 @@ const CLIENTS: u32 = 50;
 /// Random key space, so writes in `dual_write` are not all coalesced onto one key.
 const KEYSPACE: u32 = 100_000;
 /// Wall time aimed at per op (SET, GET) per run.
-const SECONDS_PER_OP: f64 = 4.0;
+const SECONDS_PER_OP: f64 = 3.0;
+/// Rounds over every target; the best is reported.
+const ROUNDS: usize = 2;
 /// Bounds on N.
 const MIN_REQUESTS: u64 = 20_000;
 const MAX_REQUESTS: u64 = 20_000_000;
 /// A redis-benchmark run that takes longer than this is killed.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
 const PIPELINES: [u32; 2] = [1, 32];
+/// How long the copier may take to drain after the dual_write runs.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(90);
 
+/// One op's result of one redis-benchmark run.
 #[derive(Clone, Debug)]
 struct Row {
-    target: String,
-    pipeline: u32,
     op: String,
     rps: f64,
     p50: f64,
     p99: f64,
 }
 
-struct CpuNote {
+/// One redis-benchmark run against one target.
+struct Run {
     target: String,
     pipeline: u32,
     requests: u64,
     wall: f64,
+    rows: Vec<Row>,
+    /// CPU% of the watched processes, redis-benchmark, and everything else.
     cpu: Vec<(String, f64)>,
 }
 
@@ -66,6 +77,14 @@ struct Target<'a> {
     port: u16,
     /// Processes whose CPU use is reported: (label, pid).
     watch: Vec<(&'a str, u32)>,
+}
+
+struct Bench<'a> {
+    benchmark: &'a Path,
+    dir: &'a Path,
+    runs: Vec<Run>,
+    /// N chosen per (target, pipeline) in the first round.
+    sizes: Vec<(String, u32, u64)>,
 }
 
 fn main() {
@@ -80,7 +99,7 @@ fn main() {
     let source = Redis::start(dir, "redis-source", &[]);
     let target = Redis::start(dir, "redis-target", &[]);
     let twem_port = common::free_port();
-    let _twemproxy = start_twemproxy(&nutcracker, dir, twem_port, source.port);
+    let twemproxy = start_twemproxy(&nutcracker, dir, twem_port, source.port);
     let (haproxy_port, haproxy_child) = start_haproxy(&haproxy, dir, source.port);
     let cutover_port = common::free_port();
     let cutover = Cutover::start(
@@ -105,7 +124,8 @@ migrations:
     );
 
     println!(
-        "redis_compare: redis-benchmark -t set,get -c {CLIENTS} -r {KEYSPACE} -P {PIPELINES:?}"
+        "redis_compare: redis-benchmark -t set,get -c {CLIENTS} -r {KEYSPACE} -P {PIPELINES:?}, {ROUNDS} rounds, {} CPUs",
+        common::cpu_count()
     );
     println!("cutover binary: {}", common::CUTOVER);
     let redis_pid = source.child.pid();
@@ -118,7 +138,7 @@ migrations:
         Target {
             name: "twemproxy",
             port: twem_port,
-            watch: vec![("nutcracker", _twemproxy.pid()), ("redis", redis_pid)],
+            watch: vec![("nutcracker", twemproxy.pid()), ("redis", redis_pid)],
         },
         Target {
             name: "haproxy",
@@ -132,11 +152,28 @@ migrations:
         },
     ];
 
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
-    for t in &targets {
-        for p in PIPELINES {
-            run_target(&benchmark, dir, t, p, &mut rows, &mut notes);
+    let mut bench = Bench {
+        benchmark: &benchmark,
+        dir,
+        runs: Vec::new(),
+        sizes: Vec::new(),
+    };
+    // Fill the key space first, so the first measured SET run does not pay
+    // for creating keys (and rehashing) that later runs only overwrite.
+    redis_benchmark(
+        &benchmark,
+        dir,
+        source.port,
+        32,
+        u64::from(KEYSPACE) * 3,
+        None,
+    );
+
+    for _ in 0..ROUNDS {
+        for t in &targets {
+            for p in PIPELINES {
+                bench.run(t, p);
+            }
         }
     }
 
@@ -164,77 +201,152 @@ migrations:
             ("redis-target", target.child.pid()),
         ],
     };
-    for p in PIPELINES {
-        run_target(&benchmark, dir, &dual, p, &mut rows, &mut notes);
+    for _ in 0..ROUNDS {
+        for p in PIPELINES {
+            bench.run(&dual, p);
+        }
     }
-    // Give the copier a moment, then show the writes really reached the target.
-    std::thread::sleep(Duration::from_secs(1));
+    // The writes must really reach the target: wait (bounded) for the copier
+    // to drain what the runs left queued, and time it.
+    let target_keys_after_runs = target.dbsize();
+    let backlog_after_runs = copy_backlog(&cutover);
+    let drain_start = Instant::now();
+    let mut backlog_now = backlog_after_runs;
+    while backlog_now.is_some_and(|b| b > 0) && drain_start.elapsed() < DRAIN_DEADLINE {
+        std::thread::sleep(Duration::from_millis(250));
+        backlog_now = copy_backlog(&cutover);
+    }
+    let drain_secs = drain_start.elapsed().as_secs_f64();
     let target_keys_after = target.dbsize();
 
-    print_tables(&rows, &notes);
+    let targets: Vec<&str> = targets.iter().map(|t| t.name).chain([dual.name]).collect();
+    print_tables(&bench.runs, &targets);
     println!();
     println!(
-        "dual_write sanity: target redis DBSIZE {target_keys_before} before the dual_write runs, {target_keys_after} after (source: {})",
+        "dual_write convergence: target DBSIZE {target_keys_before} before the dual_write runs, \
+         {target_keys_after_runs} when they ended (copy backlog + repair set {}), \
+         {target_keys_after} after {drain_secs:.1} s of draining (backlog now {}; \
+         ~{:.0} keys/s copied while draining); source DBSIZE {}",
+        show(backlog_after_runs),
+        show(backlog_now),
+        target_keys_after.saturating_sub(target_keys_after_runs) as f64 / drain_secs.max(1e-3),
         source.dbsize()
     );
-    summarize(&rows);
+    summarize(&bench.runs);
     println!("total bench time {:.0} s", started.elapsed().as_secs_f64());
 }
 
-/// Probes, sizes N, runs redis-benchmark once, records rows and CPU use.
-fn run_target(
-    benchmark: &Path,
-    dir: &Path,
-    target: &Target<'_>,
-    pipeline: u32,
-    rows: &mut Vec<Row>,
-    notes: &mut Vec<CpuNote>,
-) {
-    let probe_n = if pipeline == 1 { 10_000 } else { 100_000 };
-    let probe = redis_benchmark(benchmark, dir, target.port, pipeline, probe_n);
-    let slowest = probe.iter().map(|r| r.rps).fold(f64::INFINITY, f64::min);
-    let requests = ((slowest * SECONDS_PER_OP) as u64).clamp(MIN_REQUESTS, MAX_REQUESTS);
-
-    let ticks = common::clock_ticks_per_second();
-    let before: Vec<u64> = target
-        .watch
-        .iter()
-        .map(|(_, pid)| common::cpu_ticks(*pid))
-        .collect();
-    let start = Instant::now();
-    let measured = redis_benchmark(benchmark, dir, target.port, pipeline, requests);
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = target
-        .watch
-        .iter()
-        .zip(before)
-        .map(|((label, pid), b)| {
-            let used = common::cpu_ticks(*pid).saturating_sub(b) as f64 / ticks;
-            ((*label).to_owned(), 100.0 * used / wall)
-        })
-        .collect();
-    for (op, rps, p50, p99) in measured.iter().map(|r| (&r.op, r.rps, r.p50, r.p99)) {
-        println!(
-            "  {:<20} -P {pipeline:<2} {op:<3} n={requests:<9} {rps:>11.0} ops/s  p50 {p50:.3} ms  p99 {p99:.3} ms",
-            target.name
-        );
+/// Keys queued for copy plus the repair set, over every keyspace, from
+/// `/api/v1/status` (`details.copy_backlog`, `details.repair_set`).
+fn copy_backlog(cutover: &Cutover) -> Option<u64> {
+    let body = common::admin_get(&cutover.socket, "/api/v1/status")?;
+    let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let mut total = 0;
+    for migration in status["migrations"].as_array()? {
+        for topic in migration["topics"].as_array()? {
+            let details = &topic["details"];
+            total += details["copy_backlog"].as_u64()? + details["repair_set"].as_u64()?;
+        }
     }
-    rows.extend(measured.into_iter().map(|r| Row {
-        target: target.name.to_owned(),
-        pipeline,
-        ..r
-    }));
-    notes.push(CpuNote {
-        target: target.name.to_owned(),
-        pipeline,
-        requests,
-        wall,
-        cpu,
-    });
+    Some(total)
 }
 
-/// One `redis-benchmark --csv` run: a row per op (target/pipeline left blank).
-fn redis_benchmark(benchmark: &Path, dir: &Path, port: u16, pipeline: u32, n: u64) -> Vec<Row> {
+fn show(value: Option<u64>) -> String {
+    value.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+}
+
+impl Bench<'_> {
+    /// One measured run (sized by a probe the first time), with CPU use.
+    fn run(&mut self, target: &Target<'_>, pipeline: u32) {
+        let known = self
+            .sizes
+            .iter()
+            .find(|(t, p, _)| t == target.name && *p == pipeline)
+            .map(|(_, _, n)| *n);
+        let requests = known.unwrap_or_else(|| {
+            let probe_n = if pipeline == 1 { 10_000 } else { 100_000 };
+            let (probe, _) = redis_benchmark(
+                self.benchmark,
+                self.dir,
+                target.port,
+                pipeline,
+                probe_n,
+                None,
+            );
+            let slowest = probe.iter().map(|r| r.rps).fold(f64::INFINITY, f64::min);
+            let n = ((slowest * SECONDS_PER_OP) as u64).clamp(MIN_REQUESTS, MAX_REQUESTS);
+            self.sizes.push((target.name.to_owned(), pipeline, n));
+            n
+        });
+
+        let ticks = common::clock_ticks_per_second();
+        let before: Vec<u64> = target
+            .watch
+            .iter()
+            .map(|(_, pid)| common::cpu_ticks(*pid))
+            .collect();
+        let machine_before = common::machine_ticks();
+        let start = Instant::now();
+        let (rows, bench_ticks) = redis_benchmark(
+            self.benchmark,
+            self.dir,
+            target.port,
+            pipeline,
+            requests,
+            Some(()),
+        );
+        let wall = start.elapsed().as_secs_f64();
+        let machine_after = common::machine_ticks();
+        let pct = |t: u64| 100.0 * t as f64 / ticks / wall;
+        let mut cpu: Vec<(String, f64)> = Vec::new();
+        let mut accounted = 0;
+        for ((label, pid), b) in target.watch.iter().zip(before) {
+            let used = common::cpu_ticks(*pid).saturating_sub(b);
+            accounted += used;
+            cpu.push(((*label).to_owned(), pct(used)));
+        }
+        accounted += bench_ticks;
+        cpu.push(("redis-benchmark".to_owned(), pct(bench_ticks)));
+        // Machine ticks count every CPU: busy share of all of them, in cores.
+        let (busy, total) = (
+            machine_after.0.saturating_sub(machine_before.0),
+            machine_after.1.saturating_sub(machine_before.1),
+        );
+        let busy_cores = if total == 0 {
+            0.0
+        } else {
+            busy as f64 / total as f64 * common::cpu_count() as f64
+        };
+        let other = (100.0 * busy_cores - pct(accounted)).max(0.0);
+        cpu.push(("other".to_owned(), other));
+
+        for r in &rows {
+            println!(
+                "  {:<20} -P {pipeline:<2} {:<3} n={requests:<9} {:>11.0} ops/s  p50 {:.3} ms  p99 {:.3} ms",
+                target.name, r.op, r.rps, r.p50, r.p99
+            );
+        }
+        self.runs.push(Run {
+            target: target.name.to_owned(),
+            pipeline,
+            requests,
+            wall,
+            rows,
+            cpu,
+        });
+    }
+}
+
+/// One `redis-benchmark --csv` run: a row per op, and (when `track_cpu`)
+/// redis-benchmark's own CPU ticks, sampled while it runs.
+fn redis_benchmark(
+    benchmark: &Path,
+    dir: &Path,
+    port: u16,
+    pipeline: u32,
+    n: u64,
+    track_cpu: Option<()>,
+) -> (Vec<Row>, u64) {
     let out_path = dir.join("redis-benchmark.csv");
     let _ = std::fs::remove_file(&out_path);
     let mut command = Command::new(benchmark);
@@ -247,6 +359,7 @@ fn redis_benchmark(benchmark: &Path, dir: &Path, port: u16, pipeline: u32, n: u6
         .args(["-r", &KEYSPACE.to_string()]);
     let mut child = Child::spawn("redis-benchmark", &mut command, &out_path);
     let start = Instant::now();
+    let mut ticks = 0;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             assert!(
@@ -256,11 +369,15 @@ fn redis_benchmark(benchmark: &Path, dir: &Path, port: u16, pipeline: u32, n: u6
             );
             break;
         }
+        if track_cpu.is_some() {
+            // The last reading before exit misses at most one poll interval.
+            ticks = ticks.max(common::cpu_ticks(child.pid()));
+        }
         assert!(
             start.elapsed() < RUN_DEADLINE,
             "redis-benchmark on port {port} -P {pipeline} -n {n} took over {RUN_DEADLINE:?}; killed"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     drop(child);
     let csv = std::fs::read_to_string(&out_path).unwrap_or_default();
@@ -269,7 +386,7 @@ fn redis_benchmark(benchmark: &Path, dir: &Path, port: u16, pipeline: u32, n: u6
         rows.len() == 2,
         "unexpected redis-benchmark output on port {port}:\n{csv}"
     );
-    rows
+    (rows, ticks)
 }
 
 /// redis-benchmark 7 CSV: `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",...`.
@@ -296,8 +413,6 @@ fn parse_csv(csv: &str) -> Vec<Row> {
         .map(split)
         .filter_map(|f| {
             Some(Row {
-                target: String::new(),
-                pipeline: 0,
                 op: f.get(test)?.clone(),
                 rps: f.get(rps)?.parse().ok()?,
                 p50: f.get(p50)?.parse().ok()?,
@@ -339,7 +454,7 @@ fn start_haproxy(bin: &Path, dir: &Path, redis: u16) -> (u16, Child) {
     std::fs::write(
         &config,
         format!(
-            "global\n  maxconn 20000\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\nbackend be\n  server redis 127.0.0.1:{redis} maxconn 20000\n"
+            "global\n  maxconn 4096\n\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\nbackend be\n  server redis 127.0.0.1:{redis} maxconn 4096\n"
         ),
     )
     .expect("write haproxy.cfg");
@@ -354,77 +469,101 @@ fn start_haproxy(bin: &Path, dir: &Path, redis: u16) -> (u16, Child) {
     (port, child)
 }
 
-fn print_tables(rows: &[Row], notes: &[CpuNote]) {
-    let find = |target: &str, p: u32, op: &str| {
-        rows.iter()
-            .find(|r| r.target == target && r.pipeline == p && r.op == op)
-            .map(|r| r.rps)
-    };
+/// Each cell's best round: (row, spread between rounds as a fraction of the best).
+fn best(runs: &[Run], target: &str, pipeline: u32, op: &str) -> Option<(Row, f64)> {
+    let rows: Vec<&Row> = runs
+        .iter()
+        .filter(|r| r.target == target && r.pipeline == pipeline)
+        .flat_map(|r| r.rows.iter().filter(|row| row.op == op))
+        .collect();
+    let top = rows.iter().max_by(|a, b| a.rps.total_cmp(&b.rps))?;
+    let low = rows.iter().map(|r| r.rps).fold(f64::INFINITY, f64::min);
+    Some(((*top).clone(), (top.rps - low) / top.rps))
+}
+
+fn print_tables(runs: &[Run], targets: &[&str]) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n| target | -P | op | ops/s | p50 ms | p99 ms | vs direct | vs twemproxy |"
+        "\n| target | -P | op | ops/s (best of {ROUNDS}) | spread | p50 ms | p99 ms | vs direct | vs twemproxy |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        let ratio = |base: Option<f64>| {
-            base.map_or_else(|| "-".to_owned(), |b| format!("{:.2}", r.rps / b))
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} |",
-            r.target,
-            r.pipeline,
-            r.op,
-            r.rps,
-            r.p50,
-            r.p99,
-            ratio(find("direct", r.pipeline, &r.op)),
-            ratio(find("twemproxy", r.pipeline, &r.op)),
-        );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for target in targets {
+        for p in PIPELINES {
+            for op in ["SET", "GET"] {
+                let Some((row, spread)) = best(runs, target, p, op) else {
+                    continue;
+                };
+                let ratio = |base: &str| {
+                    best(runs, base, p, op).map_or_else(
+                        || "-".to_owned(),
+                        |(b, _)| format!("{:.2}", row.rps / b.rps),
+                    )
+                };
+                let _ = writeln!(
+                    out,
+                    "| {target} | {p} | {op} | {:.0} | {:.0}% | {:.3} | {:.3} | {} | {} |",
+                    row.rps,
+                    100.0 * spread,
+                    row.p50,
+                    row.p99,
+                    ratio("direct"),
+                    ratio("twemproxy"),
+                );
+            }
+        }
     }
     let _ = writeln!(
         out,
-        "\nCPU during each run (100% = one core), from /proc/<pid>/stat:\n"
+        "\nCPU per run, mean of rounds (100% = one core of {}), from /proc:\n",
+        common::cpu_count()
     );
     let _ = writeln!(out, "| target | -P | n per op | wall s | CPU |");
     let _ = writeln!(out, "|---|---|---|---|---|");
-    for n in notes {
-        let cpu: Vec<String> = n
-            .cpu
-            .iter()
-            .map(|(label, pct)| format!("{label} {pct:.0}%"))
-            .collect();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.1} | {} |",
-            n.target,
-            n.pipeline,
-            n.requests,
-            n.wall,
-            cpu.join(", ")
-        );
+    for target in targets {
+        for p in PIPELINES {
+            let group: Vec<&Run> = runs
+                .iter()
+                .filter(|r| r.target == *target && r.pipeline == p)
+                .collect();
+            let Some(first) = group.first() else {
+                continue;
+            };
+            let count = group.len() as f64;
+            let cpu: Vec<String> = first
+                .cpu
+                .iter()
+                .enumerate()
+                .map(|(i, (label, _))| {
+                    let mean = group.iter().map(|r| r.cpu[i].1).sum::<f64>() / count;
+                    format!("{label} {mean:.0}%")
+                })
+                .collect();
+            let wall = group.iter().map(|r| r.wall).sum::<f64>() / count;
+            let _ = writeln!(
+                out,
+                "| {target} | {p} | {} | {wall:.1} | {} |",
+                first.requests,
+                cpu.join(", ")
+            );
+        }
     }
     print!("{out}");
 }
 
 /// Plain-words comparison of cutover against twemproxy.
-fn summarize(rows: &[Row]) {
+fn summarize(runs: &[Run]) {
     println!();
     for p in PIPELINES {
         for op in ["SET", "GET"] {
-            let get = |t: &str| {
-                rows.iter()
-                    .find(|r| r.target == t && r.pipeline == p && r.op == op)
-                    .map(|r| r.rps)
-            };
+            let get = |t: &str| best(runs, t, p, op).map(|(r, _)| r.rps);
             if let (Some(twem), Some(src), Some(dual)) = (
                 get("twemproxy"),
                 get("cutover source"),
                 get("cutover dual_write"),
             ) {
                 println!(
-                    "-P {p:<2} {op}: cutover source {:.0}% of twemproxy, dual_write {:.0}% of twemproxy",
+                    "-P {p:<2} {op}: cutover source {:.0}% of twemproxy's ops/s, dual_write {:.0}%",
                     100.0 * src / twem,
                     100.0 * dual / twem
                 );

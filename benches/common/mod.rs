@@ -128,16 +128,27 @@ pub fn wait_until(what: &str, deadline: Duration, mut ready: impl FnMut() -> boo
     }
 }
 
-/// Sends one inline command over a fresh connection and returns the first reply line.
+/// Sends one command (words split on spaces, sent as a RESP array: twemproxy
+/// refuses inline commands) over a fresh connection; the first reply line.
 pub fn redis_command(port: u16, command: &str) -> Option<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+    stream.write_all(&resp_command(command)).ok()?;
     let mut buf = [0u8; 512];
     let n = stream.read(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf[..n]);
     text.lines().next().map(str::to_owned)
+}
+
+/// `command`'s words as a RESP array of bulk strings.
+pub fn resp_command(command: &str) -> Vec<u8> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let mut out = format!("*{}\r\n", words.len());
+    for word in words {
+        let _ = write!(out, "${}\r\n{word}\r\n", word.len());
+    }
+    out.into_bytes()
 }
 
 /// Whether `port` answers PING with +PONG.
@@ -362,6 +373,50 @@ pub fn cpu_ticks(pid: u32) -> u64 {
     let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
     let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
     utime + stime
+}
+
+/// A `TcpExt` counter of /proc/net/netstat (e.g. `ListenOverflows`, the
+/// SYNs dropped because an accept queue was full). Namespace-wide.
+pub fn tcp_ext_counter(name: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Machine-wide CPU time from the `cpu` line of /proc/stat, in ticks:
+/// (busy, total), busy = total minus idle and iowait.
+pub fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8) // user nice system idle iowait irq softirq steal
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+/// Online CPUs (`cpuN` lines of /proc/stat).
+pub fn cpu_count() -> usize {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count()
+        .max(1)
 }
 
 /// Kernel clock ticks per second (`getconf CLK_TCK`, 100 on Linux).
