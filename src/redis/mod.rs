@@ -111,12 +111,10 @@ pub async fn start(
     )));
     backfill::resume(&shared, &shutdown.token).await;
     let listen = migration.config.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: listen,
-            source,
-        })?;
+    let listener = crate::proxy::listener::bind(listen).map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
     let settings = ListenerSettings {
         migration: migration.name.clone(),
         max_connections: config.proxy.max_connections,

@@ -120,7 +120,7 @@ enum Event {
 
 async fn read_side(side: &mut Option<SideState>) -> std::io::Result<usize> {
     match side {
-        Some(state) => state.conn.reader.read_buf(&mut state.conn.buffer).await,
+        Some(state) => state.conn.stream.read_buf(&mut state.conn.buffer).await,
         None => std::future::pending().await,
     }
 }
@@ -168,6 +168,7 @@ impl Session {
         let mut timer: std::pin::Pin<Box<Sleep>> =
             Box::pin(tokio::time::sleep(self.shared.idle_timeout));
         let mut last_client = Instant::now();
+        let mut armed = last_client + self.shared.idle_timeout;
         loop {
             if let Err(e) = self.flush().await {
                 tracing::debug!(peer = %self.peer, error = %e, "client write failed");
@@ -199,6 +200,7 @@ impl Session {
                     () = timer.as_mut() => Event::Timer,
                 }
             };
+            let fired = matches!(event, Event::Timer);
             match event {
                 Event::Shutdown => {
                     self.closing = true;
@@ -239,8 +241,13 @@ impl Session {
                     }
                 }
             }
+            // Re-arming a timer takes a lock in tokio's timer wheel: do it only
+            // when the deadline moves earlier, or after the timer fired.
             let next = self.next_deadline(last_client);
-            timer.as_mut().reset(next.into());
+            if next < armed || fired {
+                armed = next;
+                timer.as_mut().reset(next.into());
+            }
         }
         let _ = self.flush().await;
         self.release_all();
@@ -300,7 +307,7 @@ impl Session {
                 continue;
             }
             let sent = state.out.len() as u64;
-            if let Err(e) = state.conn.writer.write_all(&state.out).await {
+            if let Err(e) = state.conn.stream.write_all(&state.out).await {
                 self.fail_side(side, &e.to_string());
                 continue;
             }

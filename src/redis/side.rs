@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use cutover_redis::{Limits, ReplyKind, encode, reply_kind, reply_len};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::proxy::{Stream, Upstream, UpstreamError};
 
@@ -54,12 +54,12 @@ pub struct Credentials {
     pub password: Option<String>,
 }
 
-/// A connected upstream: write half, read half and its unparsed bytes.
+/// A connected upstream and its unparsed bytes. Not split into halves: the
+/// one task that owns it reads and writes in turn, and `split` would add a
+/// lock to every poll.
 pub struct SideConn {
-    /// Commands to send.
-    pub writer: WriteHalf<Stream>,
-    /// Replies arriving.
-    pub reader: ReadHalf<Stream>,
+    /// The connection.
+    pub stream: Stream,
     /// Bytes read but not yet framed.
     pub buffer: BytesMut,
 }
@@ -102,10 +102,8 @@ pub async fn open(
     limits: &Limits,
 ) -> Result<SideConn, SideError> {
     let stream = upstream.connect().await?;
-    let (reader, writer) = tokio::io::split(stream);
     let mut conn = SideConn {
-        writer,
-        reader,
+        stream,
         buffer: BytesMut::with_capacity(READ_BUFFER),
     };
     let setup = setup_commands(credentials, mirror);
@@ -121,7 +119,7 @@ pub async fn open(
     for command in &setup {
         out.extend_from_slice(command);
     }
-    conn.writer
+    conn.stream
         .write_all(&out)
         .await
         .map_err(|e| broken(e.to_string()))?;
@@ -168,7 +166,7 @@ fn setup_commands(credentials: &Credentials, mirror: &Mirror) -> Vec<Bytes> {
 /// # Errors
 /// A sentence when the connection fails or the reply cannot be framed.
 pub async fn call(conn: &mut SideConn, limits: &Limits, command: &[u8]) -> Result<Bytes, String> {
-    conn.writer
+    conn.stream
         .write_all(command)
         .await
         .map_err(|e| e.to_string())?;
@@ -186,7 +184,7 @@ pub async fn read_reply(conn: &mut SideConn, limits: &Limits) -> Result<Bytes, S
             continue;
         }
         let read = conn
-            .reader
+            .stream
             .read_buf(&mut conn.buffer)
             .await
             .map_err(|e| e.to_string())?;
