@@ -259,3 +259,24 @@ fn sigterm_stops_accepting_and_lets_in_flight_requests_finish() {
         "no longer accepting"
     );
 }
+
+#[test]
+fn backfill_respects_its_bytes_per_second_limit() {
+    let rig = RedisRig::start("{ backfill_on_enter: false, backfill_bytes_per_second: 2000000 }");
+    // Hex digests do not compress, so DUMP payloads stay ~2 KB (RDB compresses repeated bytes).
+    let script = "for i = 1, 2000 do local v = {} for j = 1, 51 do v[j] = redis.sha1hex(i .. ':' .. j) end \
+                  redis.call('SET', 'session:bf:' .. i, table.concat(v)) end";
+    rig.source.cli(&["eval", script, "0"]);
+    rig.ctl_ok(&["advance", "cache", "sessions"]);
+    rig.ctl_ok(&["advance", "cache", "sessions"]);
+    let started = std::time::Instant::now();
+    rig.ctl_ok(&["backfill", "cache", "sessions"]);
+    rig.wait_backfill("sessions");
+    let elapsed = started.elapsed();
+    // About 4 MB at 2 MB/s; the first SCAN batch goes out before any pacing.
+    assert!(
+        elapsed >= Duration::from_millis(1200),
+        "backfill finished in {elapsed:?}, faster than its limit allows"
+    );
+    assert_eq!(rig.target.cli(&["dbsize"]), "2000");
+}

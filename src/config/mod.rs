@@ -305,6 +305,9 @@ pub struct RedisOptions {
     pub max_bulk_len: usize,
     /// Backfill speed limit, keys scanned per second.
     pub backfill_keys_per_second: u32,
+    /// Backfill speed limit in bytes copied per second (all copies of the
+    /// migration count, so live write traffic slows the backfill down).
+    pub backfill_bytes_per_second: u64,
     /// Start a backfill automatically when a keyspace starts converging
     /// (entering `dual_write`, or `cutover` on the way back from `target`).
     pub backfill_on_enter: bool,
@@ -319,6 +322,8 @@ pub const DEFAULT_MAX_BULK_LEN: usize = 512 * 1024 * 1024;
 
 /// Fast enough to copy a million keys in minutes, slow enough not to crowd out client traffic.
 pub const DEFAULT_BACKFILL_KEYS_PER_SECOND: u32 = 20_000;
+/// 50 MB/s: a fraction of a 1 Gbit/s link, so replication and clients keep their bandwidth.
+pub const DEFAULT_BACKFILL_BYTES_PER_SECOND: u64 = 50_000_000;
 /// Enough keys to catch systematic divergence; small enough to answer within a check's patience.
 pub const DEFAULT_VERIFY_SAMPLE: usize = 200;
 
@@ -329,6 +334,7 @@ impl Default for RedisOptions {
             shadow_read_ratio: DEFAULT_SHADOW_READ_RATIO,
             max_bulk_len: DEFAULT_MAX_BULK_LEN,
             backfill_keys_per_second: DEFAULT_BACKFILL_KEYS_PER_SECOND,
+            backfill_bytes_per_second: DEFAULT_BACKFILL_BYTES_PER_SECOND,
             backfill_on_enter: true,
             verify_sample: DEFAULT_VERIFY_SAMPLE,
         }

@@ -307,6 +307,21 @@ fn validate_migration(
                 "must be between 0 and 1",
             );
         }
+        if redis.backfill_keys_per_second == 0 {
+            errors.push(
+                format!("{path}.redis.backfill_keys_per_second"),
+                "must be at least 1",
+            );
+        }
+        if redis.backfill_bytes_per_second == 0 {
+            errors.push(
+                format!("{path}.redis.backfill_bytes_per_second"),
+                "must be at least 1",
+            );
+        }
+        if redis.verify_sample == 0 {
+            errors.push(format!("{path}.redis.verify_sample"), "must be at least 1");
+        }
     }
 }
 
@@ -440,6 +455,23 @@ migrations:
         );
         assert!(errors[1].starts_with("migrations[0]"), "{errors:#?}");
         assert!(errors[1].contains("unknown field `lisen`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn zero_rates_are_refused() {
+        let text = format!(
+            "{VALID}    redis: {{ backfill_keys_per_second: 0, backfill_bytes_per_second: 0 }}\n"
+        );
+        let errors = messages(&text);
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(
+            errors[0]
+                .starts_with("migrations[0].redis.backfill_keys_per_second: must be at least 1")
+        );
+        assert!(
+            errors[1]
+                .starts_with("migrations[0].redis.backfill_bytes_per_second: must be at least 1")
+        );
     }
 
     #[test]

@@ -25,8 +25,10 @@ use crate::migration::{CheckResult, State};
 
 /// Keys asked of SCAN per step.
 const SCAN_COUNT: usize = 500;
-/// The backfill waits while the copier has this many keys of the keyspace queued.
-const MAX_BACKLOG: usize = 20_000;
+/// A batch counts as copied when the keyspace's backlog is this small.
+const BATCH_DRAINED: usize = 64;
+/// Longest wait for a batch's copies before scanning on.
+const BATCH_DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// Persisted progress of one keyspace's backfill.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -247,6 +249,9 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
         Side::Source
     };
     let rate = f64::from(shared.options.backfill_keys_per_second);
+    #[allow(clippy::cast_precision_loss)]
+    let byte_rate = shared.options.backfill_bytes_per_second as f64;
+    let bytes_at_start = shared.copier.copied_bytes();
     let started = Instant::now();
     let mut visited_here = 0u64;
     while let Some((scanned, db, cursor)) = progress.pending.first().cloned() {
@@ -260,9 +265,6 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
         loop {
             if keyspace.topic.snapshot().1 != progress.epoch {
                 return Err("the keyspace changed state during the backfill; run it again".into());
-            }
-            while shared.copier.backlog(keyspace.index) > MAX_BACKLOG {
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             let (next, keys) = scan::step(shared, &mut conn, cursor, SCAN_COUNT).await?;
             for key in keys.iter() {
@@ -279,6 +281,13 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
                     progress.queued += 1;
                 }
             }
+            // Let this batch's copies land before pacing, so the byte count
+            // the limit is checked against includes them (bounded: live writes
+            // keep the backlog from ever reaching zero on a busy keyspace).
+            let _ = shared
+                .copier
+                .drain_below(keyspace.index, BATCH_DRAINED, BATCH_DRAIN_WAIT)
+                .await;
             progress.visited += keys.len() as u64;
             visited_here += keys.len() as u64;
             cursor = next;
@@ -286,8 +295,10 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
             shared.backfills.set(keyspace.index, progress.clone());
             persist(shared, keyspace, &progress).await;
             #[allow(clippy::cast_precision_loss)]
-            let due = Duration::from_secs_f64(visited_here as f64 / rate);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
+            let by_keys = Duration::from_secs_f64(visited_here as f64 / rate);
+            let copied = shared.copier.copied_bytes().saturating_sub(bytes_at_start);
+            let by_bytes = Duration::from_secs_f64(copied as f64 / byte_rate);
+            if let Some(wait) = by_keys.max(by_bytes).checked_sub(started.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
             if cursor == 0 {

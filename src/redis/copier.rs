@@ -65,6 +65,8 @@ pub struct Copier {
     repairs: Vec<AtomicUsize>,
     work: Notify,
     progress: Notify,
+    /// Payload bytes restored so far (backfill paces itself on this).
+    copied_bytes: std::sync::atomic::AtomicU64,
     limits: Limits,
 }
 
@@ -100,6 +102,7 @@ impl Copier {
             repairs: (0..keyspaces).map(|_| AtomicUsize::new(0)).collect(),
             work: Notify::new(),
             progress: Notify::new(),
+            copied_bytes: std::sync::atomic::AtomicU64::new(0),
             limits: Limits::DEFAULT,
         });
         copier.load_repair_set().await;
@@ -148,6 +151,12 @@ impl Copier {
         self.lock().marks.contains_key(item)
     }
 
+    /// Payload bytes copied since start.
+    #[must_use]
+    pub fn copied_bytes(&self) -> u64 {
+        self.copied_bytes.load(Ordering::Relaxed)
+    }
+
     /// Keys of a keyspace queued or being copied.
     #[must_use]
     pub fn backlog(&self, keyspace: usize) -> usize {
@@ -180,6 +189,21 @@ impl Copier {
                 && tokio::time::Instant::now() >= until
             {
                 return self.backlog(keyspace) == 0 && self.repair_len(keyspace) == 0;
+            }
+        }
+    }
+
+    /// Waits until a keyspace has at most `limit` copies queued or running.
+    /// Returns false if `deadline` passes first.
+    pub async fn drain_below(&self, keyspace: usize, limit: usize, deadline: Duration) -> bool {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let progressed = self.progress.notified();
+            if self.backlog(keyspace) <= limit {
+                return true;
+            }
+            if tokio::time::timeout_at(until, progressed).await.is_err() {
+                return self.backlog(keyspace) <= limit;
             }
         }
     }
@@ -315,6 +339,8 @@ impl Copier {
             ));
         };
         let command = restore_or_delete(&item.key, dump, pttl);
+        self.copied_bytes
+            .fetch_add(dump.len() as u64, Ordering::Relaxed);
         let target = self.connection(conns, item.from.other(), item.db).await?;
         let reply = side::call(target, &self.limits, &command).await?;
         if reply_kind(&reply) == ReplyKind::Error {
