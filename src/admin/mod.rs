@@ -1,10 +1,12 @@
-//! The admin API: HTTP/JSON for `ctl`, dashboards and Prometheus, on a Unix
-//! socket (mode 0600, no token: file permissions are the access control)
-//! and optionally on TCP, where every request needs the bearer token.
+//! The admin API: HTTP/JSON for `ctl`, the live console page, dashboards
+//! and Prometheus, on a Unix socket (mode 0600, no token: file permissions
+//! are the access control) and optionally on TCP, where every request needs
+//! the bearer token.
 
 mod api;
 mod auth;
 pub mod client;
+pub mod console;
 pub mod ctl;
 mod table;
 
@@ -47,8 +49,9 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
 }
 
-/// Binds the admin listeners (socket first, so a clash fails fast) and serves
-/// until `shutdown` is cancelled; returns the serving tasks.
+/// Binds the admin listeners (socket first, so a clash fails fast), starts
+/// the console's sampler, and serves until `shutdown` is cancelled; returns
+/// the serving and sampling tasks.
 ///
 /// # Errors
 /// When a listener cannot be bound or the token file cannot be read.
@@ -57,9 +60,18 @@ pub async fn start(
     state: AdminState,
     shutdown: CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, AdminError> {
+    // TCP first: tools (and tests) treat the socket's appearance as "admin is ready".
+    let tcp = match config.listen {
+        Some(addr) => Some((addr, bind_tcp(config, addr).await?)),
+        None => None,
+    };
     let unix = bind_socket(&config.socket).await?;
     let mut tasks = Vec::new();
-    let router = api::router(state.clone());
+    let sampler = Arc::new(console::Sampler::default());
+    let routes = |state: &AdminState| {
+        api::router(state.clone()).merge(console::router(state.clone(), sampler.clone()))
+    };
+    let router = routes(&state);
     let token = shutdown.clone();
     let socket_path = config.socket.clone();
     tasks.push(tokio::spawn(async move {
@@ -71,22 +83,9 @@ pub async fn start(
         }
         let _ = std::fs::remove_file(&socket_path);
     }));
-    if let Some(addr) = config.listen {
-        let token_file = config.token_file.as_deref().unwrap_or(Path::new(""));
-        let secret = std::fs::read_to_string(token_file).map_err(|source| AdminError::Io {
-            action: "read",
-            what: token_file.display().to_string(),
-            source,
-        })?;
-        let tcp = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AdminError::Io {
-                action: "bind",
-                what: addr.to_string(),
-                source,
-            })?;
+    if let Some((addr, (tcp, secret))) = tcp {
         let router = auth::protect(
-            api::router(state),
+            routes(&state),
             secret.trim().to_owned(),
             config.metrics_public,
         );
@@ -101,8 +100,30 @@ pub async fn start(
         }));
         tracing::info!(%addr, "admin API listening on TCP (bearer token required)");
     }
+    tasks.push(console::spawn_sampler(state, sampler, shutdown));
     tracing::info!(socket = %config.socket.display(), "admin API listening on Unix socket");
     Ok(tasks)
+}
+
+/// Reads the token and binds the TCP admin listener.
+async fn bind_tcp(
+    config: &AdminConfig,
+    addr: std::net::SocketAddr,
+) -> Result<(TcpListener, String), AdminError> {
+    let token_file = config.token_file.as_deref().unwrap_or(Path::new(""));
+    let secret = std::fs::read_to_string(token_file).map_err(|source| AdminError::Io {
+        action: "read",
+        what: token_file.display().to_string(),
+        source,
+    })?;
+    let tcp = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Io {
+            action: "bind",
+            what: addr.to_string(),
+            source,
+        })?;
+    Ok((tcp, secret))
 }
 
 /// Binds the socket with mode 0600, replacing a stale file left by a crash

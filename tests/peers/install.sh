@@ -12,6 +12,7 @@
 #   rocketmq   rocketmq-namesrv + rocketmq-broker 1.0.0 (cargo, ~25 min cold)
 #   fuzz       cargo-fuzz
 #   chromium   Debian chromium + chromium-driver
+#   browser    chromium above + playwright-core (npm) under $CUTOVER_PEERS/node, for the console test
 #   all        every group above
 # With no GROUP: `redis proxies`.
 #
@@ -42,8 +43,11 @@ CONFLUENT_KAFKA_VERSION="2.16.1"
 # rocketmq-broker-rust); 1.0.0 declares rust-version 1.95.
 ROCKETMQ_VERSION="1.0.0"
 CARGO_FUZZ_VERSION="0.13.2"
+# Drives Debian's chromium (no browser download: playwright-core has no
+# install script and no dependencies).
+PLAYWRIGHT_CORE_VERSION="1.65.1"
 
-ALL_GROUPS=(redis proxies etcd kafka rocketmq fuzz chromium)
+ALL_GROUPS=(redis proxies etcd kafka rocketmq fuzz chromium browser)
 DEFAULT_GROUPS=(redis proxies)
 
 BIN_DIR="$CUTOVER_PEERS/bin"
@@ -75,7 +79,7 @@ apt_packages() {
     redis) echo redis-server redis-tools openssl ;;
     proxies) echo nutcracker haproxy ;;
     etcd) echo etcd-server ;;
-    chromium) echo chromium chromium-driver ;;
+    chromium | browser) echo chromium chromium-driver ;;
     esac
 }
 
@@ -85,7 +89,7 @@ apt_binaries() {
     redis) echo redis-server redis-cli redis-benchmark openssl ;;
     proxies) echo nutcracker haproxy ;;
     etcd) echo etcd ;;
-    chromium) echo chromium chromedriver ;;
+    chromium | browser) echo chromium chromedriver ;;
     esac
 }
 
@@ -133,7 +137,7 @@ apt_group_version() {
         echo "nutcracker $nc, haproxy $hp"
         ;;
     etcd) echo "etcd $(etcd --version 2>&1 | sed -n 's/^etcd Version: //p')" ;;
-    chromium) echo "$(chromium --version 2>/dev/null | head -1)" ;;
+    chromium | browser) echo "$(chromium --version 2>/dev/null | head -1)" ;;
     esac
 }
 
@@ -262,6 +266,25 @@ install_fuzz() {
     ln -sfn ../cargo/bin/cargo-fuzz "$BIN_DIR/cargo-fuzz"
 }
 
+# --- browser: playwright-core from npm -------------------------------------------
+
+NODE_DIR="$CUTOVER_PEERS/node"
+
+browser_present() {
+    [[ -f "$NODE_DIR/node_modules/playwright-core/package.json" ]] &&
+        [[ $(node -p 'require(process.argv[1]).version' \
+            "$NODE_DIR/node_modules/playwright-core/package.json" 2>/dev/null) == "$PLAYWRIGHT_CORE_VERSION" ]]
+}
+
+install_browser() {
+    command -v npm >/dev/null || die "peer browser: npm is missing (apt-get install nodejs npm)"
+    mkdir -p "$NODE_DIR"
+    [[ -f "$NODE_DIR/package.json" ]] || echo '{"name":"cutover-peers","private":true}' >"$NODE_DIR/package.json"
+    npm install --prefix "$NODE_DIR" --save-exact --no-audit --no-fund --loglevel=error \
+        "playwright-core@$PLAYWRIGHT_CORE_VERSION" >&2 || die "npm install playwright-core@$PLAYWRIGHT_CORE_VERSION failed"
+    browser_present || die "playwright-core $PLAYWRIGHT_CORE_VERSION not found in $NODE_DIR after install"
+}
+
 # --- main ---------------------------------------------------------------------
 
 write_env() {
@@ -280,7 +303,7 @@ main() {
         case $g in
         -h | --help) usage; exit 0 ;;
         all) groups+=("${ALL_GROUPS[@]}") ;;
-        redis | proxies | etcd | kafka | rocketmq | fuzz | chromium) groups+=("$g") ;;
+        redis | proxies | etcd | kafka | rocketmq | fuzz | chromium | browser) groups+=("$g") ;;
         *) usage >&2; die "unknown group: $g" ;;
         esac
     done
@@ -315,6 +338,10 @@ main() {
         ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
         missing+=(python3-venv)
     fi
+    # playwright-core needs node and npm; Debian's serve when none is installed.
+    if [[ -n ${seen[browser]:-} ]] && ! command -v npm >/dev/null; then
+        missing+=(nodejs npm)
+    fi
     if [[ ${#missing[@]} -gt 0 ]]; then
         started=$(now_ms)
         apt_install "${missing[@]}"
@@ -324,6 +351,15 @@ main() {
     for g in "${groups[@]}"; do
         started=$(now_ms)
         case $g in
+        browser)
+            check_apt_group "$g"
+            if browser_present; then
+                echo "peer browser: present ($(apt_group_version "$g"), playwright-core $PLAYWRIGHT_CORE_VERSION)"
+            else
+                install_browser
+                echo "peer browser: installed ($(apt_group_version "$g"), playwright-core $PLAYWRIGHT_CORE_VERSION in $NODE_DIR) [$(elapsed "$started")]"
+            fi
+            ;;
         redis | proxies | etcd | chromium)
             check_apt_group "$g"
             local how=present
