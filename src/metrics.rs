@@ -86,7 +86,7 @@ catalogue! {
     REDIS_REPAIR_SET = "cutover_redis_repair_set", Gauge, ["migration", "topic"],
         "Keys of a Redis keyspace whose copy failed and awaits a retry (sampled every second).";
     REDIS_BACKFILL_PERCENT = "cutover_redis_backfill_percent", Gauge, ["migration", "topic"],
-        "Progress of a Redis keyspace's latest backfill, 0 to 100 (sampled every second).";
+        "Progress of a Redis keyspace's latest backfill, 0 to 100; 0 when none has run (sampled every second).";
 }
 
 /// Upper bounds (seconds) of the latency histogram buckets, shared by
@@ -166,9 +166,7 @@ pub fn publish_redis_progress(
     ];
     gauge!(REDIS_COPY_BACKLOG, &labels).set(copy_backlog);
     gauge!(REDIS_REPAIR_SET, &labels).set(repair_set);
-    if let Some(percent) = backfill_percent {
-        gauge!(REDIS_BACKFILL_PERCENT, &labels).set(percent);
-    }
+    gauge!(REDIS_BACKFILL_PERCENT, &labels).set(backfill_percent.unwrap_or(0.0));
 }
 
 /// Exports a topic's state and epoch gauges.
@@ -190,6 +188,32 @@ pub fn record_transition(topic: &TopicHandle, action: Action, outcome: &Outcome)
         Outcome::Refused { .. } => "refused",
         Outcome::Failed { .. } => "failed",
     };
+    transitions_counter(topic, action, outcome).increment(1);
+}
+
+/// Creates a topic's transition counters at zero, so dashboards see the
+/// series (and `rate()` works) before the first advance.
+pub fn register_topic(topic: &TopicHandle) {
+    for action in [Action::Advance, Action::Rollback] {
+        for outcome in ["moved", "refused", "failed"] {
+            let _ = transitions_counter(topic, action, outcome);
+        }
+    }
+}
+
+/// Creates a migration's connection-close counters at zero.
+pub fn register_listener(migration: &str) {
+    for reason in ["client", "idle", "protocol_error", "shutdown", "upstream"] {
+        let _ =
+            counter!(CONNECTIONS_CLOSED, "migration" => migration.to_owned(), "reason" => reason);
+    }
+}
+
+fn transitions_counter(
+    topic: &TopicHandle,
+    action: Action,
+    outcome: &'static str,
+) -> ::metrics::Counter {
     counter!(
         TRANSITIONS,
         "migration" => topic.migration.to_string(),
@@ -197,7 +221,6 @@ pub fn record_transition(topic: &TopicHandle, action: Action, outcome: &Outcome)
         "action" => action.as_str(),
         "outcome" => outcome
     )
-    .increment(1);
 }
 
 // ------------------------------------------------------------------ live mirror

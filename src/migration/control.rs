@@ -159,6 +159,7 @@ impl Controller {
             }
             for topic in handle.topics() {
                 metrics::publish_topic_state(&topic);
+                metrics::register_topic(&topic);
             }
             migrations.push(Arc::new(handle));
         }

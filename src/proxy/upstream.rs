@@ -84,6 +84,8 @@ impl Upstream {
             Some(t) => Some((tls::client_config(t)?, t.server_name.clone())),
             None => None,
         };
+        // Registered at zero so the series exists before the first failure.
+        let _ = metrics::counter!(metrics::UPSTREAM_CONNECT_ERRORS, "migration" => migration.to_owned(), "cluster" => cluster.name.clone());
         Ok(Upstream {
             cluster: Arc::from(cluster.name.as_str()),
             migration: Arc::from(migration),

@@ -110,6 +110,7 @@ pub async fn start(
         shutdown.token.clone(),
     )));
     backfill::resume(&shared, &shutdown.token).await;
+    crate::metrics::register_listener(&migration.name);
     let listen = migration.config.listen;
     let listener = crate::proxy::listener::bind(listen).map_err(|source| StartError::Bind {
         addr: listen,
