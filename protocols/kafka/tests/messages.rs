@@ -2,6 +2,8 @@
 //! functions, at non-flexible and flexible versions, and the header rules
 //! around them (ApiVersions responses are header v0 even when flexible).
 
+mod seeds;
+
 use bytes::{Bytes, BytesMut};
 use cutover_kafka::kafka_protocol::indexmap::IndexMap;
 use cutover_kafka::kafka_protocol::messages::{
@@ -355,21 +357,6 @@ fn seed_corpus_matches_current_encodings() {
         ("empty_frame", vec![0, 0, 0, 0]),
     ];
     for (name, data) in seeds {
-        check_or_write_seed(dir.join(name), data);
+        seeds::check_or_write(dir.join(name), data);
     }
-}
-
-/// Asserts a checked-in fuzz seed matches what the encoders produce now, or
-/// rewrites it when `CUTOVER_WRITE_SEEDS=1` (after an intended format change).
-fn check_or_write_seed(path: std::path::PathBuf, data: impl AsRef<[u8]>) {
-    if std::env::var_os("CUTOVER_WRITE_SEEDS").is_some() {
-        std::fs::write(&path, data).unwrap();
-        return;
-    }
-    let stored = std::fs::read(&path).unwrap_or_default();
-    assert!(
-        stored == data.as_ref(),
-        "fuzz seed {} is stale: run `CUTOVER_WRITE_SEEDS=1 cargo test -p cutover-kafka` and commit it",
-        path.display()
-    );
 }
