@@ -12,7 +12,7 @@ use crate::metrics;
 use crate::migration::Controller;
 use crate::migration::store::{FileStore, StateStore, StoreError};
 use crate::proxy::Shutdown;
-use crate::redis;
+use crate::{kafka, redis};
 
 /// The proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     for migration in controller.migrations() {
         match migration.config.protocol {
             Protocol::Redis => redis::start(
+                &config,
+                migration.clone(),
+                controller.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|e| StartError::Listener {
+                migration: migration.name.to_string(),
+                reason: e.to_string(),
+            })?,
+            Protocol::Kafka => kafka::start(
                 &config,
                 migration.clone(),
                 controller.clone(),

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod kafka;
 pub mod metrics;
 pub mod migration;
 pub mod proxy;

@@ -275,6 +275,38 @@ pub struct MigrationConfig {
     /// Redis-specific options.
     #[serde(default)]
     pub redis: Option<RedisOptions>,
+    /// Kafka-specific options.
+    #[serde(default)]
+    pub kafka: Option<KafkaOptions>,
+}
+
+impl MigrationConfig {
+    /// The Kafka options, defaults filled in when the section is absent.
+    #[must_use]
+    pub fn kafka_options(&self) -> KafkaOptions {
+        self.kafka.clone().unwrap_or_default()
+    }
+
+    /// The host Kafka clients are told to connect to: `kafka.advertised_host`,
+    /// else the listen address's IP.
+    #[must_use]
+    pub fn kafka_advertised_host(&self) -> String {
+        self.kafka
+            .as_ref()
+            .and_then(|k| k.advertised_host.clone())
+            .unwrap_or_else(|| self.listen.ip().to_string())
+    }
+
+    /// The first per-broker port of a Kafka migration: `kafka.brokers_listen_base`,
+    /// else the port right after `listen` (DESIGN.md §3). `None` when that
+    /// would be above 65535.
+    #[must_use]
+    pub fn kafka_brokers_base(&self) -> Option<u16> {
+        self.kafka
+            .as_ref()
+            .and_then(|k| k.brokers_listen_base)
+            .or_else(|| self.listen.port().checked_add(1))
+    }
 }
 
 fn default_initial_state() -> State {
@@ -313,6 +345,39 @@ pub struct RedisOptions {
     pub backfill_on_enter: bool,
     /// Keys sampled by the `verify_clean` readiness check.
     pub verify_sample: usize,
+}
+
+/// `migrations[].kafka:` options.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaOptions {
+    /// Host name or IP the proxy advertises as every broker's host (for
+    /// containers and NAT); defaults to the IP of `listen`, which must then
+    /// not be a wildcard.
+    pub advertised_host: Option<String>,
+    /// First port of the per-broker listeners (one per source broker, in
+    /// node-id order); defaults to `listen`'s port + 1.
+    pub brokers_listen_base: Option<u16>,
+    /// Ports reserved for per-broker listeners from `brokers_listen_base` on;
+    /// a cluster with more brokers is refused clearly (logged).
+    pub max_brokers: u16,
+    /// Largest Kafka frame accepted from a client or broker.
+    pub max_frame_bytes: usize,
+}
+
+/// Enough for most clusters; each reserved port is checked against every
+/// other listener of the config, so a larger reserve must be asked for.
+pub const DEFAULT_KAFKA_MAX_BROKERS: u16 = 16;
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions {
+            advertised_host: None,
+            brokers_listen_base: None,
+            max_brokers: DEFAULT_KAFKA_MAX_BROKERS,
+            max_frame_bytes: cutover_kafka::DEFAULT_MAX_FRAME,
+        }
+    }
 }
 
 /// 1% keeps shadow reads cheap while catching systematic divergence within seconds.

@@ -166,6 +166,7 @@ fn validate(config: &Config, errors: &mut Errors) {
         let path = format!("migrations[{i}]");
         validate_migration(config, &path, migration, errors);
         listeners.push((format!("{path}.listen"), migration.listen));
+        listeners.extend(kafka_broker_listeners(&path, migration));
     }
     overlapping_listeners(errors, &listeners);
 }
@@ -293,6 +294,7 @@ fn validate_migration(
         errors.push(format!("{path}.target"), "must differ from source");
     }
     validate_topics(path, migration, errors);
+    validate_kafka(path, migration, errors);
     if let Some(tls) = &migration.tls {
         readable(errors, &format!("{path}.tls.cert_file"), &tls.cert_file);
         readable(errors, &format!("{path}.tls.key_file"), &tls.key_file);
@@ -323,6 +325,82 @@ fn validate_migration(
             errors.push(format!("{path}.redis.verify_sample"), "must be at least 1");
         }
     }
+}
+
+fn validate_kafka(path: &str, migration: &MigrationConfig, errors: &mut Errors) {
+    if migration.protocol != Protocol::Kafka {
+        if migration.kafka.is_some() {
+            errors.push(format!("{path}.kafka"), "only allowed on a kafka migration");
+        }
+        return;
+    }
+    let options = migration.kafka_options();
+    match &options.advertised_host {
+        Some(host) if host.trim().is_empty()
+                || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err()) => {
+            errors.push(
+                format!("{path}.kafka.advertised_host"),
+                "must be a host name or IP, without a port",
+            );
+        }
+        Some(_) => {}
+        None if migration.listen.ip().is_unspecified() => errors.push(
+            format!("{path}.kafka.advertised_host"),
+            format!(
+                "is required because listen ({}) is a wildcard address: clients must be told a host they can reach",
+                migration.listen
+            ),
+        ),
+        None => {}
+    }
+    if options.max_brokers == 0 {
+        errors.push(format!("{path}.kafka.max_brokers"), "must be at least 1");
+    }
+    if options.max_frame_bytes < MIN_KAFKA_FRAME {
+        errors.push(
+            format!("{path}.kafka.max_frame_bytes"),
+            format!("must be at least {MIN_KAFKA_FRAME} bytes"),
+        );
+    }
+    match migration.kafka_brokers_base() {
+        Some(0) => errors.push(format!("{path}.kafka.brokers_listen_base"), "must not be 0"),
+        Some(base) if u32::from(base) + u32::from(options.max_brokers) > 65_536 => errors.push(
+            format!("{path}.kafka.brokers_listen_base"),
+            format!(
+                "{base} + max_brokers ({}) runs past port 65535",
+                options.max_brokers
+            ),
+        ),
+        Some(_) => {}
+        None => errors.push(
+            format!("{path}.kafka.brokers_listen_base"),
+            "listen uses port 65535, so there is no port after it: set brokers_listen_base",
+        ),
+    }
+}
+
+/// Smallest `kafka.max_frame_bytes`: a Metadata response of a small cluster
+/// already takes kilobytes, so anything below 64 KiB is a typo.
+const MIN_KAFKA_FRAME: usize = 64 * 1024;
+
+/// The per-broker ports a Kafka migration reserves, as listeners for the
+/// overlap check (every reserved port, bound or not yet).
+fn kafka_broker_listeners(path: &str, migration: &MigrationConfig) -> Vec<(String, SocketAddr)> {
+    if migration.protocol != Protocol::Kafka {
+        return Vec::new();
+    }
+    let Some(base) = migration.kafka_brokers_base() else {
+        return Vec::new();
+    };
+    (0..migration.kafka_options().max_brokers)
+        .map_while(|i| base.checked_add(i).map(|port| (i, port)))
+        .map(|(i, port)| {
+            (
+                format!("{path}.kafka (broker listener {i})"),
+                SocketAddr::new(migration.listen.ip(), port),
+            )
+        })
+        .collect()
 }
 
 fn validate_topics(path: &str, migration: &MigrationConfig, errors: &mut Errors) {
@@ -511,6 +589,68 @@ migrations:
             );
         }
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    const KAFKA: &str = r#"
+clusters:
+  - { name: old, protocol: kafka, endpoints: ["127.0.0.1:9092"] }
+  - { name: new, protocol: kafka, endpoints: ["127.0.0.1:9093"] }
+migrations:
+  - name: events
+    protocol: kafka
+    listen: 127.0.0.1:9192
+    source: old
+    target: new
+    topics: [ { match: "*" } ]
+"#;
+
+    #[test]
+    fn kafka_defaults_follow_listen() {
+        let config = parse(KAFKA).unwrap();
+        let m = &config.migrations[0];
+        assert_eq!(m.kafka_brokers_base(), Some(9193));
+        assert_eq!(m.kafka_advertised_host(), "127.0.0.1");
+        assert_eq!(
+            m.kafka_options().max_brokers,
+            super::super::DEFAULT_KAFKA_MAX_BROKERS
+        );
+    }
+
+    #[test]
+    fn kafka_options_are_validated_and_broker_ports_reserved() {
+        let text = KAFKA.replace("127.0.0.1:9192", "0.0.0.0:9192")
+            + "    kafka: { max_brokers: 0, max_frame_bytes: 10 }\n"
+            + "  - { name: r, protocol: redis, listen: 127.0.0.1:7000, source: a, target: b, topics: [ { name: x, match: \"*\" } ], kafka: {} }\n"
+            + "  - { name: k2, protocol: kafka, listen: 127.0.0.1:9300, source: old, target: new, topics: [ { match: \"*\" } ], kafka: { brokers_listen_base: 65530, advertised_host: \"h:1\" } }\n";
+        let errors = messages(&text);
+        let expected = [
+            "migrations[0].kafka.advertised_host: is required because listen (0.0.0.0:9192) is a wildcard",
+            "migrations[0].kafka.max_brokers: must be at least 1",
+            "migrations[0].kafka.max_frame_bytes: must be at least",
+            "migrations[1].source: unknown cluster",
+            "migrations[1].target: unknown cluster",
+            "migrations[1].kafka: only allowed on a kafka migration",
+            "migrations[2].kafka.advertised_host: must be a host name or IP",
+            "migrations[2].kafka.brokers_listen_base: 65530 + max_brokers (16) runs past port 65535",
+        ];
+        for prefix in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(prefix)),
+                "missing {prefix}: {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+
+        let clash = KAFKA.to_owned()
+            + "  - { name: r, protocol: kafka, listen: 127.0.0.1:9208, source: old, target: new, topics: [ { match: \"*\" } ], kafka: { brokers_listen_base: 9300 } }\n";
+        let errors = messages(&clash);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].starts_with(
+                "migrations[1].listen: 127.0.0.1:9208 overlaps migrations[0].kafka (broker listener 15)"
+            ),
+            "{errors:#?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,311 @@
+//! Kafka through cutover, black box: two real tansu brokers (source and
+//! target) and librdkafka (confluent-kafka) as the client. Produce and a
+//! consumer group through the proxy's bootstrap address, Metadata naming
+//! only the proxy, topic discovery visible in `ctl status`, and bad input
+//! closing only its own connection. Needs `tests/peers/install.sh kafka`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Config, CutoverProcess, Tansu, free_port, kafka_python, wait_until};
+
+/// librdkafka group joins against tansu take seconds; everything the script
+/// does is bounded inside it, this bounds the process as a whole.
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
+const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
+struct Rig {
+    _source: Tansu,
+    _target: Tansu,
+    proxy: CutoverProcess,
+    listen: u16,
+    broker_port: u16,
+}
+
+fn rig() -> Rig {
+    let source = Tansu::start();
+    let target = Tansu::start();
+    let (listen, broker_port) = (free_port(), free_port());
+    let config = Config::new().append(&format!(
+        "clusters:\n\
+         \x20 - {{ name: old, protocol: kafka, endpoints: [\"{}\"] }}\n\
+         \x20 - {{ name: new, protocol: kafka, endpoints: [\"{}\"] }}\n\
+         migrations:\n\
+         \x20 - name: events\n\
+         \x20   protocol: kafka\n\
+         \x20   listen: 127.0.0.1:{listen}\n\
+         \x20   source: old\n\
+         \x20   target: new\n\
+         \x20   topics: [ {{ match: \"orders*\" }} ]\n\
+         \x20   kafka: {{ brokers_listen_base: {broker_port}, max_brokers: 1 }}\n",
+        source.addr(),
+        target.addr()
+    ));
+    let proxy = CutoverProcess::start(config);
+    Rig {
+        _source: source,
+        _target: target,
+        proxy,
+        listen,
+        broker_port,
+    }
+}
+
+/// Runs a python script with the confluent-kafka venv, killing it at the deadline.
+fn python(script: &str) -> Value {
+    let mut child = Command::new(kafka_python())
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait python") {
+            break status;
+        }
+        if start.elapsed() > SCRIPT_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python client script ran past {SCRIPT_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        status.success(),
+        "python failed: {status}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    let last = out.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}\nstderr:\n{err}"))
+}
+
+const PRELUDE: &str = r#"
+import json, time
+from confluent_kafka import Producer, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+BOOT = "127.0.0.1:{LISTEN}"
+GROUP_OPTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+def brokers():
+    md = AdminClient({"bootstrap.servers": BOOT}).list_topics(timeout=10)
+    return sorted(f"{b.host}:{b.port}" for b in md.brokers.values()), sorted(md.topics)
+"#;
+
+const PRODUCE_CONSUME: &str = r#"
+admin = AdminClient({"bootstrap.servers": BOOT})
+admin.create_topics([NewTopic("orders", num_partitions=3, replication_factor=1)])["orders"].result(timeout=20)
+seen_brokers, topics = brokers()
+
+delivered, failed = [0], []
+def on_delivery(err, msg):
+    if err: failed.append(str(err))
+    else: delivered[0] += 1
+p = Producer({"bootstrap.servers": BOOT, "acks": "all"})
+for i in range(100):
+    p.produce("orders", key=str(i % 7).encode(), value=f"m{i}".encode(), on_delivery=on_delivery)
+left = p.flush(30)
+
+def consumer():
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "g1", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, **GROUP_OPTS})
+    assigned = []
+    c.subscribe(["orders"], on_assign=lambda c, parts: assigned.extend(parts))
+    return c, assigned
+
+c, _ = consumer()
+values, errors, deadline = set(), [], time.time() + 60
+while len(values) < 100 and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is None: continue
+    if m.error(): errors.append(str(m.error())); continue
+    values.add(m.value().decode())
+committed = c.commit(asynchronous=False)
+c.close()
+
+c, assigned = consumer()
+again, deadline = [], time.time() + 30
+while not assigned and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is not None and not m.error(): again.append(m.value().decode())
+quiet = time.time() + 3
+while time.time() < quiet:
+    m = c.poll(0.5)
+    if m is not None and not m.error(): again.append(m.value().decode())
+# A partition no key hashed to has no commit (OFFSET_INVALID, -1001).
+offsets = sum(max(tp.offset, 0) for tp in c.committed([TopicPartition("orders", i) for i in range(3)], timeout=10))
+c.close()
+print(json.dumps({"brokers": seen_brokers, "topics": topics, "delivered": delivered[0],
+                  "failed": failed, "left": left, "consumed": len(values), "errors": errors,
+                  "assigned": len(assigned), "redelivered": again, "committed_total": offsets}))
+"#;
+
+fn script(rig: &Rig, body: &str) -> String {
+    PRELUDE.replace("{LISTEN}", &rig.listen.to_string()) + body
+}
+
+fn ctl_json(proxy: &CutoverProcess, args: &[&str]) -> Value {
+    let out = proxy.ctl(args);
+    assert!(
+        out.status.success(),
+        "ctl {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ctl JSON")
+}
+
+fn topic_state(proxy: &CutoverProcess, topic: &str) -> Option<String> {
+    let status = ctl_json(proxy, &["status", "--json"]);
+    status["migrations"][0]["topics"]
+        .as_array()?
+        .iter()
+        .find(|t| t["name"] == topic)
+        .map(|t| t["state"].as_str().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
+    let rig = rig();
+    let out = python(&script(&rig, PRODUCE_CONSUME));
+    let proxy_broker = format!("127.0.0.1:{}", rig.broker_port);
+    assert_eq!(out["brokers"], serde_json::json!([proxy_broker]), "{out:#}");
+    assert!(
+        out["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "orders"),
+        "{out:#}"
+    );
+    assert_eq!(out["delivered"], 100, "{out:#}");
+    assert_eq!(out["left"], 0, "{out:#}");
+    assert_eq!(out["consumed"], 100, "{out:#}");
+    assert_eq!(out["errors"], serde_json::json!([]), "{out:#}");
+    assert_eq!(out["assigned"], 3, "{out:#}");
+    assert_eq!(out["redelivered"], serde_json::json!([]), "{out:#}");
+    assert_eq!(out["committed_total"], 100, "{out:#}");
+
+    // Discovered from Metadata, persisted, and movable by ctl.
+    assert_eq!(topic_state(&rig.proxy, "orders").as_deref(), Some("source"));
+    let moved = ctl_json(&rig.proxy, &["advance", "events", "orders", "--json"]);
+    assert_eq!(moved["outcomes"][0]["outcome"], "moved", "{moved:#}");
+    assert_eq!(
+        topic_state(&rig.proxy, "orders").as_deref(),
+        Some("dual_read")
+    );
+    let refused = rig.proxy.ctl(&["advance", "events", "orders", "--json"]);
+    let refused: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(refused["outcomes"][0]["outcome"], "refused", "{refused:#}");
+    assert!(
+        refused["outcomes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("offset_splice_available:"),
+        "{refused:#}"
+    );
+    let back = ctl_json(&rig.proxy, &["rollback", "events", "orders", "--json"]);
+    assert_eq!(back["outcomes"][0]["outcome"], "moved", "{back:#}");
+}
+
+/// Sends `bytes` on a fresh connection to the bootstrap port and waits until
+/// the proxy closes it.
+fn closed_after(port: u16, bytes: &[u8]) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the proxy");
+    s.set_read_timeout(Some(CLOSE_DEADLINE)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the proxy to close the connection, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_input_closes_only_its_own_connection() {
+    let rig = rig();
+    // A healthy client connected before and used after the bad ones.
+    let body = r#"
+a = AdminClient({"bootstrap.servers": BOOT})
+before = sorted(f"{b.host}:{b.port}" for b in a.list_topics(timeout=10).brokers.values())
+import sys
+sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.stdin.readline()
+after = sorted(f"{b.host}:{b.port}" for b in a.list_topics(timeout=10).brokers.values())
+print(json.dumps({"before": before, "after": after}))
+"#;
+    let mut child = Command::new(kafka_python())
+        .args(["-c", &script(&rig, body)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    // 2 GiB declared length: refused from the prefix alone.
+    closed_after(rig.listen, &i32::MAX.to_be_bytes());
+    // Negative length, then plain garbage that parses as a huge frame.
+    closed_after(rig.listen, &(-5i32).to_be_bytes());
+    closed_after(rig.listen, b"GET / HTTP/1.1\r\n\r\n");
+    // An API key nobody knows.
+    closed_after(
+        rig.listen,
+        &[0, 0, 0, 10, 0x7f, 0x00, 0, 1, 0, 0, 0, 9, 0xff, 0xff],
+    );
+    // A known key the proxy does not serve (DescribeTopicPartitions v0).
+    closed_after(
+        rig.listen,
+        &[0, 0, 0, 11, 0, 75, 0, 0, 0, 0, 0, 3, 0xff, 0xff, 0],
+    );
+
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < SCRIPT_DEADLINE, "healthy client hung");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "healthy client failed: {rest}");
+    let out: Value = serde_json::from_str(rest.trim()).unwrap();
+    let proxy_broker = format!("127.0.0.1:{}", rig.broker_port);
+    assert_eq!(out["before"], serde_json::json!([proxy_broker]));
+    assert_eq!(out["after"], out["before"]);
+
+    let log = || rig.proxy.log_tail(200);
+    wait_until(CLOSE_DEADLINE, "the close reasons in the proxy log", || {
+        let log = log();
+        [
+            "above the limit",
+            "negative length",
+            "unknown API key 32512",
+            "DescribeTopicPartitions",
+        ]
+        .iter()
+        .all(|needle| log.contains(needle))
+    });
+}
