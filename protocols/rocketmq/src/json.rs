@@ -1,0 +1,328 @@
+//! The JSON header (Apache `RemotingSerializable` of `RemotingCommand`).
+//!
+//! Decoding is tolerant: fields in any order, missing numbers default to 0,
+//! `remark`/`extFields` may be null, unknown fields are skipped, ext values
+//! that are numbers or booleans are kept as their text, a language may be a
+//! name or a code. The ext fields keep their wire order.
+//!
+//! Encoding writes fastjson's canonical layout (keys sorted, nulls omitted,
+//! `extFields` always present) and always carries
+//! `"serializeTypeCurrentRPC":"JSON"`: the rocketmq-rust servers drop a JSON
+//! header without it (DESIGN.md §4), and their fast path expects exactly
+//! this layout.
+
+use std::fmt;
+
+use serde::Deserializer;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+
+use crate::FrameError;
+use crate::header::{ExtBuilder, Header, Language};
+
+/// Decodes a JSON header occupying exactly `src`.
+pub(crate) fn decode(src: &[u8]) -> Result<Header, FrameError> {
+    let mut de = serde_json::Deserializer::from_slice(src);
+    let header = de
+        .deserialize_map(HeaderVisitor)
+        .and_then(|h| de.end().map(|()| h))
+        .map_err(|e| FrameError::Json {
+            reason: e.to_string(),
+        })?;
+    Ok(header)
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = Header;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a RemotingCommand header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
+        let mut h = Header::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "code" => h.code = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                "language" => h.language = map.next_value::<LanguageField>()?.0,
+                "version" => h.version = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                "opaque" => h.opaque = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                "flag" => h.flag = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                "remark" => h.remark = map.next_value::<Option<String>>()?,
+                "extFields" => {
+                    h.ext_fields = map
+                        .next_value::<Option<ExtFields>>()?
+                        .map(|e| e.0)
+                        .unwrap_or_default();
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+struct LanguageField(Language);
+
+impl<'de> de::Deserialize<'de> for LanguageField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LanguageVisitor)
+    }
+}
+
+struct LanguageVisitor;
+
+impl Visitor<'_> for LanguageVisitor {
+    type Value = LanguageField;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a language name or code")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<LanguageField, E> {
+        Ok(LanguageField(Language::from_name(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<LanguageField, E> {
+        Ok(LanguageField(
+            u8::try_from(v).map_or(Language::OTHER, Language),
+        ))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<LanguageField, E> {
+        Ok(LanguageField(Language::OTHER))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<LanguageField, E> {
+        Ok(LanguageField(Language::JAVA))
+    }
+}
+
+struct ExtFields(Vec<(String, String)>);
+
+impl<'de> de::Deserialize<'de> for ExtFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ExtVisitor)
+    }
+}
+
+struct ExtVisitor;
+
+impl<'de> Visitor<'de> for ExtVisitor {
+    type Value = ExtFields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of string ext fields")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ExtFields, A::Error> {
+        let mut fields = ExtBuilder::default();
+        while let Some(key) = map.next_key::<String>()? {
+            // Java skips null values when it builds extFields; do the same.
+            if let Some(value) = map.next_value::<Option<ExtValue>>()? {
+                fields.push(key, value.0);
+            }
+        }
+        Ok(ExtFields(fields.finish()))
+    }
+}
+
+/// An ext value: a string, or a scalar some clients send unquoted.
+struct ExtValue(String);
+
+impl<'de> de::Deserialize<'de> for ExtValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ExtValueVisitor)
+    }
+}
+
+struct ExtValueVisitor;
+
+impl Visitor<'_> for ExtValueVisitor {
+    type Value = ExtValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string, number or boolean ext value")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<ExtValue, E> {
+        Ok(ExtValue(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<ExtValue, E> {
+        Ok(ExtValue(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<ExtValue, E> {
+        Ok(ExtValue(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<ExtValue, E> {
+        Ok(ExtValue(v.to_string()))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<ExtValue, E> {
+        Ok(ExtValue(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<ExtValue, E> {
+        Ok(ExtValue(v.to_string()))
+    }
+}
+
+/// Appends the JSON form of `h` to `out`, in fastjson's canonical layout.
+pub(crate) fn encode(h: &Header, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{{\"code\":{},\"extFields\":{{", h.code);
+    for (i, (k, v)) in h.ext_fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(k, out);
+        out.push(b':');
+        string(v, out);
+    }
+    let _ = write!(out, "}},\"flag\":{},\"language\":", h.flag);
+    match h.language.name() {
+        Some(name) => string(name, out),
+        None => string("OTHER", out),
+    }
+    let _ = write!(out, ",\"opaque\":{}", h.opaque);
+    if let Some(remark) = &h.remark {
+        out.extend_from_slice(b",\"remark\":");
+        string(remark, out);
+    }
+    let _ = write!(
+        out,
+        ",\"serializeTypeCurrentRPC\":\"JSON\",\"version\":{}}}",
+        h.version
+    );
+}
+
+/// Writes `s` as a JSON string literal.
+fn string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for &b in s.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..0x20 => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real Java 4.9 broker response, seen on the wire (CVE-2023-33246
+    /// write-ups show the same bytes).
+    const JAVA_RESPONSE: &str = r#"{"code":0,"flag":1,"language":"JAVA","opaque":0,"serializeTypeCurrentRPC":"JSON","version":403}"#;
+
+    #[test]
+    fn decodes_java_response_without_ext_fields() {
+        let h = decode(JAVA_RESPONSE.as_bytes()).unwrap();
+        assert_eq!(
+            h,
+            Header {
+                flag: 1,
+                version: 403,
+                ..Header::default()
+            }
+        );
+        assert!(h.is_response());
+    }
+
+    #[test]
+    fn decodes_rust_layout_with_nulls_and_keeps_ext_order() {
+        let src = br#"{"code":310,"language":"RUST","version":501,"opaque":7,"flag":0,"remark":null,"extFields":{"z":"1","a":"producer-a","n":"broker-a"},"serializeTypeCurrentRPC":"JSON"}"#;
+        let h = decode(src).unwrap();
+        assert_eq!(h.code, 310);
+        assert_eq!(h.language, Language::RUST);
+        assert_eq!(h.remark, None);
+        let keys: Vec<_> = h.ext_fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["z", "a", "n"]);
+    }
+
+    #[test]
+    fn tolerates_scalars_numeric_language_and_unknown_fields() {
+        let src = br#" {"extFields":{"queueId":3,"sysFlag":true,"gone":null,"k":"v\u0001"},"language":9,"unknown":[1,{"x":2}],"code":11} "#;
+        let h = decode(src).unwrap();
+        assert_eq!(h.language, Language::GO);
+        assert_eq!(h.code, 11);
+        assert_eq!(h.ext("queueId"), Some("3"));
+        assert_eq!(h.ext("sysFlag"), Some("true"));
+        assert_eq!(h.ext("gone"), None);
+        assert_eq!(h.ext("k"), Some("v\u{1}"));
+        assert_eq!(
+            decode(br#"{"language":"SWIFT"}"#).unwrap().language,
+            Language::OTHER
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_header_object() {
+        for bad in [
+            &b"[]"[..],
+            b"{",
+            b"{\"code\":\"x\"}",
+            b"{} x",
+            b"{\"code\":1e3}",
+            b"",
+        ] {
+            assert!(
+                matches!(decode(bad), Err(FrameError::Json { .. })),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn encodes_fastjson_canonical_layout() {
+        let mut h = Header::request(105, 9);
+        h.set_ext("topic", "Top\"ic\n");
+        let mut out = Vec::new();
+        encode(&h, &mut out);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            r#"{"code":105,"extFields":{"topic":"Top\"ic\n"},"flag":0,"language":"JAVA","opaque":9,"serializeTypeCurrentRPC":"JSON","version":0}"#
+        );
+        assert_eq!(decode(&out).unwrap(), h);
+
+        let h = Header::response(17, 9, Some("no route".into()));
+        let mut out = Vec::new();
+        encode(&h, &mut out);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.contains(r#""opaque":9,"remark":"no route","serializeTypeCurrentRPC":"JSON""#)
+        );
+        assert_eq!(decode(&out).unwrap(), h);
+    }
+
+    #[test]
+    fn control_characters_survive_a_round_trip() {
+        let mut h = Header::request(1, 1);
+        h.remark = Some((0u8..0x20).map(char::from).chain("\"\\é".chars()).collect());
+        let mut out = Vec::new();
+        encode(&h, &mut out);
+        assert_eq!(decode(&out).unwrap(), h);
+    }
+}
