@@ -204,6 +204,11 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
 
     // Discovered from Metadata, persisted, and movable by ctl.
     assert_eq!(topic_state(&rig.proxy, "orders").as_deref(), Some("source"));
+    let migrated = ctl_json(
+        &rig.proxy,
+        &["migrate-metadata", "events", "orders", "--json"],
+    );
+    assert_eq!(migrated["topics"][0]["outcome"], "created", "{migrated:#}");
     let moved = ctl_json(&rig.proxy, &["advance", "events", "orders", "--json"]);
     assert_eq!(moved["outcomes"][0]["outcome"], "moved", "{moved:#}");
     assert_eq!(

@@ -71,6 +71,19 @@ enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create Kafka topics on the target with the source's partition count,
+    /// replication factor (capped at the target's brokers) and topic configs;
+    /// topics already on the target are compared, never changed.
+    MigrateMetadata {
+        /// Migration name.
+        migration: String,
+        /// Topics to migrate.
+        #[arg(required = true)]
+        topics: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Transition history, oldest first.
     History {
         /// Only this migration.
@@ -173,6 +186,11 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             }
             action_result(&answer, print_verify)
         }
+        CtlCommand::MigrateMetadata {
+            migration,
+            topics,
+            json,
+        } => migrate_metadata(socket, &migration, &topics, json).await,
         CtlCommand::History {
             migration,
             topic,
@@ -189,6 +207,68 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             print_or(json, &answer, || print_history(&answer.body))
         }
     }
+}
+
+/// `ctl migrate-metadata`: one action per topic, one report for all.
+/// Exit code 1 when any topic is in error or has too few partitions.
+async fn migrate_metadata(
+    socket: &std::path::Path,
+    migration: &str,
+    topics: &[String],
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let mut reports = Vec::new();
+    for topic in topics {
+        let path =
+            format!("/api/v1/migrations/{migration}/topics/{topic}/actions/migrate_metadata");
+        let answer = client::call(socket, Method::POST, &path, Some(json!({}))).await?;
+        if answer.status.is_success() {
+            reports.push(answer.body);
+        } else {
+            reports.push(json!({
+                "topic": topic,
+                "outcome": "error",
+                "reason": answer.body["error"].as_str().unwrap_or("unexpected answer"),
+            }));
+        }
+    }
+    let ok = reports
+        .iter()
+        .all(|r| matches!(r["outcome"].as_str(), Some("created" | "present")));
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "migration": migration, "topics": reports }))?
+        );
+    } else {
+        let rows: Vec<Vec<String>> = reports
+            .iter()
+            .map(|r| {
+                let outcome = match r["outcome"].as_str() {
+                    Some("created") => "created",
+                    Some("present") => "already present (ok)",
+                    Some("too_few_partitions") => "already present, too few partitions (problem)",
+                    _ => "error",
+                };
+                vec![
+                    text(&r["topic"]),
+                    outcome.to_owned(),
+                    text(&r["source_partitions"]),
+                    text(&r["target_partitions"]),
+                    text(&r["reason"]),
+                ]
+            })
+            .collect();
+        out!(
+            "{}",
+            table::render(&["TOPIC", "RESULT", "SOURCE", "TARGET", "DETAIL"], &rows)
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Prints JSON or the human form; errors from the API become exit code 2.

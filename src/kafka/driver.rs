@@ -1,19 +1,40 @@
-//! What `ctl check/advance/rollback` runs for a Kafka topic in this build.
+//! What `ctl check/advance/rollback` runs for a Kafka topic in this build,
+//! and the `migrate_metadata` action behind `ctl migrate-metadata`.
 //!
-//! `source → dual_read` needs the target to answer ApiVersions with the
-//! APIs the proxy will use on it (`target_reachable`). Further states move
+//! `source → dual_read` needs:
+//! - `target_reachable`: the target answers ApiVersions with the APIs the
+//!   proxy will use on it, at the proxy's versions;
+//! - `target_topic_exists`: the target has the topic with at least the
+//!   source's partition count;
+//! - `no_bypassing_consumers`: every consumer group the proxy has seen in
+//!   its own traffic for the topic has committed on the source no further
+//!   than the proxy relayed (or than its committed offset when the checks
+//!   first looked, for partitions the proxy relayed no commit for), polled
+//!   twice over [`SETTLE`] + [`WINDOW`]; a group committing beyond that
+//!   commits from somewhere else and is named;
+//! - `no_bypassing_producers`: each partition's source high watermark grew
+//!   over [`WINDOW`] by no more than the offsets of Produce requests the
+//!   proxy relayed (counted from [`SETTLE`] before the window opened, so a
+//!   proxied write acknowledged before the window but made visible in it is
+//!   still counted).
+//!
+//! Further states move
 //! writes and need the per-partition offset splice, which this build does
 //! not have: `offset_splice_available` fails with that reason (an operator
 //! may still `--force`, knowing traffic keeps going to the source).
 //! Rollbacks need no checks.
 
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_kafka::kafka_protocol::messages::ApiKey;
 
 use super::Shared;
 use super::probe;
+use super::topics::{self, TopicShape};
 use super::versions::SUPPORTED;
 use crate::migration::{CheckResult, Driver, State};
 
@@ -27,6 +48,11 @@ const TARGET_NEEDS: &[ApiKey] = &[
     ApiKey::CreateTopics,
     ApiKey::DescribeConfigs,
 ];
+
+/// How long before the sampling window proxied produce counts are taken.
+pub const SETTLE: Duration = Duration::from_secs(1);
+/// How long source offsets are watched for writes and commits.
+pub const WINDOW: Duration = Duration::from_millis(1500);
 
 /// The Kafka driver.
 pub struct KafkaDriver {
@@ -96,22 +122,261 @@ impl KafkaDriver {
             )
         }
     }
+    /// `target_topic_exists`, and the source's shape of the topic for the
+    /// bypass checks.
+    async fn target_topic(&self, topic: &str) -> (CheckResult, Option<TopicShape>) {
+        const NAME: &str = "target_topic_exists";
+        let shared = &self.shared;
+        let source = match topics::view(shared, &shared.bootstrap, topic).await {
+            Ok(v) => v.topic,
+            Err(e) => return (CheckResult::fail(NAME, e), None),
+        };
+        let Some(source) = source else {
+            return (
+                CheckResult::fail(
+                    NAME,
+                    format!(
+                        "cluster \"{}\" (source) has no topic {topic}",
+                        shared.bootstrap.cluster
+                    ),
+                ),
+                None,
+            );
+        };
+        let want = source.partitions.len();
+        let result = match topics::view(shared, &shared.target, topic).await {
+            Err(e) => CheckResult::fail(NAME, e),
+            Ok(v) => match v.topic {
+                None => CheckResult::fail(
+                    NAME,
+                    format!(
+                        "cluster \"{}\" (target) has no topic {topic}; the source has {want} partition(s) (run `ctl migrate-metadata`)",
+                        shared.target.cluster
+                    ),
+                ),
+                Some(t) if t.partitions.len() < want => CheckResult::fail(
+                    NAME,
+                    format!(
+                        "cluster \"{}\" (target) has {} partition(s) of {topic}, fewer than the source's {want}",
+                        shared.target.cluster,
+                        t.partitions.len()
+                    ),
+                ),
+                Some(t) => CheckResult::pass(
+                    NAME,
+                    format!(
+                        "cluster \"{}\" (target) has {} partition(s) of {topic}; the source has {want}",
+                        shared.target.cluster,
+                        t.partitions.len()
+                    ),
+                ),
+            },
+        };
+        (result, Some(source))
+    }
+
+    /// Committed offsets of every group in `groups`, by group then partition;
+    /// a group whose offsets cannot be read maps to its error.
+    async fn commits(
+        &self,
+        topic: &str,
+        groups: &[String],
+        partitions: &[i32],
+    ) -> BTreeMap<String, Result<HashMap<i32, i64>, String>> {
+        let mut out = BTreeMap::new();
+        for g in groups {
+            out.insert(
+                g.clone(),
+                topics::committed(&self.shared, g, topic, partitions).await,
+            );
+        }
+        out
+    }
+
+    /// `no_bypassing_consumers` and `no_bypassing_producers`, sampled over
+    /// one window.
+    async fn bypass_checks(&self, topic: &str, source: Option<&TopicShape>) -> Vec<CheckResult> {
+        const CONSUMERS: &str = "no_bypassing_consumers";
+        const PRODUCERS: &str = "no_bypassing_producers";
+        let Some(source) = source else {
+            let why = format!("{topic} could not be described on the source");
+            return vec![
+                CheckResult::fail(CONSUMERS, why.clone()),
+                CheckResult::fail(PRODUCERS, why),
+            ];
+        };
+        let shared = &self.shared;
+        let partitions: Vec<i32> = source.partitions.iter().map(|p| p.0).collect();
+        let groups = shared.observed.groups_for(topic);
+
+        let produced_before = shared.observed.produced(topic);
+        let first = self.commits(topic, &groups, &partitions).await;
+        tokio::time::sleep(SETTLE).await;
+        let leo_before = topics::latest_offsets(shared, topic, &source.partitions).await;
+        tokio::time::sleep(WINDOW).await;
+        let leo_after = topics::latest_offsets(shared, topic, &source.partitions).await;
+        let second = self.commits(topic, &groups, &partitions).await;
+        let produced_after = shared.observed.produced(topic);
+
+        // Consumers.
+        let mut bypassing = Vec::new();
+        let mut unreadable = Vec::new();
+        let mut watched = 0usize;
+        for g in &groups {
+            let (Some(Ok(a)), Some(Ok(b))) = (first.get(g), second.get(g)) else {
+                let e = [first.get(g), second.get(g)]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|r| r.as_ref().err())
+                    .cloned()
+                    .unwrap_or_default();
+                unreadable.push(format!("{g} ({e})"));
+                continue;
+            };
+            if a.is_empty() && b.is_empty() {
+                continue;
+            }
+            watched += 1;
+            let mut detail = String::new();
+            for &p in &partitions {
+                let now = a.get(&p).copied().max(b.get(&p).copied());
+                let Some(now) = now else { continue };
+                let accounted =
+                    shared
+                        .observed
+                        .accounted(g, topic, p, a.get(&p).copied().unwrap_or(-1));
+                if now > accounted {
+                    if !detail.is_empty() {
+                        detail.push_str(", ");
+                    }
+                    let _ = write!(
+                        detail,
+                        "{topic}/{p} committed at {now}, the proxy accounts for {}",
+                        if accounted < 0 {
+                            "no commit".to_owned()
+                        } else {
+                            accounted.to_string()
+                        }
+                    );
+                }
+            }
+            if !detail.is_empty() {
+                bypassing.push(format!("group {g} ({detail})"));
+            }
+        }
+        let consumers = if !bypassing.is_empty() {
+            CheckResult::fail(
+                CONSUMERS,
+                format!(
+                    "committing on cluster \"{}\" without the proxy: {}",
+                    shared.bootstrap.cluster,
+                    bypassing.join("; ")
+                ),
+            )
+        } else if !unreadable.is_empty() {
+            CheckResult::fail(
+                CONSUMERS,
+                format!(
+                    "could not read committed offsets of {}",
+                    unreadable.join(", ")
+                ),
+            )
+        } else if groups.is_empty() {
+            CheckResult::pass(
+                CONSUMERS,
+                format!(
+                    "no consumer group has used {topic} through the proxy; groups that never connect through it are not visible on this broker"
+                ),
+            )
+        } else {
+            CheckResult::pass(
+                CONSUMERS,
+                format!(
+                    "{watched} group(s) with commits on {topic}, {} seen through the proxy: every commit went through the proxy",
+                    groups.len()
+                ),
+            )
+        };
+
+        // Producers.
+        let producers = match (leo_before, leo_after) {
+            (Err(e), _) | (_, Err(e)) => CheckResult::fail(PRODUCERS, e),
+            (Ok(before), Ok(after)) => {
+                let mut grew = 0i64;
+                let mut bad = Vec::new();
+                for &p in &partitions {
+                    let (Some(&b), Some(&a)) = (before.get(&p), after.get(&p)) else {
+                        continue;
+                    };
+                    let growth = (a - b).max(0);
+                    grew += growth;
+                    let relayed = produced_after.get(&p).map_or(0, |c| c.requested)
+                        - produced_before.get(&p).map_or(0, |c| c.answered);
+                    let relayed = i64::try_from(relayed).unwrap_or(i64::MAX);
+                    if growth > relayed {
+                        bad.push(format!(
+                            "{topic}/{p} grew by {growth}, the proxy relayed at most {relayed}"
+                        ));
+                    }
+                }
+                if bad.is_empty() {
+                    CheckResult::pass(
+                        PRODUCERS,
+                        format!(
+                            "{} partition(s) of {topic} grew by {grew} record offset(s) in {WINDOW:?}, all relayed by the proxy",
+                            partitions.len()
+                        ),
+                    )
+                } else {
+                    CheckResult::fail(
+                        PRODUCERS,
+                        format!(
+                            "writes to cluster \"{}\" not made through the proxy in {WINDOW:?}: {}",
+                            shared.bootstrap.cluster,
+                            bad.join(", ")
+                        ),
+                    )
+                }
+            }
+        };
+        vec![consumers, producers]
+    }
 }
 
 #[async_trait]
 impl Driver for KafkaDriver {
-    async fn checks(&self, _topic: &str, from: State, to: State) -> Vec<CheckResult> {
+    async fn checks(&self, topic: &str, from: State, to: State) -> Vec<CheckResult> {
         if to <= from {
             return Vec::new();
         }
         match to {
-            State::DualRead => vec![self.target_reachable().await],
+            State::DualRead => {
+                let mut out = vec![self.target_reachable().await];
+                let (exists, source) = self.target_topic(topic).await;
+                out.push(exists);
+                out.extend(self.bypass_checks(topic, source.as_ref()).await);
+                out
+            }
             _ => vec![CheckResult::fail(
                 "offset_splice_available",
                 format!(
                     "this build routes every Kafka request to the source; {to} moves writes and needs the per-partition offset splice, which is not built yet"
                 ),
             )],
+        }
+    }
+
+    async fn action(
+        &self,
+        topic: &str,
+        action: &str,
+        _params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        match action {
+            "migrate_metadata" => Ok(topics::migrate(&self.shared, topic).await),
+            _ => Err(format!(
+                "{action} is not available for kafka (actions: migrate_metadata)"
+            )),
         }
     }
 }

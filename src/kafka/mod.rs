@@ -15,9 +15,11 @@
 
 pub mod brokers;
 pub mod driver;
+pub mod observe;
 pub mod probe;
 pub mod rewrite;
 mod session;
+mod topics;
 pub mod versions;
 
 use std::collections::HashMap;
@@ -78,6 +80,9 @@ pub(crate) struct Shared {
     /// The target at its configured endpoints (checks only, for now).
     pub target: Upstream,
     source_config: ClusterConfig,
+    target_config: ClusterConfig,
+    /// Groups, commits and produce counts seen in the proxy's own traffic.
+    pub observed: observe::Observed,
     brokers: Mutex<BrokerMap>,
     /// Upstreams per broker address, so TLS files are read once per broker.
     broker_upstreams: Mutex<HashMap<String, Upstream>>,
@@ -166,6 +171,23 @@ impl Shared {
             .map_err(|e| e.to_string())?;
         cache.insert(addr, upstream.clone());
         Ok(upstream)
+    }
+
+    /// An upstream for one `host:port` of the target cluster (its
+    /// controller, for CreateTopics), with the target's TLS settings.
+    pub fn target_at(&self, addr: &str) -> Result<Upstream, String> {
+        let config = ClusterConfig {
+            endpoints: vec![addr.to_owned()],
+            ..self.target_config.clone()
+        };
+        Upstream::new(&self.migration.name, &config, self.connect_timeout)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The upstream of source broker `node_id`, else the bootstrap one.
+    pub fn source_broker(&self, node_id: i32) -> Upstream {
+        self.upstream_for(Door::Broker(node_id))
+            .unwrap_or_else(|_| self.bootstrap.clone())
     }
 
     /// Registers the topics among `names` that match the migration's
@@ -345,6 +367,8 @@ fn build_shared(
         bootstrap: upstream(source)?,
         target: upstream(target)?,
         source_config: source.clone(),
+        target_config: target.clone(),
+        observed: observe::Observed::default(),
         brokers: Mutex::new(BrokerMap::new(base, options.max_brokers)),
         broker_upstreams: Mutex::new(HashMap::new()),
         advertised_host: mc.kafka_advertised_host(),

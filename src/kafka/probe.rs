@@ -91,7 +91,12 @@ pub async fn api_versions(
     .await
 }
 
-async fn exchange<Req: Encodable, Resp: Decodable>(
+/// One request at `version` on a fresh connection, its answer decoded.
+///
+/// # Errors
+/// [`ProbeError`] when the cluster cannot be reached or answers nonsense
+/// within `deadline`.
+pub async fn exchange<Req: Encodable, Resp: Decodable>(
     upstream: &Upstream,
     key: ApiKey,
     version: i16,

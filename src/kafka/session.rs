@@ -19,6 +19,7 @@ use cutover_kafka::{next_frame, peek_request, response_correlation_id};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use super::observe;
 use super::rewrite::{needs_rewrite, rewrite};
 use super::versions::admit;
 use super::{Door, Shared};
@@ -38,7 +39,13 @@ enum Close {
     Upstream(String),
 }
 
-type InFlight = Mutex<HashMap<i32, (ApiKey, i16)>>;
+/// What a response is awaited for: a rewrite, or confirming produce counts.
+enum Pending {
+    Rewrite(ApiKey, i16),
+    Produced(Vec<(String, i32, u64)>),
+}
+
+type InFlight = Mutex<HashMap<i32, Pending>>;
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -118,11 +125,21 @@ async fn requests(
                     header.correlation_id
                 ));
             }
-            if needs_rewrite(header.key) {
+            let mut pending = needs_rewrite(header.key)
+                .then_some(Pending::Rewrite(header.key, header.api_version));
+            if observe::observed(header.key) {
+                let body = frame.get(header.body_offset..).unwrap_or_default();
+                let seen = observe::parse(header.key, header.api_version, body);
+                let produced = shared.observed.request(seen);
+                if !produced.is_empty() {
+                    pending = Some(Pending::Produced(produced));
+                }
+            }
+            if let Some(pending) = pending {
                 inflight
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(header.correlation_id, (header.key, header.api_version));
+                    .insert(header.correlation_id, pending);
             }
             if let Err(e) = upstream.write_all(&frame).await {
                 return Close::Upstream(format!("writing to the broker: {e}"));
@@ -185,13 +202,20 @@ async fn rewritten(
     frame: Bytes,
     inflight: &InFlight,
 ) -> Result<Bytes, String> {
-    let Some((key, version)) = response_correlation_id(&frame).and_then(|id| {
+    let Some(pending) = response_correlation_id(&frame).and_then(|id| {
         inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id)
     }) else {
         return Ok(frame);
+    };
+    let (key, version) = match pending {
+        Pending::Rewrite(key, version) => (key, version),
+        Pending::Produced(produced) => {
+            shared.observed.answered(&produced);
+            return Ok(frame);
+        }
     };
     let out = rewrite(
         &frame,

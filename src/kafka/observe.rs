@@ -1,0 +1,590 @@
+//! What the proxy remembers of its own traffic for the bypass checks, read
+//! from request bytes without kafka-protocol (whose decoders pre-allocate
+//! from untrusted counts; see `cutover_kafka::guard`):
+//!
+//! - consumer groups named by FindCoordinator, JoinGroup, OffsetCommit and
+//!   OffsetFetch, with the topics the request names (brokers such as tansu
+//!   list no groups, so the proxy's own traffic is the group list);
+//! - per group/topic/partition the highest offset an OffsetCommit relayed
+//!   through the proxy carried (recorded before the request is forwarded,
+//!   so a commit the broker stored is always already recorded);
+//! - per topic/partition the offsets Produce requests relayed through the
+//!   proxy occupy (`last_offset_delta + 1` per batch), counted when the
+//!   request is forwarded and again when its answer returns.
+//!
+//! Everything is bounded: [`MAX_GROUPS`] groups (least recently seen
+//! evicted), [`MAX_TOPICS_PER_GROUP`] topics per group and
+//! [`MAX_PARTITIONS`] produce counters.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use cutover_kafka::kafka_protocol::messages::ApiKey;
+use cutover_kafka::{Batch, batches};
+
+/// Groups remembered at most.
+pub const MAX_GROUPS: usize = 1024;
+/// Topics remembered per group at most.
+pub const MAX_TOPICS_PER_GROUP: usize = 256;
+/// Produce counters (topic/partition) kept at most.
+pub const MAX_PARTITIONS: usize = 65_536;
+
+/// Per-partition produce counts: offsets relayed in requests, and offsets of
+/// requests whose answer (or, for acks=0, whose forwarding) is done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Produced {
+    /// Offsets carried by Produce requests forwarded.
+    pub requested: u64,
+    /// Offsets carried by Produce requests answered.
+    pub answered: u64,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    topics: HashSet<String>,
+    /// (topic, partition) → highest committed offset relayed.
+    relayed: HashMap<(String, i32), i64>,
+    /// (topic, partition) → committed offset when the checks first looked,
+    /// for partitions the proxy has relayed no commit for.
+    baseline: HashMap<(String, i32), i64>,
+    last_seen: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    groups: HashMap<String, Group>,
+    produced: HashMap<(String, i32), Produced>,
+}
+
+/// The observations of one migration's sessions.
+#[derive(Debug, Default)]
+pub struct Observed {
+    inner: Mutex<Inner>,
+}
+
+/// What one request told (parsed before forwarding).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Group ids with the topics the request named for each.
+    pub groups: Vec<(String, Vec<String>)>,
+    /// OffsetCommit: (group, topic, partition, offset).
+    pub commits: Vec<(String, String, i32, i64)>,
+    /// Produce: (topic, partition, offsets), and whether an answer follows.
+    pub produced: Vec<(String, i32, u64)>,
+    /// Produce with acks≠0.
+    pub answered: bool,
+}
+
+impl Observed {
+    /// Records what a request shows; returns the produce counts to confirm
+    /// when its answer arrives (empty when none is expected).
+    pub fn request(&self, seen: Seen) -> Vec<(String, i32, u64)> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        for (group, topics) in seen.groups {
+            let g = inner.group(&group, now);
+            for t in topics {
+                if g.topics.len() < MAX_TOPICS_PER_GROUP {
+                    g.topics.insert(t);
+                }
+            }
+        }
+        for (group, topic, partition, offset) in seen.commits {
+            let g = inner.group(&group, now);
+            if g.topics.len() < MAX_TOPICS_PER_GROUP {
+                g.topics.insert(topic.clone());
+            }
+            if offset >= 0 && g.topics.contains(&topic) {
+                let e = g.relayed.entry((topic, partition)).or_insert(offset);
+                *e = (*e).max(offset);
+            }
+        }
+        for (topic, partition, n) in &seen.produced {
+            let len = inner.produced.len();
+            let key = (topic.clone(), *partition);
+            if len >= MAX_PARTITIONS && !inner.produced.contains_key(&key) {
+                continue;
+            }
+            let p = inner.produced.entry(key).or_default();
+            p.requested += n;
+            if !seen.answered {
+                p.answered += n;
+            }
+        }
+        if seen.answered {
+            seen.produced
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A Produce request's answer came back.
+    pub fn answered(&self, produced: &[(String, i32, u64)]) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, partition, n) in produced {
+            if let Some(p) = inner.produced.get_mut(&(topic.clone(), *partition)) {
+                p.answered += n;
+            }
+        }
+    }
+
+    /// Groups that may have offsets for `topic`: those that named it, and
+    /// those whose requests named no topic yet.
+    pub fn groups_for(&self, topic: &str) -> Vec<String> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<String> = inner
+            .groups
+            .iter()
+            .filter(|(_, g)| g.topics.is_empty() || g.topics.contains(topic))
+            .map(|(name, _)| name.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The offset the proxy can account for in `group`'s commit of
+    /// `topic`/`partition`: the highest it relayed, else the baseline taken
+    /// now from `committed` (the first time the checks look).
+    pub fn accounted(&self, group: &str, topic: &str, partition: i32, committed: i64) -> i64 {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let g = inner.groups.entry(group.to_owned()).or_default();
+        let key = (topic.to_owned(), partition);
+        match g.relayed.get(&key).copied() {
+            Some(relayed) => g.baseline.get(&key).map_or(relayed, |&b| b.max(relayed)),
+            None => *g.baseline.entry(key).or_insert(committed),
+        }
+    }
+
+    /// Produce counts for `topic`, by partition.
+    pub fn produced(&self, topic: &str) -> HashMap<i32, Produced> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .produced
+            .iter()
+            .filter(|((t, _), _)| t == topic)
+            .map(|((_, p), c)| (*p, *c))
+            .collect()
+    }
+}
+
+impl Inner {
+    fn group(&mut self, name: &str, now: Instant) -> &mut Group {
+        if !self.groups.contains_key(name) && self.groups.len() >= MAX_GROUPS {
+            let oldest = self
+                .groups
+                .iter()
+                .min_by_key(|(_, g)| g.last_seen)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.groups.remove(&k);
+            }
+        }
+        let g = self.groups.entry(name.to_owned()).or_default();
+        g.last_seen = Some(now);
+        g
+    }
+}
+
+/// Whether requests of `key` carry something [`parse`] reads.
+#[must_use]
+pub fn observed(key: ApiKey) -> bool {
+    matches!(
+        key,
+        ApiKey::FindCoordinator
+            | ApiKey::JoinGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::Produce
+    )
+}
+
+/// Reads what the checks need from a request body of `key` at `version`.
+/// A body that does not parse yields what was read before the fault (the
+/// broker answers the client's mistake; the proxy only loses an observation).
+#[must_use]
+pub fn parse(key: ApiKey, version: i16, body: &[u8]) -> Seen {
+    let mut seen = Seen::default();
+    let _ = parse_into(key, version, body, &mut seen);
+    seen
+}
+
+fn parse_into(key: ApiKey, v: i16, body: &[u8], seen: &mut Seen) -> Option<()> {
+    match key {
+        ApiKey::FindCoordinator => {
+            let mut r = Reader::new(body, v >= 3);
+            if v <= 3 {
+                let group = r.string()?;
+                let key_type = if v >= 1 { r.i8()? } else { 0 };
+                if key_type == 0 {
+                    seen.groups.push((group?, Vec::new()));
+                }
+            } else {
+                let key_type = r.i8()?;
+                let n = r.array_len()?;
+                for _ in 0..n {
+                    let group = r.string()?;
+                    if key_type == 0
+                        && let Some(g) = group
+                    {
+                        seen.groups.push((g, Vec::new()));
+                    }
+                }
+            }
+        }
+        ApiKey::JoinGroup => {
+            let mut r = Reader::new(body, v >= 6);
+            seen.groups.push((r.string()??, Vec::new()));
+        }
+        ApiKey::OffsetCommit => {
+            let mut r = Reader::new(body, v >= 8);
+            let group = r.string()??;
+            seen.groups.push((group.clone(), Vec::new()));
+            if v >= 1 {
+                r.skip(4)?;
+                r.string()?;
+            }
+            if v >= 7 {
+                r.string()?;
+            }
+            if (2..=4).contains(&v) {
+                r.skip(8)?;
+            }
+            for _ in 0..r.array_len()? {
+                let topic = r.string()??;
+                for _ in 0..r.array_len()? {
+                    let partition = r.i32()?;
+                    let offset = r.i64()?;
+                    if v >= 6 {
+                        r.skip(4)?;
+                    }
+                    if v == 1 {
+                        r.skip(8)?;
+                    }
+                    r.string()?;
+                    r.tags()?;
+                    seen.commits
+                        .push((group.clone(), topic.clone(), partition, offset));
+                }
+                r.tags()?;
+            }
+        }
+        ApiKey::OffsetFetch => {
+            let mut r = Reader::new(body, v >= 6);
+            let topics = |r: &mut Reader<'_>| -> Option<Vec<String>> {
+                let mut names = Vec::new();
+                for _ in 0..r.array_len()? {
+                    if let Some(t) = r.string()? {
+                        names.push(t);
+                    }
+                    for _ in 0..r.array_len()? {
+                        r.skip(4)?;
+                    }
+                    r.tags()?;
+                }
+                Some(names)
+            };
+            if v <= 7 {
+                let group = r.string()??;
+                seen.groups.push((group, Vec::new()));
+                let names = topics(&mut r)?;
+                seen.groups.last_mut()?.1 = names;
+            } else {
+                for _ in 0..r.array_len()? {
+                    let group = r.string()??;
+                    if v >= 9 {
+                        r.string()?;
+                        r.skip(4)?;
+                    }
+                    seen.groups.push((group, Vec::new()));
+                    let names = topics(&mut r)?;
+                    seen.groups.last_mut()?.1 = names;
+                    r.tags()?;
+                }
+            }
+        }
+        ApiKey::Produce => {
+            let mut r = Reader::new(body, v >= 9);
+            r.string()?;
+            let acks = r.i16()?;
+            seen.answered = acks != 0;
+            r.skip(4)?;
+            for _ in 0..r.array_len()? {
+                let topic = r.string()??;
+                for _ in 0..r.array_len()? {
+                    let partition = r.i32()?;
+                    let records = r.bytes()?;
+                    r.tags()?;
+                    let n: u64 = batches(records)
+                        .map_while(|b| match b {
+                            Ok(Batch::Whole(view)) => {
+                                Some(u64::try_from(view.last_offset_delta()).unwrap_or(0) + 1)
+                            }
+                            _ => None,
+                        })
+                        .sum();
+                    if n > 0 {
+                        seen.produced.push((topic.clone(), partition, n));
+                    }
+                }
+                r.tags()?;
+            }
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+/// A cursor over a request body; every read is bounds-checked and nothing
+/// is allocated from a count on the wire.
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+    flexible: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(b: &'a [u8], flexible: bool) -> Self {
+        Reader {
+            b,
+            pos: 0,
+            flexible,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.b.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    fn skip(&mut self, n: usize) -> Option<()> {
+        self.take(n).map(|_| ())
+    }
+
+    fn i8(&mut self) -> Option<i8> {
+        Some(i8::from_be_bytes(self.take(1)?.try_into().ok()?))
+    }
+
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn uvarint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// Length of a (nullable) string or bytes; `None` inside for null.
+    fn len(&mut self, int32: bool) -> Option<Option<usize>> {
+        let n: i64 = if self.flexible {
+            i64::try_from(self.uvarint()?).ok()? - 1
+        } else if int32 {
+            i64::from(self.i32()?)
+        } else {
+            i64::from(self.i16()?)
+        };
+        if n < 0 {
+            return Some(None);
+        }
+        Some(Some(usize::try_from(n).ok()?))
+    }
+
+    /// A nullable string (lossy UTF-8).
+    fn string(&mut self) -> Option<Option<String>> {
+        let Some(n) = self.len(false)? else {
+            return Some(None);
+        };
+        Some(Some(String::from_utf8_lossy(self.take(n)?).into_owned()))
+    }
+
+    /// Nullable bytes (null reads as empty).
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        match self.len(true)? {
+            None => Some(&[]),
+            Some(n) => self.take(n),
+        }
+    }
+
+    /// An array count, refused when above the bytes left; null is empty.
+    fn array_len(&mut self) -> Option<usize> {
+        let n: i64 = if self.flexible {
+            i64::try_from(self.uvarint()?).ok()? - 1
+        } else {
+            i64::from(self.i32()?)
+        };
+        let n = usize::try_from(n.max(0)).ok()?;
+        (n <= self.b.len() - self.pos).then_some(n)
+    }
+
+    fn tags(&mut self) -> Option<()> {
+        if !self.flexible {
+            return Some(());
+        }
+        for _ in 0..self.uvarint()? {
+            self.uvarint()?;
+            let n = usize::try_from(self.uvarint()?).ok()?;
+            self.skip(n)?;
+        }
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use cutover_kafka::kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+        offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic},
+        offset_fetch_request::{
+            OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+        },
+    };
+    use cutover_kafka::kafka_protocol::protocol::{Encodable, StrBytes};
+
+    fn body<T: Encodable>(msg: &T, v: i16) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        msg.encode(&mut b, v).unwrap();
+        b.to_vec()
+    }
+
+    fn s(x: &str) -> StrBytes {
+        StrBytes::from_string(x.to_owned())
+    }
+
+    #[test]
+    fn offset_commit_offsets_are_read_at_every_proxied_version() {
+        for v in 2..=9 {
+            let msg = OffsetCommitRequest::default()
+                .with_group_id(GroupId(s("g1")))
+                .with_topics(vec![
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s("orders")))
+                        .with_partitions(vec![
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(2)
+                                .with_committed_offset(42)
+                                .with_committed_metadata(Some(s("m"))),
+                        ]),
+                ]);
+            let seen = parse(ApiKey::OffsetCommit, v, &body(&msg, v));
+            assert_eq!(
+                seen.commits,
+                vec![("g1".into(), "orders".into(), 2, 42)],
+                "v{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn offset_fetch_and_find_coordinator_name_groups() {
+        for v in 1..=7 {
+            let msg = OffsetFetchRequest::default()
+                .with_group_id(GroupId(s("g2")))
+                .with_topics(Some(vec![
+                    OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(s("t")))
+                        .with_partition_indexes(vec![0, 1]),
+                ]));
+            let seen = parse(ApiKey::OffsetFetch, v, &body(&msg, v));
+            assert_eq!(seen.groups, vec![("g2".into(), vec!["t".into()])], "v{v}");
+        }
+        for v in 8..=9 {
+            let msg = OffsetFetchRequest::default().with_groups(vec![
+                OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(s("g3")))
+                    .with_topics(Some(vec![
+                        OffsetFetchRequestTopics::default()
+                            .with_name(TopicName(s("t")))
+                            .with_partition_indexes(vec![0]),
+                    ])),
+            ]);
+            let seen = parse(ApiKey::OffsetFetch, v, &body(&msg, v));
+            assert_eq!(seen.groups, vec![("g3".into(), vec!["t".into()])], "v{v}");
+        }
+        for v in 0..=6 {
+            let msg = if v <= 3 {
+                FindCoordinatorRequest::default().with_key(s("g4"))
+            } else {
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g4")])
+            };
+            let seen = parse(ApiKey::FindCoordinator, v, &body(&msg, v));
+            assert_eq!(seen.groups, vec![("g4".into(), vec![])], "v{v}");
+        }
+    }
+
+    #[test]
+    fn huge_counts_and_garbage_are_harmless() {
+        let mut b = vec![0, 1, b'g'];
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]);
+        let seen = parse(ApiKey::OffsetCommit, 2, &b);
+        assert!(seen.commits.is_empty());
+        let _ = parse(ApiKey::Produce, 9, &[0xff; 40]);
+        let _ = parse(ApiKey::OffsetFetch, 8, &[]);
+    }
+
+    #[test]
+    fn commits_are_accounted_from_relays_then_baselines() {
+        let o = Observed::default();
+        o.request(Seen {
+            groups: vec![],
+            commits: vec![("g".into(), "t".into(), 0, 10)],
+            ..Seen::default()
+        });
+        assert_eq!(o.groups_for("t"), vec!["g".to_owned()]);
+        assert!(o.groups_for("other").is_empty());
+        assert_eq!(o.accounted("g", "t", 0, 8), 10);
+        // A partition never committed through the proxy: first look is the baseline.
+        assert_eq!(o.accounted("g", "t", 1, 5), 5);
+        assert_eq!(o.accounted("g", "t", 1, 9), 5);
+        let back = o.request(Seen {
+            produced: vec![("t".into(), 0, 3)],
+            answered: true,
+            ..Seen::default()
+        });
+        assert_eq!(
+            o.produced("t")[&0],
+            Produced {
+                requested: 3,
+                answered: 0
+            }
+        );
+        o.answered(&back);
+        assert_eq!(
+            o.produced("t")[&0],
+            Produced {
+                requested: 3,
+                answered: 3
+            }
+        );
+    }
+
+    #[test]
+    fn groups_are_bounded() {
+        let o = Observed::default();
+        for i in 0..MAX_GROUPS + 10 {
+            o.request(Seen {
+                groups: vec![(format!("g{i}"), vec![])],
+                ..Seen::default()
+            });
+        }
+        assert_eq!(o.inner.lock().unwrap().groups.len(), MAX_GROUPS);
+    }
+}

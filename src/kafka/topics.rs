@@ -1,0 +1,388 @@
+//! The proxy's own admin requests about one topic: its shape on either
+//! cluster (Metadata), metadata migration (DescribeConfigs on the source,
+//! CreateTopics on the target), and the samples the bypass checks compare
+//! (ListOffsets latest, OffsetFetch).
+
+use std::collections::HashMap;
+
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetFetchRequest,
+    OffsetFetchResponse, TopicName,
+    create_topics_request::{CreatableTopic, CreatableTopicConfig},
+    describe_configs_request::DescribeConfigsResource,
+    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+    metadata_request::MetadataRequestTopic,
+    offset_fetch_request::OffsetFetchRequestTopic,
+};
+use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::probe::{ProbeError, exchange};
+use crate::proxy::Upstream;
+
+/// Kafka error codes the proxy interprets.
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// `DescribeConfigs` `config_source` of a value set on the topic itself.
+const TOPIC_CONFIG: i8 = 1;
+/// `DescribeConfigs` resource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+
+/// One topic as a cluster's Metadata shows it.
+#[derive(Debug, Clone)]
+pub struct TopicShape {
+    /// `(partition, leader node id)`, sorted by partition.
+    pub partitions: Vec<(i32, i32)>,
+    /// Replicas of the first partition.
+    pub replication: usize,
+}
+
+/// A cluster's Metadata answer for one topic.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    /// `(node id, "host:port")`.
+    pub brokers: Vec<(i32, String)>,
+    /// Controller node id (-1 when unknown).
+    pub controller: i32,
+    /// The topic, `None` when the cluster does not have it.
+    pub topic: Option<TopicShape>,
+}
+
+fn s(x: &str) -> StrBytes {
+    StrBytes::from_string(x.to_owned())
+}
+
+async fn call<Req: Encodable, Resp: Decodable>(
+    shared: &Shared,
+    upstream: &Upstream,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Result<Resp, ProbeError> {
+    exchange(
+        upstream,
+        key,
+        version,
+        request,
+        shared.connect_timeout,
+        shared.max_frame,
+    )
+    .await
+}
+
+/// Metadata for `topic` on the cluster behind `upstream`, never creating it.
+///
+/// # Errors
+/// When the cluster cannot be asked or answers a topic error other than
+/// "unknown topic".
+pub(crate) async fn view(
+    shared: &Shared,
+    upstream: &Upstream,
+    topic: &str,
+) -> Result<ClusterView, String> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let response: MetadataResponse = call(shared, upstream, ApiKey::Metadata, 4, &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let brokers = response
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port)))
+        .collect();
+    let found = response
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic));
+    let topic = match found {
+        None => None,
+        Some(t) if t.error_code == UNKNOWN_TOPIC_OR_PARTITION => None,
+        Some(t) if t.error_code != 0 => {
+            return Err(format!(
+                "cluster \"{}\" answered Metadata for {topic} with error code {}",
+                upstream.cluster, t.error_code
+            ));
+        }
+        Some(t) => {
+            let mut partitions: Vec<(i32, i32)> = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0))
+                .collect();
+            partitions.sort_unstable();
+            let replication = t
+                .partitions
+                .iter()
+                .min_by_key(|p| p.partition_index)
+                .map_or(1, |p| p.replica_nodes.len().max(1));
+            Some(TopicShape {
+                partitions,
+                replication,
+            })
+        }
+    };
+    Ok(ClusterView {
+        brokers,
+        controller: response.controller_id.0,
+        topic,
+    })
+}
+
+/// The configs set on `topic` itself on the source (not defaults, not
+/// broker-level values, not sensitive ones), sorted by name.
+async fn source_configs(shared: &Shared, topic: &str) -> Result<Vec<(String, String)>, String> {
+    let request = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(s(topic))
+            .with_configuration_keys(None),
+    ]);
+    let response: DescribeConfigsResponse = call(
+        shared,
+        &shared.bootstrap,
+        ApiKey::DescribeConfigs,
+        1,
+        &request,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for result in &response.results {
+        if result.error_code != 0 {
+            return Err(format!(
+                "DescribeConfigs for {topic} on the source: error code {}{}",
+                result.error_code,
+                result
+                    .error_message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ));
+        }
+        for c in &result.configs {
+            if c.config_source == TOPIC_CONFIG
+                && !c.is_sensitive
+                && let Some(value) = &c.value
+            {
+                out.push((c.name.to_string(), value.to_string()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `ctl migrate-metadata` for one topic: creates it on the target with the
+/// source's partition count, replication factor (capped at the target's
+/// broker count) and topic configs, or reports how the existing one compares.
+/// Never modifies an existing target topic.
+pub(crate) async fn migrate(shared: &Shared, topic: &str) -> Value {
+    match migrate_inner(shared, topic).await {
+        Ok(report) => report,
+        Err(reason) => json!({ "topic": topic, "outcome": "error", "reason": reason }),
+    }
+}
+
+async fn migrate_inner(shared: &Shared, topic: &str) -> Result<Value, String> {
+    let source = view(shared, &shared.bootstrap, topic).await?;
+    let Some(src) = source.topic else {
+        return Err(format!(
+            "cluster \"{}\" (source) has no topic {topic}",
+            shared.bootstrap.cluster
+        ));
+    };
+    let src_parts = src.partitions.len();
+    let target = view(shared, &shared.target, topic).await?;
+    if let Some(existing) = &target.topic {
+        return Ok(present(topic, src_parts, existing.partitions.len()));
+    }
+    let configs = source_configs(shared, topic).await?;
+    let replication = src.replication.min(target.brokers.len()).max(1);
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![
+            CreatableTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_num_partitions(i32::try_from(src_parts).unwrap_or(i32::MAX))
+                .with_replication_factor(i16::try_from(replication).unwrap_or(i16::MAX))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(s(k))
+                                .with_value(Some(s(v)))
+                        })
+                        .collect(),
+                ),
+        ])
+        .with_timeout_ms(i32::try_from(shared.connect_timeout.as_millis()).unwrap_or(i32::MAX));
+    // CreateTopics belongs to the controller on brokers that do not forward it.
+    let controller = target
+        .brokers
+        .iter()
+        .find(|(id, _)| *id == target.controller)
+        .and_then(|(_, addr)| shared.target_at(addr).ok())
+        .unwrap_or_else(|| shared.target.clone());
+    let response: CreateTopicsResponse =
+        call(shared, &controller, ApiKey::CreateTopics, 4, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+    let result = response
+        .topics
+        .iter()
+        .find(|t| t.name.0.as_str() == topic)
+        .ok_or_else(|| format!("CreateTopics answer does not mention {topic}"))?;
+    match result.error_code {
+        0 => Ok(json!({
+            "topic": topic,
+            "outcome": "created",
+            "source_partitions": src_parts,
+            "target_partitions": src_parts,
+            "replication_factor": replication,
+            "source_replication_factor": src.replication,
+            "configs": configs.iter().cloned().collect::<HashMap<_, _>>(),
+            "reason": format!(
+                "created with {src_parts} partition(s), replication factor {replication}, {} config(s)",
+                configs.len()
+            ),
+        })),
+        TOPIC_ALREADY_EXISTS => {
+            let again = view(shared, &shared.target, topic).await?;
+            let parts = again.topic.map_or(0, |t| t.partitions.len());
+            Ok(present(topic, src_parts, parts))
+        }
+        code => Err(format!(
+            "CreateTopics on cluster \"{}\" failed with error code {code}{}",
+            shared.target.cluster,
+            result
+                .error_message
+                .as_ref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+fn present(topic: &str, source: usize, target: usize) -> Value {
+    let ok = target >= source;
+    json!({
+        "topic": topic,
+        "outcome": if ok { "present" } else { "too_few_partitions" },
+        "source_partitions": source,
+        "target_partitions": target,
+        "reason": if ok {
+            format!("already on the target with {target} partition(s) (source: {source}); left unchanged")
+        } else {
+            format!("already on the target with only {target} partition(s), the source has {source}; left unchanged (add partitions on the target)")
+        },
+    })
+}
+
+/// Latest offsets (high watermarks) of `topic`'s partitions on the source,
+/// asking each partition's leader.
+///
+/// # Errors
+/// When a leader cannot be asked or reports an error for a partition.
+pub(crate) async fn latest_offsets(
+    shared: &Shared,
+    topic: &str,
+    partitions: &[(i32, i32)],
+) -> Result<HashMap<i32, i64>, String> {
+    let mut by_leader: HashMap<i32, Vec<i32>> = HashMap::new();
+    for &(p, leader) in partitions {
+        by_leader.entry(leader).or_default().push(p);
+    }
+    let mut out = HashMap::new();
+    for (leader, parts) in by_leader {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|&p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(p)
+                                    .with_timestamp(-1)
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let upstream = shared.source_broker(leader);
+        let response: ListOffsetsResponse =
+            call(shared, &upstream, ApiKey::ListOffsets, 2, &request)
+                .await
+                .map_err(|e| e.to_string())?;
+        for t in &response.topics {
+            for p in &t.partitions {
+                if p.error_code != 0 {
+                    return Err(format!(
+                        "ListOffsets {topic}/{}: error code {}",
+                        p.partition_index, p.error_code
+                    ));
+                }
+                out.insert(p.partition_index, p.offset);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `group`'s committed offsets for `topic` on the source, by partition
+/// (partitions without a commit left out), asked of the group's coordinator.
+///
+/// # Errors
+/// When the coordinator cannot be found or asked, or reports a group error.
+pub(crate) async fn committed(
+    shared: &Shared,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, i64>, String> {
+    let find = FindCoordinatorRequest::default().with_key(s(group));
+    let coordinator = match call::<_, FindCoordinatorResponse>(
+        shared,
+        &shared.bootstrap,
+        ApiKey::FindCoordinator,
+        1,
+        &find,
+    )
+    .await
+    {
+        Ok(r) if r.error_code == 0 => shared.source_broker(r.node_id.0),
+        _ => shared.bootstrap.clone(),
+    };
+    let request = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_indexes(partitions.to_vec()),
+        ]));
+    let response: OffsetFetchResponse =
+        call(shared, &coordinator, ApiKey::OffsetFetch, 5, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+    if response.error_code != 0 {
+        return Err(format!(
+            "OffsetFetch for group {group}: error code {}",
+            response.error_code
+        ));
+    }
+    Ok(response
+        .topics
+        .iter()
+        .filter(|t| t.name.0.as_str() == topic)
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
+        .map(|p| (p.partition_index, p.committed_offset))
+        .collect())
+}

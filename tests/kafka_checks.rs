@@ -1,0 +1,278 @@
+//! Kafka metadata migration and the `source → dual_read` checks, black box:
+//! two real tansu brokers (source and target), librdkafka (confluent-kafka)
+//! clients through the proxy and, for the bypass cases, straight to the
+//! source. tansu lists no groups and reports no members, so the consumer
+//! check rests on the broker-independent signal: committed offsets moving
+//! beyond what the proxy relayed. Needs `tests/peers/install.sh kafka`.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{Config, CutoverProcess, Tansu, free_port, kafka_python};
+
+const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
+
+const PRELUDE: &str = r#"
+import json, sys, time
+from confluent_kafka import Producer, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+BOOT = "127.0.0.1:{LISTEN}"
+SOURCE = "{SOURCE}"
+TARGET = "{TARGET}"
+GROUP_OPTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
+def produce(boot, n, start):
+    p = Producer({"bootstrap.servers": boot, "acks": "all"})
+    for i in range(n):
+        p.produce("orders", key=str(i % 5).encode(), value=f"m{start + i}".encode())
+    assert p.flush(30) == 0
+
+def consume(boot, group, want):
+    c = Consumer({"bootstrap.servers": boot, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, **GROUP_OPTS})
+    c.subscribe(["orders"])
+    got, deadline = 0, time.time() + 60
+    while got < want and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error(): continue
+        got += 1
+    c.commit(asynchronous=False)
+    c.close()
+    return got
+"#;
+
+struct Rig {
+    source: Tansu,
+    target: Tansu,
+    proxy: CutoverProcess,
+    listen: u16,
+}
+
+fn rig() -> Rig {
+    let source = Tansu::start();
+    let target = Tansu::start();
+    let (listen, broker_port) = (free_port(), free_port());
+    let config = Config::new().append(&format!(
+        "clusters:\n\
+         \x20 - {{ name: old, protocol: kafka, endpoints: [\"{}\"] }}\n\
+         \x20 - {{ name: new, protocol: kafka, endpoints: [\"{}\"] }}\n\
+         migrations:\n\
+         \x20 - name: events\n\
+         \x20   protocol: kafka\n\
+         \x20   listen: 127.0.0.1:{listen}\n\
+         \x20   source: old\n\
+         \x20   target: new\n\
+         \x20   topics: [ {{ match: \"orders*\" }} ]\n\
+         \x20   kafka: {{ brokers_listen_base: {broker_port}, max_brokers: 1 }}\n",
+        source.addr(),
+        target.addr()
+    ));
+    let proxy = CutoverProcess::start(config);
+    Rig {
+        source,
+        target,
+        proxy,
+        listen,
+    }
+}
+
+impl Rig {
+    fn script(&self, body: &str) -> String {
+        PRELUDE
+            .replace("{LISTEN}", &self.listen.to_string())
+            .replace("{SOURCE}", &self.source.addr())
+            .replace("{TARGET}", &self.target.addr())
+            + body
+    }
+
+    fn spawn(&self, body: &str) -> Child {
+        Command::new(kafka_python())
+            .args(["-c", &self.script(body)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python")
+    }
+
+    /// Runs a script to its end (bounded) and parses its last line as JSON.
+    fn python(&self, body: &str) -> Value {
+        finish(self.spawn(body))
+    }
+
+    fn ctl_json(&self, args: &[&str]) -> Value {
+        let out = self.proxy.ctl(args);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "ctl {args:?} ({}): {e}\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// `ctl check events orders --json`, as `name → (passed, reason)`.
+    fn checks(&self) -> Vec<(String, bool, String)> {
+        let body = self.ctl_json(&["check", "events", "orders", "--json"]);
+        body["checks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no checks: {body:#}"))
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["passed"].as_bool().unwrap(),
+                    c["reason"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn check<'a>(checks: &'a [(String, bool, String)], name: &str) -> (bool, &'a str) {
+    let c = checks
+        .iter()
+        .find(|c| c.0 == name)
+        .unwrap_or_else(|| panic!("no check {name} in {checks:?}"));
+    (c.1, &c.2)
+}
+
+fn finish(mut child: Child) -> Value {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait python") {
+            break status;
+        }
+        if start.elapsed() > SCRIPT_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python client script ran past {SCRIPT_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        status.success(),
+        "python failed: {status}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    let last = out.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}\nstderr:\n{err}"))
+}
+
+#[test]
+fn migrate_metadata_and_dual_read_checks_name_what_bypasses_the_proxy() {
+    let rig = rig();
+    // The topic exists on the source only; Metadata through the proxy
+    // registers it.
+    let out = rig.python(
+        r#"
+src = AdminClient({"bootstrap.servers": SOURCE})
+src.create_topics([NewTopic("orders", num_partitions=3, replication_factor=1)])["orders"].result(timeout=20)
+md = AdminClient({"bootstrap.servers": BOOT}).list_topics(timeout=10)
+print(json.dumps({"partitions": len(md.topics["orders"].partitions)}))
+"#,
+    );
+    assert_eq!(out["partitions"], 3, "{out:#}");
+
+    let checks = rig.checks();
+    let (passed, reason) = check(&checks, "target_topic_exists");
+    assert!(!passed, "{checks:?}");
+    assert!(reason.contains("has no topic orders"), "{reason}");
+    assert!(check(&checks, "target_reachable").0, "{checks:?}");
+
+    // migrate-metadata creates it on the target, then finds it there.
+    let report = rig.ctl_json(&["migrate-metadata", "events", "orders", "--json"]);
+    assert_eq!(report["topics"][0]["outcome"], "created", "{report:#}");
+    assert_eq!(report["topics"][0]["target_partitions"], 3, "{report:#}");
+    let out = rig.python(
+        r#"
+md = AdminClient({"bootstrap.servers": TARGET}).list_topics(timeout=10)
+print(json.dumps({"partitions": len(md.topics["orders"].partitions) if "orders" in md.topics else 0}))
+"#,
+    );
+    assert_eq!(out["partitions"], 3, "{out:#}");
+    let again = rig.ctl_json(&["migrate-metadata", "events", "orders", "--json"]);
+    assert_eq!(again["topics"][0]["outcome"], "present", "{again:#}");
+    let human = rig.proxy.ctl(&["migrate-metadata", "events", "orders"]);
+    assert!(human.status.success());
+    assert!(String::from_utf8_lossy(&human.stdout).contains("already present (ok)"));
+
+    // Two groups, both through the proxy: every check passes.
+    let out = rig.python(
+        r#"
+produce(BOOT, 30, 0)
+a = consume(BOOT, "g-direct", 30)
+b = consume(BOOT, "g-proxied", 30)
+print(json.dumps({"a": a, "b": b}))
+"#,
+    );
+    assert_eq!((out["a"].as_i64(), out["b"].as_i64()), (Some(30), Some(30)));
+    let checks = rig.checks();
+    for name in [
+        "target_reachable",
+        "target_topic_exists",
+        "no_bypassing_consumers",
+        "no_bypassing_producers",
+    ] {
+        assert!(check(&checks, name).0, "{name}: {checks:?}");
+    }
+
+    // g-direct now consumes and commits straight at the source.
+    let out = rig.python(
+        r#"
+produce(BOOT, 15, 30)
+a = consume(SOURCE, "g-direct", 15)
+print(json.dumps({"a": a}))
+"#,
+    );
+    assert_eq!(out["a"], 15, "{out:#}");
+    let checks = rig.checks();
+    let (passed, reason) = check(&checks, "no_bypassing_consumers");
+    assert!(!passed, "{checks:?}");
+    assert!(reason.contains("group g-direct"), "{reason}");
+    assert!(!reason.contains("g-proxied"), "{reason}");
+    assert!(check(&checks, "no_bypassing_producers").0, "{checks:?}");
+    let refused = rig.ctl_json(&["advance", "events", "orders", "--json"]);
+    assert_eq!(refused["outcomes"][0]["outcome"], "refused", "{refused:#}");
+
+    // A producer writing straight to the source during the check.
+    let mut producer = rig.spawn(
+        r#"
+p = Producer({"bootstrap.servers": SOURCE, "acks": "all", "linger.ms": 5})
+p.produce("orders", value=b"first"); p.flush(10)
+print("started", flush=True)
+end = time.time() + 12
+while time.time() < end:
+    p.produce("orders", value=b"x", partition=1); p.poll(0); time.sleep(0.02)
+p.flush(10)
+print(json.dumps({"done": True}))
+"#,
+    );
+    let mut line = String::new();
+    BufReader::new(producer.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "started");
+    let checks = rig.checks();
+    let (passed, reason) = check(&checks, "no_bypassing_producers");
+    assert!(!passed, "{checks:?}");
+    assert!(reason.contains("orders/1 grew by"), "{reason}");
+    let _ = producer.kill();
+    let _ = producer.wait();
+}
