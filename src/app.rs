@@ -56,36 +56,39 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let controller = Arc::new(Controller::bootstrap(&config, store).await?);
     let shutdown = Shutdown::new();
     for migration in controller.migrations() {
-        match migration.config.protocol {
-            Protocol::Redis => redis::start(
-                &config,
-                migration.clone(),
-                controller.clone(),
-                shutdown.clone(),
-            )
-            .await
-            .map_err(|e| StartError::Listener {
-                migration: migration.name.to_string(),
-                reason: e.to_string(),
-            })?,
-            Protocol::Kafka => kafka::start(
-                &config,
-                migration.clone(),
-                controller.clone(),
-                shutdown.clone(),
-            )
-            .await
-            .map_err(|e| StartError::Listener {
-                migration: migration.name.to_string(),
-                reason: e.to_string(),
-            })?,
-            protocol => tracing::warn!(
-                migration = %migration.name,
-                protocol = protocol.as_str(),
-                "this build does not serve {} traffic yet; the migration is listed but its listener is not opened",
-                protocol.as_str()
-            ),
-        }
+        let started = match migration.config.protocol {
+            Protocol::Redis => {
+                redis::start(
+                    &config,
+                    migration.clone(),
+                    controller.clone(),
+                    shutdown.clone(),
+                )
+                .await
+            }
+            Protocol::Kafka => {
+                kafka::start(
+                    &config,
+                    migration.clone(),
+                    controller.clone(),
+                    shutdown.clone(),
+                )
+                .await
+            }
+            protocol => {
+                tracing::warn!(
+                    migration = %migration.name,
+                    protocol = protocol.as_str(),
+                    "this build does not serve {} traffic yet; the migration is listed but its listener is not opened",
+                    protocol.as_str()
+                );
+                Ok(())
+            }
+        };
+        started.map_err(|e| StartError::Listener {
+            migration: migration.name.to_string(),
+            reason: e.to_string(),
+        })?;
     }
     let admin_state = AdminState {
         controller: controller.clone(),

@@ -36,24 +36,8 @@ use crate::metrics;
 use crate::migration::pattern::Pattern;
 use crate::migration::store::StateStore;
 use crate::migration::{Controller, MigrationHandle, TopicHandle, TopicRecord};
-use crate::proxy::{Handler, ListenerSettings, Shutdown, Stream, Upstream, tls};
+use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream, tls};
 use brokers::{Assignment, BrokerError, BrokerMap};
-
-/// The Kafka listener could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Binding the bootstrap listener failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// Address.
-        addr: SocketAddr,
-        /// OS error.
-        source: std::io::Error,
-    },
-    /// TLS files or cluster references could not be used.
-    #[error("{0}")]
-    Setup(String),
-}
 
 /// First pause between start-up broker probes while the source is down;
 /// doubled up to [`PROBE_BACKOFF_MAX`]. Clients meanwhile get doors lazily

@@ -14,6 +14,22 @@ pub use upstream::{Upstream, UpstreamError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// A protocol's listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the client listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// TLS, credential files or cluster references could not be used.
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// The one shutdown signal and the set of tasks it must drain.
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown {

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AuthConfig, Config};
 use crate::metrics as m;
 use crate::migration::{Controller, MigrationHandle};
-use crate::proxy::{Handler, ListenerSettings, Shutdown, Stream, Upstream, tls};
+use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream, tls};
 use copier::Copier;
 use keyspace::Keyspace;
 use shared::{Shared, keyspace_metrics, side_metrics};
@@ -37,22 +37,6 @@ use side::Credentials;
 
 /// Shadow-read mismatches logged per keyspace before only counting them.
 pub const MISMATCHES_LOGGED: usize = 5;
-
-/// The Redis listener could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Binding the client listener failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// Address.
-        addr: SocketAddr,
-        /// OS error.
-        source: std::io::Error,
-    },
-    /// TLS or credential files could not be used.
-    #[error("{0}")]
-    Setup(String),
-}
 
 struct RedisHandler {
     shared: Arc<Shared>,

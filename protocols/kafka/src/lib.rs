@@ -12,7 +12,8 @@
 //! - [`with_correlation_id`] and friends move frames between id spaces;
 //! - [`decode_request_body`] / [`encode_response`] (and the reverse pair)
 //!   for the few API keys routing must understand;
-//! - [`intersect_api_versions`] with [`SUPPORTED`] for ApiVersions;
+//! - [`intersect_api_versions`] and [`TOPIC_ID_CAPS`] for ApiVersions (the
+//!   proxy's own table of versions lives with its Kafka session);
 //! - [`batches`], [`set_base_offset`], [`set_producer`] for record batches.
 
 #![warn(missing_docs)]
@@ -42,7 +43,7 @@ pub use header::{
     RequestHeader, peek_request, request_header_version, response_body_offset,
     response_header_version,
 };
-pub use versions::{SUPPORTED, TOPIC_ID_CAPS, VersionRow, intersect_api_versions};
+pub use versions::{TOPIC_ID_CAPS, VersionRow, intersect_api_versions};
 
 /// The kafka-protocol crate, re-exported so callers use the same version
 /// for the message types they decode and encode.

@@ -25,33 +25,6 @@ pub const TOPIC_ID_CAPS: &[VersionRow] = &[
     (ApiKey::OffsetFetch as i16, 1, 9),
 ];
 
-/// Placeholder for the versions the proxy implements, to be narrowed by the
-/// Kafka session as it learns each API: the API keys issues 5 and 6 route,
-/// at kafka-protocol 0.18's ranges, with [`TOPIC_ID_CAPS`] applied (see
-/// `tests` for the proof that every row is within kafka-protocol's range).
-/// API keys absent here are dropped from ApiVersions responses, so clients
-/// never send them.
-pub const SUPPORTED: &[VersionRow] = &[
-    (ApiKey::Produce as i16, 3, 12),
-    (ApiKey::Fetch as i16, 4, 12),
-    (ApiKey::ListOffsets as i16, 1, 10),
-    (ApiKey::Metadata as i16, 0, 12),
-    (ApiKey::OffsetCommit as i16, 2, 9),
-    (ApiKey::OffsetFetch as i16, 1, 9),
-    (ApiKey::FindCoordinator as i16, 0, 6),
-    (ApiKey::JoinGroup as i16, 0, 9),
-    (ApiKey::Heartbeat as i16, 0, 4),
-    (ApiKey::LeaveGroup as i16, 0, 5),
-    (ApiKey::SyncGroup as i16, 0, 5),
-    (ApiKey::DescribeGroups as i16, 0, 6),
-    (ApiKey::ListGroups as i16, 0, 5),
-    (ApiKey::ApiVersions as i16, 0, 4),
-    (ApiKey::InitProducerId as i16, 0, 6),
-    (ApiKey::OffsetForLeaderEpoch as i16, 2, 4),
-    (ApiKey::DescribeConfigs as i16, 1, 4),
-    (ApiKey::DescribeCluster as i16, 0, 2),
-];
-
 /// Keeps only the API keys both sides support, each with the overlap
 /// `[max(mins), min(maxes)]`; keys whose overlap is empty are dropped.
 /// The result follows `upstream`'s order.
@@ -85,31 +58,13 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_broker_is_capped_by_the_table() {
-        let upstream: Vec<VersionRow> = ApiKey::iter().map(|k| (k as i16, 0, 100)).collect();
-        let out = intersect_api_versions(&upstream, SUPPORTED);
-        assert_eq!(out.len(), SUPPORTED.len());
-        for &(key, _, max) in TOPIC_ID_CAPS {
-            let row = out.iter().find(|r| r.0 == key).unwrap();
-            assert_eq!(row.2, max, "key {key} capped");
-        }
-    }
-
-    #[test]
-    fn table_rows_are_within_kafka_protocol_ranges() {
-        for &(key, min, max) in SUPPORTED.iter().chain(TOPIC_ID_CAPS) {
+    fn topic_id_caps_are_within_kafka_protocol_ranges() {
+        for &(key, min, max) in TOPIC_ID_CAPS {
             let range = ApiKey::try_from(key).unwrap().valid_versions();
             assert!(min <= max, "key {key}");
             assert!(
                 range.min <= min && max <= range.max,
                 "key {key}: {min}..{max} vs {range}"
-            );
-        }
-        for &(key, _, cap) in TOPIC_ID_CAPS {
-            let row = SUPPORTED.iter().find(|r| r.0 == key).unwrap();
-            assert!(
-                row.2 <= cap,
-                "SUPPORTED respects the topic-id cap for key {key}"
             );
         }
     }
