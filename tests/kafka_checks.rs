@@ -7,14 +7,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Config, CutoverProcess, Tansu, free_port, kafka_python};
-
-const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
+use support::{Config, CutoverProcess, Tansu, finish_kafka_script, free_port, kafka_python};
 
 const PRELUDE: &str = r#"
 import json, sys, time
@@ -100,7 +97,7 @@ impl Rig {
 
     /// Runs a script to its end (bounded) and parses its last line as JSON.
     fn python(&self, body: &str) -> Value {
-        finish(self.spawn(body))
+        finish_kafka_script(self.spawn(body))
     }
 
     fn ctl_json(&self, args: &[&str]) -> Value {
@@ -139,40 +136,6 @@ fn check<'a>(checks: &'a [(String, bool, String)], name: &str) -> (bool, &'a str
         .find(|c| c.0 == name)
         .unwrap_or_else(|| panic!("no check {name} in {checks:?}"));
     (c.1, &c.2)
-}
-
-fn finish(mut child: Child) -> Value {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait python") {
-            break status;
-        }
-        if start.elapsed() > SCRIPT_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("python client script ran past {SCRIPT_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(
-        status.success(),
-        "python failed: {status}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    let last = out.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}\nstderr:\n{err}"))
 }
 
 #[test]

@@ -12,11 +12,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Config, CutoverProcess, Tansu, free_port, kafka_python, wait_until};
+use support::{
+    Config, CutoverProcess, KAFKA_SCRIPT_DEADLINE, Tansu, finish_kafka_script, free_port,
+    kafka_python, wait_until,
+};
 
 /// librdkafka group joins against tansu take seconds; everything the script
 /// does is bounded inside it, this bounds the process as a whole.
-const SCRIPT_DEADLINE: Duration = Duration::from_secs(120);
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
 struct Rig {
@@ -58,43 +60,13 @@ fn rig() -> Rig {
 
 /// Runs a python script with the confluent-kafka venv, killing it at the deadline.
 fn python(script: &str) -> Value {
-    let mut child = Command::new(kafka_python())
+    let child = Command::new(kafka_python())
         .args(["-c", script])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn python");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait python") {
-            break status;
-        }
-        if start.elapsed() > SCRIPT_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("python client script ran past {SCRIPT_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(
-        status.success(),
-        "python failed: {status}\nstdout:\n{out}\nstderr:\n{err}"
-    );
-    let last = out.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}\nstderr:\n{err}"))
+    finish_kafka_script(child)
 }
 
 const PRELUDE: &str = r#"
@@ -290,7 +262,10 @@ print(json.dumps({"before": before, "after": after}))
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(start.elapsed() < SCRIPT_DEADLINE, "healthy client hung");
+        assert!(
+            start.elapsed() < KAFKA_SCRIPT_DEADLINE,
+            "healthy client hung"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut rest = String::new();

@@ -28,7 +28,7 @@ pub use etcd::Etcd;
 pub use net::{free_port, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
 pub use redis_server::RedisServer;
-pub use tansu::{Tansu, kafka_python};
+pub use tansu::{KAFKA_SCRIPT_DEADLINE, Tansu, finish_kafka_script, kafka_python};
 pub use wait::{wait_until, wait_until_async};
 
 /// Where `tests/peers/install.sh` puts what is not a Debian package.

@@ -77,3 +77,47 @@ pub fn kafka_python() -> PathBuf {
     );
     python
 }
+
+/// How long a Kafka client script may run before the test fails.
+pub const KAFKA_SCRIPT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Waits (bounded by [`KAFKA_SCRIPT_DEADLINE`]) for a client script started
+/// with piped output, asserts it succeeded, and parses its last stdout line
+/// as JSON.
+///
+/// # Panics
+/// When the script fails, runs past the deadline, or prints no JSON.
+pub fn finish_kafka_script(mut child: std::process::Child) -> serde_json::Value {
+    use std::io::Read;
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait python") {
+            break status;
+        }
+        if start.elapsed() > KAFKA_SCRIPT_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python client script ran past {KAFKA_SCRIPT_DEADLINE:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_to_string(&mut out)
+        .expect("read stdout");
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    assert!(
+        status.success(),
+        "python failed: {status}\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    let last = out.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}\nstderr:\n{err}"))
+}
