@@ -64,7 +64,7 @@ fn rig() -> Rig {
          \x20   source: old\n\
          \x20   target: new\n\
          \x20   topics: [ {{ match: \"orders*\" }} ]\n\
-         \x20   kafka: {{ brokers_listen_base: {broker_port}, max_brokers: 1 }}\n",
+         \x20   kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1 }}\n",
         source.addr(),
         target.addr()
     ));

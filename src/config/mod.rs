@@ -355,26 +355,26 @@ pub struct KafkaOptions {
     /// containers and NAT); defaults to the IP of `listen`, which must then
     /// not be a wildcard.
     pub advertised_host: Option<String>,
-    /// First port of the per-broker listeners (one per source broker, in
-    /// node-id order); defaults to `listen`'s port + 1.
+    /// First port of the virtual brokers' listeners; defaults to
+    /// `listen`'s port + 1.
     pub brokers_listen_base: Option<u16>,
-    /// Ports reserved for per-broker listeners from `brokers_listen_base` on;
-    /// a cluster with more brokers is refused clearly (logged).
-    pub max_brokers: u16,
+    /// How many virtual brokers clients see (one listener each, from
+    /// `brokers_listen_base` on), independent of either cluster's size:
+    /// every partition gets one of them as its stable leader.
+    pub virtual_brokers: u16,
     /// Largest Kafka frame accepted from a client or broker.
     pub max_frame_bytes: usize,
 }
 
-/// Enough for most clusters; each reserved port is checked against every
-/// other listener of the config, so a larger reserve must be asked for.
-pub const DEFAULT_KAFKA_MAX_BROKERS: u16 = 16;
+/// Enough doors to spread a client's connections; more only add listeners.
+pub const DEFAULT_KAFKA_VIRTUAL_BROKERS: u16 = 3;
 
 impl Default for KafkaOptions {
     fn default() -> Self {
         KafkaOptions {
             advertised_host: None,
             brokers_listen_base: None,
-            max_brokers: DEFAULT_KAFKA_MAX_BROKERS,
+            virtual_brokers: DEFAULT_KAFKA_VIRTUAL_BROKERS,
             max_frame_bytes: cutover_kafka::DEFAULT_MAX_FRAME,
         }
     }

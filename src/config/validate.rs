@@ -353,8 +353,11 @@ fn validate_kafka(path: &str, migration: &MigrationConfig, errors: &mut Errors) 
         ),
         None => {}
     }
-    if options.max_brokers == 0 {
-        errors.push(format!("{path}.kafka.max_brokers"), "must be at least 1");
+    if !(1..=MAX_VIRTUAL_BROKERS).contains(&options.virtual_brokers) {
+        errors.push(
+            format!("{path}.kafka.virtual_brokers"),
+            format!("must be between 1 and {MAX_VIRTUAL_BROKERS}"),
+        );
     }
     if options.max_frame_bytes < MIN_KAFKA_FRAME {
         errors.push(
@@ -364,11 +367,11 @@ fn validate_kafka(path: &str, migration: &MigrationConfig, errors: &mut Errors) 
     }
     match migration.kafka_brokers_base() {
         Some(0) => errors.push(format!("{path}.kafka.brokers_listen_base"), "must not be 0"),
-        Some(base) if u32::from(base) + u32::from(options.max_brokers) > 65_536 => errors.push(
+        Some(base) if u32::from(base) + u32::from(options.virtual_brokers) > 65_536 => errors.push(
             format!("{path}.kafka.brokers_listen_base"),
             format!(
-                "{base} + max_brokers ({}) runs past port 65535",
-                options.max_brokers
+                "{base} + virtual_brokers ({}) runs past port 65535",
+                options.virtual_brokers
             ),
         ),
         Some(_) => {}
@@ -383,6 +386,9 @@ fn validate_kafka(path: &str, migration: &MigrationConfig, errors: &mut Errors) 
 /// already takes kilobytes, so anything below 64 KiB is a typo.
 const MIN_KAFKA_FRAME: usize = 64 * 1024;
 
+/// More virtual brokers than this only adds listeners nobody needs.
+const MAX_VIRTUAL_BROKERS: u16 = 64;
+
 /// The per-broker ports a Kafka migration reserves, as listeners for the
 /// overlap check (every reserved port, bound or not yet).
 fn kafka_broker_listeners(path: &str, migration: &MigrationConfig) -> Vec<(String, SocketAddr)> {
@@ -392,7 +398,7 @@ fn kafka_broker_listeners(path: &str, migration: &MigrationConfig) -> Vec<(Strin
     let Some(base) = migration.kafka_brokers_base() else {
         return Vec::new();
     };
-    (0..migration.kafka_options().max_brokers)
+    (0..migration.kafka_options().virtual_brokers)
         .map_while(|i| base.checked_add(i).map(|port| (i, port)))
         .map(|(i, port)| {
             (
@@ -611,27 +617,27 @@ migrations:
         assert_eq!(m.kafka_brokers_base(), Some(9193));
         assert_eq!(m.kafka_advertised_host(), "127.0.0.1");
         assert_eq!(
-            m.kafka_options().max_brokers,
-            super::super::DEFAULT_KAFKA_MAX_BROKERS
+            m.kafka_options().virtual_brokers,
+            super::super::DEFAULT_KAFKA_VIRTUAL_BROKERS
         );
     }
 
     #[test]
     fn kafka_options_are_validated_and_broker_ports_reserved() {
         let text = KAFKA.replace("127.0.0.1:9192", "0.0.0.0:9192")
-            + "    kafka: { max_brokers: 0, max_frame_bytes: 10 }\n"
+            + "    kafka: { virtual_brokers: 0, max_frame_bytes: 10 }\n"
             + "  - { name: r, protocol: redis, listen: 127.0.0.1:7000, source: a, target: b, topics: [ { name: x, match: \"*\" } ], kafka: {} }\n"
-            + "  - { name: k2, protocol: kafka, listen: 127.0.0.1:9300, source: old, target: new, topics: [ { match: \"*\" } ], kafka: { brokers_listen_base: 65530, advertised_host: \"h:1\" } }\n";
+            + "  - { name: k2, protocol: kafka, listen: 127.0.0.1:9300, source: old, target: new, topics: [ { match: \"*\" } ], kafka: { brokers_listen_base: 65534, advertised_host: \"h:1\" } }\n";
         let errors = messages(&text);
         let expected = [
             "migrations[0].kafka.advertised_host: is required because listen (0.0.0.0:9192) is a wildcard",
-            "migrations[0].kafka.max_brokers: must be at least 1",
+            "migrations[0].kafka.virtual_brokers: must be between 1 and 64",
             "migrations[0].kafka.max_frame_bytes: must be at least",
             "migrations[1].source: unknown cluster",
             "migrations[1].target: unknown cluster",
             "migrations[1].kafka: only allowed on a kafka migration",
             "migrations[2].kafka.advertised_host: must be a host name or IP",
-            "migrations[2].kafka.brokers_listen_base: 65530 + max_brokers (16) runs past port 65535",
+            "migrations[2].kafka.brokers_listen_base: 65534 + virtual_brokers (3) runs past port 65535",
         ];
         for prefix in expected {
             assert!(
@@ -642,12 +648,12 @@ migrations:
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 
         let clash = KAFKA.to_owned()
-            + "  - { name: r, protocol: kafka, listen: 127.0.0.1:9208, source: old, target: new, topics: [ { match: \"*\" } ], kafka: { brokers_listen_base: 9300 } }\n";
+            + "  - { name: r, protocol: kafka, listen: 127.0.0.1:9195, source: old, target: new, topics: [ { match: \"*\" } ], kafka: { brokers_listen_base: 9300 } }\n";
         let errors = messages(&clash);
         assert_eq!(errors.len(), 1, "{errors:#?}");
         assert!(
             errors[0].starts_with(
-                "migrations[1].listen: 127.0.0.1:9208 overlaps migrations[0].kafka (broker listener 15)"
+                "migrations[1].listen: 127.0.0.1:9195 overlaps migrations[0].kafka (broker listener 2)"
             ),
             "{errors:#?}"
         );

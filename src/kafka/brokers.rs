@@ -1,140 +1,69 @@
-//! Which proxy port stands for which upstream broker: the one place that
-//! decides the brokers clients see.
+//! The brokers clients see: a fixed number of *virtual* brokers, each a
+//! listener of the proxy, independent of either cluster's size
+//! (DESIGN.md §2 Kafka).
 //!
-//! Today each *source* broker gets its own door (listener) at
-//! `brokers_listen_base + i`, assigned in the order node ids are learnt (the
-//! start-up Metadata probe sorts them, so a restart against the same cluster
-//! gives the same ports), and a client connection on that door is paired
-//! with one upstream connection to that broker. DESIGN.md §2's *virtual*
-//! brokers (a fixed number of doors, partitions routed inside each door to
-//! whichever upstream owns them) replace this module; sessions only ask it
-//! "which port for node N" and "which upstream behind port P".
-//!
-//! Unknown node ids met later (a broker added to the cluster) get the next
-//! free door lazily; past `max_brokers` the response naming them is refused
-//! and the client connection closed with a logged reason, because
-//! advertising a broker the proxy cannot serve would send the client
-//! straight to the source and around the migration.
+//! Every partition gets a virtual leader and every group or transactional
+//! id a virtual coordinator, chosen by a stable hash, so the client's view
+//! never changes when a partition's writes move to the target or an
+//! upstream leader moves: whichever door a request arrives at, the session
+//! routes each partition inside it to the real leader of the cluster that
+//! owns it. No client reconnects during a migration.
 
-/// One door: a proxy port standing for an upstream broker.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Door {
-    /// The upstream broker's node id.
-    pub node_id: i32,
-    /// The proxy port clients are told for it.
-    pub port: u16,
-    /// The broker's address as the cluster last advertised it (`host:port`).
-    pub upstream: String,
-}
-
-/// What [`BrokerMap::assign`] did.
+/// The virtual brokers of one migration: node ids `0..count` at ports
+/// `base..base + count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Assignment {
-    /// The node already had a door (its upstream address may have been updated).
-    Known(u16),
-    /// A new door was assigned; its listener must be opened before a client
-    /// is told about it.
-    New(u16),
-}
-
-impl Assignment {
-    /// The port, either way.
-    #[must_use]
-    pub fn port(self) -> u16 {
-        match self {
-            Assignment::Known(p) | Assignment::New(p) => p,
-        }
-    }
-}
-
-/// A broker could not be given a door.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    /// Every reserved port is taken.
-    #[error(
-        "broker {node_id} cannot be advertised: all {max} reserved broker ports are in use (raise kafka.max_brokers)"
-    )]
-    Full {
-        /// The node id that found no room.
-        node_id: i32,
-        /// `kafka.max_brokers`.
-        max: u16,
-    },
-    /// The listener for a new door could not be bound.
-    #[error("cannot listen on port {port} for broker {node_id}: {source}")]
-    Bind {
-        /// The node id.
-        node_id: i32,
-        /// The port.
-        port: u16,
-        /// OS error.
-        source: std::io::Error,
-    },
-}
-
-/// Node id → door, for one migration.
-#[derive(Debug)]
-pub struct BrokerMap {
+pub struct VirtualBrokers {
     base: u16,
-    max: u16,
-    doors: Vec<Door>,
+    count: u16,
 }
 
-impl BrokerMap {
-    /// An empty map handing out `max` ports from `base` on.
+impl VirtualBrokers {
+    /// `count` brokers from port `base` on (the config validation keeps
+    /// `base + count` within the port range and `count` ≥ 1).
     #[must_use]
-    pub fn new(base: u16, max: u16) -> Self {
-        BrokerMap {
+    pub const fn new(base: u16, count: u16) -> Self {
+        VirtualBrokers {
             base,
-            max,
-            doors: Vec::new(),
+            count: if count == 0 { 1 } else { count },
         }
     }
 
-    /// The door of `node_id`, if it has one.
+    /// Every `(node_id, port)`.
+    pub fn nodes(&self) -> impl Iterator<Item = (i32, u16)> + '_ {
+        (0..self.count).map_while(|i| Some((i32::from(i), self.base.checked_add(i)?)))
+    }
+
+    /// The port of `node_id`, if it is one of ours.
     #[must_use]
-    pub fn door(&self, node_id: i32) -> Option<&Door> {
-        self.doors.iter().find(|d| d.node_id == node_id)
+    pub fn port(&self, node_id: i32) -> Option<u16> {
+        let i = u16::try_from(node_id).ok().filter(|i| *i < self.count)?;
+        self.base.checked_add(i)
     }
 
-    /// Every door, in port order.
+    /// The virtual leader of `topic`/`partition`: consecutive partitions
+    /// land on consecutive brokers, from a per-topic offset, so one topic's
+    /// partitions spread over every door.
     #[must_use]
-    pub fn doors(&self) -> &[Door] {
-        &self.doors
+    pub fn leader_of(&self, topic: &str, partition: i32) -> i32 {
+        let start = stable_hash(topic.as_bytes()) % u64::from(self.count);
+        let step = u64::from(partition.unsigned_abs()) % u64::from(self.count);
+        i32::try_from((start + step) % u64::from(self.count)).unwrap_or(0)
     }
 
-    /// The door for `node_id`, recording `upstream` as its current address.
-    ///
-    /// # Errors
-    /// [`BrokerError::Full`] when all reserved ports are taken.
-    pub fn assign(&mut self, node_id: i32, upstream: &str) -> Result<Assignment, BrokerError> {
-        if let Some(door) = self.doors.iter_mut().find(|d| d.node_id == node_id) {
-            if door.upstream != upstream {
-                upstream.clone_into(&mut door.upstream);
-            }
-            return Ok(Assignment::Known(door.port));
-        }
-        let taken = u16::try_from(self.doors.len()).unwrap_or(u16::MAX);
-        let port = (taken < self.max)
-            .then(|| self.base.checked_add(taken))
-            .flatten()
-            .ok_or(BrokerError::Full {
-                node_id,
-                max: self.max,
-            })?;
-        self.doors.push(Door {
-            node_id,
-            port,
-            upstream: upstream.to_owned(),
-        });
-        Ok(Assignment::New(port))
+    /// The virtual coordinator of a group or transactional id.
+    #[must_use]
+    pub fn coordinator_of(&self, key: &str) -> i32 {
+        i32::try_from(stable_hash(key.as_bytes()) % u64::from(self.count)).unwrap_or(0)
     }
+}
 
-    /// Forgets a door whose listener could not be opened, so a later
-    /// attempt can try again.
-    pub fn remove(&mut self, node_id: i32) {
-        self.doors.retain(|d| d.node_id != node_id);
-    }
+/// FNV-1a: stable across releases and platforms (unlike `DefaultHasher`),
+/// because a changed assignment would make every client reconnect after a
+/// proxy upgrade.
+fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -142,28 +71,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ports_follow_the_order_nodes_are_learnt_and_stay_put() {
-        let mut map = BrokerMap::new(9193, 2);
-        assert_eq!(map.assign(7, "a:1").unwrap(), Assignment::New(9193));
-        assert_eq!(map.assign(3, "b:1").unwrap(), Assignment::New(9194));
-        assert_eq!(map.assign(7, "a:2").unwrap(), Assignment::Known(9193));
+    fn nodes_and_ports_follow_the_base() {
+        let v = VirtualBrokers::new(9193, 3);
         assert_eq!(
-            map.door(7).unwrap().upstream,
-            "a:2",
-            "address follows the cluster"
+            v.nodes().collect::<Vec<_>>(),
+            [(0, 9193), (1, 9194), (2, 9195)]
         );
-        let err = map.assign(9, "c:1").unwrap_err();
-        assert!(matches!(err, BrokerError::Full { node_id: 9, max: 2 }));
-        assert!(err.to_string().contains("raise kafka.max_brokers"));
-        map.remove(3);
-        assert_eq!(map.assign(9, "c:1").unwrap(), Assignment::New(9194));
-        assert_eq!(map.doors().len(), 2);
+        assert_eq!(v.port(2), Some(9195));
+        assert_eq!(v.port(3), None);
+        assert_eq!(v.port(-1), None);
+        assert_eq!(VirtualBrokers::new(65535, 2).nodes().count(), 1);
     }
 
     #[test]
-    fn no_port_past_65535() {
-        let mut map = BrokerMap::new(65535, 4);
-        assert_eq!(map.assign(1, "a:1").unwrap().port(), 65535);
-        assert!(map.assign(2, "a:2").is_err());
+    fn partitions_spread_over_every_door_and_stay_put() {
+        let v = VirtualBrokers::new(9193, 3);
+        let leaders: Vec<i32> = (0..6).map(|p| v.leader_of("orders", p)).collect();
+        for node in 0..3 {
+            assert_eq!(leaders.iter().filter(|l| **l == node).count(), 2);
+        }
+        assert_eq!(
+            leaders,
+            (0..6).map(|p| v.leader_of("orders", p)).collect::<Vec<_>>()
+        );
+        assert!(v.coordinator_of("group-a") < 3);
+        assert_eq!(VirtualBrokers::new(1, 1).leader_of("x", 7), 0);
+    }
+
+    #[test]
+    fn the_hash_is_fnv1a() {
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

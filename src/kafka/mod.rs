@@ -1,30 +1,44 @@
-//! Kafka migrations, `source`/`dual_read` traffic path: a bootstrap
-//! listener at the migration's `listen`, one listener ("door") per source
-//! broker, and per client connection one paired upstream connection whose
-//! frames pass through untouched except the responses that name brokers
-//! (rewritten to the proxy's doors) and ApiVersions (intersected with what
-//! the proxy implements). Topics seen in Metadata responses that match the
-//! migration's patterns are registered durably so `ctl` can move them.
+//! Kafka migrations (DESIGN.md §2 Kafka): clients bootstrap at the
+//! migration's `listen` and are shown a fixed set of *virtual* brokers,
+//! each a listener of the proxy; every partition has a stable virtual
+//! leader, and inside whichever door a request arrives at, each partition
+//! is routed to the real leader of the cluster its offset splice points
+//! at. Topics seen in Metadata answers that match the migration's patterns
+//! are registered durably so `ctl` can move them.
 //!
-//! - [`brokers`]: node id ↔ door port, the one place virtual brokers replace;
+//! - [`brokers`]: the virtual brokers (ports, leaders, coordinators);
+//! - [`cluster`]: each real cluster's layout as last seen;
+//! - [`segments`] and [`splice`]: the per-partition offset splice;
+//! - `session`, `link`, `dispatch` and the per-API handlers (`metadata`,
+//!   `produce`, `fetch`, `offsets`, `groups`): one client connection;
 //! - [`versions`]: the API versions offered and the admission check;
-//! - [`rewrite`]: pure response rewriting;
-//! - `session`: the per-connection pumps;
-//! - [`probe`]: the proxy's own one-shot requests;
-//! - [`driver`]: readiness checks for `ctl`.
+//! - [`rewrite`]: answers naming brokers or versions;
+//! - [`probe`], `topics`, [`driver`]: the proxy's own requests and the
+//!   readiness checks for `ctl`.
 
 pub mod brokers;
+pub mod cluster;
+mod dispatch;
 pub mod driver;
+mod fetch;
+mod groups;
+mod link;
+mod metadata;
 pub mod observe;
+mod offsets;
 pub mod probe;
+mod produce;
 pub mod rewrite;
+pub mod segments;
 mod session;
+pub mod splice;
+mod split;
 mod topics;
 pub mod versions;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -35,22 +49,19 @@ use crate::config::{ClusterConfig, Config};
 use crate::metrics;
 use crate::migration::pattern::Pattern;
 use crate::migration::store::StateStore;
-use crate::migration::{Controller, MigrationHandle, TopicHandle, TopicRecord};
+use crate::migration::{Controller, MigrationHandle, State, TopicHandle, TopicRecord};
 use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream, tls};
-use brokers::{Assignment, BrokerError, BrokerMap};
+use brokers::VirtualBrokers;
+use cluster::{ClusterLayout, Side};
+use split::Dest;
 
-/// First pause between start-up broker probes while the source is down;
-/// doubled up to [`PROBE_BACKOFF_MAX`]. Clients meanwhile get doors lazily
-/// from the Metadata they fetch through the bootstrap listener.
-const PROBE_BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// Which listener a connection arrived at.
+/// Which listener a connection arrived at (for logs: every door serves
+/// every request).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Door {
-    /// The migration's `listen`: forwards to the source's configured endpoints.
+    /// The migration's `listen`.
     Bootstrap,
-    /// A broker's door: forwards to that source broker.
+    /// A virtual broker's listener.
     Broker(i32),
 }
 
@@ -61,116 +72,123 @@ pub(crate) struct Shared {
     patterns: Vec<Pattern>,
     /// The source at its configured endpoints.
     pub bootstrap: Upstream,
-    /// The target at its configured endpoints (checks only, for now).
+    /// The target at its configured endpoints.
     pub target: Upstream,
     source_config: ClusterConfig,
     target_config: ClusterConfig,
     /// Groups, commits and produce counts seen in the proxy's own traffic.
     pub observed: observe::Observed,
-    brokers: Mutex<BrokerMap>,
+    /// The brokers clients see.
+    pub brokers: VirtualBrokers,
+    layouts: [RwLock<ClusterLayout>; 2],
     /// Upstreams per broker address, so TLS files are read once per broker.
-    broker_upstreams: Mutex<HashMap<String, Upstream>>,
+    broker_upstreams: Mutex<HashMap<(Side, String), Upstream>>,
+    /// The segment maps sessions route by.
+    pub splice: splice::Splice,
     pub advertised_host: String,
-    listen: SocketAddr,
     pub max_frame: usize,
     pub idle_timeout: Duration,
     pub connect_timeout: Duration,
-    settings: ListenerSettings,
-    shutdown: Shutdown,
 }
 
 impl Shared {
-    /// The port advertised for `node_id` at `host:port`, opening its door's
-    /// listener first if the node is new.
+    /// The upstream for `addr` of `side`, or its configured endpoints.
     ///
     /// # Errors
-    /// [`BrokerError`] when the reserved ports are used up or the listener
-    /// cannot be bound.
-    pub fn door_port(
-        self: &Arc<Self>,
-        node_id: i32,
-        host: &str,
-        port: i32,
-    ) -> Result<u16, BrokerError> {
-        let upstream = format!("{host}:{port}");
-        let mut map = self.brokers.lock().unwrap_or_else(|e| e.into_inner());
-        let assigned = map.assign(node_id, &upstream)?;
-        let Assignment::New(door) = assigned else {
-            return Ok(assigned.port());
+    /// When the cluster's TLS files cannot be used.
+    pub fn upstream(&self, side: Side, addr: Option<&str>) -> Result<Upstream, String> {
+        let Some(addr) = addr else {
+            return Ok(match side {
+                Side::Source => self.bootstrap.clone(),
+                Side::Target => self.target.clone(),
+            });
         };
-        let addr = SocketAddr::new(self.listen.ip(), door);
-        match crate::proxy::listener::bind(addr) {
-            Ok(listener) => {
-                tracing::info!(
-                    migration = %self.migration.name, node_id, %upstream, %addr,
-                    "kafka broker door open"
-                );
-                let handler = Arc::new(KafkaHandler {
-                    shared: self.clone(),
-                    door: Door::Broker(node_id),
-                });
-                tokio::spawn(crate::proxy::serve(
-                    listener,
-                    self.settings.clone(),
-                    handler,
-                    self.shutdown.clone(),
-                ));
-                Ok(door)
-            }
-            Err(source) => {
-                map.remove(node_id);
-                Err(BrokerError::Bind {
-                    node_id,
-                    port: door,
-                    source,
-                })
-            }
-        }
-    }
-
-    /// The upstream a connection on `door` pairs with.
-    pub fn upstream_for(&self, door: Door) -> Result<Upstream, String> {
-        let Door::Broker(node_id) = door else {
-            return Ok(self.bootstrap.clone());
-        };
-        let addr = self
-            .brokers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .door(node_id)
-            .map(|d| d.upstream.clone())
-            .ok_or_else(|| format!("broker {node_id} has no known address"))?;
         let mut cache = self
             .broker_upstreams
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(upstream) = cache.get(&addr) {
+        let key = (side, addr.to_owned());
+        if let Some(upstream) = cache.get(&key) {
             return Ok(upstream.clone());
         }
+        let base = match side {
+            Side::Source => &self.source_config,
+            Side::Target => &self.target_config,
+        };
         let config = ClusterConfig {
-            endpoints: vec![addr.clone()],
-            ..self.source_config.clone()
+            endpoints: vec![addr.to_owned()],
+            ..base.clone()
         };
         let upstream = Upstream::new(&self.migration.name, &config, self.connect_timeout)
             .map_err(|e| e.to_string())?;
-        cache.insert(addr, upstream.clone());
+        cache.insert(key, upstream.clone());
         Ok(upstream)
+    }
+
+    /// The configured name of `side`'s cluster.
+    #[must_use]
+    pub fn cluster_name(&self, side: Side) -> String {
+        match side {
+            Side::Source => self.bootstrap.cluster.to_string(),
+            Side::Target => self.target.cluster.to_string(),
+        }
+    }
+
+    /// `side`'s layout, for reading.
+    pub fn layout(&self, side: Side) -> RwLockReadGuard<'_, ClusterLayout> {
+        self.layouts[side as usize]
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `side`'s layout, for learning.
+    pub fn layout_mut(&self, side: Side) -> RwLockWriteGuard<'_, ClusterLayout> {
+        self.layouts[side as usize]
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The real leader of `topic`/`partition` on `side` (its bootstrap
+    /// endpoints while unknown).
+    #[must_use]
+    pub fn dest(&self, side: Side, topic: &str, partition: i32) -> Dest {
+        Dest {
+            side,
+            addr: self
+                .layout(side)
+                .leader(topic, partition)
+                .map(str::to_owned),
+        }
+    }
+
+    /// The cluster that coordinates consumer groups and transactions.
+    #[must_use]
+    pub fn group_home(&self) -> Side {
+        Side::Source
+    }
+
+    /// Whether any topic reads or writes the target, so Metadata must ask it too.
+    #[must_use]
+    pub fn target_in_use(&self) -> bool {
+        self.splice.any_on_target()
+            || self
+                .migration
+                .topics()
+                .iter()
+                .any(|t| t.state() >= State::DualWrite)
     }
 
     /// An upstream for one `host:port` of the target cluster (its
     /// controller, for CreateTopics), with the target's TLS settings.
     pub fn target_at(&self, addr: &str) -> Result<Upstream, String> {
-        let config = ClusterConfig {
-            endpoints: vec![addr.to_owned()],
-            ..self.target_config.clone()
-        };
-        Upstream::new(&self.migration.name, &config, self.connect_timeout)
-            .map_err(|e| e.to_string())
+        self.upstream(Side::Target, Some(addr))
     }
 
-    /// The upstream of source broker `node_id`, else the bootstrap one.
+    /// The upstream of source broker `node_id` as last seen, else the
+    /// source's configured endpoints.
     pub fn source_broker(&self, node_id: i32) -> Upstream {
-        self.upstream_for(Door::Broker(node_id))
+        let addr = self.layout(Side::Source).broker(node_id).map(str::to_owned);
+        self.upstream(Side::Source, addr.as_deref())
             .unwrap_or_else(|_| self.bootstrap.clone())
     }
 
@@ -229,91 +247,60 @@ impl Handler for KafkaHandler {
     }
 }
 
-/// Starts the migration's bootstrap listener, learns the source's brokers
-/// (opening a door per broker) and installs the Kafka driver.
-///
-/// A source that is down at start-up does not stop the proxy: the probe is
-/// retried in the background, and doors also open lazily from the Metadata
-/// clients fetch.
+/// Starts the migration's bootstrap listener and one listener per virtual
+/// broker, and installs the Kafka driver.
 ///
 /// # Errors
-/// When the bootstrap listener cannot bind or TLS files cannot be used.
+/// When a listener cannot bind, TLS files cannot be used or the segment
+/// maps cannot be read from the state store.
 pub async fn start(
     config: &Config,
     migration: Arc<MigrationHandle>,
     controller: Arc<Controller>,
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
-    let shared = build_shared(config, &migration, &controller, &shutdown)?;
+    let (shared, settings) = build_shared(config, &migration, &controller).await?;
     migration.set_driver(Arc::new(driver::KafkaDriver::new(shared.clone())));
     metrics::register_listener(&migration.name);
     let listen = migration.config.listen;
-    let listener = crate::proxy::listener::bind(listen).map_err(|source| StartError::Bind {
-        addr: listen,
-        source,
-    })?;
-    if !learn_brokers(&shared).await {
-        let shared = shared.clone();
-        let token = shutdown.token.clone();
-        tokio::spawn(async move {
-            let mut backoff = PROBE_BACKOFF_FIRST;
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                if learn_brokers(&shared).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(PROBE_BACKOFF_MAX);
-            }
-        });
+    let mut doors = vec![(listen, Door::Bootstrap)];
+    doors.extend(
+        shared
+            .brokers
+            .nodes()
+            .map(|(node, port)| (SocketAddr::new(listen.ip(), port), Door::Broker(node))),
+    );
+    let mut listeners = Vec::new();
+    for (addr, door) in doors {
+        let listener = crate::proxy::listener::bind(addr)
+            .map_err(|source| StartError::Bind { addr, source })?;
+        listeners.push((listener, door));
     }
     tracing::info!(
         migration = %migration.name, %listen, advertised_host = %shared.advertised_host,
-        "kafka bootstrap listener ready"
+        virtual_brokers = listeners.len() - 1,
+        "kafka listeners ready"
     );
-    tokio::spawn(crate::proxy::serve(
-        listener,
-        shared.settings.clone(),
-        Arc::new(KafkaHandler {
-            shared,
-            door: Door::Bootstrap,
-        }),
-        shutdown,
-    ));
+    for (listener, door) in listeners {
+        let handler = Arc::new(KafkaHandler {
+            shared: shared.clone(),
+            door,
+        });
+        tokio::spawn(crate::proxy::serve(
+            listener,
+            settings.clone(),
+            handler,
+            shutdown.clone(),
+        ));
+    }
     Ok(())
 }
 
-/// One start-up probe of the source's brokers; opens a door for each.
-/// Returns whether the source answered.
-async fn learn_brokers(shared: &Arc<Shared>) -> bool {
-    match probe::brokers(&shared.bootstrap, shared.connect_timeout, shared.max_frame).await {
-        Ok(brokers) => {
-            for (node_id, addr) in brokers {
-                let (host, port) = addr.rsplit_once(':').unwrap_or((addr.as_str(), "0"));
-                if let Err(e) = shared.door_port(node_id, host, port.parse().unwrap_or(0)) {
-                    tracing::error!(migration = %shared.migration.name, error = %e, "kafka broker door not opened");
-                }
-            }
-            true
-        }
-        Err(e) => {
-            tracing::warn!(
-                migration = %shared.migration.name, error = %e,
-                "cannot learn the source's brokers yet; retrying in the background"
-            );
-            false
-        }
-    }
-}
-
-fn build_shared(
+async fn build_shared(
     config: &Config,
     migration: &Arc<MigrationHandle>,
     controller: &Controller,
-    shutdown: &Shutdown,
-) -> Result<Arc<Shared>, StartError> {
+) -> Result<(Arc<Shared>, ListenerSettings), StartError> {
     let mc = &migration.config;
     let options = mc.kafka_options();
     let cluster = |name: &str| {
@@ -328,7 +315,7 @@ fn build_shared(
     };
     let base = mc.kafka_brokers_base().ok_or_else(|| {
         StartError::Setup(
-            "no port after listen for broker doors; set kafka.brokers_listen_base".into(),
+            "no port after listen for the virtual brokers; set kafka.brokers_listen_base".into(),
         )
     })?;
     let settings = ListenerSettings {
@@ -340,9 +327,13 @@ fn build_shared(
             None => None,
         },
     };
-    Ok(Arc::new(Shared {
+    let store = controller.store().clone();
+    let maps = splice::load(store.as_ref(), &migration.name)
+        .await
+        .map_err(StartError::Setup)?;
+    let shared = Arc::new(Shared {
         migration: migration.clone(),
-        store: controller.store().clone(),
+        store,
         patterns: mc
             .topics
             .iter()
@@ -353,14 +344,14 @@ fn build_shared(
         source_config: source.clone(),
         target_config: target.clone(),
         observed: observe::Observed::default(),
-        brokers: Mutex::new(BrokerMap::new(base, options.max_brokers)),
+        brokers: VirtualBrokers::new(base, options.virtual_brokers),
+        layouts: Default::default(),
         broker_upstreams: Mutex::new(HashMap::new()),
+        splice: splice::Splice::new(maps),
         advertised_host: mc.kafka_advertised_host(),
-        listen: mc.listen,
         max_frame: options.max_frame_bytes,
         idle_timeout: config.proxy.idle_timeout,
         connect_timeout: config.proxy.connect_timeout,
-        settings,
-        shutdown: shutdown.clone(),
-    }))
+    });
+    Ok((shared, settings))
 }

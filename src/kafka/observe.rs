@@ -337,14 +337,14 @@ fn parse_into(key: ApiKey, v: i16, body: &[u8], seen: &mut Seen) -> Option<()> {
 
 /// A cursor over a request body; every read is bounds-checked and nothing
 /// is allocated from a count on the wire.
-struct Reader<'a> {
+pub(super) struct Reader<'a> {
     b: &'a [u8],
     pos: usize,
     flexible: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn new(b: &'a [u8], flexible: bool) -> Self {
+    pub(super) fn new(b: &'a [u8], flexible: bool) -> Self {
         Reader {
             b,
             pos: 0,
@@ -352,34 +352,34 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let s = self.b.get(self.pos..end)?;
         self.pos = end;
         Some(s)
     }
 
-    fn skip(&mut self, n: usize) -> Option<()> {
+    pub(super) fn skip(&mut self, n: usize) -> Option<()> {
         self.take(n).map(|_| ())
     }
 
-    fn i8(&mut self) -> Option<i8> {
+    pub(super) fn i8(&mut self) -> Option<i8> {
         Some(i8::from_be_bytes(self.take(1)?.try_into().ok()?))
     }
 
-    fn i16(&mut self) -> Option<i16> {
+    pub(super) fn i16(&mut self) -> Option<i16> {
         Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
     }
 
-    fn i32(&mut self) -> Option<i32> {
+    pub(super) fn i32(&mut self) -> Option<i32> {
         Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
 
-    fn i64(&mut self) -> Option<i64> {
+    pub(super) fn i64(&mut self) -> Option<i64> {
         Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
 
-    fn uvarint(&mut self) -> Option<u64> {
+    pub(super) fn uvarint(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.take(1)?[0];
@@ -392,7 +392,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Length of a (nullable) string or bytes; `None` inside for null.
-    fn len(&mut self, int32: bool) -> Option<Option<usize>> {
+    pub(super) fn len(&mut self, int32: bool) -> Option<Option<usize>> {
         let n: i64 = if self.flexible {
             i64::try_from(self.uvarint()?).ok()? - 1
         } else if int32 {
@@ -407,7 +407,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A nullable string (lossy UTF-8).
-    fn string(&mut self) -> Option<Option<String>> {
+    pub(super) fn string(&mut self) -> Option<Option<String>> {
         let Some(n) = self.len(false)? else {
             return Some(None);
         };
@@ -415,7 +415,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Nullable bytes (null reads as empty).
-    fn bytes(&mut self) -> Option<&'a [u8]> {
+    pub(super) fn bytes(&mut self) -> Option<&'a [u8]> {
         match self.len(true)? {
             None => Some(&[]),
             Some(n) => self.take(n),
@@ -423,7 +423,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An array count, refused when above the bytes left; null is empty.
-    fn array_len(&mut self) -> Option<usize> {
+    pub(super) fn array_len(&mut self) -> Option<usize> {
         let n: i64 = if self.flexible {
             i64::try_from(self.uvarint()?).ok()? - 1
         } else {

@@ -1,37 +1,46 @@
-//! One client connection paired with one upstream connection, both
-//! directions pumped concurrently, frames forwarded as they arrive.
+//! One client connection: requests read in order, each routed (split per
+//! partition where it names partitions) onto the session's own upstream
+//! links, and answered in request order with the client's correlation ids.
 //!
-//! Correlation ids are not remapped: the pairing is 1:1 and every request
-//! goes to the same upstream, so the broker answers with the client's own
-//! ids in request order, and a Produce with acks=0 simply gets no answer.
-//! (Splitting requests across upstreams later brings a proxy id space;
-//! `cutover_kafka::with_correlation_id` is ready for it.) The request side
-//! remembers only the requests whose responses are rewritten, by
-//! correlation id, so nothing waits for answers that never come.
+//! Two halves run concurrently: the request half reads a frame, sends its
+//! upstream parts at once (so every link sees requests in client order,
+//! which keeps each partition's produce order) and queues a *reply*, a
+//! future that awaits the answers and builds the client's response; the
+//! response half awaits replies in order and writes them. The queue is
+//! bounded ([`WINDOW`]), which bounds a pipelining client's in-flight
+//! requests and the memory they hold.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cutover_kafka::kafka_protocol::messages::ApiKey;
-use cutover_kafka::{next_frame, peek_request, response_correlation_id};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use cutover_kafka::kafka_protocol::messages::{ApiKey, RequestHeader as KpRequestHeader};
+use cutover_kafka::kafka_protocol::protocol::{Encodable, StrBytes};
+use cutover_kafka::{RequestHeader, encode_request, next_frame, peek_request};
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::observe;
-use super::rewrite::{needs_rewrite, rewrite};
+use super::cluster::Side;
+use super::link::{Answer, Link};
+use super::split::Dest;
 use super::versions::admit;
-use super::{Door, Shared};
+use super::{Door, Shared, dispatch};
 use crate::metrics;
 use crate::proxy::Stream;
 
-/// Read buffer kept free before each read; frames larger than this grow
-/// the buffer once their prefix is seen (`next_frame` reserves).
+/// Read buffer kept free before each read; larger frames grow it once
+/// their prefix is seen (`next_frame` reserves).
 const READ_RESERVE: usize = 16 * 1024;
+/// Replies queued per connection before the session stops reading.
+const WINDOW: usize = 64;
+const CLIENT_WRITE_BUFFER: usize = 64 * 1024;
 
 /// Why a connection ended (the `reason` label of `CONNECTIONS_CLOSED`).
-enum Close {
+#[derive(Debug)]
+pub(super) enum Close {
     Client,
     Idle,
     Shutdown,
@@ -39,13 +48,142 @@ enum Close {
     Upstream(String),
 }
 
-/// What a response is awaited for: a rewrite, or confirming produce counts.
-enum Pending {
-    Rewrite(ApiKey, i16),
-    Produced(Vec<(String, i32, u64)>),
+/// What a reply writes to the client.
+pub(super) enum Out {
+    /// Nothing (Produce with acks=0).
+    Nothing,
+    /// A frame already carrying the client's correlation id.
+    Frame(Bytes),
+    /// An upstream answer whose correlation id must become the client's.
+    Relabelled(Bytes, i32),
 }
 
-type InFlight = Mutex<HashMap<i32, Pending>>;
+/// A queued answer to one client request.
+pub(super) type Reply = BoxFuture<'static, Result<Out, Close>>;
+
+/// The request half's state: the links and the session's correlation ids.
+pub(super) struct Session {
+    pub shared: Arc<Shared>,
+    links: HashMap<(Side, Option<String>), Link>,
+    next_id: i32,
+}
+
+impl Session {
+    /// The next correlation id of the session's own id space.
+    pub fn next_id(&mut self) -> i32 {
+        self.next_id = self.next_id.wrapping_add(1) & i32::MAX;
+        self.next_id
+    }
+
+    /// The link to `addr` of `side` (`None`: the cluster's bootstrap
+    /// endpoints), connecting on first use.
+    async fn link(&mut self, side: Side, addr: Option<&str>) -> Result<&mut Link, Close> {
+        let key = (side, addr.map(str::to_owned));
+        if let Some(why) = self.links.get(&key).and_then(Link::failed) {
+            return Err(Close::Upstream(why));
+        }
+        if !self.links.contains_key(&key) {
+            let upstream = self.shared.upstream(side, addr).map_err(Close::Upstream)?;
+            let stream = upstream
+                .connect()
+                .await
+                .map_err(|e| Close::Upstream(e.to_string()))?;
+            let name = format!(
+                "cluster \"{}\" at {}",
+                upstream.cluster,
+                addr.unwrap_or("its bootstrap endpoints")
+            );
+            let link = Link::new(name, stream, self.shared.max_frame);
+            self.links.insert(key.clone(), link);
+        }
+        self.links
+            .get_mut(&key)
+            .ok_or_else(|| Close::Upstream("link vanished".into()))
+    }
+
+    /// Forwards the client's request frame unchanged but for the
+    /// correlation id; returns the answer's receiver unless `answered` is
+    /// false.
+    pub async fn forward(
+        &mut self,
+        side: Side,
+        addr: Option<&str>,
+        frame: &Bytes,
+        answered: bool,
+    ) -> Result<Option<oneshot::Receiver<Answer>>, Close> {
+        let id = self.next_id();
+        let id_bytes = id.to_be_bytes();
+        let (head, rest) = (frame.get(..8), frame.get(12..));
+        let (Some(head), Some(rest)) = (head, rest) else {
+            return Err(Close::Protocol("request shorter than its header".into()));
+        };
+        self.count_out(side, frame.len());
+        self.link(side, addr)
+            .await?
+            .send(&[head, &id_bytes, rest], id, answered)
+            .await
+            .map_err(Close::Upstream)
+    }
+
+    /// Sends a request the proxy encoded itself (a split part or its own),
+    /// with the client's id and `client_id` in the header.
+    pub async fn send<T: Encodable>(
+        &mut self,
+        dest: &Dest,
+        key: ApiKey,
+        version: i16,
+        client_id: Option<StrBytes>,
+        body: &T,
+        answered: bool,
+    ) -> Result<Option<oneshot::Receiver<Answer>>, Close> {
+        let id = self.next_id();
+        let header = KpRequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(client_id);
+        let frame = encode_request(&header, body)
+            .map_err(|e| Close::Protocol(format!("re-encoding {key:?} v{version}: {e}")))?;
+        self.count_out(dest.side, frame.len());
+        self.link(dest.side, dest.addr.as_deref())
+            .await?
+            .send(&[&frame], id, answered)
+            .await
+            .map_err(Close::Upstream)
+    }
+
+    fn count_out(&self, side: Side, len: usize) {
+        metrics::counter!(metrics::BYTES, "migration" => self.shared.migration.name.to_string(), "cluster" => self.shared.cluster_name(side), "direction" => "to_upstream")
+            .increment(len as u64);
+    }
+
+    /// Pushes every link's buffered requests to its socket.
+    pub async fn flush(&mut self) -> Result<(), Close> {
+        for link in self.links.values_mut() {
+            link.flush().await.map_err(Close::Upstream)?;
+        }
+        Ok(())
+    }
+}
+
+/// Awaits one upstream answer.
+///
+/// # Errors
+/// [`Close::Upstream`] when the link failed or went away.
+pub(super) async fn answer(rx: oneshot::Receiver<Answer>) -> Result<Bytes, Close> {
+    match rx.await {
+        Ok(Ok(frame)) => Ok(frame),
+        Ok(Err(why)) => Err(Close::Upstream(why)),
+        Err(_) => Err(Close::Upstream("the upstream link closed".into())),
+    }
+}
+
+/// The client id of a request, for the proxy's own re-encoded parts.
+pub(super) fn client_id(frame: &[u8], header: &RequestHeader) -> Option<StrBytes> {
+    header
+        .client_id(frame)
+        .map(|id| StrBytes::from_string(String::from_utf8_lossy(id).into_owned()))
+}
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -55,18 +193,17 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let name = shared.migration.name.to_string();
-    let close = match connect(&shared, door).await {
-        Ok((upstream, cluster)) => {
-            let (client_r, client_w) = tokio::io::split(client);
-            let (up_r, up_w) = tokio::io::split(upstream);
-            let inflight = InFlight::default();
-            tokio::select! {
-                close = requests(&shared, &cluster, client_r, up_w, &inflight) => close,
-                close = responses(&shared, &cluster, up_r, client_w, &inflight) => close,
-                () = shutdown.cancelled() => Close::Shutdown,
-            }
-        }
-        Err(reason) => Close::Upstream(reason),
+    let (client_r, client_w) = tokio::io::split(client);
+    let (tx, rx) = mpsc::channel(WINDOW);
+    let mut session = Session {
+        shared: shared.clone(),
+        links: HashMap::new(),
+        next_id: 0,
+    };
+    let close = tokio::select! {
+        close = requests(&mut session, client_r, tx) => close,
+        close = responses(&shared, rx, client_w) => close,
+        () = shutdown.cancelled() => Close::Shutdown,
     };
     let reason = match &close {
         Close::Client => "client",
@@ -87,30 +224,23 @@ pub(super) async fn run(
             tracing::warn!(migration = %name, %peer, ?door, reason = %why, "closing kafka client connection: upstream failed");
         }
         _ => {
-            tracing::debug!(migration = %name, %peer, ?door, reason, "kafka client connection closed")
+            tracing::debug!(migration = %name, %peer, ?door, reason, "kafka client connection closed");
         }
     }
 }
 
-async fn connect(shared: &Shared, door: Door) -> Result<(Stream, String), String> {
-    let upstream = shared.upstream_for(door)?;
-    let stream = upstream.connect().await.map_err(|e| e.to_string())?;
-    Ok((stream, upstream.cluster.to_string()))
-}
-
-/// Client → upstream: frame, peek, admit, remember rewrites, forward.
+/// Client → upstream: frame, peek, admit, route, queue the reply.
 async fn requests(
-    shared: &Shared,
-    cluster: &str,
+    session: &mut Session,
     mut client: impl AsyncRead + Unpin,
-    mut upstream: impl AsyncWrite + Unpin,
-    inflight: &InFlight,
+    replies: mpsc::Sender<Reply>,
 ) -> Close {
-    let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => cluster.to_owned(), "direction" => "to_upstream");
+    let idle = session.shared.idle_timeout;
+    let max_frame = session.shared.max_frame;
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     loop {
         loop {
-            let frame = match next_frame(&mut buf, shared.max_frame) {
+            let frame = match next_frame(&mut buf, max_frame) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => return Close::Protocol(e.to_string()),
@@ -125,108 +255,88 @@ async fn requests(
                     header.correlation_id
                 ));
             }
-            let mut pending = needs_rewrite(header.key)
-                .then_some(Pending::Rewrite(header.key, header.api_version));
-            if observe::observed(header.key) {
-                let body = frame.get(header.body_offset..).unwrap_or_default();
-                let seen = observe::parse(header.key, header.api_version, body);
-                let produced = shared.observed.request(seen);
-                if !produced.is_empty() {
-                    pending = Some(Pending::Produced(produced));
-                }
+            let reply = match dispatch::route(session, frame, &header).await {
+                Ok(reply) => reply,
+                Err(close) => return close,
+            };
+            if let Err(close) = queue(session, &replies, reply).await {
+                return close;
             }
-            if let Some(pending) = pending {
-                inflight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(header.correlation_id, pending);
-            }
-            if let Err(e) = upstream.write_all(&frame).await {
-                return Close::Upstream(format!("writing to the broker: {e}"));
-            }
-            bytes.increment(frame.len() as u64);
         }
-        if let Err(e) = upstream.flush().await {
-            return Close::Upstream(format!("writing to the broker: {e}"));
+        if let Err(close) = session.flush().await {
+            return close;
         }
         buf.reserve(READ_RESERVE);
-        match tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)).await {
+        match tokio::time::timeout(idle, client.read_buf(&mut buf)).await {
             Err(_) => return Close::Idle,
-            Ok(Ok(0)) => return Close::Client,
+            Ok(Ok(0) | Err(_)) => return Close::Client,
             Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Close::Client,
         }
     }
 }
 
-/// Upstream → client: frame, rewrite the remembered ones, forward.
+/// Queues a reply; when the window is full, first pushes buffered
+/// requests upstream so the replies ahead can complete.
+async fn queue(
+    session: &mut Session,
+    replies: &mpsc::Sender<Reply>,
+    reply: Reply,
+) -> Result<(), Close> {
+    match replies.try_send(reply) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(reply)) => {
+            session.flush().await?;
+            replies.send(reply).await.map_err(|_| Close::Client)
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(Close::Client),
+    }
+}
+
+/// Replies → client, in request order.
 async fn responses(
-    shared: &Arc<Shared>,
-    cluster: &str,
-    mut upstream: impl AsyncRead + Unpin,
-    mut client: impl AsyncWrite + Unpin,
-    inflight: &InFlight,
+    shared: &Shared,
+    mut replies: mpsc::Receiver<Reply>,
+    client: impl AsyncWrite + Unpin,
 ) -> Close {
-    let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => cluster.to_owned(), "direction" => "to_client");
-    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => "client", "direction" => "to_client");
+    let mut client = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, client);
     loop {
-        loop {
-            let frame = match next_frame(&mut buf, shared.max_frame) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => return Close::Upstream(format!("broker response: {e}")),
-            };
-            let frame = match rewritten(shared, frame, inflight).await {
-                Ok(frame) => frame,
-                Err(reason) => return Close::Upstream(reason),
-            };
-            if client.write_all(&frame).await.is_err() {
+        let reply = if let Ok(reply) = replies.try_recv() {
+            reply
+        } else {
+            if client.flush().await.is_err() {
                 return Close::Client;
             }
-            bytes.increment(frame.len() as u64);
-        }
-        if client.flush().await.is_err() {
-            return Close::Client;
-        }
-        buf.reserve(READ_RESERVE);
-        match upstream.read_buf(&mut buf).await {
-            Ok(0) => return Close::Upstream("the broker closed the connection".into()),
-            Ok(_) => {}
-            Err(e) => return Close::Upstream(format!("reading from the broker: {e}")),
+            match replies.recv().await {
+                Some(reply) => reply,
+                None => return Close::Client,
+            }
+        };
+        let written = match reply.await {
+            Ok(Out::Nothing) => Ok(0),
+            Ok(Out::Frame(frame)) => client.write_all(&frame).await.map(|()| frame.len()),
+            Ok(Out::Relabelled(frame, id)) => write_relabelled(&mut client, &frame, id).await,
+            Err(close) => return close,
+        };
+        match written {
+            Ok(n) => bytes.increment(n as u64),
+            Err(_) => return Close::Client,
         }
     }
 }
 
-async fn rewritten(
-    shared: &Arc<Shared>,
-    frame: Bytes,
-    inflight: &InFlight,
-) -> Result<Bytes, String> {
-    let Some(pending) = response_correlation_id(&frame).and_then(|id| {
-        inflight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id)
-    }) else {
-        return Ok(frame);
+/// Writes a response frame with its correlation id replaced, without
+/// copying the body.
+async fn write_relabelled(
+    client: &mut (impl AsyncWrite + Unpin),
+    frame: &Bytes,
+    id: i32,
+) -> std::io::Result<usize> {
+    let (Some(len), Some(rest)) = (frame.get(..4), frame.get(8..)) else {
+        return Err(std::io::Error::other("answer shorter than its header"));
     };
-    let (key, version) = match pending {
-        Pending::Rewrite(key, version) => (key, version),
-        Pending::Produced(produced) => {
-            shared.observed.answered(&produced);
-            return Ok(frame);
-        }
-    };
-    let out = rewrite(
-        &frame,
-        key,
-        version,
-        &shared.advertised_host,
-        &mut |node_id, host, port| shared.door_port(node_id, host, port),
-    )
-    .map_err(|e| format!("{key:?} v{version} response: {e}"))?;
-    if !out.topics.is_empty() {
-        shared.discover(&out.topics).await;
-    }
-    Ok(out.frame)
+    client.write_all(len).await?;
+    client.write_all(&id.to_be_bytes()).await?;
+    client.write_all(rest).await?;
+    Ok(frame.len())
 }

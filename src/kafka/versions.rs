@@ -1,29 +1,26 @@
 //! The API versions this proxy lets clients use, and the admission check
-//! that keeps a client from using anything else.
+//! that keeps a client from using anything else. Every key listed is
+//! either routed per partition or coordinator (and decoded where it must
+//! be), or passes to the source relabelled; anything else is refused. The
+//! rules that shape it:
 //!
-//! The table is what the session *implements* for the `source`/`dual_read`
-//! path: requests pass through byte for byte except the few responses that
-//! carry broker addresses (rewritten) and ApiVersions (intersected with this
-//! table). Two rules shape it:
-//!
-//! - **No topic ids reach clients.** Each cluster gives a topic its own UUID,
-//!   so when the offset splice later serves a partition from the target, a
-//!   client that had learnt the source's id would see the topic "recreated"
-//!   (librdkafka and the Java client both treat a changed id that way) or
+//! - **No topic ids reach clients.** Each cluster gives a topic its own
+//!   UUID, so once the splice serves a partition from the target a client
+//!   that had learnt the source's id would see the topic "recreated" or
 //!   name a topic the target does not know. Produce/Fetch stop at v12 and
-//!   OffsetCommit/OffsetFetch at v9 ([`cutover_kafka::TOPIC_ID_CAPS`]), and
-//!   Metadata stops at v9 because v10+ *reports* topic ids; CreateTopics (v7
-//!   returns ids) and DeleteTopics (v6 deletes by id) are capped the same way,
-//!   and DescribeTopicPartitions is left out. v9 Metadata loses nothing a
-//!   classic-protocol client needs.
-//! - **Addresses are rewritten or absent.** Every key whose response names a
-//!   broker host is decoded and rewritten (Metadata, FindCoordinator,
-//!   DescribeCluster); Produce/Fetch stay below the KIP-951 versions that
-//!   would carry node endpoints.
-//!
-//! Everything else listed passes through untouched, which is correct while
-//! every topic routes to the source over one paired upstream connection
-//! (SASL and transactions included).
+//!   OffsetCommit at v9 ([`cutover_kafka::TOPIC_ID_CAPS`]), Metadata at v9
+//!   because v10+ *reports* ids; CreateTopics (v7 returns ids) and
+//!   DeleteTopics (v6 deletes by id) likewise; DescribeTopicPartitions is
+//!   left out. Produce/Fetch below v13 also carry no KIP-951 endpoints.
+//! - **One group per request.** OffsetFetch stops at v7: v8+ batches
+//!   groups, which may live on different coordinators.
+//! - **No leader epochs.** Clients are shown epoch -1 (each cluster numbers
+//!   its own), so OffsetForLeaderEpoch is not offered and clients skip
+//!   epoch validation.
+//! - **No per-connection state upstream.** One client connection fans out
+//!   to several upstream connections, so SASL passthrough (which
+//!   authenticates one connection) is not offered; DeleteRecords would
+//!   need per-segment splitting and is not offered either.
 
 use cutover_kafka::VersionRow;
 use cutover_kafka::kafka_protocol::messages::ApiKey;
@@ -36,7 +33,7 @@ pub const SUPPORTED: &[VersionRow] = &[
     (ApiKey::ListOffsets as i16, 1, 10),
     (ApiKey::Metadata as i16, 0, 9),
     (ApiKey::OffsetCommit as i16, 2, 9),
-    (ApiKey::OffsetFetch as i16, 1, 9),
+    (ApiKey::OffsetFetch as i16, 1, 7),
     (ApiKey::FindCoordinator as i16, 0, 6),
     (ApiKey::JoinGroup as i16, 0, 9),
     (ApiKey::Heartbeat as i16, 0, 4),
@@ -44,13 +41,10 @@ pub const SUPPORTED: &[VersionRow] = &[
     (ApiKey::SyncGroup as i16, 0, 5),
     (ApiKey::DescribeGroups as i16, 0, 6),
     (ApiKey::ListGroups as i16, 0, 5),
-    (ApiKey::SaslHandshake as i16, 0, 1),
     (ApiKey::ApiVersions as i16, 0, 4),
     (ApiKey::CreateTopics as i16, 2, 6),
     (ApiKey::DeleteTopics as i16, 1, 5),
-    (ApiKey::DeleteRecords as i16, 0, 2),
     (ApiKey::InitProducerId as i16, 0, 6),
-    (ApiKey::OffsetForLeaderEpoch as i16, 2, 4),
     // v4+ is the broker-to-broker batch form; clients use v0-3.
     (ApiKey::AddPartitionsToTxn as i16, 0, 3),
     (ApiKey::AddOffsetsToTxn as i16, 0, 4),
@@ -58,7 +52,6 @@ pub const SUPPORTED: &[VersionRow] = &[
     (ApiKey::TxnOffsetCommit as i16, 0, 5),
     (ApiKey::DescribeConfigs as i16, 1, 4),
     (ApiKey::AlterConfigs as i16, 0, 2),
-    (ApiKey::SaslAuthenticate as i16, 0, 2),
     (ApiKey::CreatePartitions as i16, 0, 3),
     (ApiKey::DeleteGroups as i16, 0, 2),
     (ApiKey::IncrementalAlterConfigs as i16, 0, 1),

@@ -7,12 +7,15 @@ use cutover_kafka::guard::check_request_body;
 use cutover_kafka::kafka_protocol::messages::fetch_request::{
     FetchPartition, FetchTopic, ForgottenTopic,
 };
+use cutover_kafka::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
 use cutover_kafka::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use cutover_kafka::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use cutover_kafka::kafka_protocol::messages::{
-    ApiKey, FetchRequest, MetadataRequest, ProduceRequest, TopicName,
+    ApiKey, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
 };
 use cutover_kafka::kafka_protocol::protocol::{Encodable, Message, StrBytes};
 
@@ -75,6 +78,24 @@ fn real_encodings_pass_at_every_version() {
     for v in FetchRequest::VERSIONS.min..=FetchRequest::VERSIONS.max {
         check_request_body(ApiKey::Fetch, v, &body(&fetch(v), v))
             .unwrap_or_else(|e| panic!("fetch v{v}: {e}"));
+    }
+    let list = ListOffsetsRequest::default().with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(name())
+            .with_partitions(vec![ListOffsetsPartition::default(); 2]),
+        ListOffsetsTopic::default().with_name(name()),
+    ]);
+    for v in ListOffsetsRequest::VERSIONS.min..=ListOffsetsRequest::VERSIONS.max {
+        let mut b = body(&list, v);
+        check_request_body(ApiKey::ListOffsets, v, &b)
+            .unwrap_or_else(|e| panic!("list offsets v{v}: {e}"));
+        // The second topic's partition count, made impossible.
+        let at = b.len() - if v >= 10 { 4 } else { 0 } - if v >= 6 { 3 } else { 4 };
+        b[at] = 0x7f;
+        assert!(
+            check_request_body(ApiKey::ListOffsets, v, &b).is_err(),
+            "v{v}"
+        );
     }
 }
 

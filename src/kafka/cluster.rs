@@ -1,0 +1,209 @@
+//! What the proxy knows of each real cluster's layout: its brokers, the
+//! leader of every partition it has seen, and the coordinators of groups
+//! and transactional ids. Sessions route by it; it is refreshed by every
+//! Metadata answer that passes through the proxy (clients refresh their
+//! metadata after NOT_LEADER errors and broker restarts, so the proxy's
+//! view follows without polling of its own) and by FindCoordinator answers.
+
+use std::collections::HashMap;
+
+use cutover_kafka::kafka_protocol::messages::MetadataResponse;
+
+/// Which real cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The cluster being migrated from.
+    Source,
+    /// The cluster being migrated to.
+    Target,
+}
+
+impl Side {
+    /// The other cluster.
+    #[must_use]
+    pub fn other(self) -> Side {
+        match self {
+            Side::Source => Side::Target,
+            Side::Target => Side::Source,
+        }
+    }
+
+    /// Label value for metrics and logs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// FindCoordinator key types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CoordinatorKind {
+    /// A consumer group (key type 0).
+    Group,
+    /// A transactional id (key type 1).
+    Transaction,
+}
+
+impl CoordinatorKind {
+    /// From the wire's key type; other types (share groups) are not routed.
+    #[must_use]
+    pub fn from_key_type(key_type: i8) -> Option<Self> {
+        match key_type {
+            0 => Some(CoordinatorKind::Group),
+            1 => Some(CoordinatorKind::Transaction),
+            _ => None,
+        }
+    }
+}
+
+/// Bounds so a client naming endless topics or groups cannot grow the map
+/// without limit; past them the oldest knowledge is dropped, which only
+/// costs a detour through the cluster's bootstrap broker.
+const MAX_PARTITIONS: usize = 262_144;
+const MAX_COORDINATORS: usize = 65_536;
+
+/// One cluster's layout as last seen.
+#[derive(Debug, Default)]
+pub struct ClusterLayout {
+    brokers: HashMap<i32, String>,
+    leaders: HashMap<(String, i32), i32>,
+    partition_counts: HashMap<String, i32>,
+    coordinators: HashMap<(CoordinatorKind, String), String>,
+}
+
+impl ClusterLayout {
+    /// Learns brokers, leaders and partition counts from a Metadata answer.
+    pub fn learn(&mut self, metadata: &MetadataResponse) {
+        for b in &metadata.brokers {
+            self.brokers
+                .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
+        }
+        if self.leaders.len() > MAX_PARTITIONS {
+            self.leaders.clear();
+        }
+        for topic in metadata.topics.iter().filter(|t| t.error_code == 0) {
+            let Some(name) = topic.name.as_ref().map(|n| n.0.to_string()) else {
+                continue;
+            };
+            let count = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+            self.partition_counts.insert(name.clone(), count);
+            for p in &topic.partitions {
+                self.leaders
+                    .insert((name.clone(), p.partition_index), p.leader_id.0);
+            }
+        }
+    }
+
+    /// The address of `topic`/`partition`'s leader, when known.
+    #[must_use]
+    pub fn leader(&self, topic: &str, partition: i32) -> Option<&str> {
+        let node = self.leaders.get(&(topic.to_owned(), partition))?;
+        self.brokers.get(node).map(String::as_str)
+    }
+
+    /// The address of broker `node_id`, when known.
+    #[must_use]
+    pub fn broker(&self, node_id: i32) -> Option<&str> {
+        self.brokers.get(&node_id).map(String::as_str)
+    }
+
+    /// The partition count last seen for `topic`.
+    #[must_use]
+    pub fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.partition_counts.get(topic).copied()
+    }
+
+    /// Any broker's address (the lowest node id), for requests any broker answers.
+    #[must_use]
+    pub fn any_broker(&self) -> Option<&str> {
+        self.brokers
+            .iter()
+            .min_by_key(|(id, _)| **id)
+            .map(|(_, a)| a.as_str())
+    }
+
+    /// Records a coordinator's address.
+    pub fn set_coordinator(&mut self, kind: CoordinatorKind, key: &str, addr: String) {
+        if self.coordinators.len() > MAX_COORDINATORS {
+            self.coordinators.clear();
+        }
+        self.coordinators.insert((kind, key.to_owned()), addr);
+    }
+
+    /// A coordinator's address, when known.
+    #[must_use]
+    pub fn coordinator(&self, kind: CoordinatorKind, key: &str) -> Option<&str> {
+        self.coordinators
+            .get(&(kind, key.to_owned()))
+            .map(String::as_str)
+    }
+
+    /// Forgets a coordinator the cluster said moved (NOT_COORDINATOR).
+    pub fn forget_coordinator(&mut self, kind: CoordinatorKind, key: &str) {
+        self.coordinators.remove(&(kind, key.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cutover_kafka::kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use cutover_kafka::kafka_protocol::messages::{BrokerId, TopicName};
+    use cutover_kafka::kafka_protocol::protocol::StrBytes;
+
+    fn metadata(leader: i32) -> MetadataResponse {
+        MetadataResponse::default()
+            .with_brokers(vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(111))
+                    .with_host(StrBytes::from_static_str("h"))
+                    .with_port(1),
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(112))
+                    .with_host(StrBytes::from_static_str("h"))
+                    .with_port(2),
+            ])
+            .with_topics(vec![
+                MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("t"))))
+                    .with_partitions(vec![
+                        MetadataResponsePartition::default()
+                            .with_partition_index(0)
+                            .with_leader_id(BrokerId(leader)),
+                    ]),
+                MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_static_str("gone"))))
+                    .with_error_code(3),
+            ])
+    }
+
+    #[test]
+    fn leaders_follow_the_latest_metadata() {
+        let mut layout = ClusterLayout::default();
+        assert_eq!(layout.leader("t", 0), None);
+        layout.learn(&metadata(111));
+        assert_eq!(layout.leader("t", 0), Some("h:1"));
+        assert_eq!(layout.partition_count("t"), Some(1));
+        assert_eq!(layout.partition_count("gone"), None);
+        layout.learn(&metadata(112));
+        assert_eq!(layout.leader("t", 0), Some("h:2"));
+        assert_eq!(layout.any_broker(), Some("h:1"));
+    }
+
+    #[test]
+    fn coordinators_are_remembered_and_forgotten() {
+        let mut layout = ClusterLayout::default();
+        layout.set_coordinator(CoordinatorKind::Group, "g", "h:1".into());
+        assert_eq!(layout.coordinator(CoordinatorKind::Group, "g"), Some("h:1"));
+        assert_eq!(layout.coordinator(CoordinatorKind::Transaction, "g"), None);
+        layout.forget_coordinator(CoordinatorKind::Group, "g");
+        assert_eq!(layout.coordinator(CoordinatorKind::Group, "g"), None);
+        assert_eq!(CoordinatorKind::from_key_type(2), None);
+    }
+}

@@ -1,0 +1,263 @@
+//! Requests that belong to a coordinator: consumer-group APIs go to the
+//! group's coordinator and transaction APIs to the transactional id's
+//! coordinator, on the cluster that is home to group coordination (the
+//! source until the splice moves it). Clients are told a *virtual*
+//! coordinator (a stable hash of the key); the real one is remembered from
+//! FindCoordinator answers, or asked for by the proxy when a client goes
+//! straight to a coordinator it learnt before a proxy restart.
+
+use bytes::Bytes;
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse,
+};
+use cutover_kafka::kafka_protocol::protocol::StrBytes;
+use cutover_kafka::{RequestHeader, decode_response_body, request_header_version};
+
+use super::cluster::{CoordinatorKind, Side};
+use super::observe::Reader;
+use super::rewrite;
+use super::session::{Close, Out, Reply, Session, answer};
+use super::split::Dest;
+
+/// The coordinator a request of `key` needs, and where its key sits.
+enum KeyAt {
+    /// The body's first string.
+    First(CoordinatorKind),
+    /// The first element of the body's leading string array.
+    FirstOfArray,
+    /// The body's second string (TxnOffsetCommit: transactional id, group).
+    Second,
+}
+
+fn key_at(key: ApiKey) -> Option<KeyAt> {
+    use CoordinatorKind::{Group, Transaction};
+    Some(match key {
+        ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::OffsetCommit
+        | ApiKey::OffsetFetch
+        | ApiKey::OffsetDelete => KeyAt::First(Group),
+        ApiKey::DescribeGroups | ApiKey::DeleteGroups => KeyAt::FirstOfArray,
+        ApiKey::TxnOffsetCommit => KeyAt::Second,
+        ApiKey::InitProducerId
+        | ApiKey::AddPartitionsToTxn
+        | ApiKey::AddOffsetsToTxn
+        | ApiKey::EndTxn => KeyAt::First(Transaction),
+        _ => return None,
+    })
+}
+
+/// The coordinator key of a request: `(kind, key)`, or `None` when the
+/// request has none (an InitProducerId without transactional id) or is
+/// not a coordinator request.
+#[must_use]
+pub fn coordinator_key(frame: &[u8], header: &RequestHeader) -> Option<(CoordinatorKind, String)> {
+    let at = key_at(header.key)?;
+    let flexible = request_header_version(header.api_key, header.api_version) == Some(2);
+    let mut r = Reader::new(frame.get(header.body_offset..)?, flexible);
+    match at {
+        KeyAt::First(kind) => Some((kind, r.string()??)),
+        KeyAt::FirstOfArray => {
+            r.array_len()?;
+            Some((CoordinatorKind::Group, r.string()??))
+        }
+        KeyAt::Second => {
+            r.string()?;
+            Some((CoordinatorKind::Group, r.string()??))
+        }
+    }
+}
+
+/// Whether requests of `key` go to a coordinator.
+#[must_use]
+pub fn coordinated(key: ApiKey) -> bool {
+    key_at(key).is_some()
+}
+
+/// Forwards a coordinator request to the real coordinator on the home
+/// cluster (its bootstrap endpoints when the request names no key).
+pub(super) async fn route(
+    session: &mut Session,
+    frame: Bytes,
+    header: &RequestHeader,
+) -> Result<Reply, Close> {
+    let home = session.shared.group_home();
+    let addr = match coordinator_key(&frame, header) {
+        Some((kind, key)) => coordinator(session, home, kind, &key).await?,
+        None => None,
+    };
+    let rx = session
+        .forward(home, addr.as_deref(), &frame, true)
+        .await?
+        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+    let id = header.correlation_id;
+    Ok(Box::pin(async move {
+        Ok(Out::Relabelled(answer(rx).await?, id))
+    }))
+}
+
+/// The real coordinator's address, asking the cluster when unknown;
+/// `None` (the bootstrap endpoints, which answer NOT_COORDINATOR and send
+/// the client to FindCoordinator) when the cluster cannot say.
+async fn coordinator(
+    session: &mut Session,
+    side: Side,
+    kind: CoordinatorKind,
+    key: &str,
+) -> Result<Option<String>, Close> {
+    if let Some(addr) = session.shared.layout(side).coordinator(kind, key) {
+        return Ok(Some(addr.to_owned()));
+    }
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(key.to_owned()))
+        .with_key_type(match kind {
+            CoordinatorKind::Group => 0,
+            CoordinatorKind::Transaction => 1,
+        });
+    let rx = session
+        .send(
+            &Dest::bootstrap(side),
+            ApiKey::FindCoordinator,
+            1,
+            None,
+            &request,
+            true,
+        )
+        .await?
+        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+    session.flush().await?;
+    let frame = answer(rx).await?;
+    let found: FindCoordinatorResponse =
+        decode_response_body(&frame, ApiKey::FindCoordinator as i16, 1)
+            .map_err(|e| Close::Upstream(format!("FindCoordinator answer: {e}")))?;
+    if found.error_code != 0 || found.node_id.0 < 0 {
+        return Ok(None);
+    }
+    let addr = format!("{}:{}", found.host, found.port);
+    session
+        .shared
+        .layout_mut(side)
+        .set_coordinator(kind, key, addr.clone());
+    Ok(Some(addr))
+}
+
+/// FindCoordinator: asked of the home cluster; the answer's real
+/// coordinators are remembered and replaced by virtual ones.
+pub(super) async fn find_coordinator(
+    session: &mut Session,
+    frame: Bytes,
+    header: &RequestHeader,
+) -> Result<Reply, Close> {
+    let home = session.shared.group_home();
+    let asked = asked_keys(&frame, header);
+    let rx = session
+        .forward(home, None, &frame, true)
+        .await?
+        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+    let shared = session.shared.clone();
+    let (id, version) = (header.correlation_id, header.api_version);
+    Ok(Box::pin(async move {
+        let frame = answer(rx).await?;
+        let failed =
+            |e: cutover_kafka::FrameError| Close::Upstream(format!("FindCoordinator answer: {e}"));
+        let body: FindCoordinatorResponse =
+            decode_response_body(&frame, ApiKey::FindCoordinator as i16, version)
+                .map_err(failed)?;
+        let Some(asked) = asked else {
+            return Ok(Out::Relabelled(frame, id));
+        };
+        let out = rewrite::find_coordinator(
+            body,
+            version,
+            id,
+            &asked,
+            &shared.advertised_host,
+            &shared.brokers,
+            &mut |kind, key, addr| shared.layout_mut(home).set_coordinator(kind, key, addr),
+        )
+        .map_err(failed)?;
+        Ok(Out::Frame(out))
+    }))
+}
+
+/// The kind a FindCoordinator request asks for, and its key in v0-3
+/// (whose answers carry none); `None` for kinds the proxy does not route.
+fn asked_keys(frame: &[u8], header: &RequestHeader) -> Option<rewrite::Asked> {
+    let v = header.api_version;
+    let mut r = Reader::new(frame.get(header.body_offset..)?, v >= 3);
+    if v >= 4 {
+        let kind = CoordinatorKind::from_key_type(r.i8()?)?;
+        return Some(rewrite::Asked { kind, key: None });
+    }
+    let key = r.string()??;
+    let key_type = if v >= 1 { r.i8()? } else { 0 };
+    Some(rewrite::Asked {
+        kind: CoordinatorKind::from_key_type(key_type)?,
+        key: Some(key),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cutover_kafka::kafka_protocol::messages::{
+        DescribeGroupsRequest, GroupId, JoinGroupRequest, RequestHeader as KpHeader,
+        TransactionalId, TxnOffsetCommitRequest,
+    };
+    use cutover_kafka::kafka_protocol::protocol::Encodable;
+    use cutover_kafka::{encode_request, peek_request};
+
+    fn frame<T: Encodable>(key: ApiKey, version: i16, body: &T) -> Bytes {
+        let header = KpHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7);
+        encode_request(&header, body).unwrap()
+    }
+
+    fn key_of(frame: &Bytes) -> Option<(CoordinatorKind, String)> {
+        coordinator_key(frame, &peek_request(frame).unwrap())
+    }
+
+    #[test]
+    fn group_keys_are_read_at_flexible_and_classic_versions() {
+        for version in [0, 5, 6, 9] {
+            let body = JoinGroupRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("orders-app")));
+            assert_eq!(
+                key_of(&frame(ApiKey::JoinGroup, version, &body)),
+                Some((CoordinatorKind::Group, "orders-app".into())),
+                "v{version}"
+            );
+        }
+        let describe = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(StrBytes::from_static_str("g2"))]);
+        assert_eq!(
+            key_of(&frame(ApiKey::DescribeGroups, 5, &describe)),
+            Some((CoordinatorKind::Group, "g2".into()))
+        );
+        let txn = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx")))
+            .with_group_id(GroupId(StrBytes::from_static_str("g3")));
+        assert_eq!(
+            key_of(&frame(ApiKey::TxnOffsetCommit, 3, &txn)),
+            Some((CoordinatorKind::Group, "g3".into()))
+        );
+    }
+
+    #[test]
+    fn producer_ids_without_transactions_have_no_coordinator() {
+        use cutover_kafka::kafka_protocol::messages::InitProducerIdRequest;
+        let plain = InitProducerIdRequest::default().with_transactional_id(None);
+        assert_eq!(key_of(&frame(ApiKey::InitProducerId, 4, &plain)), None);
+        let txn = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("t1"))));
+        assert_eq!(
+            key_of(&frame(ApiKey::InitProducerId, 4, &txn)),
+            Some((CoordinatorKind::Transaction, "t1".into()))
+        );
+        assert!(!coordinated(ApiKey::Metadata));
+    }
+}

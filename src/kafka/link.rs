@@ -1,0 +1,197 @@
+//! One upstream broker connection owned by one client session.
+//!
+//! Each client connection gets its own upstream connections (one per real
+//! broker it needs) rather than sharing a pool: a broker serves one request
+//! at a time per connection, so a consumer's long-poll Fetch on a shared
+//! connection would stall every other client behind it.
+//!
+//! Requests carry the session's own correlation ids (several client
+//! requests may be split onto one link, and proxy-originated requests
+//! share it). Writes happen in the session's request order, which keeps
+//! each partition's produce order; a reader task hands every answer to
+//! the waiter registered for its correlation id (brokers answer in order,
+//! so this is a queue, checked). When the connection fails, every waiter
+//! learns why.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use cutover_kafka::{next_frame, response_correlation_id};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::proxy::Stream;
+
+/// Bytes buffered before a write reaches the socket; larger frames go
+/// straight through.
+const WRITE_BUFFER: usize = 64 * 1024;
+const READ_RESERVE: usize = 16 * 1024;
+
+/// An answer, or why none will come.
+pub type Answer = Result<Bytes, String>;
+
+struct Waiter {
+    correlation_id: i32,
+    tx: oneshot::Sender<Answer>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiters: VecDeque<Waiter>,
+    /// Set once the connection failed; later sends fail at once.
+    failed: Option<String>,
+}
+
+/// A session's connection to one upstream broker.
+pub struct Link {
+    /// Where it goes (`cluster` name and address), for messages.
+    pub name: String,
+    writer: BufWriter<WriteHalf<Stream>>,
+    queue: Arc<Mutex<Queue>>,
+    reader: JoinHandle<()>,
+    dirty: bool,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Link {
+    /// Wraps a connected stream; `max_frame` bounds answers.
+    pub fn new(name: String, stream: Stream, max_frame: usize) -> Link {
+        let (read, write) = tokio::io::split(stream);
+        let queue = Arc::new(Mutex::new(Queue::default()));
+        let reader = tokio::spawn(read_answers(read, queue.clone(), max_frame, name.clone()));
+        Link {
+            name,
+            writer: BufWriter::with_capacity(WRITE_BUFFER, write),
+            queue,
+            reader,
+            dirty: false,
+        }
+    }
+
+    /// Whether the connection has failed (the session then drops it and
+    /// connects again on the next request).
+    #[must_use]
+    pub fn failed(&self) -> Option<String> {
+        lock(&self.queue).failed.clone()
+    }
+
+    /// Writes one request (already carrying `correlation_id`), given as the
+    /// parts to concatenate, and registers for its answer unless
+    /// `answered` is false (Produce with acks=0). Buffered: call
+    /// [`Link::flush`] before waiting.
+    ///
+    /// # Errors
+    /// Why the connection cannot take it.
+    pub async fn send(
+        &mut self,
+        parts: &[&[u8]],
+        correlation_id: i32,
+        answered: bool,
+    ) -> Result<Option<oneshot::Receiver<Answer>>, String> {
+        let rx = {
+            let mut q = lock(&self.queue);
+            if let Some(why) = &q.failed {
+                return Err(why.clone());
+            }
+            answered.then(|| {
+                let (tx, rx) = oneshot::channel();
+                q.waiters.push_back(Waiter { correlation_id, tx });
+                rx
+            })
+        };
+        for part in parts {
+            if let Err(e) = self.writer.write_all(part).await {
+                let why = format!("writing to {}: {e}", self.name);
+                fail(&self.queue, &why);
+                return Err(why);
+            }
+        }
+        self.dirty = true;
+        Ok(rx)
+    }
+
+    /// Pushes buffered requests to the socket.
+    ///
+    /// # Errors
+    /// Why the write failed.
+    pub async fn flush(&mut self) -> Result<(), String> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.dirty = false;
+        self.writer.flush().await.map_err(|e| {
+            let why = format!("writing to {}: {e}", self.name);
+            fail(&self.queue, &why);
+            why
+        })
+    }
+}
+
+fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn fail(queue: &Mutex<Queue>, why: &str) {
+    let mut q = lock(queue);
+    if q.failed.is_none() {
+        q.failed = Some(why.to_owned());
+    }
+    for w in q.waiters.drain(..) {
+        let _ = w.tx.send(Err(why.to_owned()));
+    }
+}
+
+async fn read_answers(
+    mut read: ReadHalf<Stream>,
+    queue: Arc<Mutex<Queue>>,
+    max_frame: usize,
+    name: String,
+) {
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let why = loop {
+        loop {
+            let frame = match next_frame(&mut buf, max_frame) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    fail(&queue, &format!("answer from {name}: {e}"));
+                    return;
+                }
+            };
+            let id = response_correlation_id(&frame);
+            let waiter = lock(&queue).waiters.pop_front();
+            match waiter {
+                Some(w) if Some(w.correlation_id) == id => {
+                    let _ = w.tx.send(Ok(frame));
+                }
+                Some(w) => {
+                    let why = format!(
+                        "{name} answered correlation id {id:?} while {} was due",
+                        w.correlation_id
+                    );
+                    let _ = w.tx.send(Err(why.clone()));
+                    fail(&queue, &why);
+                    return;
+                }
+                None => {
+                    fail(&queue, &format!("{name} sent an answer nobody asked for"));
+                    return;
+                }
+            }
+        }
+        buf.reserve(READ_RESERVE);
+        match read.read_buf(&mut buf).await {
+            Ok(0) => break format!("{name} closed the connection"),
+            Ok(_) => {}
+            Err(e) => break format!("reading from {name}: {e}"),
+        }
+    };
+    fail(&queue, &why);
+}

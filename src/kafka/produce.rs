@@ -1,0 +1,233 @@
+//! Produce: each partition goes to the real leader of the cluster that
+//! receives its writes (its open segment), split into one request per
+//! destination when they differ, and the answers merged back with offsets
+//! translated into the partition's virtual space.
+//!
+//! A request whose partitions all go to one broker with untranslated
+//! offsets is forwarded as the client sent it and its answer relayed as
+//! the broker sent it: the `source` state's cost is one decode of the
+//! request (records are not copied) and nothing on the answer.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use cutover_kafka::kafka_protocol::messages::produce_request::TopicProduceData;
+use cutover_kafka::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
+use tokio::sync::oneshot;
+
+use super::cluster::Side;
+use super::link::Answer;
+use super::rewrite::encode;
+use super::session::{Close, Out, Reply, Session, answer, client_id};
+use super::splice::Shift;
+use super::split::{Dest, group_by};
+
+pub(super) async fn route(
+    session: &mut Session,
+    frame: Bytes,
+    header: &RequestHeader,
+) -> Result<Reply, Close> {
+    let request: ProduceRequest =
+        decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let answered = request.acks != 0;
+    let mut shifts: HashMap<(String, i32), Shift> = HashMap::new();
+    let mut items = Vec::new();
+    for (ti, topic) in request.topic_data.iter().enumerate() {
+        let name = topic.name.0.as_str();
+        for (pi, p) in topic.partition_data.iter().enumerate() {
+            let shift = session.shared.splice.produce_shift(name, p.index).await;
+            let dest = session.shared.dest(shift.side, name, p.index);
+            if shift.delta != 0 {
+                shifts.insert((name.to_owned(), p.index), shift);
+            }
+            items.push((dest, (ti, pi)));
+        }
+    }
+    let groups = group_by(items);
+    let (id, version) = (header.correlation_id, header.api_version);
+    if groups.len() <= 1 && shifts.is_empty() {
+        let dest = groups
+            .into_iter()
+            .next()
+            .map_or(Dest::bootstrap(Side::Source), |g| g.0);
+        let rx = session
+            .forward(dest.side, dest.addr.as_deref(), &frame, answered)
+            .await?;
+        return Ok(match rx {
+            Some(rx) => Box::pin(async move { Ok(Out::Relabelled(answer(rx).await?, id)) }),
+            None => Box::pin(async { Ok(Out::Nothing) }),
+        });
+    }
+    let client = client_id(&frame, header);
+    let mut pending: Vec<oneshot::Receiver<Answer>> = Vec::new();
+    for (dest, parts) in groups {
+        let part = subset(&request, &parts);
+        let rx = session
+            .send(
+                &dest,
+                ApiKey::Produce,
+                version,
+                client.clone(),
+                &part,
+                answered,
+            )
+            .await?;
+        pending.extend(rx);
+    }
+    if !answered {
+        return Ok(Box::pin(async { Ok(Out::Nothing) }));
+    }
+    Ok(Box::pin(async move {
+        let mut merged = ProduceResponse::default();
+        for rx in pending {
+            let frame = answer(rx).await?;
+            let part: ProduceResponse =
+                decode_response_body(&frame, ApiKey::Produce as i16, version)
+                    .map_err(|e| Close::Upstream(format!("Produce answer: {e}")))?;
+            merge(&mut merged, part, &shifts);
+        }
+        let frame = encode(ApiKey::Produce, version, id, &merged)
+            .map_err(|e| Close::Upstream(format!("encoding the Produce answer: {e}")))?;
+        Ok(Out::Frame(frame))
+    }))
+}
+
+/// The request restricted to `parts` (topic index, partition index).
+fn subset(request: &ProduceRequest, parts: &[(usize, usize)]) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for &(ti, pi) in parts {
+        let (Some(topic), Some(p)) = (
+            request.topic_data.get(ti),
+            request
+                .topic_data
+                .get(ti)
+                .and_then(|t| t.partition_data.get(pi)),
+        ) else {
+            continue;
+        };
+        match topics.iter_mut().find(|t| t.name == topic.name) {
+            Some(t) => t.partition_data.push(p.clone()),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(topic.name.clone())
+                    .with_partition_data(vec![p.clone()]),
+            ),
+        }
+    }
+    ProduceRequest::default()
+        .with_transactional_id(request.transactional_id.clone())
+        .with_acks(request.acks)
+        .with_timeout_ms(request.timeout_ms)
+        .with_topic_data(topics)
+}
+
+/// Adds one destination's answer, its offsets moved into virtual space.
+fn merge(
+    merged: &mut ProduceResponse,
+    part: ProduceResponse,
+    shifts: &HashMap<(String, i32), Shift>,
+) {
+    merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
+    for mut topic in part.responses {
+        for p in &mut topic.partition_responses {
+            if let Some(shift) = shifts.get(&(topic.name.0.to_string(), p.index)) {
+                if p.base_offset >= 0 {
+                    p.base_offset += shift.delta;
+                }
+                if p.log_start_offset >= 0 {
+                    p.log_start_offset = shift.log_start;
+                }
+            }
+            p.current_leader = Default::default();
+        }
+        match merged.responses.iter_mut().find(|t| t.name == topic.name) {
+            Some(t) => t.partition_responses.append(&mut topic.partition_responses),
+            None => merged.responses.push(topic),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cutover_kafka::kafka_protocol::messages::TopicName;
+    use cutover_kafka::kafka_protocol::messages::produce_request::PartitionProduceData;
+    use cutover_kafka::kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use cutover_kafka::kafka_protocol::protocol::StrBytes;
+
+    fn name(n: &str) -> TopicName {
+        TopicName(StrBytes::from_string(n.to_owned()))
+    }
+
+    #[test]
+    fn subsets_keep_topic_grouping_and_request_fields() {
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(name("a"))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default().with_index(0),
+                        PartitionProduceData::default().with_index(1),
+                    ]),
+                TopicProduceData::default()
+                    .with_name(name("b"))
+                    .with_partition_data(vec![PartitionProduceData::default().with_index(0)]),
+            ]);
+        let part = subset(&request, &[(0, 1), (1, 0)]);
+        assert_eq!((part.acks, part.timeout_ms), (-1, 30_000));
+        let layout: Vec<_> = part
+            .topic_data
+            .iter()
+            .map(|t| {
+                (
+                    t.name.0.to_string(),
+                    t.partition_data.iter().map(|p| p.index).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            layout,
+            [("a".to_owned(), vec![1]), ("b".to_owned(), vec![0])]
+        );
+    }
+
+    #[test]
+    fn answers_merge_with_offsets_in_virtual_space() {
+        let answer = |topic: &str, index: i32, base: i64| {
+            ProduceResponse::default().with_responses(vec![
+                TopicProduceResponse::default()
+                    .with_name(name(topic))
+                    .with_partition_responses(vec![
+                        PartitionProduceResponse::default()
+                            .with_index(index)
+                            .with_base_offset(base)
+                            .with_log_start_offset(0),
+                    ]),
+            ])
+        };
+        let mut shifts = HashMap::new();
+        shifts.insert(
+            ("a".to_owned(), 1),
+            Shift {
+                side: Side::Target,
+                delta: 100,
+                log_start: 0,
+            },
+        );
+        let mut merged = ProduceResponse::default();
+        merge(&mut merged, answer("a", 0, 5), &shifts);
+        merge(&mut merged, answer("a", 1, 3), &shifts);
+        let offsets: Vec<_> = merged.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| (p.index, p.base_offset))
+            .collect();
+        assert_eq!(offsets, [(0, 5), (1, 103)]);
+        assert_eq!(merged.responses.len(), 1);
+    }
+}
