@@ -187,18 +187,34 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
         topic_state(&rig.proxy, "orders").as_deref(),
         Some("dual_read")
     );
-    let refused = rig.proxy.ctl(&["advance", "events", "orders", "--json"]);
-    let refused: Value = serde_json::from_slice(&refused.stdout).unwrap();
-    assert_eq!(refused["outcomes"][0]["outcome"], "refused", "{refused:#}");
-    assert!(
-        refused["outcomes"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("offset_splice_available:"),
-        "{refused:#}"
+    // dual_write with the default dual_write_percent (0) switches no
+    // partition yet; `ctl shift` moves one, and its report says where the
+    // target segment starts.
+    let moved = ctl_json(&rig.proxy, &["advance", "events", "orders", "--json"]);
+    assert_eq!(moved["outcomes"][0]["outcome"], "moved", "{moved:#}");
+    let shifted = ctl_json(
+        &rig.proxy,
+        &["shift", "events", "orders", "--partitions", "1", "--json"],
     );
-    let back = ctl_json(&rig.proxy, &["rollback", "events", "orders", "--json"]);
-    assert_eq!(back["outcomes"][0]["outcome"], "moved", "{back:#}");
+    assert_eq!(shifted["on_target"], serde_json::json!([1]), "{shifted:#}");
+    assert_eq!(shifted["switched"][0]["to"], "target", "{shifted:#}");
+    let bad = rig
+        .proxy
+        .ctl(&["shift", "events", "orders", "--partitions", "9"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("partition 9 is not one of orders's 0..3"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    for _ in 0..2 {
+        let back = ctl_json(&rig.proxy, &["rollback", "events", "orders", "--json"]);
+        assert_eq!(back["outcomes"][0]["outcome"], "moved", "{back:#}");
+    }
+    assert_eq!(
+        topic_state(&rig.proxy, "orders").as_deref(),
+        Some("source")
+    );
 }
 
 /// Sends `bytes` on a fresh connection to the bootstrap port and waits until

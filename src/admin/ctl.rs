@@ -84,6 +84,27 @@ enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Kafka `dual_write`: set which partitions of a topic write to the
+    /// target (each switches behind a short produce fence).
+    Shift {
+        /// Migration name.
+        migration: String,
+        /// Topic name.
+        topic: String,
+        /// The lowest N% of the partitions (rounded up).
+        #[arg(
+            long,
+            conflicts_with = "partitions",
+            required_unless_present = "partitions"
+        )]
+        percent: Option<u8>,
+        /// Exactly these partitions, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        partitions: Vec<i32>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Transition history, oldest first.
     History {
         /// Only this migration.
@@ -191,6 +212,41 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             topics,
             json,
         } => migrate_metadata(socket, &migration, &topics, json).await,
+        CtlCommand::Shift {
+            migration,
+            topic,
+            percent,
+            partitions,
+            json,
+        } => {
+            let path = format!("/api/v1/migrations/{migration}/topics/{topic}/actions/shift");
+            let params = match percent {
+                Some(p) => json!({ "percent": p }),
+                None => json!({ "partitions": partitions }),
+            };
+            let answer = client::call(socket, Method::POST, &path, Some(params)).await?;
+            action_result(&answer, |body| {
+                if json {
+                    outln!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+                    return ExitCode::SUCCESS;
+                }
+                outln!(
+                    "{topic}: partitions writing to the target: {}",
+                    body["on_target"]
+                );
+                for s in body["switched"].as_array().into_iter().flatten() {
+                    outln!(
+                        "  partition {} switched {} -> {} at virtual offset {} (produce held {:.1} ms)",
+                        text(&s["partition"]),
+                        text(&s["from"]),
+                        text(&s["to"]),
+                        text(&s["virtual_start"]),
+                        s["fenced_ms"].as_f64().unwrap_or(0.0)
+                    );
+                }
+                ExitCode::SUCCESS
+            })
+        }
         CtlCommand::History {
             migration,
             topic,

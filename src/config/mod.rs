@@ -364,6 +364,25 @@ pub struct KafkaOptions {
     pub virtual_brokers: u16,
     /// Largest Kafka frame accepted from a client or broker.
     pub max_frame_bytes: usize,
+    /// Where a partition's first segment on the target starts when its
+    /// writes first switch there.
+    pub switch_start: SwitchStart,
+    /// Share of each topic's partitions (lowest numbers first) switched to
+    /// the target on entering `dual_write`; `ctl shift` changes it per topic.
+    pub dual_write_percent: u8,
+}
+
+/// `kafka.switch_start`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwitchStart {
+    /// At the target partition's log start: records already on the target
+    /// (producers moved there directly) are read after the source's.
+    #[default]
+    LogStart,
+    /// At its log end: records already there are skipped (a target
+    /// pre-seeded by offset-preserving replication).
+    LogEnd,
 }
 
 /// Enough doors to spread a client's connections; more only add listeners.
@@ -376,6 +395,8 @@ impl Default for KafkaOptions {
             brokers_listen_base: None,
             virtual_brokers: DEFAULT_KAFKA_VIRTUAL_BROKERS,
             max_frame_bytes: cutover_kafka::DEFAULT_MAX_FRAME,
+            switch_start: SwitchStart::default(),
+            dual_write_percent: 0,
         }
     }
 }

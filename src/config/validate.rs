@@ -359,6 +359,12 @@ fn validate_kafka(path: &str, migration: &MigrationConfig, errors: &mut Errors) 
             format!("must be between 1 and {MAX_VIRTUAL_BROKERS}"),
         );
     }
+    if options.dual_write_percent > 100 {
+        errors.push(
+            format!("{path}.kafka.dual_write_percent"),
+            "must be between 0 and 100",
+        );
+    }
     if options.max_frame_bytes < MIN_KAFKA_FRAME {
         errors.push(
             format!("{path}.kafka.max_frame_bytes"),

@@ -18,11 +18,11 @@
 //!   proxied write acknowledged before the window but made visible in it is
 //!   still counted).
 //!
-//! Further states move
-//! writes and need the per-partition offset splice, which this build does
-//! not have: `offset_splice_available` fails with that reason (an operator
-//! may still `--force`, knowing traffic keeps going to the source).
-//! Rollbacks need no checks.
+//! `dual_write` needs `target_reachable` and `target_topic_exists`,
+//! `cutover` needs `target_topic_exists`, and `target` the splice checks
+//! of `splice_checks`. Every transition switches the partitions whose
+//! writing cluster changes in `prepare` (see `moves`), so a switch that
+//! fails refuses the transition. Rollbacks need no checks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -36,6 +36,7 @@ use super::Shared;
 use super::probe;
 use super::topics::{self, TopicShape};
 use super::versions::SUPPORTED;
+use super::{moves, splice_checks};
 use crate::migration::{CheckResult, Driver, State};
 
 /// APIs the target must offer, within the proxy's versions, before clients'
@@ -357,25 +358,47 @@ impl Driver for KafkaDriver {
                 out.extend(self.bypass_checks(topic, source.as_ref()).await);
                 out
             }
-            _ => vec![CheckResult::fail(
-                "offset_splice_available",
-                format!(
-                    "this build routes every Kafka request to the source; {to} moves writes and needs the per-partition offset splice, which is not built yet"
-                ),
-            )],
+            State::DualWrite => {
+                let mut out = vec![self.target_reachable().await];
+                out.push(self.target_topic(topic).await.0);
+                out
+            }
+            State::Cutover => vec![self.target_topic(topic).await.0],
+            State::Target => splice_checks::before_target(&self.shared, topic).await,
+            State::Source => Vec::new(),
         }
+    }
+
+    async fn prepare(&self, topic: &str, from: State, to: State) -> Result<(), String> {
+        if to == State::DualWrite && from == State::DualRead {
+            let count = moves::partition_count(&self.shared, topic).await?;
+            let default = moves::percent_of(count, self.shared.dual_write_percent);
+            moves::set_shifted(&self.shared, topic, default).await?;
+        }
+        moves::apply(&self.shared, topic, to).await.map(|_| ())
+    }
+
+    async fn aborted(&self, topic: &str, from: State, _to: State) {
+        if let Err(e) = moves::apply(&self.shared, topic, from).await {
+            tracing::error!(migration = %self.shared.migration.name, topic, error = %e, "could not restore partitions after an aborted transition");
+        }
+    }
+
+    fn status(&self, topic: &str) -> Option<serde_json::Value> {
+        Some(splice_checks::status(&self.shared, topic))
     }
 
     async fn action(
         &self,
         topic: &str,
         action: &str,
-        _params: serde_json::Value,
+        params: serde_json::Value,
     ) -> Result<serde_json::Value, String> {
         match action {
             "migrate_metadata" => Ok(topics::migrate(&self.shared, topic).await),
+            "shift" => splice_checks::shift(&self.shared, topic, &params).await,
             _ => Err(format!(
-                "{action} is not available for kafka (actions: migrate_metadata)"
+                "{action} is not available for kafka (actions: migrate_metadata, shift)"
             )),
         }
     }

@@ -24,15 +24,19 @@ mod fetch;
 mod groups;
 mod link;
 mod metadata;
+mod moves;
 pub mod observe;
 mod offsets;
 pub mod probe;
 mod produce;
+mod producers;
 pub mod rewrite;
 pub mod segments;
 mod session;
 pub mod splice;
+mod splice_checks;
 mod split;
+mod switch;
 mod topics;
 pub mod versions;
 
@@ -85,6 +89,12 @@ pub(crate) struct Shared {
     broker_upstreams: Mutex<HashMap<(Side, String), Upstream>>,
     /// The segment maps sessions route by.
     pub splice: splice::Splice,
+    /// Client producer ids and sequences as each cluster knows them.
+    pub producers: producers::Producers,
+    /// Serializes switches, so each persists every map with its change.
+    switching: tokio::sync::Mutex<()>,
+    switch_start: crate::config::SwitchStart,
+    dual_write_percent: u8,
     pub advertised_host: String,
     pub max_frame: usize,
     pub idle_timeout: Duration,
@@ -348,6 +358,10 @@ async fn build_shared(
         layouts: Default::default(),
         broker_upstreams: Mutex::new(HashMap::new()),
         splice: splice::Splice::new(maps),
+        producers: producers::Producers::default(),
+        switching: tokio::sync::Mutex::new(()),
+        switch_start: options.switch_start,
+        dual_write_percent: options.dual_write_percent,
         advertised_host: mc.kafka_advertised_host(),
         max_frame: options.max_frame_bytes,
         idle_timeout: config.proxy.idle_timeout,

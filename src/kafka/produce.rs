@@ -11,9 +11,15 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use cutover_kafka::kafka_protocol::messages::produce_request::TopicProduceData;
-use cutover_kafka::kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
-use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    ProducerId,
+};
+use cutover_kafka::{
+    Batch, RequestHeader, batches, decode_request_body, decode_response_body, set_producer,
+};
 use tokio::sync::oneshot;
 
 use super::cluster::Side;
@@ -28,15 +34,36 @@ pub(super) async fn route(
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let request: ProduceRequest =
+    let mut request: ProduceRequest =
         decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let mut rewritten = false;
     let answered = request.acks != 0;
     let mut shifts: HashMap<(String, i32), Shift> = HashMap::new();
     let mut items = Vec::new();
-    for (ti, topic) in request.topic_data.iter().enumerate() {
-        let name = topic.name.0.as_str();
-        for (pi, p) in topic.partition_data.iter().enumerate() {
-            let shift = session.shared.splice.produce_shift(name, p.index).await;
+    let mut inflight = Vec::new();
+    for ti in 0..request.topic_data.len() {
+        let name = request.topic_data[ti].name.0.to_string();
+        let name = name.as_str();
+        for pi in 0..request.topic_data[ti].partition_data.len() {
+            let p = &mut request.topic_data[ti].partition_data[pi];
+            let (shift, guard) = match session.shared.splice.try_begin(name, p.index) {
+                Some(ready) => ready,
+                None => {
+                    // Fenced: push what this session buffered upstream
+                    // first, so the switch's drain is not waiting on us.
+                    session.flush().await?;
+                    session.shared.splice.begin(name, p.index).await
+                }
+            };
+            inflight.push(guard);
+            if let Some(records) = &p.records {
+                let index = p.index;
+                if let Some(copy) = producer_ids(session, name, index, shift.side, records).await? {
+                    request.topic_data[ti].partition_data[pi].records = Some(copy);
+                    rewritten = true;
+                }
+            }
+            let p = &request.topic_data[ti].partition_data[pi];
             let dest = session.shared.dest(shift.side, name, p.index);
             if shift.delta != 0 {
                 shifts.insert((name.to_owned(), p.index), shift);
@@ -46,7 +73,7 @@ pub(super) async fn route(
     }
     let groups = group_by(items);
     let (id, version) = (header.correlation_id, header.api_version);
-    if groups.len() <= 1 && shifts.is_empty() {
+    if groups.len() <= 1 && shifts.is_empty() && !rewritten {
         let dest = groups
             .into_iter()
             .next()
@@ -55,7 +82,11 @@ pub(super) async fn route(
             .forward(dest.side, dest.addr.as_deref(), &frame, answered)
             .await?;
         return Ok(match rx {
-            Some(rx) => Box::pin(async move { Ok(Out::Relabelled(answer(rx).await?, id)) }),
+            Some(rx) => Box::pin(async move {
+                let frame = answer(rx).await;
+                drop(inflight);
+                Ok(Out::Relabelled(frame?, id))
+            }),
             None => Box::pin(async { Ok(Out::Nothing) }),
         });
     }
@@ -80,8 +111,13 @@ pub(super) async fn route(
     }
     Ok(Box::pin(async move {
         let mut merged = ProduceResponse::default();
+        let mut answers = Vec::with_capacity(pending.len());
         for rx in pending {
-            let frame = answer(rx).await?;
+            answers.push(answer(rx).await);
+        }
+        drop(inflight);
+        for frame in answers {
+            let frame = frame?;
             let part: ProduceResponse =
                 decode_response_body(&frame, ApiKey::Produce as i16, version)
                     .map_err(|e| Close::Upstream(format!("Produce answer: {e}")))?;
@@ -92,6 +128,95 @@ pub(super) async fn route(
         Ok(Out::Frame(frame))
     }))
 }
+
+/// The records with each idempotent batch's producer id, epoch and
+/// sequence as `side` expects them (see `producers`), or `None` when they
+/// pass unchanged. Obtains the target's producer id first when needed.
+async fn producer_ids(
+    session: &mut Session,
+    topic: &str,
+    partition: i32,
+    side: Side,
+    records: &Bytes,
+) -> Result<Option<Bytes>, Close> {
+    let mut plans = Vec::new();
+    for batch in batches(records) {
+        let Ok(Batch::Whole(view)) = batch else { break };
+        let (id, epoch) = (view.producer_id(), view.producer_epoch());
+        if id < 0 {
+            continue;
+        }
+        if side == Side::Target && session.shared.producers.target_id(id, epoch).is_none() {
+            let target = init_target_producer(session).await?;
+            session.shared.producers.set_target_id(id, epoch, target);
+        }
+        let count = view.last_offset_delta().saturating_add(1);
+        if let Some(plan) = session.shared.producers.plan(
+            id,
+            epoch,
+            topic,
+            partition,
+            side,
+            view.base_sequence(),
+            count,
+        ) {
+            plans.push((view.range(), plan));
+        }
+    }
+    if plans.is_empty() {
+        return Ok(None);
+    }
+    let mut copy = BytesMut::from(&records[..]);
+    for (range, plan) in plans {
+        set_producer(
+            &mut copy[range],
+            plan.producer_id,
+            plan.epoch,
+            plan.base_sequence,
+        )
+        .map_err(|e| Close::Protocol(format!("rewriting a batch of {topic}/{partition}: {e}")))?;
+    }
+    Ok(Some(copy.freeze()))
+}
+
+/// A fresh idempotent producer id on the target.
+async fn init_target_producer(session: &mut Session) -> Result<(i64, i16), Close> {
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(-1)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let rx = session
+        .send(
+            &Dest::bootstrap(Side::Target),
+            ApiKey::InitProducerId,
+            INIT_PRODUCER_ID_VERSION,
+            None,
+            &request,
+            true,
+        )
+        .await?
+        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+    session.flush().await?;
+    let frame = answer(rx).await?;
+    let body: InitProducerIdResponse = decode_response_body(
+        &frame,
+        ApiKey::InitProducerId as i16,
+        INIT_PRODUCER_ID_VERSION,
+    )
+    .map_err(|e| Close::Upstream(format!("InitProducerId answer from the target: {e}")))?;
+    if body.error_code != 0 {
+        return Err(Close::Upstream(format!(
+            "the target refused a producer id (error code {}); idempotent writes cannot move there",
+            body.error_code
+        )));
+    }
+    Ok((body.producer_id.0, body.producer_epoch))
+}
+
+/// InitProducerId v3 (Kafka 2.5+): the first to carry producer id and
+/// epoch, which brokers such as tansu require (-1/-1: a new producer).
+const INIT_PRODUCER_ID_VERSION: i16 = 3;
 
 /// The request restricted to `parts` (topic index, partition index).
 fn subset(request: &ProduceRequest, parts: &[(usize, usize)]) -> ProduceRequest {

@@ -12,7 +12,7 @@
 //! Pure: the session asks it where an offset lives, the switch (see
 //! `splice`) appends segments and persists them before traffic follows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -203,6 +203,9 @@ impl PartitionMap {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentMaps {
     topics: HashMap<String, HashMap<i32, PartitionMap>>,
+    /// Per topic, the partitions `dual_write` puts on the target (`ctl shift`).
+    #[serde(default)]
+    shifted: HashMap<String, BTreeSet<i32>>,
 }
 
 impl SegmentMaps {
@@ -225,6 +228,17 @@ impl SegmentMaps {
             .entry(topic.to_owned())
             .or_default()
             .insert(partition, map);
+    }
+
+    /// The partitions of `topic` that `dual_write` puts on the target.
+    #[must_use]
+    pub fn shifted(&self, topic: &str) -> BTreeSet<i32> {
+        self.shifted.get(topic).cloned().unwrap_or_default()
+    }
+
+    /// Sets them.
+    pub fn set_shifted(&mut self, topic: &str, partitions: BTreeSet<i32>) {
+        self.shifted.insert(topic.to_owned(), partitions);
     }
 
     /// Every switched partition of `topic`, sorted.

@@ -83,6 +83,12 @@ catalogue! {
         "Keys of a Redis keyspace whose copy failed and awaits a retry (sampled every second).";
     REDIS_BACKFILL_PERCENT = "cutover_redis_backfill_percent", Gauge, ["migration", "topic"],
         "Progress of a Redis keyspace's latest backfill, 0 to 100; 0 when none has run (sampled every second).";
+    KAFKA_FENCE_SECONDS = "cutover_kafka_fence_seconds", Histogram, ["migration", "topic"],
+        "How long produce on a Kafka partition was held while its writes switched cluster.";
+    KAFKA_SWITCHES = "cutover_kafka_switches_total", Counter, ["migration", "topic", "to", "outcome"],
+        "Kafka partition switches, by destination cluster (source, target) and outcome (switched, failed).";
+    KAFKA_PARTITIONS_ON_TARGET = "cutover_kafka_partitions_on_target", Gauge, ["migration", "topic"],
+        "Partitions of a Kafka topic whose writes go to the target.";
 }
 
 /// Upper bounds (seconds) of the latency histogram buckets, shared by

@@ -1,0 +1,197 @@
+//! The splice's side of `ctl`: the checks before `target`, the `shift`
+//! action of `dual_write`, and the per-partition status.
+//!
+//! Before `target` (the source stops being read):
+//! - `consumers_past_source_segments`: every consumer group seen through
+//!   the proxy for the topic has committed, on every partition, at least
+//!   the virtual offset where the partition's last source segment ends;
+//!   otherwise it would lose what it has not read there. Named per group.
+//! - `no_writes_bypassing_to_source`: no partition's source log grew past
+//!   the end of its last source segment. Such records were written around
+//!   the proxy after the switch; they are not hidden: a rollback appends
+//!   a segment that starts exactly there, so consumers read them.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::cluster::Side;
+use super::moves;
+use super::segments::PartitionMap;
+use super::switch;
+use super::topics;
+use crate::migration::{CheckResult, State};
+
+/// Where each partition's last source segment ends, virtually and
+/// physically; `None` for a partition that never switched.
+fn source_ends(map: &PartitionMap) -> Option<(i64, i64)> {
+    let segments = map.segments();
+    let i = segments.iter().rposition(|s| s.side == Side::Source)?;
+    let next = segments.get(i + 1)?;
+    let s = segments[i];
+    Some((
+        next.virtual_start,
+        s.physical_start + (next.virtual_start - s.virtual_start),
+    ))
+}
+
+/// The checks before `cutover → target`.
+pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResult> {
+    const CONSUMERS: &str = "consumers_past_source_segments";
+    const WRITES: &str = "no_writes_bypassing_to_source";
+    let count = match moves::partition_count(shared, topic).await {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![
+                CheckResult::fail(CONSUMERS, e.clone()),
+                CheckResult::fail(WRITES, e),
+            ];
+        }
+    };
+    let ends: Vec<(i32, Option<(i64, i64)>)> = (0..count)
+        .map(|p| (p, source_ends(&shared.splice.map(topic, p))))
+        .collect();
+    let partitions: Vec<i32> = (0..count).collect();
+    let mut behind = Vec::new();
+    let groups = shared.observed.groups_for(topic);
+    for group in &groups {
+        match topics::committed(shared, group, topic, &partitions).await {
+            Err(e) => behind.push(format!("{group}: {e}")),
+            Ok(committed) => {
+                for (p, end) in &ends {
+                    let Some((virtual_end, _)) = end else {
+                        continue;
+                    };
+                    match committed.get(p) {
+                        Some(c) if c >= virtual_end => {}
+                        Some(c) => behind.push(format!("{group} at {topic}/{p} committed {c} < {virtual_end}")),
+                        None => behind.push(format!("{group} has no commit on {topic}/{p} (source segment ends at {virtual_end})")),
+                    }
+                }
+            }
+        }
+    }
+    let consumers = if behind.is_empty() {
+        CheckResult::pass(
+            CONSUMERS,
+            format!(
+                "{} group(s) seen through the proxy have read past every source segment of {topic}",
+                groups.len()
+            ),
+        )
+    } else {
+        CheckResult::fail(
+            CONSUMERS,
+            format!(
+                "groups still reading the source: {}; wait for them to catch up",
+                behind.join(", ")
+            ),
+        )
+    };
+    let mut grew = Vec::new();
+    for (p, end) in &ends {
+        let Some((_, physical_end)) = end else {
+            continue;
+        };
+        match switch::offset(shared, Side::Source, topic, *p, -1, 0).await {
+            Ok(leo) if leo > *physical_end => grew.push(format!(
+                "{topic}/{p}: {} record offset(s) after {physical_end}",
+                leo - physical_end
+            )),
+            Ok(_) => {}
+            Err(e) => grew.push(format!("{topic}/{p}: {e}")),
+        }
+    }
+    let writes = if grew.is_empty() {
+        CheckResult::pass(
+            WRITES,
+            format!("the source log of {topic} ends where the proxy switched every partition away"),
+        )
+    } else {
+        CheckResult::fail(
+            WRITES,
+            format!(
+                "written to the source around the proxy after the switch: {}; roll back to dual_write or dual_read to serve them (the new source segment starts at the first of them), then stop the producer that bypasses the proxy",
+                grew.join(", ")
+            ),
+        )
+    };
+    vec![consumers, writes]
+}
+
+/// `ctl shift`: sets which partitions `dual_write` puts on the target
+/// (`{"partitions": [..]}` or `{"percent": N}`) and switches them.
+///
+/// # Errors
+/// When the topic is not in `dual_write`, the parameters are wrong, or a switch fails.
+pub(crate) async fn shift(shared: &Shared, topic: &str, params: &Value) -> Result<Value, String> {
+    let state = shared
+        .migration
+        .topic(topic)
+        .map(|t| t.state())
+        .ok_or_else(|| format!("unknown topic {topic}"))?;
+    if state != State::DualWrite {
+        return Err(format!(
+            "{topic} is in {state}; shift applies in dual_write"
+        ));
+    }
+    let count = moves::partition_count(shared, topic).await?;
+    let wanted: BTreeSet<i32> =
+        if let Some(list) = params.get("partitions").and_then(Value::as_array) {
+            let mut out = BTreeSet::new();
+            for v in list {
+                match v.as_i64().and_then(|p| i32::try_from(p).ok()) {
+                    Some(p) if (0..count).contains(&p) => {
+                        out.insert(p);
+                    }
+                    _ => return Err(format!("partition {v} is not one of {topic}'s 0..{count}")),
+                }
+            }
+            out
+        } else if let Some(pct) = params.get("percent").and_then(Value::as_u64) {
+            if pct > 100 {
+                return Err(format!("percent must be 0..100, not {pct}"));
+            }
+            moves::percent_of(count, u8::try_from(pct).unwrap_or(100))
+        } else {
+            return Err("give \"partitions\": [..] or \"percent\": N".into());
+        };
+    moves::set_shifted(shared, topic, wanted.clone()).await?;
+    let switched = moves::apply(shared, topic, State::DualWrite).await?;
+    Ok(json!({
+        "topic": topic,
+        "on_target": wanted,
+        "switched": switched,
+    }))
+}
+
+/// Per partition: the cluster receiving writes and the segments.
+pub(crate) fn status(shared: &Shared, topic: &str) -> Value {
+    let maps = shared.splice.snapshot();
+    let partitions: Vec<Value> = maps
+        .partitions(topic)
+        .into_iter()
+        .filter(|(_, m)| !m.is_identity())
+        .map(|(p, m)| json!({ "partition": p, "writes_to": m.writer().as_str(), "segments": m.segments() }))
+        .collect();
+    json!({ "spliced_partitions": partitions, "shifted": maps.shifted(topic) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_ends_follow_the_last_source_segment() {
+        assert_eq!(source_ends(&PartitionMap::default()), None);
+        let map = PartitionMap::default()
+            .appended(Side::Target, 100, 0)
+            .unwrap();
+        assert_eq!(source_ends(&map), Some((100, 100)));
+        let back = map.appended(Side::Source, 20, 100).unwrap();
+        assert_eq!(source_ends(&back), None, "the source writes again");
+        let again = back.appended(Side::Target, 130, 20).unwrap();
+        assert_eq!(source_ends(&again), Some((150, 130)));
+    }
+}

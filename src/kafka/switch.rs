@@ -1,0 +1,270 @@
+//! Switching one partition's writes to the other cluster (DESIGN.md §2
+//! Kafka, "the switch"): fence produce on the partition, wait for the
+//! produces in flight, read the closing cluster's end offset (refusing
+//! while a transaction is open there), append the new segment, persist
+//! every map in the state store, and only then release the held produces
+//! onto the new map. The fenced window is measured and exported.
+//!
+//! Where the new segment starts on the opening cluster:
+//! - a cluster the partition has written to before resumes at the end of
+//!   its last segment there, so anything written to it meanwhile by
+//!   producers that bypass the proxy is read, never hidden;
+//! - a cluster new to the partition starts at its log start by default, so
+//!   records already there (producers moved to the target directly) are
+//!   read after the source's; `kafka.switch_start: log_end` skips them,
+//!   for a target pre-seeded by an offset-preserving replication.
+
+use std::time::Duration;
+
+use cutover_kafka::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use cutover_kafka::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    TopicName,
+};
+use cutover_kafka::kafka_protocol::protocol::StrBytes;
+
+use super::Shared;
+use super::cluster::Side;
+use super::probe::exchange;
+use super::segments::PartitionMap;
+use super::splice::{FENCE_DRAIN_MAX, blob_name};
+use crate::config::SwitchStart;
+use crate::metrics;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const READ_UNCOMMITTED: i8 = 0;
+const READ_COMMITTED: i8 = 1;
+/// How long a switch waits for an open transaction on the closing
+/// cluster to finish before refusing.
+const TRANSACTION_WAIT: Duration = Duration::from_secs(3);
+const TRANSACTION_POLL: Duration = Duration::from_millis(50);
+
+/// What one switch did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Switched {
+    /// The partition.
+    pub partition: i32,
+    /// The cluster that received writes before.
+    pub from: Side,
+    /// The cluster receiving them now.
+    pub to: Side,
+    /// The closing cluster's end offset (physical) when fenced.
+    pub closing_end: i64,
+    /// The new segment's physical start on `to`.
+    pub physical_start: i64,
+    /// The new segment's virtual start.
+    pub virtual_start: i64,
+    /// How long produce on the partition was held, in milliseconds.
+    pub fenced_ms: f64,
+}
+
+/// Moves `topic`/`partition`'s writes to `to`; `None` when it already writes there.
+///
+/// # Errors
+/// Why the switch was abandoned (produce then continues on the cluster it
+/// was on; nothing was persisted).
+pub(crate) async fn switch(
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+    to: Side,
+) -> Result<Option<Switched>, String> {
+    let _one_at_a_time = shared.switching.lock().await;
+    let map = shared.splice.map(topic, partition);
+    let from = map.writer();
+    if from == to {
+        return Ok(None);
+    }
+    refresh_layout(shared, from, topic).await?;
+    refresh_layout(shared, to, topic).await?;
+    let start_on_new = opening_start(shared, &map, to, topic, partition).await?;
+    let fence = shared.splice.fence(topic, partition);
+    fence.drained(FENCE_DRAIN_MAX).await.map_err(|n| {
+        format!(
+            "{n} produce(s) to {topic}/{partition} still unanswered after {FENCE_DRAIN_MAX:?}; switch abandoned, writes stay on the {}",
+            from.as_str()
+        )
+    })?;
+    let closing_end = settled_end(shared, from, topic, partition).await?;
+    let physical_start = match start_on_new {
+        Some(start) => start,
+        None => offset(shared, to, topic, partition, LATEST, READ_UNCOMMITTED).await?,
+    };
+    let next = map
+        .appended(to, closing_end, physical_start)
+        .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+    persist(shared, topic, partition, &next).await?;
+    let virtual_start = next.open().virtual_start;
+    shared.splice.install(topic, partition, next);
+    let held = fence.since.elapsed();
+    drop(fence);
+    metrics::histogram!(metrics::KAFKA_FENCE_SECONDS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned())
+        .record(held.as_secs_f64());
+    tracing::info!(
+        migration = %shared.migration.name, topic, partition, from = from.as_str(), to = to.as_str(),
+        closing_end, physical_start, virtual_start, fenced_ms = held.as_secs_f64() * 1e3,
+        "kafka partition switched"
+    );
+    Ok(Some(Switched {
+        partition,
+        from,
+        to,
+        closing_end,
+        physical_start,
+        virtual_start,
+        fenced_ms: held.as_secs_f64() * 1e3,
+    }))
+}
+
+/// Where the new segment starts on `to`, when known before fencing:
+/// the end of its last segment there, or its log start for a cluster new
+/// to the partition. `None`: its log end, read inside the fence.
+async fn opening_start(
+    shared: &Shared,
+    map: &PartitionMap,
+    to: Side,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, String> {
+    let segments = map.segments();
+    if let Some(i) = segments.iter().rposition(|s| s.side == to) {
+        let end = segments
+            .get(i + 1)
+            .map_or(segments[i].physical_start, |next| {
+                segments[i].physical_start + (next.virtual_start - segments[i].virtual_start)
+            });
+        return Ok(Some(end));
+    }
+    match shared.switch_start {
+        SwitchStart::LogStart => offset(shared, to, topic, partition, EARLIEST, READ_UNCOMMITTED)
+            .await
+            .map(Some),
+        SwitchStart::LogEnd => Ok(None),
+    }
+}
+
+/// The closing cluster's end offset once no transaction is open there
+/// (its last stable offset has caught up with its high watermark).
+async fn settled_end(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, String> {
+    let deadline = tokio::time::Instant::now() + TRANSACTION_WAIT;
+    loop {
+        let end = offset(shared, side, topic, partition, LATEST, READ_UNCOMMITTED).await?;
+        let stable = offset(shared, side, topic, partition, LATEST, READ_COMMITTED).await?;
+        if stable >= end {
+            return Ok(end);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{topic}/{partition} has an open transaction on the {} (stable offset {stable} < end {end}) after {TRANSACTION_WAIT:?}; transactions may not span a switch, retry when it commits or aborts",
+                side.as_str()
+            ));
+        }
+        tokio::time::sleep(TRANSACTION_POLL).await;
+    }
+}
+
+/// Writes every map with `topic`/`partition` replaced, before traffic follows.
+async fn persist(
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+    next: &PartitionMap,
+) -> Result<(), String> {
+    let mut all = shared.splice.snapshot();
+    all.set(topic, partition, next.clone());
+    let bytes = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
+    shared
+        .store
+        .put_blob(&blob_name(&shared.migration.name), bytes)
+        .await
+        .map_err(|e| format!("persisting the segment map of {topic}/{partition}: {e}"))
+}
+
+/// Learns `topic`'s leaders on `side` (the switch may run before any
+/// client asked that cluster).
+pub(crate) async fn refresh_layout(shared: &Shared, side: Side, topic: &str) -> Result<(), String> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_owned())),
+        ))]))
+        .with_allow_auto_topic_creation(false);
+    let upstream = shared.upstream(side, None)?;
+    let response: MetadataResponse = exchange(
+        &upstream,
+        ApiKey::Metadata,
+        4,
+        &request,
+        shared.connect_timeout,
+        shared.max_frame,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    shared.layout_mut(side).learn(&response);
+    Ok(())
+}
+
+/// One ListOffsets answer for `topic`/`partition` from its leader on `side`.
+///
+/// # Errors
+/// When the leader cannot be asked or answers an error.
+pub(crate) async fn offset(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    isolation: i8,
+) -> Result<i64, String> {
+    let request = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(isolation)
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(timestamp),
+                ]),
+        ]);
+    let dest = shared.dest(side, topic, partition);
+    let upstream = shared.upstream(side, dest.addr.as_deref())?;
+    let response: ListOffsetsResponse = exchange(
+        &upstream,
+        ApiKey::ListOffsets,
+        2,
+        &request,
+        shared.connect_timeout,
+        shared.max_frame,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let p = response
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition_index == partition)
+        .ok_or_else(|| {
+            format!(
+                "the {} did not answer for {topic}/{partition}",
+                side.as_str()
+            )
+        })?;
+    if p.error_code != 0 {
+        return Err(format!(
+            "the {} answered ListOffsets for {topic}/{partition} with error code {}",
+            side.as_str(),
+            p.error_code
+        ));
+    }
+    Ok(p.offset)
+}
