@@ -1,0 +1,850 @@
+//! Kafka produce/consume throughput and produce latency through cutover, next
+//! to the same tansu broker directly and through `tansu proxy`.
+//!
+//! Run: `cargo bench --bench kafka_compare` (cargo builds `cutover` with the
+//! bench profile = release optimisations). Needs tansu 0.6.0 and the
+//! confluent-kafka venv (librdkafka 2.16) from `tests/peers/install.sh kafka`.
+//!
+//! One tansu broker (memory storage) is the "source" every path leads to; a
+//! second tansu is cutover's target cluster (idle in `source`). Paths, each a
+//! named entry of [`TARGETS`] whose setup returns a bootstrap address:
+//! - `direct`: tansu itself;
+//! - `tansu proxy`: `tansu proxy --origin-url` tansu (its own proxy);
+//! - `cutover source`: one Kafka migration matching `bench-*`, in `source`,
+//!   with `virtual_brokers` = `KAFKA_BENCH_VIRTUAL_BROKERS` (default 1: one
+//!   broker behind, one door, so the client opens as many connections as
+//!   it does directly).
+//!
+//! For every path and round a fresh 6-partition topic is created up front
+//! (plus one for the latency phase), then the load script
+//! (`benches/kafka_load.py`, embedded) runs one phase per process:
+//! 1. **produce**: N messages of S random bytes, acks=all, linger.ms=5,
+//!    batching defaults; MB/s and msgs/s from first send to flush, and
+//!    the delivery-report latency (`msg.latency()`) p50/p99 of those
+//!    messages. The producer runs flat out, so these latencies are mostly
+//!    time queued in librdkafka: a saturation figure, not service time;
+//! 2. **paced latency**: `KAFKA_BENCH_LATENCY_RATE` msgs/s for
+//!    `KAFKA_BENCH_LATENCY_SECONDS`, linger.ms=0, acks=all, to the second
+//!    topic: p50/p99 of one Produce round trip without client queueing;
+//! 3. **consume**: a consumer `assign`s every partition from the beginning
+//!    (no group join, whose multi-second timers would swamp the figure) and
+//!    reads all N back; MB/s and msgs/s from assign to the last message.
+//!
+//! MB = 10^6 bytes of message values. Rounds are interleaved across paths
+//! and the table shows each path's best round per column, with the spread
+//! between rounds. CPU% per phase of the broker, the proxy and the client
+//! comes from /proc (100% = one core); "other" is the rest of the machine.
+//! Nothing is asserted about the ratios (issue 5 targets: cutover `source`
+//! ≥ 0.9x direct MB/s and ≥ 1.0x tansu proxy); lost messages are flagged.
+//!
+//! Environment (defaults finish in about 1.5 minutes on 2 cores):
+//! `KAFKA_BENCH_MESSAGES` (200000), `KAFKA_BENCH_SIZE` (1024 bytes),
+//! `KAFKA_BENCH_PARTITIONS` (6), `KAFKA_BENCH_ROUNDS` (3),
+//! `KAFKA_BENCH_LINGER_MS` (5), `KAFKA_BENCH_LATENCY_RATE` (1000),
+//! `KAFKA_BENCH_LATENCY_SECONDS` (4), `KAFKA_BENCH_VIRTUAL_BROKERS` (1),
+//! `KAFKA_BENCH_TARGETS` (comma-separated subset of target names),
+//! `CUTOVER_BENCH_KEEP=1` keeps the scratch dir (logs).
+//!
+//! Adding a path (e.g. `cutover dual_write` once the offset splice lands):
+//! append to [`TARGETS`] a setup that starts what it needs and returns a
+//! [`Target`]; its `prepare` hook runs for every fresh topic after it is
+//! created and before any load, which is where `ctl migrate-metadata` and
+//! `ctl advance` (or a per-partition switch) belong.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Child, Cutover, Scratch};
+use serde_json::Value;
+
+/// The load generator, written into the scratch dir at start.
+const LOAD_SCRIPT: &str = include_str!("kafka_load.py");
+/// How long a started broker or proxy may take to accept connections.
+const READY_DEADLINE: Duration = Duration::from_secs(15);
+/// Wall-clock budget of one load phase (the script stops itself at this
+/// point; the bench kills it [`KILL_GRACE`] later).
+const PHASE_DEADLINE: Duration = Duration::from_secs(90);
+const KILL_GRACE: Duration = Duration::from_secs(10);
+/// Topic-name prefix the cutover migrations match.
+const TOPIC_PREFIX: &str = "bench-";
+
+/// Paths to measure, in table order; `KAFKA_BENCH_TARGETS` picks a subset.
+const TARGETS: &[(&str, Setup)] = &[
+    ("direct", direct),
+    ("tansu proxy", tansu_proxy),
+    ("cutover source", cutover_source),
+];
+/// The rows ratios are taken against.
+const BASELINES: [&str; 2] = ["direct", "tansu proxy"];
+
+type Setup = fn(&Rig) -> Target;
+
+/// Knobs, from the environment.
+#[derive(Clone, Debug)]
+struct Params {
+    messages: u64,
+    size: u64,
+    partitions: u32,
+    rounds: usize,
+    linger_ms: u32,
+    latency_rate: u32,
+    latency_seconds: u32,
+    virtual_brokers: u16,
+    only: Option<Vec<String>>,
+}
+
+impl Params {
+    fn from_env() -> Params {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{name}={v} is not a valid value")),
+                _ => default,
+            }
+        }
+        Params {
+            messages: var("KAFKA_BENCH_MESSAGES", 200_000),
+            size: var("KAFKA_BENCH_SIZE", 1024),
+            partitions: var("KAFKA_BENCH_PARTITIONS", 6),
+            rounds: var("KAFKA_BENCH_ROUNDS", 3).max(1),
+            linger_ms: var("KAFKA_BENCH_LINGER_MS", 5),
+            latency_rate: var("KAFKA_BENCH_LATENCY_RATE", 1000),
+            latency_seconds: var("KAFKA_BENCH_LATENCY_SECONDS", 4),
+            virtual_brokers: var("KAFKA_BENCH_VIRTUAL_BROKERS", 1),
+            only: std::env::var("KAFKA_BENCH_TARGETS").ok().map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// What every setup may use: the brokers, the scratch dir, the binaries.
+struct Rig {
+    dir: PathBuf,
+    tansu_bin: PathBuf,
+    python: PathBuf,
+    script: PathBuf,
+    params: Params,
+    source: Tansu,
+    target: Tansu,
+}
+
+/// One path to the source broker, with the processes it owns (killed on drop).
+struct Target {
+    name: &'static str,
+    /// `bootstrap.servers` for the clients.
+    bootstrap: String,
+    /// Processes whose CPU use is reported per phase: (label, pid).
+    watch: Vec<(&'static str, u32)>,
+    _processes: Vec<Child>,
+    cutover: Option<Cutover>,
+    /// Runs for every fresh topic after creation, before any load.
+    prepare: fn(&Target, &str),
+}
+
+fn no_prepare(_: &Target, _: &str) {}
+
+/// A tansu broker with memory storage.
+struct Tansu {
+    port: u16,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Tansu {
+    fn start(bin: &Path, dir: &Path, name: &str) -> Tansu {
+        let port = common::free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = dir.join(format!("{name}.log"));
+        let mut command = Command::new(bin);
+        command
+            .arg("broker")
+            .args(["--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", &format!("memory://{name}-{port}/")]);
+        let mut child = Child::spawn(name, &mut command, &log);
+        wait_listening(&mut child, &log, port, name);
+        Tansu { port, log, child }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+fn wait_listening(child: &mut Child, log: &Path, port: u16, what: &str) {
+    common::wait_until(&format!("{what} on port {port}"), READY_DEADLINE, || {
+        child.assert_alive(log);
+        TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+    });
+}
+
+fn direct(rig: &Rig) -> Target {
+    Target {
+        name: "direct",
+        bootstrap: rig.source.addr(),
+        watch: vec![("tansu", rig.source.child.pid())],
+        _processes: Vec::new(),
+        cutover: None,
+        prepare: no_prepare,
+    }
+}
+
+fn tansu_proxy(rig: &Rig) -> Target {
+    let port = common::free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = rig.dir.join("tansu-proxy.log");
+    let mut command = Command::new(&rig.tansu_bin);
+    command
+        .arg("proxy")
+        .args(["--listener-url", &url])
+        .args(["--advertised-listener-url", &url])
+        .args(["--origin-url", &format!("tcp://{}", rig.source.addr())]);
+    let mut child = Child::spawn("tansu proxy", &mut command, &log);
+    wait_listening(&mut child, &log, port, "tansu proxy");
+    Target {
+        name: "tansu proxy",
+        bootstrap: format!("127.0.0.1:{port}"),
+        watch: vec![
+            ("tansu proxy", child.pid()),
+            ("tansu", rig.source.child.pid()),
+        ],
+        _processes: vec![child],
+        cutover: None,
+        prepare: no_prepare,
+    }
+}
+
+fn cutover_source(rig: &Rig) -> Target {
+    let brokers = rig.params.virtual_brokers;
+    // `listen` and the virtual brokers' ports right after it.
+    let listen = free_port_run(1 + brokers);
+    let dir = rig.dir.join("cutover-source");
+    std::fs::create_dir_all(&dir).expect("cutover dir");
+    let cutover = Cutover::start(
+        &dir,
+        listen,
+        &format!(
+            r#"clusters:
+  - {{ name: kafka-old, protocol: kafka, endpoints: ["{source}"] }}
+  - {{ name: kafka-new, protocol: kafka, endpoints: ["{target}"] }}
+migrations:
+  - name: events
+    protocol: kafka
+    listen: 127.0.0.1:{listen}
+    source: kafka-old
+    target: kafka-new
+    topics: [ {{ match: "{TOPIC_PREFIX}*" }} ]
+    kafka: {{ brokers_listen_base: {base}, virtual_brokers: {brokers} }}
+"#,
+            source = rig.source.addr(),
+            target = rig.target.addr(),
+            base = listen + 1,
+        ),
+    );
+    Target {
+        name: "cutover source",
+        bootstrap: format!("127.0.0.1:{listen}"),
+        watch: vec![
+            ("cutover", cutover.child.pid()),
+            ("tansu", rig.source.child.pid()),
+        ],
+        _processes: Vec::new(),
+        cutover: Some(cutover),
+        prepare: no_prepare,
+    }
+}
+
+/// The first of `count` consecutive loopback ports that were all free a
+/// moment ago.
+fn free_port_run(count: u16) -> u16 {
+    for _ in 0..200 {
+        let first = common::free_port();
+        if u32::from(first) + u32::from(count) > 65_535 {
+            continue;
+        }
+        let all_free = (first..first + count)
+            .all(|port| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok());
+        if all_free {
+            return first;
+        }
+    }
+    panic!("found no run of {count} free consecutive ports");
+}
+
+/// Peers' install dir, as in tests/support: `$CUTOVER_PEERS` or `~/.cache/cutover-peers`.
+fn peers_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CUTOVER_PEERS").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache").join("cutover-peers")
+}
+
+/// A peer from the install dir, or a clean skip telling how to install it.
+fn require_peer(path: PathBuf) -> PathBuf {
+    if path.is_file() {
+        return path;
+    }
+    eprintln!(
+        "SKIPPED: {} is not installed; run `tests/peers/install.sh kafka` first.",
+        path.display()
+    );
+    std::process::exit(0);
+}
+
+/// One phase's measurement.
+#[derive(Clone, Debug, Default)]
+struct Phase {
+    /// Messages produced (delivered) or consumed.
+    messages: u64,
+    bytes: u64,
+    seconds: f64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    /// Messages that went missing or failed, with the first errors.
+    problems: Option<String>,
+    cpu: Vec<(String, f64)>,
+}
+
+impl Phase {
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.seconds.max(1e-9)
+    }
+    fn msgs_per_s(&self) -> f64 {
+        self.messages as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// One round of one target.
+struct Run {
+    target: &'static str,
+    produce: Phase,
+    latency: Phase,
+    consume: Phase,
+}
+
+fn main() {
+    let params = Params::from_env();
+    let peers = peers_dir();
+    let tansu_bin = require_peer(peers.join("bin").join("tansu"));
+    let python = require_peer(peers.join("venv").join("bin").join("python"));
+    let started = Instant::now();
+    let scratch = Scratch::new("cutover-bench-kafka-");
+    let dir = scratch.path.clone();
+    let script = dir.join("kafka_load.py");
+    std::fs::write(&script, LOAD_SCRIPT).expect("write kafka_load.py");
+
+    let source = Tansu::start(&tansu_bin, &dir, "tansu-source");
+    let target = Tansu::start(&tansu_bin, &dir, "tansu-target");
+    let rig = Rig {
+        dir: dir.clone(),
+        tansu_bin,
+        python,
+        script,
+        params: params.clone(),
+        source,
+        target,
+    };
+    let selected: Vec<(&str, Setup)> = TARGETS
+        .iter()
+        .copied()
+        .filter(|(name, _)| {
+            params
+                .only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|o| o == name))
+        })
+        .collect();
+    assert!(
+        !selected.is_empty(),
+        "KAFKA_BENCH_TARGETS names none of {:?}",
+        TARGETS.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+    );
+    let targets: Vec<Target> = selected
+        .iter()
+        .map(|(name, setup)| {
+            let target = setup(&rig);
+            assert_eq!(target.name, *name, "setup of {name} returned another name");
+            target
+        })
+        .collect();
+
+    println!(
+        "kafka_compare: {} msgs x {} B, {} partitions, acks=all, linger.ms={}, paced latency {} msg/s x {} s, \
+         {} rounds, {} CPUs, cutover virtual_brokers={}",
+        params.messages,
+        params.size,
+        params.partitions,
+        params.linger_ms,
+        params.latency_rate,
+        params.latency_seconds,
+        params.rounds,
+        common::cpu_count(),
+        params.virtual_brokers,
+    );
+    println!("cutover binary: {}", common::CUTOVER);
+    println!("tansu: {}", version(&rig.tansu_bin));
+
+    let mut runs = Vec::new();
+    for round in 0..params.rounds {
+        for target in &targets {
+            runs.push(run(&rig, target, round));
+        }
+    }
+
+    let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
+    print_tables(&runs, &names, &params);
+    for target in &targets {
+        if let Some(cutover) = &target.cutover {
+            // Proof the load went through the proxy, and whether it failed anywhere.
+            let metric = |name| cutover.metric(name).unwrap_or(f64::NAN);
+            println!(
+                "{}: cutover_bytes_total {:.0} MB, cutover_requests_total {:.0}, \
+                 cutover_request_errors_total {:.0}, cutover_upstream_connect_errors_total {:.0}",
+                target.name,
+                metric("cutover_bytes_total") / 1e6 + 0.0,
+                metric("cutover_requests_total") + 0.0,
+                metric("cutover_request_errors_total") + 0.0,
+                metric("cutover_upstream_connect_errors_total") + 0.0,
+            );
+            report_log(target.name, &cutover.log);
+        }
+    }
+    report_log("tansu", &rig.source.log);
+    println!("total bench time {:.0} s", started.elapsed().as_secs_f64());
+}
+
+fn version(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Creates the round's topics, runs the three phases, prints a line each.
+fn run(rig: &Rig, target: &Target, round: usize) -> Run {
+    let slug: String = target
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let topic = format!("{TOPIC_PREFIX}{slug}-{round}");
+    let latency_topic = format!("{topic}-latency");
+    let p = &rig.params;
+    for t in [&topic, &latency_topic] {
+        load(
+            rig,
+            target,
+            "create",
+            serde_json::json!({"topic": t, "partitions": p.partitions}),
+        );
+        (target.prepare)(target, t);
+    }
+
+    let (out, cpu) = load(
+        rig,
+        target,
+        "produce",
+        serde_json::json!({"topic": topic, "messages": p.messages, "size": p.size, "linger_ms": p.linger_ms}),
+    );
+    let produce = Phase {
+        messages: num(&out["delivered"]) as u64,
+        bytes: num(&out["bytes"]) as u64,
+        seconds: num(&out["seconds"]),
+        p50_ms: out["p50_ms"].as_f64(),
+        p99_ms: out["p99_ms"].as_f64(),
+        problems: problems(&out, "delivered", p.messages),
+        cpu,
+    };
+    let expected = u64::from(p.latency_rate) * u64::from(p.latency_seconds);
+    let (out, cpu) = load(
+        rig,
+        target,
+        "latency",
+        serde_json::json!({"topic": latency_topic, "rate": p.latency_rate, "seconds": p.latency_seconds, "size": p.size}),
+    );
+    let latency = Phase {
+        messages: num(&out["delivered"]) as u64,
+        p50_ms: out["p50_ms"].as_f64(),
+        p99_ms: out["p99_ms"].as_f64(),
+        problems: problems(&out, "delivered", expected),
+        cpu,
+        ..Phase::default()
+    };
+    let (out, cpu) = load(
+        rig,
+        target,
+        "consume",
+        serde_json::json!({"topic": topic, "messages": produce.messages}),
+    );
+    let consume = Phase {
+        messages: num(&out["consumed"]) as u64,
+        bytes: num(&out["bytes"]) as u64,
+        seconds: num(&out["seconds"]),
+        problems: problems(&out, "consumed", p.messages),
+        cpu,
+        ..Phase::default()
+    };
+
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+    println!(
+        "  round {round} {:<16} produce {:>6.1} MB/s {:>7.0} msg/s (p50 {} p99 {} ms) | paced p50 {} p99 {} ms | consume {:>6.1} MB/s {:>7.0} msg/s{}",
+        target.name,
+        produce.mb_per_s(),
+        produce.msgs_per_s(),
+        ms(produce.p50_ms),
+        ms(produce.p99_ms),
+        ms(latency.p50_ms),
+        ms(latency.p99_ms),
+        consume.mb_per_s(),
+        consume.msgs_per_s(),
+        [&produce, &latency, &consume]
+            .iter()
+            .filter_map(|ph| ph.problems.as_deref())
+            .map(|p| format!("  !! {p}"))
+            .collect::<String>(),
+    );
+    Run {
+        target: target.name,
+        produce,
+        latency,
+        consume,
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// A description of lost or failed messages, if any.
+fn problems(out: &Value, field: &str, expected: u64) -> Option<String> {
+    let got = num(&out[field]) as u64;
+    let errors = num(&out["errors"]) as u64;
+    (got != expected || errors > 0).then(|| {
+        format!(
+            "{field} {got} of {expected}, {errors} errors {}",
+            out["first_errors"]
+        )
+    })
+}
+
+/// Runs one phase of the load script against `target` (bounded), sampling
+/// the CPU of the watched processes and of the script itself. Returns the
+/// script's JSON result and CPU% per process.
+fn load(rig: &Rig, target: &Target, phase: &str, mut args: Value) -> (Value, Vec<(String, f64)>) {
+    args["phase"] = phase.into();
+    args["bootstrap"] = target.bootstrap.clone().into();
+    args["deadline_s"] = PHASE_DEADLINE.as_secs().into();
+    let out_path = rig.dir.join("load.out");
+    let err_path = rig.dir.join(format!("load-{phase}.err"));
+    let mut child = std::process::Command::new(&rig.python)
+        .arg(&rig.script)
+        .arg(args.to_string())
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("create load.out"))
+        .stderr(File::create(&err_path).expect("create load.err"))
+        .spawn()
+        .expect("spawn the load script");
+    let pid = child.id();
+
+    let ticks = common::clock_ticks_per_second();
+    let before: Vec<u64> = target
+        .watch
+        .iter()
+        .map(|(_, pid)| common::cpu_ticks(*pid))
+        .collect();
+    let machine_before = common::machine_ticks();
+    let start = Instant::now();
+    let mut client_ticks = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the load script") {
+            break status;
+        }
+        // The last reading before exit misses at most one poll interval.
+        client_ticks = client_ticks.max(common::cpu_ticks(pid));
+        if start.elapsed() > PHASE_DEADLINE + KILL_GRACE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{phase} against {} ran past {:?}; killed. stderr:\n{}",
+                target.name,
+                PHASE_DEADLINE + KILL_GRACE,
+                common::tail(&err_path, 20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let machine_after = common::machine_ticks();
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "{phase} against {} failed ({status}):\n{stdout}\nstderr:\n{}",
+        target.name,
+        common::tail(&err_path, 20)
+    );
+    let result: Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{phase} against {} printed no JSON:\n{stdout}", target.name));
+
+    let pct = |t: u64| 100.0 * t as f64 / ticks / wall;
+    let mut cpu = Vec::new();
+    let mut accounted = client_ticks;
+    for ((label, pid), b) in target.watch.iter().zip(before) {
+        let used = common::cpu_ticks(*pid).saturating_sub(b);
+        accounted += used;
+        cpu.push(((*label).to_owned(), pct(used)));
+    }
+    cpu.push(("client".to_owned(), pct(client_ticks)));
+    let (busy, total) = (
+        machine_after.0.saturating_sub(machine_before.0),
+        machine_after.1.saturating_sub(machine_before.1),
+    );
+    let busy_cores = if total == 0 {
+        0.0
+    } else {
+        busy as f64 / total as f64 * common::cpu_count() as f64
+    };
+    cpu.push((
+        "other".to_owned(),
+        (100.0 * busy_cores - pct(accounted)).max(0.0),
+    ));
+    (result, cpu)
+}
+
+/// The runs of one target.
+fn of<'a>(runs: &'a [Run], target: &str) -> Vec<&'a Run> {
+    runs.iter().filter(|r| r.target == target).collect()
+}
+
+/// Best (highest) value over rounds and the spread (best - worst) / best.
+fn best_of(values: &[f64]) -> Option<(f64, f64)> {
+    let top = values.iter().copied().fold(f64::NAN, f64::max);
+    let low = values.iter().copied().fold(f64::NAN, f64::min);
+    (!top.is_nan()).then(|| (top, if top > 0.0 { (top - low) / top } else { 0.0 }))
+}
+
+/// Lowest value over rounds.
+fn lowest(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    values.flatten().reduce(f64::min)
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
+    let produce_mb = |t: &str| {
+        best_of(
+            &of(runs, t)
+                .iter()
+                .map(|r| r.produce.mb_per_s())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let consume_mb = |t: &str| {
+        best_of(
+            &of(runs, t)
+                .iter()
+                .map(|r| r.consume.mb_per_s())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let ratio = |value: f64, base: Option<(f64, f64)>| {
+        base.map_or_else(|| "-".to_owned(), |(b, _)| format!("{:.2}x", value / b))
+    };
+    let rounds = params.rounds;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nProduce: {} x {} B, acks=all, linger.ms={}; best of {rounds} rounds (spread between rounds)\n",
+        params.messages, params.size, params.linger_ms
+    );
+    let _ = writeln!(
+        out,
+        "| target | MB/s | msgs/s | spread | p50 ms | p99 ms | vs direct | vs tansu proxy |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for target in targets {
+        let Some((mb, spread)) = produce_mb(target) else {
+            continue;
+        };
+        let group = of(runs, target);
+        let best = group
+            .iter()
+            .max_by(|a, b| a.produce.mb_per_s().total_cmp(&b.produce.mb_per_s()))
+            .expect("a run");
+        let _ = writeln!(
+            out,
+            "| {target} | {mb:.1} | {:.0} | {:.0}% | {} | {} | {} | {} |",
+            best.produce.msgs_per_s(),
+            100.0 * spread,
+            fmt_ms(best.produce.p50_ms),
+            fmt_ms(best.produce.p99_ms),
+            ratio(mb, produce_mb(BASELINES[0])),
+            ratio(mb, produce_mb(BASELINES[1])),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nConsume (assign, all partitions from the beginning); best of {rounds}\n"
+    );
+    let _ = writeln!(
+        out,
+        "| target | MB/s | msgs/s | spread | vs direct | vs tansu proxy |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for target in targets {
+        let Some((mb, spread)) = consume_mb(target) else {
+            continue;
+        };
+        let group = of(runs, target);
+        let best = group
+            .iter()
+            .max_by(|a, b| a.consume.mb_per_s().total_cmp(&b.consume.mb_per_s()))
+            .expect("a run");
+        let _ = writeln!(
+            out,
+            "| {target} | {mb:.1} | {:.0} | {:.0}% | {} | {} |",
+            best.consume.msgs_per_s(),
+            100.0 * spread,
+            ratio(mb, consume_mb(BASELINES[0])),
+            ratio(mb, consume_mb(BASELINES[1])),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nPaced produce latency: {} msg/s for {} s, linger.ms=0, acks=all; lowest of {rounds}\n",
+        params.latency_rate, params.latency_seconds
+    );
+    let _ = writeln!(out, "| target | p50 ms | p99 ms | p99 vs direct |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    let p99 = |t: &str| lowest(of(runs, t).iter().map(|r| r.latency.p99_ms));
+    for target in targets {
+        let group = of(runs, target);
+        let p50 = lowest(group.iter().map(|r| r.latency.p50_ms));
+        let mine = p99(target);
+        let vs = match (mine, p99(BASELINES[0])) {
+            (Some(m), Some(d)) if d > 0.0 => format!("{:.2}x", m / d),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {target} | {} | {} | {vs} |",
+            fmt_ms(p50),
+            fmt_ms(mine)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nCPU per phase, mean of rounds (100% = one core of {}), from /proc:\n",
+        common::cpu_count()
+    );
+    let _ = writeln!(out, "| target | produce | consume |");
+    let _ = writeln!(out, "|---|---|---|");
+    for target in targets {
+        let group = of(runs, target);
+        let mean = |pick: fn(&Run) -> &Phase| -> String {
+            let Some(first) = group.first() else {
+                return "-".to_owned();
+            };
+            let count = group.len() as f64;
+            pick(first)
+                .cpu
+                .iter()
+                .enumerate()
+                .map(|(i, (label, _))| {
+                    let m = group.iter().map(|r| pick(r).cpu[i].1).sum::<f64>() / count;
+                    format!("{label} {m:.0}%")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| {target} | {} | {} |",
+            mean(|r| &r.produce),
+            mean(|r| &r.consume)
+        );
+    }
+    let problems: Vec<String> = runs
+        .iter()
+        .flat_map(|r| {
+            [
+                ("produce", &r.produce),
+                ("latency", &r.latency),
+                ("consume", &r.consume),
+            ]
+            .into_iter()
+            .filter_map(move |(phase, ph)| {
+                ph.problems
+                    .as_ref()
+                    .map(|p| format!("{} {phase}: {p}", r.target))
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nEvery message was delivered and read back on every path."
+        );
+    } else {
+        let _ = writeln!(out, "\nINCOMPLETE RUNS:");
+        for p in problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    // Issue 5's targets for `source`, as plain words (measured, not asserted).
+    for target in targets.iter().filter(|t| t.starts_with("cutover")) {
+        let pick = |f: &dyn Fn(&str) -> Option<(f64, f64)>, base: &str| match (f(target), f(base)) {
+            (Some((m, _)), Some((b, _))) if b > 0.0 => format!("{:.2}x", m / b),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{target}: produce {} of direct (target >= 0.9x), {} of tansu proxy (target >= 1.0x); \
+             consume {} of direct, {} of tansu proxy",
+            pick(&produce_mb, "direct"),
+            pick(&produce_mb, "tansu proxy"),
+            pick(&consume_mb, "direct"),
+            pick(&consume_mb, "tansu proxy"),
+        );
+    }
+    print!("{out}");
+}
+
+/// Prints how many WARN/ERROR lines a process logged, and the first few.
+fn report_log(name: &str, log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    if bad.is_empty() {
+        println!("{name} log: no WARN/ERROR lines");
+        return;
+    }
+    println!("{name} log: {} WARN/ERROR lines, first ones:", bad.len());
+    for line in bad.iter().take(5) {
+        println!("  {line}");
+    }
+}
