@@ -83,6 +83,16 @@ catalogue! {
         "Keys of a Redis keyspace whose copy failed and awaits a retry (sampled every second).";
     REDIS_BACKFILL_PERCENT = "cutover_redis_backfill_percent", Gauge, ["migration", "topic"],
         "Progress of a Redis keyspace's latest backfill, 0 to 100; 0 when none has run (sampled every second).";
+    ROCKETMQ_ROUTES = "cutover_rocketmq_routes_total", Counter, ["migration", "topic"],
+        "Route requests for a migrated RocketMQ topic answered by the proxy's NameServer.";
+    ROCKETMQ_SENDS = "cutover_rocketmq_sends_total", Counter, ["migration", "topic", "cluster"],
+        "RocketMQ send requests answered by a broker, per topic and cluster.";
+    ROCKETMQ_PULLS = "cutover_rocketmq_pulls_total", Counter, ["migration", "topic", "cluster"],
+        "RocketMQ pull requests answered by a broker, per topic and cluster.";
+    ROCKETMQ_MESSAGES = "cutover_rocketmq_messages_total", Counter, ["migration", "topic", "cluster", "direction"],
+        "RocketMQ messages acknowledged to producers (direction produced) or delivered in pulls (consumed).";
+    ROCKETMQ_ERRORS = "cutover_rocketmq_errors_total", Counter, ["migration", "topic", "cluster", "code"],
+        "RocketMQ send and pull answers with an error response code (pull misses excluded).";
 }
 
 /// Upper bounds (seconds) of the latency histogram buckets, shared by
@@ -193,6 +203,26 @@ pub fn register_topic(topic: &TopicHandle) {
     for action in [Action::Advance, Action::Rollback] {
         for outcome in ["moved", "refused", "failed"] {
             let _ = transitions_counter(topic, action, outcome);
+        }
+    }
+}
+
+/// Creates a RocketMQ topic's traffic counters at zero for both clusters.
+pub fn register_rocketmq_topic(migration: &str, topic: &str, clusters: [&str; 2]) {
+    let _ =
+        counter!(ROCKETMQ_ROUTES, "migration" => migration.to_owned(), "topic" => topic.to_owned());
+    for cluster in clusters {
+        let labels = [
+            ("migration", migration.to_owned()),
+            ("topic", topic.to_owned()),
+            ("cluster", cluster.to_owned()),
+        ];
+        let _ = counter!(ROCKETMQ_SENDS, &labels);
+        let _ = counter!(ROCKETMQ_PULLS, &labels);
+        for direction in ["produced", "consumed"] {
+            let mut l = labels.to_vec();
+            l.push(("direction", direction.to_owned()));
+            let _ = counter!(ROCKETMQ_MESSAGES, &l);
         }
     }
 }
