@@ -249,7 +249,10 @@ mod tests {
         let m = &config.migrations[0];
         assert_eq!(m.rocketmq_brokers_base(), Some(19877));
         assert_eq!(m.rocketmq_advertised_host(), "127.0.0.1");
-        assert_eq!(m.rocketmq_options().target_broker_suffix, DEFAULT_TARGET_BROKER_SUFFIX);
+        assert_eq!(
+            m.rocketmq_options().target_broker_suffix,
+            DEFAULT_TARGET_BROKER_SUFFIX
+        );
 
         let bad = "  - { name: o, protocol: rocketmq, listen: 0.0.0.0:19876, source: old, target: new, topics: [ { match: \"*\" } ],\n      rocketmq: { max_brokers: 0, max_frame_bytes: 10, target_broker_suffix: \"\", quiet_window: 0s } }\n  - { name: p, protocol: rocketmq, listen: 127.0.0.1:19880, source: old, target: new, topics: [ { match: \"*\" } ], rocketmq: { brokers_listen_base: 65530 } }\n";
         let got = errors(bad);
@@ -261,7 +264,10 @@ mod tests {
             "migrations[0].rocketmq.quiet_window: must be above zero",
             "migrations[1].rocketmq.brokers_listen_base: 65530 + 2 × max_brokers (16) runs past port 65535",
         ] {
-            assert!(got.iter().any(|e| e.starts_with(want)), "missing {want:?} in {got:#?}");
+            assert!(
+                got.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in {got:#?}"
+            );
         }
         // The second migration's listen sits among the first one's broker ports.
         let clash = "  - { name: o, protocol: rocketmq, listen: 127.0.0.1:19876, source: old, target: new, topics: [ { match: \"*\" } ] }\n  - { name: p, protocol: rocketmq, listen: 127.0.0.1:19880, source: old, target: new, topics: [ { match: \"*\" } ], rocketmq: { brokers_listen_base: 30000 } }\n";

@@ -355,6 +355,20 @@ impl Driver for RocketmqDriver {
         }
     }
 
+    async fn action(
+        &self,
+        topic: &str,
+        action: &str,
+        _params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        match action {
+            "migrate_metadata" => Ok(super::metadata::migrate(&self.shared, topic).await),
+            _ => Err(format!(
+                "{action} is not available for rocketmq (actions: migrate_metadata)"
+            )),
+        }
+    }
+
     async fn prepare(&self, topic: &str, from: State, to: State) -> Result<(), String> {
         if (from, to) == (State::Source, State::DualRead) {
             return self.init_target_offsets(topic).await;

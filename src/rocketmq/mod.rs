@@ -15,6 +15,7 @@
 
 pub mod driver;
 pub mod endpoints;
+mod metadata;
 mod namesrv;
 pub mod observe;
 mod offsets;

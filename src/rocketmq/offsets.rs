@@ -95,6 +95,16 @@ impl<'a> Brokers<'a> {
         code: i32,
         ext: &[(&str, &str)],
     ) -> Result<cutover_rocketmq::Frame, String> {
+        self.call_with(addr, code, ext, &[]).await
+    }
+
+    async fn call_with(
+        &mut self,
+        addr: &str,
+        code: i32,
+        ext: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<cutover_rocketmq::Frame, String> {
         if !self.conns.contains_key(addr) {
             let upstream = self.shared.broker_upstream(self.side, addr)?;
             let conn = Conn::open(&upstream, self.shared.max_frame)
@@ -104,7 +114,7 @@ impl<'a> Brokers<'a> {
         }
         let conn = self.conns.get_mut(addr).expect("just opened");
         let got = conn
-            .call(rpc::request(code, ext), &[], self.shared.upstream_timeout)
+            .call(rpc::request(code, ext), body, self.shared.upstream_timeout)
             .await;
         if got.is_err() {
             self.conns.remove(addr);
@@ -185,7 +195,10 @@ impl<'a> Brokers<'a> {
         .await
     }
 
-    /// Commits `offset` for the group on the queue.
+    /// Commits `offset` for the group on the queue, creating the group on
+    /// the broker first if the broker does not know it (a group meets a
+    /// target broker only once target queues appear in its routes, and
+    /// its offsets must be set before that).
     ///
     /// # Errors
     /// A sentence naming the broker.
@@ -196,6 +209,55 @@ impl<'a> Brokers<'a> {
         q: &Queue,
         offset: i64,
     ) -> Result<(), String> {
+        let mut code = self.try_commit(group, topic, q, offset).await?;
+        if code == ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST {
+            self.create_group(&q.addr, group).await?;
+            code = self.try_commit(group, topic, q, offset).await?;
+        }
+        if code == ResponseCode::SUCCESS {
+            Ok(())
+        } else {
+            Err(format!(
+                "broker {} refused the offset of {group} on {topic}/{} with code {code}",
+                q.addr, q.id
+            ))
+        }
+    }
+
+    /// Creates subscription group `group` with Apache's defaults.
+    async fn create_group(&mut self, addr: &str, group: &str) -> Result<(), String> {
+        let body = serde_json::json!({
+            "groupName": group, "consumeEnable": true, "consumeFromMinEnable": true,
+            "consumeBroadcastEnable": true, "retryQueueNums": 1, "retryMaxTimes": 16,
+            "brokerId": 0, "whichBrokerWhenConsumeSlowly": 1, "notifyConsumerIdsChangedEnable": true,
+        });
+        let got = self
+            .call_with(
+                addr,
+                RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+                &[],
+                body.to_string().as_bytes(),
+            )
+            .await?;
+        if got.header.code == ResponseCode::SUCCESS {
+            tracing::info!(broker = %addr, %group, "subscription group created on the target broker");
+            Ok(())
+        } else {
+            Err(format!(
+                "broker {addr} refused to create subscription group {group}: code {}: {}",
+                got.header.code,
+                got.header.remark.unwrap_or_default()
+            ))
+        }
+    }
+
+    async fn try_commit(
+        &mut self,
+        group: &str,
+        topic: &str,
+        q: &Queue,
+        offset: i64,
+    ) -> Result<i32, String> {
         let (id, offset) = (q.id.to_string(), offset.to_string());
         let got = self
             .call(
@@ -209,16 +271,7 @@ impl<'a> Brokers<'a> {
                 ],
             )
             .await?;
-        if got.header.code == ResponseCode::SUCCESS {
-            Ok(())
-        } else {
-            Err(format!(
-                "broker {} refused the offset of {group} on {topic}/{id} with code {}: {}",
-                q.addr,
-                got.header.code,
-                got.header.remark.unwrap_or_default()
-            ))
-        }
+        Ok(got.header.code)
     }
 
     /// Messages of `topic` the group has not consumed, summed over the
