@@ -28,6 +28,9 @@ fn every_catalogued_metric_is_exported() {
         CATALOGUE
             .iter()
             .map(|def| def.name)
+            // A Redis rig has no RocketMQ topic to label these with;
+            // tests/rocketmq_proxy.rs checks them against a RocketMQ rig.
+            .filter(|name| !name.starts_with("cutover_rocketmq_"))
             .filter(|name| {
                 !text
                     .lines()

@@ -224,6 +224,12 @@ pub fn register_rocketmq_topic(migration: &str, topic: &str, clusters: [&str; 2]
             l.push(("direction", direction.to_owned()));
             let _ = counter!(ROCKETMQ_MESSAGES, &l);
         }
+        // Codes are open-ended; NO_PERMISSION (16) is the one a migration
+        // step itself can cause (a producer on a stale route writing to a
+        // queue that became read-only), so its series exists from the start.
+        let mut l = labels.to_vec();
+        l.push(("code", "16".to_owned()));
+        let _ = counter!(ROCKETMQ_ERRORS, &l);
     }
 }
 
