@@ -12,7 +12,7 @@ use crate::metrics;
 use crate::migration::Controller;
 use crate::migration::store::{FileStore, StateStore, StoreError};
 use crate::proxy::Shutdown;
-use crate::{kafka, redis};
+use crate::{kafka, redis, rocketmq};
 
 /// The proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,14 +75,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
                 )
                 .await
             }
-            protocol => {
-                tracing::warn!(
-                    migration = %migration.name,
-                    protocol = protocol.as_str(),
-                    "this build does not serve {} traffic yet; the migration is listed but its listener is not opened",
-                    protocol.as_str()
-                );
-                Ok(())
+            Protocol::Rocketmq => {
+                rocketmq::start(
+                    &config,
+                    migration.clone(),
+                    controller.clone(),
+                    shutdown.clone(),
+                )
+                .await
             }
         };
         started.map_err(|e| StartError::Listener {

@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod migration;
 pub mod proxy;
 pub mod redis;
+pub mod rocketmq;
 pub mod telemetry;

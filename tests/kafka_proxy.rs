@@ -211,10 +211,7 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
         let back = ctl_json(&rig.proxy, &["rollback", "events", "orders", "--json"]);
         assert_eq!(back["outcomes"][0]["outcome"], "moved", "{back:#}");
     }
-    assert_eq!(
-        topic_state(&rig.proxy, "orders").as_deref(),
-        Some("source")
-    );
+    assert_eq!(topic_state(&rig.proxy, "orders").as_deref(), Some("source"));
 }
 
 /// Sends `bytes` on a fresh connection to the bootstrap port and waits until

@@ -279,6 +279,19 @@ fn no_record_is_lost_duplicated_or_reordered_across_random_switches() {
             rig.proxy.log_tail(40)
         );
     }
+    let metrics = rig.proxy.scrape();
+    for def in cutover::metrics::CATALOGUE
+        .iter()
+        .filter(|d| d.name.starts_with("cutover_kafka_"))
+    {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(def.name) && l.contains("topic=\"orders\"")),
+            "{} not exported for orders",
+            def.name
+        );
+    }
     let p99 = percentile(&fenced, 0.99);
     assert!(p99 < 1000.0, "fenced window p99 {p99:.1} ms");
 }

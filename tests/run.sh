@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tests/peers/install.sh redis proxies etcd kafka browser
+tests/peers/install.sh redis proxies etcd kafka rocketmq browser
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 

@@ -71,9 +71,10 @@ enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Create Kafka topics on the target with the source's partition count,
+    /// Create topics on the target: Kafka with the source's partition count,
     /// replication factor (capped at the target's brokers) and topic configs;
-    /// topics already on the target are compared, never changed.
+    /// RocketMQ on every target master with at least the source's queue
+    /// counts. Topics already on the target are compared, never changed.
     MigrateMetadata {
         /// Migration name.
         migration: String,

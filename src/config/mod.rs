@@ -5,6 +5,7 @@
 //! from a generic YAML value, so one typo does not hide the next one.
 
 mod duration;
+mod rocketmq;
 mod validate;
 
 use std::net::SocketAddr;
@@ -14,6 +15,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::migration::State;
+pub use rocketmq::{
+    DEFAULT_QUIET_WINDOW, DEFAULT_ROCKETMQ_MAX_BROKERS, DEFAULT_TARGET_BROKER_SUFFIX,
+    RocketmqOptions, rocketmq_broker_ports,
+};
 pub use validate::{ConfigError, load, parse};
 
 /// Default admin socket path, relative to the working directory.
@@ -278,6 +283,9 @@ pub struct MigrationConfig {
     /// Kafka-specific options.
     #[serde(default)]
     pub kafka: Option<KafkaOptions>,
+    /// RocketMQ-specific options.
+    #[serde(default)]
+    pub rocketmq: Option<RocketmqOptions>,
 }
 
 impl MigrationConfig {

@@ -167,6 +167,7 @@ fn validate(config: &Config, errors: &mut Errors) {
         validate_migration(config, &path, migration, errors);
         listeners.push((format!("{path}.listen"), migration.listen));
         listeners.extend(kafka_broker_listeners(&path, migration));
+        listeners.extend(super::rocketmq::broker_listeners(&path, migration));
     }
     overlapping_listeners(errors, &listeners);
 }
@@ -295,6 +296,9 @@ fn validate_migration(
     }
     validate_topics(path, migration, errors);
     validate_kafka(path, migration, errors);
+    for (p, m) in super::rocketmq::validate(path, migration) {
+        errors.push(p, m);
+    }
     if let Some(tls) = &migration.tls {
         readable(errors, &format!("{path}.tls.cert_file"), &tls.cert_file);
         readable(errors, &format!("{path}.tls.key_file"), &tls.key_file);

@@ -227,6 +227,7 @@ impl Shared {
                     ));
                     metrics::publish_topic_state(&handle);
                     metrics::register_topic(&handle);
+                    metrics::register_kafka_topic(&self.migration.name, name);
                     tracing::info!(
                         migration = %self.migration.name, topic = %name, state = %record.state,
                         "kafka topic discovered"

@@ -89,6 +89,16 @@ catalogue! {
         "Kafka partition switches, by destination cluster (source, target) and outcome (switched, failed).";
     KAFKA_PARTITIONS_ON_TARGET = "cutover_kafka_partitions_on_target", Gauge, ["migration", "topic"],
         "Partitions of a Kafka topic whose writes go to the target.";
+    ROCKETMQ_ROUTES = "cutover_rocketmq_routes_total", Counter, ["migration", "topic"],
+        "Route requests for a migrated RocketMQ topic answered by the proxy's NameServer.";
+    ROCKETMQ_SENDS = "cutover_rocketmq_sends_total", Counter, ["migration", "topic", "cluster"],
+        "RocketMQ send requests answered by a broker, per topic and cluster.";
+    ROCKETMQ_PULLS = "cutover_rocketmq_pulls_total", Counter, ["migration", "topic", "cluster"],
+        "RocketMQ pull requests answered by a broker, per topic and cluster.";
+    ROCKETMQ_MESSAGES = "cutover_rocketmq_messages_total", Counter, ["migration", "topic", "cluster", "direction"],
+        "RocketMQ messages acknowledged to producers (direction produced) or delivered in pulls (consumed).";
+    ROCKETMQ_ERRORS = "cutover_rocketmq_errors_total", Counter, ["migration", "topic", "cluster", "code"],
+        "RocketMQ send and pull answers with an error response code (pull misses excluded).";
 }
 
 /// Upper bounds (seconds) of the latency histogram buckets, shared by
@@ -200,6 +210,44 @@ pub fn register_topic(topic: &TopicHandle) {
         for outcome in ["moved", "refused", "failed"] {
             let _ = transitions_counter(topic, action, outcome);
         }
+    }
+}
+
+/// Creates a Kafka topic's splice series at zero (the fence histogram
+/// appears with the first switch).
+pub fn register_kafka_topic(migration: &str, topic: &str) {
+    for to in ["source", "target"] {
+        for outcome in ["switched", "failed"] {
+            let _ = counter!(KAFKA_SWITCHES, "migration" => migration.to_owned(), "topic" => topic.to_owned(), "to" => to, "outcome" => outcome);
+        }
+    }
+    gauge!(KAFKA_PARTITIONS_ON_TARGET, "migration" => migration.to_owned(), "topic" => topic.to_owned())
+        .set(0.0);
+}
+
+/// Creates a RocketMQ topic's traffic counters at zero for both clusters.
+pub fn register_rocketmq_topic(migration: &str, topic: &str, clusters: [&str; 2]) {
+    let _ =
+        counter!(ROCKETMQ_ROUTES, "migration" => migration.to_owned(), "topic" => topic.to_owned());
+    for cluster in clusters {
+        let labels = [
+            ("migration", migration.to_owned()),
+            ("topic", topic.to_owned()),
+            ("cluster", cluster.to_owned()),
+        ];
+        let _ = counter!(ROCKETMQ_SENDS, &labels);
+        let _ = counter!(ROCKETMQ_PULLS, &labels);
+        for direction in ["produced", "consumed"] {
+            let mut l = labels.to_vec();
+            l.push(("direction", direction.to_owned()));
+            let _ = counter!(ROCKETMQ_MESSAGES, &l);
+        }
+        // Codes are open-ended; NO_PERMISSION (16) is the one a migration
+        // step itself can cause (a producer on a stale route writing to a
+        // queue that became read-only), so its series exists from the start.
+        let mut l = labels.to_vec();
+        l.push(("code", "16".to_owned()));
+        let _ = counter!(ROCKETMQ_ERRORS, &l);
     }
 }
 

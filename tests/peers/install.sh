@@ -9,7 +9,8 @@
 #   proxies    Debian nutcracker (twemproxy) + haproxy, peers for benchmarks
 #   etcd       Debian etcd-server (binary `etcd`)
 #   kafka      tansu 0.6.0 (memory storage) + confluent-kafka, in a venv
-#   rocketmq   rocketmq-namesrv + rocketmq-broker 1.0.0 (cargo, ~25 min cold)
+#   rocketmq   rocketmq-namesrv + rocketmq-broker 1.0.0 (cargo, ~25 min cold) and the
+#              test client tests/peers/rocketmq-client on rocketmq-client-rust 1.0.0 (~7 min cold)
 #   fuzz       cargo-fuzz
 #   chromium   Debian chromium + chromium-driver
 #   browser    chromium above + playwright-core (npm) under $CUTOVER_PEERS/node, for the console test
@@ -252,6 +253,43 @@ install_rocketmq() {
     done
 }
 
+# The test client: this repository's tests/peers/rocketmq-client (its own
+# crate and lock file) built once per source change. The stamp holds the
+# client library version and a hash of the crate's files.
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RMQ_CLIENT_SRC="$SCRIPT_DIR/rocketmq-client"
+RMQ_CLIENT_DIR="$CUTOVER_PEERS/rocketmq-client"
+RMQ_CLIENT_BIN=cutover-rocketmq-client
+
+rmq_client_stamp() {
+    local hash
+    hash=$(cd "$RMQ_CLIENT_SRC" && find Cargo.toml Cargo.lock src -type f | LC_ALL=C sort |
+        xargs sha256sum | sha256sum | cut -c1-16)
+    echo "rocketmq-client-rust $ROCKETMQ_VERSION $hash"
+}
+
+rmq_client_present() {
+    [[ -x "$BIN_DIR/$RMQ_CLIENT_BIN" && -f "$RMQ_CLIENT_DIR/.stamp" ]] &&
+        [[ $(<"$RMQ_CLIENT_DIR/.stamp") == "$(rmq_client_stamp)" ]]
+}
+
+install_rmq_client() {
+    mkdir -p "$RMQ_CLIENT_DIR/bin"
+    rm -f "$RMQ_CLIENT_DIR/.stamp"
+    echo "install.sh: building $RMQ_CLIENT_BIN (log: $RMQ_CLIENT_DIR/install.log)" >&2
+    (cd "$RMQ_CLIENT_SRC" && CARGO_TARGET_DIR="$RMQ_CLIENT_DIR/target" \
+        cargo build --release --locked >"$RMQ_CLIENT_DIR/install.log" 2>&1) || {
+        tail -n 30 "$RMQ_CLIENT_DIR/install.log" >&2
+        die "building $RMQ_CLIENT_BIN failed"
+    }
+    # A copy, not a link into target/: a later build of another revision
+    # must not change the binary under a running test.
+    cp -f "$RMQ_CLIENT_DIR/target/release/$RMQ_CLIENT_BIN" "$RMQ_CLIENT_DIR/bin/$RMQ_CLIENT_BIN.tmp"
+    mv -f "$RMQ_CLIENT_DIR/bin/$RMQ_CLIENT_BIN.tmp" "$RMQ_CLIENT_DIR/bin/$RMQ_CLIENT_BIN"
+    ln -sfn "../rocketmq-client/bin/$RMQ_CLIENT_BIN" "$BIN_DIR/$RMQ_CLIENT_BIN"
+    rmq_client_stamp >"$RMQ_CLIENT_DIR/.stamp"
+}
+
 FUZZ_ROOT="$CUTOVER_PEERS/cargo"
 
 fuzz_present() {
@@ -380,6 +418,13 @@ main() {
             else
                 install_rocketmq
                 echo "peer rocketmq: installed (rocketmq-namesrv $ROCKETMQ_VERSION, rocketmq-broker $ROCKETMQ_VERSION) [$(elapsed "$started")]"
+            fi
+            started=$(now_ms)
+            if rmq_client_present; then
+                echo "peer rocketmq client: present ($(rmq_client_stamp))"
+            else
+                install_rmq_client
+                echo "peer rocketmq client: installed ($(rmq_client_stamp)) [$(elapsed "$started")]"
             fi
             ;;
         fuzz)

@@ -152,6 +152,19 @@ impl CutoverProcess {
         self.child.as_mut().is_some_and(ChildGuard::is_running)
     }
 
+    /// `GET /metrics` over the admin socket (the Prometheus text, headers included).
+    pub fn scrape(&self) -> String {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::os::unix::net::UnixStream::connect(self.socket()).expect("admin socket");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send scrape");
+        let mut body = String::new();
+        stream.read_to_string(&mut body).expect("read scrape");
+        body
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         self.child
             .as_ref()

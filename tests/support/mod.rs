@@ -1,5 +1,5 @@
 //! Lifecycle of the real peers that black-box tests run against (DESIGN.md
-//! §4): Redis, tansu (Kafka), etcd and cutover's own binary, each on free
+//! §4): Redis, tansu (Kafka), RocketMQ, etcd and cutover's own binary, each on free
 //! loopback ports, each killed on drop even when the test panics.
 //!
 //! Included by every integration test as `mod support;`, so each test binary
@@ -16,6 +16,7 @@ mod etcd;
 mod net;
 mod redis_rig;
 mod redis_server;
+mod rocketmq;
 mod tansu;
 mod wait;
 
@@ -28,6 +29,10 @@ pub use etcd::Etcd;
 pub use net::{free_port, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
 pub use redis_server::RedisServer;
+pub use rocketmq::{
+    RocketmqClient, RocketmqCluster, RocketmqRig, create_topic, free_port_block, read_frame,
+    rocketmq_client, rpc,
+};
 pub use tansu::{KAFKA_SCRIPT_DEADLINE, Tansu, finish_kafka_script, kafka_python};
 pub use wait::{wait_until, wait_until_async};
 

@@ -1,0 +1,378 @@
+//! What `ctl check/advance/rollback` runs for a RocketMQ topic.
+//!
+//! - `source → dual_read`: `target_reachable`, `target_topic_exists` (with
+//!   at least the source's queue counts) and `all_group_members_proxied`
+//!   (every member the source's brokers list for each group seen on the
+//!   topic is connected through the proxy). Prepare: each known group gets
+//!   its offsets on the target's queues set to their current max offset,
+//!   so neither earlier target data is replayed nor anything skipped.
+//! - `dual_read → dual_write`: `target_reachable`, `target_topic_exists`.
+//! - `dual_write → cutover`: `target_reachable`.
+//! - `cutover → target`: `source_inbound_zero` (no message reached the
+//!   source's queues, through the proxy or around it, for
+//!   `rocketmq.quiet_window`) and `source_backlog_zero` (every known group
+//!   consumed everything on the source, `%RETRY%` topics included).
+//! - `dual_read → source` (rollback): `target_backlog_zero`, since target
+//!   queues vanish from routes and anything still unread there would be
+//!   stranded. Other rollbacks keep every queue that may hold messages.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::Shared;
+use super::endpoints::Side;
+use super::offsets::{self, Brokers, Queue};
+use crate::migration::{CheckResult, Driver, State};
+
+/// The RocketMQ driver.
+pub struct RocketmqDriver {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RocketmqDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocketmqDriver")
+            .field("migration", &self.shared.migration.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocketmqDriver {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        RocketmqDriver { shared }
+    }
+
+    async fn target_reachable(&self) -> CheckResult {
+        const NAME: &str = "target_reachable";
+        let cluster = self.shared.cluster(Side::Target);
+        match self.shared.cluster_info(Side::Target).await {
+            Ok(info) if info.broker_addr_table.is_empty() => CheckResult::fail(
+                NAME,
+                format!("cluster \"{cluster}\" answers but has no broker registered"),
+            ),
+            Ok(info) => CheckResult::pass(
+                NAME,
+                format!(
+                    "cluster \"{cluster}\" answers with {} broker(s)",
+                    info.broker_addr_table.len()
+                ),
+            ),
+            Err(e) => CheckResult::fail(NAME, e),
+        }
+    }
+
+    async fn target_topic_exists(&self, topic: &str, writable: bool) -> CheckResult {
+        const NAME: &str = "target_topic_exists";
+        let (source, target) = (
+            offsets::route(&self.shared, Side::Source, topic).await,
+            offsets::route(&self.shared, Side::Target, topic).await,
+        );
+        let cluster = self.shared.cluster(Side::Target);
+        let (source, target) = match (source, target) {
+            (Err(e), _) | (_, Err(e)) => return CheckResult::fail(NAME, e),
+            (Ok(s), Ok(t)) => (s, t),
+        };
+        let Some(target) = target else {
+            return CheckResult::fail(
+                NAME,
+                format!(
+                    "cluster \"{cluster}\" (target) has no topic {topic}; create it with at least the source's queue counts"
+                ),
+            );
+        };
+        let sum = |r: &cutover_rocketmq::TopicRouteData, write: bool| -> i32 {
+            r.queue_datas
+                .iter()
+                .filter(|q| {
+                    if write {
+                        q.is_writable()
+                    } else {
+                        q.is_readable()
+                    }
+                })
+                .map(|q| {
+                    if write {
+                        q.write_queue_nums
+                    } else {
+                        q.read_queue_nums
+                    }
+                })
+                .sum()
+        };
+        let (want_r, want_w) = source
+            .as_ref()
+            .map_or((1, 1), |s| (sum(s, false), sum(s, true)));
+        let (have_r, have_w) = (sum(&target, false), sum(&target, true));
+        if have_r < want_r.max(1) || (writable && have_w < want_w.max(1)) {
+            return CheckResult::fail(
+                NAME,
+                format!(
+                    "cluster \"{cluster}\" (target) has {have_r} readable / {have_w} writable queue(s) of {topic}; the source has {want_r} / {want_w}"
+                ),
+            );
+        }
+        CheckResult::pass(
+            NAME,
+            format!(
+                "cluster \"{cluster}\" (target) has {have_r} readable / {have_w} writable queue(s) of {topic}; the source has {want_r} / {want_w}"
+            ),
+        )
+    }
+
+    async fn all_group_members_proxied(&self, topic: &str) -> CheckResult {
+        const NAME: &str = "all_group_members_proxied";
+        let groups = self.shared.observed.groups(topic);
+        if groups.is_empty() {
+            return CheckResult::pass(
+                NAME,
+                format!(
+                    "no consumer group has subscribed to {topic} through the proxy; groups that never connect through it are not visible"
+                ),
+            );
+        }
+        let route = match offsets::route(&self.shared, Side::Source, topic).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return CheckResult::pass(
+                    NAME,
+                    format!("the source has no topic {topic}, so no member reads it"),
+                );
+            }
+            Err(e) => return CheckResult::fail(NAME, e),
+        };
+        let mut addrs: Vec<String> = route
+            .broker_datas
+            .iter()
+            .filter_map(|b| b.master_addr().map(str::to_owned))
+            .collect();
+        addrs.sort();
+        addrs.dedup();
+        let mut brokers = Brokers::new(&self.shared, Side::Source);
+        let mut stray = Vec::new();
+        let mut members = 0usize;
+        for group in &groups {
+            for addr in &addrs {
+                match brokers.members(addr, group).await {
+                    Ok(list) => {
+                        for m in list {
+                            members += 1;
+                            if !self.shared.observed.is_proxied(&m.client_addr) {
+                                stray.push(format!(
+                                    "group {group}: client {} from {} on broker {addr}",
+                                    m.client_id, m.client_addr
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => return CheckResult::fail(NAME, e),
+                }
+            }
+        }
+        stray.sort();
+        stray.dedup();
+        if stray.is_empty() {
+            CheckResult::pass(
+                NAME,
+                format!(
+                    "{} group(s) of {topic}: all {members} connection(s) on the source's brokers come through the proxy",
+                    groups.len()
+                ),
+            )
+        } else {
+            CheckResult::fail(
+                NAME,
+                format!(
+                    "connected to cluster \"{}\" without the proxy (they would miss the target's queues): {}",
+                    self.shared.cluster(Side::Source),
+                    stray.join("; ")
+                ),
+            )
+        }
+    }
+
+    /// Each known group's unread messages of `topic` (and its `%RETRY%`
+    /// topic) on `side`.
+    async fn backlog(&self, name: &str, side: Side, topic: &str) -> CheckResult {
+        let cluster = self.shared.cluster(side);
+        let groups = self.shared.observed.groups(topic);
+        if groups.is_empty() {
+            return CheckResult::pass(
+                name,
+                format!("no consumer group has subscribed to {topic} through the proxy"),
+            );
+        }
+        let mut brokers = Brokers::new(&self.shared, side);
+        let mut behind = Vec::new();
+        for group in &groups {
+            for t in [topic.to_owned(), format!("%RETRY%{group}")] {
+                let queues = match offsets::route(&self.shared, side, &t).await {
+                    Ok(Some(r)) => offsets::queues(&r),
+                    Ok(None) => continue,
+                    Err(e) => return CheckResult::fail(name, e),
+                };
+                match brokers.backlog(group, &t, &queues).await {
+                    Ok(0) => {}
+                    Ok(n) => behind.push(format!("group {group} has {n} unread message(s) of {t}")),
+                    Err(e) => return CheckResult::fail(name, e),
+                }
+            }
+        }
+        if behind.is_empty() {
+            CheckResult::pass(
+                name,
+                format!(
+                    "{} group(s) consumed everything of {topic} (and their %RETRY% topics) on cluster \"{cluster}\"",
+                    groups.len()
+                ),
+            )
+        } else {
+            CheckResult::fail(
+                name,
+                format!("on cluster \"{cluster}\": {}", behind.join("; ")),
+            )
+        }
+    }
+
+    /// Sum of the max offsets of the source's queues of `topic`.
+    async fn source_max_offsets(&self, topic: &str) -> Result<i64, String> {
+        let Some(route) = offsets::route(&self.shared, Side::Source, topic).await? else {
+            return Ok(0);
+        };
+        let mut brokers = Brokers::new(&self.shared, Side::Source);
+        let mut sum = 0;
+        for q in offsets::queues(&route) {
+            sum += brokers.max_offset(topic, &q).await?;
+        }
+        Ok(sum)
+    }
+
+    async fn source_inbound_zero(&self, topic: &str) -> CheckResult {
+        const NAME: &str = "source_inbound_zero";
+        let window = self.shared.quiet_window;
+        let cluster = self.shared.cluster(Side::Source);
+        if let Some(at) = self.shared.observed.last_sent(topic, Side::Source) {
+            let ago = at.elapsed();
+            if ago < window {
+                return CheckResult::fail(
+                    NAME,
+                    format!(
+                        "a producer sent {topic} to cluster \"{cluster}\" through the proxy {ago:.1?} ago (quiet window {window:?}); producers still use an old route"
+                    ),
+                );
+            }
+        }
+        let before = match self.source_max_offsets(topic).await {
+            Ok(v) => v,
+            Err(e) => return CheckResult::fail(NAME, e),
+        };
+        let started = Instant::now();
+        tokio::time::sleep(window).await;
+        let after = match self.source_max_offsets(topic).await {
+            Ok(v) => v,
+            Err(e) => return CheckResult::fail(NAME, e),
+        };
+        let via_proxy = self
+            .shared
+            .observed
+            .last_sent(topic, Side::Source)
+            .is_some_and(|at| at >= started);
+        if after != before || via_proxy {
+            let mut why = format!(
+                "cluster \"{cluster}\" received {} message(s) of {topic} in {window:?}",
+                after - before
+            );
+            if !via_proxy {
+                let _ = write!(why, ", none through the proxy: a producer bypasses it");
+            }
+            return CheckResult::fail(NAME, why);
+        }
+        CheckResult::pass(
+            NAME,
+            format!("cluster \"{cluster}\" received no message of {topic} in {window:?}"),
+        )
+    }
+
+    /// Sets each known group's offsets on the target's queues of `topic`
+    /// to their max offset where the group has none yet.
+    async fn init_target_offsets(&self, topic: &str) -> Result<(), String> {
+        let groups = self.shared.observed.groups(topic);
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let Some(route) = offsets::route(&self.shared, Side::Target, topic).await? else {
+            return Err(format!(
+                "cluster \"{}\" (target) has no topic {topic}",
+                self.shared.cluster(Side::Target)
+            ));
+        };
+        let queues: Vec<Queue> = offsets::queues(&route);
+        let mut brokers = Brokers::new(&self.shared, Side::Target);
+        let mut set = 0;
+        for group in &groups {
+            for q in &queues {
+                if brokers.group_offset(group, topic, q).await?.is_none() {
+                    let max = brokers.max_offset(topic, q).await?;
+                    brokers.commit(group, topic, q, max).await?;
+                    set += 1;
+                }
+            }
+        }
+        tracing::info!(migration = %self.shared.migration.name, %topic, groups = groups.len(), queues_set = set,
+            "target group offsets initialised at the queues' max offsets");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Driver for RocketmqDriver {
+    async fn checks(&self, topic: &str, from: State, to: State) -> Vec<CheckResult> {
+        match (from, to) {
+            (State::Source, State::DualRead) => vec![
+                self.target_reachable().await,
+                self.target_topic_exists(topic, false).await,
+                self.all_group_members_proxied(topic).await,
+            ],
+            (State::DualRead, State::DualWrite) => vec![
+                self.target_reachable().await,
+                self.target_topic_exists(topic, true).await,
+            ],
+            (State::DualWrite, State::Cutover) => vec![self.target_reachable().await],
+            (State::Cutover, State::Target) => vec![
+                self.source_inbound_zero(topic).await,
+                self.backlog("source_backlog_zero", Side::Source, topic)
+                    .await,
+            ],
+            (State::DualRead, State::Source) => {
+                vec![
+                    self.backlog("target_backlog_zero", Side::Target, topic)
+                        .await,
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn action(
+        &self,
+        topic: &str,
+        action: &str,
+        _params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        match action {
+            "migrate_metadata" => Ok(super::metadata::migrate(&self.shared, topic).await),
+            _ => Err(format!(
+                "{action} is not available for rocketmq (actions: migrate_metadata)"
+            )),
+        }
+    }
+
+    async fn prepare(&self, topic: &str, from: State, to: State) -> Result<(), String> {
+        if (from, to) == (State::Source, State::DualRead) {
+            return self.init_target_offsets(topic).await;
+        }
+        Ok(())
+    }
+}

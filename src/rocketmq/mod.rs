@@ -1,0 +1,471 @@
+//! RocketMQ migrations: the proxy is the NameServer clients talk to (at the
+//! migration's `listen`) and stands for every real broker of both clusters
+//! with an endpoint of its own. Routes it answers show each topic's queues
+//! per its migration state (DESIGN.md §2); broker connections are paired
+//! 1:1 with upstream connections and relayed frame by frame.
+//!
+//! - [`endpoints`]: real broker ↔ proxy ports and names;
+//! - [`route`]: the pure per-state merge of routes and cluster info;
+//! - `namesrv`: the NameServer facade sessions;
+//! - `session`: the broker endpoint sessions (pumps, name translation,
+//!   observation, metrics);
+//! - [`rpc`]: the proxy's own requests;
+//! - [`observe`]: what traffic teaches the checks;
+//! - [`driver`]: readiness checks for `ctl`.
+
+pub mod driver;
+pub mod endpoints;
+mod metadata;
+mod namesrv;
+pub mod observe;
+mod offsets;
+pub mod route;
+pub mod rpc;
+mod session;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cutover_rocketmq::{ClusterInfo, RequestCode, ResponseCode};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ClusterConfig, Config};
+use crate::metrics;
+use crate::migration::pattern::Pattern;
+use crate::migration::store::StateStore;
+use crate::migration::{Controller, MigrationHandle, TopicHandle, TopicRecord};
+use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream, tls};
+use endpoints::{Assignment, Endpoint, EndpointError, EndpointMap, Side};
+use route::Plan;
+
+/// First pause between start-up cluster probes while a NameServer is down;
+/// doubled up to [`PROBE_BACKOFF_MAX`]. Endpoints also open lazily from the
+/// routes clients ask for.
+const PROBE_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Everything the sessions of one RocketMQ migration share.
+pub(crate) struct Shared {
+    pub migration: Arc<MigrationHandle>,
+    store: Arc<dyn StateStore>,
+    patterns: Vec<Pattern>,
+    source_ns: Upstream,
+    target_ns: Upstream,
+    source_config: ClusterConfig,
+    target_config: ClusterConfig,
+    pub observed: observe::Observed,
+    endpoints: Mutex<EndpointMap>,
+    broker_upstreams: Mutex<HashMap<(Side, String), Upstream>>,
+    pub advertised_host: String,
+    listen: SocketAddr,
+    pub max_frame: usize,
+    pub idle_timeout: Duration,
+    connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub quiet_window: Duration,
+    settings: ListenerSettings,
+    shutdown: Shutdown,
+}
+
+impl Shared {
+    /// The configured NameServers of `side`.
+    pub fn nameserver(&self, side: Side) -> &Upstream {
+        match side {
+            Side::Source => &self.source_ns,
+            Side::Target => &self.target_ns,
+        }
+    }
+
+    /// The cluster name of `side`.
+    pub fn cluster(&self, side: Side) -> &str {
+        match side {
+            Side::Source => &self.source_config.name,
+            Side::Target => &self.target_config.name,
+        }
+    }
+
+    /// The name clients see for broker `real` of `side`.
+    pub fn virtual_name(&self, side: Side, real: &str) -> String {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .virtual_name(side, real)
+    }
+
+    /// The address (`host:port`) clients are told for broker `name` at
+    /// `upstream` on `side`, opening its endpoint's two listeners first if
+    /// the broker is new.
+    ///
+    /// # Errors
+    /// [`EndpointError`] when the reserved ports are used up or a listener
+    /// cannot be bound.
+    pub fn endpoint_addr(
+        self: &Arc<Self>,
+        side: Side,
+        name: &str,
+        upstream: &str,
+    ) -> Result<String, EndpointError> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let endpoint = match map.assign(side, upstream, name)? {
+            Assignment::Known(e) => e,
+            Assignment::New(e) => {
+                if let Err(err) = self.open(&e) {
+                    map.remove_last(side, upstream);
+                    return Err(err);
+                }
+                e
+            }
+        };
+        Ok(format!("{}:{}", self.advertised_host, endpoint.port))
+    }
+
+    fn open(self: &Arc<Self>, endpoint: &Endpoint) -> Result<(), EndpointError> {
+        let mut listeners = Vec::new();
+        for port in [endpoint.port, endpoint.vip_port] {
+            let addr = SocketAddr::new(self.listen.ip(), port);
+            match crate::proxy::listener::bind(addr) {
+                Ok(l) => listeners.push(l),
+                Err(source) => {
+                    return Err(EndpointError::Bind {
+                        name: endpoint.real_name.clone(),
+                        addr: endpoint.upstream.clone(),
+                        port,
+                        source,
+                    });
+                }
+            }
+        }
+        tracing::info!(
+            migration = %self.migration.name, side = endpoint.side.as_str(),
+            broker = %endpoint.real_name, upstream = %endpoint.upstream,
+            port = endpoint.port, vip_port = endpoint.vip_port,
+            "rocketmq broker endpoint open"
+        );
+        for listener in listeners {
+            let handler = Arc::new(BrokerHandler {
+                shared: self.clone(),
+                endpoint: endpoint.clone(),
+            });
+            tokio::spawn(crate::proxy::serve(
+                listener,
+                self.settings.clone(),
+                handler,
+                self.shutdown.clone(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The upstream for the broker at `addr` on `side`, with that cluster's
+    /// TLS settings (files read once per broker).
+    pub fn broker_upstream(&self, side: Side, addr: &str) -> Result<Upstream, String> {
+        let key = (side, addr.to_owned());
+        let mut cache = self
+            .broker_upstreams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = cache.get(&key) {
+            return Ok(u.clone());
+        }
+        let base = match side {
+            Side::Source => &self.source_config,
+            Side::Target => &self.target_config,
+        };
+        let config = ClusterConfig {
+            endpoints: vec![addr.to_owned()],
+            ..base.clone()
+        };
+        let upstream = Upstream::new(&self.migration.name, &config, self.connect_timeout)
+            .map_err(|e| e.to_string())?;
+        cache.insert(key, upstream.clone());
+        Ok(upstream)
+    }
+
+    /// How `topic`'s route is built; a migrated topic met for the first
+    /// time is registered first.
+    pub async fn plan(&self, topic: &str) -> Plan {
+        if route::is_group_topic(topic) {
+            return Plan::Union;
+        }
+        if route::is_system_topic(topic) {
+            return Plan::SourceOnly;
+        }
+        self.discover(&[topic.to_owned()]).await;
+        match self.migration.topic(topic) {
+            Some(handle) => Plan::Migrated(handle.state()),
+            None => Plan::SourceOnly,
+        }
+    }
+
+    /// Registers the topics among `names` that match the migration's
+    /// patterns and are not known yet: durably first, then in the live
+    /// registry, so `ctl` can move them.
+    pub async fn discover(&self, names: &[String]) {
+        for name in names {
+            if self.migration.topic(name).is_some()
+                || route::is_system_topic(name)
+                || route::is_group_topic(name)
+                || !self.patterns.iter().any(|p| p.matches(name.as_bytes()))
+            {
+                continue;
+            }
+            let initial = TopicRecord::initial(self.migration.config.initial_state);
+            match self
+                .store
+                .register(&self.migration.name, name, initial)
+                .await
+            {
+                Ok(record) => {
+                    let handle = self.migration.insert_discovered(TopicHandle::new(
+                        self.migration.name.clone(),
+                        Arc::from(name.as_str()),
+                        record.state,
+                        record.epoch,
+                    ));
+                    metrics::publish_topic_state(&handle);
+                    metrics::register_topic(&handle);
+                    metrics::register_rocketmq_topic(
+                        &self.migration.name,
+                        name,
+                        [self.cluster(Side::Source), self.cluster(Side::Target)],
+                    );
+                    tracing::info!(
+                        migration = %self.migration.name, topic = %name, state = %record.state,
+                        "rocketmq topic discovered"
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    migration = %self.migration.name, topic = %name, error = %e,
+                    "could not persist a discovered topic; it stays unlisted until seen again"
+                ),
+            }
+        }
+    }
+
+    /// Asks `side`'s NameServer for its cluster info.
+    pub async fn cluster_info(&self, side: Side) -> Result<ClusterInfo, String> {
+        let mut conn = rpc::Conn::open(self.nameserver(side), self.max_frame)
+            .await
+            .map_err(|e| e.to_string())?;
+        let answer = conn
+            .call(
+                rpc::request(RequestCode::GET_BROKER_CLUSTER_INFO, &[]),
+                &[],
+                self.upstream_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer.header.code != ResponseCode::SUCCESS {
+            return Err(format!(
+                "cluster \"{}\" answered GET_BROKER_CLUSTER_INFO with code {}: {}",
+                self.cluster(side),
+                answer.header.code,
+                answer.header.remark.unwrap_or_default()
+            ));
+        }
+        ClusterInfo::decode(&answer.body).map_err(|e| e.to_string())
+    }
+}
+
+struct NamesrvHandler {
+    shared: Arc<Shared>,
+}
+
+impl Handler for NamesrvHandler {
+    fn handle(
+        self: Arc<Self>,
+        client: Stream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        namesrv::run(self.shared.clone(), client, peer, shutdown).boxed()
+    }
+}
+
+struct BrokerHandler {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+}
+
+impl Handler for BrokerHandler {
+    fn handle(
+        self: Arc<Self>,
+        client: Stream,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        session::run(
+            self.shared.clone(),
+            self.endpoint.clone(),
+            client,
+            peer,
+            shutdown,
+        )
+        .boxed()
+    }
+}
+
+/// Starts the migration's NameServer facade, opens an endpoint per broker
+/// of both clusters and installs the RocketMQ driver.
+///
+/// A NameServer that is down at start-up does not stop the proxy: its
+/// brokers are probed again in the background, and endpoints also open
+/// lazily from the routes clients ask for.
+///
+/// # Errors
+/// When the facade's listener cannot bind or TLS files cannot be used.
+pub async fn start(
+    config: &Config,
+    migration: Arc<MigrationHandle>,
+    controller: Arc<Controller>,
+    shutdown: Shutdown,
+) -> Result<(), StartError> {
+    let shared = build_shared(config, &migration, &controller, &shutdown)?;
+    migration.set_driver(Arc::new(driver::RocketmqDriver::new(shared.clone())));
+    metrics::register_listener(&migration.name);
+    for topic in migration.topics() {
+        metrics::register_rocketmq_topic(
+            &migration.name,
+            &topic.name,
+            [shared.cluster(Side::Source), shared.cluster(Side::Target)],
+        );
+    }
+    let listen = migration.config.listen;
+    let listener = crate::proxy::listener::bind(listen).map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let mut pending = Vec::new();
+    for side in [Side::Source, Side::Target] {
+        if !learn_brokers(&shared, side).await {
+            pending.push(side);
+        }
+    }
+    if !pending.is_empty() {
+        let shared = shared.clone();
+        let token = shutdown.token.clone();
+        tokio::spawn(async move {
+            let mut backoff = PROBE_BACKOFF_FIRST;
+            while !pending.is_empty() {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                let mut still = Vec::new();
+                for side in pending {
+                    if !learn_brokers(&shared, side).await {
+                        still.push(side);
+                    }
+                }
+                pending = still;
+                backoff = (backoff * 2).min(PROBE_BACKOFF_MAX);
+            }
+        });
+    }
+    tracing::info!(
+        migration = %migration.name, %listen, advertised_host = %shared.advertised_host,
+        "rocketmq nameserver facade ready"
+    );
+    tokio::spawn(crate::proxy::serve(
+        listener,
+        shared.settings.clone(),
+        Arc::new(NamesrvHandler { shared }),
+        shutdown,
+    ));
+    Ok(())
+}
+
+/// One start-up probe of a cluster's brokers; opens an endpoint for each,
+/// in broker-name then broker-id order. Returns whether the NameServer answered.
+async fn learn_brokers(shared: &Arc<Shared>, side: Side) -> bool {
+    match shared.cluster_info(side).await {
+        Ok(info) => {
+            for broker in info.broker_addr_table.values() {
+                for addr in broker.broker_addrs.values() {
+                    if let Err(e) = shared.endpoint_addr(side, &broker.broker_name, addr) {
+                        tracing::error!(migration = %shared.migration.name, error = %e, "rocketmq broker endpoint not opened");
+                    }
+                }
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                migration = %shared.migration.name, side = side.as_str(), error = %e,
+                "cannot learn the cluster's brokers yet; retrying in the background"
+            );
+            false
+        }
+    }
+}
+
+fn build_shared(
+    config: &Config,
+    migration: &Arc<MigrationHandle>,
+    controller: &Controller,
+    shutdown: &Shutdown,
+) -> Result<Arc<Shared>, StartError> {
+    let mc = &migration.config;
+    let options = mc.rocketmq_options();
+    let cluster = |name: &str| {
+        config
+            .cluster(name)
+            .ok_or_else(|| StartError::Setup(format!("unknown cluster {name}")))
+    };
+    let (source, target) = (cluster(&mc.source)?, cluster(&mc.target)?);
+    let upstream = |c| {
+        Upstream::new(&migration.name, c, config.proxy.connect_timeout)
+            .map_err(|e| StartError::Setup(e.to_string()))
+    };
+    let base = mc.rocketmq_brokers_base().ok_or_else(|| {
+        StartError::Setup(
+            "no port after listen for broker endpoints; set rocketmq.brokers_listen_base".into(),
+        )
+    })?;
+    let settings = ListenerSettings {
+        migration: migration.name.clone(),
+        max_connections: config.proxy.max_connections,
+        handshake_timeout: config.proxy.handshake_timeout,
+        tls: match &mc.tls {
+            Some(t) => Some(tls::server_config(t).map_err(|e| StartError::Setup(e.to_string()))?),
+            None => None,
+        },
+    };
+    Ok(Arc::new(Shared {
+        migration: migration.clone(),
+        store: controller.store().clone(),
+        patterns: mc
+            .topics
+            .iter()
+            .filter_map(|t| Pattern::compile(&t.pattern).ok())
+            .collect(),
+        source_ns: upstream(source)?,
+        target_ns: upstream(target)?,
+        source_config: source.clone(),
+        target_config: target.clone(),
+        observed: observe::Observed::default(),
+        endpoints: Mutex::new(EndpointMap::new(
+            base,
+            options.max_brokers,
+            &options.target_broker_suffix,
+        )),
+        broker_upstreams: Mutex::new(HashMap::new()),
+        advertised_host: mc.rocketmq_advertised_host(),
+        listen: mc.listen,
+        max_frame: options.max_frame_bytes,
+        idle_timeout: config.proxy.idle_timeout,
+        connect_timeout: config.proxy.connect_timeout,
+        upstream_timeout: config.proxy.upstream_timeout.min(UPSTREAM_RPC_TIMEOUT),
+        quiet_window: options.quiet_window,
+        settings,
+        shutdown: shutdown.clone(),
+    }))
+}
+
+/// The proxy's own NameServer and broker requests answer in milliseconds;
+/// a client waits 3 s for a route by default, so give up well before.
+const UPSTREAM_RPC_TIMEOUT: Duration = Duration::from_secs(2);

@@ -1,0 +1,340 @@
+//! Queue and group offsets of one cluster, read with the proxy's own
+//! requests: the backlog checks, the bypass check's view of a group's
+//! members, and the target group offsets set when reads start there.
+
+use std::collections::BTreeMap;
+
+use cutover_rocketmq::{RequestCode, ResponseCode, TopicRouteData};
+use serde::Deserialize;
+
+use super::Shared;
+use super::endpoints::Side;
+use super::rpc::{self, Conn};
+
+/// One queue of a topic on a side.
+#[derive(Clone, Debug)]
+pub struct Queue {
+    /// Master address.
+    pub addr: String,
+    /// Queue id.
+    pub id: i32,
+}
+
+/// The topic's route on `side` (`None`: no such topic).
+///
+/// # Errors
+/// A sentence naming the cluster when the NameServer cannot be asked.
+pub async fn route(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+) -> Result<Option<TopicRouteData>, String> {
+    let mut conn = Conn::open(shared.nameserver(side), shared.max_frame)
+        .await
+        .map_err(|e| e.to_string())?;
+    let got = conn
+        .call(
+            rpc::request(RequestCode::GET_ROUTEINFO_BY_TOPIC, &[("topic", topic)]),
+            &[],
+            shared.upstream_timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match got.header.code {
+        ResponseCode::SUCCESS => TopicRouteData::decode(&got.body)
+            .map(Some)
+            .map_err(|e| format!("cluster \"{}\": {e}", shared.cluster(side))),
+        ResponseCode::TOPIC_NOT_EXIST => Ok(None),
+        code => Err(format!(
+            "cluster \"{}\" answered the route of {topic} with code {code}: {}",
+            shared.cluster(side),
+            got.header.remark.unwrap_or_default()
+        )),
+    }
+}
+
+/// Every readable queue of a route, on its master.
+#[must_use]
+pub fn queues(route: &TopicRouteData) -> Vec<Queue> {
+    let mut out = Vec::new();
+    for q in &route.queue_datas {
+        let Some(addr) = route.broker(&q.broker_name).and_then(|b| b.master_addr()) else {
+            continue;
+        };
+        for id in 0..q.read_queue_nums {
+            out.push(Queue {
+                addr: addr.to_owned(),
+                id,
+            });
+        }
+    }
+    out
+}
+
+/// Broker connections of one check, opened once per address.
+pub struct Brokers<'a> {
+    shared: &'a Shared,
+    side: Side,
+    conns: BTreeMap<String, Conn>,
+}
+
+impl<'a> Brokers<'a> {
+    /// No connection yet.
+    #[must_use]
+    pub fn new(shared: &'a Shared, side: Side) -> Self {
+        Brokers {
+            shared,
+            side,
+            conns: BTreeMap::new(),
+        }
+    }
+
+    async fn call(
+        &mut self,
+        addr: &str,
+        code: i32,
+        ext: &[(&str, &str)],
+    ) -> Result<cutover_rocketmq::Frame, String> {
+        self.call_with(addr, code, ext, &[]).await
+    }
+
+    async fn call_with(
+        &mut self,
+        addr: &str,
+        code: i32,
+        ext: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<cutover_rocketmq::Frame, String> {
+        if !self.conns.contains_key(addr) {
+            let upstream = self.shared.broker_upstream(self.side, addr)?;
+            let conn = Conn::open(&upstream, self.shared.max_frame)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.conns.insert(addr.to_owned(), conn);
+        }
+        let conn = self.conns.get_mut(addr).expect("just opened");
+        let got = conn
+            .call(rpc::request(code, ext), body, self.shared.upstream_timeout)
+            .await;
+        if got.is_err() {
+            self.conns.remove(addr);
+        }
+        got.map_err(|e| format!("broker {addr}: {e}"))
+    }
+
+    async fn offset(
+        &mut self,
+        addr: &str,
+        code: i32,
+        ext: &[(&str, &str)],
+    ) -> Result<Option<i64>, String> {
+        let got = self.call(addr, code, ext).await?;
+        match got.header.code {
+            ResponseCode::SUCCESS => got
+                .header
+                .ext("offset")
+                .and_then(|o| o.parse().ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    format!("broker {addr} answered request code {code} without an offset")
+                }),
+            ResponseCode::QUERY_NOT_FOUND => Ok(None),
+            other => Err(format!(
+                "broker {addr} answered request code {code} with code {other}: {}",
+                got.header.remark.unwrap_or_default()
+            )),
+        }
+    }
+
+    /// The queue's max (next) offset.
+    ///
+    /// # Errors
+    /// A sentence naming the broker.
+    pub async fn max_offset(&mut self, topic: &str, q: &Queue) -> Result<i64, String> {
+        let id = q.id.to_string();
+        self.offset(
+            &q.addr,
+            RequestCode::GET_MAX_OFFSET,
+            &[("topic", topic), ("queueId", &id)],
+        )
+        .await?
+        .ok_or_else(|| format!("broker {} has no max offset for {topic}/{id}", q.addr))
+    }
+
+    /// The queue's min offset.
+    ///
+    /// # Errors
+    /// A sentence naming the broker.
+    pub async fn min_offset(&mut self, topic: &str, q: &Queue) -> Result<i64, String> {
+        let id = q.id.to_string();
+        self.offset(
+            &q.addr,
+            RequestCode::GET_MIN_OFFSET,
+            &[("topic", topic), ("queueId", &id)],
+        )
+        .await?
+        .ok_or_else(|| format!("broker {} has no min offset for {topic}/{id}", q.addr))
+    }
+
+    /// The group's committed offset of the queue, if it has one.
+    ///
+    /// # Errors
+    /// A sentence naming the broker.
+    pub async fn group_offset(
+        &mut self,
+        group: &str,
+        topic: &str,
+        q: &Queue,
+    ) -> Result<Option<i64>, String> {
+        let id = q.id.to_string();
+        self.offset(
+            &q.addr,
+            RequestCode::QUERY_CONSUMER_OFFSET,
+            &[("consumerGroup", group), ("topic", topic), ("queueId", &id)],
+        )
+        .await
+    }
+
+    /// Commits `offset` for the group on the queue, creating the group on
+    /// the broker first if the broker does not know it (a group meets a
+    /// target broker only once target queues appear in its routes, and
+    /// its offsets must be set before that).
+    ///
+    /// # Errors
+    /// A sentence naming the broker.
+    pub async fn commit(
+        &mut self,
+        group: &str,
+        topic: &str,
+        q: &Queue,
+        offset: i64,
+    ) -> Result<(), String> {
+        let mut code = self.try_commit(group, topic, q, offset).await?;
+        if code == ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST {
+            self.create_group(&q.addr, group).await?;
+            code = self.try_commit(group, topic, q, offset).await?;
+        }
+        if code == ResponseCode::SUCCESS {
+            Ok(())
+        } else {
+            Err(format!(
+                "broker {} refused the offset of {group} on {topic}/{} with code {code}",
+                q.addr, q.id
+            ))
+        }
+    }
+
+    /// Creates subscription group `group` with Apache's defaults.
+    async fn create_group(&mut self, addr: &str, group: &str) -> Result<(), String> {
+        let body = serde_json::json!({
+            "groupName": group, "consumeEnable": true, "consumeFromMinEnable": true,
+            "consumeBroadcastEnable": true, "retryQueueNums": 1, "retryMaxTimes": 16,
+            "brokerId": 0, "whichBrokerWhenConsumeSlowly": 1, "notifyConsumerIdsChangedEnable": true,
+        });
+        let got = self
+            .call_with(
+                addr,
+                RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
+                &[],
+                body.to_string().as_bytes(),
+            )
+            .await?;
+        if got.header.code == ResponseCode::SUCCESS {
+            tracing::info!(broker = %addr, %group, "subscription group created on the target broker");
+            Ok(())
+        } else {
+            Err(format!(
+                "broker {addr} refused to create subscription group {group}: code {}: {}",
+                got.header.code,
+                got.header.remark.unwrap_or_default()
+            ))
+        }
+    }
+
+    async fn try_commit(
+        &mut self,
+        group: &str,
+        topic: &str,
+        q: &Queue,
+        offset: i64,
+    ) -> Result<i32, String> {
+        let (id, offset) = (q.id.to_string(), offset.to_string());
+        let got = self
+            .call(
+                &q.addr,
+                RequestCode::UPDATE_CONSUMER_OFFSET,
+                &[
+                    ("consumerGroup", group),
+                    ("topic", topic),
+                    ("queueId", &id),
+                    ("commitOffset", &offset),
+                ],
+            )
+            .await?;
+        Ok(got.header.code)
+    }
+
+    /// Messages of `topic` the group has not consumed, summed over the
+    /// given queues (a queue the group never committed counts from its min).
+    ///
+    /// # Errors
+    /// A sentence naming the broker.
+    pub async fn backlog(
+        &mut self,
+        group: &str,
+        topic: &str,
+        queues: &[Queue],
+    ) -> Result<i64, String> {
+        let mut total = 0;
+        for q in queues {
+            let max = self.max_offset(topic, q).await?;
+            let done = match self.group_offset(group, topic, q).await? {
+                Some(o) => o,
+                None => self.min_offset(topic, q).await?,
+            };
+            total += (max - done).max(0);
+        }
+        Ok(total)
+    }
+
+    /// The client addresses of the group's members connected to the broker
+    /// at `addr` (empty when the group is not online there).
+    ///
+    /// # Errors
+    /// A sentence naming the broker.
+    pub async fn members(&mut self, addr: &str, group: &str) -> Result<Vec<Member>, String> {
+        let got = self
+            .call(
+                addr,
+                RequestCode::GET_CONSUMER_CONNECTION_LIST,
+                &[("consumerGroup", group)],
+            )
+            .await?;
+        if got.header.code != ResponseCode::SUCCESS {
+            return Ok(Vec::new());
+        }
+        let body = cutover_rocketmq::quote_integer_keys(&got.body);
+        let list: ConnectionList = serde_json::from_slice(&body)
+            .map_err(|e| format!("broker {addr}: consumer connection list of {group}: {e}"))?;
+        Ok(list.connection_set)
+    }
+}
+
+/// One member of a consumer group as a broker lists it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// The client's id (`ip@instance`).
+    #[serde(default)]
+    pub client_id: String,
+    /// The address the broker sees the connection from.
+    #[serde(default)]
+    pub client_addr: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionList {
+    #[serde(default)]
+    connection_set: Vec<Member>,
+}

@@ -1,0 +1,443 @@
+//! One client connection to a broker endpoint, paired with one upstream
+//! connection to the real broker; both directions are pumped concurrently,
+//! so broker→client requests (transaction checks, rebalance notices,
+//! running-info queries) reach the client, and a long-polled pull holds
+//! nothing else up.
+//!
+//! Frames pass through with their opaque untouched. Only these change:
+//! - on a target endpoint, the broker names clients use (suffixed) become
+//!   the real one in requests (`bname`, V2 send key `n`, lock/unlock
+//!   bodies) and back in answers naming queues (lock, query-assignment);
+//! - a target broker's "no offset" answer to QUERY_CONSUMER_OFFSET becomes
+//!   the queue's min offset, so a group first meeting a target queue reads
+//!   it from its start instead of skipping to its end (DESIGN.md §2).
+//!
+//! The request side also learns groups and topics (heartbeats, sends,
+//! pulls) and remembers, by opaque, the requests whose answers it counts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use cutover_rocketmq::{Encoding, Frame, Header, RequestCode, ResponseCode, encode, split_frame};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::endpoints::{Endpoint, Side};
+use super::observe::count_messages;
+use super::rpc::{self, Conn};
+use crate::metrics;
+use crate::proxy::Stream;
+
+const READ_RESERVE: usize = 16 * 1024;
+
+/// Answers awaited at once per connection; past this, answers are relayed
+/// without being counted (a client pipelining this much is an outlier, and
+/// the map must stay bounded).
+const MAX_PENDING: usize = 16 * 1024;
+
+/// Why a connection ended (the `reason` label of `CONNECTIONS_CLOSED`).
+enum Close {
+    Client,
+    Idle,
+    Shutdown,
+    Protocol(String),
+    Upstream(String),
+}
+
+/// What the answer to a remembered request is awaited for.
+struct Pending {
+    code: i32,
+    topic: String,
+    messages: u64,
+    started: Instant,
+    encoding: Encoding,
+    queue_id: Option<String>,
+}
+
+type InFlight = Mutex<HashMap<i32, Pending>>;
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    client: Stream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let name = shared.migration.name.to_string();
+    let mut local = None;
+    let close = match connect(&shared, &endpoint).await {
+        Ok(upstream) => {
+            local = local_addr(&upstream);
+            if let Some(addr) = &local {
+                shared.observed.local_addr(addr, true);
+            }
+            let (client_r, client_w) = tokio::io::split(client);
+            let (up_r, up_w) = tokio::io::split(upstream);
+            let inflight = InFlight::default();
+            tokio::select! {
+                close = requests(&shared, &endpoint, client_r, up_w, &inflight) => close,
+                close = responses(&shared, &endpoint, up_r, client_w, &inflight) => close,
+                () = shutdown.cancelled() => Close::Shutdown,
+            }
+        }
+        Err(reason) => Close::Upstream(reason),
+    };
+    if let Some(addr) = &local {
+        shared.observed.local_addr(addr, false);
+    }
+    let reason = match &close {
+        Close::Client => "client",
+        Close::Idle => "idle",
+        Close::Shutdown => "shutdown",
+        Close::Protocol(_) => "protocol_error",
+        Close::Upstream(_) => "upstream",
+    };
+    metrics::counter!(metrics::CONNECTIONS_CLOSED, "migration" => name.clone(), "reason" => reason)
+        .increment(1);
+    let broker = &endpoint.virtual_name;
+    match close {
+        Close::Protocol(why) => {
+            metrics::counter!(metrics::REQUEST_ERRORS, "migration" => name.clone(), "cluster" => "client", "kind" => "protocol")
+                .increment(1);
+            tracing::warn!(migration = %name, %peer, %broker, reason = %why, "closing rocketmq client connection");
+        }
+        Close::Upstream(why) => {
+            tracing::warn!(migration = %name, %peer, %broker, reason = %why, "closing rocketmq client connection: upstream failed");
+        }
+        _ => {
+            tracing::debug!(migration = %name, %peer, %broker, reason, "rocketmq client connection closed")
+        }
+    }
+}
+
+async fn connect(shared: &Shared, endpoint: &Endpoint) -> Result<Stream, String> {
+    let upstream = shared.broker_upstream(endpoint.side, &endpoint.upstream)?;
+    upstream.connect().await.map_err(|e| e.to_string())
+}
+
+fn local_addr(stream: &Stream) -> Option<String> {
+    let tcp = match stream {
+        Stream::Plain(s) => s,
+        Stream::TlsClient(s) => s.get_ref().0,
+        Stream::TlsServer(s) => s.get_ref().0,
+    };
+    tcp.local_addr().ok().map(|a| a.to_string())
+}
+
+/// Client → broker.
+async fn requests(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    mut client: impl AsyncRead + Unpin,
+    mut upstream: impl AsyncWrite + Unpin,
+    inflight: &InFlight,
+) -> Close {
+    let cluster = shared.cluster(endpoint.side).to_owned();
+    let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => cluster.clone(), "direction" => "to_upstream");
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    loop {
+        loop {
+            let frame = match split_frame(&mut buf, shared.max_frame)
+                .and_then(|raw| raw.map(Frame::parse).transpose())
+            {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => return Close::Protocol(e.to_string()),
+            };
+            let out = if frame.header.is_response() {
+                frame.raw
+            } else {
+                match request(shared, endpoint, &cluster, frame, inflight).await {
+                    Ok(out) => out,
+                    Err(why) => return Close::Protocol(why),
+                }
+            };
+            if let Err(e) = upstream.write_all(&out).await {
+                return Close::Upstream(format!("writing to the broker: {e}"));
+            }
+            bytes.increment(out.len() as u64);
+        }
+        if let Err(e) = upstream.flush().await {
+            return Close::Upstream(format!("writing to the broker: {e}"));
+        }
+        buf.reserve(READ_RESERVE);
+        match tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)).await {
+            Err(_) => return Close::Idle,
+            Ok(Ok(0) | Err(_)) => return Close::Client,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Whether `code` is a send whose header uses the one-letter V2 keys.
+fn is_v2_send(code: i32) -> bool {
+    matches!(
+        code,
+        RequestCode::SEND_MESSAGE_V2
+            | RequestCode::SEND_BATCH_MESSAGE
+            | RequestCode::SEND_REPLY_MESSAGE_V2
+    )
+}
+
+/// Observes, translates and remembers one client request; returns the
+/// bytes to relay.
+async fn request(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    cluster: &str,
+    frame: Frame,
+    inflight: &InFlight,
+) -> Result<Bytes, String> {
+    let code = frame.header.code;
+    let v2 = is_v2_send(code);
+    let topic = frame
+        .header
+        .ext(if v2 { "b" } else { "topic" })
+        .map(str::to_owned);
+    let migration = shared.migration.name.to_string();
+    let counted = RequestCode::is_send(code)
+        || matches!(
+            code,
+            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE
+        );
+    if code == RequestCode::HEART_BEAT {
+        let topics = shared.observed.heartbeat(&frame.body);
+        shared.discover(&topics).await;
+    }
+    if let (true, Some(topic)) = (counted, &topic) {
+        metrics::counter!(metrics::REQUESTS, "migration" => migration, "topic" => topic.clone(), "cluster" => cluster.to_owned())
+            .increment(1);
+        if RequestCode::is_send(code) {
+            shared.observed.sent(topic, endpoint.side);
+            if !frame.header.is_oneway() {
+                shared.discover(std::slice::from_ref(topic)).await;
+            }
+        }
+    }
+    let remember = counted
+        || (code == RequestCode::QUERY_CONSUMER_OFFSET && endpoint.side == Side::Target)
+        || matches!(
+            code,
+            RequestCode::LOCK_BATCH_MQ | RequestCode::QUERY_ASSIGNMENT
+        );
+    if remember && !frame.header.is_oneway() {
+        let mut map = inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() < MAX_PENDING {
+            let messages = match code {
+                RequestCode::SEND_BATCH_MESSAGE => count_messages(&frame.body),
+                c if RequestCode::is_send(c) => 1,
+                _ => 0,
+            };
+            map.insert(
+                frame.header.opaque,
+                Pending {
+                    code,
+                    topic: topic.unwrap_or_default(),
+                    messages,
+                    started: Instant::now(),
+                    encoding: frame.encoding,
+                    queue_id: frame.header.ext("queueId").map(str::to_owned),
+                },
+            );
+        }
+    }
+    if endpoint.virtual_name == endpoint.real_name {
+        return Ok(frame.raw);
+    }
+    to_real(endpoint, frame, v2)
+}
+
+/// Replaces the virtual broker name with the real one where a request
+/// carries it; re-encodes only when something changed.
+fn to_real(endpoint: &Endpoint, frame: Frame, v2: bool) -> Result<Bytes, String> {
+    let mut header = frame.header.clone();
+    let mut changed = false;
+    for key in ["bname", "brokerName", if v2 { "n" } else { "bname" }] {
+        if header.ext(key) == Some(endpoint.virtual_name.as_str()) {
+            header.set_ext(key, endpoint.real_name.clone());
+            changed = true;
+        }
+    }
+    let body = match frame.header.code {
+        RequestCode::LOCK_BATCH_MQ | RequestCode::UNLOCK_BATCH_MQ => {
+            rename_in_body(&frame.body, &endpoint.virtual_name, &endpoint.real_name)
+        }
+        _ => None,
+    };
+    if !changed && body.is_none() {
+        return Ok(frame.raw);
+    }
+    let body = body.as_deref().unwrap_or(&frame.body);
+    encode(&header, body, frame.encoding).map_err(|e| e.to_string())
+}
+
+/// `"brokerName":"from"` → `"brokerName":"to"` in a JSON body, if present.
+fn rename_in_body(body: &[u8], from: &str, to: &str) -> Option<Vec<u8>> {
+    let needle = format!("\"brokerName\":\"{from}\"");
+    let text = std::str::from_utf8(body).ok()?;
+    text.contains(&needle).then(|| {
+        text.replace(&needle, &format!("\"brokerName\":\"{to}\""))
+            .into_bytes()
+    })
+}
+
+/// Broker → client.
+async fn responses(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    mut upstream: impl AsyncRead + Unpin,
+    mut client: impl AsyncWrite + Unpin,
+    inflight: &InFlight,
+) -> Close {
+    let cluster = shared.cluster(endpoint.side).to_owned();
+    let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => cluster.clone(), "direction" => "to_client");
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    loop {
+        loop {
+            let raw = match split_frame(&mut buf, shared.max_frame) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => break,
+                Err(e) => return Close::Upstream(format!("broker frame: {e}")),
+            };
+            let out = answer(shared, endpoint, &cluster, raw, inflight).await;
+            if client.write_all(&out).await.is_err() {
+                return Close::Client;
+            }
+            bytes.increment(out.len() as u64);
+        }
+        if client.flush().await.is_err() {
+            return Close::Client;
+        }
+        buf.reserve(READ_RESERVE);
+        match upstream.read_buf(&mut buf).await {
+            Ok(0) => return Close::Upstream("the broker closed the connection".into()),
+            Ok(_) => {}
+            Err(e) => return Close::Upstream(format!("reading from the broker: {e}")),
+        }
+    }
+}
+
+/// Counts a remembered request's answer and rewrites it where needed.
+async fn answer(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    cluster: &str,
+    raw: Bytes,
+    inflight: &InFlight,
+) -> Bytes {
+    let Ok(frame) = Frame::parse(raw.clone()) else {
+        return raw;
+    };
+    if !frame.header.is_response() {
+        return raw;
+    }
+    let Some(pending) = inflight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&frame.header.opaque)
+    else {
+        return raw;
+    };
+    let code = frame.header.code;
+    let labels = |extra: Option<(&'static str, String)>| {
+        let mut l = vec![
+            ("migration", shared.migration.name.to_string()),
+            ("topic", pending.topic.clone()),
+            ("cluster", cluster.to_owned()),
+        ];
+        l.extend(extra);
+        l
+    };
+    let ok = code == ResponseCode::SUCCESS;
+    match pending.code {
+        c if RequestCode::is_send(c) => {
+            metrics::counter!(metrics::ROCKETMQ_SENDS, &labels(None)).increment(1);
+            metrics::histogram!(metrics::REQUEST_DURATION, "migration" => shared.migration.name.to_string(), "cluster" => cluster.to_owned())
+                .record(pending.started.elapsed().as_secs_f64());
+            if ok {
+                metrics::counter!(
+                    metrics::ROCKETMQ_MESSAGES,
+                    &labels(Some(("direction", "produced".into())))
+                )
+                .increment(pending.messages);
+            }
+        }
+        RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
+            metrics::counter!(metrics::ROCKETMQ_PULLS, &labels(None)).increment(1);
+            if ok {
+                metrics::counter!(
+                    metrics::ROCKETMQ_MESSAGES,
+                    &labels(Some(("direction", "consumed".into())))
+                )
+                .increment(count_messages(&frame.body));
+            }
+        }
+        RequestCode::QUERY_CONSUMER_OFFSET if code == ResponseCode::QUERY_NOT_FOUND => {
+            return min_offset_answer(shared, endpoint, &frame, &pending)
+                .await
+                .unwrap_or(raw);
+        }
+        RequestCode::LOCK_BATCH_MQ | RequestCode::QUERY_ASSIGNMENT
+            if endpoint.virtual_name != endpoint.real_name =>
+        {
+            if let Some(body) =
+                rename_in_body(&frame.body, &endpoint.real_name, &endpoint.virtual_name)
+            {
+                return encode(&frame.header, &body, frame.encoding).unwrap_or(raw);
+            }
+            return raw;
+        }
+        _ => return raw,
+    }
+    let normal = ok
+        || (matches!(
+            pending.code,
+            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE
+        ) && matches!(
+            code,
+            ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY
+        ));
+    if !normal {
+        metrics::counter!(
+            metrics::ROCKETMQ_ERRORS,
+            &labels(Some(("code", code.to_string())))
+        )
+        .increment(1);
+    }
+    raw
+}
+
+/// The answer "start at the queue's min offset" to a QUERY_CONSUMER_OFFSET
+/// the target broker had no offset for, in the encoding the client used.
+async fn min_offset_answer(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    frame: &Frame,
+    pending: &Pending,
+) -> Option<Bytes> {
+    let queue_id = pending.queue_id.as_deref()?;
+    let upstream = shared
+        .broker_upstream(endpoint.side, &endpoint.upstream)
+        .ok()?;
+    let mut conn = Conn::open(&upstream, shared.max_frame).await.ok()?;
+    let ask = rpc::request(
+        RequestCode::GET_MIN_OFFSET,
+        &[("topic", pending.topic.as_str()), ("queueId", queue_id)],
+    );
+    let got = conn.call(ask, &[], shared.upstream_timeout).await.ok()?;
+    if got.header.code != ResponseCode::SUCCESS {
+        return None;
+    }
+    let min = got.header.ext("offset")?.to_owned();
+    let mut head = Header::response(ResponseCode::SUCCESS, frame.header.opaque, None);
+    head.language = frame.header.language;
+    head.version = frame.header.version;
+    head.set_ext("offset", min.clone());
+    tracing::debug!(migration = %shared.migration.name, topic = %pending.topic, queue_id, offset = %min,
+        "target queue has no offset for the group; starting it at the queue's min offset");
+    encode(&head, &[], pending.encoding).ok()
+}

@@ -1,0 +1,206 @@
+//! The RocketMQ proxy in `source`, black box against two real clusters:
+//! produce and consume through it with rocketmq-client-rust, routes and
+//! cluster info naming only proxy endpoints, both header encodings
+//! answered in kind, the readiness checks refusing with reasons (and
+//! `--force` recorded), and bad input closing only its own connection.
+//! Needs `tests/peers/install.sh rocketmq`.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use cutover_rocketmq::{ClusterInfo, Encoding, TopicRouteData};
+use support::{RocketmqRig, create_topic, rpc, wait_until};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+#[test]
+fn source_state_relays_clients_and_answers_in_their_encoding() {
+    let rig = RocketmqRig::start("");
+    create_topic(&rig.source.broker(), &rig.source.namesrv(), "events", 2);
+
+    // Both encodings, answered in kind; only proxy addresses, and in
+    // `source` only the source's queues.
+    for encoding in [Encoding::Json, Encoding::Binary] {
+        let answer =
+            rpc(&rig.namesrv, 105, &[("topic", "events")], encoding).expect("route answered");
+        assert_eq!(answer.encoding, encoding);
+        assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
+        let route = TopicRouteData::decode(&answer.body).unwrap();
+        assert_eq!(route.queue_datas.len(), 1, "{route:?}");
+        assert_eq!(route.queue_datas[0].broker_name, "broker-a");
+        let addr = route.broker_datas[0].master_addr().unwrap();
+        assert_ne!(
+            addr,
+            rig.source.broker(),
+            "clients must not be sent to the real broker"
+        );
+        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    }
+    let info = rpc(&rig.namesrv, 106, &[], Encoding::Binary).expect("cluster info answered");
+    assert_eq!(info.encoding, Encoding::Binary);
+    let info = ClusterInfo::decode(&info.body).unwrap();
+    let names: Vec<&String> = info.broker_addr_table.keys().collect();
+    assert_eq!(
+        names,
+        ["broker-a", "broker-a-target"],
+        "target names are suffixed"
+    );
+    for b in info.broker_addr_table.values() {
+        let addr = b.master_addr().unwrap();
+        assert!(
+            addr != rig.source.broker() && addr != rig.target.broker(),
+            "{addr}"
+        );
+    }
+    let missing = rpc(&rig.namesrv, 105, &[("topic", "nope")], Encoding::Json).unwrap();
+    assert_eq!(missing.header.code, 17, "unknown topic stays unknown");
+
+    // Produce and consume through the proxy.
+    let mut consumer = rig.client("consume", "c", "events", "readers", &[]);
+    let mut producer = rig.client("produce", "p", "events", "writers", &["--count", "200"]);
+    wait_until(DEADLINE, "200 messages acknowledged", || {
+        producer.lines().len() == 200
+    });
+    wait_until(DEADLINE, "200 messages consumed", || {
+        consumer.lines().len() >= 200
+    });
+    let summary = producer.stop(Duration::from_secs(30));
+    assert_eq!(summary["acked"], 200, "{summary}");
+    consumer.stop(Duration::from_secs(30));
+    assert_eq!(
+        rig.target.max_offsets("events", 2),
+        0,
+        "nothing reaches the target in source"
+    );
+    assert_eq!(rig.source.max_offsets("events", 2), 200);
+    let (_, status) = rig.ctl(&["status"]);
+    assert!(
+        status.contains("events") && status.contains("source"),
+        "{status}"
+    );
+}
+
+#[test]
+fn checks_refuse_with_reasons_and_force_is_recorded() {
+    let rig = RocketmqRig::start("");
+    create_topic(&rig.source.broker(), &rig.source.namesrv(), "bills", 2);
+    let _proxied = rig.client("consume", "via-proxy", "bills", "billing", &[]);
+    // The same group straight at the source: invisible to the proxy.
+    let bypass = support::RocketmqClient::start(
+        rig.dir.path(),
+        "consume",
+        "bypass",
+        &[
+            "--namesrv",
+            &rig.source.namesrv(),
+            "--topic",
+            "bills",
+            "--group",
+            "billing",
+        ],
+    );
+    let mut last = String::new();
+    wait_until(DEADLINE, "the check to name the bypassing consumer", || {
+        let (code, out) = rig.ctl(&["check", "orders", "bills"]);
+        last = out;
+        code == 1 && last.contains("without the proxy")
+    });
+    assert!(
+        last.contains("FAIL    target_topic_exists")
+            && last.contains("cluster \"new\" (target) has no topic bills"),
+        "{last}"
+    );
+    assert!(last.contains("FAIL    all_group_members_proxied"), "{last}");
+    assert!(last.contains("group billing: client"), "{last}");
+    assert!(last.contains("pass    target_reachable"), "{last}");
+
+    let (code, out) = rig.ctl(&["advance", "orders", "bills"]);
+    assert_eq!(code, 1, "refused: {out}");
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", "bills"]);
+    assert_eq!(code, 0, "{out}");
+    // The bypassing consumer is still there: only --force moves the topic.
+    let (code, out) = rig.ctl(&["advance", "--force", "orders", "bills"]);
+    assert_eq!(code, 0, "forced: {out}");
+    drop(bypass);
+    let (_, history) = rig.ctl(&["history", "orders"]);
+    let row = history
+        .lines()
+        .find(|l| l.contains("source→dual_read"))
+        .unwrap_or_default();
+    assert!(
+        row.contains(" yes (1 failed)"),
+        "forced move recorded: {history}"
+    );
+
+    // Back to source needs the target's queues drained: nothing there yet.
+    let (code, out) = rig.ctl(&["check", "--rollback", "orders", "bills"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("pass    target_backlog_zero"), "{out}");
+}
+
+#[test]
+fn bad_frames_close_only_their_own_connection() {
+    let rig = RocketmqRig::start("");
+    let info = rpc(&rig.namesrv, 106, &[], Encoding::Json).unwrap();
+    let info = ClusterInfo::decode(&info.body).unwrap();
+    let endpoint = info.broker_addr_table["broker-a"]
+        .master_addr()
+        .unwrap()
+        .to_owned();
+
+    let mut healthy = TcpStream::connect(&rig.namesrv).unwrap();
+    healthy
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+
+    // A header of an unknown serialize type on the NameServer facade.
+    let mut garbage = TcpStream::connect(&rig.namesrv).unwrap();
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    garbage
+        .write_all(&[0, 0, 0, 8, 0xff, 0, 0, 4, b'j', b'u', b'n', b'k'])
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        garbage.read(&mut buf).unwrap_or(0),
+        0,
+        "closed without an answer"
+    );
+
+    // A declared length of 2 GiB on a broker endpoint.
+    let mut huge = TcpStream::connect(&endpoint).unwrap();
+    huge.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    huge.write_all(&i32::MAX.to_be_bytes()).unwrap();
+    assert_eq!(
+        huge.read(&mut buf).unwrap_or(0),
+        0,
+        "closed without an answer"
+    );
+
+    // The other connection is untouched.
+    let request = cutover_rocketmq::encode(
+        &cutover_rocketmq::Header::request(106, 9),
+        &[],
+        Encoding::Json,
+    )
+    .unwrap();
+    healthy.write_all(&request).unwrap();
+    let answer = support::read_frame(&mut healthy).expect("healthy connection answered");
+    assert_eq!(answer.header.opaque, 9);
+    assert_eq!(answer.header.code, 0);
+
+    wait_until(
+        Duration::from_secs(5),
+        "both closes logged with a reason",
+        || {
+            let log = rig.proxy.log_tail(200);
+            log.contains("closing rocketmq nameserver client connection")
+                && log.contains("unknown header serialize type")
+                && log.contains("above the limit")
+        },
+    );
+}

@@ -1,0 +1,144 @@
+//! The RocketMQ walk, black box: two real clusters (rocketmq-namesrv +
+//! rocketmq-broker 1.0.0 each), cutover between them, and a
+//! rocketmq-client-rust producer and push consumer through the proxy the
+//! whole time. The topic walks source → dual_read → dual_write → cutover →
+//! target and back to source while messages flow; every acknowledged
+//! message must be consumed at least once, and duplicates are counted and
+//! printed. Needs `tests/peers/install.sh rocketmq`.
+//!
+//! Clients poll routes every 10 s (rocketmq-client-rust's minimum), so each
+//! step waits for evidence that clients follow it (the consumer progressing,
+//! messages landing on the cluster the state writes to) rather than for a
+//! fixed time.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use support::{RocketmqClient, RocketmqRig, create_topic, wait_until};
+
+const TOPIC: &str = "orders";
+const QUEUES: i32 = 4;
+/// Long enough for clients to pick up a route change (10 s polls) and for
+/// a check that needs a quiet source to pass.
+const STEP_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits until the consumer has `more` lines beyond what it has now.
+fn progress(consumer: &RocketmqClient, more: usize, what: &str) {
+    let start = consumer.lines().len();
+    wait_until(
+        STEP_DEADLINE,
+        &format!("{more} more messages consumed {what}"),
+        || consumer.lines().len() >= start + more,
+    );
+}
+
+/// Runs `ctl advance|rollback orders orders` until it moves (its checks may
+/// need clients to follow the previous step first); returns the output.
+fn step(rig: &RocketmqRig, action: &str, expect: &str) -> String {
+    let mut last = String::new();
+    let started = Instant::now();
+    wait_until(STEP_DEADLINE, &format!("{action} to {expect}"), || {
+        let (code, out) = rig.ctl(&[action, "orders", TOPIC]);
+        last = out;
+        code == 0
+    });
+    assert!(last.contains(expect), "{action}: {last}");
+    eprintln!("[{:>5.1?}] {}", started.elapsed(), last.trim());
+    last
+}
+
+#[test]
+fn walk_there_and_back_loses_no_message() {
+    let started = Instant::now();
+    let rig = RocketmqRig::start(", quiet_window: 1s");
+    create_topic(&rig.source.broker(), &rig.source.namesrv(), TOPIC, QUEUES);
+    let mut consumer = rig.client("consume", "consumer", TOPIC, "walkers", &[]);
+    let mut producer = rig.client(
+        "produce",
+        "p1",
+        TOPIC,
+        "walk-producers",
+        &["--interval-ms", "5"],
+    );
+    progress(&consumer, 50, "in source");
+
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", TOPIC]);
+    assert_eq!(code, 0, "migrate-metadata: {out}");
+    assert!(out.contains("created"), "{out}");
+
+    step(&rig, "advance", "dual_read");
+    progress(&consumer, 50, "in dual_read");
+    step(&rig, "advance", "dual_write");
+    wait_until(
+        STEP_DEADLINE,
+        "messages written to the target in dual_write",
+        || rig.target.max_offsets(TOPIC, QUEUES) > 20,
+    );
+    progress(&consumer, 50, "in dual_write");
+    step(&rig, "advance", "cutover");
+    progress(&consumer, 50, "in cutover");
+    // Needs the producers off the source (quiet window) and the source drained.
+    step(&rig, "advance", "target");
+    let source_at_target = rig.source.max_offsets(TOPIC, QUEUES);
+    progress(&consumer, 50, "in target");
+    assert_eq!(
+        rig.source.max_offsets(TOPIC, QUEUES),
+        source_at_target,
+        "nothing reaches the source in target"
+    );
+
+    step(&rig, "rollback", "cutover");
+    progress(&consumer, 50, "back in cutover");
+    step(&rig, "rollback", "dual_write");
+    wait_until(
+        STEP_DEADLINE,
+        "messages written to the source again",
+        || rig.source.max_offsets(TOPIC, QUEUES) > source_at_target + 20,
+    );
+    step(&rig, "rollback", "dual_read");
+    progress(&consumer, 50, "back in dual_read");
+    // Needs the target's queues drained before they leave the route.
+    step(&rig, "rollback", "source");
+    progress(&consumer, 50, "back in source");
+
+    let produced = producer.stop(Duration::from_secs(30));
+    let acked: BTreeSet<String> = producer.lines().into_iter().collect();
+    wait_until(
+        Duration::from_secs(60),
+        "every acknowledged message consumed",
+        || {
+            let seen: BTreeSet<String> = consumer.lines().into_iter().collect();
+            acked.is_subset(&seen)
+        },
+    );
+    let consumed = consumer.stop(Duration::from_secs(30));
+    let lines = consumer.lines();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in &lines {
+        *counts.entry(l.as_str()).or_default() += 1;
+    }
+    let lost = acked
+        .iter()
+        .filter(|m| !counts.contains_key(m.as_str()))
+        .count();
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    // Written to stderr directly (not eprintln!, which the harness captures)
+    // so the counts show in every run's output.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "rocketmq walk: {} acknowledged, {} deliveries, {lost} lost, {duplicates} duplicate deliveries, producer {produced}, consumer {consumed}, {:.1?}",
+        acked.len(),
+        lines.len(),
+        started.elapsed()
+    );
+    assert_eq!(lost, 0, "lost messages");
+    let (_, history) = rig.ctl(&["history", "orders"]);
+    assert_eq!(
+        history.lines().filter(|l| l.contains('→')).count(),
+        8,
+        "{history}"
+    );
+}
