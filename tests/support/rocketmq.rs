@@ -287,6 +287,12 @@ impl RocketmqRig {
     /// Starts both clusters and the proxy; `extra` is appended to the
     /// migration's `rocketmq:` options (e.g. `quiet_window: 1s`).
     pub fn start(extra: &str) -> RocketmqRig {
+        // Ports are picked free and bound moments later by other processes;
+        // tests of one binary run in parallel, so without this two rigs can
+        // pick the same port in that window (seen: a broker exiting with
+        // "Transport server could not be started"). One rig starts at a time.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let source = RocketmqCluster::start("ClusterOld", "broker-a");
         let target = RocketmqCluster::start("ClusterNew", "broker-a");
         let listen = free_port();
