@@ -302,3 +302,74 @@ print(json.dumps({"before": before, "after": after}))
         .all(|needle| log.contains(needle))
     });
 }
+
+/// Sends one request frame and reads one answer frame.
+fn exchange(stream: &mut TcpStream, frame: &[u8]) -> Vec<u8> {
+    stream.write_all(frame).unwrap();
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; usize::try_from(i32::from_be_bytes(len)).unwrap()];
+    stream.read_exact(&mut body).unwrap();
+    [len.to_vec(), body].concat()
+}
+
+#[test]
+fn a_client_newer_than_the_proxy_negotiates_down() {
+    use cutover_kafka::kafka_protocol::messages::{
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader,
+    };
+    use cutover_kafka::kafka_protocol::protocol::StrBytes;
+    use cutover_kafka::{decode_response_body, encode_request, response_correlation_id};
+
+    let rig = rig();
+    let mut s = TcpStream::connect(("127.0.0.1", rig.listen)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = |version: i16, id: i32| {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::ApiVersions as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("from-the-future")));
+        let body = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("future"))
+            .with_client_software_version(StrBytes::from_static_str("99"));
+        encode_request(&header, &body).unwrap()
+    };
+    // A version no broker knows yet (KIP-511): the broker's v0-form
+    // refusal comes back under the client's own correlation id, naming
+    // the ApiVersions versions it does know.
+    let mut future = request(4, 77).to_vec();
+    future[6..8].copy_from_slice(&99i16.to_be_bytes());
+    let refusal = exchange(&mut s, &future);
+    assert_eq!(response_correlation_id(&refusal), Some(77));
+    let refusal: ApiVersionsResponse =
+        decode_response_body(&refusal.into(), ApiKey::ApiVersions as i16, 0).unwrap();
+    assert_eq!(refusal.error_code, 35, "UNSUPPORTED_VERSION");
+    // Asking again at a known version gives the proxy's intersection.
+    let answer = exchange(&mut s, &request(3, 78));
+    assert_eq!(response_correlation_id(&answer), Some(78));
+    let answer: ApiVersionsResponse =
+        decode_response_body(&answer.into(), ApiKey::ApiVersions as i16, 3).unwrap();
+    let max = |key: ApiKey| {
+        answer
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .map(|k| k.max_version)
+    };
+    // The broker's own maxima, capped at the proxy's.
+    let capped = |key: ApiKey, cap: i16| max(key).is_some_and(|m| (0..=cap).contains(&m));
+    assert!(
+        capped(ApiKey::Produce, 12),
+        "no topic ids, no node endpoints"
+    );
+    assert!(capped(ApiKey::Fetch, 12));
+    assert!(capped(ApiKey::Metadata, 9));
+    assert!(capped(ApiKey::OffsetFetch, 7), "one group per request");
+    assert_eq!(
+        max(ApiKey::OffsetForLeaderEpoch),
+        None,
+        "clients are shown no epochs"
+    );
+    assert_eq!(max(ApiKey::DescribeTopicPartitions), None);
+}

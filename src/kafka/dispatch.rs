@@ -59,12 +59,23 @@ fn observe_request(
     session.shared.observed.request(seen)
 }
 
-/// ApiVersions and DescribeCluster: asked of the source, rewritten.
+/// ApiVersions and DescribeCluster: asked of the source, rewritten. An
+/// ApiVersions newer than the proxy implements is answered by the proxy
+/// itself (KIP-511: UNSUPPORTED_VERSION in v0 form, with the versions it
+/// does serve), so a client newer than the proxy negotiates down whatever
+/// the broker would have made of it.
 async fn rewritten(
     session: &mut Session,
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
+    if header.key == ApiKey::ApiVersions
+        && let Some(refusal) =
+            rewrite::api_versions_too_new(header.api_version, header.correlation_id)
+    {
+        let refusal = refusal.map_err(|e| Close::Protocol(e.to_string()))?;
+        return Ok(Box::pin(async move { Ok(Out::Frame(refusal)) }));
+    }
     let rx = session.forward(Side::Source, None, &frame, true).await?;
     let rx = rx.ok_or_else(|| Close::Upstream("no answer expected".into()))?;
     let shared = session.shared.clone();

@@ -65,6 +65,33 @@ pub fn api_versions(
     encode(ApiKey::ApiVersions, version, correlation_id, &body).map(Some)
 }
 
+/// The proxy's own answer to an ApiVersions request above the versions
+/// it serves: UNSUPPORTED_VERSION in v0 form listing the ApiVersions
+/// versions it does serve; `None` for a version it serves.
+///
+/// # Errors
+/// When the answer cannot be encoded (never for v0).
+pub fn api_versions_too_new(
+    version: i16,
+    correlation_id: i32,
+) -> Option<Result<Bytes, FrameError>> {
+    let &(_, min, max) = SUPPORTED
+        .iter()
+        .find(|row| row.0 == ApiKey::ApiVersions as i16)?;
+    if version <= max {
+        return None;
+    }
+    let body = ApiVersionsResponse::default()
+        .with_error_code(UNSUPPORTED_VERSION)
+        .with_api_keys(vec![
+            ApiVersion::default()
+                .with_api_key(ApiKey::ApiVersions as i16)
+                .with_min_version(min)
+                .with_max_version(max),
+        ]);
+    Some(encode_response(correlation_id, 0, 0, &body))
+}
+
 /// What a FindCoordinator request asked: the key kind, and in v0-3 the key
 /// (those answers do not repeat it).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,8 +25,22 @@ impl Tansu {
     /// # Panics
     /// When tansu is not installed, exits, or is not ready in 10 s.
     pub fn start() -> Tansu {
-        let bin = require_bin("tansu", "kafka");
         let port = free_port();
+        Tansu {
+            port,
+            child: Self::spawn(port),
+        }
+    }
+
+    /// Kills the broker and starts a fresh one on the same port (memory
+    /// storage: it comes back empty).
+    pub fn restart(&mut self) {
+        self.child.kill();
+        self.child = Self::spawn(self.port);
+    }
+
+    fn spawn(port: u16) -> ChildGuard {
+        let bin = require_bin("tansu", "kafka");
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
         cmd.arg("broker")
@@ -40,7 +54,7 @@ impl Tansu {
             &format!("tansu listening on {addr}"),
             || tcp_accepts(&addr),
         );
-        Tansu { port, child }
+        child
     }
 
     pub fn port(&self) -> u16 {
