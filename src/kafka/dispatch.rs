@@ -56,6 +56,9 @@ fn observe_request(
     }
     let body = frame.get(header.body_offset..).unwrap_or_default();
     let seen = observe::parse(header.key, header.api_version, body);
+    if !seen.commits.is_empty() {
+        super::traffic::committed(&session.shared, &seen.commits);
+    }
     session.shared.observed.request(seen)
 }
 

@@ -28,6 +28,7 @@ use super::rewrite::encode;
 use super::session::{Close, Out, Reply, Session, answer, client_id};
 use super::splice::ReadAt;
 use super::split::group_by;
+use super::traffic;
 
 /// Longest wait of each part of a split fetch.
 pub const SPLIT_MAX_WAIT_MS: i32 = 100;
@@ -61,8 +62,11 @@ pub(super) async fn route(
         let (side, addr) = dest.map_or((super::cluster::Side::Source, None), |d| (d.side, d.addr));
         let rx = session.forward(side, addr.as_deref(), &frame, true).await?;
         let rx = rx.ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+        let shared = session.shared.clone();
         return Ok(Box::pin(async move {
-            Ok(Out::Relabelled(answer(rx).await?, id))
+            let frame = answer(rx).await?;
+            traffic::fetched_frame(&shared, side, &frame, version);
+            Ok(Out::Relabelled(frame, id))
         }));
     }
     let split = groups.len() > 1;
@@ -74,16 +78,20 @@ pub(super) async fn route(
             .send(&dest, ApiKey::Fetch, version, client.clone(), &part, true)
             .await?
             .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
-        pending.push(rx);
+        pending.push((dest.side, rx));
     }
+    let shared = session.shared.clone();
     Ok(Box::pin(async move {
         let mut merged = FetchResponse::default();
-        for rx in pending {
+        for (side, rx) in pending {
             let frame = answer(rx).await?;
-            let part: FetchResponse = decode_response_body(&frame, ApiKey::Fetch as i16, version)
+            let mut part: FetchResponse =
+                decode_response_body(&frame, ApiKey::Fetch as i16, version)
+                    .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
+            translate_all(&mut part, &reads)
                 .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
-            merge(&mut merged, part, &reads)
-                .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
+            traffic::fetched(&shared, side, &part);
+            merge(&mut merged, part);
         }
         let frame = encode(ApiKey::Fetch, version, id, &merged)
             .map_err(|e| Close::Upstream(format!("encoding the Fetch answer: {e}")))?;
@@ -143,28 +151,33 @@ fn subset(
         .with_rack_id(request.rack_id.clone())
 }
 
-/// Adds one upstream answer to the client's, translated.
-fn merge(
-    merged: &mut FetchResponse,
-    part: FetchResponse,
+/// Moves one upstream answer into virtual space.
+fn translate_all(
+    part: &mut FetchResponse,
     reads: &HashMap<(String, i32), ReadAt>,
 ) -> Result<(), FrameError> {
-    merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
-    if merged.error_code == 0 {
-        merged.error_code = part.error_code;
-    }
-    for mut topic in part.responses {
+    for topic in &mut part.responses {
         for p in &mut topic.partitions {
             if let Some(at) = reads.get(&(topic.topic.0.to_string(), p.partition_index)) {
                 translate(p, at)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Adds one (translated) upstream answer to the client's.
+fn merge(merged: &mut FetchResponse, part: FetchResponse) {
+    merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
+    if merged.error_code == 0 {
+        merged.error_code = part.error_code;
+    }
+    for mut topic in part.responses {
         match merged.responses.iter_mut().find(|t| t.topic == topic.topic) {
             Some(t) => t.partitions.append(&mut topic.partitions),
             None => merged.responses.push(topic),
         }
     }
-    Ok(())
 }
 
 /// Moves one partition's answer into virtual space.

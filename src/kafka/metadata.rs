@@ -155,8 +155,19 @@ pub fn virtual_view(
             continue;
         };
         if let Some(t) = from_target(&name) {
+            // Only the source's partitions have segment maps; partitions
+            // added on the target stay hidden (see the README's limits).
+            let count = if topic.error_code == 0 {
+                topic.partitions.len()
+            } else {
+                t.partitions.len()
+            };
             topic.error_code = 0;
-            topic.partitions = t.partitions;
+            topic.partitions = t
+                .partitions
+                .into_iter()
+                .filter(|p| usize::try_from(p.partition_index).is_ok_and(|i| i < count))
+                .collect();
         }
         for p in &mut topic.partitions {
             let leader = BrokerId(brokers.leader_of(&name, p.partition_index));
@@ -254,7 +265,11 @@ mod tests {
                 })
             },
         );
-        assert_eq!(view.topics[0].partitions.len(), 8);
+        assert_eq!(
+            view.topics[0].partitions.len(),
+            6,
+            "only the source's partitions have maps"
+        );
         assert_eq!(view.topics[1].partitions.len(), 2);
     }
 

@@ -38,6 +38,7 @@ mod splice_checks;
 mod split;
 mod switch;
 mod topics;
+mod traffic;
 pub mod versions;
 
 use std::collections::HashMap;
@@ -89,6 +90,8 @@ pub(crate) struct Shared {
     broker_upstreams: Mutex<HashMap<(Side, String), Upstream>>,
     /// The segment maps sessions route by.
     pub splice: splice::Splice,
+    /// Last seen high watermarks, for consumer-group lag.
+    watermarks: traffic::Watermarks,
     /// Client producer ids and sequences as each cluster knows them.
     pub producers: producers::Producers,
     /// Serializes switches, so each persists every map with its change.
@@ -227,7 +230,14 @@ impl Shared {
                     ));
                     metrics::publish_topic_state(&handle);
                     metrics::register_topic(&handle);
-                    metrics::register_kafka_topic(&self.migration.name, name);
+                    metrics::register_kafka_topic(
+                        &self.migration.name,
+                        name,
+                        [
+                            &self.cluster_name(Side::Source),
+                            &self.cluster_name(Side::Target),
+                        ],
+                    );
                     tracing::info!(
                         migration = %self.migration.name, topic = %name, state = %record.state,
                         "kafka topic discovered"
@@ -359,6 +369,7 @@ async fn build_shared(
         layouts: Default::default(),
         broker_upstreams: Mutex::new(HashMap::new()),
         splice: splice::Splice::new(maps),
+        watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),
         switching: tokio::sync::Mutex::new(()),
         switch_start: options.switch_start,

@@ -28,6 +28,8 @@ use super::rewrite::encode;
 use super::session::{Close, Out, Reply, Session, answer, client_id};
 use super::splice::Shift;
 use super::split::{Dest, group_by};
+use super::traffic;
+use std::time::Instant;
 
 pub(super) async fn route(
     session: &mut Session,
@@ -78,22 +80,45 @@ pub(super) async fn route(
             .into_iter()
             .next()
             .map_or(Dest::bootstrap(Side::Source), |g| g.0);
+        traffic::produced(
+            &session.shared,
+            dest.side,
+            request.topic_data.iter().flat_map(|t| {
+                t.partition_data
+                    .iter()
+                    .map(|p| (t.name.0.as_str(), p.records.as_ref()))
+            }),
+        );
         let rx = session
             .forward(dest.side, dest.addr.as_deref(), &frame, answered)
             .await?;
+        let shared = session.shared.clone();
+        let started = Instant::now();
         return Ok(match rx {
             Some(rx) => Box::pin(async move {
                 let frame = answer(rx).await;
                 drop(inflight);
-                Ok(Out::Relabelled(frame?, id))
+                let frame = frame?;
+                traffic::latency(&shared, dest.side, started);
+                traffic::produce_answered(&shared, dest.side, &frame, version);
+                Ok(Out::Relabelled(frame, id))
             }),
             None => Box::pin(async { Ok(Out::Nothing) }),
         });
     }
     let client = client_id(&frame, header);
-    let mut pending: Vec<oneshot::Receiver<Answer>> = Vec::new();
+    let mut pending: Vec<(Side, oneshot::Receiver<Answer>)> = Vec::new();
     for (dest, parts) in groups {
         let part = subset(&request, &parts);
+        traffic::produced(
+            &session.shared,
+            dest.side,
+            part.topic_data.iter().flat_map(|t| {
+                t.partition_data
+                    .iter()
+                    .map(|p| (t.name.0.as_str(), p.records.as_ref()))
+            }),
+        );
         let rx = session
             .send(
                 &dest,
@@ -104,20 +129,24 @@ pub(super) async fn route(
                 answered,
             )
             .await?;
-        pending.extend(rx);
+        pending.extend(rx.map(|rx| (dest.side, rx)));
     }
     if !answered {
         return Ok(Box::pin(async { Ok(Out::Nothing) }));
     }
+    let shared = session.shared.clone();
+    let started = Instant::now();
     Ok(Box::pin(async move {
         let mut merged = ProduceResponse::default();
         let mut answers = Vec::with_capacity(pending.len());
-        for rx in pending {
-            answers.push(answer(rx).await);
+        for (side, rx) in pending {
+            answers.push((side, answer(rx).await));
         }
         drop(inflight);
-        for frame in answers {
+        for (side, frame) in answers {
             let frame = frame?;
+            traffic::latency(&shared, side, started);
+            traffic::produce_answered(&shared, side, &frame, version);
             let part: ProduceResponse =
                 decode_response_body(&frame, ApiKey::Produce as i16, version)
                     .map_err(|e| Close::Upstream(format!("Produce answer: {e}")))?;

@@ -52,9 +52,6 @@ impl ReadAt {
     }
 }
 
-/// Longest a produce waits at a fence before going on with the map as it
-/// is then; the switch gives up well before ([`FENCE_DRAIN_MAX`]).
-pub const FENCE_HOLD_MAX: Duration = Duration::from_secs(10);
 /// Longest a switch waits for in-flight produces before it aborts.
 pub const FENCE_DRAIN_MAX: Duration = Duration::from_secs(5);
 
@@ -169,23 +166,18 @@ impl Splice {
         Some((self.produce_shift(topic, partition), guard))
     }
 
-    /// [`Splice::try_begin`], waiting while the partition is fenced (at
-    /// most [`FENCE_HOLD_MAX`]).
+    /// [`Splice::try_begin`], waiting while the partition is fenced. There
+    /// is no give-up: a produce let through while fenced could land on the
+    /// closing cluster after its end offset was read. Every switch lowers
+    /// its fence on every path, bounded by its own time limits.
     pub async fn begin(&self, topic: &str, partition: i32) -> (Shift, Inflight) {
-        let deadline = tokio::time::Instant::now() + FENCE_HOLD_MAX;
         loop {
             let gate = self.gate(topic, partition);
             let notified = gate.released.notified();
             if let Some(ready) = self.try_begin(topic, partition) {
                 return ready;
             }
-            if tokio::time::Instant::now() >= deadline
-                || tokio::time::timeout_at(deadline, notified).await.is_err()
-            {
-                let gate = self.gate(topic, partition);
-                gate.inflight.fetch_add(1, Ordering::SeqCst);
-                return (self.produce_shift(topic, partition), Inflight(gate));
-            }
+            notified.await;
         }
     }
 

@@ -89,6 +89,14 @@ catalogue! {
         "Kafka partition switches, by destination cluster (source, target) and outcome (switched, failed).";
     KAFKA_PARTITIONS_ON_TARGET = "cutover_kafka_partitions_on_target", Gauge, ["migration", "topic"],
         "Partitions of a Kafka topic whose writes go to the target.";
+    KAFKA_RECORDS = "cutover_kafka_records_total", Counter, ["migration", "topic", "cluster", "direction"],
+        "Kafka records (offsets) produced to or fetched from a cluster, per topic; direction produced or fetched.";
+    KAFKA_RECORD_BYTES = "cutover_kafka_record_bytes_total", Counter, ["migration", "topic", "cluster", "direction"],
+        "Bytes of Kafka record batches produced to or fetched from a cluster, per topic.";
+    KAFKA_ERRORS = "cutover_kafka_partition_errors_total", Counter, ["migration", "topic", "cluster", "code"],
+        "Kafka Produce and Fetch answers with a partition error, by Kafka error code.";
+    KAFKA_GROUP_LAG = "cutover_kafka_group_lag", Gauge, ["migration", "group", "topic"],
+        "Records a consumer group has yet to commit on a topic: last seen high watermarks minus its last commit through the proxy.";
     ROCKETMQ_ROUTES = "cutover_rocketmq_routes_total", Counter, ["migration", "topic"],
         "Route requests for a migrated RocketMQ topic answered by the proxy's NameServer.";
     ROCKETMQ_SENDS = "cutover_rocketmq_sends_total", Counter, ["migration", "topic", "cluster"],
@@ -215,7 +223,7 @@ pub fn register_topic(topic: &TopicHandle) {
 
 /// Creates a Kafka topic's splice series at zero (the fence histogram
 /// appears with the first switch).
-pub fn register_kafka_topic(migration: &str, topic: &str) {
+pub fn register_kafka_topic(migration: &str, topic: &str, clusters: [&str; 2]) {
     for to in ["source", "target"] {
         for outcome in ["switched", "failed"] {
             let _ = counter!(KAFKA_SWITCHES, "migration" => migration.to_owned(), "topic" => topic.to_owned(), "to" => to, "outcome" => outcome);
@@ -223,6 +231,21 @@ pub fn register_kafka_topic(migration: &str, topic: &str) {
     }
     gauge!(KAFKA_PARTITIONS_ON_TARGET, "migration" => migration.to_owned(), "topic" => topic.to_owned())
         .set(0.0);
+    for cluster in clusters {
+        for direction in ["produced", "fetched"] {
+            let labels = [
+                ("migration", migration.to_owned()),
+                ("topic", topic.to_owned()),
+                ("cluster", cluster.to_owned()),
+                ("direction", direction.to_owned()),
+            ];
+            let _ = counter!(KAFKA_RECORDS, &labels);
+            let _ = counter!(KAFKA_RECORD_BYTES, &labels);
+        }
+        // NOT_LEADER_OR_FOLLOWER (6): what a moved leader or a restarted
+        // broker answers first, so its series exists from the start.
+        let _ = counter!(KAFKA_ERRORS, "migration" => migration.to_owned(), "topic" => topic.to_owned(), "cluster" => cluster.to_owned(), "code" => "6");
+    }
 }
 
 /// Creates a RocketMQ topic's traffic counters at zero for both clusters.
