@@ -11,7 +11,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
-use support::{Config, CutoverProcess, Tansu, finish_kafka_script, free_port, kafka_python};
+use support::{
+    CutoverProcess, Tansu, finish_kafka_script, free_port, kafka_migration, kafka_python,
+};
 
 const PRELUDE: &str = r#"
 import json, sys, time
@@ -53,21 +55,7 @@ fn rig() -> Rig {
     let source = Tansu::start();
     let target = Tansu::start();
     let (listen, broker_port) = (free_port(), free_port());
-    let config = Config::new().append(&format!(
-        "clusters:\n\
-         \x20 - {{ name: old, protocol: kafka, endpoints: [\"{}\"] }}\n\
-         \x20 - {{ name: new, protocol: kafka, endpoints: [\"{}\"] }}\n\
-         migrations:\n\
-         \x20 - name: events\n\
-         \x20   protocol: kafka\n\
-         \x20   listen: 127.0.0.1:{listen}\n\
-         \x20   source: old\n\
-         \x20   target: new\n\
-         \x20   topics: [ {{ match: \"orders*\" }} ]\n\
-         \x20   kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1 }}\n",
-        source.addr(),
-        target.addr()
-    ));
+    let config = kafka_migration(&source, &target, listen, broker_port, "orders*", "");
     let proxy = CutoverProcess::start(config);
     Rig {
         source,

@@ -116,22 +116,9 @@ async fn coordinator(
             CoordinatorKind::Group => 0,
             CoordinatorKind::Transaction => 1,
         });
-    let rx = session
-        .send(
-            &Dest::bootstrap(side),
-            ApiKey::FindCoordinator,
-            1,
-            None,
-            &request,
-            true,
-        )
-        .await?
-        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
-    session.flush().await?;
-    let frame = answer(rx).await?;
-    let found: FindCoordinatorResponse =
-        decode_response_body(&frame, ApiKey::FindCoordinator as i16, 1)
-            .map_err(|e| Close::Upstream(format!("FindCoordinator answer: {e}")))?;
+    let found: FindCoordinatorResponse = session
+        .call(&Dest::bootstrap(side), ApiKey::FindCoordinator, 1, &request)
+        .await?;
     if found.error_code != 0 || found.node_id.0 < 0 {
         return Ok(None);
     }

@@ -75,6 +75,7 @@ pub(super) async fn route(
     }
     let groups = group_by(items);
     let (id, version) = (header.correlation_id, header.api_version);
+    let counts = traffic::partition_counts(&request);
     if groups.len() <= 1 && shifts.is_empty() && !rewritten {
         let dest = groups
             .into_iter()
@@ -100,7 +101,7 @@ pub(super) async fn route(
                 drop(inflight);
                 let frame = frame?;
                 traffic::latency(&shared, dest.side, started);
-                traffic::produce_answered(&shared, dest.side, &frame, version);
+                traffic::produce_answered(&shared, dest.side, &frame, version, &counts);
                 Ok(Out::Relabelled(frame, id))
             }),
             None => Box::pin(async { Ok(Out::Nothing) }),
@@ -146,7 +147,7 @@ pub(super) async fn route(
         for (side, frame) in answers {
             let frame = frame?;
             traffic::latency(&shared, side, started);
-            traffic::produce_answered(&shared, side, &frame, version);
+            traffic::produce_answered(&shared, side, &frame, version, &counts);
             let part: ProduceResponse =
                 decode_response_body(&frame, ApiKey::Produce as i16, version)
                     .map_err(|e| Close::Upstream(format!("Produce answer: {e}")))?;
@@ -215,25 +216,14 @@ async fn init_target_producer(session: &mut Session) -> Result<(i64, i16), Close
         .with_transaction_timeout_ms(-1)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let rx = session
-        .send(
+    let body: InitProducerIdResponse = session
+        .call(
             &Dest::bootstrap(Side::Target),
             ApiKey::InitProducerId,
             INIT_PRODUCER_ID_VERSION,
-            None,
             &request,
-            true,
         )
-        .await?
-        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
-    session.flush().await?;
-    let frame = answer(rx).await?;
-    let body: InitProducerIdResponse = decode_response_body(
-        &frame,
-        ApiKey::InitProducerId as i16,
-        INIT_PRODUCER_ID_VERSION,
-    )
-    .map_err(|e| Close::Upstream(format!("InitProducerId answer from the target: {e}")))?;
+        .await?;
     if body.error_code != 0 {
         return Err(Close::Upstream(format!(
             "the target refused a producer id (error code {}); idempotent writes cannot move there",

@@ -16,8 +16,10 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use cutover_kafka::kafka_protocol::messages::{ApiKey, RequestHeader as KpRequestHeader};
-use cutover_kafka::kafka_protocol::protocol::{Encodable, StrBytes};
-use cutover_kafka::{RequestHeader, encode_request, next_frame, peek_request};
+use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use cutover_kafka::{
+    RequestHeader, decode_response_body, encode_request, next_frame, peek_request,
+};
 use futures::future::BoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
@@ -150,6 +152,32 @@ impl Session {
             .send(&[&frame], id, answered)
             .await
             .map_err(Close::Upstream)
+    }
+
+    /// The proxy's own request to `dest`, sent at once and its answer
+    /// decoded (for lookups a client request waits on).
+    ///
+    /// # Errors
+    /// [`Close::Upstream`] when the link fails or the answer does not decode.
+    pub async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        dest: &Dest,
+        key: ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Result<Resp, Close> {
+        let rx = self
+            .send(dest, key, version, None, body, true)
+            .await?
+            .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+        self.flush().await?;
+        let frame = answer(rx).await?;
+        decode_response_body(&frame, key as i16, version).map_err(|e| {
+            Close::Upstream(format!(
+                "{key:?} answer from the {}: {e}",
+                dest.side.as_str()
+            ))
+        })
     }
 
     fn count_out(&self, side: Side, len: usize) {

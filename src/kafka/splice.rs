@@ -123,6 +123,9 @@ impl Fence {
 pub struct Splice {
     maps: RwLock<SegmentMaps>,
     gates: DashMap<(String, i32), Arc<Gate>>,
+    /// Per cluster and partition, the physical end of what the proxy has
+    /// been acknowledged there.
+    ends: DashMap<(Side, String, i32), i64>,
 }
 
 impl Splice {
@@ -132,6 +135,7 @@ impl Splice {
         Splice {
             maps: RwLock::new(maps),
             gates: DashMap::new(),
+            ends: DashMap::new(),
         }
     }
 
@@ -179,6 +183,25 @@ impl Splice {
             }
             notified.await;
         }
+    }
+
+    /// Records that `side`'s log of `topic`/`partition` reaches at least
+    /// `end` (an acknowledged produce ended there).
+    pub fn written(&self, side: Side, topic: &str, partition: i32, end: i64) {
+        let mut e = self
+            .ends
+            .entry((side, topic.to_owned(), partition))
+            .or_insert(end);
+        *e = (*e).max(end);
+    }
+
+    /// The end of what the proxy was acknowledged on `side`'s
+    /// `topic`/`partition`, if it wrote there since it started.
+    #[must_use]
+    pub fn acknowledged_end(&self, side: Side, topic: &str, partition: i32) -> Option<i64> {
+        self.ends
+            .get(&(side, topic.to_owned(), partition))
+            .map(|e| *e)
     }
 
     /// Raises `topic`/`partition`'s fence.

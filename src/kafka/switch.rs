@@ -89,7 +89,15 @@ pub(crate) async fn switch(
             from.as_str()
         )
     })?;
-    let closing_end = settled_end(shared, from, topic, partition).await?;
+    // The broker's end, but never before what the proxy itself was
+    // acknowledged there: a high watermark can lag or be read stale, and a
+    // segment closed early would hide acknowledged records.
+    let closing_end = settled_end(shared, from, topic, partition).await?.max(
+        shared
+            .splice
+            .acknowledged_end(from, topic, partition)
+            .unwrap_or(i64::MIN),
+    );
     let physical_start = match start_on_new {
         Some(start) => start,
         None => offset(shared, to, topic, partition, LATEST, READ_UNCOMMITTED).await?,

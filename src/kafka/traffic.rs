@@ -59,6 +59,55 @@ fn add(
         .increment(n);
 }
 
+/// One request's worth of a topic's traffic to or from `side`.
+fn counted(
+    shared: &Shared,
+    topic: &str,
+    side: Side,
+    direction: &'static str,
+    records: u64,
+    bytes: u64,
+) {
+    metrics::counter!(metrics::REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "cluster" => shared.cluster_name(side))
+        .increment(1);
+    add(
+        metrics::KAFKA_RECORDS,
+        shared,
+        topic,
+        side,
+        ("direction", direction.into()),
+        records,
+    );
+    add(
+        metrics::KAFKA_RECORD_BYTES,
+        shared,
+        topic,
+        side,
+        ("direction", direction.into()),
+        bytes,
+    );
+}
+
+/// Records per partition of a Produce request (for [`produce_answered`]).
+#[must_use]
+pub fn partition_counts(
+    request: &cutover_kafka::kafka_protocol::messages::ProduceRequest,
+) -> HashMap<(String, i32), i64> {
+    request
+        .topic_data
+        .iter()
+        .flat_map(|t| {
+            t.partition_data.iter().map(move |p| {
+                let n = p.records.as_ref().map_or(0, |r| record_count(r));
+                (
+                    (t.name.0.to_string(), p.index),
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                )
+            })
+        })
+        .collect()
+}
+
 /// A Produce part sent to `side`: `(topic, records blob)` per partition.
 pub(crate) fn produced<'a>(
     shared: &Shared,
@@ -74,24 +123,7 @@ pub(crate) fn produced<'a>(
         }
     }
     for (topic, (records, bytes)) in per_topic {
-        metrics::counter!(metrics::REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "cluster" => shared.cluster_name(side))
-            .increment(1);
-        add(
-            metrics::KAFKA_RECORDS,
-            shared,
-            topic,
-            side,
-            ("direction", "produced".into()),
-            records,
-        );
-        add(
-            metrics::KAFKA_RECORD_BYTES,
-            shared,
-            topic,
-            side,
-            ("direction", "produced".into()),
-            bytes,
-        );
+        counted(shared, topic, side, "produced", records, bytes);
     }
 }
 
@@ -102,12 +134,31 @@ pub(crate) fn latency(shared: &Shared, side: Side, started: std::time::Instant) 
 }
 
 /// A Produce answer from `side`: errors by code.
-pub(crate) fn produce_answered(shared: &Shared, side: Side, frame: &Bytes, version: i16) {
+///
+/// Also tells the splice where each partition's log now ends on `side`
+/// (base offset + records, physical): the switch closes a segment no
+/// earlier than that, whatever a broker's high watermark says (it may lag
+/// behind writes it acknowledged with acks=1, or be read stale).
+pub(crate) fn produce_answered(
+    shared: &Shared,
+    side: Side,
+    frame: &Bytes,
+    version: i16,
+    counts: &HashMap<(String, i32), i64>,
+) {
     let Ok(body) = decode_response_body::<ProduceResponse>(frame, ApiKey::Produce as i16, version)
     else {
         return;
     };
     for t in &body.responses {
+        for p in &t.partition_responses {
+            let key = (t.name.0.to_string(), p.index);
+            if let (0, true, Some(n)) = (p.error_code, p.base_offset >= 0, counts.get(&key)) {
+                shared
+                    .splice
+                    .written(side, &key.0, key.1, p.base_offset + n);
+            }
+        }
         for p in t.partition_responses.iter().filter(|p| p.error_code != 0) {
             add(
                 metrics::KAFKA_ERRORS,
@@ -147,24 +198,7 @@ pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse) {
                 bytes += r.len() as u64;
             }
         }
-        metrics::counter!(metrics::REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "cluster" => shared.cluster_name(side))
-            .increment(1);
-        add(
-            metrics::KAFKA_RECORDS,
-            shared,
-            topic,
-            side,
-            ("direction", "fetched".into()),
-            records,
-        );
-        add(
-            metrics::KAFKA_RECORD_BYTES,
-            shared,
-            topic,
-            side,
-            ("direction", "fetched".into()),
-            bytes,
-        );
+        counted(shared, topic, side, "fetched", records, bytes);
     }
 }
 

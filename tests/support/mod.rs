@@ -33,7 +33,7 @@ pub use rocketmq::{
     RocketmqClient, RocketmqCluster, RocketmqRig, create_topic, free_port_block, read_frame,
     rocketmq_client, rpc,
 };
-pub use tansu::{KAFKA_SCRIPT_DEADLINE, Tansu, finish_kafka_script, kafka_python};
+pub use tansu::{KAFKA_SCRIPT_DEADLINE, Tansu, finish_kafka_script, kafka_migration, kafka_python};
 pub use wait::{wait_until, wait_until_async};
 
 /// Where `tests/peers/install.sh` puts what is not a Debian package.

@@ -135,3 +135,32 @@ pub fn finish_kafka_script(mut child: std::process::Child) -> serde_json::Value 
     let last = out.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {out}\nstderr:\n{err}"))
 }
+
+/// The config of one Kafka migration `events` (topics matching `pattern`)
+/// from `source` to `target`, clients bootstrapping at `listen` and one
+/// virtual broker at `broker_port`; `kafka_extra` is appended to its
+/// `kafka:` options (e.g. `", dual_write_percent: 50"`).
+pub fn kafka_migration(
+    source: &Tansu,
+    target: &Tansu,
+    listen: u16,
+    broker_port: u16,
+    pattern: &str,
+    kafka_extra: &str,
+) -> super::Config {
+    super::Config::new().append(&format!(
+        "clusters:\n\
+         \x20 - {{ name: old, protocol: kafka, endpoints: [\"{}\"] }}\n\
+         \x20 - {{ name: new, protocol: kafka, endpoints: [\"{}\"] }}\n\
+         migrations:\n\
+         \x20 - name: events\n\
+         \x20   protocol: kafka\n\
+         \x20   listen: 127.0.0.1:{listen}\n\
+         \x20   source: old\n\
+         \x20   target: new\n\
+         \x20   topics: [ {{ match: \"{pattern}\" }} ]\n\
+         \x20   kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1{kafka_extra} }}\n",
+        source.addr(),
+        target.addr()
+    ))
+}
