@@ -54,8 +54,8 @@ use crate::config::{ClusterConfig, Config};
 use crate::metrics;
 use crate::migration::pattern::Pattern;
 use crate::migration::store::StateStore;
-use crate::migration::{Controller, MigrationHandle, State, TopicHandle, TopicRecord};
-use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream, tls};
+use crate::migration::{Controller, MigrationHandle, State};
+use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
 use brokers::VirtualBrokers;
 use cluster::{ClusterLayout, Side};
 use split::Dest;
@@ -215,38 +215,20 @@ impl Shared {
             {
                 continue;
             }
-            let initial = TopicRecord::initial(self.migration.config.initial_state);
-            match self
-                .store
-                .register(&self.migration.name, name, initial)
+            if self
+                .migration
+                .discover(self.store.as_ref(), name)
                 .await
+                .is_some()
             {
-                Ok(record) => {
-                    let handle = self.migration.insert_discovered(TopicHandle::new(
-                        self.migration.name.clone(),
-                        Arc::from(name.as_str()),
-                        record.state,
-                        record.epoch,
-                    ));
-                    metrics::publish_topic_state(&handle);
-                    metrics::register_topic(&handle);
-                    metrics::register_kafka_topic(
-                        &self.migration.name,
-                        name,
-                        [
-                            &self.cluster_name(Side::Source),
-                            &self.cluster_name(Side::Target),
-                        ],
-                    );
-                    tracing::info!(
-                        migration = %self.migration.name, topic = %name, state = %record.state,
-                        "kafka topic discovered"
-                    );
-                }
-                Err(e) => tracing::warn!(
-                    migration = %self.migration.name, topic = %name, error = %e,
-                    "could not persist a discovered topic; it stays unlisted until seen again"
-                ),
+                metrics::register_kafka_topic(
+                    &self.migration.name,
+                    name,
+                    [
+                        &self.cluster_name(Side::Source),
+                        &self.cluster_name(Side::Target),
+                    ],
+                );
             }
         }
     }
@@ -339,15 +321,7 @@ async fn build_shared(
             "no port after listen for the virtual brokers; set kafka.brokers_listen_base".into(),
         )
     })?;
-    let settings = ListenerSettings {
-        migration: migration.name.clone(),
-        max_connections: config.proxy.max_connections,
-        handshake_timeout: config.proxy.handshake_timeout,
-        tls: match &mc.tls {
-            Some(t) => Some(tls::server_config(t).map_err(|e| StartError::Setup(e.to_string()))?),
-            None => None,
-        },
-    };
+    let settings = ListenerSettings::for_migration(config, &migration.name, mc.tls.as_ref())?;
     let store = controller.store().clone();
     let maps = splice::load(store.as_ref(), &migration.name)
         .await

@@ -156,6 +156,43 @@ impl MigrationHandle {
             .clone()
     }
 
+    /// Registers a topic seen in traffic: durably first (the store keeps an
+    /// existing record), then in the live registry with its state metrics,
+    /// so `ctl` can move it. Returns the new handle; `None` (with a logged
+    /// warning) when the store refused, in which case the topic stays
+    /// unlisted until seen again.
+    pub async fn discover(
+        &self,
+        store: &dyn super::store::StateStore,
+        name: &str,
+    ) -> Option<Arc<TopicHandle>> {
+        let initial = super::TopicRecord::initial(self.config.initial_state);
+        match store.register(&self.name, name, initial).await {
+            Ok(record) => {
+                let handle = self.insert_discovered(TopicHandle::new(
+                    self.name.clone(),
+                    Arc::from(name),
+                    record.state,
+                    record.epoch,
+                ));
+                crate::metrics::publish_topic_state(&handle);
+                crate::metrics::register_topic(&handle);
+                tracing::info!(
+                    migration = %self.name, topic = %name, state = %record.state,
+                    protocol = self.config.protocol.as_str(), "topic discovered"
+                );
+                Some(handle)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    migration = %self.name, topic = %name, error = %e,
+                    "could not persist a discovered topic; it stays unlisted until seen again"
+                );
+                None
+            }
+        }
+    }
+
     /// Installs the protocol driver (once, at start-up).
     pub fn set_driver(&self, driver: Arc<dyn Driver>) {
         // A second call would mean two sessions claim one migration: keep the first.

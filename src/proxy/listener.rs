@@ -40,6 +40,32 @@ pub struct ListenerSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+impl ListenerSettings {
+    /// The settings of `migration`'s listeners from the proxy-wide limits
+    /// and the migration's client TLS.
+    ///
+    /// # Errors
+    /// [`super::StartError::Setup`] when the TLS files cannot be used.
+    pub fn for_migration(
+        config: &crate::config::Config,
+        migration: &Arc<str>,
+        tls: Option<&crate::config::ServerTlsConfig>,
+    ) -> Result<Self, super::StartError> {
+        Ok(ListenerSettings {
+            migration: migration.clone(),
+            max_connections: config.proxy.max_connections,
+            handshake_timeout: config.proxy.handshake_timeout,
+            tls: match tls {
+                Some(t) => Some(
+                    super::tls::server_config(t)
+                        .map_err(|e| super::StartError::Setup(e.to_string()))?,
+                ),
+                None => None,
+            },
+        })
+    }
+}
+
 /// Pending connections the kernel queues before the proxy accepts them.
 /// tokio's default (1024) overflows when thousands of clients reconnect at
 /// once after a deploy, and each overflow costs a client a 1 s SYN retry;

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AuthConfig, Config};
 use crate::metrics as m;
 use crate::migration::{Controller, MigrationHandle};
-use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream, tls};
+use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
 use copier::Copier;
 use keyspace::Keyspace;
 use shared::{Shared, keyspace_metrics, side_metrics};
@@ -100,15 +100,8 @@ pub async fn start(
         addr: listen,
         source,
     })?;
-    let settings = ListenerSettings {
-        migration: migration.name.clone(),
-        max_connections: config.proxy.max_connections,
-        handshake_timeout: config.proxy.handshake_timeout,
-        tls: match &migration.config.tls {
-            Some(t) => Some(tls::server_config(t).map_err(|e| StartError::Setup(e.to_string()))?),
-            None => None,
-        },
-    };
+    let settings =
+        ListenerSettings::for_migration(config, &migration.name, migration.config.tls.as_ref())?;
     tracing::info!(migration = %migration.name, %listen, "redis listener ready");
     tokio::spawn(crate::proxy::serve(
         listener,

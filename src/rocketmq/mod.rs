@@ -37,8 +37,8 @@ use crate::config::{ClusterConfig, Config};
 use crate::metrics;
 use crate::migration::pattern::Pattern;
 use crate::migration::store::StateStore;
-use crate::migration::{Controller, MigrationHandle, TopicHandle, TopicRecord};
-use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream, tls};
+use crate::migration::{Controller, MigrationHandle};
+use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
 use endpoints::{Assignment, Endpoint, EndpointError, EndpointMap, Side};
 use route::Plan;
 
@@ -213,35 +213,17 @@ impl Shared {
             {
                 continue;
             }
-            let initial = TopicRecord::initial(self.migration.config.initial_state);
-            match self
-                .store
-                .register(&self.migration.name, name, initial)
+            if self
+                .migration
+                .discover(self.store.as_ref(), name)
                 .await
+                .is_some()
             {
-                Ok(record) => {
-                    let handle = self.migration.insert_discovered(TopicHandle::new(
-                        self.migration.name.clone(),
-                        Arc::from(name.as_str()),
-                        record.state,
-                        record.epoch,
-                    ));
-                    metrics::publish_topic_state(&handle);
-                    metrics::register_topic(&handle);
-                    metrics::register_rocketmq_topic(
-                        &self.migration.name,
-                        name,
-                        [self.cluster(Side::Source), self.cluster(Side::Target)],
-                    );
-                    tracing::info!(
-                        migration = %self.migration.name, topic = %name, state = %record.state,
-                        "rocketmq topic discovered"
-                    );
-                }
-                Err(e) => tracing::warn!(
-                    migration = %self.migration.name, topic = %name, error = %e,
-                    "could not persist a discovered topic; it stays unlisted until seen again"
-                ),
+                metrics::register_rocketmq_topic(
+                    &self.migration.name,
+                    name,
+                    [self.cluster(Side::Source), self.cluster(Side::Target)],
+                );
             }
         }
     }
@@ -426,15 +408,7 @@ fn build_shared(
             "no port after listen for broker endpoints; set rocketmq.brokers_listen_base".into(),
         )
     })?;
-    let settings = ListenerSettings {
-        migration: migration.name.clone(),
-        max_connections: config.proxy.max_connections,
-        handshake_timeout: config.proxy.handshake_timeout,
-        tls: match &mc.tls {
-            Some(t) => Some(tls::server_config(t).map_err(|e| StartError::Setup(e.to_string()))?),
-            None => None,
-        },
-    };
+    let settings = ListenerSettings::for_migration(config, &migration.name, mc.tls.as_ref())?;
     Ok(Arc::new(Shared {
         migration: migration.clone(),
         store: controller.store().clone(),
