@@ -290,23 +290,30 @@ pub fn crc_is_valid(batch: &[u8]) -> bool {
     crc32c::crc32c(content) == stored as u32
 }
 
-/// Adds `delta` to the base offset of every whole batch in a records blob
-/// (the splice's physical → virtual translation), leaving a partial tail as
-/// it is; returns how many batches were rebased.
+/// Adds `delta` to the base offset of every batch in a records blob (the
+/// splice's physical → virtual translation), a partial tail included when
+/// its base offset is there (clients skip it, but must not see a physical
+/// offset); returns how many whole batches were rebased.
 ///
 /// # Errors
 /// The first error [`batches`] yields; batches before it are rebased.
 pub fn shift_base_offsets(records: &mut [u8], delta: i64) -> Result<usize, FrameError> {
     let mut found = Vec::new();
+    let mut partial = None;
     let mut failure = None;
     for item in batches(records) {
         match item {
             Ok(Batch::Whole(view)) => found.push((view.offset, view.base_offset())),
-            Ok(Batch::Partial { .. }) => {}
+            Ok(Batch::Partial { offset, .. }) => partial = Some(offset),
             Err(e) => failure = Some(e),
         }
     }
     for &(at, base) in &found {
+        set_base_offset(&mut records[at..], base.wrapping_add(delta))?;
+    }
+    if let Some(at) = partial
+        && let Some(base) = crate::wire::i64_at(records, at)
+    {
         set_base_offset(&mut records[at..], base.wrapping_add(delta))?;
     }
     failure.map_or(Ok(found.len()), Err)

@@ -11,6 +11,10 @@ pub(crate) fn i32_at(b: &[u8], at: usize) -> Option<i32> {
     b.get(at..)?.first_chunk().map(|c| i32::from_be_bytes(*c))
 }
 
+pub(crate) fn i64_at(b: &[u8], at: usize) -> Option<i64> {
+    b.get(at..)?.first_chunk().map(|c| i64::from_be_bytes(*c))
+}
+
 /// Reads an unsigned varint (at most 5 bytes, fits a `u32`) at `at`;
 /// returns the value and the offset after it.
 pub(crate) fn uvarint_at(

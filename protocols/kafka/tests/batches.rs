@@ -120,10 +120,19 @@ fn shift_rebases_every_whole_batch() {
     assert_eq!(shift_base_offsets(&mut blob, 500).unwrap(), 2);
     let offsets: Vec<i64> = decode(&blob).iter().map(|r| r.offset).collect();
     assert_eq!(offsets, [500, 501, 502, 503, 504]);
-    // A partial tail is left alone, and only whole batches are counted.
+    // A partial tail is rebased too, but only whole batches are counted.
     let mut cut = two_batches();
     cut.truncate(cut.len() - 5);
+    let tail = wholes(&two_batches())[1].range().start;
     assert_eq!(shift_base_offsets(&mut cut, 500).unwrap(), 1);
+    assert_eq!(
+        i64::from_be_bytes(cut[tail..tail + 8].try_into().unwrap()),
+        503
+    );
+    // A tail too short to hold its base offset is left as it is.
+    let mut stub = two_batches();
+    stub.truncate(tail + 5);
+    assert_eq!(shift_base_offsets(&mut stub, 500).unwrap(), 1);
 }
 
 #[test]
