@@ -55,12 +55,15 @@ mod common;
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Child, Cutover, Scratch};
+use common::compare::{
+    self, CpuWatch, Phase, Target, best_of, env_var as var, fmt_ms, lowest, no_prepare, of, ratio,
+};
+use common::{Child, Cutover, Migration, Scratch};
 use serde_json::Value;
 
 /// The load generator, written into the scratch dir at start.
@@ -101,15 +104,6 @@ struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
-            match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => v
-                    .trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{name}={v} is not a valid value")),
-                _ => default,
-            }
-        }
         Params {
             messages: var("KAFKA_BENCH_MESSAGES", 200_000),
             size: var("KAFKA_BENCH_SIZE", 1024),
@@ -119,12 +113,7 @@ impl Params {
             latency_rate: var("KAFKA_BENCH_LATENCY_RATE", 1000),
             latency_seconds: var("KAFKA_BENCH_LATENCY_SECONDS", 4),
             virtual_brokers: var("KAFKA_BENCH_VIRTUAL_BROKERS", 1),
-            only: std::env::var("KAFKA_BENCH_TARGETS").ok().map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            }),
+            only: compare::env_list("KAFKA_BENCH_TARGETS"),
         }
     }
 }
@@ -139,21 +128,6 @@ struct Rig {
     source: Tansu,
     target: Tansu,
 }
-
-/// One path to the source broker, with the processes it owns (killed on drop).
-struct Target {
-    name: &'static str,
-    /// `bootstrap.servers` for the clients.
-    bootstrap: String,
-    /// Processes whose CPU use is reported per phase: (label, pid).
-    watch: Vec<(&'static str, u32)>,
-    _processes: Vec<Child>,
-    cutover: Option<Cutover>,
-    /// Runs for every fresh topic after creation, before any load.
-    prepare: fn(&Target, &str),
-}
-
-fn no_prepare(_: &Target, _: &str) {}
 
 /// A tansu broker with memory storage.
 struct Tansu {
@@ -195,14 +169,7 @@ fn wait_listening(child: &mut Child, log: &Path, port: u16, what: &str) {
 }
 
 fn direct(rig: &Rig) -> Target {
-    Target {
-        name: "direct",
-        bootstrap: rig.source.addr(),
-        watch: vec![("tansu", rig.source.child.pid())],
-        _processes: Vec::new(),
-        cutover: None,
-        prepare: no_prepare,
-    }
+    Target::direct(rig.source.addr(), ("tansu", rig.source.child.pid()))
 }
 
 fn tansu_proxy(rig: &Rig) -> Target {
@@ -219,12 +186,12 @@ fn tansu_proxy(rig: &Rig) -> Target {
     wait_listening(&mut child, &log, port, "tansu proxy");
     Target {
         name: "tansu proxy",
-        bootstrap: format!("127.0.0.1:{port}"),
+        addr: format!("127.0.0.1:{port}"),
         watch: vec![
             ("tansu proxy", child.pid()),
             ("tansu", rig.source.child.pid()),
         ],
-        _processes: vec![child],
+        processes: vec![child],
         cutover: None,
         prepare: no_prepare,
     }
@@ -233,67 +200,31 @@ fn tansu_proxy(rig: &Rig) -> Target {
 fn cutover_source(rig: &Rig) -> Target {
     let brokers = rig.params.virtual_brokers;
     // `listen` and the virtual brokers' ports right after it.
-    let listen = free_port_run(1 + brokers);
+    let listen = compare::free_port_run(1 + brokers);
     let dir = rig.dir.join("cutover-source");
     std::fs::create_dir_all(&dir).expect("cutover dir");
-    let cutover = Cutover::start(
+    let (source, target) = (rig.source.addr(), rig.target.addr());
+    let cutover = Cutover::start_migration(
         &dir,
         listen,
-        &format!(
-            r#"clusters:
-  - {{ name: kafka-old, protocol: kafka, endpoints: ["{source}"] }}
-  - {{ name: kafka-new, protocol: kafka, endpoints: ["{target}"] }}
-migrations:
-  - name: events
-    protocol: kafka
-    listen: 127.0.0.1:{listen}
-    source: kafka-old
-    target: kafka-new
-    topics: [ {{ match: "{TOPIC_PREFIX}*" }} ]
-    kafka: {{ brokers_listen_base: {base}, virtual_brokers: {brokers} }}
-"#,
-            source = rig.source.addr(),
-            target = rig.target.addr(),
-            base = listen + 1,
-        ),
+        &Migration {
+            name: "events",
+            protocol: "kafka",
+            clusters: ["kafka-old", "kafka-new"],
+            endpoints: [&source, &target],
+            topics: &format!(r#"[ {{ match: "{TOPIC_PREFIX}*" }} ]"#),
+            extra: &format!(
+                "kafka: {{ brokers_listen_base: {}, virtual_brokers: {brokers} }}",
+                listen + 1
+            ),
+        },
     );
-    Target {
-        name: "cutover source",
-        bootstrap: format!("127.0.0.1:{listen}"),
-        watch: vec![
-            ("cutover", cutover.child.pid()),
-            ("tansu", rig.source.child.pid()),
-        ],
-        _processes: Vec::new(),
-        cutover: Some(cutover),
-        prepare: no_prepare,
-    }
-}
-
-/// The first of `count` consecutive loopback ports that were all free a
-/// moment ago.
-fn free_port_run(count: u16) -> u16 {
-    for _ in 0..200 {
-        let first = common::free_port();
-        if u32::from(first) + u32::from(count) > 65_535 {
-            continue;
-        }
-        let all_free = (first..first + count)
-            .all(|port| TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok());
-        if all_free {
-            return first;
-        }
-    }
-    panic!("found no run of {count} free consecutive ports");
-}
-
-/// Peers' install dir, as in tests/support: `$CUTOVER_PEERS` or `~/.cache/cutover-peers`.
-fn peers_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CUTOVER_PEERS").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-    home.join(".cache").join("cutover-peers")
+    Target::through_cutover(
+        "cutover source",
+        listen,
+        cutover,
+        ("tansu", rig.source.child.pid()),
+    )
 }
 
 /// A peer from the install dir, or a clean skip telling how to install it.
@@ -308,29 +239,6 @@ fn require_peer(path: PathBuf) -> PathBuf {
     std::process::exit(0);
 }
 
-/// One phase's measurement.
-#[derive(Clone, Debug, Default)]
-struct Phase {
-    /// Messages produced (delivered) or consumed.
-    messages: u64,
-    bytes: u64,
-    seconds: f64,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    /// Messages that went missing or failed, with the first errors.
-    problems: Option<String>,
-    cpu: Vec<(String, f64)>,
-}
-
-impl Phase {
-    fn mb_per_s(&self) -> f64 {
-        self.bytes as f64 / 1e6 / self.seconds.max(1e-9)
-    }
-    fn msgs_per_s(&self) -> f64 {
-        self.messages as f64 / self.seconds.max(1e-9)
-    }
-}
-
 /// One round of one target.
 struct Run {
     target: &'static str,
@@ -339,9 +247,23 @@ struct Run {
     consume: Phase,
 }
 
+impl compare::Round for Run {
+    fn target(&self) -> &str {
+        self.target
+    }
+
+    fn phases(&self) -> Vec<(&'static str, &Phase)> {
+        vec![
+            ("produce", &self.produce),
+            ("latency", &self.latency),
+            ("consume", &self.consume),
+        ]
+    }
+}
+
 fn main() {
     let params = Params::from_env();
-    let peers = peers_dir();
+    let peers = compare::peers_dir();
     let tansu_bin = require_peer(peers.join("bin").join("tansu"));
     let python = require_peer(peers.join("venv").join("bin").join("python"));
     let started = Instant::now();
@@ -361,29 +283,12 @@ fn main() {
         source,
         target,
     };
-    let selected: Vec<(&str, Setup)> = TARGETS
-        .iter()
-        .copied()
-        .filter(|(name, _)| {
-            params
-                .only
-                .as_ref()
-                .is_none_or(|only| only.iter().any(|o| o == name))
-        })
-        .collect();
-    assert!(
-        !selected.is_empty(),
-        "KAFKA_BENCH_TARGETS names none of {:?}",
-        TARGETS.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+    let targets = compare::set_up(
+        TARGETS,
+        params.only.as_deref(),
+        "KAFKA_BENCH_TARGETS",
+        |setup: Setup| setup(&rig),
     );
-    let targets: Vec<Target> = selected
-        .iter()
-        .map(|(name, setup)| {
-            let target = setup(&rig);
-            assert_eq!(target.name, *name, "setup of {name} returned another name");
-            target
-        })
-        .collect();
 
     println!(
         "kafka_compare: {} msgs x {} B, {} partitions, acks=all, linger.ms={}, paced latency {} msg/s x {} s, \
@@ -401,32 +306,14 @@ fn main() {
     println!("cutover binary: {}", common::CUTOVER);
     println!("tansu: {}", version(&rig.tansu_bin));
 
-    let mut runs = Vec::new();
-    for round in 0..params.rounds {
-        for target in &targets {
-            runs.push(run(&rig, target, round));
-        }
-    }
+    let runs = compare::interleave(params.rounds, &targets, |target, round| {
+        run(&rig, target, round)
+    });
 
     let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
     print_tables(&runs, &names, &params);
-    for target in &targets {
-        if let Some(cutover) = &target.cutover {
-            // Proof the load went through the proxy, and whether it failed anywhere.
-            let metric = |name| cutover.metric(name).unwrap_or(f64::NAN);
-            println!(
-                "{}: cutover_bytes_total {:.0} MB, cutover_requests_total {:.0}, \
-                 cutover_request_errors_total {:.0}, cutover_upstream_connect_errors_total {:.0}",
-                target.name,
-                metric("cutover_bytes_total") / 1e6 + 0.0,
-                metric("cutover_requests_total") + 0.0,
-                metric("cutover_request_errors_total") + 0.0,
-                metric("cutover_upstream_connect_errors_total") + 0.0,
-            );
-            report_log(target.name, &cutover.log);
-        }
-    }
-    report_log("tansu", &rig.source.log);
+    compare::report_cutovers(&targets);
+    compare::report_log("tansu", &rig.source.log);
     println!("total bench time {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -440,12 +327,7 @@ fn version(bin: &Path) -> String {
 
 /// Creates the round's topics, runs the three phases, prints a line each.
 fn run(rig: &Rig, target: &Target, round: usize) -> Run {
-    let slug: String = target
-        .name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    let topic = format!("{TOPIC_PREFIX}{slug}-{round}");
+    let topic = format!("{TOPIC_PREFIX}{}-{round}", compare::slug(target.name));
     let latency_topic = format!("{topic}-latency");
     let p = &rig.params;
     for t in [&topic, &latency_topic] {
@@ -515,11 +397,7 @@ fn run(rig: &Rig, target: &Target, round: usize) -> Run {
         ms(latency.p99_ms),
         consume.mb_per_s(),
         consume.msgs_per_s(),
-        [&produce, &latency, &consume]
-            .iter()
-            .filter_map(|ph| ph.problems.as_deref())
-            .map(|p| format!("  !! {p}"))
-            .collect::<String>(),
+        compare::flag_problems(&[&produce, &latency, &consume]),
     );
     Run {
         target: target.name,
@@ -550,7 +428,7 @@ fn problems(out: &Value, field: &str, expected: u64) -> Option<String> {
 /// script's JSON result and CPU% per process.
 fn load(rig: &Rig, target: &Target, phase: &str, mut args: Value) -> (Value, Vec<(String, f64)>) {
     args["phase"] = phase.into();
-    args["bootstrap"] = target.bootstrap.clone().into();
+    args["bootstrap"] = target.addr.clone().into();
     args["deadline_s"] = PHASE_DEADLINE.as_secs().into();
     let out_path = rig.dir.join("load.out");
     let err_path = rig.dir.join(format!("load-{phase}.err"));
@@ -563,36 +441,21 @@ fn load(rig: &Rig, target: &Target, phase: &str, mut args: Value) -> (Value, Vec
         .spawn()
         .expect("spawn the load script");
     let pid = child.id();
-
-    let ticks = common::clock_ticks_per_second();
-    let before: Vec<u64> = target
-        .watch
-        .iter()
-        .map(|(_, pid)| common::cpu_ticks(*pid))
-        .collect();
-    let machine_before = common::machine_ticks();
-    let start = Instant::now();
-    let mut client_ticks = 0;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the load script") {
-            break status;
-        }
-        // The last reading before exit misses at most one poll interval.
-        client_ticks = client_ticks.max(common::cpu_ticks(pid));
-        if start.elapsed() > PHASE_DEADLINE + KILL_GRACE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{phase} against {} ran past {:?}; killed. stderr:\n{}",
-                target.name,
-                PHASE_DEADLINE + KILL_GRACE,
-                common::tail(&err_path, 20)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let watch = CpuWatch::start(&target.watch);
+    let waited = compare::wait_client(pid, PHASE_DEADLINE + KILL_GRACE, || {
+        child.try_wait().expect("wait for the load script")
+    });
+    let Ok((status, client_ticks)) = waited else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{phase} against {} ran past {:?}; killed. stderr:\n{}",
+            target.name,
+            PHASE_DEADLINE + KILL_GRACE,
+            common::tail(&err_path, 20)
+        );
     };
-    let wall = start.elapsed().as_secs_f64();
-    let machine_after = common::machine_ticks();
+    let cpu = watch.finish(&target.watch, client_ticks);
     let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
     assert!(
         status.success(),
@@ -606,72 +469,12 @@ fn load(rig: &Rig, target: &Target, phase: &str, mut args: Value) -> (Value, Vec
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("{phase} against {} printed no JSON:\n{stdout}", target.name));
 
-    let pct = |t: u64| 100.0 * t as f64 / ticks / wall;
-    let mut cpu = Vec::new();
-    let mut accounted = client_ticks;
-    for ((label, pid), b) in target.watch.iter().zip(before) {
-        let used = common::cpu_ticks(*pid).saturating_sub(b);
-        accounted += used;
-        cpu.push(((*label).to_owned(), pct(used)));
-    }
-    cpu.push(("client".to_owned(), pct(client_ticks)));
-    let (busy, total) = (
-        machine_after.0.saturating_sub(machine_before.0),
-        machine_after.1.saturating_sub(machine_before.1),
-    );
-    let busy_cores = if total == 0 {
-        0.0
-    } else {
-        busy as f64 / total as f64 * common::cpu_count() as f64
-    };
-    cpu.push((
-        "other".to_owned(),
-        (100.0 * busy_cores - pct(accounted)).max(0.0),
-    ));
     (result, cpu)
 }
 
-/// The runs of one target.
-fn of<'a>(runs: &'a [Run], target: &str) -> Vec<&'a Run> {
-    runs.iter().filter(|r| r.target == target).collect()
-}
-
-/// Best (highest) value over rounds and the spread (best - worst) / best.
-fn best_of(values: &[f64]) -> Option<(f64, f64)> {
-    let top = values.iter().copied().fold(f64::NAN, f64::max);
-    let low = values.iter().copied().fold(f64::NAN, f64::min);
-    (!top.is_nan()).then(|| (top, if top > 0.0 { (top - low) / top } else { 0.0 }))
-}
-
-/// Lowest value over rounds.
-fn lowest(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
-    values.flatten().reduce(f64::min)
-}
-
-fn fmt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
-}
-
 fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
-    let produce_mb = |t: &str| {
-        best_of(
-            &of(runs, t)
-                .iter()
-                .map(|r| r.produce.mb_per_s())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let consume_mb = |t: &str| {
-        best_of(
-            &of(runs, t)
-                .iter()
-                .map(|r| r.consume.mb_per_s())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let ratio = |value: f64, base: Option<(f64, f64)>| {
-        base.map_or_else(|| "-".to_owned(), |(b, _)| format!("{:.2}x", value / b))
-    };
+    let produce_mb = |t: &str| best_of(of(runs, t).iter().map(|r| r.produce.mb_per_s()));
+    let consume_mb = |t: &str| best_of(of(runs, t).iter().map(|r| r.consume.mb_per_s()));
     let rounds = params.rounds;
     let mut out = String::new();
     let _ = writeln!(
@@ -743,10 +546,10 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
         let group = of(runs, target);
         let p50 = lowest(group.iter().map(|r| r.latency.p50_ms));
         let mine = p99(target);
-        let vs = match (mine, p99(BASELINES[0])) {
-            (Some(m), Some(d)) if d > 0.0 => format!("{:.2}x", m / d),
-            _ => "-".to_owned(),
-        };
+        let vs = mine.map_or_else(
+            || "-".to_owned(),
+            |m| ratio(m, p99(BASELINES[0]).map(|d| (d, 0.0))),
+        );
         let _ = writeln!(
             out,
             "| {target} | {} | {} | {vs} |",
@@ -754,70 +557,16 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
             fmt_ms(mine)
         );
     }
-    let _ = writeln!(
-        out,
-        "\nCPU per phase, mean of rounds (100% = one core of {}), from /proc:\n",
-        common::cpu_count()
+    compare::cpu_table(&mut out, runs, targets, &["produce", "consume"]);
+    compare::list_problems(
+        &mut out,
+        runs,
+        "Every message was delivered and read back on every path.",
     );
-    let _ = writeln!(out, "| target | produce | consume |");
-    let _ = writeln!(out, "|---|---|---|");
-    for target in targets {
-        let group = of(runs, target);
-        let mean = |pick: fn(&Run) -> &Phase| -> String {
-            let Some(first) = group.first() else {
-                return "-".to_owned();
-            };
-            let count = group.len() as f64;
-            pick(first)
-                .cpu
-                .iter()
-                .enumerate()
-                .map(|(i, (label, _))| {
-                    let m = group.iter().map(|r| pick(r).cpu[i].1).sum::<f64>() / count;
-                    format!("{label} {m:.0}%")
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(
-            out,
-            "| {target} | {} | {} |",
-            mean(|r| &r.produce),
-            mean(|r| &r.consume)
-        );
-    }
-    let problems: Vec<String> = runs
-        .iter()
-        .flat_map(|r| {
-            [
-                ("produce", &r.produce),
-                ("latency", &r.latency),
-                ("consume", &r.consume),
-            ]
-            .into_iter()
-            .filter_map(move |(phase, ph)| {
-                ph.problems
-                    .as_ref()
-                    .map(|p| format!("{} {phase}: {p}", r.target))
-            })
-        })
-        .collect();
-    if problems.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nEvery message was delivered and read back on every path."
-        );
-    } else {
-        let _ = writeln!(out, "\nINCOMPLETE RUNS:");
-        for p in problems {
-            let _ = writeln!(out, "  {p}");
-        }
-    }
     // Issue 5's targets for `source`, as plain words (measured, not asserted).
     for target in targets.iter().filter(|t| t.starts_with("cutover")) {
-        let pick = |f: &dyn Fn(&str) -> Option<(f64, f64)>, base: &str| match (f(target), f(base)) {
-            (Some((m, _)), Some((b, _))) if b > 0.0 => format!("{:.2}x", m / b),
-            _ => "-".to_owned(),
+        let pick = |f: &dyn Fn(&str) -> Option<(f64, f64)>, base: &str| {
+            f(target).map_or_else(|| "-".to_owned(), |(m, _)| ratio(m, f(base)))
         };
         let _ = writeln!(
             out,
@@ -830,21 +579,4 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
         );
     }
     print!("{out}");
-}
-
-/// Prints how many WARN/ERROR lines a process logged, and the first few.
-fn report_log(name: &str, log: &Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let bad: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect();
-    if bad.is_empty() {
-        println!("{name} log: no WARN/ERROR lines");
-        return;
-    }
-    println!("{name} log: {} WARN/ERROR lines, first ones:", bad.len());
-    for line in bad.iter().take(5) {
-        println!("  {line}");
-    }
 }

@@ -33,7 +33,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Child, Cutover, Redis, Scratch};
+use common::{Child, Cutover, Migration, Redis, Scratch};
 
 /// Parallel clients of redis-benchmark.
 const CLIENTS: u32 = 50;
@@ -102,25 +102,21 @@ fn main() {
     let twemproxy = start_twemproxy(&nutcracker, dir, twem_port, source.port);
     let (haproxy_port, haproxy_child) = start_haproxy(&haproxy, dir, source.port);
     let cutover_port = common::free_port();
-    let cutover = Cutover::start(
+    let (s, t) = (
+        format!("127.0.0.1:{}", source.port),
+        format!("127.0.0.1:{}", target.port),
+    );
+    let cutover = Cutover::start_migration(
         dir,
         cutover_port,
-        &format!(
-            r#"clusters:
-  - {{ name: cache-old, protocol: redis, endpoints: ["127.0.0.1:{s}"] }}
-  - {{ name: cache-new, protocol: redis, endpoints: ["127.0.0.1:{t}"] }}
-migrations:
-  - name: cache
-    protocol: redis
-    listen: 127.0.0.1:{cutover_port}
-    source: cache-old
-    target: cache-new
-    topics: [ {{ name: rest, match: "*" }} ]
-    redis: {{ backfill_on_enter: false }}
-"#,
-            s = source.port,
-            t = target.port
-        ),
+        &Migration {
+            name: "cache",
+            protocol: "redis",
+            clusters: ["cache-old", "cache-new"],
+            endpoints: [&s, &t],
+            topics: r#"[ { name: rest, match: "*" } ]"#,
+            extra: "redis: { backfill_on_enter: false }",
+        },
     );
 
     println!(

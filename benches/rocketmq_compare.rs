@@ -45,13 +45,14 @@ mod common;
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::{Child, Cutover, Scratch};
+use common::compare::{self, CpuWatch, Phase, Target, best_of, env_var as var, fmt_ms, of, ratio};
+use common::{Child, Cutover, Migration, Scratch};
 use cutover_rocketmq::{Encoding, Frame, Header, encode, next_frame};
 use serde_json::Value;
 
@@ -82,27 +83,13 @@ struct Params {
 
 impl Params {
     fn from_env() -> Params {
-        fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
-            match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => v
-                    .trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{name}={v} is not a valid value")),
-                _ => default,
-            }
-        }
         Params {
             messages: var("ROCKETMQ_BENCH_MESSAGES", 20_000),
             size: var("ROCKETMQ_BENCH_SIZE", 128).max(1),
             concurrency: var("ROCKETMQ_BENCH_CONCURRENCY", 16).max(1),
             queues: var("ROCKETMQ_BENCH_QUEUES", 4).max(1),
             rounds: var("ROCKETMQ_BENCH_ROUNDS", 3).max(1),
-            only: std::env::var("ROCKETMQ_BENCH_TARGETS").ok().map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            }),
+            only: compare::env_list("ROCKETMQ_BENCH_TARGETS"),
         }
     }
 }
@@ -115,20 +102,6 @@ struct Rig {
     source: Cluster,
     target: Cluster,
 }
-
-/// One path to the source cluster, with the processes it owns.
-struct Target {
-    name: &'static str,
-    /// `--namesrv` for the clients.
-    namesrv: String,
-    /// Processes whose CPU use is reported per phase: (label, pid).
-    watch: Vec<(&'static str, u32)>,
-    cutover: Option<Cutover>,
-    /// Runs for every fresh topic after creation, before any load.
-    prepare: fn(&Target, &str),
-}
-
-fn no_prepare(_: &Target, _: &str) {}
 
 /// One RocketMQ cluster: a NameServer and one master broker.
 struct Cluster {
@@ -145,7 +118,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let namesrv_port = common::free_port();
         // Broker port P, VIP port P - 2 (the broker opens both), HA port.
-        let vip = free_port_run(3);
+        let vip = compare::free_port_run(3);
         let broker_port = vip + 2;
         let ha_port = common::free_port();
         let mut cmd = Command::new(peers.join("rocketmq-namesrv-rust"));
@@ -257,80 +230,35 @@ fn rpc(addr: &str, code: i32, ext: &[(&str, &str)]) -> Option<Frame> {
     }
 }
 
-/// The first of `count` consecutive loopback ports that were all free a
-/// moment ago.
-fn free_port_run(count: u16) -> u16 {
-    for _ in 0..200 {
-        let first = common::free_port();
-        if u32::from(first) + u32::from(count) > 65_535 {
-            continue;
-        }
-        let all_free = (first..first + count).all(|port| {
-            TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).is_ok()
-                && TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).is_ok()
-        });
-        if all_free {
-            return first;
-        }
-    }
-    panic!("found no run of {count} free consecutive ports");
-}
-
 fn direct(rig: &Rig) -> Target {
-    Target {
-        name: "direct",
-        namesrv: rig.source.namesrv(),
-        watch: vec![("broker", rig.source.broker.pid())],
-        cutover: None,
-        prepare: no_prepare,
-    }
+    Target::direct(rig.source.namesrv(), ("broker", rig.source.broker.pid()))
 }
 
 fn cutover_source(rig: &Rig) -> Target {
     let listen = common::free_port();
     // Broker endpoints (and their VIP ports two below) for both clusters.
-    let base = free_port_run(8) + 2;
+    let base = compare::free_port_run(8) + 2;
     let dir = rig.dir.join("cutover-source");
     std::fs::create_dir_all(&dir).expect("cutover dir");
-    let cutover = Cutover::start(
+    let (source, target) = (rig.source.namesrv(), rig.target.namesrv());
+    let cutover = Cutover::start_migration(
         &dir,
         listen,
-        &format!(
-            r#"clusters:
-  - {{ name: rmq-old, protocol: rocketmq, endpoints: ["{source}"] }}
-  - {{ name: rmq-new, protocol: rocketmq, endpoints: ["{target}"] }}
-migrations:
-  - name: orders
-    protocol: rocketmq
-    listen: 127.0.0.1:{listen}
-    source: rmq-old
-    target: rmq-new
-    topics: [ {{ match: "*" }} ]
-    rocketmq: {{ brokers_listen_base: {base} }}
-"#,
-            source = rig.source.namesrv(),
-            target = rig.target.namesrv(),
-        ),
+        &Migration {
+            name: "orders",
+            protocol: "rocketmq",
+            clusters: ["rmq-old", "rmq-new"],
+            endpoints: [&source, &target],
+            topics: r#"[ { match: "*" } ]"#,
+            extra: &format!("rocketmq: {{ brokers_listen_base: {base} }}"),
+        },
     );
-    Target {
-        name: "cutover source",
-        namesrv: format!("127.0.0.1:{listen}"),
-        watch: vec![
-            ("cutover", cutover.child.pid()),
-            ("broker", rig.source.broker.pid()),
-        ],
-        cutover: Some(cutover),
-        prepare: no_prepare,
-    }
-}
-
-/// Peers' install dir, as in tests/support: `$CUTOVER_PEERS` or `~/.cache/cutover-peers`.
-fn peers_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CUTOVER_PEERS").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
-    home.join(".cache").join("cutover-peers")
+    Target::through_cutover(
+        "cutover source",
+        listen,
+        cutover,
+        ("broker", rig.source.broker.pid()),
+    )
 }
 
 /// The peers' bin dir, or a clean skip telling how to install them.
@@ -351,24 +279,6 @@ fn require_peers(bin: PathBuf) -> PathBuf {
     bin
 }
 
-/// One phase's measurement.
-#[derive(Clone, Debug, Default)]
-struct Phase {
-    messages: u64,
-    seconds: f64,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    /// Messages that went missing or failed.
-    problems: Option<String>,
-    cpu: Vec<(String, f64)>,
-}
-
-impl Phase {
-    fn msgs_per_s(&self) -> f64 {
-        self.messages as f64 / self.seconds.max(1e-9)
-    }
-}
-
 /// One round of one target.
 struct Run {
     target: &'static str,
@@ -376,9 +286,19 @@ struct Run {
     consume: Phase,
 }
 
+impl compare::Round for Run {
+    fn target(&self) -> &str {
+        self.target
+    }
+
+    fn phases(&self) -> Vec<(&'static str, &Phase)> {
+        vec![("send", &self.send), ("consume", &self.consume)]
+    }
+}
+
 fn main() {
     let params = Params::from_env();
-    let bin = require_peers(peers_dir().join("bin"));
+    let bin = require_peers(compare::peers_dir().join("bin"));
     let started = Instant::now();
     let scratch = Scratch::new("cutover-bench-rocketmq-");
     let dir = scratch.path.clone();
@@ -391,29 +311,12 @@ fn main() {
         source,
         target,
     };
-    let selected: Vec<(&str, Setup)> = TARGETS
-        .iter()
-        .copied()
-        .filter(|(name, _)| {
-            params
-                .only
-                .as_ref()
-                .is_none_or(|only| only.iter().any(|o| o == name))
-        })
-        .collect();
-    assert!(
-        !selected.is_empty(),
-        "ROCKETMQ_BENCH_TARGETS names none of {:?}",
-        TARGETS.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+    let targets = compare::set_up(
+        TARGETS,
+        params.only.as_deref(),
+        "ROCKETMQ_BENCH_TARGETS",
+        |setup: Setup| setup(&rig),
     );
-    let targets: Vec<Target> = selected
-        .iter()
-        .map(|(name, setup)| {
-            let target = setup(&rig);
-            assert_eq!(target.name, *name, "setup of {name} returned another name");
-            target
-        })
-        .collect();
 
     println!(
         "rocketmq_compare: {} msgs x {} B, {} concurrent sync senders, {} queues, {} rounds, {} CPUs",
@@ -426,42 +329,20 @@ fn main() {
     );
     println!("cutover binary: {}", common::CUTOVER);
 
-    let mut runs = Vec::new();
-    for round in 0..params.rounds {
-        for target in &targets {
-            runs.push(run(&rig, target, round));
-        }
-    }
+    let runs = compare::interleave(params.rounds, &targets, |target, round| {
+        run(&rig, target, round)
+    });
 
     let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
     print_tables(&runs, &names, &params);
-    for target in &targets {
-        if let Some(cutover) = &target.cutover {
-            // Proof the load went through the proxy, and whether it failed anywhere.
-            let metric = |name| cutover.metric(name).unwrap_or(f64::NAN);
-            println!(
-                "{}: cutover_bytes_total {:.1} MB, cutover_requests_total {:.0}, \
-                 cutover_request_errors_total {:.0}, cutover_upstream_connect_errors_total {:.0}",
-                target.name,
-                metric("cutover_bytes_total") / 1e6 + 0.0,
-                metric("cutover_requests_total") + 0.0,
-                metric("cutover_request_errors_total") + 0.0,
-                metric("cutover_upstream_connect_errors_total") + 0.0,
-            );
-            report_log(target.name, &cutover.log);
-        }
-    }
-    report_log("source broker", &rig.source.broker_log);
+    compare::report_cutovers(&targets);
+    compare::report_log("source broker", &rig.source.broker_log);
     println!("total bench time {:.0} s", started.elapsed().as_secs_f64());
 }
 
 /// Creates the round's topic, runs both phases, prints a line.
 fn run(rig: &Rig, target: &Target, round: usize) -> Run {
-    let slug: String = target
-        .name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let slug = compare::slug(target.name);
     let topic = format!("{TOPIC_PREFIX}{slug}-{round}");
     let p = &rig.params;
     rig.source.create_topic(&topic, p.queues);
@@ -469,76 +350,19 @@ fn run(rig: &Rig, target: &Target, round: usize) -> Run {
 
     let (send, expected) = send_phase(rig, target, &topic, &format!("{slug}-{round}"));
     let consume = consume_phase(rig, target, &topic, &format!("{slug}-{round}"), expected);
-    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     println!(
         "  round {round} {:<16} send {:>7.0} msg/s (p50 {} p99 {} ms) | consume {:>7.0} msg/s{}",
         target.name,
         send.msgs_per_s(),
-        ms(send.p50_ms),
-        ms(send.p99_ms),
+        fmt_ms(send.p50_ms),
+        fmt_ms(send.p99_ms),
         consume.msgs_per_s(),
-        [&send, &consume]
-            .iter()
-            .filter_map(|ph| ph.problems.as_deref())
-            .map(|p| format!("  !! {p}"))
-            .collect::<String>(),
+        compare::flag_problems(&[&send, &consume]),
     );
     Run {
         target: target.name,
         send,
         consume,
-    }
-}
-
-/// CPU ticks of the watched processes, to diff after a phase.
-struct CpuWatch {
-    before: Vec<u64>,
-    machine: (u64, u64),
-    start: Instant,
-}
-
-impl CpuWatch {
-    fn start(target: &Target) -> CpuWatch {
-        CpuWatch {
-            before: target
-                .watch
-                .iter()
-                .map(|(_, pid)| common::cpu_ticks(*pid))
-                .collect(),
-            machine: common::machine_ticks(),
-            start: Instant::now(),
-        }
-    }
-
-    /// CPU% per watched process, the client (`client_ticks`), and the rest
-    /// of the machine.
-    fn finish(self, target: &Target, client_ticks: u64) -> Vec<(String, f64)> {
-        let wall = self.start.elapsed().as_secs_f64();
-        let ticks = common::clock_ticks_per_second();
-        let pct = |t: u64| 100.0 * t as f64 / ticks / wall.max(1e-9);
-        let mut cpu = Vec::new();
-        let mut accounted = client_ticks;
-        for ((label, pid), b) in target.watch.iter().zip(self.before) {
-            let used = common::cpu_ticks(*pid).saturating_sub(b);
-            accounted += used;
-            cpu.push(((*label).to_owned(), pct(used)));
-        }
-        cpu.push(("client".to_owned(), pct(client_ticks)));
-        let after = common::machine_ticks();
-        let (busy, total) = (
-            after.0.saturating_sub(self.machine.0),
-            after.1.saturating_sub(self.machine.1),
-        );
-        let busy_cores = if total == 0 {
-            0.0
-        } else {
-            busy as f64 / total as f64 * common::cpu_count() as f64
-        };
-        cpu.push((
-            "other".to_owned(),
-            (100.0 * busy_cores - pct(accounted)).max(0.0),
-        ));
-        cpu
     }
 }
 
@@ -550,31 +374,26 @@ fn send_phase(rig: &Rig, target: &Target, topic: &str, id: &str) -> (Phase, u64)
     let log = rig.dir.join(format!("send-{id}.log"));
     let mut cmd = Command::new(&rig.client);
     cmd.arg("bench")
-        .args(["--namesrv", &target.namesrv])
+        .args(["--namesrv", &target.addr])
         .args(["--topic", topic])
         .args(["--group", &format!("bench-pg-{id}")])
         .args(["--count", &p.messages.to_string()])
         .args(["--concurrency", &p.concurrency.to_string()])
         .args(["--size", &p.size.to_string()]);
-    let watch = CpuWatch::start(target);
+    let watch = CpuWatch::start(&target.watch);
     let mut child = Child::spawn("rocketmq bench client", &mut cmd, &log);
     let pid = child.pid();
-    let start = Instant::now();
-    let mut client_ticks = 0;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the client") {
-            break status;
-        }
-        client_ticks = client_ticks.max(common::cpu_ticks(pid));
-        assert!(
-            start.elapsed() < PHASE_DEADLINE,
+    let waited = compare::wait_client(pid, PHASE_DEADLINE, || {
+        child.try_wait().expect("wait for the client")
+    });
+    let Ok((status, client_ticks)) = waited else {
+        panic!(
             "send against {} ran past {PHASE_DEADLINE:?}; log:\n{}",
             target.name,
             common::tail(&log, 20)
         );
-        std::thread::sleep(Duration::from_millis(20));
     };
-    let cpu = watch.finish(target, client_ticks);
+    let cpu = watch.finish(&target.watch, client_ticks);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let out: Value = text
         .lines()
@@ -606,6 +425,7 @@ fn send_phase(rig: &Rig, target: &Target, topic: &str, id: &str) -> (Phase, u64)
         problems: (sent != p.messages || failed > 0)
             .then(|| format!("sent {sent} of {}, {failed} failed", p.messages)),
         cpu,
+        ..Phase::default()
     };
     (phase, sent + 1)
 }
@@ -622,14 +442,14 @@ fn consume_phase(rig: &Rig, target: &Target, topic: &str, id: &str, expected: u6
     let expected_bytes = (expected - 1) * (p.size + 1) + "warm\n".len() as u64;
     let mut cmd = Command::new(&rig.client);
     cmd.arg("consume")
-        .args(["--namesrv", &target.namesrv])
+        .args(["--namesrv", &target.addr])
         .args(["--topic", topic])
         .args(["--group", &format!("bench-cg-{id}")])
         .arg("--out")
         .arg(&out)
         .arg("--stop-file")
         .arg(&stop);
-    let watch = CpuWatch::start(target);
+    let watch = CpuWatch::start(&target.watch);
     let mut child = Child::spawn("rocketmq consumer", &mut cmd, &log);
     let pid = child.pid();
     let start = Instant::now();
@@ -651,7 +471,7 @@ fn consume_phase(rig: &Rig, target: &Target, topic: &str, id: &str, expected: u6
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let cpu = watch.finish(target, client_ticks);
+    let cpu = watch.finish(&target.watch, client_ticks);
     std::fs::write(&stop, b"").expect("write stop file");
     let stopping = Instant::now();
     while stopping.elapsed() < Duration::from_secs(10) {
@@ -675,42 +495,9 @@ fn consume_phase(rig: &Rig, target: &Target, topic: &str, id: &str, expected: u6
     }
 }
 
-/// The runs of one target.
-fn of<'a>(runs: &'a [Run], target: &str) -> Vec<&'a Run> {
-    runs.iter().filter(|r| r.target == target).collect()
-}
-
-/// The best (highest) value over rounds and the spread (best - worst) / best.
-fn best_of(values: &[f64]) -> Option<(f64, f64)> {
-    let top = values.iter().copied().fold(f64::NAN, f64::max);
-    let low = values.iter().copied().fold(f64::NAN, f64::min);
-    (!top.is_nan()).then(|| (top, if top > 0.0 { (top - low) / top } else { 0.0 }))
-}
-
-fn fmt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
-}
-
 fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
-    let send = |t: &str| {
-        best_of(
-            &of(runs, t)
-                .iter()
-                .map(|r| r.send.msgs_per_s())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let consume = |t: &str| {
-        best_of(
-            &of(runs, t)
-                .iter()
-                .map(|r| r.consume.msgs_per_s())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let ratio = |value: f64, base: Option<(f64, f64)>| {
-        base.map_or_else(|| "-".to_owned(), |(b, _)| format!("{:.2}x", value / b))
-    };
+    let send = |t: &str| best_of(of(runs, t).iter().map(|r| r.send.msgs_per_s()));
+    let consume = |t: &str| best_of(of(runs, t).iter().map(|r| r.consume.msgs_per_s()));
     let rounds = params.rounds;
     let mut out = String::new();
     let _ = writeln!(
@@ -744,66 +531,16 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
             ratio(c, consume(BASELINE)),
         );
     }
-    let _ = writeln!(
-        out,
-        "\nCPU per phase, mean of rounds (100% = one core of {}), from /proc:\n",
-        common::cpu_count()
+    compare::cpu_table(&mut out, runs, targets, &["send", "consume"]);
+    compare::list_problems(
+        &mut out,
+        runs,
+        "Every message was acknowledged and read back on every path.",
     );
-    let _ = writeln!(out, "| target | send | consume |");
-    let _ = writeln!(out, "|---|---|---|");
-    for target in targets {
-        let group = of(runs, target);
-        let mean = |pick: fn(&Run) -> &Phase| -> String {
-            let Some(first) = group.first() else {
-                return "-".to_owned();
-            };
-            let count = group.len() as f64;
-            pick(first)
-                .cpu
-                .iter()
-                .enumerate()
-                .map(|(i, (label, _))| {
-                    let m = group.iter().map(|r| pick(r).cpu[i].1).sum::<f64>() / count;
-                    format!("{label} {m:.0}%")
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(
-            out,
-            "| {target} | {} | {} |",
-            mean(|r| &r.send),
-            mean(|r| &r.consume)
-        );
-    }
-    let problems: Vec<String> = runs
-        .iter()
-        .flat_map(|r| {
-            [("send", &r.send), ("consume", &r.consume)]
-                .into_iter()
-                .filter_map(move |(phase, ph)| {
-                    ph.problems
-                        .as_ref()
-                        .map(|p| format!("{} {phase}: {p}", r.target))
-                })
-        })
-        .collect();
-    if problems.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nEvery message was acknowledged and read back on every path."
-        );
-    } else {
-        let _ = writeln!(out, "\nINCOMPLETE RUNS:");
-        for p in problems {
-            let _ = writeln!(out, "  {p}");
-        }
-    }
     // Issue 4's target for `source`, in plain words (measured, not asserted).
     for target in targets.iter().filter(|t| t.starts_with("cutover")) {
-        let pick = |f: &dyn Fn(&str) -> Option<(f64, f64)>| match (f(target), f(BASELINE)) {
-            (Some((m, _)), Some((b, _))) if b > 0.0 => format!("{:.2}x", m / b),
-            _ => "-".to_owned(),
+        let pick = |f: &dyn Fn(&str) -> Option<(f64, f64)>| {
+            f(target).map_or_else(|| "-".to_owned(), |(m, _)| ratio(m, f(BASELINE)))
         };
         let _ = writeln!(
             out,
@@ -813,21 +550,4 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
         );
     }
     print!("{out}");
-}
-
-/// Prints how many WARN/ERROR lines a process logged, and the first few.
-fn report_log(name: &str, log: &Path) {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let bad: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .collect();
-    if bad.is_empty() {
-        println!("{name} log: no WARN/ERROR lines");
-        return;
-    }
-    println!("{name} log: {} WARN/ERROR lines, first ones:", bad.len());
-    for line in bad.iter().take(5) {
-        println!("  {line}");
-    }
 }

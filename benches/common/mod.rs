@@ -1,11 +1,14 @@
 //! Shared plumbing of the process-level benchmarks (`idle_connections`,
-//! `redis_compare`): real peers on free loopback ports, the cutover binary
-//! cargo built for this bench run, and /proc readings.
+//! `redis_compare`, `kafka_compare`, `rocketmq_compare`): real peers on free
+//! loopback ports, the cutover binary cargo built for this bench run, and
+//! /proc readings; [`compare`] holds what the protocol comparisons share.
 //!
 //! Every process is owned by a [`Child`] that SIGKILLs and reaps it on drop,
 //! so a panicking benchmark still leaves nothing running. Every wait has a
 //! deadline. Peers come from `tests/peers/install.sh redis proxies`.
 #![allow(dead_code)]
+
+pub mod compare;
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -263,6 +266,11 @@ impl Cutover {
         }
     }
 
+    /// [`Cutover::start`] with one migration between two clusters.
+    pub fn start_migration(dir: &Path, listen: u16, migration: &Migration<'_>) -> Cutover {
+        Cutover::start(dir, listen, &migration.yaml(listen))
+    }
+
     /// `cutover ctl --socket S ARGS...`: (success, stdout + stderr).
     pub fn ctl(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new(CUTOVER)
@@ -284,6 +292,48 @@ impl Cutover {
     pub fn metric(&self, name: &str) -> Option<f64> {
         let body = admin_get(&self.socket, "/metrics")?;
         Some(prometheus_sum(&body, name))
+    }
+}
+
+/// One migration between two single-endpoint-list clusters, as config.
+pub struct Migration<'a> {
+    pub name: &'a str,
+    pub protocol: &'a str,
+    /// Cluster names, source first.
+    pub clusters: [&'a str; 2],
+    /// Each cluster's endpoints (`host:port`), source first.
+    pub endpoints: [&'a str; 2],
+    /// The `topics:` list, in YAML flow style.
+    pub topics: &'a str,
+    /// The migration's protocol section, e.g. `redis: { ... }`.
+    pub extra: &'a str,
+}
+
+impl Migration<'_> {
+    /// The `clusters:` and `migrations:` sections, listening on `listen`.
+    pub fn yaml(&self, listen: u16) -> String {
+        let Migration {
+            name,
+            protocol,
+            clusters: [old, new],
+            endpoints: [source, target],
+            topics,
+            extra,
+        } = self;
+        format!(
+            r#"clusters:
+  - {{ name: {old}, protocol: {protocol}, endpoints: ["{source}"] }}
+  - {{ name: {new}, protocol: {protocol}, endpoints: ["{target}"] }}
+migrations:
+  - name: {name}
+    protocol: {protocol}
+    listen: 127.0.0.1:{listen}
+    source: {old}
+    target: {new}
+    topics: {topics}
+    {extra}
+"#
+        )
     }
 }
 
