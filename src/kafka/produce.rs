@@ -169,6 +169,8 @@ async fn producer_ids(
     side: Side,
     records: &Bytes,
 ) -> Result<Option<Bytes>, Close> {
+    // A partition never switched has only ever seen the client's own id.
+    let switched = !session.shared.splice.map(topic, partition).is_identity();
     let mut plans = Vec::new();
     for batch in batches(records) {
         let Ok(Batch::Whole(view)) = batch else { break };
@@ -176,9 +178,9 @@ async fn producer_ids(
         if id < 0 {
             continue;
         }
-        if side == Side::Target && session.shared.producers.target_id(id, epoch).is_none() {
-            let target = init_target_producer(session).await?;
-            session.shared.producers.set_target_id(id, epoch, target);
+        if switched && session.shared.producers.proxy_id(id, epoch, side).is_none() {
+            let own = init_producer(session, side).await?;
+            session.shared.producers.set_proxy_id(id, epoch, side, own);
         }
         let count = view.last_offset_delta().saturating_add(1);
         if let Some(plan) = session.shared.producers.plan(
@@ -187,6 +189,7 @@ async fn producer_ids(
             topic,
             partition,
             side,
+            switched,
             view.base_sequence(),
             count,
         ) {
@@ -209,8 +212,8 @@ async fn producer_ids(
     Ok(Some(copy.freeze()))
 }
 
-/// A fresh idempotent producer id on the target.
-async fn init_target_producer(session: &mut Session) -> Result<(i64, i16), Close> {
+/// A fresh idempotent producer id of the proxy's own on `side`.
+async fn init_producer(session: &mut Session, side: Side) -> Result<(i64, i16), Close> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(-1)
@@ -218,7 +221,7 @@ async fn init_target_producer(session: &mut Session) -> Result<(i64, i16), Close
         .with_producer_epoch(-1);
     let body: InitProducerIdResponse = session
         .call(
-            &Dest::bootstrap(Side::Target),
+            &Dest::bootstrap(side),
             ApiKey::InitProducerId,
             INIT_PRODUCER_ID_VERSION,
             &request,
@@ -226,7 +229,8 @@ async fn init_target_producer(session: &mut Session) -> Result<(i64, i16), Close
         .await?;
     if body.error_code != 0 {
         return Err(Close::Upstream(format!(
-            "the target refused a producer id (error code {}); idempotent writes cannot move there",
+            "the {} refused a producer id (error code {}); idempotent writes cannot move there",
+            side.as_str(),
             body.error_code
         )));
     }

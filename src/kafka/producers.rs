@@ -1,17 +1,22 @@
 //! Idempotent producers across a switch. A client's producer id comes
-//! from the source (InitProducerId goes there); the target has never
-//! heard of it and fences it. So the proxy obtains a producer id of its
-//! own on the target per client producer (id, epoch), and rewrites each
-//! batch's producer id, epoch and base sequence there (recomputing the
-//! CRC-32C, which covers them).
+//! from the source (InitProducerId goes there), and a cluster only accepts
+//! a producer id's sequences without gaps. While a partition has never
+//! switched, its batches pass untouched. Once it has, the proxy writes them
+//! under producer ids of its own, one per cluster per client producer (id,
+//! epoch), obtained from that cluster, and rewrites each batch's producer
+//! id, epoch and base sequence (recomputing the CRC-32C, which covers them).
 //!
-//! Sequences: each cluster expects a partition's sequences from one
-//! producer id to continue without gaps. A client keeps counting across
-//! switches, so per partition the proxy keeps a shift per *era* (the run
-//! of batches sent to one cluster): the first batch of an era fixes
-//! `shift = client_sequence - next sequence that cluster expects`, and
-//! every batch of the era, retries included, maps the same way. The
-//! source's first era is the identity (the id is the source's own).
+//! Sequences: a client keeps counting across switches, so per partition the
+//! proxy keeps a shift per *era* (the run of batches sent to one cluster):
+//! the first batch of an era fixes `shift = client_sequence - next sequence
+//! that cluster expects from the proxy's id`, and every batch of the era,
+//! retries included, maps the same way.
+//!
+//! The proxy's ids live in memory: after a proxy restart it asks for fresh
+//! ones, whose sequences start at 0, so nothing it sends is mistaken for a
+//! duplicate of what was written before (which a broker would acknowledge
+//! without writing). Batches retried across the restart may then be
+//! written twice: at-least-once, never lost.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,7 +37,8 @@ struct Era {
 
 #[derive(Debug, Default)]
 struct ClientProducer {
-    target: Option<(i64, i16)>,
+    /// The proxy's own (id, epoch) on each cluster.
+    ids: [Option<(i64, i16)>; 2],
     partitions: HashMap<(String, i32), Era>,
     used: u64,
 }
@@ -58,15 +64,18 @@ pub struct Rewrite {
 }
 
 impl Producers {
-    /// The target's producer id for a client producer, if obtained.
+    /// The proxy's producer id on `side` for a client producer, if obtained.
     #[must_use]
-    pub fn target_id(&self, producer_id: i64, epoch: i16) -> Option<(i64, i16)> {
+    pub fn proxy_id(&self, producer_id: i64, epoch: i16, side: Side) -> Option<(i64, i16)> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.0.get(&(producer_id, epoch)).and_then(|p| p.target)
+        inner
+            .0
+            .get(&(producer_id, epoch))
+            .and_then(|p| p.ids[side as usize])
     }
 
-    /// Records the target's producer id for a client producer.
-    pub fn set_target_id(&self, producer_id: i64, epoch: i16, target: (i64, i16)) {
+    /// Records the proxy's producer id on `side` for a client producer.
+    pub fn set_proxy_id(&self, producer_id: i64, epoch: i16, side: Side, id: (i64, i16)) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (map, clock) = &mut *inner;
         *clock += 1;
@@ -77,12 +86,14 @@ impl Producers {
             map.remove(&oldest);
         }
         let p = map.entry((producer_id, epoch)).or_default();
-        p.target = Some(target);
+        p.ids[side as usize] = Some(id);
         p.used = *clock;
     }
 
     /// How a batch of `count` records with the client's `base_sequence`
-    /// is written to `side`; `None` when it passes unchanged.
+    /// is written to `side` of a partition that has `switched` at least
+    /// once; `None` when it passes unchanged (never switched, or not
+    /// idempotent) or the proxy's id on `side` is not obtained yet.
     #[must_use]
     #[allow(clippy::too_many_arguments)]
     pub fn plan(
@@ -92,10 +103,11 @@ impl Producers {
         topic: &str,
         partition: i32,
         side: Side,
+        switched: bool,
         base_sequence: i32,
         count: i32,
     ) -> Option<Rewrite> {
-        if producer_id < 0 || base_sequence < 0 {
+        if producer_id < 0 || base_sequence < 0 || !switched {
             return None;
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,29 +115,21 @@ impl Producers {
         *clock += 1;
         let p = map.entry((producer_id, epoch)).or_default();
         p.used = *clock;
-        let target = p.target;
+        let (id, id_epoch) = p.ids[side as usize]?;
         let era = p
             .partitions
             .entry((topic.to_owned(), partition))
             .or_default();
         if era.side != Some(side) {
-            era.shift = if era.side.is_none() && side == Side::Source {
-                0
-            } else {
-                base_sequence.wrapping_sub(era.next[side as usize])
-            };
+            era.shift = base_sequence.wrapping_sub(era.next[side as usize]);
             era.side = Some(side);
         }
         let mapped = base_sequence.wrapping_sub(era.shift);
         let next = &mut era.next[side as usize];
         *next = (*next).max(mapped.wrapping_add(count));
-        let (producer_id, epoch) = match side {
-            Side::Source => (producer_id, epoch),
-            Side::Target => target?,
-        };
-        (side == Side::Target || mapped != base_sequence).then_some(Rewrite {
-            producer_id,
-            epoch,
+        Some(Rewrite {
+            producer_id: id,
+            epoch: id_epoch,
             base_sequence: mapped,
         })
     }
@@ -138,12 +142,12 @@ mod tests {
     #[test]
     fn sequences_continue_per_cluster_across_switches() {
         let p = Producers::default();
-        // Source era: identity.
-        assert_eq!(p.plan(7, 0, "t", 0, Side::Source, 0, 5), None);
-        assert_eq!(p.plan(7, 0, "t", 0, Side::Source, 5, 5), None);
-        // Switch to the target: its own id, sequences from 0.
-        p.set_target_id(7, 0, (900, 3));
-        let at = |seq, side| p.plan(7, 0, "t", 0, side, seq, 5);
+        // Never switched: untouched.
+        assert_eq!(p.plan(7, 0, "t", 0, Side::Source, false, 0, 5), None);
+        p.set_proxy_id(7, 0, Side::Target, (900, 3));
+        p.set_proxy_id(7, 0, Side::Source, (800, 0));
+        let at = |seq, side| p.plan(7, 0, "t", 0, side, true, seq, 5);
+        // First era on the target: the proxy's id there, sequences from 0.
         assert_eq!(
             at(10, Side::Target),
             Some(Rewrite {
@@ -158,26 +162,25 @@ mod tests {
             "a retry maps the same"
         );
         assert_eq!(at(15, Side::Target).unwrap().base_sequence, 5);
-        // Back to the source: it expects 10 after the first era's 0..10.
+        // Back to the source under the proxy's id there: from 0.
         assert_eq!(
             at(20, Side::Source),
             Some(Rewrite {
-                producer_id: 7,
+                producer_id: 800,
                 epoch: 0,
-                base_sequence: 10
+                base_sequence: 0
             })
         );
         // And to the target again: it expects 10 after 0..10 there.
         assert_eq!(at(25, Side::Target).unwrap().base_sequence, 10);
-        // Other partitions and plain producers are independent.
-        assert_eq!(p.plan(7, 0, "t", 1, Side::Source, 40, 5), None);
-        assert_eq!(p.plan(-1, -1, "t", 0, Side::Target, -1, 5), None);
+        // Plain producers pass.
+        assert_eq!(p.plan(-1, -1, "t", 0, Side::Target, true, -1, 5), None);
     }
 
     #[test]
-    fn a_target_batch_without_a_target_id_is_not_planned() {
+    fn no_plan_until_the_proxy_has_an_id_there() {
         let p = Producers::default();
-        assert_eq!(p.plan(7, 0, "t", 0, Side::Target, 0, 1), None);
-        assert_eq!(p.target_id(7, 0), None);
+        assert_eq!(p.plan(7, 0, "t", 0, Side::Target, true, 0, 1), None);
+        assert_eq!(p.proxy_id(7, 0, Side::Target), None);
     }
 }

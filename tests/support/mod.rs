@@ -24,7 +24,7 @@ use std::env;
 use std::path::PathBuf;
 
 pub use child::ChildGuard;
-pub use cutover_process::{Config, CutoverProcess};
+pub use cutover_process::{Config, CutoverProcess, cutover_bin};
 pub use etcd::Etcd;
 pub use net::{free_port, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
