@@ -23,7 +23,7 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
 struct Rig {
     _source: Tansu,
-    _target: Tansu,
+    target: Tansu,
     proxy: CutoverProcess,
     listen: u16,
     broker_port: u16,
@@ -37,7 +37,7 @@ fn rig() -> Rig {
     let proxy = CutoverProcess::start(config);
     Rig {
         _source: source,
-        _target: target,
+        target,
         proxy,
         listen,
         broker_port,
@@ -173,11 +173,36 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
         topic_state(&rig.proxy, "orders").as_deref(),
         Some("dual_read")
     );
+    // Records written straight to the target, around the proxy: the check
+    // before dual_write counts the offsets they take (tansu's own count)
+    // and says what `switch_start` does with them.
+    let direct = python(&format!(
+        "from confluent_kafka import Producer\nimport json\n\
+         p = Producer({{\"bootstrap.servers\": \"{}\"}})\n\
+         for i in range(3): p.produce(\"orders\", value=b\"direct\", partition=0)\n\
+         print(json.dumps({{\"left\": p.flush(20)}}))\n",
+        rig.target.addr()
+    ));
+    assert_eq!(direct["left"], 0, "{direct}");
     // dual_write with the default dual_write_percent (0) switches no
     // partition yet; `ctl shift` moves one, and its report says where the
     // target segment starts.
     let moved = ctl_json(&rig.proxy, &["advance", "events", "orders", "--json"]);
     assert_eq!(moved["outcomes"][0]["outcome"], "moved", "{moved:#}");
+    let checks = moved["outcomes"][0]["transition"]["checks"]
+        .as_array()
+        .unwrap();
+    let records = checks
+        .iter()
+        .find(|c| c["name"] == "target_records_before_switch")
+        .unwrap_or_else(|| panic!("{moved:#}"));
+    assert!(
+        records["reason"]
+            .as_str()
+            .unwrap()
+            .contains("record(s) in 1 partition(s) of orders"),
+        "{moved:#}"
+    );
     let shifted = ctl_json(
         &rig.proxy,
         &["shift", "events", "orders", "--partitions", "1", "--json"],

@@ -361,6 +361,7 @@ impl Driver for KafkaDriver {
             State::DualWrite => {
                 let mut out = vec![self.target_reachable().await];
                 out.push(self.target_topic(topic).await.0);
+                out.push(splice_checks::target_records(&self.shared, topic).await);
                 out
             }
             State::Cutover => vec![self.target_topic(topic).await.0],

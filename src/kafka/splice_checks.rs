@@ -120,6 +120,57 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
     vec![consumers, writes]
 }
 
+/// `target_records_before_switch` (before `dual_write`, informational):
+/// how many records the target already holds in the partitions that will
+/// switch to it for the first time, and what `kafka.switch_start` does
+/// with them. Fails only when the target cannot be asked.
+pub(crate) async fn target_records(shared: &Shared, topic: &str) -> CheckResult {
+    const NAME: &str = "target_records_before_switch";
+    let count = match moves::partition_count(shared, topic).await {
+        Ok(c) => c,
+        Err(e) => return CheckResult::fail(NAME, e),
+    };
+    if let Err(e) = switch::refresh_layout(shared, Side::Target, topic).await {
+        return CheckResult::fail(NAME, e);
+    }
+    let (mut records, mut partitions) = (0i64, 0);
+    for p in 0..count {
+        if shared
+            .splice
+            .map(topic, p)
+            .segments()
+            .iter()
+            .any(|s| s.side == Side::Target)
+        {
+            continue; // resumes where its last target segment ended
+        }
+        let start = switch::offset(shared, Side::Target, topic, p, -2, 0).await;
+        let end = switch::offset(shared, Side::Target, topic, p, -1, 0).await;
+        match (start, end) {
+            (Ok(s), Ok(e)) if e > s => {
+                records += e - s;
+                partitions += 1;
+            }
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) | (_, Err(e)) => return CheckResult::fail(NAME, e),
+        }
+    }
+    let reason = if records == 0 {
+        format!("the target holds no records in {topic} yet; switched partitions start empty there")
+    } else {
+        let choice = match shared.switch_start {
+            crate::config::SwitchStart::LogStart => {
+                "switch_start: log_start reads them after the source's records"
+            }
+            crate::config::SwitchStart::LogEnd => "switch_start: log_end skips them",
+        };
+        format!(
+            "the target already holds {records} record(s) in {partitions} partition(s) of {topic} (written around the proxy or by a replication tool); {choice}"
+        )
+    };
+    CheckResult::pass(NAME, reason)
+}
+
 /// `ctl shift`: sets which partitions `dual_write` puts on the target
 /// (`{"partitions": [..]}` or `{"percent": N}`) and switches them.
 ///
