@@ -20,15 +20,6 @@ pub enum Side {
 }
 
 impl Side {
-    /// The other cluster.
-    #[must_use]
-    pub fn other(self) -> Side {
-        match self {
-            Side::Source => Side::Target,
-            Side::Target => Side::Source,
-        }
-    }
-
     /// Label value for metrics and logs.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -117,15 +108,6 @@ impl ClusterLayout {
         self.partition_counts.get(topic).copied()
     }
 
-    /// Any broker's address (the lowest node id), for requests any broker answers.
-    #[must_use]
-    pub fn any_broker(&self) -> Option<&str> {
-        self.brokers
-            .iter()
-            .min_by_key(|(id, _)| **id)
-            .map(|(_, a)| a.as_str())
-    }
-
     /// Records a coordinator's address.
     pub fn set_coordinator(&mut self, kind: CoordinatorKind, key: &str, addr: String) {
         if self.coordinators.len() > MAX_COORDINATORS {
@@ -140,11 +122,6 @@ impl ClusterLayout {
         self.coordinators
             .get(&(kind, key.to_owned()))
             .map(String::as_str)
-    }
-
-    /// Forgets a coordinator the cluster said moved (NOT_COORDINATOR).
-    pub fn forget_coordinator(&mut self, kind: CoordinatorKind, key: &str) {
-        self.coordinators.remove(&(kind, key.to_owned()));
     }
 }
 
@@ -193,17 +170,14 @@ mod tests {
         assert_eq!(layout.partition_count("gone"), None);
         layout.learn(&metadata(112));
         assert_eq!(layout.leader("t", 0), Some("h:2"));
-        assert_eq!(layout.any_broker(), Some("h:1"));
     }
 
     #[test]
-    fn coordinators_are_remembered_and_forgotten() {
+    fn coordinators_are_remembered_per_kind() {
         let mut layout = ClusterLayout::default();
         layout.set_coordinator(CoordinatorKind::Group, "g", "h:1".into());
         assert_eq!(layout.coordinator(CoordinatorKind::Group, "g"), Some("h:1"));
         assert_eq!(layout.coordinator(CoordinatorKind::Transaction, "g"), None);
-        layout.forget_coordinator(CoordinatorKind::Group, "g");
-        assert_eq!(layout.coordinator(CoordinatorKind::Group, "g"), None);
         assert_eq!(CoordinatorKind::from_key_type(2), None);
     }
 }

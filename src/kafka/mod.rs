@@ -306,16 +306,11 @@ async fn build_shared(
 ) -> Result<(Arc<Shared>, ListenerSettings), StartError> {
     let mc = &migration.config;
     let options = mc.kafka_options();
-    let cluster = |name: &str| {
-        config
-            .cluster(name)
-            .ok_or_else(|| StartError::Setup(format!("unknown cluster {name}")))
-    };
-    let (source, target) = (cluster(&mc.source)?, cluster(&mc.target)?);
-    let upstream = |c| {
-        Upstream::new(&migration.name, c, config.proxy.connect_timeout)
-            .map_err(|e| StartError::Setup(e.to_string()))
-    };
+    let crate::proxy::MigrationClusters {
+        source,
+        target,
+        upstreams: [source_upstream, target_upstream],
+    } = crate::proxy::MigrationClusters::of(config, migration)?;
     let base = mc.kafka_brokers_base().ok_or_else(|| {
         StartError::Setup(
             "no port after listen for the virtual brokers; set kafka.brokers_listen_base".into(),
@@ -334,8 +329,8 @@ async fn build_shared(
             .iter()
             .filter_map(|t| Pattern::compile(&t.pattern).ok())
             .collect(),
-        bootstrap: upstream(source)?,
-        target: upstream(target)?,
+        bootstrap: source_upstream,
+        target: target_upstream,
         source_config: source.clone(),
         target_config: target.clone(),
         observed: observe::Observed::default(),

@@ -169,13 +169,20 @@ async fn producer_ids(
     side: Side,
     records: &Bytes,
 ) -> Result<Option<Bytes>, Close> {
-    // A partition never switched has only ever seen the client's own id.
-    let switched = !session.shared.splice.map(topic, partition).is_identity();
     let mut plans = Vec::new();
+    let mut switched = None;
     for batch in batches(records) {
         let Ok(Batch::Whole(view)) = batch else { break };
         let (id, epoch) = (view.producer_id(), view.producer_epoch());
         if id < 0 {
+            continue;
+        }
+        // A partition never switched has only ever seen the client's own
+        // id: its batches pass untouched (asked once, only for idempotent
+        // batches, so plain producers pay nothing).
+        let switched =
+            *switched.get_or_insert_with(|| !session.shared.splice.is_identity(topic, partition));
+        if !switched {
             continue;
         }
         if switched && session.shared.producers.proxy_id(id, epoch, side).is_none() {

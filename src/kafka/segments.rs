@@ -152,13 +152,6 @@ impl PartitionMap {
         physical + (s.virtual_start - s.physical_start)
     }
 
-    /// The virtual end of the open segment when its cluster's log ends at
-    /// `physical_end`.
-    #[must_use]
-    pub fn virtual_end(&self, physical_end: i64) -> i64 {
-        self.open_to_virtual(physical_end)
-    }
-
     /// The map after closing the open segment at `closing_end` (the writing
     /// cluster's log end offset, read while produce was fenced) and opening
     /// one on `side` at `physical_start`.
@@ -260,14 +253,6 @@ impl SegmentMaps {
             .values()
             .any(|m| m.values().any(|p| !p.is_identity()))
     }
-
-    /// Whether `topic` has any partition that is not identity.
-    #[must_use]
-    pub fn spliced(&self, topic: &str) -> bool {
-        self.topics
-            .get(topic)
-            .is_some_and(|m| m.values().any(|p| !p.is_identity()))
-    }
 }
 
 #[cfg(test)]
@@ -358,7 +343,7 @@ mod tests {
     fn maps_default_to_identity_and_round_trip_as_json() {
         let mut maps = SegmentMaps::default();
         assert_eq!(maps.writer("t", 3), Side::Source);
-        assert!(!maps.spliced("t"));
+        assert!(!maps.any_spliced());
         maps.set(
             "t",
             3,
@@ -367,7 +352,7 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(maps.writer("t", 3), Side::Target);
-        assert!(maps.spliced("t"));
+        assert!(maps.any_spliced());
         let json = serde_json::to_string(&maps).unwrap();
         assert_eq!(serde_json::from_str::<SegmentMaps>(&json).unwrap(), maps);
         assert_eq!(maps.partitions("t").len(), 1);

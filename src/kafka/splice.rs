@@ -256,6 +256,12 @@ impl Splice {
         })
     }
 
+    /// Whether `topic`/`partition` has never switched (no copy of its map).
+    #[must_use]
+    pub fn is_identity(&self, topic: &str, partition: i32) -> bool {
+        self.with_map(topic, partition, PartitionMap::is_identity)
+    }
+
     /// A copy of one partition's map.
     #[must_use]
     pub fn map(&self, topic: &str, partition: i32) -> PartitionMap {

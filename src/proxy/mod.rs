@@ -30,6 +30,47 @@ pub enum StartError {
     Setup(String),
 }
 
+/// A migration's two clusters, with an upstream prepared for each.
+pub struct MigrationClusters<'a> {
+    /// The source cluster's config.
+    pub source: &'a crate::config::ClusterConfig,
+    /// The target cluster's config.
+    pub target: &'a crate::config::ClusterConfig,
+    /// `[source, target]` at their configured endpoints.
+    pub upstreams: [Upstream; 2],
+}
+
+impl<'a> MigrationClusters<'a> {
+    /// Looks up `migration`'s source and target in `config` (validated
+    /// configs always have them) and prepares an upstream for each.
+    ///
+    /// # Errors
+    /// [`StartError::Setup`] for a missing cluster or unusable TLS files.
+    pub fn of(
+        config: &'a crate::config::Config,
+        migration: &crate::migration::MigrationHandle,
+    ) -> Result<Self, StartError> {
+        let cluster = |name: &str| {
+            config
+                .cluster(name)
+                .ok_or_else(|| StartError::Setup(format!("unknown cluster \"{name}\"")))
+        };
+        let (source, target) = (
+            cluster(&migration.config.source)?,
+            cluster(&migration.config.target)?,
+        );
+        let upstream = |c| {
+            Upstream::new(&migration.name, c, config.proxy.connect_timeout)
+                .map_err(|e| StartError::Setup(e.to_string()))
+        };
+        Ok(MigrationClusters {
+            source,
+            target,
+            upstreams: [upstream(source)?, upstream(target)?],
+        })
+    }
+}
+
 /// The one shutdown signal and the set of tasks it must drain.
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown {

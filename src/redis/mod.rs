@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{AuthConfig, Config};
 use crate::metrics as m;
 use crate::migration::{Controller, MigrationHandle};
-use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
+use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream};
 use copier::Copier;
 use keyspace::Keyspace;
 use shared::{Shared, keyspace_metrics, side_metrics};
@@ -118,20 +118,12 @@ async fn build_shared(
     controller: &Controller,
 ) -> Result<Arc<Shared>, StartError> {
     let options = migration.config.redis.clone().unwrap_or_default();
-    let cluster = |name: &str| {
-        config
-            .cluster(name)
-            .ok_or_else(|| StartError::Setup(format!("unknown cluster {name}")))
-    };
-    let (source, target) = (
-        cluster(&migration.config.source)?,
-        cluster(&migration.config.target)?,
-    );
-    let upstream = |c| {
-        Upstream::new(&migration.name, c, config.proxy.connect_timeout)
-            .map_err(|e| StartError::Setup(e.to_string()))
-    };
-    let upstreams = [upstream(source)?, upstream(target)?];
+    let crate::proxy::MigrationClusters {
+        source,
+        target,
+        upstreams: [source_upstream, target_upstream],
+    } = crate::proxy::MigrationClusters::of(config, migration)?;
+    let upstreams = [source_upstream, target_upstream];
     let credentials = [
         credentials(source.auth.as_ref())?,
         credentials(target.auth.as_ref())?,

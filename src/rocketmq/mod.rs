@@ -393,16 +393,11 @@ fn build_shared(
 ) -> Result<Arc<Shared>, StartError> {
     let mc = &migration.config;
     let options = mc.rocketmq_options();
-    let cluster = |name: &str| {
-        config
-            .cluster(name)
-            .ok_or_else(|| StartError::Setup(format!("unknown cluster {name}")))
-    };
-    let (source, target) = (cluster(&mc.source)?, cluster(&mc.target)?);
-    let upstream = |c| {
-        Upstream::new(&migration.name, c, config.proxy.connect_timeout)
-            .map_err(|e| StartError::Setup(e.to_string()))
-    };
+    let crate::proxy::MigrationClusters {
+        source,
+        target,
+        upstreams: [source_upstream, target_upstream],
+    } = crate::proxy::MigrationClusters::of(config, migration)?;
     let base = mc.rocketmq_brokers_base().ok_or_else(|| {
         StartError::Setup(
             "no port after listen for broker endpoints; set rocketmq.brokers_listen_base".into(),
@@ -417,8 +412,8 @@ fn build_shared(
             .iter()
             .filter_map(|t| Pattern::compile(&t.pattern).ok())
             .collect(),
-        source_ns: upstream(source)?,
-        target_ns: upstream(target)?,
+        source_ns: source_upstream,
+        target_ns: target_upstream,
         source_config: source.clone(),
         target_config: target.clone(),
         observed: observe::Observed::default(),
