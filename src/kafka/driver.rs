@@ -36,7 +36,7 @@ use super::Shared;
 use super::probe;
 use super::topics::{self, TopicShape};
 use super::versions::SUPPORTED;
-use super::{moves, splice_checks};
+use super::{group_move, moves, splice_checks};
 use crate::migration::{CheckResult, Driver, State};
 
 /// APIs the target must offer, within the proxy's versions, before clients'
@@ -71,6 +71,13 @@ impl std::fmt::Debug for KafkaDriver {
 impl KafkaDriver {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         KafkaDriver { shared }
+    }
+
+    /// Switches `topic`'s partitions back to where `from` has them.
+    async fn aborted_partitions(&self, topic: &str, from: State) {
+        if let Err(e) = moves::apply(&self.shared, topic, from).await {
+            tracing::error!(migration = %self.shared.migration.name, topic, error = %e, "could not restore partitions after an aborted transition");
+        }
     }
 
     async fn target_reachable(&self) -> CheckResult {
@@ -188,7 +195,7 @@ impl KafkaDriver {
         for g in groups {
             out.insert(
                 g.clone(),
-                topics::committed(&self.shared, g, topic, partitions).await,
+                group_move::committed(&self.shared, g, topic, partitions).await,
             );
         }
         out
@@ -376,13 +383,29 @@ impl Driver for KafkaDriver {
             let default = moves::percent_of(count, self.shared.dual_write_percent);
             moves::set_shifted(&self.shared, topic, default).await?;
         }
-        moves::apply(&self.shared, topic, to).await.map(|_| ())
+        moves::apply(&self.shared, topic, to).await?;
+        match group_move::follow_topic(&self.shared, topic, from, to).await {
+            Ok(groups) => {
+                if !groups.stayed.is_empty() {
+                    tracing::warn!(migration = %self.shared.migration.name, topic, stayed = ?groups.stayed, "consumer groups stay on the source");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.aborted_partitions(topic, from).await;
+                Err(e)
+            }
+        }
     }
 
-    async fn aborted(&self, topic: &str, from: State, _to: State) {
-        if let Err(e) = moves::apply(&self.shared, topic, from).await {
-            tracing::error!(migration = %self.shared.migration.name, topic, error = %e, "could not restore partitions after an aborted transition");
+    async fn aborted(&self, topic: &str, from: State, to: State) {
+        if to == State::Target || from == State::Target {
+            // The reverse transition moves back exactly the groups this one moved.
+            if let Err(e) = group_move::follow_topic(&self.shared, topic, to, from).await {
+                tracing::error!(migration = %self.shared.migration.name, topic, error = %e, "could not move consumer groups back after an aborted transition");
+            }
         }
+        self.aborted_partitions(topic, from).await;
     }
 
     fn status(&self, topic: &str) -> Option<serde_json::Value> {

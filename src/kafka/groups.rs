@@ -8,16 +8,18 @@
 
 use bytes::Bytes;
 use cutover_kafka::kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse,
+    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatResponse,
 };
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use cutover_kafka::{RequestHeader, decode_response_body, request_header_version};
 
+use super::Shared;
 use super::cluster::{CoordinatorKind, Side};
 use super::observe::Reader;
 use super::rewrite;
 use super::session::{Close, Out, Reply, Session, answer};
 use super::split::Dest;
+use super::{group_handoff, group_offsets};
 
 /// The coordinator a request of `key` needs, and where its key sits.
 enum KeyAt {
@@ -76,26 +78,128 @@ pub fn coordinated(key: ApiKey) -> bool {
     key_at(key).is_some()
 }
 
-/// Forwards a coordinator request to the real coordinator on the home
-/// cluster (its bootstrap endpoints when the request names no key).
+/// Requests that read or write a group's committed offsets: a group's
+/// move waits for them, since they decide what it carries over.
+fn touches_offsets(key: ApiKey) -> bool {
+    matches!(
+        key,
+        ApiKey::OffsetCommit | ApiKey::OffsetFetch | ApiKey::TxnOffsetCommit | ApiKey::OffsetDelete
+    )
+}
+
+/// Notes the member a group request names and plays the proxy's part in
+/// a hand-off under way (see `group_handoff`): a heartbeat is answered
+/// REBALANCE_IN_PROGRESS by the proxy itself, a JoinGroup waits until the
+/// hand-off ends and then goes to whichever cluster coordinates the group.
+async fn hand_off(
+    session: &mut Session,
+    group: &str,
+    frame: &[u8],
+    header: &RequestHeader,
+) -> Result<Option<Reply>, Close> {
+    let shared = session.shared.clone();
+    let seen = group_handoff::member_of(frame, header);
+    let member = match &seen {
+        Some(group_handoff::MemberSeen::Alive(m, _)) => Some(m.clone()),
+        _ => None,
+    };
+    if let Some(seen) = seen {
+        shared.handoffs.heard(group, seen);
+    }
+    if !shared.handoffs.active(group) {
+        return Ok(None);
+    }
+    match header.key {
+        ApiKey::Heartbeat => {
+            let body =
+                HeartbeatResponse::default().with_error_code(group_handoff::REBALANCE_IN_PROGRESS);
+            let out = rewrite::encode(
+                ApiKey::Heartbeat,
+                header.api_version,
+                header.correlation_id,
+                &body,
+            )
+            .map_err(|e| Close::Protocol(format!("encoding a Heartbeat answer: {e}")))?;
+            Ok(Some(Box::pin(async move { Ok(Out::Frame(out)) })))
+        }
+        ApiKey::JoinGroup => {
+            session.flush().await?;
+            let home = shared.splice.group_home(group);
+            shared.handoffs.hold_join(group, member.as_deref()).await;
+            if shared.splice.group_home(group) == home {
+                return Ok(None);
+            }
+            let Some(blank) = group_handoff::without_member_id(frame, header) else {
+                return Ok(None);
+            };
+            // Routed as a fresh request: the new coordinator never issued the old id.
+            let peeked = cutover_kafka::peek_request(&blank)
+                .map_err(|e| Close::Protocol(format!("re-reading a JoinGroup: {e}")))?;
+            Box::pin(route(session, blank, &peeked)).await.map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Forwards a coordinator request to the real coordinator on the cluster
+/// that coordinates its key (its bootstrap endpoints when the request names
+/// no key). A group's requests wait while the group moves; its offset
+/// requests count in flight until answered, and are translated once the
+/// target coordinates it (see `group_offsets`).
 pub(super) async fn route(
     session: &mut Session,
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let home = session.shared.group_home();
-    let addr = match coordinator_key(&frame, header) {
-        Some((kind, key)) => coordinator(session, home, kind, &key).await?,
+    let key = coordinator_key(&frame, header);
+    if let Some((CoordinatorKind::Group, group)) = &key
+        && let Some(reply) = hand_off(session, group, &frame, header).await?
+    {
+        return Ok(reply);
+    }
+    let inflight = match &key {
+        Some((CoordinatorKind::Group, group)) => {
+            let guard = session.shared.splice.groups.try_enter(group);
+            let guard = match guard {
+                Some(g) => g,
+                None => {
+                    session.flush().await?;
+                    session.shared.splice.groups.enter(group).await
+                }
+            };
+            touches_offsets(header.key).then_some(guard)
+        }
+        _ => None,
+    };
+    let home = match &key {
+        Some((CoordinatorKind::Group, group)) => session.shared.splice.group_home(group),
+        _ => Side::Source,
+    };
+    let addr = match &key {
+        Some((kind, key)) => coordinator(session, home, *kind, key).await?,
         None => None,
     };
-    let rx = session
-        .forward(home, addr.as_deref(), &frame, true)
-        .await?
-        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
-    let id = header.correlation_id;
-    Ok(Box::pin(async move {
-        Ok(Out::Relabelled(answer(rx).await?, id))
-    }))
+    let dest = Dest { side: home, addr };
+    match (home, header.key, inflight) {
+        (Side::Target, ApiKey::OffsetCommit, Some(guard)) => {
+            group_offsets::commit(session, dest, frame, header, guard).await
+        }
+        (Side::Target, ApiKey::OffsetFetch, Some(guard)) => {
+            group_offsets::fetch(session, dest, frame, header, guard).await
+        }
+        (_, _, guard) => {
+            let rx = session
+                .forward(home, dest.addr.as_deref(), &frame, true)
+                .await?
+                .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+            let id = header.correlation_id;
+            Ok(Box::pin(async move {
+                let frame = answer(rx).await?;
+                drop(guard);
+                Ok(Out::Relabelled(frame, id))
+            }))
+        }
+    }
 }
 
 /// The real coordinator's address, asking the cluster when unknown;
@@ -137,7 +241,7 @@ pub(super) async fn find_coordinator(
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let home = session.shared.group_home();
+    let home = find_home(&session.shared, &frame, header);
     let asked = asked_keys(&frame, header);
     let rx = session
         .forward(home, None, &frame, true)
@@ -167,6 +271,42 @@ pub(super) async fn find_coordinator(
         .map_err(failed)?;
         Ok(Out::Frame(out))
     }))
+}
+
+/// The cluster a FindCoordinator request is asked of: the target when
+/// every group it names is coordinated there, else the source (a group
+/// the target coordinates is then looked up there when its requests come).
+fn find_home(shared: &Shared, frame: &[u8], header: &RequestHeader) -> Side {
+    let keys = group_keys(frame, header).unwrap_or_default();
+    if !keys.is_empty()
+        && keys
+            .iter()
+            .all(|g| shared.splice.group_home(g) == Side::Target)
+    {
+        Side::Target
+    } else {
+        Side::Source
+    }
+}
+
+/// The group names a FindCoordinator request asks for (none for other kinds).
+fn group_keys(frame: &[u8], header: &RequestHeader) -> Option<Vec<String>> {
+    let v = header.api_version;
+    let mut r = Reader::new(frame.get(header.body_offset..)?, v >= 3);
+    if v < 4 {
+        let key = r.string()??;
+        let key_type = if v >= 1 { r.i8()? } else { 0 };
+        return (key_type == 0).then(|| vec![key]);
+    }
+    if r.i8()? != 0 {
+        return Some(Vec::new());
+    }
+    let n = r.array_len()?;
+    let mut keys = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        keys.push(r.string()??);
+    }
+    Some(keys)
 }
 
 /// The kind a FindCoordinator request asks for, and its key in v0-3

@@ -21,6 +21,10 @@ pub mod cluster;
 mod dispatch;
 pub mod driver;
 mod fetch;
+mod gate;
+mod group_handoff;
+mod group_move;
+mod group_offsets;
 mod groups;
 mod link;
 mod metadata;
@@ -94,6 +98,8 @@ pub(crate) struct Shared {
     watermarks: traffic::Watermarks,
     /// Client producer ids and sequences as each cluster knows them.
     pub producers: producers::Producers,
+    /// Group members heard through the proxy, and groups handing off.
+    pub handoffs: Arc<group_handoff::Handoffs>,
     /// Serializes switches, so each persists every map with its change.
     switching: tokio::sync::Mutex<()>,
     switch_start: crate::config::SwitchStart,
@@ -174,10 +180,26 @@ impl Shared {
         }
     }
 
-    /// The cluster that coordinates consumer groups and transactions.
-    #[must_use]
-    pub fn group_home(&self) -> Side {
-        Side::Source
+    /// Persists every segment map, shift set and group home with `change`
+    /// applied, and only then routes by them. Callers hold `switching`,
+    /// so no other change slips in between the copy and the write.
+    ///
+    /// # Errors
+    /// When the state store refuses the write (nothing changed then).
+    pub(crate) async fn persist_maps(
+        &self,
+        what: &str,
+        change: impl FnOnce(&mut segments::SegmentMaps),
+    ) -> Result<(), String> {
+        let mut all = self.splice.snapshot();
+        change(&mut all);
+        let bytes = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
+        self.store
+            .put_blob(&splice::blob_name(&self.migration.name), bytes)
+            .await
+            .map_err(|e| format!("persisting {what}: {e}"))?;
+        self.splice.replace(all);
+        Ok(())
     }
 
     /// Whether any topic reads or writes the target, so Metadata must ask it too.
@@ -340,6 +362,7 @@ async fn build_shared(
         splice: splice::Splice::new(maps),
         watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),
+        handoffs: Arc::default(),
         switching: tokio::sync::Mutex::new(()),
         switch_start: options.switch_start,
         dual_write_percent: options.dual_write_percent,

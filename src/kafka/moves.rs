@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 
 use super::Shared;
 use super::cluster::Side;
-use super::splice::blob_name;
 use super::switch::{Switched, switch};
 use super::topics;
 use crate::metrics;
@@ -108,16 +107,11 @@ pub(crate) async fn set_shifted(
     partitions: BTreeSet<i32>,
 ) -> Result<(), String> {
     let _one_at_a_time = shared.switching.lock().await;
-    let mut all = shared.splice.snapshot();
-    all.set_shifted(topic, partitions);
-    let bytes = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
     shared
-        .store
-        .put_blob(&blob_name(&shared.migration.name), bytes)
+        .persist_maps(&format!("the shifted partitions of {topic}"), |all| {
+            all.set_shifted(topic, partitions);
+        })
         .await
-        .map_err(|e| format!("persisting the shifted partitions of {topic}: {e}"))?;
-    shared.splice.replace(all);
-    Ok(())
 }
 
 fn count_switch(shared: &Shared, topic: &str, to: Side, outcome: &'static str) {

@@ -352,6 +352,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Bytes read so far.
+    pub(super) fn position(&self) -> usize {
+        self.pos
+    }
+
     pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let s = self.b.get(self.pos..end)?;
@@ -433,7 +438,7 @@ impl<'a> Reader<'a> {
         (n <= self.b.len() - self.pos).then_some(n)
     }
 
-    fn tags(&mut self) -> Option<()> {
+    pub(super) fn tags(&mut self) -> Option<()> {
         if !self.flexible {
             return Some(());
         }

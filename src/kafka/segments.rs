@@ -199,6 +199,10 @@ pub struct SegmentMaps {
     /// Per topic, the partitions `dual_write` puts on the target (`ctl shift`).
     #[serde(default)]
     shifted: HashMap<String, BTreeSet<i32>>,
+    /// Consumer groups coordinated by the target (their topics reached
+    /// `target`); every other group is coordinated by the source.
+    #[serde(default)]
+    moved_groups: BTreeSet<String>,
 }
 
 impl SegmentMaps {
@@ -232,6 +236,30 @@ impl SegmentMaps {
     /// Sets them.
     pub fn set_shifted(&mut self, topic: &str, partitions: BTreeSet<i32>) {
         self.shifted.insert(topic.to_owned(), partitions);
+    }
+
+    /// The cluster coordinating consumer group `group`.
+    #[must_use]
+    pub fn group_home(&self, group: &str) -> Side {
+        if self.moved_groups.contains(group) {
+            Side::Target
+        } else {
+            Side::Source
+        }
+    }
+
+    /// Records which cluster coordinates `group`.
+    pub fn set_group_home(&mut self, group: &str, home: Side) {
+        match home {
+            Side::Target => self.moved_groups.insert(group.to_owned()),
+            Side::Source => self.moved_groups.remove(group),
+        };
+    }
+
+    /// The groups the target coordinates.
+    #[must_use]
+    pub fn moved_groups(&self) -> &BTreeSet<String> {
+        &self.moved_groups
     }
 
     /// Every switched partition of `topic`, sorted.
@@ -356,5 +384,10 @@ mod tests {
         let json = serde_json::to_string(&maps).unwrap();
         assert_eq!(serde_json::from_str::<SegmentMaps>(&json).unwrap(), maps);
         assert_eq!(maps.partitions("t").len(), 1);
+        maps.set_group_home("g", Side::Target);
+        let json = serde_json::to_string(&maps).unwrap();
+        let back: SegmentMaps = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.group_home("g"), Side::Target);
+        assert_eq!(back.group_home("other"), Side::Source);
     }
 }

@@ -4,21 +4,19 @@
 //! which also counts the write in flight until its answer) and where a
 //! virtual offset is read from ([`Splice::locate`]).
 //!
-//! The gate protocol: a produce first counts itself in flight, *then*
-//! checks the fence (backing out and waiting if fenced), and only then
-//! reads the segment map; a switch first raises the fence, *then* waits
-//! for the in-flight count to reach zero. Whichever comes second sees the
-//! other, so no write reaches the closing cluster after its end offset was
-//! read, and every write released after the switch sees the new map.
+//! Produces pass a per-partition gate (see `gate`): a switch raises the
+//! fence and drains the gate, so no write reaches the closing cluster
+//! after its end offset was read, and every write released after the
+//! switch sees the new map.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::RwLock;
+use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::Notify;
 
 use super::cluster::Side;
+use super::gate::Gates;
+pub use super::gate::{Fence, Inflight};
 use super::segments::{Located, PartitionMap, SegmentMaps};
 use crate::migration::store::StateStore;
 
@@ -55,74 +53,14 @@ impl ReadAt {
 /// Longest a switch waits for in-flight produces before it aborts.
 pub const FENCE_DRAIN_MAX: Duration = Duration::from_secs(5);
 
-/// One partition's produce gate. Two wake-ups, so a produce backing out
-/// of a raised fence wakes the draining switch but never itself.
-#[derive(Debug, Default)]
-pub struct Gate {
-    inflight: AtomicUsize,
-    fenced: AtomicBool,
-    /// The in-flight count reached zero.
-    drained: Notify,
-    /// The fence came down.
-    released: Notify,
-}
-
-/// A produce counted in flight on a partition until dropped (when its
-/// answer arrived, or at once for acks=0).
-#[derive(Debug)]
-pub struct Inflight(Arc<Gate>);
-
-impl Drop for Inflight {
-    fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.drained.notify_waiters();
-        }
-    }
-}
-
-/// A raised fence; lowered when dropped, so every error path releases
-/// the held produces.
-#[derive(Debug)]
-pub struct Fence {
-    gate: Arc<Gate>,
-    /// When it was raised (the fenced window is measured from here).
-    pub since: Instant,
-}
-
-impl Drop for Fence {
-    fn drop(&mut self) {
-        self.gate.fenced.store(false, Ordering::SeqCst);
-        self.gate.released.notify_waiters();
-    }
-}
-
-impl Fence {
-    /// Waits until no produce is in flight on the partition.
-    ///
-    /// # Errors
-    /// How many were still in flight at the deadline.
-    pub async fn drained(&self, within: Duration) -> Result<(), usize> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let notified = self.gate.drained.notified();
-            let n = self.gate.inflight.load(Ordering::SeqCst);
-            if n == 0 {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline
-                || tokio::time::timeout_at(deadline, notified).await.is_err()
-            {
-                return Err(self.gate.inflight.load(Ordering::SeqCst));
-            }
-        }
-    }
-}
-
 /// One migration's splice state.
 #[derive(Debug, Default)]
 pub struct Splice {
     maps: RwLock<SegmentMaps>,
-    gates: DashMap<(String, i32), Arc<Gate>>,
+    /// Per partition, its produces.
+    gates: Gates<(String, i32)>,
+    /// Per consumer group, its offset requests (while its coordination moves).
+    pub groups: Gates<String>,
     /// Per cluster and partition, the physical end of what the proxy has
     /// been acknowledged there.
     ends: DashMap<(Side, String, i32), i64>,
@@ -134,7 +72,8 @@ impl Splice {
     pub fn new(maps: SegmentMaps) -> Self {
         Splice {
             maps: RwLock::new(maps),
-            gates: DashMap::new(),
+            gates: Gates::default(),
+            groups: Gates::default(),
             ends: DashMap::new(),
         }
     }
@@ -147,42 +86,19 @@ impl Splice {
         }
     }
 
-    fn gate(&self, topic: &str, partition: i32) -> Arc<Gate> {
-        if let Some(g) = self.gates.get(&(topic.to_owned(), partition)) {
-            return g.clone();
-        }
-        self.gates
-            .entry((topic.to_owned(), partition))
-            .or_default()
-            .clone()
-    }
-
     /// Counts a produce in flight on `topic`/`partition` and says where it
     /// goes, unless the partition is fenced (then nothing is counted and
     /// the caller waits with [`Splice::begin`]).
     pub fn try_begin(&self, topic: &str, partition: i32) -> Option<(Shift, Inflight)> {
-        let gate = self.gate(topic, partition);
-        gate.inflight.fetch_add(1, Ordering::SeqCst);
-        let guard = Inflight(gate);
-        if guard.0.fenced.load(Ordering::SeqCst) {
-            return None;
-        }
+        let guard = self.gates.try_enter(&(topic.to_owned(), partition))?;
         Some((self.produce_shift(topic, partition), guard))
     }
 
-    /// [`Splice::try_begin`], waiting while the partition is fenced. There
-    /// is no give-up: a produce let through while fenced could land on the
-    /// closing cluster after its end offset was read. Every switch lowers
-    /// its fence on every path, bounded by its own time limits.
+    /// [`Splice::try_begin`], waiting while the partition is fenced
+    /// (see [`Gates::enter`]).
     pub async fn begin(&self, topic: &str, partition: i32) -> (Shift, Inflight) {
-        loop {
-            let gate = self.gate(topic, partition);
-            let notified = gate.released.notified();
-            if let Some(ready) = self.try_begin(topic, partition) {
-                return ready;
-            }
-            notified.await;
-        }
+        let guard = self.gates.enter(&(topic.to_owned(), partition)).await;
+        (self.produce_shift(topic, partition), guard)
     }
 
     /// Records that `side`'s log of `topic`/`partition` reaches at least
@@ -207,12 +123,7 @@ impl Splice {
     /// Raises `topic`/`partition`'s fence.
     #[must_use]
     pub fn fence(&self, topic: &str, partition: i32) -> Fence {
-        let gate = self.gate(topic, partition);
-        gate.fenced.store(true, Ordering::SeqCst);
-        Fence {
-            gate,
-            since: Instant::now(),
-        }
+        self.gates.fence(&(topic.to_owned(), partition))
     }
 
     /// Installs a new map for one partition (after it was persisted).
@@ -268,6 +179,15 @@ impl Splice {
         self.with_map(topic, partition, Clone::clone)
     }
 
+    /// The cluster coordinating consumer group `group`.
+    #[must_use]
+    pub fn group_home(&self, group: &str) -> Side {
+        self.maps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .group_home(group)
+    }
+
     /// Whether any partition of the migration reads or writes the target.
     #[must_use]
     pub fn any_on_target(&self) -> bool {
@@ -300,6 +220,7 @@ pub async fn load(store: &dyn StateStore, migration: &str) -> Result<SegmentMaps
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_fence_waits_for_inflight_produces_and_holds_new_ones() {

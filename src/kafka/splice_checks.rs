@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::cluster::Side;
+use super::group_move;
 use super::moves;
 use super::segments::PartitionMap;
 use super::switch;
-use super::topics;
 use crate::migration::{CheckResult, State};
 
 /// Where each partition's last source segment ends, virtually and
@@ -56,7 +56,7 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
     let mut behind = Vec::new();
     let groups = shared.observed.groups_for(topic);
     for group in &groups {
-        match topics::committed(shared, group, topic, &partitions).await {
+        match group_move::committed(shared, group, topic, &partitions).await {
             Err(e) => behind.push(format!("{group}: {e}")),
             Ok(committed) => {
                 for (p, end) in &ends {
@@ -217,7 +217,8 @@ pub(crate) async fn shift(shared: &Shared, topic: &str, params: &Value) -> Resul
     }))
 }
 
-/// Per partition: the cluster receiving writes and the segments.
+/// Per partition: the cluster receiving writes and the segments; and the
+/// consumer groups the target coordinates.
 pub(crate) fn status(shared: &Shared, topic: &str) -> Value {
     let maps = shared.splice.snapshot();
     let partitions: Vec<Value> = maps
@@ -226,7 +227,11 @@ pub(crate) fn status(shared: &Shared, topic: &str) -> Value {
         .filter(|(_, m)| !m.is_identity())
         .map(|(p, m)| json!({ "partition": p, "writes_to": m.writer().as_str(), "segments": m.segments() }))
         .collect();
-    json!({ "spliced_partitions": partitions, "shifted": maps.shifted(topic) })
+    json!({
+        "spliced_partitions": partitions,
+        "shifted": maps.shifted(topic),
+        "groups_on_target": maps.moved_groups(),
+    })
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use super::Shared;
 use super::cluster::Side;
 use super::probe::exchange;
 use super::segments::PartitionMap;
-use super::splice::{FENCE_DRAIN_MAX, blob_name};
+use super::splice::FENCE_DRAIN_MAX;
 use crate::config::SwitchStart;
 use crate::metrics;
 
@@ -105,9 +105,12 @@ pub(crate) async fn switch(
     let next = map
         .appended(to, closing_end, physical_start)
         .map_err(|e| format!("{topic}/{partition}: {e}"))?;
-    persist(shared, topic, partition, &next).await?;
     let virtual_start = next.open().virtual_start;
-    shared.splice.install(topic, partition, next);
+    shared
+        .persist_maps(&format!("the segment map of {topic}/{partition}"), |all| {
+            all.set(topic, partition, next)
+        })
+        .await?;
     let held = fence.since.elapsed();
     drop(fence);
     metrics::histogram!(metrics::KAFKA_FENCE_SECONDS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned())
@@ -178,23 +181,6 @@ async fn settled_end(
         }
         tokio::time::sleep(TRANSACTION_POLL).await;
     }
-}
-
-/// Writes every map with `topic`/`partition` replaced, before traffic follows.
-async fn persist(
-    shared: &Shared,
-    topic: &str,
-    partition: i32,
-    next: &PartitionMap,
-) -> Result<(), String> {
-    let mut all = shared.splice.snapshot();
-    all.set(topic, partition, next.clone());
-    let bytes = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
-    shared
-        .store
-        .put_blob(&blob_name(&shared.migration.name), bytes)
-        .await
-        .map_err(|e| format!("persisting the segment map of {topic}/{partition}: {e}"))
 }
 
 /// Learns `topic`'s leaders on `side` (the switch may run before any

@@ -1,20 +1,18 @@
 //! The proxy's own admin requests about one topic: its shape on either
 //! cluster (Metadata), metadata migration (DescribeConfigs on the source,
-//! CreateTopics on the target), and the samples the bypass checks compare
-//! (ListOffsets latest, OffsetFetch).
+//! CreateTopics on the target), and the log ends the bypass checks
+//! compare (ListOffsets latest). Group offsets are in `group_move`.
 
 use std::collections::HashMap;
 
 use cutover_kafka::kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetFetchRequest,
-    OffsetFetchResponse, TopicName,
+    DescribeConfigsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, TopicName,
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     describe_configs_request::DescribeConfigsResource,
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
     metadata_request::MetadataRequestTopic,
-    offset_fetch_request::OffsetFetchRequestTopic,
 };
 use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use serde_json::{Value, json};
@@ -334,55 +332,4 @@ pub(crate) async fn latest_offsets(
         }
     }
     Ok(out)
-}
-
-/// `group`'s committed offsets for `topic` on the source, by partition
-/// (partitions without a commit left out), asked of the group's coordinator.
-///
-/// # Errors
-/// When the coordinator cannot be found or asked, or reports a group error.
-pub(crate) async fn committed(
-    shared: &Shared,
-    group: &str,
-    topic: &str,
-    partitions: &[i32],
-) -> Result<HashMap<i32, i64>, String> {
-    let find = FindCoordinatorRequest::default().with_key(s(group));
-    let coordinator = match call::<_, FindCoordinatorResponse>(
-        shared,
-        &shared.bootstrap,
-        ApiKey::FindCoordinator,
-        1,
-        &find,
-    )
-    .await
-    {
-        Ok(r) if r.error_code == 0 => shared.source_broker(r.node_id.0),
-        _ => shared.bootstrap.clone(),
-    };
-    let request = OffsetFetchRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_topics(Some(vec![
-            OffsetFetchRequestTopic::default()
-                .with_name(TopicName(s(topic)))
-                .with_partition_indexes(partitions.to_vec()),
-        ]));
-    let response: OffsetFetchResponse =
-        call(shared, &coordinator, ApiKey::OffsetFetch, 5, &request)
-            .await
-            .map_err(|e| e.to_string())?;
-    if response.error_code != 0 {
-        return Err(format!(
-            "OffsetFetch for group {group}: error code {}",
-            response.error_code
-        ));
-    }
-    Ok(response
-        .topics
-        .iter()
-        .filter(|t| t.name.0.as_str() == topic)
-        .flat_map(|t| &t.partitions)
-        .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
-        .map(|p| (p.partition_index, p.committed_offset))
-        .collect())
 }

@@ -5,7 +5,7 @@
 //! declare billions of elements make the allocator fail and the process
 //! *abort*: one client could take down every connection of the proxy. This
 //! module walks the bodies the proxy decodes from clients (Metadata, Produce,
-//! Fetch, ListOffsets) along their schema and refuses any array whose count exceeds the
+//! Fetch, ListOffsets, OffsetCommit) along their schema and refuses any array whose count exceeds the
 //! bytes left (each element takes at least one byte), before kafka-protocol
 //! sees them. [`crate::decode_request_body`] calls it for those API keys.
 
@@ -103,7 +103,7 @@ impl Walk<'_> {
 
 /// Checks that every array in a request body of `key` at `version` declares
 /// no more elements than bytes remain. API keys other than Metadata, Produce,
-/// Fetch and ListOffsets pass unchecked.
+/// Fetch, ListOffsets and OffsetCommit pass unchecked.
 ///
 /// # Errors
 /// [`FrameError::Malformed`] for an impossible array count and
@@ -201,6 +201,33 @@ pub fn check_request_body(key: ApiKey, version: i16, body: &[u8]) -> Result<(), 
                 w.string()?;
                 w.array(|w| {
                     w.skip(4 + if v >= 4 { 4 } else { 0 } + 8)?;
+                    w.tags()
+                })?;
+                w.tags()
+            })
+        }
+        ApiKey::OffsetCommit => {
+            let mut w = Walk {
+                b: body,
+                pos: 0,
+                flexible: v >= 8,
+            };
+            w.string()?;
+            if v >= 1 {
+                w.skip(4)?;
+                w.string()?;
+            }
+            if v >= 7 {
+                w.string()?;
+            }
+            if (2..=4).contains(&v) {
+                w.skip(8)?;
+            }
+            w.array(|w| {
+                w.string()?;
+                w.array(|w| {
+                    w.skip(4 + 8 + if v >= 6 { 4 } else { 0 } + if v == 1 { 8 } else { 0 })?;
+                    w.string()?;
                     w.tags()
                 })?;
                 w.tags()

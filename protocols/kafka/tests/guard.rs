@@ -11,11 +11,15 @@ use cutover_kafka::kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsTopic,
 };
 use cutover_kafka::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use cutover_kafka::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use cutover_kafka::kafka_protocol::messages::produce_request::{
     PartitionProduceData, TopicProduceData,
 };
 use cutover_kafka::kafka_protocol::messages::{
-    ApiKey, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    ApiKey, FetchRequest, GroupId, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    ProduceRequest, TopicName,
 };
 use cutover_kafka::kafka_protocol::protocol::{Encodable, Message, StrBytes};
 
@@ -96,6 +100,35 @@ fn real_encodings_pass_at_every_version() {
             check_request_body(ApiKey::ListOffsets, v, &b).is_err(),
             "v{v}"
         );
+    }
+}
+
+#[test]
+fn offset_commits_pass_at_every_version_and_impossible_counts_fail() {
+    let partition = OffsetCommitRequestPartition::default()
+        .with_committed_offset(42)
+        .with_committed_metadata(Some(StrBytes::from_static_str("m")));
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("app")))
+        .with_member_id(StrBytes::from_static_str("member-1"))
+        .with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(name())
+                .with_partitions(vec![partition.clone(), partition.with_partition_index(1)]),
+        ]);
+    for v in OffsetCommitRequest::VERSIONS.min..=OffsetCommitRequest::VERSIONS.max {
+        let mut b = body(&commit, v);
+        check_request_body(ApiKey::OffsetCommit, v, &b)
+            .unwrap_or_else(|e| panic!("offset commit v{v}: {e}"));
+        if v < 8 {
+            // The topics count, made impossible.
+            let topics_at = b.len() - body(&commit.topics[0], v).len() - 4;
+            b[topics_at] = 0x7f;
+            assert!(
+                check_request_body(ApiKey::OffsetCommit, v, &b).is_err(),
+                "v{v}"
+            );
+        }
     }
 }
 

@@ -1,0 +1,241 @@
+//! A consumer group moves from the source to the target with its topic
+//! (DESIGN.md §2 Kafka, `target`), black box with real tansu brokers and
+//! librdkafka: a group consumer with automatic commits reads through the
+//! proxy while a producer writes and the topic walks to `target`; it keeps
+//! reading there, then stops, and a consumer of the same group connected
+//! *straight to the target cluster* picks up the rest. Together they read
+//! every acknowledged record exactly once, in order: the proxy handed the
+//! group off gracefully (no re-read of what was consumed) and left
+//! physical target offsets in the target group (no translation needed to
+//! resume without the proxy).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{
+    CutoverProcess, Tansu, finish_kafka_script, free_port, kafka_migration, kafka_python,
+};
+
+const PARTITIONS: usize = 3;
+
+struct Rig {
+    _source: Tansu,
+    target: Tansu,
+    proxy: CutoverProcess,
+    listen: u16,
+}
+
+fn rig() -> Rig {
+    let source = Tansu::start();
+    let target = Tansu::start();
+    let (listen, broker_port) = (free_port(), free_port());
+    let config = kafka_migration(&source, &target, listen, broker_port, "orders*", "");
+    Rig {
+        _source: source,
+        target,
+        proxy: CutoverProcess::start(config),
+        listen,
+    }
+}
+
+impl Rig {
+    fn spawn(&self, body: &str, marker: &Path) -> Child {
+        let script = PRELUDE
+            .replace("{LISTEN}", &self.listen.to_string())
+            .replace("{TARGET}", &self.target.addr())
+            .replace("{PARTS}", &PARTITIONS.to_string())
+            .replace("{MARKER}", &marker.display().to_string())
+            + body;
+        Command::new(kafka_python())
+            .args(["-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python")
+    }
+
+    fn ctl(&self, args: &[&str]) -> (i32, String) {
+        let out = self.proxy.ctl(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    fn topic_status(&self) -> Value {
+        let out = self.proxy.ctl(&["status", "--json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        status["migrations"][0]["topics"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == "orders"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
+
+const PRELUDE: &str = r#"
+import json, os, sys, time, threading
+from confluent_kafka import Producer, Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+BOOT = "127.0.0.1:{LISTEN}"
+TARGET = "{TARGET}"
+PARTS = {PARTS}
+MARKER = "{MARKER}"
+"#;
+
+const CREATE: &str = r#"
+admin = AdminClient({"bootstrap.servers": BOOT})
+admin.create_topics([NewTopic("orders", num_partitions=PARTS, replication_factor=1)])["orders"].result(timeout=20)
+partitions = len(admin.list_topics(topic="orders", timeout=10).topics["orders"].partitions)
+print(json.dumps({"partitions": partitions}))
+"#;
+
+/// A producer runs until the proxied consumer has stopped; the proxied
+/// consumer reads until 3 s after the marker says the topic is in
+/// `target`; then a consumer straight to the target reads the rest.
+const LOAD: &str = r#"
+acked, failed, lock = {}, [], threading.Lock()
+stop_producing = threading.Event()
+
+def produce():
+    p = Producer({"bootstrap.servers": BOOT, "acks": "all", "linger.ms": 5})
+    def done(err, msg):
+        with lock:
+            if err: failed.append(f"{msg.value().decode()}: {err.str()}")
+            else: acked[msg.value().decode()] = msg.partition()
+    seq = 0
+    while not stop_producing.is_set():
+        p.produce("orders", value=f"r:{seq}".encode(), partition=seq % PARTS, on_delivery=done)
+        seq += 1
+        p.poll(0)
+        time.sleep(0.005)
+    p.flush(30)
+
+producer = threading.Thread(target=produce)
+producer.start()
+
+def consume(boot, until, label):
+    c = Consumer({"bootstrap.servers": boot, "group.id": "app", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": True, "auto.commit.interval.ms": 200,
+                  "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+    got, errors, assigned = [], [], []
+    c.subscribe(["orders"], on_assign=lambda c, parts: assigned.append(time.time()))
+    while not until(got, assigned):
+        m = c.poll(0.2)
+        if m is None: continue
+        if m.error(): errors.append(str(m.error()))
+        else: got.append((m.partition(), m.offset(), m.value().decode(), label))
+    c.close()
+    return got, errors, len(assigned)
+
+# The proxied consumer: until it has read for 2 s on its assignment after
+# the move (the target coordinates it then), at most 120 s.
+moved_at = []
+def proxied_until(got, assigned):
+    if not moved_at and os.path.exists(MARKER): moved_at.append(time.time())
+    rejoined = [t for t in assigned[1:] if moved_at and t >= moved_at[0] - 15]
+    return (rejoined and time.time() > rejoined[-1] + 2) or time.time() > start + 120
+start = time.time()
+a, a_errors, a_assigned = consume(BOOT, proxied_until, "proxy")
+time.sleep(1)
+stop_producing.set()
+producer.join()
+
+# Straight to the target: until every acknowledged record was read, at most 60 s.
+with lock: want = set(acked)
+have = {v for _, _, v, _ in a}
+deadline = time.time() + 60
+b, b_errors, b_assigned = consume(TARGET, lambda got, _: want <= have | {v for _, _, v, _ in got} or time.time() > deadline, "target")
+
+seen = a + b
+values = [v for _, _, v, _ in seen]
+dups = sorted({v for v in values if values.count(v) > 1})
+lost = sorted(want - set(values))
+reordered = 0
+last = {}
+for part, off, v, label in seen:
+    seq = int(v.split(":")[1])
+    if part in last and seq <= last[part]: reordered += 1
+    last[part] = seq
+first_b = {}
+for part, off, v, _ in b: first_b.setdefault(part, (off, v))
+print(json.dumps({"acked": len(acked), "failed": failed[:5], "proxied": len(a), "direct": len(b),
+                  "moved": bool(moved_at), "duplicates": len(dups), "duplicate_sample": dups[:5],
+                  "lost": len(lost), "lost_sample": lost[:5], "reordered": reordered,
+                  "proxied_errors": a_errors[:5], "direct_errors": b_errors[:5],
+                  "proxied_assignments": a_assigned, "first_direct": first_b}))
+"#;
+
+#[test]
+fn a_group_moves_to_the_target_and_resumes_exactly_even_without_the_proxy() {
+    let rig = rig();
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let marker = scratch.path().join("moved");
+    let created = finish_kafka_script(rig.spawn(CREATE, &marker));
+    assert_eq!(created["partitions"], PARTITIONS, "{created}");
+    let (code, out) = rig.ctl(&["migrate-metadata", "events", "orders"]);
+    assert_eq!(code, 0, "migrate-metadata: {out}");
+
+    let load = rig.spawn(LOAD, &marker);
+    // The group has joined and committed once the proxy has seen it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !rig.proxy.scrape().contains("group=\"app\"") {
+        assert!(
+            Instant::now() < deadline,
+            "the group never committed through the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for _ in 0..3 {
+        let (code, out) = rig.ctl(&["advance", "events", "orders", "--force"]);
+        assert_eq!(code, 0, "advance: {out}");
+    }
+    assert_eq!(rig.topic_status()["state"], "cutover");
+    // `target` once the group has read past the source segments (the
+    // check says so), without --force.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let moved = loop {
+        let (code, out) = rig.ctl(&["advance", "events", "orders"]);
+        if code == 0 {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never allowed into target: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    std::fs::write(&marker, b"target").expect("marker");
+    let status = rig.topic_status();
+    assert_eq!(status["state"], "target", "{moved}\n{status:#}");
+    assert_eq!(
+        status["details"]["groups_on_target"],
+        serde_json::json!(["app"]),
+        "{status:#}"
+    );
+
+    let report = finish_kafka_script(load);
+    println!("{report:#}");
+    let log = rig.proxy.log_tail(400);
+    assert!(
+        log.contains("kafka consumer group moved"),
+        "no group move logged:\n{log}"
+    );
+    assert_eq!(report["failed"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["moved"], true, "{report:#}");
+    assert!(
+        report["proxied_assignments"].as_u64().unwrap() >= 2,
+        "the proxied consumer was never assigned again after the move: {report:#}\n{log}"
+    );
+    assert!(report["acked"].as_u64().unwrap() > 500, "{report:#}");
+    assert!(
+        report["direct"].as_u64().unwrap() > 0,
+        "the direct consumer had nothing left to read: {report:#}\n{log}"
+    );
+    for key in ["duplicates", "lost", "reordered"] {
+        assert_eq!(report[key], 0, "{key}: {report:#}\n{log}");
+    }
+}
