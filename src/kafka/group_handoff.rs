@@ -138,11 +138,11 @@ impl Drop for HandoffGuard {
 
 impl HandoffGuard {
     /// Waits until every member the proxy knows waits in JoinGroup, at
-    /// most `within`.
+    /// most `within`; returns the members waiting.
     ///
     /// # Errors
     /// The members that did not rejoin in time.
-    pub async fn rejoined(&self, within: Duration) -> Result<usize, Vec<String>> {
+    pub async fn rejoined(&self, within: Duration) -> Result<Vec<String>, Vec<String>> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.handoff.joined.notified();
@@ -159,13 +159,12 @@ impl HandoffGuard {
                     .collect()
             };
             if missing.is_empty() {
-                let n = self
+                let waiting = self
                     .handoff
                     .waiting
                     .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .len();
-                return Ok(n);
+                    .unwrap_or_else(|e| e.into_inner());
+                return Ok(waiting.iter().cloned().collect());
             }
             // Poll as well as wait: members also drop out by expiring.
             let step = (deadline - tokio::time::Instant::now()).min(Duration::from_millis(200));
@@ -240,6 +239,15 @@ impl Handoffs {
             .unwrap_or_default()
     }
 
+    /// Whether `member` of `group` was ever heard through the proxy (it
+    /// may since have moved with the group and left a stale entry behind).
+    #[must_use]
+    pub fn heard_of(&self, group: &str, member: &str) -> bool {
+        self.members
+            .get(group)
+            .is_some_and(|m| m.contains_key(member))
+    }
+
     /// Holds a JoinGroup of `member` until `group`'s hand-off ends (at once
     /// when none is under way).
     pub async fn hold_join(&self, group: &str, member: Option<&str>) {
@@ -284,7 +292,10 @@ mod tests {
                 tokio::spawn(async move { h.hold_join("g", Some(m)).await })
             })
             .collect();
-        assert_eq!(guard.rejoined(Duration::from_secs(2)).await, Ok(2));
+        let mut rejoined = guard.rejoined(Duration::from_secs(2)).await.unwrap();
+        rejoined.sort();
+        assert_eq!(rejoined, ["a", "b"]);
+        assert!(handoffs.heard_of("g", "a") && !handoffs.heard_of("g", "c"));
         assert!(joins.iter().all(|j| !j.is_finished()), "held until the end");
         drop(guard);
         for j in joins {

@@ -20,14 +20,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use cutover_kafka::kafka_protocol::messages::leave_group_request::MemberIdentity;
 use cutover_kafka::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use cutover_kafka::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use cutover_kafka::kafka_protocol::messages::{
     ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    FindCoordinatorResponse, GroupId, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, TopicName,
 };
 use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -237,13 +239,51 @@ async fn commit_all(
     }
 }
 
-/// How many members `group` has on `side`.
-async fn members(shared: &Shared, side: Side, group: &str) -> Result<usize, String> {
+/// The members of `group` on `side` that were never heard through the
+/// proxy: consumers connected to that cluster directly. (Members the proxy
+/// knows may linger there from before an earlier move.)
+async fn strangers(shared: &Shared, side: Side, group: &str) -> Result<Vec<String>, String> {
     let upstream = coordinator(shared, side, group).await?;
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let response: DescribeGroupsResponse =
         call(shared, &upstream, ApiKey::DescribeGroups, 0, &request).await?;
-    Ok(response.groups.iter().map(|g| g.members.len()).sum())
+    Ok(response
+        .groups
+        .iter()
+        .flat_map(|g| &g.members)
+        .map(|m| m.member_id.to_string())
+        .filter(|id| !shared.handoffs.heard_of(group, id))
+        .collect())
+}
+
+/// Takes `members` out of `group` on `side` after the group moved away, so
+/// the old cluster does not keep them (and a move back finds it empty).
+/// Best effort: a member left behind only expires later.
+async fn leave(shared: &Shared, side: Side, group: &str, members: &[String]) {
+    if members.is_empty() {
+        return;
+    }
+    let request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_members(
+            members
+                .iter()
+                .map(|m| MemberIdentity::default().with_member_id(s(m)))
+                .collect(),
+        );
+    let left: Result<LeaveGroupResponse, String> = match coordinator(shared, side, group).await {
+        Ok(upstream) => call(shared, &upstream, ApiKey::LeaveGroup, 3, &request).await,
+        Err(e) => Err(e),
+    };
+    match left {
+        Ok(r) if r.error_code == 0 => {}
+        Ok(r) => {
+            tracing::warn!(migration = %shared.migration.name, group, code = r.error_code, "the old coordinator refused to let the moved members leave; they expire there later")
+        }
+        Err(e) => {
+            tracing::warn!(migration = %shared.migration.name, group, error = %e, "could not take the moved members out of the old group; they expire there later")
+        }
+    }
 }
 
 /// Translates offsets `from` one cluster's terms to the other's.
@@ -288,24 +328,30 @@ pub(crate) async fn move_group(shared: &Shared, group: &str, to: Side) -> Result
     if shared.splice.group_home(group) == to {
         return Ok(0);
     }
-    let present = members(shared, to, group).await?;
-    if present > 0 {
+    let present = strangers(shared, to, group).await?;
+    if !present.is_empty() {
         return Err(format!(
-            "group {group} has {present} member(s) on cluster \"{}\" ({}), consumers connected to it without the proxy; stop them first",
+            "group {group} has {} member(s) on cluster \"{}\" ({}) that never came through the proxy, consumers connected to it directly ({}); stop them first",
+            present.len(),
             shared.cluster_name(to),
-            to.as_str()
+            to.as_str(),
+            present.join(", ")
         ));
     }
     let handoff = shared.handoffs.begin(group);
-    match handoff.rejoined(HANDOFF_MAX).await {
-        Ok(n) => {
-            tracing::info!(migration = %shared.migration.name, group, members = n, "every member of the group waits to rejoin")
+    let rejoining = match handoff.rejoined(HANDOFF_MAX).await {
+        Ok(members) => {
+            tracing::info!(migration = %shared.migration.name, group, members = members.len(), "every member of the group waits to rejoin");
+            members
         }
-        Err(missing) => tracing::warn!(
-            migration = %shared.migration.name, group, ?missing,
-            "members did not rejoin within {HANDOFF_MAX:?}; they will be told they are unknown and rejoin from the last commit"
-        ),
-    }
+        Err(missing) => {
+            tracing::warn!(
+                migration = %shared.migration.name, group, ?missing,
+                "members did not rejoin within {HANDOFF_MAX:?}; they will be told they are unknown and rejoin from the last commit"
+            );
+            Vec::new()
+        }
+    };
     let fence = shared.splice.groups.fence(&group.to_owned());
     fence.drained(MOVE_DRAIN_MAX).await.map_err(|n| {
         format!("{n} offset request(s) of group {group} still unanswered after {MOVE_DRAIN_MAX:?}; the group stays on the {}", from.as_str())
@@ -320,6 +366,7 @@ pub(crate) async fn move_group(shared: &Shared, group: &str, to: Side) -> Result
         .await?;
     drop(fence);
     drop(handoff);
+    leave(shared, from, group, &rejoining).await;
     tracing::info!(
         migration = %shared.migration.name, group, from = from.as_str(), to = to.as_str(),
         partitions = moved.len(), "kafka consumer group moved"
