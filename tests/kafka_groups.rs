@@ -197,8 +197,8 @@ fn a_group_moves_to_the_target_and_resumes_exactly_even_without_the_proxy() {
     // `target` once the group has read past the source segments (the
     // check says so), without --force.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let moved = loop {
-        let (code, out) = rig.ctl(&["advance", "events", "orders"]);
+    let checked = loop {
+        let (code, out) = rig.ctl(&["check", "events", "orders"]);
         if code == 0 {
             break out;
         }
@@ -208,6 +208,13 @@ fn a_group_moves_to_the_target_and_resumes_exactly_even_without_the_proxy() {
         );
         std::thread::sleep(Duration::from_millis(300));
     };
+    assert!(
+        checked.contains("groups_move_to_target")
+            && checked.contains("move to the target with orders: app"),
+        "{checked}"
+    );
+    let (code, moved) = rig.ctl(&["advance", "events", "orders"]);
+    assert_eq!(code, 0, "{moved}");
     std::fs::write(&marker, b"target").expect("marker");
     let status = rig.topic_status();
     assert_eq!(status["state"], "target", "{moved}\n{status:#}");

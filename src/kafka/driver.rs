@@ -36,7 +36,7 @@ use super::Shared;
 use super::probe;
 use super::topics::{self, TopicShape};
 use super::versions::SUPPORTED;
-use super::{group_move, moves, splice_checks};
+use super::{group_admin, group_move, moves, splice_checks};
 use crate::migration::{CheckResult, Driver, State};
 
 /// APIs the target must offer, within the proxy's versions, before clients'
@@ -195,7 +195,7 @@ impl KafkaDriver {
         for g in groups {
             out.insert(
                 g.clone(),
-                group_move::committed(&self.shared, g, topic, partitions).await,
+                group_admin::committed(&self.shared, g, topic, partitions).await,
             );
         }
         out

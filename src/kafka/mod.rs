@@ -22,6 +22,7 @@ mod dispatch;
 pub mod driver;
 mod fetch;
 mod gate;
+mod group_admin;
 mod group_handoff;
 mod group_move;
 mod group_offsets;

@@ -10,6 +10,8 @@
 //!   the end of its last source segment. Such records were written around
 //!   the proxy after the switch; they are not hidden: a rollback appends
 //!   a segment that starts exactly there, so consumers read them.
+//! - `groups_move_to_target` (see `group_move`): which groups move with
+//!   the topic and which stay on the source.
 
 use std::collections::BTreeSet;
 
@@ -17,10 +19,10 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::cluster::Side;
-use super::group_move;
 use super::moves;
 use super::segments::PartitionMap;
 use super::switch;
+use super::{group_admin, group_move};
 use crate::migration::{CheckResult, State};
 
 /// Where each partition's last source segment ends, virtually and
@@ -56,7 +58,7 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
     let mut behind = Vec::new();
     let groups = shared.observed.groups_for(topic);
     for group in &groups {
-        match group_move::committed(shared, group, topic, &partitions).await {
+        match group_admin::committed(shared, group, topic, &partitions).await {
             Err(e) => behind.push(format!("{group}: {e}")),
             Ok(committed) => {
                 for (p, end) in &ends {
@@ -117,7 +119,7 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
             ),
         )
     };
-    vec![consumers, writes]
+    vec![consumers, writes, group_move::check(shared, topic).await]
 }
 
 /// `target_records_before_switch` (before `dual_write`, informational):

@@ -1,0 +1,300 @@
+//! The proxy's own requests about consumer groups, to either cluster:
+//! finding a group's coordinator, reading and writing its committed offsets
+//! as an admin would, its members, and the groups a cluster lists. Used by
+//! the checks and by `group_move`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use cutover_kafka::kafka_protocol::messages::leave_group_request::MemberIdentity;
+use cutover_kafka::kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use cutover_kafka::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, TopicName,
+};
+use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use super::Shared;
+use super::cluster::Side;
+use super::group_offsets::to_virtual;
+use super::probe::{self, exchange};
+use crate::proxy::Upstream;
+
+/// OffsetFetch v8: one group, and a null topic list means "every topic".
+const OFFSET_FETCH_ALL: i16 = 8;
+/// OffsetCommit v5: a generation of -1 and no member commit as an admin
+/// would, accepted while the group has no members.
+const OFFSET_COMMIT_ADMIN: i16 = 5;
+
+/// A group's committed offsets, by topic and partition.
+pub type GroupOffsets = BTreeMap<(String, i32), i64>;
+
+fn s(x: &str) -> StrBytes {
+    StrBytes::from_string(x.to_owned())
+}
+
+async fn call<Req: Encodable, Resp: Decodable>(
+    shared: &Shared,
+    upstream: &Upstream,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Result<Resp, String> {
+    exchange(
+        upstream,
+        key,
+        version,
+        request,
+        shared.connect_timeout,
+        shared.max_frame,
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// The coordinator of `group` on `side`.
+pub(crate) async fn coordinator(
+    shared: &Shared,
+    side: Side,
+    group: &str,
+) -> Result<Upstream, String> {
+    let base = shared.upstream(side, None)?;
+    let find = FindCoordinatorRequest::default().with_key(s(group));
+    let found: FindCoordinatorResponse =
+        call(shared, &base, ApiKey::FindCoordinator, 1, &find).await?;
+    if found.error_code != 0 {
+        return Err(format!(
+            "cluster \"{}\" found no coordinator for group {group}: error code {}",
+            base.cluster, found.error_code
+        ));
+    }
+    shared.upstream(side, Some(&format!("{}:{}", found.host, found.port)))
+}
+
+/// Every offset `group` has committed on `side`, as that cluster holds them.
+///
+/// # Errors
+/// When the coordinator cannot be asked or reports an error.
+pub(crate) async fn fetch_all(
+    shared: &Shared,
+    side: Side,
+    group: &str,
+) -> Result<GroupOffsets, String> {
+    let upstream = coordinator(shared, side, group).await?;
+    let request = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(None),
+    ]);
+    let response: OffsetFetchResponse = call(
+        shared,
+        &upstream,
+        ApiKey::OffsetFetch,
+        OFFSET_FETCH_ALL,
+        &request,
+    )
+    .await?;
+    let mut out = GroupOffsets::new();
+    for g in &response.groups {
+        if g.error_code != 0 {
+            return Err(format!(
+                "OffsetFetch of group {group} on cluster \"{}\": error code {}",
+                upstream.cluster, g.error_code
+            ));
+        }
+        for t in &g.topics {
+            for p in &t.partitions {
+                if p.error_code == 0 && p.committed_offset >= 0 {
+                    out.insert(
+                        (t.name.0.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `group`'s committed offsets for `topic` in virtual offsets, asked of the
+/// cluster coordinating it, by partition (partitions without a commit left
+/// out).
+///
+/// # Errors
+/// When the coordinator cannot be asked or reports a group error.
+pub(crate) async fn committed(
+    shared: &Shared,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, i64>, String> {
+    let home = shared.splice.group_home(group);
+    let all = fetch_all(shared, home, group).await?;
+    Ok(all
+        .into_iter()
+        .filter(|((t, p), _)| t == topic && partitions.contains(p))
+        .filter_map(|((_, p), offset)| {
+            let virtual_offset = match home {
+                Side::Source => Some(offset),
+                Side::Target => to_virtual(&shared.splice.map(topic, p), Side::Target, offset),
+            };
+            Some((p, virtual_offset?))
+        })
+        .collect())
+}
+
+/// Commits `offsets` to `group` on `side` as an admin (no member).
+pub(crate) async fn commit_all(
+    shared: &Shared,
+    side: Side,
+    group: &str,
+    offsets: &GroupOffsets,
+) -> Result<(), String> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for ((topic, partition), offset) in offsets {
+        topics.entry(topic).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*partition)
+                .with_committed_offset(*offset)
+                .with_committed_leader_epoch(-1),
+        );
+    }
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::default())
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(name, partitions)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s(name)))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        );
+    let upstream = coordinator(shared, side, group).await?;
+    let response: OffsetCommitResponse = call(
+        shared,
+        &upstream,
+        ApiKey::OffsetCommit,
+        OFFSET_COMMIT_ADMIN,
+        &request,
+    )
+    .await?;
+    let failed: Vec<String> = response
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.error_code != 0)
+                .map(move |p| {
+                    format!(
+                        "{}/{}: error code {}",
+                        t.name.0, p.partition_index, p.error_code
+                    )
+                })
+        })
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cluster \"{}\" refused group {group}'s offsets: {}",
+            upstream.cluster,
+            failed.join(", ")
+        ))
+    }
+}
+
+/// The members of `group` on `side` that were never heard through the
+/// proxy: consumers connected to that cluster directly. (Members the proxy
+/// knows may linger there from before an earlier move.)
+pub(crate) async fn strangers(
+    shared: &Shared,
+    side: Side,
+    group: &str,
+) -> Result<Vec<String>, String> {
+    let upstream = coordinator(shared, side, group).await?;
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
+    let response: DescribeGroupsResponse =
+        call(shared, &upstream, ApiKey::DescribeGroups, 0, &request).await?;
+    Ok(response
+        .groups
+        .iter()
+        .flat_map(|g| &g.members)
+        .map(|m| m.member_id.to_string())
+        .filter(|id| !shared.handoffs.heard_of(group, id))
+        .collect())
+}
+
+/// Takes `members` out of `group` on `side` after the group moved away, so
+/// the old cluster does not keep them (and a move back finds it empty).
+/// Best effort: a member left behind only expires later.
+pub(crate) async fn leave(shared: &Shared, side: Side, group: &str, members: &[String]) {
+    if members.is_empty() {
+        return;
+    }
+    let request = LeaveGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_members(
+            members
+                .iter()
+                .map(|m| MemberIdentity::default().with_member_id(s(m)))
+                .collect(),
+        );
+    let left: Result<LeaveGroupResponse, String> = match coordinator(shared, side, group).await {
+        Ok(upstream) => call(shared, &upstream, ApiKey::LeaveGroup, 3, &request).await,
+        Err(e) => Err(e),
+    };
+    match left {
+        Ok(r) if r.error_code == 0 => {}
+        Ok(r) => {
+            tracing::warn!(migration = %shared.migration.name, group, code = r.error_code, "the old coordinator refused to let the moved members leave; they expire there later")
+        }
+        Err(e) => {
+            tracing::warn!(migration = %shared.migration.name, group, error = %e, "could not take the moved members out of the old group; they expire there later")
+        }
+    }
+}
+
+/// Every group the source lists, asking each of its brokers.
+pub(crate) async fn list_groups(shared: &Shared) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let base = shared.bootstrap.clone();
+    let brokers = probe::brokers(&base, shared.connect_timeout, shared.max_frame)
+        .await
+        .unwrap_or_default();
+    let mut upstreams: Vec<Upstream> = brokers
+        .iter()
+        .filter_map(|(_, addr)| shared.upstream(Side::Source, Some(addr)).ok())
+        .collect();
+    if upstreams.is_empty() {
+        upstreams.push(base);
+    }
+    for upstream in upstreams {
+        let listed: Result<ListGroupsResponse, String> = call(
+            shared,
+            &upstream,
+            ApiKey::ListGroups,
+            0,
+            &ListGroupsRequest::default(),
+        )
+        .await;
+        match listed {
+            Ok(r) => out.extend(r.groups.iter().map(|g| g.group_id.0.to_string())),
+            Err(e) => {
+                tracing::warn!(migration = %shared.migration.name, error = %e, "could not list the source's groups")
+            }
+        }
+    }
+    out
+}
