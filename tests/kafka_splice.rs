@@ -71,6 +71,32 @@ impl Rig {
         (out.status.code().unwrap_or(-1), text)
     }
 
+    /// The partitions writing to the target, and the persisted shifted set.
+    fn writers(&self) -> (Vec<u64>, Vec<u64>) {
+        let out = self.proxy.ctl(&["status", "--json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        let topic = status["migrations"][0]["topics"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == "orders"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let details = &topic["details"];
+        let on_target = details["spliced_partitions"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| p["writes_to"] == "target")
+                    .filter_map(|p| p["partition"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let shifted = details["shifted"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        (on_target, shifted)
+    }
+
     fn state(&self) -> String {
         let out = self.proxy.ctl(&["status", "--json"]);
         let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
@@ -413,6 +439,21 @@ fn a_proxy_killed_mid_switch_comes_back_with_a_consistent_map() {
     let _ = shifter.join();
     rig.proxy.restart();
     assert_eq!(rig.state(), "dual_write", "{}", rig.proxy.log_tail(20));
+    // Start-up reconciliation: the partitions writing to the target are
+    // exactly the persisted shifted set, whatever the kill interrupted.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (on_target, shifted) = rig.writers();
+        if on_target == shifted {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions on the target {on_target:?} never matched the shifted set {shifted:?}\n{}",
+            rig.proxy.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The persisted maps load and keep working in both directions.
     for pct in ["0", "100", "50"] {
         let (code, out) = rig.ctl(&["shift", "events", "orders", "--percent", pct]);
@@ -420,6 +461,11 @@ fn a_proxy_killed_mid_switch_comes_back_with_a_consistent_map() {
     }
     let report = finish_kafka_script(load);
     println!("load across the crash: {report:#}");
+    for line in rig.proxy.log_tail(400).lines() {
+        if line.contains("agree with the persisted state") {
+            println!("reconciled: {line}");
+        }
+    }
     // Batches in flight when the proxy died are retried by the clients and
     // may be written twice (a retry after a crash is at-least-once); none
     // may be lost or found away from its acknowledged offset.

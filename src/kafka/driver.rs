@@ -378,6 +378,7 @@ impl Driver for KafkaDriver {
     }
 
     async fn prepare(&self, topic: &str, from: State, to: State) -> Result<(), String> {
+        let _one_at_a_time = self.shared.transitions.lock().await;
         if to == State::DualWrite && from == State::DualRead {
             let count = moves::partition_count(&self.shared, topic).await?;
             let default = moves::percent_of(count, self.shared.dual_write_percent);
@@ -399,6 +400,7 @@ impl Driver for KafkaDriver {
     }
 
     async fn aborted(&self, topic: &str, from: State, to: State) {
+        let _one_at_a_time = self.shared.transitions.lock().await;
         if to == State::Target || from == State::Target {
             // The reverse transition moves back exactly the groups this one moved.
             if let Err(e) = group_move::follow_topic(&self.shared, topic, to, from).await {
@@ -420,7 +422,10 @@ impl Driver for KafkaDriver {
     ) -> Result<serde_json::Value, String> {
         match action {
             "migrate_metadata" => Ok(topics::migrate(&self.shared, topic).await),
-            "shift" => splice_checks::shift(&self.shared, topic, &params).await,
+            "shift" => {
+                let _one_at_a_time = self.shared.transitions.lock().await;
+                splice_checks::shift(&self.shared, topic, &params).await
+            }
             _ => Err(format!(
                 "{action} is not available for kafka (actions: migrate_metadata, shift)"
             )),

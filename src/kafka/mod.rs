@@ -35,6 +35,7 @@ mod offsets;
 pub mod probe;
 mod produce;
 mod producers;
+mod reconcile;
 pub mod rewrite;
 pub mod segments;
 mod session;
@@ -101,6 +102,8 @@ pub(crate) struct Shared {
     pub producers: producers::Producers,
     /// Group members heard through the proxy, and groups handing off.
     pub handoffs: Arc<group_handoff::Handoffs>,
+    /// Serializes transitions, shifts and the start-up reconciliation.
+    pub transitions: Arc<tokio::sync::Mutex<()>>,
     /// Serializes switches, so each persists every map with its change.
     switching: tokio::sync::Mutex<()>,
     switch_start: crate::config::SwitchStart,
@@ -286,7 +289,15 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
     let (shared, settings) = build_shared(config, &migration, &controller).await?;
+    // Taken before the driver is installed, so no transition runs until
+    // routing agrees with the persisted states.
+    let reconciling = shared
+        .transitions
+        .clone()
+        .try_lock_owned()
+        .map_err(|e| StartError::Setup(e.to_string()))?;
     migration.set_driver(Arc::new(driver::KafkaDriver::new(shared.clone())));
+    tokio::spawn(reconcile::run(shared.clone(), reconciling));
     metrics::register_listener(&migration.name);
     let listen = migration.config.listen;
     let mut doors = vec![(listen, Door::Bootstrap)];
@@ -364,6 +375,7 @@ async fn build_shared(
         watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),
         handoffs: Arc::default(),
+        transitions: Arc::default(),
         switching: tokio::sync::Mutex::new(()),
         switch_start: options.switch_start,
         dual_write_percent: options.dual_write_percent,
