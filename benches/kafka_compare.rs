@@ -6,14 +6,25 @@
 //! confluent-kafka venv (librdkafka 2.16) from `tests/peers/install.sh kafka`.
 //!
 //! One tansu broker (memory storage) is the "source" every path leads to; a
-//! second tansu is cutover's target cluster (idle in `source`). Paths, each a
-//! named entry of [`TARGETS`] whose setup returns a bootstrap address:
+//! second tansu process is cutover's target cluster (idle in `source`).
+//! Paths, each a named entry of [`TARGETS`] whose setup returns a bootstrap
+//! address:
 //! - `direct`: tansu itself;
 //! - `tansu proxy`: `tansu proxy --origin-url` tansu (its own proxy);
 //! - `cutover source`: one Kafka migration matching `bench-*`, in `source`,
 //!   with `virtual_brokers` = `KAFKA_BENCH_VIRTUAL_BROKERS` (default 1: one
 //!   broker behind, one door, so the client opens as many connections as
-//!   it does directly).
+//!   it does directly);
+//! - `cutover dual_write`: the same migration in its own cutover process;
+//!   every fresh topic is created on the source through it, copied to the
+//!   target (`ctl migrate-metadata`), advanced to `dual_write` and half its
+//!   partitions shifted to the target (`ctl shift --percent 50`), so produce
+//!   and consume span both brokers through the offset splice;
+//! - `cutover cutover`: the same, advanced one state further to `cutover`
+//!   (every partition writes to the target; fresh topics hold nothing on the
+//!   source, so reads go to the target too).
+//!
+//! The two splice paths report the CPU of both tansu processes.
 //!
 //! For every path and round a fresh 6-partition topic is created up front
 //! (plus one for the latency phase), then the load script
@@ -34,10 +45,12 @@
 //! and the table shows each path's best round per column, with the spread
 //! between rounds. CPU% per phase of the broker, the proxy and the client
 //! comes from /proc (100% = one core); "other" is the rest of the machine.
-//! Nothing is asserted about the ratios (issue 5 targets: cutover `source`
-//! ≥ 0.9x direct MB/s and ≥ 1.0x tansu proxy); lost messages are flagged.
+//! Ratios are taken against `direct`, `tansu proxy` and `cutover source`
+//! (what the splice costs over plain relaying). Nothing is asserted about
+//! them (issue 5 targets: cutover `source` ≥ 0.9x direct MB/s and ≥ 1.0x
+//! tansu proxy); lost messages are flagged.
 //!
-//! Environment (defaults finish in about 1.5 minutes on 2 cores):
+//! Environment (defaults finish in about 2.5 minutes on 2 cores):
 //! `KAFKA_BENCH_MESSAGES` (200000), `KAFKA_BENCH_SIZE` (1024 bytes),
 //! `KAFKA_BENCH_PARTITIONS` (6), `KAFKA_BENCH_ROUNDS` (3),
 //! `KAFKA_BENCH_LINGER_MS` (5), `KAFKA_BENCH_LATENCY_RATE` (1000),
@@ -45,11 +58,10 @@
 //! `KAFKA_BENCH_TARGETS` (comma-separated subset of target names),
 //! `CUTOVER_BENCH_KEEP=1` keeps the scratch dir (logs).
 //!
-//! Adding a path (e.g. `cutover dual_write` once the offset splice lands):
-//! append to [`TARGETS`] a setup that starts what it needs and returns a
-//! [`Target`]; its `prepare` hook runs for every fresh topic after it is
-//! created and before any load, which is where `ctl migrate-metadata` and
-//! `ctl advance` (or a per-partition switch) belong.
+//! Adding a path: append to [`TARGETS`] a setup that starts what it needs
+//! and returns a [`Target`]; its `prepare` hook runs for every fresh topic
+//! after it is created and before any load (the splice paths' `ctl` steps
+//! live there).
 
 mod common;
 
@@ -76,15 +88,19 @@ const PHASE_DEADLINE: Duration = Duration::from_secs(90);
 const KILL_GRACE: Duration = Duration::from_secs(10);
 /// Topic-name prefix the cutover migrations match.
 const TOPIC_PREFIX: &str = "bench-";
+/// The migration every cutover path configures (one per cutover process).
+const MIGRATION: &str = "events";
 
 /// Paths to measure, in table order; `KAFKA_BENCH_TARGETS` picks a subset.
 const TARGETS: &[(&str, Setup)] = &[
     ("direct", direct),
     ("tansu proxy", tansu_proxy),
     ("cutover source", cutover_source),
+    ("cutover dual_write", cutover_dual_write),
+    ("cutover cutover", cutover_cutover),
 ];
-/// The rows ratios are taken against.
-const BASELINES: [&str; 2] = ["direct", "tansu proxy"];
+/// The rows ratios are taken against, in column order.
+const BASELINES: [&str; 3] = ["direct", "tansu proxy", "cutover source"];
 
 type Setup = fn(&Rig) -> Target;
 
@@ -198,17 +214,38 @@ fn tansu_proxy(rig: &Rig) -> Target {
 }
 
 fn cutover_source(rig: &Rig) -> Target {
+    let (listen, cutover) = start_cutover(rig, "cutover-source");
+    Target::through_cutover(
+        "cutover source",
+        listen,
+        cutover,
+        ("tansu", rig.source.child.pid()),
+    )
+}
+
+fn cutover_dual_write(rig: &Rig) -> Target {
+    splice_target(rig, "cutover dual_write", prepare_dual_write)
+}
+
+fn cutover_cutover(rig: &Rig) -> Target {
+    splice_target(rig, "cutover cutover", prepare_cutover)
+}
+
+/// A cutover process of its own (config and state under `rig.dir/name`)
+/// with the [`MIGRATION`] from the source tansu to the target tansu, in
+/// `source`; returns its listen port and the process.
+fn start_cutover(rig: &Rig, name: &str) -> (u16, Cutover) {
     let brokers = rig.params.virtual_brokers;
     // `listen` and the virtual brokers' ports right after it.
     let listen = compare::free_port_run(1 + brokers);
-    let dir = rig.dir.join("cutover-source");
+    let dir = rig.dir.join(name);
     std::fs::create_dir_all(&dir).expect("cutover dir");
     let (source, target) = (rig.source.addr(), rig.target.addr());
     let cutover = Cutover::start_migration(
         &dir,
         listen,
         &Migration {
-            name: "events",
+            name: MIGRATION,
             protocol: "kafka",
             clusters: ["kafka-old", "kafka-new"],
             endpoints: [&source, &target],
@@ -219,12 +256,60 @@ fn cutover_source(rig: &Rig) -> Target {
             ),
         },
     );
-    Target::through_cutover(
-        "cutover source",
+    (listen, cutover)
+}
+
+/// A path whose topics `prepare` moves past `source`: records land on both
+/// tansu processes, so both are watched.
+fn splice_target(rig: &Rig, name: &'static str, prepare: fn(&Target, &str)) -> Target {
+    let (listen, cutover) = start_cutover(rig, &compare::slug(name));
+    let mut target = Target::through_cutover(
+        name,
         listen,
         cutover,
-        ("tansu", rig.source.child.pid()),
-    )
+        ("tansu source", rig.source.child.pid()),
+    );
+    target.watch.push(("tansu target", rig.target.child.pid()));
+    target.prepare = prepare;
+    target
+}
+
+/// `dual_write` with the lower half of the partitions writing to the target.
+fn prepare_dual_write(target: &Target, topic: &str) {
+    let cutover = splice_cutover(target);
+    to_dual_write(cutover, topic);
+    ctl_ok(cutover, &["shift", MIGRATION, topic, "--percent", "50"]);
+}
+
+/// `cutover`: every partition writes to the target.
+fn prepare_cutover(target: &Target, topic: &str) {
+    let cutover = splice_cutover(target);
+    to_dual_write(cutover, topic);
+    ctl_ok(cutover, &["advance", MIGRATION, topic]);
+}
+
+/// Creates `topic` on the target and advances it `source → dual_read →
+/// dual_write` (no partition shifted yet: `dual_write_percent` is 0).
+/// Without `--force`: on a fresh topic every readiness check holds (no
+/// group has used it, nothing was written around the proxy, the target
+/// copy is empty), so a refusal here is a finding, not noise.
+fn to_dual_write(cutover: &Cutover, topic: &str) {
+    ctl_ok(cutover, &["migrate-metadata", MIGRATION, topic]);
+    ctl_ok(cutover, &["advance", MIGRATION, topic]);
+    ctl_ok(cutover, &["advance", MIGRATION, topic]);
+}
+
+fn splice_cutover(target: &Target) -> &Cutover {
+    target
+        .cutover
+        .as_ref()
+        .unwrap_or_else(|| panic!("{} runs no cutover", target.name))
+}
+
+/// `cutover ctl ARGS`, which must succeed.
+fn ctl_ok(cutover: &Cutover, args: &[&str]) {
+    let (ok, out) = cutover.ctl(args);
+    assert!(ok, "ctl {}:\n{out}", args.join(" "));
 }
 
 /// A peer from the install dir, or a clean skip telling how to install it.
@@ -313,7 +398,8 @@ fn main() {
     let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
     print_tables(&runs, &names, &params);
     compare::report_cutovers(&targets);
-    compare::report_log("tansu", &rig.source.log);
+    compare::report_log("tansu source", &rig.source.log);
+    compare::report_log("tansu target", &rig.target.log);
     println!("total bench time {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -475,6 +561,16 @@ fn load(rig: &Rig, target: &Target, phase: &str, mut args: Value) -> (Value, Vec
 fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
     let produce_mb = |t: &str| best_of(of(runs, t).iter().map(|r| r.produce.mb_per_s()));
     let consume_mb = |t: &str| best_of(of(runs, t).iter().map(|r| r.consume.mb_per_s()));
+    // `value` against every baseline row, as table cells.
+    let vs = |value: f64, base: &dyn Fn(&str) -> Option<(f64, f64)>| {
+        BASELINES
+            .iter()
+            .map(|b| ratio(value, base(b)))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let vs_header = BASELINES.map(|b| format!("vs {b}")).join(" | ");
+    let vs_rule = "---|".repeat(BASELINES.len());
     let rounds = params.rounds;
     let mut out = String::new();
     let _ = writeln!(
@@ -484,9 +580,9 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
     );
     let _ = writeln!(
         out,
-        "| target | MB/s | msgs/s | spread | p50 ms | p99 ms | vs direct | vs tansu proxy |"
+        "| target | MB/s | msgs/s | spread | p50 ms | p99 ms | {vs_header} |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|{vs_rule}");
     for target in targets {
         let Some((mb, spread)) = produce_mb(target) else {
             continue;
@@ -498,24 +594,20 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
             .expect("a run");
         let _ = writeln!(
             out,
-            "| {target} | {mb:.1} | {:.0} | {:.0}% | {} | {} | {} | {} |",
+            "| {target} | {mb:.1} | {:.0} | {:.0}% | {} | {} | {} |",
             best.produce.msgs_per_s(),
             100.0 * spread,
             fmt_ms(best.produce.p50_ms),
             fmt_ms(best.produce.p99_ms),
-            ratio(mb, produce_mb(BASELINES[0])),
-            ratio(mb, produce_mb(BASELINES[1])),
+            vs(mb, &produce_mb),
         );
     }
     let _ = writeln!(
         out,
         "\nConsume (assign, all partitions from the beginning); best of {rounds}\n"
     );
-    let _ = writeln!(
-        out,
-        "| target | MB/s | msgs/s | spread | vs direct | vs tansu proxy |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(out, "| target | MB/s | msgs/s | spread | {vs_header} |");
+    let _ = writeln!(out, "|---|---|---|---|{vs_rule}");
     for target in targets {
         let Some((mb, spread)) = consume_mb(target) else {
             continue;
@@ -527,11 +619,10 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
             .expect("a run");
         let _ = writeln!(
             out,
-            "| {target} | {mb:.1} | {:.0} | {:.0}% | {} | {} |",
+            "| {target} | {mb:.1} | {:.0} | {:.0}% | {} |",
             best.consume.msgs_per_s(),
             100.0 * spread,
-            ratio(mb, consume_mb(BASELINES[0])),
-            ratio(mb, consume_mb(BASELINES[1])),
+            vs(mb, &consume_mb),
         );
     }
     let _ = writeln!(
@@ -564,13 +655,13 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
         "Every message was delivered and read back on every path.",
     );
     // Issue 5's targets for `source`, as plain words (measured, not asserted).
-    for target in targets.iter().filter(|t| t.starts_with("cutover")) {
+    if targets.contains(&"cutover source") {
         let pick = |f: &dyn Fn(&str) -> Option<(f64, f64)>, base: &str| {
-            f(target).map_or_else(|| "-".to_owned(), |(m, _)| ratio(m, f(base)))
+            f("cutover source").map_or_else(|| "-".to_owned(), |(m, _)| ratio(m, f(base)))
         };
         let _ = writeln!(
             out,
-            "{target}: produce {} of direct (target >= 0.9x), {} of tansu proxy (target >= 1.0x); \
+            "cutover source: produce {} of direct (target >= 0.9x), {} of tansu proxy (target >= 1.0x); \
              consume {} of direct, {} of tansu proxy",
             pick(&produce_mb, "direct"),
             pick(&produce_mb, "tansu proxy"),
