@@ -227,3 +227,110 @@ print(json.dumps({"done": True}))
     let _ = producer.kill();
     let _ = producer.wait();
 }
+
+/// The sum of `cutover_kafka_bypassed_records` for the source cluster ("old").
+fn bypassed_on_source(proxy: &CutoverProcess) -> f64 {
+    proxy
+        .scrape()
+        .lines()
+        .filter(|l| {
+            l.starts_with("cutover_kafka_bypassed_records{") && l.contains("cluster=\"old\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn writes_to_the_source_after_cutover_are_alarmed_refused_and_served_after_a_rollback() {
+    let rig = rig();
+    let created = rig.python(
+        r#"
+admin = AdminClient({"bootstrap.servers": BOOT})
+admin.create_topics([NewTopic("orders", num_partitions=2, replication_factor=1)])["orders"].result(timeout=20)
+admin.list_topics(topic="orders", timeout=10)
+produce(BOOT, 20, 0)
+print(json.dumps({"ok": True}))
+"#,
+    );
+    assert_eq!(created["ok"], true);
+    let out = rig.proxy.ctl(&["migrate-metadata", "events", "orders"]);
+    assert!(out.status.success(), "{out:?}");
+    for _ in 0..3 {
+        let out = rig.proxy.ctl(&["advance", "events", "orders", "--force"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // In cutover every partition writes to the target; a producer that
+    // still talks to the source directly writes past the switch.
+    let wrote = rig.python(
+        r#"
+produce(BOOT, 10, 100)
+# One record per batch: tansu 0.6.0 reports a partition's latest offset as
+# its last batch's base offset + 1, so multi-record batches under-count.
+p = Producer({"bootstrap.servers": SOURCE, "acks": "all", "linger.ms": 0})
+for i in range(6):
+    p.produce("orders", key=str(i % 5).encode(), value=f"m{200 + i}".encode())
+    assert p.flush(30) == 0
+print(json.dumps({"ok": True}))
+"#,
+    );
+    assert_eq!(wrote["ok"], true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while bypassed_on_source(&rig.proxy) < 6.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bypass gauge never reached 6: {}",
+            bypassed_on_source(&rig.proxy)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let checks = rig.checks();
+    let (passed, reason) = check(&checks, "no_writes_bypassing_to_source");
+    assert!(!passed && reason.contains("orders/"), "{reason}");
+    assert!(reason.contains("roll back"), "says what to do: {reason}");
+    // Roll back to dual_write with nothing shifted: every partition's new
+    // source segment starts at the first bypassing record, so a reader
+    // through the proxy gets all 36 records.
+    let out = rig.proxy.ctl(&["rollback", "events", "orders"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = rig
+        .proxy
+        .ctl(&["shift", "events", "orders", "--percent", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = rig.python(
+        r#"
+c = Consumer({"bootstrap.servers": BOOT, "group.id": "reader", "auto.offset.reset": "earliest",
+              "enable.auto.commit": False, **GROUP_OPTS})
+c.subscribe(["orders"])
+got, deadline = set(), time.time() + 60
+while len(got) < 36 and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is None or m.error(): continue
+    got.add(m.value().decode())
+c.close()
+print(json.dumps({"read": sorted(got)}))
+"#,
+    );
+    let read: Vec<&str> = read["read"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(read.len(), 36, "{read:?}");
+    assert!(
+        (200..206).all(|i| read.contains(&format!("m{i}").as_str())),
+        "the bypassing records are served: {read:?}"
+    );
+}

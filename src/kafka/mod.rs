@@ -17,6 +17,7 @@
 //!   readiness checks for `ctl`.
 
 pub mod brokers;
+mod bypass;
 pub mod cluster;
 mod dispatch;
 pub mod driver;
@@ -298,6 +299,7 @@ pub async fn start(
         .map_err(|e| StartError::Setup(e.to_string()))?;
     migration.set_driver(Arc::new(driver::KafkaDriver::new(shared.clone())));
     tokio::spawn(reconcile::run(shared.clone(), reconciling));
+    tokio::spawn(bypass::watch(shared.clone(), shutdown.token.clone()));
     metrics::register_listener(&migration.name);
     let listen = migration.config.listen;
     let mut doors = vec![(listen, Door::Bootstrap)];

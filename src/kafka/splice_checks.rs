@@ -21,7 +21,7 @@ use super::Shared;
 use super::cluster::Side;
 use super::moves;
 use super::segments::PartitionMap;
-use super::switch;
+use super::{bypass, switch};
 use super::{group_admin, group_move};
 use crate::migration::{CheckResult, State};
 
@@ -91,20 +91,15 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
             ),
         )
     };
-    let mut grew = Vec::new();
-    for (p, end) in &ends {
-        let Some((_, physical_end)) = end else {
-            continue;
-        };
-        match switch::offset(shared, Side::Source, topic, *p, -1, 0).await {
-            Ok(leo) if leo > *physical_end => grew.push(format!(
-                "{topic}/{p}: {} record offset(s) after {physical_end}",
-                leo - physical_end
-            )),
-            Ok(_) => {}
-            Err(e) => grew.push(format!("{topic}/{p}: {e}")),
-        }
-    }
+    let grew: Vec<String> = match bypass::bypassed(shared, topic).await {
+        Ok(found) => found
+            .get(&Side::Source)
+            .into_iter()
+            .flatten()
+            .map(|(p, n)| format!("{topic}/{p}: {n} record offset(s) past the switch"))
+            .collect(),
+        Err(e) => vec![e],
+    };
     let writes = if grew.is_empty() {
         CheckResult::pass(
             WRITES,

@@ -89,6 +89,8 @@ catalogue! {
         "Kafka partition switches, by destination cluster (source, target) and outcome (switched, failed).";
     KAFKA_PARTITIONS_ON_TARGET = "cutover_kafka_partitions_on_target", Gauge, ["migration", "topic"],
         "Partitions of a Kafka topic whose writes go to the target.";
+    KAFKA_BYPASSED = "cutover_kafka_bypassed_records", Gauge, ["migration", "topic", "cluster"],
+        "Records written to a cluster around the proxy after a Kafka partition's writes left it (past its last segment there); served once the partition writes there again.";
     KAFKA_RECORDS = "cutover_kafka_records_total", Counter, ["migration", "topic", "cluster", "direction"],
         "Kafka records (offsets) produced to or fetched from a cluster, per topic; direction produced or fetched.";
     KAFKA_RECORD_BYTES = "cutover_kafka_record_bytes_total", Counter, ["migration", "topic", "cluster", "direction"],
@@ -232,6 +234,8 @@ pub fn register_kafka_topic(migration: &str, topic: &str, clusters: [&str; 2]) {
     gauge!(KAFKA_PARTITIONS_ON_TARGET, "migration" => migration.to_owned(), "topic" => topic.to_owned())
         .set(0.0);
     for cluster in clusters {
+        gauge!(KAFKA_BYPASSED, "migration" => migration.to_owned(), "topic" => topic.to_owned(), "cluster" => cluster.to_owned())
+            .set(0.0);
         for direction in ["produced", "fetched"] {
             let labels = [
                 ("migration", migration.to_owned()),

@@ -1,0 +1,196 @@
+//! Writes that reach a cluster around the proxy after a partition's writes
+//! left it (DESIGN.md §2 Kafka, "writes that bypass the proxy"). Such
+//! records lie past the end of the partition's last segment on that
+//! cluster, where no virtual offset points, so a watcher counts them for
+//! every switched partition and exports the count; `ctl check` before
+//! `target` refuses while the source has any.
+//!
+//! They are never silently hidden: a partition that switches back to a
+//! cluster opens its new segment at the end of its last one there, which
+//! is exactly the first bypassing record, so a rollback (source) or the
+//! next switch to the target serves them, in their order on that cluster.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutover_kafka::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+};
+use cutover_kafka::kafka_protocol::protocol::StrBytes;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::cluster::Side;
+use super::probe::exchange;
+use super::segments::PartitionMap;
+use crate::metrics;
+
+/// How often the watcher reads the log ends.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where the partition's last segment on each cluster that no longer
+/// receives its writes ends (physical, exclusive).
+#[must_use]
+pub fn closed_ends(map: &PartitionMap) -> Vec<(Side, i64)> {
+    let segments = map.segments();
+    let writer = map.writer();
+    [Side::Source, Side::Target]
+        .into_iter()
+        .filter(|side| *side != writer)
+        .filter_map(|side| {
+            let i = segments.iter().rposition(|s| s.side == side)?;
+            let s = segments[i];
+            let next = segments.get(i + 1)?;
+            Some((
+                side,
+                s.physical_start + (next.virtual_start - s.virtual_start),
+            ))
+        })
+        .collect()
+}
+
+/// The latest offsets of `partitions` of `topic` on `side`, one request
+/// per leader.
+///
+/// # Errors
+/// When a leader cannot be asked or reports a partition error.
+pub(crate) async fn log_ends(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, i64>, String> {
+    let mut by_leader: HashMap<Option<String>, Vec<i32>> = HashMap::new();
+    for &p in partitions {
+        by_leader
+            .entry(shared.dest(side, topic, p).addr)
+            .or_default()
+            .push(p);
+    }
+    let mut out = HashMap::new();
+    for (addr, parts) in by_leader {
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|&p| {
+                                ListOffsetsPartition::default()
+                                    .with_partition_index(p)
+                                    .with_timestamp(-1)
+                            })
+                            .collect(),
+                    ),
+            ]);
+        let upstream = shared.upstream(side, addr.as_deref())?;
+        let response: ListOffsetsResponse = exchange(
+            &upstream,
+            ApiKey::ListOffsets,
+            2,
+            &request,
+            shared.connect_timeout,
+            shared.max_frame,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        for p in response.topics.iter().flat_map(|t| &t.partitions) {
+            if p.error_code != 0 {
+                return Err(format!(
+                    "ListOffsets {topic}/{} on the {}: error code {}",
+                    p.partition_index,
+                    side.as_str(),
+                    p.error_code
+                ));
+            }
+            out.insert(p.partition_index, p.offset);
+        }
+    }
+    Ok(out)
+}
+
+/// Per cluster, the records written to `topic` around the proxy past the
+/// end of each switched partition's last segment there, by partition.
+///
+/// # Errors
+/// When a cluster cannot be asked.
+pub(crate) async fn bypassed(
+    shared: &Shared,
+    topic: &str,
+) -> Result<HashMap<Side, Vec<(i32, i64)>>, String> {
+    let maps = shared.splice.snapshot();
+    let mut ends: HashMap<Side, Vec<(i32, i64)>> = HashMap::new();
+    for (p, map) in maps.partitions(topic) {
+        for (side, end) in closed_ends(map) {
+            ends.entry(side).or_default().push((p, end));
+        }
+    }
+    let mut out = HashMap::new();
+    for (side, parts) in ends {
+        let partitions: Vec<i32> = parts.iter().map(|(p, _)| *p).collect();
+        let leo = log_ends(shared, side, topic, &partitions).await?;
+        let grown: Vec<(i32, i64)> = parts
+            .iter()
+            .filter_map(|(p, end)| Some((*p, leo.get(p)? - end)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        out.insert(side, grown);
+    }
+    Ok(out)
+}
+
+/// Every [`WATCH_INTERVAL`], exports `cutover_kafka_bypassed_records` per
+/// topic and cluster, and warns when a count grows.
+pub(crate) async fn watch(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut last: HashMap<(String, Side), i64> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(WATCH_INTERVAL) => {}
+        }
+        for topic in shared.migration.topics() {
+            let name = topic.name.to_string();
+            let found = match bypassed(&shared, &name).await {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::debug!(migration = %shared.migration.name, topic = %name, error = %e, "could not read log ends for the bypass watch");
+                    continue;
+                }
+            };
+            for (side, grown) in found {
+                let total: i64 = grown.iter().map(|(_, n)| n).sum();
+                metrics::gauge!(metrics::KAFKA_BYPASSED, "migration" => shared.migration.name.to_string(), "topic" => name.clone(), "cluster" => shared.cluster_name(side))
+                    .set(total as f64);
+                let before = last.insert((name.clone(), side), total).unwrap_or(0);
+                if total > before {
+                    tracing::warn!(
+                        migration = %shared.migration.name, topic = %name, cluster = side.as_str(), records = total, partitions = ?grown,
+                        "records written to a cluster around the proxy after the partition's writes left it; they are served once the partition writes there again (roll back, or switch it back)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_ends_are_where_each_old_cluster_stopped() {
+        assert!(closed_ends(&PartitionMap::default()).is_empty());
+        let map = PartitionMap::default()
+            .appended(Side::Target, 100, 0)
+            .unwrap();
+        assert_eq!(closed_ends(&map), vec![(Side::Source, 100)]);
+        let back = map.appended(Side::Source, 30, 100).unwrap();
+        assert_eq!(closed_ends(&back), vec![(Side::Target, 30)]);
+    }
+}
