@@ -340,11 +340,9 @@ mod tests {
             let blank = without_member_id(&frame, &peeked).unwrap();
             let peeked = peek_request(&blank).unwrap();
             let back: JoinGroupRequest = decode_request_body(&blank, &peeked).unwrap();
-            assert_eq!(
-                back,
-                body.clone().with_member_id(StrBytes::default()),
-                "v{v}"
-            );
+            let sent: JoinGroupRequest =
+                decode_request_body(&frame, &peek_request(&frame).unwrap()).unwrap();
+            assert_eq!(back, sent.with_member_id(StrBytes::default()), "v{v}");
             assert_eq!(without_member_id(&blank, &peeked), None);
         }
     }
