@@ -148,6 +148,7 @@ def produce(name, idempotent):
     p.flush(60)
     sent[name] = seq
 
+started = time.time()
 producers = [threading.Thread(target=produce, args=(n, i)) for n, i in (("idem", True), ("plain", False))]
 for t in producers: t.start()
 
@@ -166,8 +167,13 @@ while time.time() < deadline:
     if not any(t.is_alive() for t in producers):
         with lock:
             want = set(acked)
-        if want <= {v for _, _, v in seen}: break
+        missing = want - {v for _, _, v in seen}
+        if not missing: break
+        if int(time.time() * 5) % 25 == 0:
+            print(f"{time.time() - started:.1f}s: {len(missing)} missing, e.g. {sorted(missing)[:3]}", file=sys.stderr, flush=True)
+print("closing", file=sys.stderr, flush=True)
 c.close()
+print(f"streaming consumer done after {time.time() - started:.1f}s: {len(seen)} read", file=sys.stderr, flush=True)
 for t in producers: t.join()
 
 # The whole virtual log read again from the start, after every write:
@@ -187,6 +193,7 @@ while len(done) < PARTS and time.time() < deadline:
     reread.append((m.partition(), m.offset(), m.value().decode()))
     if m.offset() + 1 >= ends[m.partition()]: done.add(m.partition())
 d.close()
+print(f"re-read done after {time.time() - started:.1f}s: {len(reread)} of {sum(ends.values())}, ends {ends}", file=sys.stderr, flush=True)
 where = {}
 for part, off, v in reread: where.setdefault(v, []).append((part, off))
 reread_lost = [v for v in acked if v not in where]
@@ -469,7 +476,12 @@ fn a_proxy_killed_mid_switch_comes_back_with_a_consistent_map() {
         let (code, out) = rig.ctl(&["shift", "events", "orders", "--percent", pct]);
         assert_eq!(code, 0, "shift {pct} after the restart: {out}");
     }
-    let report = finish_kafka_script(load);
+    let report =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| finish_kafka_script(load)))
+            .unwrap_or_else(|e| {
+                println!("proxy log:\n{}", rig.proxy.log_tail(200));
+                std::panic::resume_unwind(e)
+            });
     println!("load across the crash: {report:#}");
     for line in rig.proxy.log_tail(400).lines() {
         if line.contains("agree with the persisted state") {

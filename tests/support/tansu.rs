@@ -111,7 +111,20 @@ pub fn finish_kafka_script(mut child: std::process::Child) -> serde_json::Value 
         if start.elapsed() > KAFKA_SCRIPT_DEADLINE {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("python client script ran past {KAFKA_SCRIPT_DEADLINE:?}");
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            let tail: String = err
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!("python client script ran past {KAFKA_SCRIPT_DEADLINE:?}; stderr ends:\n{tail}");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
