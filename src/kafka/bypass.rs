@@ -14,19 +14,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cutover_kafka::kafka_protocol::messages::list_offsets_request::{
-    ListOffsetsPartition, ListOffsetsTopic,
-};
-use cutover_kafka::kafka_protocol::messages::{
-    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName,
-};
-use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::cluster::Side;
-use super::probe::exchange;
 use super::segments::PartitionMap;
+use super::topics;
 use crate::metrics;
 
 /// How often the watcher reads the log ends.
@@ -53,68 +46,6 @@ pub fn closed_ends(map: &PartitionMap) -> Vec<(Side, i64)> {
         .collect()
 }
 
-/// The latest offsets of `partitions` of `topic` on `side`, one request
-/// per leader.
-///
-/// # Errors
-/// When a leader cannot be asked or reports a partition error.
-pub(crate) async fn log_ends(
-    shared: &Shared,
-    side: Side,
-    topic: &str,
-    partitions: &[i32],
-) -> Result<HashMap<i32, i64>, String> {
-    let mut by_leader: HashMap<Option<String>, Vec<i32>> = HashMap::new();
-    for &p in partitions {
-        by_leader
-            .entry(shared.dest(side, topic, p).addr)
-            .or_default()
-            .push(p);
-    }
-    let mut out = HashMap::new();
-    for (addr, parts) in by_leader {
-        let request = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![
-                ListOffsetsTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                    .with_partitions(
-                        parts
-                            .iter()
-                            .map(|&p| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(p)
-                                    .with_timestamp(-1)
-                            })
-                            .collect(),
-                    ),
-            ]);
-        let upstream = shared.upstream(side, addr.as_deref())?;
-        let response: ListOffsetsResponse = exchange(
-            &upstream,
-            ApiKey::ListOffsets,
-            2,
-            &request,
-            shared.connect_timeout,
-            shared.max_frame,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        for p in response.topics.iter().flat_map(|t| &t.partitions) {
-            if p.error_code != 0 {
-                return Err(format!(
-                    "ListOffsets {topic}/{} on the {}: error code {}",
-                    p.partition_index,
-                    side.as_str(),
-                    p.error_code
-                ));
-            }
-            out.insert(p.partition_index, p.offset);
-        }
-    }
-    Ok(out)
-}
-
 /// Per cluster, the records written to `topic` around the proxy past the
 /// end of each switched partition's last segment there, by partition.
 ///
@@ -134,7 +65,7 @@ pub(crate) async fn bypassed(
     let mut out = HashMap::new();
     for (side, parts) in ends {
         let partitions: Vec<i32> = parts.iter().map(|(p, _)| *p).collect();
-        let leo = log_ends(shared, side, topic, &partitions).await?;
+        let leo = topics::list_offsets(shared, side, topic, &partitions, -1, 0).await?;
         let grown: Vec<(i32, i64)> = parts
             .iter()
             .filter_map(|(p, end)| Some((*p, leo.get(p)? - end)))

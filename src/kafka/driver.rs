@@ -33,10 +33,11 @@ use async_trait::async_trait;
 use cutover_kafka::kafka_protocol::messages::ApiKey;
 
 use super::Shared;
+use super::cluster::Side;
 use super::probe;
 use super::topics::{self, TopicShape};
 use super::versions::SUPPORTED;
-use super::{group_admin, group_move, moves, splice_checks};
+use super::{group_admin, group_move, moves, splice_checks, switch};
 use crate::migration::{CheckResult, Driver, State};
 
 /// APIs the target must offer, within the proxy's versions, before clients'
@@ -220,9 +221,13 @@ impl KafkaDriver {
         let produced_before = shared.observed.produced(topic);
         let first = self.commits(topic, &groups, &partitions).await;
         tokio::time::sleep(SETTLE).await;
-        let leo_before = topics::latest_offsets(shared, topic, &source.partitions).await;
+        let leo = || async {
+            switch::refresh_layout(shared, Side::Source, topic).await?;
+            topics::list_offsets(shared, Side::Source, topic, &partitions, -1, 0).await
+        };
+        let leo_before = leo().await;
         tokio::time::sleep(WINDOW).await;
-        let leo_after = topics::latest_offsets(shared, topic, &source.partitions).await;
+        let leo_after = leo().await;
         let second = self.commits(topic, &groups, &partitions).await;
         let produced_after = shared.observed.produced(topic);
 

@@ -21,7 +21,7 @@ use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use super::Shared;
 use super::cluster::Side;
 use super::group_offsets::to_virtual;
-use super::probe::{self, exchange};
+use super::probe;
 use crate::proxy::Upstream;
 
 /// OffsetFetch v8: one group, and a null topic list means "every topic".
@@ -44,16 +44,10 @@ async fn call<Req: Encodable, Resp: Decodable>(
     version: i16,
     request: &Req,
 ) -> Result<Resp, String> {
-    exchange(
-        upstream,
-        key,
-        version,
-        request,
-        shared.connect_timeout,
-        shared.max_frame,
-    )
-    .await
-    .map_err(|e| e.to_string())
+    shared
+        .exchange(upstream, key, version, request)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The coordinator of `group` on `side`.

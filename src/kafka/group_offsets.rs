@@ -17,7 +17,9 @@ use cutover_kafka::kafka_protocol::messages::offset_commit_response::{
 use cutover_kafka::kafka_protocol::messages::{
     ApiKey, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchResponse, TopicName,
 };
+use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable};
 use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
+use tokio::sync::oneshot;
 
 use super::Shared;
 use super::cluster::Side;
@@ -148,15 +150,16 @@ pub(super) async fn commit(
         .await?
         .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
     Ok(Box::pin(async move {
-        let frame = answer(rx).await?;
-        drop(inflight);
-        let mut response: OffsetCommitResponse =
-            decode_response_body(&frame, ApiKey::OffsetCommit as i16, version)
-                .map_err(|e| Close::Upstream(format!("OffsetCommit answer: {e}")))?;
-        add_refused(&mut response, &refused);
-        let out = encode(ApiKey::OffsetCommit, version, id, &response)
-            .map_err(|e| Close::Upstream(format!("encoding the OffsetCommit answer: {e}")))?;
-        Ok(Out::Frame(out))
+        let answer = Answered {
+            rx,
+            inflight,
+            key: ApiKey::OffsetCommit,
+            version,
+            id,
+        };
+        answer
+            .rewritten(|r: &mut OffsetCommitResponse| add_refused(r, &refused))
+            .await
     }))
 }
 
@@ -175,16 +178,47 @@ pub(super) async fn fetch(
     let shared: std::sync::Arc<Shared> = session.shared.clone();
     let (id, version) = (header.correlation_id, header.api_version);
     Ok(Box::pin(async move {
-        let frame = answer(rx).await?;
-        drop(inflight);
-        let mut response: OffsetFetchResponse =
-            decode_response_body(&frame, ApiKey::OffsetFetch as i16, version)
-                .map_err(|e| Close::Upstream(format!("OffsetFetch answer: {e}")))?;
-        fetched_to_virtual(&mut response, |t, p| shared.splice.map(t, p));
-        let out = encode(ApiKey::OffsetFetch, version, id, &response)
-            .map_err(|e| Close::Upstream(format!("encoding the OffsetFetch answer: {e}")))?;
-        Ok(Out::Frame(out))
+        let answer = Answered {
+            rx,
+            inflight,
+            key: ApiKey::OffsetFetch,
+            version,
+            id,
+        };
+        answer
+            .rewritten(|r: &mut OffsetFetchResponse| {
+                fetched_to_virtual(r, |t, p| shared.splice.map(t, p));
+            })
+            .await
     }))
+}
+
+/// An upstream answer still to come for a counted offset request.
+struct Answered {
+    rx: oneshot::Receiver<super::link::Answer>,
+    inflight: Inflight,
+    key: ApiKey,
+    version: i16,
+    id: i32,
+}
+
+impl Answered {
+    /// The answer, once arrived (the request stops counting in flight),
+    /// decoded, changed by `change` and encoded for the client.
+    async fn rewritten<T: Decodable + Encodable>(
+        self,
+        change: impl FnOnce(&mut T),
+    ) -> Result<Out, Close> {
+        let frame = answer(self.rx).await?;
+        drop(self.inflight);
+        let key = self.key;
+        let mut body: T = decode_response_body(&frame, key as i16, self.version)
+            .map_err(|e| Close::Upstream(format!("{key:?} answer: {e}")))?;
+        change(&mut body);
+        let out = encode(key, self.version, self.id, &body)
+            .map_err(|e| Close::Upstream(format!("encoding the {key:?} answer: {e}")))?;
+        Ok(Out::Frame(out))
+    }
 }
 
 #[cfg(test)]

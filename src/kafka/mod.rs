@@ -53,6 +53,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use cutover_kafka::kafka_protocol::messages::ApiKey;
+use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
@@ -185,6 +187,29 @@ impl Shared {
         }
     }
 
+    /// One request of the proxy's own to `upstream` on a fresh connection,
+    /// within the connect timeout and frame limit.
+    ///
+    /// # Errors
+    /// [`probe::ProbeError`] when the cluster cannot be reached or answers nonsense.
+    pub(crate) async fn exchange<Req: Encodable, Resp: Decodable>(
+        &self,
+        upstream: &Upstream,
+        key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, probe::ProbeError> {
+        probe::exchange(
+            upstream,
+            key,
+            version,
+            request,
+            self.connect_timeout,
+            self.max_frame,
+        )
+        .await
+    }
+
     /// Persists every segment map, shift set and group home with `change`
     /// applied, and only then routes by them. Callers hold `switching`,
     /// so no other change slips in between the copy and the write.
@@ -222,14 +247,6 @@ impl Shared {
     /// controller, for CreateTopics), with the target's TLS settings.
     pub fn target_at(&self, addr: &str) -> Result<Upstream, String> {
         self.upstream(Side::Target, Some(addr))
-    }
-
-    /// The upstream of source broker `node_id` as last seen, else the
-    /// source's configured endpoints.
-    pub fn source_broker(&self, node_id: i32) -> Upstream {
-        let addr = self.layout(Side::Source).broker(node_id).map(str::to_owned);
-        self.upstream(Side::Source, addr.as_deref())
-            .unwrap_or_else(|_| self.bootstrap.clone())
     }
 
     /// Registers the topics among `names` that match the migration's

@@ -16,13 +16,9 @@
 
 use std::time::Duration;
 
-use cutover_kafka::kafka_protocol::messages::list_offsets_request::{
-    ListOffsetsPartition, ListOffsetsTopic,
-};
 use cutover_kafka::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use cutover_kafka::kafka_protocol::messages::{
-    ApiKey, BrokerId, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    TopicName,
+    ApiKey, MetadataRequest, MetadataResponse, TopicName,
 };
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
 
@@ -31,6 +27,7 @@ use super::cluster::Side;
 use super::probe::exchange;
 use super::segments::PartitionMap;
 use super::splice::FENCE_DRAIN_MAX;
+use super::topics;
 use crate::config::SwitchStart;
 use crate::metrics;
 
@@ -218,47 +215,12 @@ pub(crate) async fn offset(
     timestamp: i64,
     isolation: i8,
 ) -> Result<i64, String> {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_isolation_level(isolation)
-        .with_topics(vec![
-            ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partitions(vec![
-                    ListOffsetsPartition::default()
-                        .with_partition_index(partition)
-                        .with_timestamp(timestamp),
-                ]),
-        ]);
-    let dest = shared.dest(side, topic, partition);
-    let upstream = shared.upstream(side, dest.addr.as_deref())?;
-    let response: ListOffsetsResponse = exchange(
-        &upstream,
-        ApiKey::ListOffsets,
-        2,
-        &request,
-        shared.connect_timeout,
-        shared.max_frame,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let p = response
-        .topics
-        .iter()
-        .flat_map(|t| &t.partitions)
-        .find(|p| p.partition_index == partition)
-        .ok_or_else(|| {
-            format!(
-                "the {} did not answer for {topic}/{partition}",
-                side.as_str()
-            )
-        })?;
-    if p.error_code != 0 {
-        return Err(format!(
-            "the {} answered ListOffsets for {topic}/{partition} with error code {}",
-            side.as_str(),
-            p.error_code
-        ));
-    }
-    Ok(p.offset)
+    let found =
+        topics::list_offsets(shared, side, topic, &[partition], timestamp, isolation).await?;
+    found.get(&partition).copied().ok_or_else(|| {
+        format!(
+            "the {} did not answer for {topic}/{partition}",
+            side.as_str()
+        )
+    })
 }

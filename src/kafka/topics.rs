@@ -14,11 +14,11 @@ use cutover_kafka::kafka_protocol::messages::{
     list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
     metadata_request::MetadataRequestTopic,
 };
-use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::probe::{ProbeError, exchange};
+use super::cluster::Side;
 use crate::proxy::Upstream;
 
 /// Kafka error codes the proxy interprets.
@@ -53,24 +53,6 @@ fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_owned())
 }
 
-async fn call<Req: Encodable, Resp: Decodable>(
-    shared: &Shared,
-    upstream: &Upstream,
-    key: ApiKey,
-    version: i16,
-    request: &Req,
-) -> Result<Resp, ProbeError> {
-    exchange(
-        upstream,
-        key,
-        version,
-        request,
-        shared.connect_timeout,
-        shared.max_frame,
-    )
-    .await
-}
-
 /// Metadata for `topic` on the cluster behind `upstream`, never creating it.
 ///
 /// # Errors
@@ -86,7 +68,8 @@ pub(crate) async fn view(
             MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),
         ]))
         .with_allow_auto_topic_creation(false);
-    let response: MetadataResponse = call(shared, upstream, ApiKey::Metadata, 4, &request)
+    let response: MetadataResponse = shared
+        .exchange(upstream, ApiKey::Metadata, 4, &request)
         .await
         .map_err(|e| e.to_string())?;
     let brokers = response
@@ -141,15 +124,10 @@ async fn source_configs(shared: &Shared, topic: &str) -> Result<Vec<(String, Str
             .with_resource_name(s(topic))
             .with_configuration_keys(None),
     ]);
-    let response: DescribeConfigsResponse = call(
-        shared,
-        &shared.bootstrap,
-        ApiKey::DescribeConfigs,
-        1,
-        &request,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let response: DescribeConfigsResponse = shared
+        .exchange(&shared.bootstrap, ApiKey::DescribeConfigs, 1, &request)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for result in &response.results {
         if result.error_code != 0 {
@@ -227,10 +205,10 @@ async fn migrate_inner(shared: &Shared, topic: &str) -> Result<Value, String> {
         .find(|(id, _)| *id == target.controller)
         .and_then(|(_, addr)| shared.target_at(addr).ok())
         .unwrap_or_else(|| shared.target.clone());
-    let response: CreateTopicsResponse =
-        call(shared, &controller, ApiKey::CreateTopics, 4, &request)
-            .await
-            .map_err(|e| e.to_string())?;
+    let response: CreateTopicsResponse = shared
+        .exchange(&controller, ApiKey::CreateTopics, 4, &request)
+        .await
+        .map_err(|e| e.to_string())?;
     let result = response
         .topics
         .iter()
@@ -282,24 +260,33 @@ fn present(topic: &str, source: usize, target: usize) -> Value {
     })
 }
 
-/// Latest offsets (high watermarks) of `topic`'s partitions on the source,
-/// asking each partition's leader.
+/// ListOffsets for `partitions` of `topic` on `side` at `timestamp` (-1
+/// latest, -2 earliest) and `isolation` (1: read committed), one request
+/// per leader as `side`'s layout knows them (its configured endpoints for
+/// partitions whose leader is unknown).
 ///
 /// # Errors
 /// When a leader cannot be asked or reports an error for a partition.
-pub(crate) async fn latest_offsets(
+pub(crate) async fn list_offsets(
     shared: &Shared,
+    side: Side,
     topic: &str,
-    partitions: &[(i32, i32)],
+    partitions: &[i32],
+    timestamp: i64,
+    isolation: i8,
 ) -> Result<HashMap<i32, i64>, String> {
-    let mut by_leader: HashMap<i32, Vec<i32>> = HashMap::new();
-    for &(p, leader) in partitions {
-        by_leader.entry(leader).or_default().push(p);
+    let mut by_leader: HashMap<Option<String>, Vec<i32>> = HashMap::new();
+    for &p in partitions {
+        by_leader
+            .entry(shared.dest(side, topic, p).addr)
+            .or_default()
+            .push(p);
     }
     let mut out = HashMap::new();
-    for (leader, parts) in by_leader {
+    for (addr, parts) in by_leader {
         let request = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation)
             .with_topics(vec![
                 ListOffsetsTopic::default()
                     .with_name(TopicName(s(topic)))
@@ -309,27 +296,33 @@ pub(crate) async fn latest_offsets(
                             .map(|&p| {
                                 ListOffsetsPartition::default()
                                     .with_partition_index(p)
-                                    .with_timestamp(-1)
+                                    .with_timestamp(timestamp)
                             })
                             .collect(),
                     ),
             ]);
-        let upstream = shared.source_broker(leader);
-        let response: ListOffsetsResponse =
-            call(shared, &upstream, ApiKey::ListOffsets, 2, &request)
-                .await
-                .map_err(|e| e.to_string())?;
-        for t in &response.topics {
-            for p in &t.partitions {
-                if p.error_code != 0 {
-                    return Err(format!(
-                        "ListOffsets {topic}/{}: error code {}",
-                        p.partition_index, p.error_code
-                    ));
-                }
-                out.insert(p.partition_index, p.offset);
+        let upstream = shared.upstream(side, addr.as_deref())?;
+        let response: ListOffsetsResponse = shared
+            .exchange(&upstream, ApiKey::ListOffsets, 2, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+        for p in response.topics.iter().flat_map(|t| &t.partitions) {
+            if p.error_code != 0 {
+                return Err(format!(
+                    "the {} answered ListOffsets for {topic}/{} with error code {}",
+                    side.as_str(),
+                    p.partition_index,
+                    p.error_code
+                ));
             }
+            out.insert(p.partition_index, p.offset);
         }
+    }
+    if let Some(p) = partitions.iter().find(|p| !out.contains_key(p)) {
+        return Err(format!(
+            "the {} did not answer ListOffsets for {topic}/{p}",
+            side.as_str()
+        ));
     }
     Ok(out)
 }
