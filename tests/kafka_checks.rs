@@ -8,12 +8,10 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use serde_json::Value;
-use support::{
-    CutoverProcess, Tansu, finish_kafka_script, free_port, kafka_migration, kafka_python,
-};
+use support::{CutoverProcess, KafkaRig, finish_kafka_script};
 
 const PRELUDE: &str = r#"
 import json, sys, time
@@ -44,28 +42,11 @@ def consume(boot, group, want):
     return got
 "#;
 
-struct Rig {
-    source: Tansu,
-    target: Tansu,
-    proxy: CutoverProcess,
-    listen: u16,
+fn rig() -> KafkaRig {
+    KafkaRig::start("orders*", "")
 }
 
-fn rig() -> Rig {
-    let source = Tansu::start();
-    let target = Tansu::start();
-    let (listen, broker_port) = (free_port(), free_port());
-    let config = kafka_migration(&source, &target, listen, broker_port, "orders*", "");
-    let proxy = CutoverProcess::start(config);
-    Rig {
-        source,
-        target,
-        proxy,
-        listen,
-    }
-}
-
-impl Rig {
+impl KafkaRig {
     fn script(&self, body: &str) -> String {
         PRELUDE
             .replace("{LISTEN}", &self.listen.to_string())
@@ -75,12 +56,7 @@ impl Rig {
     }
 
     fn spawn(&self, body: &str) -> Child {
-        Command::new(kafka_python())
-            .args(["-c", &self.script(body)])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn python")
+        self.spawn_python(&self.script(body))
     }
 
     /// Runs a script to its end (bounded) and parses its last line as JSON.

@@ -12,68 +12,26 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{
-    CutoverProcess, Tansu, finish_kafka_script, free_port, kafka_migration, kafka_python,
-};
+use support::{KafkaRig, finish_kafka_script};
 
 const PARTITIONS: usize = 3;
 
-struct Rig {
-    _source: Tansu,
-    target: Tansu,
-    proxy: CutoverProcess,
-    listen: u16,
+fn rig() -> KafkaRig {
+    KafkaRig::start("orders*", "")
 }
 
-fn rig() -> Rig {
-    let source = Tansu::start();
-    let target = Tansu::start();
-    let (listen, broker_port) = (free_port(), free_port());
-    let config = kafka_migration(&source, &target, listen, broker_port, "orders*", "");
-    Rig {
-        _source: source,
-        target,
-        proxy: CutoverProcess::start(config),
-        listen,
-    }
-}
-
-impl Rig {
-    fn spawn(&self, body: &str, marker: &Path) -> Child {
-        let script = PRELUDE
-            .replace("{LISTEN}", &self.listen.to_string())
-            .replace("{TARGET}", &self.target.addr())
-            .replace("{PARTS}", &PARTITIONS.to_string())
-            .replace("{MARKER}", &marker.display().to_string())
-            + body;
-        Command::new(kafka_python())
-            .args(["-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn python")
-    }
-
-    fn ctl(&self, args: &[&str]) -> (i32, String) {
-        let out = self.proxy.ctl(args);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.code().unwrap_or(-1), text)
-    }
-
-    fn topic_status(&self) -> Value {
-        let out = self.proxy.ctl(&["status", "--json"]);
-        let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-        status["migrations"][0]["topics"]
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["name"] == "orders"))
-            .cloned()
-            .unwrap_or(Value::Null)
-    }
+/// The load script with this rig's addresses, watching `marker`.
+fn spawn(rig: &KafkaRig, body: &str, marker: &Path) -> Child {
+    let script = PRELUDE
+        .replace("{LISTEN}", &rig.listen.to_string())
+        .replace("{TARGET}", &rig.target.addr())
+        .replace("{PARTS}", &PARTITIONS.to_string())
+        .replace("{MARKER}", &marker.display().to_string())
+        + body;
+    rig.spawn_python(&script)
 }
 
 const PRELUDE: &str = r#"
@@ -174,12 +132,12 @@ fn a_group_moves_to_the_target_and_resumes_exactly_even_without_the_proxy() {
     let rig = rig();
     let scratch = tempfile::tempdir().expect("scratch dir");
     let marker = scratch.path().join("moved");
-    let created = finish_kafka_script(rig.spawn(CREATE, &marker));
+    let created = finish_kafka_script(spawn(&rig, CREATE, &marker));
     assert_eq!(created["partitions"], PARTITIONS, "{created}");
     let (code, out) = rig.ctl(&["migrate-metadata", "events", "orders"]);
     assert_eq!(code, 0, "migrate-metadata: {out}");
 
-    let load = rig.spawn(LOAD, &marker);
+    let load = spawn(&rig, LOAD, &marker);
     // The group has joined and committed once the proxy has seen it.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !rig.proxy.scrape().contains("group=\"app\"") {
@@ -193,7 +151,7 @@ fn a_group_moves_to_the_target_and_resumes_exactly_even_without_the_proxy() {
         let (code, out) = rig.ctl(&["advance", "events", "orders", "--force"]);
         assert_eq!(code, 0, "advance: {out}");
     }
-    assert_eq!(rig.topic_status()["state"], "cutover");
+    assert_eq!(rig.topic_status("orders")["state"], "cutover");
     // `target` once the group has read past the source segments (the
     // check says so), without --force.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -216,7 +174,7 @@ fn a_group_moves_to_the_target_and_resumes_exactly_even_without_the_proxy() {
     let (code, moved) = rig.ctl(&["advance", "events", "orders"]);
     assert_eq!(code, 0, "{moved}");
     std::fs::write(&marker, b"target").expect("marker");
-    let status = rig.topic_status();
+    let status = rig.topic_status("orders");
     assert_eq!(status["state"], "target", "{moved}\n{status:#}");
     assert_eq!(
         status["details"]["groups_on_target"],

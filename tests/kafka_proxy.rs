@@ -13,35 +13,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    CutoverProcess, KAFKA_SCRIPT_DEADLINE, Tansu, finish_kafka_script, free_port, kafka_migration,
-    kafka_python, wait_until,
+    CutoverProcess, KAFKA_SCRIPT_DEADLINE, KafkaRig, finish_kafka_script, kafka_python, wait_until,
 };
 
 /// librdkafka group joins against tansu take seconds; everything the script
 /// does is bounded inside it, this bounds the process as a whole.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
-struct Rig {
-    _source: Tansu,
-    target: Tansu,
-    proxy: CutoverProcess,
-    listen: u16,
-    broker_port: u16,
-}
-
-fn rig() -> Rig {
-    let source = Tansu::start();
-    let target = Tansu::start();
-    let (listen, broker_port) = (free_port(), free_port());
-    let config = kafka_migration(&source, &target, listen, broker_port, "orders*", "");
-    let proxy = CutoverProcess::start(config);
-    Rig {
-        _source: source,
-        target,
-        proxy,
-        listen,
-        broker_port,
-    }
+fn rig() -> KafkaRig {
+    KafkaRig::start("orders*", "")
 }
 
 /// Runs a python script with the confluent-kafka venv, killing it at the deadline.
@@ -114,7 +94,7 @@ print(json.dumps({"brokers": seen_brokers, "topics": topics, "delivered": delive
                   "assigned": len(assigned), "redelivered": again, "committed_total": offsets}))
 "#;
 
-fn script(rig: &Rig, body: &str) -> String {
+fn script(rig: &KafkaRig, body: &str) -> String {
     PRELUDE.replace("{LISTEN}", &rig.listen.to_string()) + body
 }
 

@@ -8,78 +8,34 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{
-    CutoverProcess, Tansu, cutover_bin, finish_kafka_script, free_port, kafka_migration,
-    kafka_python,
-};
+use support::{KafkaRig, cutover_bin, finish_kafka_script};
 
 const PARTITIONS: usize = 4;
 /// How long the producers run; the walk happens inside this window.
 const PRODUCE_SECONDS: u64 = 20;
 
-struct Rig {
-    _source: Tansu,
-    _target: Tansu,
-    proxy: CutoverProcess,
-    listen: u16,
+fn rig() -> KafkaRig {
+    KafkaRig::start("orders*", ", dual_write_percent: 50")
 }
 
-fn rig() -> Rig {
-    let source = Tansu::start();
-    let target = Tansu::start();
-    let (listen, broker_port) = (free_port(), free_port());
-    let config = kafka_migration(
-        &source,
-        &target,
-        listen,
-        broker_port,
-        "orders*",
-        ", dual_write_percent: 50",
-    );
-    Rig {
-        _source: source,
-        _target: target,
-        proxy: CutoverProcess::start(config),
-        listen,
-    }
-}
-
-impl Rig {
+impl KafkaRig {
+    /// The load script with this rig's address.
     fn spawn(&self, body: &str) -> Child {
         let script = PRELUDE
             .replace("{LISTEN}", &self.listen.to_string())
             .replace("{PARTS}", &PARTITIONS.to_string())
             .replace("{DURATION}", &PRODUCE_SECONDS.to_string())
             + body;
-        Command::new(kafka_python())
-            .args(["-c", &script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn python")
-    }
-
-    /// Runs `ctl`, returning (exit code, stdout + stderr).
-    fn ctl(&self, args: &[&str]) -> (i32, String) {
-        let out = self.proxy.ctl(args);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.code().unwrap_or(-1), text)
+        self.spawn_python(&script)
     }
 
     /// The partitions writing to the target, and the persisted shifted set.
     fn writers(&self) -> (Vec<u64>, Vec<u64>) {
-        let out = self.proxy.ctl(&["status", "--json"]);
-        let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-        let topic = status["migrations"][0]["topics"]
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["name"] == "orders"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let topic = self.topic_status("orders");
         let details = &topic["details"];
         let on_target = details["spliced_partitions"]
             .as_array()
@@ -98,12 +54,8 @@ impl Rig {
     }
 
     fn state(&self) -> String {
-        let out = self.proxy.ctl(&["status", "--json"]);
-        let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-        status["migrations"][0]["topics"]
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["name"] == "orders"))
-            .and_then(|t| t["state"].as_str())
+        self.topic_status("orders")["state"]
+            .as_str()
             .unwrap_or("unknown")
             .to_owned()
     }

@@ -13,6 +13,7 @@
 mod child;
 mod cutover_process;
 mod etcd;
+mod kafka_rig;
 mod net;
 mod redis_rig;
 mod redis_server;
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 pub use child::ChildGuard;
 pub use cutover_process::{Config, CutoverProcess, cutover_bin};
 pub use etcd::Etcd;
+pub use kafka_rig::KafkaRig;
 pub use net::{free_port, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
 pub use redis_server::RedisServer;

@@ -1,0 +1,71 @@
+//! The rig every Kafka black-box test starts from: two tansu brokers (the
+//! source and the target) and a cutover process migrating the topics that
+//! match a pattern from one to the other, plus the client-side helpers the
+//! tests share (python scripts, `ctl`, a topic's status).
+
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use super::cutover_process::CutoverProcess;
+use super::net::free_port;
+use super::tansu::{Tansu, kafka_migration, kafka_python};
+
+/// Source, target and the proxy between them (migration `events`).
+pub struct KafkaRig {
+    pub source: Tansu,
+    pub target: Tansu,
+    pub proxy: CutoverProcess,
+    /// The migration's bootstrap port.
+    pub listen: u16,
+    /// The first virtual broker's port.
+    pub broker_port: u16,
+}
+
+impl KafkaRig {
+    /// Starts both brokers and the proxy; `kafka_extra` is appended to the
+    /// migration's `kafka:` options.
+    pub fn start(pattern: &str, kafka_extra: &str) -> KafkaRig {
+        let source = Tansu::start();
+        let target = Tansu::start();
+        let (listen, broker_port) = (free_port(), free_port());
+        let config = kafka_migration(&source, &target, listen, broker_port, pattern, kafka_extra);
+        KafkaRig {
+            proxy: CutoverProcess::start(config),
+            source,
+            target,
+            listen,
+            broker_port,
+        }
+    }
+
+    /// Spawns `script` with the confluent-kafka venv, output piped (finish
+    /// it with `finish_kafka_script`).
+    pub fn spawn_python(&self, script: &str) -> Child {
+        Command::new(kafka_python())
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python")
+    }
+
+    /// Runs `ctl`, returning (exit code, stdout + stderr).
+    pub fn ctl(&self, args: &[&str]) -> (i32, String) {
+        let out = self.proxy.ctl(args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// `topic`'s entry of `ctl status --json` (`Null` when not registered).
+    pub fn topic_status(&self, topic: &str) -> Value {
+        let out = self.proxy.ctl(&["status", "--json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        status["migrations"][0]["topics"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == topic))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
