@@ -28,6 +28,7 @@ fn spawn(rig: &KafkaRig, body: &str, marker: &Path) -> Child {
     let script = PRELUDE
         .replace("{LISTEN}", &rig.listen.to_string())
         .replace("{TARGET}", &rig.target.addr())
+        .replace("{SOURCE}", &rig.source.addr())
         .replace("{PARTS}", &PARTITIONS.to_string())
         .replace("{MARKER}", &marker.display().to_string())
         + body;
@@ -40,6 +41,7 @@ from confluent_kafka import Producer, Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 BOOT = "127.0.0.1:{LISTEN}"
 TARGET = "{TARGET}"
+SOURCE = "{SOURCE}"
 PARTS = {PARTS}
 MARKER = "{MARKER}"
 "#;
@@ -203,4 +205,54 @@ fn a_group_moves_to_the_target_and_resumes_exactly_even_without_the_proxy() {
     for key in ["duplicates", "lost", "reordered"] {
         assert_eq!(report[key], 0, "{key}: {report:#}\n{log}");
     }
+
+    // A group created after `target` is coordinated by the target from
+    // its first join: its commits are there, the source never sees it.
+    let fresh = finish_kafka_script(spawn(&rig, FRESH_GROUP, &marker));
+    println!("{fresh:#}");
+    assert_eq!(fresh["read"], 20, "{fresh:#}");
+    assert!(
+        fresh["committed_on_target"].as_i64().unwrap() > 0,
+        "{fresh:#}\n{}",
+        rig.proxy.log_tail(40)
+    );
+    assert_eq!(fresh["committed_on_source"], 0, "{fresh:#}");
+    let groups = &rig.topic_status("orders")["details"]["groups_on_target"];
+    assert_eq!(groups, &serde_json::json!(["app", "fresh"]), "{groups}");
 }
+
+/// A new group joins through the proxy at the log end, reads 20 records
+/// written after it joined and commits; then its committed offsets are
+/// asked of each cluster directly.
+const FRESH_GROUP: &str = r#"
+from confluent_kafka import TopicPartition
+assigned = []
+c = Consumer({"bootstrap.servers": BOOT, "group.id": "fresh", "auto.offset.reset": "latest",
+              "enable.auto.commit": False, "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+c.subscribe(["orders"], on_assign=lambda c, parts: assigned.append(parts))
+deadline = time.time() + 30
+while not assigned and time.time() < deadline:
+    c.poll(0.2)
+# Positions resolved (latest) before anything new is written.
+for tp in assigned[0]:
+    while c.position([tp])[0].offset < 0 and time.time() < deadline:
+        c.poll(0.1)
+p = Producer({"bootstrap.servers": BOOT, "acks": "all"})
+for i in range(20):
+    p.produce("orders", value=f"fresh:{i}".encode(), partition=i % PARTS)
+p.flush(30)
+read, deadline = 0, time.time() + 60
+while read < 20 and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is None or m.error(): continue
+    read += 1
+c.commit(asynchronous=False)
+c.close()
+def committed(boot):
+    d = Consumer({"bootstrap.servers": boot, "group.id": "fresh", "enable.auto.commit": False})
+    parts = d.committed([TopicPartition("orders", p) for p in range(PARTS)], timeout=10)
+    d.close()
+    return sum(max(tp.offset, 0) for tp in parts)
+print(json.dumps({"read": read, "committed_on_target": committed(TARGET),
+                  "committed_on_source": committed(SOURCE)}))
+"#;

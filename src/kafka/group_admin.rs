@@ -20,7 +20,7 @@ use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::Shared;
 use super::cluster::Side;
-use super::group_offsets::to_virtual;
+use super::group_offsets::from_target;
 use super::probe;
 use crate::proxy::Upstream;
 
@@ -30,8 +30,17 @@ const OFFSET_FETCH_ALL: i16 = 8;
 /// would, accepted while the group has no members.
 const OFFSET_COMMIT_ADMIN: i16 = 5;
 
+/// One committed offset and its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The offset, in the terms of the cluster holding it.
+    pub offset: i64,
+    /// The metadata committed with it.
+    pub metadata: Option<String>,
+}
+
 /// A group's committed offsets, by topic and partition.
-pub type GroupOffsets = BTreeMap<(String, i32), i64>;
+pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
 fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_owned())
@@ -105,7 +114,10 @@ pub(crate) async fn fetch_all(
                 if p.error_code == 0 && p.committed_offset >= 0 {
                     out.insert(
                         (t.name.0.to_string(), p.partition_index),
-                        p.committed_offset,
+                        Committed {
+                            offset: p.committed_offset,
+                            metadata: p.metadata.as_ref().map(ToString::to_string),
+                        },
                     );
                 }
             }
@@ -131,10 +143,17 @@ pub(crate) async fn committed(
     Ok(all
         .into_iter()
         .filter(|((t, p), _)| t == topic && partitions.contains(p))
-        .filter_map(|((_, p), offset)| {
+        .filter_map(|((_, p), c)| {
             let virtual_offset = match home {
-                Side::Source => Some(offset),
-                Side::Target => to_virtual(&shared.splice.map(topic, p), Side::Target, offset),
+                Side::Source => Some(c.offset),
+                Side::Target => {
+                    from_target(
+                        &shared.splice.map(topic, p),
+                        c.offset,
+                        c.metadata.as_deref(),
+                    )
+                    .0
+                }
             };
             Some((p, virtual_offset?))
         })
@@ -152,11 +171,12 @@ pub(crate) async fn commit_all(
         return Ok(());
     }
     let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-    for ((topic, partition), offset) in offsets {
+    for ((topic, partition), c) in offsets {
         topics.entry(topic).or_default().push(
             OffsetCommitRequestPartition::default()
                 .with_partition_index(*partition)
-                .with_committed_offset(*offset)
+                .with_committed_offset(c.offset)
+                .with_committed_metadata(c.metadata.clone().map(StrBytes::from_string))
                 .with_committed_leader_epoch(-1),
         );
     }

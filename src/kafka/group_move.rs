@@ -17,17 +17,19 @@
 //! 5. persist the group's new home, then release the held joins there and
 //!    take the moved members out of the old group.
 //!
-//! A group whose offsets lie inside a source segment (it has not read past
-//! it) cannot move: the target has no place for them, and the transition
-//! is refused rather than skip records.
+//! A position inside a source segment (a group still reading there, moved
+//! with `--force`) travels in the commit metadata (see `group_offsets`),
+//! so nothing is skipped or read twice.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::Shared;
 use super::cluster::Side;
-use super::group_admin::{GroupOffsets, commit_all, fetch_all, leave, list_groups, strangers};
-use super::group_offsets::{to_physical, to_virtual};
+use super::group_admin::{
+    Committed, GroupOffsets, commit_all, fetch_all, leave, list_groups, strangers,
+};
+use super::group_offsets::{from_target, to_target};
 use crate::migration::{CheckResult, State};
 
 /// Longest a move waits for the group's members to rejoin (a client
@@ -43,33 +45,38 @@ fn other(side: Side) -> Side {
     }
 }
 
-/// Translates offsets `from` one cluster's terms to the other's.
+/// Translates offsets `from` one cluster's terms to the other's (see
+/// `group_offsets::to_target` and `from_target`).
 ///
 /// # Errors
-/// The partitions whose offsets have no place on the target (they lie in
-/// a source segment: the group has not read past it).
+/// The partitions the target cannot hold an offset for (they write to the
+/// source, with no target segment after the position).
 fn translate(shared: &Shared, from: Side, offsets: &GroupOffsets) -> Result<GroupOffsets, String> {
     let mut out = GroupOffsets::new();
-    let mut behind = Vec::new();
-    for ((topic, p), offset) in offsets {
+    let mut unplaced = Vec::new();
+    for ((topic, p), c) in offsets {
         let map = shared.splice.map(topic, *p);
+        let metadata = c.metadata.as_deref();
         let moved = match from {
-            Side::Source => to_physical(&map, Side::Target, *offset),
-            Side::Target => to_virtual(&map, Side::Target, *offset),
+            Side::Source => to_target(&map, c.offset, metadata),
+            Side::Target => match from_target(&map, c.offset, metadata) {
+                (Some(offset), metadata) => Some((offset, metadata)),
+                (None, _) => None,
+            },
         };
         match moved {
-            Some(o) => {
-                out.insert((topic.clone(), *p), o);
+            Some((offset, metadata)) => {
+                out.insert((topic.clone(), *p), Committed { offset, metadata });
             }
-            None => behind.push(format!("{topic}/{p} at {offset}")),
+            None => unplaced.push(format!("{topic}/{p} at {}", c.offset)),
         }
     }
-    if behind.is_empty() {
+    if unplaced.is_empty() {
         Ok(out)
     } else {
         Err(format!(
-            "committed inside source segments, which the target cannot hold: {}",
-            behind.join(", ")
+            "no place for the committed offsets of {} on the other cluster (the partitions write to the source)",
+            unplaced.join(", ")
         ))
     }
 }

@@ -5,10 +5,14 @@
 //! offsets. OffsetCommit requests are translated virtual → physical and
 //! OffsetFetch answers physical → virtual.
 //!
-//! A virtual offset that lies in a source segment has no place on the
-//! target; such a partition is not committed and answers
-//! OFFSET_OUT_OF_RANGE, so the consumer sees the refusal instead of a
-//! silently moved position. Negative sentinels pass unchanged.
+//! A virtual offset inside a source segment (a reader that sought back)
+//! has no physical place on the target: the target group holds the first
+//! target offset after that segment, and the exact virtual position rides
+//! at the head of the commit metadata ([`VIRTUAL_MARK`]), so the proxy's
+//! clients get it back unchanged. Only a partition with no target segment
+//! after the position (it writes to the source again) cannot be committed
+//! there; it answers OFFSET_OUT_OF_RANGE. Negative sentinels pass
+//! unchanged.
 
 use bytes::Bytes;
 use cutover_kafka::kafka_protocol::messages::offset_commit_response::{
@@ -17,7 +21,7 @@ use cutover_kafka::kafka_protocol::messages::offset_commit_response::{
 use cutover_kafka::kafka_protocol::messages::{
     ApiKey, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchResponse, TopicName,
 };
-use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable};
+use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
 use tokio::sync::oneshot;
 
@@ -31,17 +35,6 @@ use super::split::Dest;
 
 /// The error a partition answers when its offset cannot be held on the target.
 pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-
-/// `virtual_offset` as a physical offset of `side`, when it lies in one of
-/// `side`'s segments.
-#[must_use]
-pub fn to_physical(map: &PartitionMap, side: Side, virtual_offset: i64) -> Option<i64> {
-    if virtual_offset < 0 {
-        return Some(virtual_offset);
-    }
-    let at = map.locate(virtual_offset);
-    (at.side == side).then_some(at.physical)
-}
 
 /// `physical` of `side` as a virtual offset: in the last of `side`'s
 /// segments starting at or before it (a closed one clamps at its end);
@@ -64,8 +57,62 @@ pub fn to_virtual(map: &PartitionMap, side: Side, physical: i64) -> Option<i64> 
     })
 }
 
-/// Translates every partition of `request` to target physical offsets;
-/// returns the partitions that cannot be, removed from the request.
+/// Prefix of the commit metadata that keeps a virtual position the target
+/// cannot hold (see [`to_target`]).
+pub const VIRTUAL_MARK: &str = "cutover-virtual:";
+
+/// A committed virtual position as the target group holds it: its physical
+/// offset when it lies in a target segment; inside a source segment (a
+/// reader that sought back), the first target offset after that segment,
+/// with the exact virtual position kept at the head of the commit metadata
+/// so the proxy gives it back unchanged (a consumer connected straight to
+/// the target resumes at the first record the target has). `None` when no
+/// target segment follows: the partition writes to the source.
+#[must_use]
+pub fn to_target(
+    map: &PartitionMap,
+    virtual_offset: i64,
+    metadata: Option<&str>,
+) -> Option<(i64, Option<String>)> {
+    if virtual_offset < 0 {
+        return Some((virtual_offset, metadata.map(str::to_owned)));
+    }
+    let at = map.locate(virtual_offset);
+    if at.side == Side::Target {
+        return Some((at.physical, metadata.map(str::to_owned)));
+    }
+    let next = map.segments()[at.index..]
+        .iter()
+        .find(|s| s.side == Side::Target)?;
+    let kept = format!("{VIRTUAL_MARK}{virtual_offset};{}", metadata.unwrap_or(""));
+    Some((next.physical_start, Some(kept)))
+}
+
+/// A target group's committed offset and metadata as the proxy's clients
+/// see them: the virtual position kept by [`to_target`], else the physical
+/// offset translated (`None` when the target holds no segment).
+#[must_use]
+pub fn from_target(
+    map: &PartitionMap,
+    physical: i64,
+    metadata: Option<&str>,
+) -> (Option<i64>, Option<String>) {
+    let kept = metadata
+        .and_then(|m| m.strip_prefix(VIRTUAL_MARK))
+        .and_then(|rest| rest.split_once(';'))
+        .and_then(|(v, original)| Some((v.parse::<i64>().ok()?, original)));
+    match kept {
+        Some((v, original)) => (Some(v), Some(original.to_owned())),
+        None => (
+            to_virtual(map, Side::Target, physical),
+            metadata.map(str::to_owned),
+        ),
+    }
+}
+
+/// Translates every partition of `request` to what the target group holds
+/// (see [`to_target`]); returns the partitions that cannot be, removed
+/// from the request.
 pub fn commit_to_target(
     request: &mut OffsetCommitRequest,
     map: impl Fn(&str, i32) -> PartitionMap,
@@ -75,9 +122,11 @@ pub fn commit_to_target(
         let name = topic.name.clone();
         topic.partitions.retain_mut(|p| {
             let m = map(name.0.as_str(), p.partition_index);
-            match to_physical(&m, Side::Target, p.committed_offset) {
-                Some(physical) => {
+            let metadata = p.committed_metadata.as_ref().map(|m| m.as_str());
+            match to_target(&m, p.committed_offset, metadata) {
+                Some((physical, metadata)) => {
                     p.committed_offset = physical;
+                    p.committed_metadata = metadata.map(StrBytes::from_string);
                     p.committed_leader_epoch = -1;
                     true
                 }
@@ -100,9 +149,12 @@ pub fn fetched_to_virtual(
     for topic in &mut response.topics {
         for p in &mut topic.partitions {
             let m = map(topic.name.0.as_str(), p.partition_index);
-            if let Some(v) = to_virtual(&m, Side::Target, p.committed_offset) {
+            let metadata = p.metadata.as_ref().map(|m| m.as_str());
+            let (offset, metadata) = from_target(&m, p.committed_offset, metadata);
+            if let Some(v) = offset {
                 p.committed_offset = v;
             }
+            p.metadata = metadata.map(StrBytes::from_string);
             p.committed_leader_epoch = -1;
         }
     }
@@ -238,24 +290,20 @@ mod tests {
     fn virtual_and_target_physical_offsets_round_trip() {
         let map = walked();
         // Virtual: 0..100 source, 100..130 target, 130..180 source, 180.. target.
-        assert_eq!(to_physical(&map, Side::Target, 100), Some(0));
-        assert_eq!(to_physical(&map, Side::Target, 129), Some(29));
-        assert_eq!(to_physical(&map, Side::Target, 180), Some(30));
-        assert_eq!(to_physical(&map, Side::Target, 250), Some(100));
+        let physical = |v: i64| to_target(&map, v, None).map(|(p, _)| p);
+        assert_eq!(physical(100), Some(0));
+        assert_eq!(physical(129), Some(29));
+        assert_eq!(physical(180), Some(30));
+        assert_eq!(physical(250), Some(100));
         assert_eq!(
-            to_physical(&map, Side::Target, 99),
-            None,
-            "a source segment"
+            physical(99),
+            Some(0),
+            "a source segment: the next target offset"
         );
-        assert_eq!(
-            to_physical(&map, Side::Target, 140),
-            None,
-            "a source segment"
-        );
-        assert_eq!(to_physical(&map, Side::Target, -1), Some(-1));
-        for v in (100..130).chain(180..260) {
-            let p = to_physical(&map, Side::Target, v).unwrap();
-            assert_eq!(to_virtual(&map, Side::Target, p), Some(v), "v{v}");
+        assert_eq!(physical(-1), Some(-1));
+        for v in (0..260).chain([-1]) {
+            let (p, metadata) = to_target(&map, v, None).unwrap();
+            assert_eq!(from_target(&map, p, metadata.as_deref()).0, Some(v), "v{v}");
         }
         assert_eq!(to_virtual(&map, Side::Target, -1), Some(-1));
     }
@@ -279,11 +327,29 @@ mod tests {
     }
 
     #[test]
-    fn commits_inside_source_segments_are_refused_and_answered() {
+    fn positions_inside_source_segments_ride_in_the_metadata() {
+        let map = walked();
+        // Virtual 140 lies in the second source segment; the next target
+        // segment starts at physical 30.
+        let (physical, metadata) = to_target(&map, 140, Some("app-state")).unwrap();
+        assert_eq!(physical, 30);
+        assert_eq!(metadata.as_deref(), Some("cutover-virtual:140;app-state"));
+        assert_eq!(
+            from_target(&map, physical, metadata.as_deref()),
+            (Some(140), Some("app-state".to_owned()))
+        );
+        assert_eq!(to_target(&map, 185, None), Some((35, None)));
+        assert_eq!(from_target(&map, 35, None), (Some(185), None));
+        // Writing to the source again: no target offset follows.
+        let back = map.appended(Side::Source, 100, 180).unwrap();
+        assert_eq!(to_target(&back, 260, None), None);
+    }
+
+    #[test]
+    fn commits_the_target_cannot_hold_are_refused_and_answered() {
         use cutover_kafka::kafka_protocol::messages::offset_commit_request::{
             OffsetCommitRequestPartition, OffsetCommitRequestTopic,
         };
-        use cutover_kafka::kafka_protocol::protocol::StrBytes;
         let name = TopicName(StrBytes::from_static_str("orders"));
         let at = |p: i32, offset: i64| {
             OffsetCommitRequestPartition::default()
@@ -294,9 +360,13 @@ mod tests {
         let mut request = OffsetCommitRequest::default().with_topics(vec![
             OffsetCommitRequestTopic::default()
                 .with_name(name.clone())
-                .with_partitions(vec![at(0, 185), at(1, 140)]),
+                .with_partitions(vec![at(0, 185), at(1, 260)]),
         ]);
-        let refused = commit_to_target(&mut request, |_, _| walked());
+        let back = walked().appended(Side::Source, 100, 180).unwrap();
+        let refused = commit_to_target(
+            &mut request,
+            |_, p| if p == 0 { walked() } else { back.clone() },
+        );
         assert_eq!(refused, vec![(name.clone(), 1)]);
         let kept = &request.topics[0].partitions;
         assert_eq!(

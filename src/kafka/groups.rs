@@ -19,7 +19,7 @@ use super::observe::Reader;
 use super::rewrite;
 use super::session::{Close, Out, Reply, Session, answer};
 use super::split::Dest;
-use super::{group_handoff, group_offsets};
+use super::{group_adopt, group_handoff, group_offsets};
 
 /// The coordinator a request of `key` needs, and where its key sits.
 enum KeyAt {
@@ -107,6 +107,9 @@ async fn hand_off(
         shared.handoffs.heard(group, seen);
     }
     if !shared.handoffs.active(group) {
+        if header.key == ApiKey::JoinGroup {
+            adopt(&shared, group, frame, header).await;
+        }
         return Ok(None);
     }
     match header.key {
@@ -138,6 +141,18 @@ async fn hand_off(
             Box::pin(route(session, blank, &peeked)).await.map(Some)
         }
         _ => Ok(None),
+    }
+}
+
+/// Lets the target coordinate a new group whose topics are all in `target`
+/// (see `group_adopt`); the source is asked about a group at most once
+/// per subscription.
+async fn adopt(shared: &Shared, group: &str, frame: &[u8], header: &RequestHeader) {
+    if shared.splice.group_home(group) == Side::Target || !shared.any_topic_in_target() {
+        return;
+    }
+    if let Some(topics) = group_adopt::subscribed_topics(frame, header) {
+        group_adopt::adopt_if_new(shared, group, topics).await;
     }
 }
 

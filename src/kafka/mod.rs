@@ -24,6 +24,7 @@ pub mod driver;
 mod fetch;
 mod gate;
 mod group_admin;
+mod group_adopt;
 mod group_handoff;
 mod group_move;
 mod group_offsets;
@@ -103,6 +104,8 @@ pub(crate) struct Shared {
     watermarks: traffic::Watermarks,
     /// Client producer ids and sequences as each cluster knows them.
     pub producers: producers::Producers,
+    /// Groups looked at for adoption by the target.
+    looked: group_adopt::Looked,
     /// Group members heard through the proxy, and groups handing off.
     pub handoffs: Arc<group_handoff::Handoffs>,
     /// Serializes transitions, shifts and the start-up reconciliation.
@@ -230,6 +233,15 @@ impl Shared {
             .map_err(|e| format!("persisting {what}: {e}"))?;
         self.splice.replace(all);
         Ok(())
+    }
+
+    /// Whether any of the migration's topics is in `target`.
+    #[must_use]
+    pub fn any_topic_in_target(&self) -> bool {
+        self.migration
+            .topics()
+            .iter()
+            .any(|t| t.state() == State::Target)
     }
 
     /// Whether any topic reads or writes the target, so Metadata must ask it too.
@@ -394,6 +406,7 @@ async fn build_shared(
         watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),
         handoffs: Arc::default(),
+        looked: group_adopt::Looked::default(),
         transitions: Arc::default(),
         switching: tokio::sync::Mutex::new(()),
         switch_start: options.switch_start,
