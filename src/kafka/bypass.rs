@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::cluster::Side;
-use super::segments::PartitionMap;
+use super::segments::{PartitionMap, SegmentMaps};
 use super::topics;
 use crate::metrics;
 
@@ -53,9 +53,9 @@ pub fn closed_ends(map: &PartitionMap) -> Vec<(Side, i64)> {
 /// When a cluster cannot be asked.
 pub(crate) async fn bypassed(
     shared: &Shared,
+    maps: &SegmentMaps,
     topic: &str,
 ) -> Result<HashMap<Side, Vec<(i32, i64)>>, String> {
-    let maps = shared.splice.snapshot();
     let mut ends: HashMap<Side, Vec<(i32, i64)>> = HashMap::new();
     for (p, map) in maps.partitions(topic) {
         for (side, end) in closed_ends(map) {
@@ -85,9 +85,10 @@ pub(crate) async fn watch(shared: Arc<Shared>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(WATCH_INTERVAL) => {}
         }
+        let maps = shared.splice.snapshot();
         for topic in shared.migration.topics() {
             let name = topic.name.to_string();
-            let found = match bypassed(&shared, &name).await {
+            let found = match bypassed(&shared, &maps, &name).await {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::debug!(migration = %shared.migration.name, topic = %name, error = %e, "could not read log ends for the bypass watch");

@@ -30,6 +30,9 @@ pub const REBALANCE_IN_PROGRESS: i16 = 27;
 /// How long a member counts as present after it was last heard from, when
 /// its JoinGroup did not say its session timeout.
 const DEFAULT_SESSION: Duration = Duration::from_secs(10);
+/// How long a silent member's id is remembered at least (so a stale member
+/// the old cluster still lists after a move is recognised as the proxy's).
+const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// What a group request says about its member.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,6 +210,9 @@ impl Handoffs {
     /// Records what a group request says about its member.
     pub fn heard(&self, group: &str, seen: MemberSeen) {
         let mut members = self.members.entry(group.to_owned()).or_default();
+        // Ids of members long gone are forgotten (a restarted client joins
+        // under a new one), so the map stays as small as the group.
+        members.retain(|_, (at, session)| at.elapsed() < FORGET_AFTER.max(*session * 6));
         match seen {
             MemberSeen::Alive(member, session) => {
                 let entry = members

@@ -91,7 +91,7 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
             ),
         )
     };
-    let grew: Vec<String> = match bypass::bypassed(shared, topic).await {
+    let grew: Vec<String> = match bypass::bypassed(shared, &shared.splice.snapshot(), topic).await {
         Ok(found) => found
             .get(&Side::Source)
             .into_iter()
