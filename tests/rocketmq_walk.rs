@@ -135,6 +135,33 @@ fn walk_there_and_back_loses_no_message() {
         started.elapsed()
     );
     assert_eq!(lost, 0, "lost messages");
+    // Every RocketMQ series is exported for the topic, and the walk moved
+    // messages through both clusters.
+    let metrics = rig.proxy.scrape();
+    let series = |name: &str| -> Vec<&str> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name) && l.contains(&format!("topic=\"{TOPIC}\"")))
+            .collect()
+    };
+    for def in cutover::metrics::CATALOGUE
+        .iter()
+        .filter(|d| d.name.starts_with("cutover_rocketmq_"))
+    {
+        assert!(
+            !series(def.name).is_empty(),
+            "{} not exported for {TOPIC}",
+            def.name
+        );
+    }
+    for cluster in ["old", "new"] {
+        let sent: f64 = series("cutover_rocketmq_sends_total")
+            .iter()
+            .filter(|l| l.contains(&format!("cluster=\"{cluster}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(sent > 0.0, "no sends counted to {cluster}:\n{metrics}");
+    }
     let (_, history) = rig.ctl(&["history", "orders"]);
     assert_eq!(
         history.lines().filter(|l| l.contains('→')).count(),
