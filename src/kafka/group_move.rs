@@ -24,6 +24,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use super::Shared;
 use super::cluster::Side;
 use super::group_admin::{
@@ -35,6 +37,8 @@ use crate::migration::{CheckResult, State};
 /// Longest a move waits for the group's members to rejoin (a client
 /// notices at its next heartbeat, every 3 s by default, then commits).
 const HANDOFF_MAX: Duration = Duration::from_secs(10);
+/// Groups whose offsets are asked of the source at once while planning.
+const LOOKUPS_AT_ONCE: usize = 16;
 /// Longest a move waits for the group's commits in flight.
 const MOVE_DRAIN_MAX: Duration = Duration::from_secs(5);
 
@@ -177,9 +181,19 @@ pub(crate) async fn plan(shared: &Shared, topic: &str) -> Result<MovePlan, Strin
     let mut groups: BTreeSet<String> = shared.observed.groups_for(topic).into_iter().collect();
     groups.extend(list_groups(shared).await);
     groups.retain(|g| shared.splice.group_home(g) == Side::Source);
+    // A cluster may list thousands of groups: ask about several at once.
+    let mut asked: Vec<(String, Result<GroupOffsets, String>)> = futures::stream::iter(groups)
+        .map(|group| async move {
+            let offsets = fetch_all(shared, Side::Source, &group).await;
+            (group, offsets)
+        })
+        .buffer_unordered(LOOKUPS_AT_ONCE)
+        .collect()
+        .await;
+    asked.sort_by(|a, b| a.0.cmp(&b.0));
     let mut plan = MovePlan::default();
-    for group in groups {
-        let offsets = fetch_all(shared, Side::Source, &group).await?;
+    for (group, offsets) in asked {
+        let offsets = offsets?;
         if !offsets.keys().any(|(t, _)| t == topic) {
             continue;
         }
