@@ -49,9 +49,8 @@ mod topics;
 mod traffic;
 pub mod versions;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use cutover_kafka::kafka_protocol::messages::ApiKey;
@@ -60,7 +59,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ClusterConfig, Config};
+use crate::config::Config;
 use crate::metrics;
 use crate::migration::pattern::Pattern;
 use crate::migration::store::StateStore;
@@ -89,15 +88,13 @@ pub(crate) struct Shared {
     pub bootstrap: Upstream,
     /// The target at its configured endpoints.
     pub target: Upstream,
-    source_config: ClusterConfig,
-    target_config: ClusterConfig,
     /// Groups, commits and produce counts seen in the proxy's own traffic.
     pub observed: observe::Observed,
     /// The brokers clients see.
     pub brokers: VirtualBrokers,
     layouts: [RwLock<ClusterLayout>; 2],
     /// Upstreams per broker address, so TLS files are read once per broker.
-    broker_upstreams: Mutex<HashMap<(Side, String), Upstream>>,
+    broker_upstreams: crate::proxy::BrokerUpstreams,
     /// The segment maps sessions route by.
     pub splice: splice::Splice,
     /// Last seen high watermarks, for consumer-group lag.
@@ -132,26 +129,7 @@ impl Shared {
                 Side::Target => self.target.clone(),
             });
         };
-        let mut cache = self
-            .broker_upstreams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let key = (side, addr.to_owned());
-        if let Some(upstream) = cache.get(&key) {
-            return Ok(upstream.clone());
-        }
-        let base = match side {
-            Side::Source => &self.source_config,
-            Side::Target => &self.target_config,
-        };
-        let config = ClusterConfig {
-            endpoints: vec![addr.to_owned()],
-            ..base.clone()
-        };
-        let upstream = Upstream::new(&self.migration.name, &config, self.connect_timeout)
-            .map_err(|e| e.to_string())?;
-        cache.insert(key, upstream.clone());
-        Ok(upstream)
+        self.broker_upstreams.get(side as usize, addr)
     }
 
     /// The configured name of `side`'s cluster.
@@ -396,12 +374,15 @@ async fn build_shared(
             .collect(),
         bootstrap: source_upstream,
         target: target_upstream,
-        source_config: source.clone(),
-        target_config: target.clone(),
         observed: observe::Observed::default(),
         brokers: VirtualBrokers::new(base, options.virtual_brokers),
         layouts: Default::default(),
-        broker_upstreams: Mutex::new(HashMap::new()),
+        broker_upstreams: crate::proxy::BrokerUpstreams::new(
+            migration.name.clone(),
+            source,
+            target,
+            config.proxy.connect_timeout,
+        ),
         splice: splice::Splice::new(maps),
         watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),

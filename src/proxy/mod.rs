@@ -2,11 +2,13 @@
 //! connection limit, TLS on either side, upstream connections with a
 //! connect timeout, and one shutdown token that reaches every task.
 
+pub mod brokers;
 pub mod listener;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
 
+pub use brokers::BrokerUpstreams;
 pub use listener::{Handler, ListenerSettings, serve};
 pub use stream::Stream;
 pub use upstream::{Upstream, UpstreamError};

@@ -23,7 +23,6 @@ pub mod route;
 pub mod rpc;
 mod session;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,12 +58,11 @@ pub(crate) struct Shared {
     target_config: ClusterConfig,
     pub observed: observe::Observed,
     endpoints: Mutex<EndpointMap>,
-    broker_upstreams: Mutex<HashMap<(Side, String), Upstream>>,
+    broker_upstreams: crate::proxy::BrokerUpstreams,
     pub advertised_host: String,
     listen: SocketAddr,
     pub max_frame: usize,
     pub idle_timeout: Duration,
-    connect_timeout: Duration,
     pub upstream_timeout: Duration,
     pub quiet_window: Duration,
     settings: ListenerSettings,
@@ -163,26 +161,7 @@ impl Shared {
     /// The upstream for the broker at `addr` on `side`, with that cluster's
     /// TLS settings (files read once per broker).
     pub fn broker_upstream(&self, side: Side, addr: &str) -> Result<Upstream, String> {
-        let key = (side, addr.to_owned());
-        let mut cache = self
-            .broker_upstreams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(u) = cache.get(&key) {
-            return Ok(u.clone());
-        }
-        let base = match side {
-            Side::Source => &self.source_config,
-            Side::Target => &self.target_config,
-        };
-        let config = ClusterConfig {
-            endpoints: vec![addr.to_owned()],
-            ..base.clone()
-        };
-        let upstream = Upstream::new(&self.migration.name, &config, self.connect_timeout)
-            .map_err(|e| e.to_string())?;
-        cache.insert(key, upstream.clone());
-        Ok(upstream)
+        self.broker_upstreams.get(side as usize, addr)
     }
 
     /// How `topic`'s route is built; a migrated topic met for the first
@@ -422,12 +401,16 @@ fn build_shared(
             options.max_brokers,
             &options.target_broker_suffix,
         )),
-        broker_upstreams: Mutex::new(HashMap::new()),
+        broker_upstreams: crate::proxy::BrokerUpstreams::new(
+            migration.name.clone(),
+            source,
+            target,
+            config.proxy.connect_timeout,
+        ),
         advertised_host: mc.rocketmq_advertised_host(),
         listen: mc.listen,
         max_frame: options.max_frame_bytes,
         idle_timeout: config.proxy.idle_timeout,
-        connect_timeout: config.proxy.connect_timeout,
         upstream_timeout: config.proxy.upstream_timeout.min(UPSTREAM_RPC_TIMEOUT),
         quiet_window: options.quiet_window,
         settings,

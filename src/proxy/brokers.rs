@@ -1,0 +1,62 @@
+//! Upstreams to single brokers of a migration's two clusters (Kafka
+//! partition leaders and coordinators, RocketMQ brokers), made on first
+//! use with the cluster's TLS and timeout settings, so a cluster's files
+//! are read once per broker rather than once per connection.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::ClusterConfig;
+
+use super::Upstream;
+
+/// The per-broker upstreams of one migration; cluster 0 is the source,
+/// 1 the target.
+#[derive(Debug)]
+pub struct BrokerUpstreams {
+    migration: Arc<str>,
+    clusters: [ClusterConfig; 2],
+    connect_timeout: Duration,
+    cache: Mutex<HashMap<(usize, String), Upstream>>,
+}
+
+impl BrokerUpstreams {
+    /// For `migration` between `source` and `target`.
+    #[must_use]
+    pub fn new(
+        migration: Arc<str>,
+        source: &ClusterConfig,
+        target: &ClusterConfig,
+        connect_timeout: Duration,
+    ) -> Self {
+        BrokerUpstreams {
+            migration,
+            clusters: [source.clone(), target.clone()],
+            connect_timeout,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The upstream for the broker at `addr` of cluster `index` (0 source,
+    /// 1 target).
+    ///
+    /// # Errors
+    /// When the cluster's TLS files cannot be used.
+    pub fn get(&self, index: usize, addr: &str) -> Result<Upstream, String> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (index, addr.to_owned());
+        if let Some(upstream) = cache.get(&key) {
+            return Ok(upstream.clone());
+        }
+        let base = &self.clusters[index.min(1)];
+        let config = ClusterConfig {
+            endpoints: vec![addr.to_owned()],
+            ..base.clone()
+        };
+        let upstream = Upstream::new(&self.migration, &config, self.connect_timeout)
+            .map_err(|e| e.to_string())?;
+        cache.insert(key, upstream.clone());
+        Ok(upstream)
+    }
+}
