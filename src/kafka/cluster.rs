@@ -9,26 +9,7 @@ use std::collections::HashMap;
 
 use cutover_kafka::kafka_protocol::messages::MetadataResponse;
 
-/// Which real cluster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    /// The cluster being migrated from.
-    Source,
-    /// The cluster being migrated to.
-    Target,
-}
-
-impl Side {
-    /// Label value for metrics and logs.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Source => "source",
-            Side::Target => "target",
-        }
-    }
-}
+pub use crate::proxy::Side;
 
 /// FindCoordinator key types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

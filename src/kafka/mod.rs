@@ -129,7 +129,7 @@ impl Shared {
                 Side::Target => self.target.clone(),
             });
         };
-        self.broker_upstreams.get(side as usize, addr)
+        self.broker_upstreams.get(side, addr)
     }
 
     /// The configured name of `side`'s cluster.

@@ -9,16 +9,15 @@ use std::time::Duration;
 
 use crate::config::ClusterConfig;
 
-use super::Upstream;
+use super::{Side, Upstream};
 
-/// The per-broker upstreams of one migration; cluster 0 is the source,
-/// 1 the target.
+/// The per-broker upstreams of one migration.
 #[derive(Debug)]
 pub struct BrokerUpstreams {
     migration: Arc<str>,
     clusters: [ClusterConfig; 2],
     connect_timeout: Duration,
-    cache: Mutex<HashMap<(usize, String), Upstream>>,
+    cache: Mutex<HashMap<(Side, String), Upstream>>,
 }
 
 impl BrokerUpstreams {
@@ -38,18 +37,17 @@ impl BrokerUpstreams {
         }
     }
 
-    /// The upstream for the broker at `addr` of cluster `index` (0 source,
-    /// 1 target).
+    /// The upstream for the broker at `addr` of `side`'s cluster.
     ///
     /// # Errors
     /// When the cluster's TLS files cannot be used.
-    pub fn get(&self, index: usize, addr: &str) -> Result<Upstream, String> {
+    pub fn get(&self, side: Side, addr: &str) -> Result<Upstream, String> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (index, addr.to_owned());
+        let key = (side, addr.to_owned());
         if let Some(upstream) = cache.get(&key) {
             return Ok(upstream.clone());
         }
-        let base = &self.clusters[index.min(1)];
+        let base = &self.clusters[side as usize];
         let config = ClusterConfig {
             endpoints: vec![addr.to_owned()],
             ..base.clone()

@@ -4,12 +4,14 @@
 
 pub mod brokers;
 pub mod listener;
+pub mod side;
 pub mod stream;
 pub mod tls;
 pub mod upstream;
 
 pub use brokers::BrokerUpstreams;
 pub use listener::{Handler, ListenerSettings, serve};
+pub use side::Side;
 pub use stream::Stream;
 pub use upstream::{Upstream, UpstreamError};
 

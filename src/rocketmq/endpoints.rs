@@ -12,25 +12,7 @@
 
 use crate::config::rocketmq_broker_ports;
 
-/// Which cluster of the migration a broker belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The cluster moved from.
-    Source,
-    /// The cluster moved to.
-    Target,
-}
-
-impl Side {
-    /// `source` / `target`, for logs and labels.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Source => "source",
-            Side::Target => "target",
-        }
-    }
-}
+pub use crate::proxy::Side;
 
 /// One real broker and the proxy ports standing for it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -161,7 +161,7 @@ impl Shared {
     /// The upstream for the broker at `addr` on `side`, with that cluster's
     /// TLS settings (files read once per broker).
     pub fn broker_upstream(&self, side: Side, addr: &str) -> Result<Upstream, String> {
-        self.broker_upstreams.get(side as usize, addr)
+        self.broker_upstreams.get(side, addr)
     }
 
     /// How `topic`'s route is built; a migrated topic met for the first
