@@ -364,3 +364,107 @@ fn a_client_newer_than_the_proxy_negotiates_down() {
     );
     assert_eq!(max(ApiKey::DescribeTopicPartitions), None);
 }
+
+/// Sum of every `cutover_bytes_total` series sent upstream, from /metrics.
+fn bytes_upstream(rig: &KafkaRig) -> f64 {
+    rig.proxy
+        .scrape()
+        .lines()
+        .filter(|l| {
+            l.starts_with("cutover_bytes_total{") && l.contains("direction=\"to_upstream\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const CREATE_DRAIN_TOPIC: &str = r#"
+admin = AdminClient({"bootstrap.servers": BOOT})
+admin.create_topics([NewTopic("orders-drain", num_partitions=1, replication_factor=1)])["orders-drain"].result(timeout=20)
+print(json.dumps({"created": True}))
+"#;
+
+#[test]
+fn sigterm_lets_a_long_polled_fetch_finish_then_closes() {
+    use cutover_kafka::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use cutover_kafka::kafka_protocol::messages::{
+        ApiKey, FetchRequest, FetchResponse, RequestHeader, TopicName,
+    };
+    use cutover_kafka::kafka_protocol::protocol::StrBytes;
+    use cutover_kafka::{decode_response_body, encode_request, response_correlation_id};
+
+    let mut rig = rig();
+    let created =
+        python(&(PRELUDE.replace("{LISTEN}", &rig.listen.to_string()) + CREATE_DRAIN_TOPIC));
+    assert_eq!(created["created"], true, "{created}");
+    // Waits up to 4 s for a megabyte the empty partition will never have.
+    let header = RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(12)
+        .with_correlation_id(9)
+        .with_client_id(Some(StrBytes::from_static_str("drain-test")));
+    let partition = FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(0)
+        .with_partition_max_bytes(1 << 20);
+    let body = FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(4000)
+        .with_min_bytes(1 << 20)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("orders-drain")))
+                .with_partitions(vec![partition]),
+        ]);
+    let fetch = encode_request(&header, &body).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", rig.broker_port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let before = bytes_upstream(&rig);
+    s.write_all(&fetch).unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the fetch is relayed to the source",
+        || bytes_upstream(&rig) >= before + fetch.len() as f64,
+    );
+    let pid = rig.proxy.pid().expect("proxy pid").to_string();
+    let signalled = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)
+        .expect("the in-flight fetch is answered, not cut off");
+    let held = signalled.elapsed();
+    let mut rest = vec![0u8; usize::try_from(i32::from_be_bytes(len)).unwrap()];
+    s.read_exact(&mut rest).unwrap();
+    let answer = [len.to_vec(), rest].concat();
+    assert_eq!(response_correlation_id(&answer), Some(9));
+    let answer: FetchResponse =
+        decode_response_body(&answer.into(), ApiKey::Fetch as i16, 12).unwrap();
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(answer.responses[0].partitions[0].error_code, 0);
+    assert!(
+        held >= Duration::from_secs(1),
+        "the answer came {held:?} after SIGTERM: the broker was still holding the fetch when it landed"
+    );
+    let mut tail = [0u8; 1];
+    assert_eq!(
+        s.read(&mut tail).unwrap_or(0),
+        0,
+        "closed once nothing is owed"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the proxy exits after draining",
+        || !rig.proxy.is_running(),
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", rig.listen)).is_err(),
+        "no longer accepting"
+    );
+}

@@ -228,10 +228,21 @@ pub(super) async fn run(
         links: HashMap::new(),
         next_id: 0,
     };
+    let reads = requests(&mut session, client_r, tx, &shutdown);
+    let writes = responses(&shared, rx, client_w);
+    tokio::pin!(reads, writes);
     let close = tokio::select! {
-        close = requests(&mut session, client_r, tx) => close,
-        close = responses(&shared, rx, client_w) => close,
-        () = shutdown.cancelled() => Close::Shutdown,
+        close = &mut reads => match close {
+            // Draining: no new request is read, and the answers already
+            // owed (a produce, a long-polled fetch) are written before the
+            // connection closes. The proxy-wide grace bounds the wait.
+            Close::Shutdown => match writes.await {
+                Close::Client => Close::Shutdown,
+                other => other,
+            },
+            other => other,
+        },
+        close = &mut writes => close,
     };
     let reason = match &close {
         Close::Client => "client",
@@ -262,6 +273,7 @@ async fn requests(
     session: &mut Session,
     mut client: impl AsyncRead + Unpin,
     replies: mpsc::Sender<Reply>,
+    shutdown: &CancellationToken,
 ) -> Close {
     let idle = session.shared.idle_timeout;
     let max_frame = session.shared.max_frame;
@@ -295,7 +307,11 @@ async fn requests(
             return close;
         }
         buf.reserve(READ_RESERVE);
-        match tokio::time::timeout(idle, client.read_buf(&mut buf)).await {
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return Close::Shutdown,
+            read = tokio::time::timeout(idle, client.read_buf(&mut buf)) => read,
+        };
+        match read {
             Err(_) => return Close::Idle,
             Ok(Ok(0) | Err(_)) => return Close::Client,
             Ok(Ok(_)) => {}

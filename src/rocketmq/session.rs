@@ -17,12 +17,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use cutover_rocketmq::{Encoding, Frame, Header, RequestCode, ResponseCode, encode, split_frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -60,6 +62,42 @@ struct Pending {
 
 type InFlight = Mutex<HashMap<i32, Pending>>;
 
+/// Requests relayed to the broker whose answers have not come back yet,
+/// so a draining connection knows when it owes the client nothing more.
+#[derive(Default)]
+struct Outstanding {
+    count: AtomicUsize,
+    settled: Notify,
+}
+
+impl Outstanding {
+    fn sent(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn answered(&self) {
+        let before = self
+            .count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            self.settled.notify_waiters();
+        }
+    }
+
+    /// Resolves once every relayed request has its answer.
+    async fn settled(&self) {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 pub(super) async fn run(
     shared: Arc<Shared>,
     endpoint: Endpoint,
@@ -78,10 +116,26 @@ pub(super) async fn run(
             let (client_r, client_w) = tokio::io::split(client);
             let (up_r, up_w) = tokio::io::split(upstream);
             let inflight = InFlight::default();
+            let outstanding = Outstanding::default();
+            let pair = Pair {
+                inflight: &inflight,
+                outstanding: &outstanding,
+            };
+            let reads = requests(&shared, &endpoint, client_r, up_w, pair, &shutdown);
+            let writes = responses(&shared, &endpoint, up_r, client_w, pair);
+            tokio::pin!(reads, writes);
             tokio::select! {
-                close = requests(&shared, &endpoint, client_r, up_w, &inflight) => close,
-                close = responses(&shared, &endpoint, up_r, client_w, &inflight) => close,
-                () = shutdown.cancelled() => Close::Shutdown,
+                close = &mut reads => match close {
+                    // Draining: nothing new is read from the client, and the
+                    // answers it is owed (a send, a long-polled pull) are
+                    // relayed first. The proxy-wide grace bounds the wait.
+                    Close::Shutdown => tokio::select! {
+                        close = &mut writes => close,
+                        () = outstanding.settled() => Close::Shutdown,
+                    },
+                    other => other,
+                },
+                close = &mut writes => close,
             }
         }
         Err(reason) => Close::Upstream(reason),
@@ -128,13 +182,21 @@ fn local_addr(stream: &Stream) -> Option<String> {
     tcp.local_addr().ok().map(|a| a.to_string())
 }
 
+/// What both directions of one connection share about its requests.
+#[derive(Clone, Copy)]
+struct Pair<'a> {
+    inflight: &'a InFlight,
+    outstanding: &'a Outstanding,
+}
+
 /// Client → broker.
 async fn requests(
     shared: &Shared,
     endpoint: &Endpoint,
     mut client: impl AsyncRead + Unpin,
     mut upstream: impl AsyncWrite + Unpin,
-    inflight: &InFlight,
+    pair: Pair<'_>,
+    shutdown: &CancellationToken,
 ) -> Close {
     let cluster = shared.cluster(endpoint.side).to_owned();
     let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => cluster.clone(), "direction" => "to_upstream");
@@ -151,7 +213,10 @@ async fn requests(
             let out = if frame.header.is_response() {
                 frame.raw
             } else {
-                match request(shared, endpoint, &cluster, frame, inflight).await {
+                if !frame.header.is_oneway() {
+                    pair.outstanding.sent();
+                }
+                match request(shared, endpoint, &cluster, frame, pair.inflight).await {
                     Ok(out) => out,
                     Err(why) => return Close::Protocol(why),
                 }
@@ -165,7 +230,11 @@ async fn requests(
             return Close::Upstream(format!("writing to the broker: {e}"));
         }
         buf.reserve(READ_RESERVE);
-        match tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)).await {
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return Close::Shutdown,
+            read = tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)) => read,
+        };
+        match read {
             Err(_) => return Close::Idle,
             Ok(Ok(0) | Err(_)) => return Close::Client,
             Ok(Ok(_)) => {}
@@ -291,7 +360,7 @@ async fn responses(
     endpoint: &Endpoint,
     mut upstream: impl AsyncRead + Unpin,
     mut client: impl AsyncWrite + Unpin,
-    inflight: &InFlight,
+    pair: Pair<'_>,
 ) -> Close {
     let cluster = shared.cluster(endpoint.side).to_owned();
     let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => cluster.clone(), "direction" => "to_client");
@@ -303,7 +372,7 @@ async fn responses(
                 Ok(None) => break,
                 Err(e) => return Close::Upstream(format!("broker frame: {e}")),
             };
-            let out = answer(shared, endpoint, &cluster, raw, inflight).await;
+            let out = answer(shared, endpoint, &cluster, raw, pair).await;
             if client.write_all(&out).await.is_err() {
                 return Close::Client;
             }
@@ -327,7 +396,7 @@ async fn answer(
     endpoint: &Endpoint,
     cluster: &str,
     raw: Bytes,
-    inflight: &InFlight,
+    pair: Pair<'_>,
 ) -> Bytes {
     let Ok(frame) = Frame::parse(raw.clone()) else {
         return raw;
@@ -335,7 +404,9 @@ async fn answer(
     if !frame.header.is_response() {
         return raw;
     }
-    let Some(pending) = inflight
+    pair.outstanding.answered();
+    let Some(pending) = pair
+        .inflight
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&frame.header.opaque)
