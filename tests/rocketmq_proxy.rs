@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use cutover_rocketmq::{ClusterInfo, Encoding, TopicRouteData};
-use support::{RocketmqRig, rpc, wait_until};
+use support::{ClientLib, RocketmqRig, rpc, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -214,4 +214,73 @@ fn bad_frames_close_only_their_own_connection() {
                 && log.contains("above the limit")
         },
     );
+}
+
+#[test]
+fn java_4_9_client_with_the_vip_channel_is_relayed() {
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic("legacy", 2);
+    // 4.9.8 reads the 4.x route JSON and, with the VIP channel on, talks to
+    // each broker endpoint's port − 2.
+    let v4 = ClientLib::V4;
+    let vip = ["--vip", "true"];
+    let mut consumer = rig.client_on(v4, "consume", "c4", "legacy", "legacy-readers", &vip);
+    let mut producer = rig.client_on(
+        v4,
+        "produce",
+        "p4",
+        "legacy",
+        "legacy-writers",
+        &["--vip", "true", "--interval-ms", "20"],
+    );
+    wait_until(DEADLINE, "100 messages acknowledged", || {
+        producer.lines().len() >= 100
+    });
+    // The producer, still sending, reaches the brokers on their VIP ports.
+    let info = rpc(&rig.namesrv, 106, &[], Encoding::Json).unwrap();
+    let info = ClusterInfo::decode(&info.body).unwrap();
+    let vip_ports: Vec<u16> = info
+        .broker_addr_table
+        .values()
+        .filter_map(|b| b.master_addr()?.rsplit(':').next()?.parse::<u16>().ok())
+        .map(|p| p - 2)
+        .collect();
+    assert!(
+        vip_ports.iter().any(|p| established_to(*p)),
+        "no connection to a VIP port {vip_ports:?}"
+    );
+    let summary = producer.stop(Duration::from_secs(30));
+    let acked = producer.lines();
+    assert_eq!(summary["acked"], acked.len(), "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    wait_until(DEADLINE, "every acknowledged message consumed", || {
+        let seen: std::collections::BTreeSet<String> = consumer.lines().into_iter().collect();
+        acked.iter().all(|m| seen.contains(m))
+    });
+    consumer.stop(Duration::from_secs(30));
+    assert_eq!(rig.source.max_offsets("legacy", 2), acked.len() as i64);
+    // Both masters took part: the producer spreads over every queue.
+    for b in &rig.source.brokers {
+        let on = support::RocketmqCluster::broker_max_offsets(b, "legacy", 2);
+        assert!(on > 0, "nothing reached {}", b.name);
+    }
+}
+
+/// Whether the proxy accepted a connection on `port` that is still open:
+/// an ESTABLISHED (`01`) row of /proc/net/tcp{,6} whose local address has
+/// that port (the Java client's own end may be an IPv6 socket).
+fn established_to(port: u16) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        let table = std::fs::read_to_string(table).unwrap_or_default();
+        table.lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() > 3
+                && cols[3] == "01"
+                && cols[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+    })
 }

@@ -364,10 +364,16 @@ impl RocketmqCluster {
     pub fn max_offsets(&self, topic: &str, queues: i32) -> i64 {
         self.brokers
             .iter()
-            .flat_map(|b| (0..queues).map(move |q| (b.addr(), q)))
-            .map(|(addr, q)| {
+            .map(|b| RocketmqCluster::broker_max_offsets(b, topic, queues))
+            .sum()
+    }
+
+    /// Sum of the max offsets of `topic`'s queues `0..queues` on `broker`.
+    pub fn broker_max_offsets(broker: &RocketmqBroker, topic: &str, queues: i32) -> i64 {
+        (0..queues)
+            .map(|q| {
                 rpc(
-                    &addr,
+                    &broker.addr(),
                     30,
                     &[("topic", topic), ("queueId", &q.to_string())],
                     Encoding::Json,
