@@ -2,25 +2,26 @@
 //! `source`, next to the same RocketMQ cluster reached directly.
 //!
 //! Run: `cargo bench --bench rocketmq_compare` (cargo builds `cutover` with
-//! the bench profile = release optimisations). Needs `rocketmq-namesrv-rust`,
-//! `rocketmq-broker-rust` 1.0.0 and `cutover-rocketmq-client` (built on
-//! `rocketmq-client-rust` 1.0.0) from `tests/peers/install.sh rocketmq`.
+//! the bench profile = release optimisations). Needs Apache RocketMQ 5.3.3
+//! from `tests/peers/install.sh rocketmq`; the clients are
+//! tests/peers/rocketmq-java/Client.java on Apache's Java client.
 //!
-//! Two clusters, each one NameServer and one master broker on free loopback
-//! ports with data in the scratch dir: the source every path leads to, and
-//! cutover's target cluster (idle in `source`). Paths, each a named entry of
+//! Two Apache RocketMQ clusters on free loopback ports with data in the
+//! scratch dir: the source every path leads to (one NameServer, masters
+//! broker-a and broker-b), and cutover's target cluster (one NameServer, one
+//! master; idle in `source`). Paths, each a named entry of
 //! [`TARGETS`] whose setup returns the NameServer address clients use:
 //! - `direct`: the source NameServer itself;
 //! - `cutover source`: one RocketMQ migration matching every topic, in
 //!   `source`; clients reach its NameServer facade and its broker endpoints.
 //!
 //! For every path and round a fresh topic with `ROCKETMQ_BENCH_QUEUES`
-//! queues is created on the source broker, then:
-//! 1. **send**: `cutover-rocketmq-client bench` sends N messages of S bytes
+//! queues is created on both source brokers, then:
+//! 1. **send**: `Client.java bench` sends N messages of S bytes
 //!    from C concurrent senders of one producer (synchronous sends, each
 //!    waits for the broker's answer); msgs/s from the first to the last
 //!    answer, and p50/p99 of one send round trip;
-//! 2. **consume**: `cutover-rocketmq-client consume`, a push consumer of a
+//! 2. **consume**: `Client.java consume`, a push consumer of a
 //!    fresh group starting from the first offset, reads them all back;
 //!    msgs/s from the first delivered message to the last (the group's
 //!    start-up and rebalance are left out), polled every 20 ms.
@@ -56,12 +57,14 @@ use common::{Child, Cutover, Migration, Scratch};
 use cutover_rocketmq::{Encoding, Frame, Header, encode, next_frame};
 use serde_json::Value;
 
-/// How long a NameServer + broker pair may take to come up and register.
-const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a NameServer or broker JVM may take to print its ready line.
+const READY_DEADLINE: Duration = Duration::from_secs(90);
 /// Wall-clock budget of one load phase; the client is killed past it.
 const PHASE_DEADLINE: Duration = Duration::from_secs(60);
 /// Topic-name prefix.
 const TOPIC_PREFIX: &str = "bench-";
+/// The Apache RocketMQ release `tests/peers/install.sh rocketmq` installs.
+const ROCKETMQ_VERSION: &str = "5.3.3";
 
 /// Paths to measure, in table order; `ROCKETMQ_BENCH_TARGETS` picks a subset.
 const TARGETS: &[(&str, Setup)] = &[("direct", direct), ("cutover source", cutover_source)];
@@ -97,111 +100,182 @@ impl Params {
 /// What every setup may use: the clusters, the scratch dir, the client.
 struct Rig {
     dir: PathBuf,
-    client: PathBuf,
+    /// `$CUTOVER_PEERS/rocketmq-5.3.3`: its `lib/*` is every JVM's class path.
+    home: PathBuf,
     params: Params,
     source: Cluster,
     target: Cluster,
 }
 
-/// One RocketMQ cluster: a NameServer and one master broker.
+/// One RocketMQ cluster: a NameServer and its master brokers.
 struct Cluster {
     namesrv_port: u16,
-    broker_port: u16,
-    broker_log: PathBuf,
-    broker: Child,
+    /// (port, log, process) per broker, broker-a first.
+    brokers: Vec<(u16, PathBuf, Child)>,
     _namesrv: Child,
 }
 
+/// `java` with a server's flags: Apache's home, its own user.home (logs and
+/// state go under it), its logback file and the jars.
+fn server_java(home: &Path, dir: &Path, role: &str, heap: &[&str]) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.args(heap)
+        .arg("-XX:+UseG1GC")
+        .arg(format!("-Drocketmq.home.dir={}", home.display()))
+        .arg(format!("-Duser.home={}", dir.display()))
+        .arg(format!(
+            "-Drmq.logback.configurationFile={}/conf/rmq.{role}.logback.xml",
+            home.display()
+        ))
+        .arg("-cp")
+        .arg(format!("{}/lib/*", home.display()));
+    cmd
+}
+
+/// Waits for `line` in `log` while `child` lives.
+fn wait_line(child: &mut Child, log: &Path, line: &str) {
+    common::wait_until(
+        &format!("{line:?} in {}", log.display()),
+        READY_DEADLINE,
+        || {
+            child.assert_alive(log);
+            std::fs::read_to_string(log).is_ok_and(|t| t.contains(line))
+        },
+    );
+}
+
 impl Cluster {
-    fn start(peers: &Path, dir: &Path, cluster: &str, broker_name: &str) -> Cluster {
+    fn start(home: &Path, dir: &Path, cluster: &str, broker_names: &[&str]) -> Cluster {
         let dir = dir.join(cluster);
         std::fs::create_dir_all(&dir).expect("cluster dir");
         let namesrv_port = common::free_port();
-        // Broker port P, VIP port P - 2 (the broker opens both), HA port.
-        let vip = compare::free_port_run(3);
-        let broker_port = vip + 2;
-        let ha_port = common::free_port();
-        let mut cmd = Command::new(peers.join("rocketmq-namesrv-rust"));
-        cmd.args(["--listenPort", &namesrv_port.to_string()])
-            .args(["--bindAddress", "127.0.0.1"])
-            .arg("--rocketmqHome")
-            .arg(&dir);
+        let conf = dir.join("namesrv.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listenPort={namesrv_port}\nbindAddress=127.0.0.1\nkvConfigPath={}/kvConfig.json\n",
+                dir.display()
+            ),
+        )
+        .expect("write namesrv.conf");
+        let mut cmd = server_java(home, &dir, "namesrv", &["-Xms128m", "-Xmx256m"]);
+        cmd.arg("org.apache.rocketmq.namesrv.NamesrvStartup")
+            .arg("-c")
+            .arg(&conf);
         let namesrv_log = dir.join("namesrv.log");
-        let mut namesrv = Child::spawn("rocketmq-namesrv", &mut cmd, &namesrv_log);
-        let ns_addr = format!("127.0.0.1:{namesrv_port}");
-        common::wait_until(&format!("namesrv on {ns_addr}"), READY_DEADLINE, || {
-            namesrv.assert_alive(&namesrv_log);
-            TcpStream::connect(&ns_addr).is_ok()
-        });
-        let store = dir.join("store");
-        let toml = format!(
-            "[broker]\nlistenPort = {broker_port}\nbrokerIp1 = \"127.0.0.1\"\nstorePathRootDir = \"{store}\"\n\
-             namesrvAddr = \"{ns_addr}\"\nautoCreateTopicEnable = true\n\n\
-             [broker.brokerIdentity]\nbrokerName = \"{broker_name}\"\nbrokerClusterName = \"{cluster}\"\nbrokerId = 0\n\n\
-             [store]\nstorePathRootDir = \"{store}\"\nhaListenAddress = \"127.0.0.1\"\nhaListenPort = {ha_port}\n",
-            store = store.display()
-        );
-        let toml_path = dir.join("broker.toml");
-        std::fs::write(&toml_path, toml).expect("write broker.toml");
-        let mut cmd = Command::new(peers.join("rocketmq-broker-rust"));
-        cmd.env("ROCKETMQ_HOME", &dir).arg("-c").arg(&toml_path);
-        let broker_log = dir.join("broker.log");
-        let mut broker = Child::spawn("rocketmq-broker", &mut cmd, &broker_log);
+        let mut namesrv = Child::spawn("rocketmq namesrv", &mut cmd, &namesrv_log);
+        wait_line(&mut namesrv, &namesrv_log, "The Name Server boot success");
+        let mut brokers = Vec::new();
+        for name in broker_names {
+            let bdir = dir.join(name);
+            std::fs::create_dir_all(&bdir).expect("broker dir");
+            // Port P, VIP port P - 2 and HA port P + 1.
+            let port = compare::free_port_run(4) + 2;
+            let store = bdir.join("store");
+            let conf = bdir.join("broker.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "brokerClusterName={cluster}\nbrokerName={name}\nbrokerId=0\nbrokerRole=ASYNC_MASTER\n\
+                     flushDiskType=ASYNC_FLUSH\nnamesrvAddr=127.0.0.1:{namesrv_port}\nbrokerIP1=127.0.0.1\n\
+                     bindAddress=127.0.0.1\nlistenPort={port}\nstorePathRootDir={store}\n\
+                     storePathCommitLog={store}/commitlog\nautoCreateTopicEnable=true\n\
+                     autoCreateSubscriptionGroup=true\ndefaultTopicQueueNums=4\n\
+                     mappedFileSizeCommitLog=104857600\nmaxHashSlotNum=4000\nmaxIndexNum=1000\n\
+                     fileReservedTime=1\ntimerWheelEnable=false\n",
+                    store = store.display()
+                ),
+            )
+            .expect("write broker.conf");
+            let mut cmd = server_java(
+                home,
+                &bdir,
+                "broker",
+                &["-Xms512m", "-Xmx512m", "-XX:MaxDirectMemorySize=512m"],
+            );
+            cmd.arg("org.apache.rocketmq.broker.BrokerStartup")
+                .arg("-c")
+                .arg(&conf);
+            let log = dir.join(format!("{name}.log"));
+            let mut child = Child::spawn(&format!("rocketmq {name}"), &mut cmd, &log);
+            wait_line(&mut child, &log, "boot success");
+            brokers.push((port, log, child));
+        }
+        let cluster = Cluster {
+            namesrv_port,
+            brokers,
+            _namesrv: namesrv,
+        };
+        let ns = cluster.namesrv();
         common::wait_until(
-            &format!("broker {broker_name} registered with {ns_addr}"),
+            &format!(
+                "brokers of {cluster:?} registered with {ns}",
+                cluster = broker_names
+            ),
             READY_DEADLINE,
             || {
-                broker.assert_alive(&broker_log);
-                rpc(&ns_addr, 106, &[])
-                    .is_some_and(|f| String::from_utf8_lossy(&f.body).contains(broker_name))
+                rpc(&ns, 106, &[]).is_some_and(|f| {
+                    let body = String::from_utf8_lossy(&f.body);
+                    cluster.addrs().iter().all(|a| body.contains(a.as_str()))
+                })
             },
         );
-        Cluster {
-            namesrv_port,
-            broker_port,
-            broker_log,
-            broker,
-            _namesrv: namesrv,
-        }
+        cluster
     }
 
     fn namesrv(&self) -> String {
         format!("127.0.0.1:{}", self.namesrv_port)
     }
 
-    fn broker(&self) -> String {
-        format!("127.0.0.1:{}", self.broker_port)
+    fn addrs(&self) -> Vec<String> {
+        self.brokers
+            .iter()
+            .map(|(port, _, _)| format!("127.0.0.1:{port}"))
+            .collect()
     }
 
-    /// Creates `topic` with `queues` read/write queues and waits until the
-    /// NameServer routes it.
+    /// The first broker's pid, whose CPU the table reports.
+    fn broker_pid(&self) -> u32 {
+        self.brokers[0].2.pid()
+    }
+
+    /// Creates `topic` with `queues` read/write queues on every broker and
+    /// waits until the NameServer routes it to all of them.
     fn create_topic(&self, topic: &str, queues: u32) {
         let q = queues.to_string();
-        let answer = rpc(
-            &self.broker(),
-            17,
-            &[
-                ("topic", topic),
-                ("defaultTopic", "TBW102"),
-                ("readQueueNums", &q),
-                ("writeQueueNums", &q),
-                ("perm", "6"),
-                ("topicFilterType", "SINGLE_TAG"),
-                ("topicSysFlag", "0"),
-                ("order", "false"),
-            ],
-        )
-        .expect("UPDATE_AND_CREATE_TOPIC answered");
-        assert_eq!(
-            answer.header.code, 0,
-            "create {topic}: {:?}",
-            answer.header.remark
-        );
+        for addr in self.addrs() {
+            let answer = rpc(
+                &addr,
+                17,
+                &[
+                    ("topic", topic),
+                    ("defaultTopic", "TBW102"),
+                    ("readQueueNums", &q),
+                    ("writeQueueNums", &q),
+                    ("perm", "6"),
+                    ("topicFilterType", "SINGLE_TAG"),
+                    ("topicSysFlag", "0"),
+                    ("order", "false"),
+                ],
+            )
+            .expect("UPDATE_AND_CREATE_TOPIC answered");
+            assert_eq!(
+                answer.header.code, 0,
+                "create {topic} on {addr}: {:?}",
+                answer.header.remark
+            );
+        }
         let namesrv = self.namesrv();
+        let brokers = self.brokers.len();
         common::wait_until(
             &format!("route of {topic} on {namesrv}"),
             Duration::from_secs(20),
-            || rpc(&namesrv, 105, &[("topic", topic)]).is_some_and(|f| f.header.code == 0),
+            || {
+                rpc(&namesrv, 105, &[("topic", topic)])
+                    .filter(|f| f.header.code == 0)
+                    .and_then(|f| cutover_rocketmq::TopicRouteData::decode(&f.body).ok())
+                    .is_some_and(|r| r.queue_datas.len() == brokers)
+            },
         );
     }
 }
@@ -231,7 +305,7 @@ fn rpc(addr: &str, code: i32, ext: &[(&str, &str)]) -> Option<Frame> {
 }
 
 fn direct(rig: &Rig) -> Target {
-    Target::direct(rig.source.namesrv(), ("broker", rig.source.broker.pid()))
+    Target::direct(rig.source.namesrv(), ("broker", rig.source.broker_pid()))
 }
 
 fn cutover_source(rig: &Rig) -> Target {
@@ -257,26 +331,37 @@ fn cutover_source(rig: &Rig) -> Target {
         "cutover source",
         listen,
         cutover,
-        ("broker", rig.source.broker.pid()),
+        ("broker", rig.source.broker_pid()),
     )
 }
 
-/// The peers' bin dir, or a clean skip telling how to install them.
-fn require_peers(bin: PathBuf) -> PathBuf {
-    for name in [
-        "rocketmq-namesrv-rust",
-        "rocketmq-broker-rust",
-        "cutover-rocketmq-client",
-    ] {
-        if !bin.join(name).is_file() {
-            eprintln!(
-                "SKIPPED: {} is not installed; run `tests/peers/install.sh rocketmq` first.",
-                bin.join(name).display()
-            );
-            std::process::exit(0);
-        }
+/// Apache RocketMQ's install dir, or a clean skip telling how to install it.
+fn require_peers() -> PathBuf {
+    let home = compare::peers_dir().join(format!("rocketmq-{ROCKETMQ_VERSION}"));
+    if !home.join(".stamp").is_file() {
+        eprintln!(
+            "SKIPPED: Apache RocketMQ {ROCKETMQ_VERSION} is not installed in {}; run `tests/peers/install.sh rocketmq` first.",
+            home.display()
+        );
+        std::process::exit(0);
     }
-    bin
+    home
+}
+
+/// `java ... Client.java MODE`: the project's Java test client on the
+/// 5.x client jars.
+fn client(rig: &Rig, mode: &str) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.args(["-Xmx256m", "-XX:+UseG1GC"])
+        .arg(format!(
+            "-Duser.home={}",
+            rig.dir.join("client-home").display()
+        ))
+        .arg("-cp")
+        .arg(format!("{}/lib/*", rig.home.display()))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/rocketmq-java/Client.java"))
+        .arg(mode);
+    cmd
 }
 
 /// One round of one target.
@@ -298,15 +383,15 @@ impl compare::Round for Run {
 
 fn main() {
     let params = Params::from_env();
-    let bin = require_peers(compare::peers_dir().join("bin"));
+    let home = require_peers();
     let started = Instant::now();
     let scratch = Scratch::new("cutover-bench-rocketmq-");
     let dir = scratch.path.clone();
-    let source = Cluster::start(&bin, &dir, "ClusterOld", "broker-a");
-    let target = Cluster::start(&bin, &dir, "ClusterNew", "broker-a");
+    let source = Cluster::start(&home, &dir, "ClusterOld", &["broker-a", "broker-b"]);
+    let target = Cluster::start(&home, &dir, "ClusterNew", &["broker-a"]);
     let rig = Rig {
         dir: dir.clone(),
-        client: bin.join("cutover-rocketmq-client"),
+        home,
         params: params.clone(),
         source,
         target,
@@ -336,7 +421,7 @@ fn main() {
     let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
     print_tables(&runs, &names, &params);
     compare::report_cutovers(&targets);
-    compare::report_log("source broker", &rig.source.broker_log);
+    compare::report_log("source broker-a", &rig.source.brokers[0].1);
     println!("total bench time {:.0} s", started.elapsed().as_secs_f64());
 }
 
@@ -366,15 +451,14 @@ fn run(rig: &Rig, target: &Target, round: usize) -> Run {
     }
 }
 
-/// `cutover-rocketmq-client bench`: N sends from C tasks. Returns the phase
+/// `Client.java bench`: N sends from C threads. Returns the phase
 /// and how many messages the topic now holds (the client's warm-up send
 /// included).
 fn send_phase(rig: &Rig, target: &Target, topic: &str, id: &str) -> (Phase, u64) {
     let p = &rig.params;
     let log = rig.dir.join(format!("send-{id}.log"));
-    let mut cmd = Command::new(&rig.client);
-    cmd.arg("bench")
-        .args(["--namesrv", &target.addr])
+    let mut cmd = client(rig, "bench");
+    cmd.args(["--namesrv", &target.addr])
         .args(["--topic", topic])
         .args(["--group", &format!("bench-pg-{id}")])
         .args(["--count", &p.messages.to_string()])
@@ -440,9 +524,8 @@ fn consume_phase(rig: &Rig, target: &Target, topic: &str, id: &str, expected: u6
     let log = rig.dir.join(format!("consume-{id}.log"));
     // Bodies are S bytes of 'x' plus the client's 4-byte warm-up body.
     let expected_bytes = (expected - 1) * (p.size + 1) + "warm\n".len() as u64;
-    let mut cmd = Command::new(&rig.client);
-    cmd.arg("consume")
-        .args(["--namesrv", &target.addr])
+    let mut cmd = client(rig, "consume");
+    cmd.args(["--namesrv", &target.addr])
         .args(["--topic", topic])
         .args(["--group", &format!("bench-cg-{id}")])
         .arg("--out")

@@ -1,5 +1,6 @@
-//! The RocketMQ proxy in `source`, black box against two real clusters:
-//! produce and consume through it with rocketmq-client-rust, routes and
+//! The RocketMQ proxy in `source`, black box against two Apache RocketMQ
+//! 5.3.3 clusters (the source with two masters): produce and consume
+//! through it with Apache's Java client, routes and
 //! cluster info naming only proxy endpoints, both header encodings
 //! answered in kind, the readiness checks refusing with reasons (and
 //! `--force` recorded), and bad input closing only its own connection.
@@ -12,14 +13,14 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use cutover_rocketmq::{ClusterInfo, Encoding, TopicRouteData};
-use support::{RocketmqRig, create_topic, rpc, wait_until};
+use support::{ClientLib, RocketmqRig, rpc, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn source_state_relays_clients_and_answers_in_their_encoding() {
     let rig = RocketmqRig::start("");
-    create_topic(&rig.source.broker(), &rig.source.namesrv(), "events", 2);
+    rig.source.create_topic("events", 2);
 
     // Both encodings, answered in kind; only proxy addresses, and in
     // `source` only the source's queues.
@@ -29,15 +30,21 @@ fn source_state_relays_clients_and_answers_in_their_encoding() {
         assert_eq!(answer.encoding, encoding);
         assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
         let route = TopicRouteData::decode(&answer.body).unwrap();
-        assert_eq!(route.queue_datas.len(), 1, "{route:?}");
-        assert_eq!(route.queue_datas[0].broker_name, "broker-a");
-        let addr = route.broker_datas[0].master_addr().unwrap();
-        assert_ne!(
-            addr,
-            rig.source.broker(),
-            "clients must not be sent to the real broker"
-        );
-        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        let mut names: Vec<&str> = route
+            .queue_datas
+            .iter()
+            .map(|q| q.broker_name.as_str())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["broker-a", "broker-b"], "{route:?}");
+        for b in &route.broker_datas {
+            let addr = b.master_addr().unwrap();
+            assert!(
+                rig.source.brokers.iter().all(|real| real.addr() != addr),
+                "clients must not be sent to the real broker: {addr}"
+            );
+            assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+        }
     }
     let info = rpc(&rig.namesrv, 106, &[], Encoding::Binary).expect("cluster info answered");
     assert_eq!(info.encoding, Encoding::Binary);
@@ -45,15 +52,19 @@ fn source_state_relays_clients_and_answers_in_their_encoding() {
     let names: Vec<&String> = info.broker_addr_table.keys().collect();
     assert_eq!(
         names,
-        ["broker-a", "broker-a-target"],
+        ["broker-a", "broker-a-target", "broker-b"],
         "target names are suffixed"
     );
+    let real: Vec<String> = rig
+        .source
+        .brokers
+        .iter()
+        .chain(&rig.target.brokers)
+        .map(support::RocketmqBroker::addr)
+        .collect();
     for b in info.broker_addr_table.values() {
         let addr = b.master_addr().unwrap();
-        assert!(
-            addr != rig.source.broker() && addr != rig.target.broker(),
-            "{addr}"
-        );
+        assert!(!real.iter().any(|r| r == addr), "{addr}");
     }
     let missing = rpc(&rig.namesrv, 105, &[("topic", "nope")], Encoding::Json).unwrap();
     assert_eq!(missing.header.code, 17, "unknown topic stays unknown");
@@ -86,7 +97,7 @@ fn source_state_relays_clients_and_answers_in_their_encoding() {
 #[test]
 fn checks_refuse_with_reasons_and_force_is_recorded() {
     let rig = RocketmqRig::start("");
-    create_topic(&rig.source.broker(), &rig.source.namesrv(), "bills", 2);
+    rig.source.create_topic("bills", 2);
     let _proxied = rig.client("consume", "via-proxy", "bills", "billing", &[]);
     // The same group straight at the source: invisible to the proxy.
     let bypass = support::RocketmqClient::start(
@@ -203,4 +214,73 @@ fn bad_frames_close_only_their_own_connection() {
                 && log.contains("above the limit")
         },
     );
+}
+
+#[test]
+fn java_4_9_client_with_the_vip_channel_is_relayed() {
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic("legacy", 2);
+    // 4.9.8 reads the 4.x route JSON and, with the VIP channel on, talks to
+    // each broker endpoint's port − 2.
+    let v4 = ClientLib::V4;
+    let vip = ["--vip", "true"];
+    let mut consumer = rig.client_on(v4, "consume", "c4", "legacy", "legacy-readers", &vip);
+    let mut producer = rig.client_on(
+        v4,
+        "produce",
+        "p4",
+        "legacy",
+        "legacy-writers",
+        &["--vip", "true", "--interval-ms", "20"],
+    );
+    wait_until(DEADLINE, "100 messages acknowledged", || {
+        producer.lines().len() >= 100
+    });
+    // The producer, still sending, reaches the brokers on their VIP ports.
+    let info = rpc(&rig.namesrv, 106, &[], Encoding::Json).unwrap();
+    let info = ClusterInfo::decode(&info.body).unwrap();
+    let vip_ports: Vec<u16> = info
+        .broker_addr_table
+        .values()
+        .filter_map(|b| b.master_addr()?.rsplit(':').next()?.parse::<u16>().ok())
+        .map(|p| p - 2)
+        .collect();
+    assert!(
+        vip_ports.iter().any(|p| established_to(*p)),
+        "no connection to a VIP port {vip_ports:?}"
+    );
+    let summary = producer.stop(Duration::from_secs(30));
+    let acked = producer.lines();
+    assert_eq!(summary["acked"], acked.len(), "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    wait_until(DEADLINE, "every acknowledged message consumed", || {
+        let seen: std::collections::BTreeSet<String> = consumer.lines().into_iter().collect();
+        acked.iter().all(|m| seen.contains(m))
+    });
+    consumer.stop(Duration::from_secs(30));
+    assert_eq!(rig.source.max_offsets("legacy", 2), acked.len() as i64);
+    // Both masters took part: the producer spreads over every queue.
+    for b in &rig.source.brokers {
+        let on = support::RocketmqCluster::broker_max_offsets(b, "legacy", 2);
+        assert!(on > 0, "nothing reached {}", b.name);
+    }
+}
+
+/// Whether the proxy accepted a connection on `port` that is still open:
+/// an ESTABLISHED (`01`) row of /proc/net/tcp{,6} whose local address has
+/// that port (the Java client's own end may be an IPv6 socket).
+fn established_to(port: u16) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        let table = std::fs::read_to_string(table).unwrap_or_default();
+        table.lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() > 3
+                && cols[3] == "01"
+                && cols[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+    })
 }

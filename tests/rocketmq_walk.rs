@@ -1,15 +1,14 @@
-//! The RocketMQ walk, black box: two real clusters (rocketmq-namesrv +
-//! rocketmq-broker 1.0.0 each), cutover between them, and a
-//! rocketmq-client-rust producer and push consumer through the proxy the
-//! whole time. The topic walks source → dual_read → dual_write → cutover →
+//! The RocketMQ walk, black box: two Apache RocketMQ 5.3.3 clusters (the
+//! source with masters broker-a and broker-b, the target with one), cutover
+//! between them, and Apache's Java producer and push consumer through the
+//! proxy the whole time. The topic walks source → dual_read → dual_write → cutover →
 //! target and back to source while messages flow; every acknowledged
 //! message must be consumed at least once, and duplicates are counted and
 //! printed. Needs `tests/peers/install.sh rocketmq`.
 //!
-//! Clients poll routes every 10 s (rocketmq-client-rust's minimum), so each
-//! step waits for evidence that clients follow it (the consumer progressing,
-//! messages landing on the cluster the state writes to) rather than for a
-//! fixed time.
+//! Clients poll routes every second, and each step waits for evidence that
+//! clients follow it (the consumer progressing, messages landing on the
+//! cluster the state writes to) rather than for a fixed time.
 
 mod support;
 
@@ -17,12 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use support::{RocketmqClient, RocketmqRig, create_topic, wait_until};
+use support::{RocketmqClient, RocketmqRig, wait_until};
 
 const TOPIC: &str = "orders";
 const QUEUES: i32 = 4;
-/// Long enough for clients to pick up a route change (10 s polls) and for
-/// a check that needs a quiet source to pass.
+/// Long enough for clients to pick up a route change and for a check that
+/// needs a quiet source to pass.
 const STEP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Waits until the consumer has `more` lines beyond what it has now.
@@ -54,7 +53,7 @@ fn step(rig: &RocketmqRig, action: &str, expect: &str) -> String {
 fn walk_there_and_back_loses_no_message() {
     let started = Instant::now();
     let rig = RocketmqRig::start(", quiet_window: 1s");
-    create_topic(&rig.source.broker(), &rig.source.namesrv(), TOPIC, QUEUES);
+    rig.source.create_topic(TOPIC, QUEUES);
     let mut consumer = rig.client("consume", "consumer", TOPIC, "walkers", &[]);
     let mut producer = rig.client(
         "produce",

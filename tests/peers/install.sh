@@ -9,8 +9,9 @@
 #   proxies    Debian nutcracker (twemproxy) + haproxy, peers for benchmarks
 #   etcd       Debian etcd-server (binary `etcd`)
 #   kafka      tansu 0.6.0 (memory storage) + confluent-kafka, in a venv
-#   rocketmq   rocketmq-namesrv + rocketmq-broker 1.0.0 (cargo, ~25 min cold) and the
-#              test client tests/peers/rocketmq-client on rocketmq-client-rust 1.0.0 (~7 min cold)
+#   rocketmq   Apache RocketMQ 5.3.3 (namesrv, broker, tools, Java client 5.3.3) and the
+#              Java client 4.9.8, jars from Maven Central (needs java 17 + mvn); the test
+#              clients tests/peers/rocketmq-java run from source, no build step
 #   fuzz       cargo-fuzz
 #   chromium   Debian chromium + chromium-driver
 #   browser    chromium above + playwright-core (npm) under $CUTOVER_PEERS/node, for the console test
@@ -40,9 +41,6 @@ TANSU_VERSION="0.6.0"
 # Bundles librdkafka 2.x (2.16.1 → librdkafka 2.16); Debian's librdkafka 2.0.2
 # fails the ApiVersions exchange with tansu.
 CONFLUENT_KAFKA_VERSION="2.16.1"
-# Crates rocketmq-namesrv / rocketmq-broker (binaries rocketmq-namesrv-rust,
-# rocketmq-broker-rust); 1.0.0 declares rust-version 1.95.
-ROCKETMQ_VERSION="1.0.0"
 CARGO_FUZZ_VERSION="0.13.2"
 # Drives Debian's chromium (no browser download: playwright-core has no
 # install script and no dependencies).
@@ -208,86 +206,73 @@ cargo_install() {
         --version "$version" "$crate" >"$root/install.log" 2>&1
 }
 
-ROCKETMQ_CRATES=(rocketmq-namesrv rocketmq-broker)
+# --- rocketmq: Apache RocketMQ jars from Maven Central ----------------------------
 
-rocketmq_bin() {
-    case $1 in
-    rocketmq-namesrv) echo rocketmq-namesrv-rust ;;
-    rocketmq-broker) echo rocketmq-broker-rust ;;
-    esac
-}
+# The servers, tools and 5.x client share one class path; the 4.9 client
+# (legacy route JSON, VIP channel) gets its own, so the two never mix.
+ROCKETMQ_VERSION="5.3.3"
+ROCKETMQ4_CLIENT_VERSION="4.9.8"
+MAVEN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+ROCKETMQ_DIR="$CUTOVER_PEERS/rocketmq-$ROCKETMQ_VERSION"
+ROCKETMQ4_DIR="$CUTOVER_PEERS/rocketmq-client-$ROCKETMQ4_CLIENT_VERSION"
+# Maven's own download cache stays with the peers, not in ~/.m2.
+MAVEN_REPO="$CUTOVER_PEERS/m2"
 
-rocketmq_present() {
-    local crate
-    for crate in "${ROCKETMQ_CRATES[@]}"; do
-        cargo_installed "$CUTOVER_PEERS/rocketmq/$crate" "$crate" "$ROCKETMQ_VERSION" || return 1
-        [[ -x "$BIN_DIR/$(rocketmq_bin "$crate")" ]] || return 1
+# A pom whose dependencies are `group:artifact` at VERSION, one per argument.
+rocketmq_pom() {
+    local version=$1 artifact
+    shift
+    echo '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+    echo ' <groupId>local.peers</groupId><artifactId>rmq-dist</artifactId><version>1</version><packaging>pom</packaging>'
+    echo ' <dependencies>'
+    for artifact in "$@"; do
+        echo "  <dependency><groupId>org.apache.rocketmq</groupId><artifactId>$artifact</artifactId><version>$version</version></dependency>"
     done
+    echo ' </dependencies></project>'
 }
 
-# Each crate gets its own root and target dir, so the two builds run in
-# parallel without waiting on each other's locks; target dirs stay for reuse.
-install_rocketmq() {
-    local crate pids=() failed=0 i=0
-    for crate in "${ROCKETMQ_CRATES[@]}"; do
-        if ! cargo_installed "$CUTOVER_PEERS/rocketmq/$crate" "$crate" "$ROCKETMQ_VERSION"; then
-            echo "install.sh: building $crate $ROCKETMQ_VERSION (log: $CUTOVER_PEERS/rocketmq/$crate/install.log)" >&2
-            cargo_install "$CUTOVER_PEERS/rocketmq/$crate" "$crate" "$ROCKETMQ_VERSION" &
-            pids+=("$!:$crate")
-        fi
-    done
-    for i in "${pids[@]}"; do
-        if ! wait "${i%%:*}"; then
-            crate=${i#*:}
-            tail -n 30 "$CUTOVER_PEERS/rocketmq/$crate/install.log" >&2
-            echo "install.sh: cargo install $crate failed" >&2
-            failed=1
-        fi
-    done
-    [[ $failed -eq 0 ]] || die "peer rocketmq: build failed"
-    for crate in "${ROCKETMQ_CRATES[@]}"; do
-        local bin
-        bin=$(rocketmq_bin "$crate")
-        [[ -x "$CUTOVER_PEERS/rocketmq/$crate/bin/$bin" ]] || die "$crate did not install $bin"
-        ln -sfn "../rocketmq/$crate/bin/$bin" "$BIN_DIR/$bin"
-    done
+# Whether DIR holds a finished copy of SPEC (the stamp is written last).
+jars_present() {
+    [[ -f "$1/.stamp" && $(<"$1/.stamp") == "$2" ]]
 }
 
-# The test client: this repository's tests/peers/rocketmq-client (its own
-# crate and lock file) built once per source change. The stamp holds the
-# client library version and a hash of the crate's files.
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-RMQ_CLIENT_SRC="$SCRIPT_DIR/rocketmq-client"
-RMQ_CLIENT_DIR="$CUTOVER_PEERS/rocketmq-client"
-RMQ_CLIENT_BIN=cutover-rocketmq-client
-
-rmq_client_stamp() {
-    local hash
-    hash=$(cd "$RMQ_CLIENT_SRC" && find Cargo.toml Cargo.lock src -type f | LC_ALL=C sort |
-        xargs sha256sum | sha256sum | cut -c1-16)
-    echo "rocketmq-client-rust $ROCKETMQ_VERSION $hash"
-}
-
-rmq_client_present() {
-    [[ -x "$BIN_DIR/$RMQ_CLIENT_BIN" && -f "$RMQ_CLIENT_DIR/.stamp" ]] &&
-        [[ $(<"$RMQ_CLIENT_DIR/.stamp") == "$(rmq_client_stamp)" ]]
-}
-
-install_rmq_client() {
-    mkdir -p "$RMQ_CLIENT_DIR/bin"
-    rm -f "$RMQ_CLIENT_DIR/.stamp"
-    echo "install.sh: building $RMQ_CLIENT_BIN (log: $RMQ_CLIENT_DIR/install.log)" >&2
-    (cd "$RMQ_CLIENT_SRC" && CARGO_TARGET_DIR="$RMQ_CLIENT_DIR/target" \
-        cargo build --release --locked >"$RMQ_CLIENT_DIR/install.log" 2>&1) || {
-        tail -n 30 "$RMQ_CLIENT_DIR/install.log" >&2
-        die "building $RMQ_CLIENT_BIN failed"
+# Copies the runtime jars of the pom in DIR into DIR/lib; logs to DIR/install.log.
+maven_copy_jars() {
+    local dir=$1
+    command -v mvn >/dev/null || die "peer rocketmq: mvn is missing (apt-get install maven openjdk-17-jdk-headless)"
+    command -v java >/dev/null || die "peer rocketmq: java is missing (apt-get install openjdk-17-jdk-headless)"
+    rm -rf "$dir/lib.tmp"
+    (cd "$dir" && mvn -B -q -Dmaven.repo.local="$MAVEN_REPO" "$MAVEN_DEPENDENCY_PLUGIN:copy-dependencies" \
+        -DincludeScope=runtime -DoutputDirectory=lib.tmp >"$dir/install.log" 2>&1) || {
+        tail -n 30 "$dir/install.log" >&2
+        die "peer rocketmq: mvn copy-dependencies in $dir failed"
     }
-    # A copy, not a link into target/: a later build of another revision
-    # must not change the binary under a running test.
-    cp -f "$RMQ_CLIENT_DIR/target/release/$RMQ_CLIENT_BIN" "$RMQ_CLIENT_DIR/bin/$RMQ_CLIENT_BIN.tmp"
-    mv -f "$RMQ_CLIENT_DIR/bin/$RMQ_CLIENT_BIN.tmp" "$RMQ_CLIENT_DIR/bin/$RMQ_CLIENT_BIN"
-    ln -sfn "../rocketmq-client/bin/$RMQ_CLIENT_BIN" "$BIN_DIR/$RMQ_CLIENT_BIN"
-    rmq_client_stamp >"$RMQ_CLIENT_DIR/.stamp"
+    rm -rf "$dir/lib"
+    mv "$dir/lib.tmp" "$dir/lib"
+}
+
+install_rocketmq() {
+    local dir=$ROCKETMQ_DIR role
+    mkdir -p "$dir/conf"
+    rm -f "$dir/.stamp"
+    rocketmq_pom "$ROCKETMQ_VERSION" rocketmq-namesrv rocketmq-broker rocketmq-tools rocketmq-client >"$dir/pom.xml"
+    maven_copy_jars "$dir"
+    # The logback configurations ship inside the jars; the processes are
+    # pointed at these copies (the distribution's conf/ is not on Central).
+    for role in namesrv broker tools client; do
+        (cd "$dir/conf" && jar xf "../lib/rocketmq-$role-$ROCKETMQ_VERSION.jar" "rmq.$role.logback.xml")
+        [[ -s "$dir/conf/rmq.$role.logback.xml" ]] || die "peer rocketmq: no rmq.$role.logback.xml in rocketmq-$role"
+    done
+    echo "rocketmq $ROCKETMQ_VERSION" >"$dir/.stamp"
+}
+
+install_rocketmq4_client() {
+    local dir=$ROCKETMQ4_DIR
+    mkdir -p "$dir"
+    rm -f "$dir/.stamp"
+    rocketmq_pom "$ROCKETMQ4_CLIENT_VERSION" rocketmq-client >"$dir/pom.xml"
+    maven_copy_jars "$dir"
+    echo "rocketmq-client $ROCKETMQ4_CLIENT_VERSION" >"$dir/.stamp"
 }
 
 FUZZ_ROOT="$CUTOVER_PEERS/cargo"
@@ -413,18 +398,18 @@ main() {
             fi
             ;;
         rocketmq)
-            if rocketmq_present; then
-                echo "peer rocketmq: present (rocketmq-namesrv $ROCKETMQ_VERSION, rocketmq-broker $ROCKETMQ_VERSION)"
+            if jars_present "$ROCKETMQ_DIR" "rocketmq $ROCKETMQ_VERSION"; then
+                echo "peer rocketmq: present (Apache RocketMQ $ROCKETMQ_VERSION in $ROCKETMQ_DIR)"
             else
                 install_rocketmq
-                echo "peer rocketmq: installed (rocketmq-namesrv $ROCKETMQ_VERSION, rocketmq-broker $ROCKETMQ_VERSION) [$(elapsed "$started")]"
+                echo "peer rocketmq: installed (Apache RocketMQ $ROCKETMQ_VERSION in $ROCKETMQ_DIR) [$(elapsed "$started")]"
             fi
             started=$(now_ms)
-            if rmq_client_present; then
-                echo "peer rocketmq client: present ($(rmq_client_stamp))"
+            if jars_present "$ROCKETMQ4_DIR" "rocketmq-client $ROCKETMQ4_CLIENT_VERSION"; then
+                echo "peer rocketmq client 4: present (rocketmq-client $ROCKETMQ4_CLIENT_VERSION in $ROCKETMQ4_DIR)"
             else
-                install_rmq_client
-                echo "peer rocketmq client: installed ($(rmq_client_stamp)) [$(elapsed "$started")]"
+                install_rocketmq4_client
+                echo "peer rocketmq client 4: installed (rocketmq-client $ROCKETMQ4_CLIENT_VERSION in $ROCKETMQ4_DIR) [$(elapsed "$started")]"
             fi
             ;;
         fuzz)

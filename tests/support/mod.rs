@@ -1,5 +1,5 @@
 //! Lifecycle of the real peers that black-box tests run against (DESIGN.md
-//! §4): Redis, tansu (Kafka), RocketMQ, etcd and cutover's own binary, each on free
+//! §4): Redis, tansu (Kafka), Apache RocketMQ, etcd and cutover's own binary, each on free
 //! loopback ports, each killed on drop even when the test panics.
 //!
 //! Included by every integration test as `mod support;`, so each test binary
@@ -32,8 +32,8 @@ pub use net::{free_port, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
 pub use redis_server::RedisServer;
 pub use rocketmq::{
-    RocketmqClient, RocketmqCluster, RocketmqRig, create_topic, free_port_block, read_frame,
-    rocketmq_client, rpc,
+    ClientLib, RocketmqBroker, RocketmqClient, RocketmqCluster, RocketmqRig, free_port_block,
+    read_frame, rocketmq_home, rpc, shared_clusters,
 };
 pub use tansu::{KAFKA_SCRIPT_DEADLINE, Tansu, finish_kafka_script, kafka_migration, kafka_python};
 pub use wait::{wait_until, wait_until_async};

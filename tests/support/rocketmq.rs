@@ -1,28 +1,42 @@
-//! RocketMQ peers: one cluster = `rocketmq-namesrv-rust` + one
-//! `rocketmq-broker-rust` on free loopback ports with data in a temp dir,
-//! and the test client `cutover-rocketmq-client` (built from
-//! tests/peers/rocketmq-client by `tests/peers/install.sh rocketmq`).
+//! RocketMQ peers: Apache RocketMQ 5.3.3 NameServers and brokers run with
+//! `java` straight from the jars that `tests/peers/install.sh rocketmq` puts
+//! in `$CUTOVER_PEERS/rocketmq-5.3.3/lib` (no distribution scripts: they pass
+//! flags Java 17 rejects), and the Java test clients of
+//! tests/peers/rocketmq-java run from source on Apache's own client, 5.3.3 or
+//! 4.9.8.
+//!
+//! A JVM takes seconds to start, so each test binary starts its two clusters
+//! once ([`shared_clusters`]) and its tests use their own topics and groups.
+//! Every server runs under a small shell that kills it when the test process
+//! goes away (its stdin pipe closes), since statics are never dropped.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use cutover_rocketmq::{Encoding, Frame, Header, encode, next_frame};
+use cutover_rocketmq::{Encoding, Frame, Header, TopicRouteData, encode, next_frame};
 use tempfile::TempDir;
 
 use super::child::ChildGuard;
-use super::net::{free_port, tcp_accepts};
-use super::require_bin;
+use super::net::free_port;
+use super::peers_dir;
 
-/// How long a namesrv + broker pair may take to come up and register.
-const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// The Apache RocketMQ release the servers and the 5.x client come from.
+pub const ROCKETMQ_VERSION: &str = "5.3.3";
+/// The legacy Java client (route JSON of 4.x, VIP channel).
+pub const ROCKETMQ4_CLIENT_VERSION: &str = "4.9.8";
+
+/// How long a NameServer or broker may take to print its ready line: a JVM
+/// start measured at 5–8 s alone, slower while other tests compile.
+const READY_DEADLINE: Duration = Duration::from_secs(90);
 
 /// `n` consecutive loopback ports starting at the returned one, free a
-/// moment ago (the RocketMQ broker needs its port and the VIP port two
-/// below; the proxy needs a block for its broker endpoints).
+/// moment ago (a RocketMQ broker takes its port P, the VIP port P − 2 and
+/// the HA port P + 1; the proxy needs a block for its broker endpoints).
 pub fn free_port_block(n: u16) -> u16 {
     loop {
         let base = free_port();
@@ -38,79 +52,302 @@ pub fn free_port_block(n: u16) -> u16 {
     }
 }
 
-/// One RocketMQ cluster: a NameServer and one master broker.
+/// `$CUTOVER_PEERS/rocketmq-5.3.3`: `lib/` (jars) and `conf/` (logback).
+///
+/// # Panics
+/// When the jars are not installed, naming the install command.
+pub fn rocketmq_home() -> PathBuf {
+    let home = peers_dir().join(format!("rocketmq-{ROCKETMQ_VERSION}"));
+    assert!(
+        home.join(".stamp").is_file(),
+        "Apache RocketMQ {ROCKETMQ_VERSION} is not installed in {}: run tests/peers/install.sh rocketmq",
+        home.display()
+    );
+    home
+}
+
+/// The class path of one client flavour: `DIR/lib/*`.
+fn client_class_path(lib: ClientLib) -> String {
+    let dir = match lib {
+        ClientLib::V5 => rocketmq_home(),
+        ClientLib::V4 => {
+            let dir = peers_dir().join(format!("rocketmq-client-{ROCKETMQ4_CLIENT_VERSION}"));
+            assert!(
+                dir.join(".stamp").is_file(),
+                "rocketmq-client {ROCKETMQ4_CLIENT_VERSION} is not installed in {}: run tests/peers/install.sh rocketmq",
+                dir.display()
+            );
+            dir
+        }
+    };
+    format!("{}/lib/*", dir.display())
+}
+
+/// A server JVM tied to the test process: a shell starts it in the
+/// background and kills it once its stdin reaches end of file, which
+/// happens when this value is dropped or the test process exits.
+struct TiedJvm {
+    name: String,
+    shell: Child,
+    stdin: Option<ChildStdin>,
+    log: PathBuf,
+}
+
+impl TiedJvm {
+    /// Runs `java ARGS` with its output in `log`.
+    fn spawn(name: &str, args: &[String], log: &Path) -> TiedJvm {
+        let out =
+            std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let err = out.try_clone().expect("clone log handle");
+        let mut shell = Command::new("sh")
+            .arg("-c")
+            .arg(r#"java "$@" </dev/null & j=$!; cat >/dev/null; kill -9 $j; wait $j"#)
+            .arg("sh")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let stdin = shell.stdin.take();
+        TiedJvm {
+            name: name.to_owned(),
+            shell,
+            stdin,
+            log: log.to_owned(),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits for `line` in the log while the JVM stays up.
+    ///
+    /// # Panics
+    /// When the process exits or the deadline passes; with its log's tail.
+    fn wait_line(&mut self, line: &str) {
+        let started = Instant::now();
+        loop {
+            let text = self.log_text();
+            if text.contains(line) {
+                return;
+            }
+            let exited = self.shell.try_wait().ok().flatten().is_some();
+            if exited || started.elapsed() > READY_DEADLINE {
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                panic!(
+                    "{} did not print {line:?} ({}); last lines of {}:\n{}",
+                    self.name,
+                    if exited {
+                        "it exited"
+                    } else {
+                        "deadline passed"
+                    },
+                    self.log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for TiedJvm {
+    fn drop(&mut self) {
+        // End of file on the shell's stdin makes it kill the JVM.
+        drop(self.stdin.take());
+        let _ = self.shell.wait();
+    }
+}
+
+/// JVM flags shared by every server: Apache's home, a private user.home
+/// (the servers log and keep state under it) and the logback file.
+fn server_args(home: &Path, dir: &Path, role: &str, heap: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = heap.iter().map(|s| (*s).to_owned()).collect();
+    args.extend([
+        "-XX:+UseG1GC".to_owned(),
+        "-XX:TieredStopAtLevel=1".to_owned(),
+        format!("-Drocketmq.home.dir={}", home.display()),
+        format!("-Duser.home={}", dir.display()),
+        format!(
+            "-Drmq.logback.configurationFile={}/conf/rmq.{role}.logback.xml",
+            home.display()
+        ),
+        "-cp".to_owned(),
+        format!("{}/lib/*", home.display()),
+    ]);
+    args
+}
+
+/// One master broker of a cluster.
+pub struct RocketmqBroker {
+    pub name: String,
+    pub port: u16,
+    _jvm: TiedJvm,
+}
+
+impl RocketmqBroker {
+    /// "127.0.0.1:PORT".
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// One RocketMQ cluster: a NameServer and one or more master brokers.
 pub struct RocketmqCluster {
     pub name: String,
-    pub broker_name: String,
     pub namesrv_port: u16,
-    pub broker_port: u16,
-    _broker: ChildGuard,
-    _namesrv: ChildGuard,
-    _dir: TempDir,
+    pub brokers: Vec<RocketmqBroker>,
+    _namesrv: TiedJvm,
+    dir: TempDir,
+}
+
+/// A NameServer whose JVM is starting.
+struct StartingNamesrv {
+    port: u16,
+    jvm: TiedJvm,
+    dir: TempDir,
+}
+
+fn spawn_namesrv(name: &str) -> StartingNamesrv {
+    let home = rocketmq_home();
+    let dir = tempfile::tempdir().expect("rocketmq temp dir");
+    let port = free_port();
+    let conf = dir.path().join("namesrv.conf");
+    let ns_dir = dir.path().join("namesrv");
+    std::fs::create_dir_all(&ns_dir).expect("namesrv dir");
+    std::fs::write(
+        &conf,
+        format!(
+            "listenPort={port}\nbindAddress=127.0.0.1\nkvConfigPath={}/kvConfig.json\n",
+            ns_dir.display()
+        ),
+    )
+    .expect("write namesrv.conf");
+    let mut args = server_args(&home, &ns_dir, "namesrv", &["-Xms128m", "-Xmx256m"]);
+    args.extend([
+        "org.apache.rocketmq.namesrv.NamesrvStartup".to_owned(),
+        "-c".to_owned(),
+        conf.display().to_string(),
+    ]);
+    let jvm = TiedJvm::spawn(
+        &format!("{name} namesrv"),
+        &args,
+        &dir.path().join("namesrv.log"),
+    );
+    StartingNamesrv { port, jvm, dir }
+}
+
+fn spawn_broker(cluster: &str, broker: &str, namesrv_port: u16, dir: &Path) -> (u16, TiedJvm) {
+    let home = rocketmq_home();
+    let bdir = dir.join(broker);
+    std::fs::create_dir_all(&bdir).expect("broker dir");
+    // Port P, VIP port P − 2 and HA port P + 1.
+    let port = free_port_block(4) + 2;
+    let store = bdir.join("store");
+    let conf = bdir.join("broker.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "brokerClusterName={cluster}\nbrokerName={broker}\nbrokerId=0\nbrokerRole=ASYNC_MASTER\n\
+             flushDiskType=ASYNC_FLUSH\nnamesrvAddr=127.0.0.1:{namesrv_port}\nbrokerIP1=127.0.0.1\n\
+             bindAddress=127.0.0.1\nlistenPort={port}\nstorePathRootDir={store}\n\
+             storePathCommitLog={store}/commitlog\nautoCreateTopicEnable=true\n\
+             autoCreateSubscriptionGroup=true\ndefaultTopicQueueNums=4\n\
+             mappedFileSizeCommitLog=67108864\nmaxHashSlotNum=4000\nmaxIndexNum=1000\n\
+             fileReservedTime=1\ntimerWheelEnable=false\n",
+            store = store.display()
+        ),
+    )
+    .expect("write broker.conf");
+    let mut args = server_args(
+        &home,
+        &bdir,
+        "broker",
+        &["-Xms256m", "-Xmx256m", "-XX:MaxDirectMemorySize=256m"],
+    );
+    args.extend([
+        "org.apache.rocketmq.broker.BrokerStartup".to_owned(),
+        "-c".to_owned(),
+        conf.display().to_string(),
+    ]);
+    let jvm = TiedJvm::spawn(
+        &format!("{cluster} {broker}"),
+        &args,
+        &dir.join(format!("{broker}.log")),
+    );
+    (port, jvm)
 }
 
 impl RocketmqCluster {
-    /// Starts the cluster `name` with broker `broker_name`, and waits until
-    /// the broker is registered with the NameServer.
+    /// Starts clusters `(name, [broker names])` side by side and waits until
+    /// every broker is registered with its NameServer.
     ///
     /// # Panics
-    /// When the binaries are missing or the cluster is not ready in 30 s.
-    pub fn start(name: &str, broker_name: &str) -> RocketmqCluster {
-        let namesrv_bin = require_bin("rocketmq-namesrv-rust", "rocketmq");
-        let broker_bin = require_bin("rocketmq-broker-rust", "rocketmq");
-        let dir = tempfile::tempdir().expect("rocketmq temp dir");
-        let namesrv_port = free_port();
-        // Broker port P, VIP port P − 2 (the broker opens both), HA port.
-        let vip = free_port_block(3);
-        let broker_port = vip + 2;
-        let ha_port = free_port();
-        let mut cmd = Command::new(namesrv_bin);
-        cmd.args(["--listenPort", &namesrv_port.to_string()])
-            .args(["--bindAddress", "127.0.0.1"])
-            .arg("--rocketmqHome")
-            .arg(dir.path());
-        let mut namesrv = ChildGuard::spawn_logged(
-            "rocketmq-namesrv",
-            &mut cmd,
-            &dir.path().join("namesrv.log"),
-        );
-        let ns_addr = format!("127.0.0.1:{namesrv_port}");
-        namesrv.wait_ready(READY_DEADLINE, &format!("namesrv on {ns_addr}"), || {
-            tcp_accepts(&ns_addr)
-        });
-        let store = dir.path().join("store");
-        let toml = format!(
-            "[broker]\nlistenPort = {broker_port}\nbrokerIp1 = \"127.0.0.1\"\nstorePathRootDir = \"{store}\"\n\
-             namesrvAddr = \"{ns_addr}\"\nautoCreateTopicEnable = true\n\n\
-             [broker.brokerIdentity]\nbrokerName = \"{broker_name}\"\nbrokerClusterName = \"{name}\"\nbrokerId = 0\n\n\
-             [store]\nstorePathRootDir = \"{store}\"\nhaListenAddress = \"127.0.0.1\"\nhaListenPort = {ha_port}\n",
-            store = store.display()
-        );
-        let toml_path = dir.path().join("broker.toml");
-        std::fs::write(&toml_path, toml).expect("write broker.toml");
-        let mut cmd = Command::new(broker_bin);
-        cmd.env("ROCKETMQ_HOME", dir.path())
-            .arg("-c")
-            .arg(&toml_path);
-        let mut broker =
-            ChildGuard::spawn_logged("rocketmq-broker", &mut cmd, &dir.path().join("broker.log"));
-        broker.wait_ready(
+    /// When the jars are missing or a server is not ready in time.
+    pub fn start_all(specs: &[(&str, &[&str])]) -> Vec<RocketmqCluster> {
+        let mut namesrvs: Vec<StartingNamesrv> =
+            specs.iter().map(|(name, _)| spawn_namesrv(name)).collect();
+        for ns in &mut namesrvs {
+            ns.jvm.wait_line("The Name Server boot success");
+        }
+        let mut starting: Vec<Vec<(String, u16, TiedJvm)>> = specs
+            .iter()
+            .zip(&namesrvs)
+            .map(|((cluster, brokers), ns)| {
+                brokers
+                    .iter()
+                    .map(|b| {
+                        let (port, jvm) = spawn_broker(cluster, b, ns.port, ns.dir.path());
+                        ((*b).to_owned(), port, jvm)
+                    })
+                    .collect()
+            })
+            .collect();
+        for brokers in &mut starting {
+            for (_, _, jvm) in brokers.iter_mut() {
+                jvm.wait_line("boot success");
+            }
+        }
+        let clusters: Vec<RocketmqCluster> = specs
+            .iter()
+            .zip(namesrvs)
+            .zip(starting)
+            .map(|(((name, _), ns), brokers)| RocketmqCluster {
+                name: (*name).to_owned(),
+                namesrv_port: ns.port,
+                brokers: brokers
+                    .into_iter()
+                    .map(|(name, port, jvm)| RocketmqBroker {
+                        name,
+                        port,
+                        _jvm: jvm,
+                    })
+                    .collect(),
+                _namesrv: ns.jvm,
+                dir: ns.dir,
+            })
+            .collect();
+        for c in &clusters {
+            c.wait_registered();
+        }
+        clusters
+    }
+
+    /// Waits until the NameServer's cluster info lists every broker.
+    fn wait_registered(&self) {
+        let ns = self.namesrv();
+        super::wait_until(
             READY_DEADLINE,
-            &format!("broker {broker_name} registered with {ns_addr}"),
+            &format!("brokers of {} registered with {ns}", self.name),
             || {
-                rpc(&ns_addr, 106, &[], Encoding::Json)
-                    .is_some_and(|f| String::from_utf8_lossy(&f.body).contains(broker_name))
+                rpc(&ns, 106, &[], Encoding::Json).is_some_and(|f| {
+                    let body = String::from_utf8_lossy(&f.body);
+                    self.brokers.iter().all(|b| body.contains(&b.addr()))
+                })
             },
         );
-        RocketmqCluster {
-            name: name.to_owned(),
-            broker_name: broker_name.to_owned(),
-            namesrv_port,
-            broker_port,
-            _broker: broker,
-            _namesrv: namesrv,
-            _dir: dir,
-        }
     }
 
     /// "127.0.0.1:PORT" of the NameServer.
@@ -118,17 +355,25 @@ impl RocketmqCluster {
         format!("127.0.0.1:{}", self.namesrv_port)
     }
 
-    /// "127.0.0.1:PORT" of the broker.
-    pub fn broker(&self) -> String {
-        format!("127.0.0.1:{}", self.broker_port)
+    /// Where the servers' logs and stores are.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
-    /// Sum of the max offsets of `topic`'s queues `0..queues` on the broker.
+    /// Sum of the max offsets of `topic`'s queues `0..queues` on every broker.
     pub fn max_offsets(&self, topic: &str, queues: i32) -> i64 {
+        self.brokers
+            .iter()
+            .map(|b| RocketmqCluster::broker_max_offsets(b, topic, queues))
+            .sum()
+    }
+
+    /// Sum of the max offsets of `topic`'s queues `0..queues` on `broker`.
+    pub fn broker_max_offsets(broker: &RocketmqBroker, topic: &str, queues: i32) -> i64 {
         (0..queues)
             .map(|q| {
                 rpc(
-                    &self.broker(),
+                    &broker.addr(),
                     30,
                     &[("topic", topic), ("queueId", &q.to_string())],
                     Encoding::Json,
@@ -138,6 +383,71 @@ impl RocketmqCluster {
             })
             .sum()
     }
+
+    /// Creates `topic` with `queues` read/write queues on every broker and
+    /// waits until the NameServer routes it to all of them.
+    ///
+    /// # Panics
+    /// When a broker refuses or the route is not complete in 30 s.
+    pub fn create_topic(&self, topic: &str, queues: i32) {
+        let q = queues.to_string();
+        for b in &self.brokers {
+            let answer = rpc(
+                &b.addr(),
+                17,
+                &[
+                    ("topic", topic),
+                    ("defaultTopic", "TBW102"),
+                    ("readQueueNums", &q),
+                    ("writeQueueNums", &q),
+                    ("perm", "6"),
+                    ("topicFilterType", "SINGLE_TAG"),
+                    ("topicSysFlag", "0"),
+                    ("order", "false"),
+                ],
+                Encoding::Json,
+            )
+            .expect("UPDATE_AND_CREATE_TOPIC answered");
+            assert_eq!(
+                answer.header.code, 0,
+                "create {topic} on {}: {:?}",
+                b.name, answer.header.remark
+            );
+        }
+        let ns = self.namesrv();
+        super::wait_until(
+            Duration::from_secs(30),
+            &format!("route of {topic} on {ns} naming every broker"),
+            || {
+                rpc(&ns, 105, &[("topic", topic)], Encoding::Json)
+                    .filter(|f| f.header.code == 0)
+                    .and_then(|f| TopicRouteData::decode(&f.body).ok())
+                    .is_some_and(|r| r.queue_datas.len() == self.brokers.len())
+            },
+        );
+    }
+}
+
+/// The source (`ClusterOld`: NameServer + masters `broker-a`, `broker-b`)
+/// and target (`ClusterNew`: NameServer + master `broker-a`) of this test
+/// binary, started on first use and shared by its tests.
+pub fn shared_clusters() -> &'static (RocketmqCluster, RocketmqCluster) {
+    static CLUSTERS: OnceLock<(RocketmqCluster, RocketmqCluster)> = OnceLock::new();
+    CLUSTERS.get_or_init(|| {
+        let started = Instant::now();
+        let mut all = RocketmqCluster::start_all(&[
+            ("ClusterOld", &["broker-a", "broker-b"]),
+            ("ClusterNew", &["broker-a"]),
+        ]);
+        let target = all.pop().expect("target cluster");
+        let source = all.pop().expect("source cluster");
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "rocketmq: source and target clusters ready in {:.1?}",
+            started.elapsed()
+        );
+        (source, target)
+    })
 }
 
 /// One request on a fresh connection; the answer, or `None` on any failure.
@@ -169,13 +479,22 @@ pub fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
     }
 }
 
-/// The test client binary.
-pub fn rocketmq_client() -> PathBuf {
-    require_bin("cutover-rocketmq-client", "rocketmq")
+/// Which Apache Java client a test client runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientLib {
+    /// rocketmq-client 5.3.3 (the remoting client of 5.x).
+    V5,
+    /// rocketmq-client 4.9.8.
+    V4,
 }
 
-/// A running `cutover-rocketmq-client produce|consume`, appending bodies to
-/// `out`; stopped by creating its stop file, killed on drop.
+/// tests/peers/rocketmq-java/Client.java.
+pub fn rocketmq_client_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/rocketmq-java/Client.java")
+}
+
+/// A running `Client.java produce|consume`, appending bodies to `out`;
+/// stopped by creating its stop file, killed on drop.
 pub struct RocketmqClient {
     pub out: PathBuf,
     stop: PathBuf,
@@ -183,13 +502,31 @@ pub struct RocketmqClient {
 }
 
 impl RocketmqClient {
-    /// Starts `mode` (`produce` or `consume`) with `args` (`--namesrv` ...);
-    /// `dir` holds the output, stop and log files, named after `id`.
+    /// Starts `mode` (`produce` or `consume`) on the 5.x client with `args`
+    /// (`--namesrv` ...); `dir` holds the output, stop and log files, named
+    /// after `id`.
     pub fn start(dir: &Path, mode: &str, id: &str, args: &[&str]) -> RocketmqClient {
+        RocketmqClient::start_on(ClientLib::V5, dir, mode, id, args)
+    }
+
+    /// [`RocketmqClient::start`] on the given client library.
+    pub fn start_on(
+        lib: ClientLib,
+        dir: &Path,
+        mode: &str,
+        id: &str,
+        args: &[&str],
+    ) -> RocketmqClient {
         let out = dir.join(format!("{id}.out"));
         let stop = dir.join(format!("{id}.stop"));
-        let mut cmd = Command::new(rocketmq_client());
-        cmd.arg(mode)
+        let home = dir.join(format!("{id}.home"));
+        let mut cmd = Command::new("java");
+        cmd.args(["-Xmx128m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"])
+            .arg(format!("-Duser.home={}", home.display()))
+            .arg("-cp")
+            .arg(client_class_path(lib))
+            .arg(rocketmq_client_source())
+            .arg(mode)
             .args(args)
             .arg("--out")
             .arg(&out)
@@ -233,49 +570,11 @@ impl RocketmqClient {
     }
 }
 
-/// Creates `topic` with `queues` read/write queues on the broker at
-/// `broker` and waits until its NameServer at `namesrv` routes it.
-///
-/// # Panics
-/// When the broker refuses or the route does not appear in 20 s.
-pub fn create_topic(broker: &str, namesrv: &str, topic: &str, queues: i32) {
-    let q = queues.to_string();
-    let answer = rpc(
-        broker,
-        17,
-        &[
-            ("topic", topic),
-            ("defaultTopic", "TBW102"),
-            ("readQueueNums", &q),
-            ("writeQueueNums", &q),
-            ("perm", "6"),
-            ("topicFilterType", "SINGLE_TAG"),
-            ("topicSysFlag", "0"),
-            ("order", "false"),
-        ],
-        Encoding::Json,
-    )
-    .expect("UPDATE_AND_CREATE_TOPIC answered");
-    assert_eq!(
-        answer.header.code, 0,
-        "create {topic}: {:?}",
-        answer.header.remark
-    );
-    super::wait_until(
-        Duration::from_secs(20),
-        &format!("route of {topic} on {namesrv}"),
-        || {
-            rpc(namesrv, 105, &[("topic", topic)], Encoding::Json)
-                .is_some_and(|f| f.header.code == 0)
-        },
-    );
-}
-
-/// Two clusters (source `old`, target `new`) and cutover between them
-/// with migration `orders` for every topic.
+/// The shared source and target clusters, and cutover between them with
+/// migration `orders` for every topic.
 pub struct RocketmqRig {
-    pub source: RocketmqCluster,
-    pub target: RocketmqCluster,
+    pub source: &'static RocketmqCluster,
+    pub target: &'static RocketmqCluster,
     pub proxy: super::CutoverProcess,
     /// The proxy's NameServer address clients use.
     pub namesrv: String,
@@ -284,17 +583,15 @@ pub struct RocketmqRig {
 }
 
 impl RocketmqRig {
-    /// Starts both clusters and the proxy; `extra` is appended to the
-    /// migration's `rocketmq:` options (e.g. `quiet_window: 1s`).
+    /// Starts the proxy (and the clusters, on first use); `extra` is
+    /// appended to the migration's `rocketmq:` options (e.g.
+    /// `quiet_window: 1s`).
     pub fn start(extra: &str) -> RocketmqRig {
-        // Ports are picked free and bound moments later by other processes;
-        // tests of one binary run in parallel, so without this two rigs can
-        // pick the same port in that window (seen: a broker exiting with
-        // "Transport server could not be started"). One rig starts at a time.
+        let (source, target) = shared_clusters();
+        // Ports are picked free and bound moments later; tests of one binary
+        // run in parallel, so one proxy starts at a time.
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-        let source = RocketmqCluster::start("ClusterOld", "broker-a");
-        let target = RocketmqCluster::start("ClusterNew", "broker-a");
         let listen = free_port();
         let base = free_port_block(8);
         let config = super::Config::new().append(&format!(
@@ -322,9 +619,22 @@ impl RocketmqRig {
         }
     }
 
-    /// Starts a client through the proxy.
+    /// Starts a 5.x client through the proxy.
     pub fn client(
         &self,
+        mode: &str,
+        id: &str,
+        topic: &str,
+        group: &str,
+        extra: &[&str],
+    ) -> RocketmqClient {
+        self.client_on(ClientLib::V5, mode, id, topic, group, extra)
+    }
+
+    /// Starts a client on `lib` through the proxy.
+    pub fn client_on(
+        &self,
+        lib: ClientLib,
         mode: &str,
         id: &str,
         topic: &str,
@@ -340,7 +650,7 @@ impl RocketmqRig {
             group,
         ];
         args.extend_from_slice(extra);
-        RocketmqClient::start(self.dir.path(), mode, id, &args)
+        RocketmqClient::start_on(lib, self.dir.path(), mode, id, &args)
     }
 
     /// `cutover ctl ARGS`: (exit code, stdout + stderr).

@@ -1,0 +1,280 @@
+// A RocketMQ client for cutover's tests and benchmarks on Apache RocketMQ's
+// own Java client (the 5.x remoting client, or 4.9.x: the same classes), run
+// from source with no build step:
+//
+//   java -cp 'LIB/*' Client.java produce --namesrv A --topic T --group G --id P --out FILE
+//       [--count N] [--stop-file F] [--interval-ms M]
+//   java -cp 'LIB/*' Client.java consume --namesrv A --topic T --group G --out FILE --stop-file F
+//       [--orderly true] [--broadcast true]
+//   java -cp 'LIB/*' Client.java bench --namesrv A --topic T --group G --count N --concurrency C [--size S]
+//
+// Every mode also takes [--poll-ms MS] (route poll and heartbeat interval,
+// default 1000) and [--vip true] (use the broker's VIP port, port - 2).
+//
+// `produce` sends bodies `P:SEQ` (SEQ from 0) and appends each acknowledged
+// body to FILE as a line; `consume` appends every delivered body to FILE.
+// Both run until their count is reached or the stop file exists, then print
+// one JSON summary line on stdout. `bench` sends N messages from C
+// concurrent senders and prints msgs/s and latency quantiles as JSON.
+
+import java.io.FileWriter;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.apache.rocketmq.client.consumer.DefaultMQPushConsumer;
+import org.apache.rocketmq.client.consumer.listener.ConsumeConcurrentlyStatus;
+import org.apache.rocketmq.client.consumer.listener.ConsumeOrderlyStatus;
+import org.apache.rocketmq.client.consumer.listener.MessageListenerConcurrently;
+import org.apache.rocketmq.client.consumer.listener.MessageListenerOrderly;
+import org.apache.rocketmq.client.producer.DefaultMQProducer;
+import org.apache.rocketmq.client.producer.SendResult;
+import org.apache.rocketmq.client.producer.SendStatus;
+import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
+import org.apache.rocketmq.common.message.Message;
+import org.apache.rocketmq.common.message.MessageExt;
+
+public class Client {
+    private final Map<String, String> args = new HashMap<>();
+
+    public static void main(String[] argv) throws Exception {
+        if (argv.length == 0) {
+            fail("usage: Client.java produce|consume|bench --namesrv A ...");
+        }
+        Client c = new Client();
+        for (int i = 1; i < argv.length; i += 2) {
+            if (i + 1 >= argv.length) {
+                fail(argv[i] + " needs a value");
+            }
+            c.args.put(argv[i].replaceFirst("^--", ""), argv[i + 1]);
+        }
+        String summary;
+        switch (argv[0]) {
+            case "produce": summary = c.produce(); break;
+            case "consume": summary = c.consume(); break;
+            case "bench": summary = c.bench(); break;
+            default: fail("unknown mode " + argv[0] + ": produce, consume or bench"); return;
+        }
+        System.out.println(summary);
+        System.out.flush();
+        // The client library leaves non-daemon threads behind after shutdown.
+        System.exit(0);
+    }
+
+    static void fail(String why) {
+        System.err.println("rocketmq-java client: " + why);
+        System.exit(2);
+    }
+
+    String get(String k) {
+        String v = args.get(k);
+        if (v == null) {
+            fail("--" + k + " is required");
+        }
+        return v;
+    }
+
+    long num(String k, long dflt) {
+        String v = args.get(k);
+        if (v == null) {
+            return dflt;
+        }
+        try {
+            return Long.parseLong(v);
+        } catch (NumberFormatException e) {
+            fail("--" + k + " must be a number");
+            return dflt;
+        }
+    }
+
+    boolean flag(String k) {
+        return "true".equals(args.get(k));
+    }
+
+    boolean stopped() {
+        String stop = args.get("stop-file");
+        return stop != null && Files.exists(Path.of(stop));
+    }
+
+    /** Route polls and heartbeats every second, so a test sees route changes fast. */
+    void configure(org.apache.rocketmq.client.ClientConfig c) {
+        int poll = (int) num("poll-ms", 1000);
+        c.setNamesrvAddr(get("namesrv"));
+        c.setPollNameServerInterval(poll);
+        c.setHeartbeatBrokerInterval(poll);
+        c.setPersistConsumerOffsetInterval(1000);
+        c.setVipChannelEnabled(flag("vip"));
+        c.setInstanceName(args.getOrDefault("id", get("group")) + "-" + ProcessHandle.current().pid());
+    }
+
+    static String json(String s) {
+        return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", " ") + "\"";
+    }
+
+    String produce() throws Exception {
+        String topic = get("topic");
+        String id = get("id");
+        long count = num("count", Long.MAX_VALUE);
+        long interval = num("interval-ms", 0);
+        DefaultMQProducer producer = new DefaultMQProducer(get("group"));
+        configure(producer);
+        producer.setRetryTimesWhenSendFailed(2);
+        producer.start();
+        long seq = 0, acked = 0, failed = 0;
+        List<String> errors = new ArrayList<>();
+        try (PrintWriter out = new PrintWriter(new FileWriter(get("out"), StandardCharsets.UTF_8, true))) {
+            while (seq < count && !stopped()) {
+                String body = id + ":" + seq;
+                try {
+                    SendResult r = producer.send(new Message(topic, body.getBytes(StandardCharsets.UTF_8)), 3000);
+                    if (r.getSendStatus() == SendStatus.SEND_OK) {
+                        acked++;
+                        out.println(body);
+                        out.flush();
+                    } else {
+                        failed++;
+                        note(errors, "status " + r.getSendStatus());
+                    }
+                } catch (Exception e) {
+                    failed++;
+                    note(errors, e.toString());
+                }
+                seq++;
+                if (interval > 0) {
+                    Thread.sleep(interval);
+                }
+            }
+        }
+        producer.shutdown();
+        return "{\"mode\":\"produce\",\"id\":" + json(id) + ",\"sent\":" + seq + ",\"acked\":" + acked
+            + ",\"failed\":" + failed + ",\"errors\":[" + String.join(",", errors.stream().map(Client::json).toList()) + "]}";
+    }
+
+    static void note(List<String> errors, String e) {
+        if (errors.size() < 5) {
+            errors.add(e);
+        }
+    }
+
+    String consume() throws Exception {
+        if (args.get("stop-file") == null) {
+            fail("--stop-file is required");
+        }
+        AtomicLong received = new AtomicLong();
+        PrintWriter out = new PrintWriter(new FileWriter(get("out"), StandardCharsets.UTF_8, true));
+        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(get("group"));
+        configure(consumer);
+        consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
+        if (flag("broadcast")) {
+            broadcasting(consumer);
+        }
+        consumer.subscribe(get("topic"), "*");
+        if (flag("orderly")) {
+            consumer.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
+                record(out, received, msgs);
+                return ConsumeOrderlyStatus.SUCCESS;
+            });
+        } else {
+            consumer.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+                record(out, received, msgs);
+                return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
+            });
+        }
+        consumer.start();
+        System.out.println("{\"mode\":\"consume\",\"started\":true}");
+        System.out.flush();
+        while (!stopped()) {
+            Thread.sleep(50);
+        }
+        consumer.shutdown();
+        synchronized (out) {
+            out.close();
+        }
+        return "{\"mode\":\"consume\",\"received\":" + received.get() + "}";
+    }
+
+    /**
+     * MessageModel moved package between 4.9 and 5.x; one source serves both
+     * clients by naming the enum constant through the setter's own type.
+     */
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    static void broadcasting(DefaultMQPushConsumer consumer) throws Exception {
+        for (java.lang.reflect.Method m : consumer.getClass().getMethods()) {
+            if (m.getName().equals("setMessageModel")) {
+                Class type = m.getParameterTypes()[0];
+                m.invoke(consumer, Enum.valueOf(type, "BROADCASTING"));
+                return;
+            }
+        }
+        fail("this client has no setMessageModel");
+    }
+
+    /** One line per delivered body. */
+    static void record(PrintWriter out, AtomicLong received, List<MessageExt> msgs) {
+        synchronized (out) {
+            for (MessageExt m : msgs) {
+                out.println(new String(m.getBody(), StandardCharsets.UTF_8));
+                received.incrementAndGet();
+            }
+            out.flush();
+        }
+    }
+
+    String bench() throws Exception {
+        String topic = get("topic");
+        long count = num("count", 10_000);
+        int concurrency = (int) Math.max(1, num("concurrency", 8));
+        byte[] body = new byte[(int) Math.max(1, num("size", 128))];
+        java.util.Arrays.fill(body, (byte) 'x');
+        DefaultMQProducer producer = new DefaultMQProducer(get("group"));
+        configure(producer);
+        producer.start();
+        producer.send(new Message(topic, "warm".getBytes(StandardCharsets.UTF_8)), 5000);
+        AtomicLong next = new AtomicLong();
+        AtomicLong failed = new AtomicLong();
+        List<Long> latencies = Collections.synchronizedList(new ArrayList<>());
+        long started = System.nanoTime();
+        List<Thread> threads = new ArrayList<>();
+        for (int i = 0; i < concurrency; i++) {
+            Thread t = new Thread(() -> {
+                while (next.getAndIncrement() < count) {
+                    long t0 = System.nanoTime();
+                    try {
+                        producer.send(new Message(topic, body), 5000);
+                        latencies.add(System.nanoTime() - t0);
+                    } catch (Exception e) {
+                        failed.incrementAndGet();
+                    }
+                }
+            });
+            t.start();
+            threads.add(t);
+        }
+        for (Thread t : threads) {
+            t.join();
+        }
+        double elapsed = (System.nanoTime() - started) / 1e9;
+        producer.shutdown();
+        List<Long> sorted = new ArrayList<>(latencies);
+        Collections.sort(sorted);
+        return "{\"mode\":\"bench\",\"sent\":" + sorted.size() + ",\"failed\":" + failed.get()
+            + ",\"msgs_per_s\":" + (sorted.size() / elapsed) + ",\"p50_ms\":" + quantile(sorted, 0.5)
+            + ",\"p99_ms\":" + quantile(sorted, 0.99) + "}";
+    }
+
+    static double quantile(List<Long> sorted, double p) {
+        if (sorted.isEmpty()) {
+            return 0;
+        }
+        int i = Math.min(sorted.size() - 1, (int) (sorted.size() * p));
+        return sorted.get(i) / 1e6;
+    }
+}
