@@ -176,6 +176,8 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
         .iter()
         .find(|c| c["name"] == "target_records_before_switch")
         .unwrap_or_else(|| panic!("{moved:#}"));
+    // An information, shown with the gates but never one of them.
+    assert_eq!(records["kind"], "info", "{moved:#}");
     assert!(
         records["reason"]
             .as_str()
