@@ -512,6 +512,113 @@ fn refused_advance_names_the_failed_check_and_force_overrides_it() {
     assert!(row.ends_with("yes (1 failed)"), "{human}");
 }
 
+/// `ctl advance/rollback` on a topic list and on `--all`: one outcome per
+/// topic, in order; exit 0 only when every topic moved, 1 when any was
+/// refused, and the refused ones stay put while the others move.
+#[test]
+fn batches_report_each_topic_and_exit_1_when_any_is_refused() {
+    let old = RedisServer::start();
+    let new = RedisServer::start();
+    let proxy = CutoverProcess::start(cache_config(&old.addr(), &new.addr(), free_port()));
+
+    let both = ctl_code(&proxy, &["advance", "cache", "sessions", "rest"], 0);
+    assert_eq!(
+        both,
+        "sessions: source → dual_read (epoch 1)\nrest: source → dual_read (epoch 1)\n"
+    );
+    ctl_code(&proxy, &["rollback", "cache", "sessions"], 0);
+
+    // sessions is at the start of the walk: refused; rest still moves.
+    let mixed = ctl_code(&proxy, &["rollback", "cache", "--all"], 1);
+    let lines: Vec<&str> = mixed.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "sessions: refused: cannot rollback from source: it is the end of the walk",
+            "(no readiness checks for this step)",
+            "rest: dual_read → source (epoch 2)",
+        ],
+        "{mixed}"
+    );
+    assert_eq!(state_of(&proxy, "cache", "sessions"), ("source".into(), 2));
+    assert_eq!(state_of(&proxy, "cache", "rest"), ("source".into(), 2));
+
+    // The same in JSON, from a topic list in the other order.
+    ctl_code(&proxy, &["advance", "cache", "rest"], 0);
+    let answer = ctl_json(
+        &proxy,
+        &["rollback", "cache", "rest", "sessions", "--json"],
+        1,
+    );
+    let outcomes = answer["outcomes"].as_array().expect("outcomes");
+    assert_eq!(outcomes.len(), 2, "{answer:#}");
+    assert_eq!(outcomes[0]["outcome"], "moved", "{answer:#}");
+    assert_eq!(outcomes[0]["transition"]["topic"], "rest", "{answer:#}");
+    assert_eq!(outcomes[0]["transition"]["to"], "source", "{answer:#}");
+    assert_eq!(outcomes[1]["topic"], "sessions", "{answer:#}");
+    assert_eq!(outcomes[1]["outcome"], "refused", "{answer:#}");
+
+    // --all when every topic can move: exit 0, both moved.
+    let all = ctl_json(&proxy, &["advance", "cache", "--all", "--json"], 0);
+    let outcomes = all["outcomes"].as_array().expect("outcomes");
+    let moved: Vec<(&str, &str)> = outcomes
+        .iter()
+        .map(|o| {
+            assert_eq!(o["outcome"], "moved", "{all:#}");
+            (
+                o["transition"]["topic"].as_str().unwrap(),
+                o["transition"]["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(moved, [("sessions", "dual_read"), ("rest", "dual_read")]);
+
+    // A refusal by a failed gate in a batch: the target goes away; both
+    // are refused, named, and nothing moves.
+    drop(new);
+    let refused = ctl_json(&proxy, &["advance", "cache", "--all", "--json"], 1);
+    for o in refused["outcomes"].as_array().expect("outcomes") {
+        assert_eq!(o["outcome"], "refused", "{refused:#}");
+        assert_eq!(
+            check_named(&o["checks"], "target_reachable")["passed"],
+            false,
+            "{refused:#}"
+        );
+    }
+    assert_eq!(state_of(&proxy, "cache", "rest"), ("dual_read".into(), 5));
+
+    // The history names who moved: the local user, even with neither
+    // $USER nor $LOGNAME set (a service account, a container).
+    let who = Command::new("id").arg("-un").output().expect("id -un");
+    let user = text(&who.stdout).trim().to_owned();
+    let out = Command::new(support::cutover_bin())
+        .args(["ctl", "--socket"])
+        .arg(proxy.socket())
+        .args(["rollback", "cache", "rest", "--force", "--json"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .expect("run ctl");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(moved_actor(&answer), format!("ctl:{user}"), "{answer:#}");
+
+    // The log is a file, not a terminal: no colour escape codes in it.
+    let log = fs::read_to_string(proxy.config().dir().join("cutover.log")).expect("log");
+    assert!(log.contains("cutover is running"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
+}
+
+fn moved_actor(answer: &Value) -> String {
+    moved(answer)["actor"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[test]
 fn redis_client_gets_an_error_promptly_when_the_source_is_down() {
     let dead_source = dead_addr();
@@ -623,6 +730,8 @@ fn tcp_admin_requires_the_bearer_token() {
         (&"source".into(), &"dual_read".into(), &1.into())
     );
     assert_eq!(t["forced"], true, "{answer:#}");
+    // No actor claimed: "api", with the token that authenticated it.
+    assert_eq!(t["actor"], "api (token admin.token)", "{answer:#}");
     assert_eq!(
         state_of(&proxy, "cache", "sessions"),
         ("dual_read".into(), 1)

@@ -169,6 +169,49 @@ migrations:
     );
 }
 
+/// The file a new user wrote: a protocol typo, a bad listen port, an
+/// `endpoint` typo, an unknown cluster name and auth on a Kafka cluster.
+/// Before, the first two hid the rest until they were fixed.
+#[test]
+fn five_mistakes_in_items_that_do_not_parse_are_reported_in_one_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = write_config(
+        dir.path(),
+        r#"clusters:
+  - { name: events-old, protocol: kafak, endpoints: ["127.0.0.1:9092"] }
+  - { name: events-new, protocol: kafka, endpoint: ["127.0.0.1:9093"] }
+  - name: events-dr
+    protocol: kafka
+    endpoints: ["127.0.0.1:9094"]
+    auth: { username: proxy, password: secret }
+migrations:
+  - name: events
+    protocol: kafka
+    listen: 127.0.0.1:70000
+    source: events-old
+    target: events-neww
+    topics: [ { match: "*" } ]
+"#,
+    );
+    let out = check(&path, dir.path());
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", stderr(&out));
+    let lines = error_lines(&out, &path, 6);
+    for prefix in [
+        "  clusters[0].protocol: unknown variant `kafak`",
+        "  clusters[1].endpoint: unknown field `endpoint`",
+        "  clusters[1]: missing field `endpoints`",
+        "  clusters[2].auth: authentication towards kafka clusters is not supported yet",
+        "  migrations[0].listen: ",
+        "  migrations[0].target: unknown cluster \"events-neww\"",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(prefix)),
+            "missing {prefix:?}; errors:\n{}",
+            lines.join("\n")
+        );
+    }
+}
+
 #[test]
 fn yaml_syntax_error_exits_2() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -164,9 +164,25 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
         rig.target.addr()
     ));
     assert_eq!(direct["left"], 0, "{direct}");
+    // `ctl check` shows the information as `info`, not as a pass or fail.
+    let check = rig.proxy.ctl(&["check", "events", "orders"]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("info")
+            && l.split_whitespace().nth(1) == Some("target_records_before_switch")),
+        "{text}"
+    );
     // dual_write with the default dual_write_percent (0) switches no
     // partition yet; `ctl shift` moves one, and its report says where the
     // target segment starts.
+    // `ctl check` shows the information as `info`, not as a pass or fail.
+    let check = rig.proxy.ctl(&["check", "events", "orders"]);
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        text.lines().any(|l| l.starts_with("info")
+            && l.split_whitespace().nth(1) == Some("target_records_before_switch")),
+        "{text}"
+    );
     let moved = ctl_json(&rig.proxy, &["advance", "events", "orders", "--json"]);
     assert_eq!(moved["outcomes"][0]["outcome"], "moved", "{moved:#}");
     let checks = moved["outcomes"][0]["transition"]["checks"]
@@ -176,6 +192,8 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
         .iter()
         .find(|c| c["name"] == "target_records_before_switch")
         .unwrap_or_else(|| panic!("{moved:#}"));
+    // An information, shown with the gates but never one of them.
+    assert_eq!(records["kind"], "info", "{moved:#}");
     assert!(
         records["reason"]
             .as_str()

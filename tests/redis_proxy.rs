@@ -314,3 +314,95 @@ fn a_client_that_half_closes_after_pipelining_still_gets_every_reply() {
     assert_eq!(String::from_utf8_lossy(&reply), "+OK\r\n:2\r\n$1\r\n2\r\n");
     assert!(closed, "the proxy closes once every reply is written");
 }
+
+/// GET `path` over the proxy's admin socket; the body.
+fn admin_get(rig: &RedisRig, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(rig.proxy.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
+}
+
+/// The value of the shadow-read counter of `topic` and `outcome`.
+fn shadow_metric(rig: &RedisRig, topic: &str, outcome: &str) -> u64 {
+    let scrape = rig.proxy.scrape();
+    let wanted = [
+        format!("topic=\"{topic}\""),
+        format!("outcome=\"{outcome}\""),
+    ];
+    scrape
+        .lines()
+        .filter(|l| l.starts_with("cutover_redis_shadow_reads_total{"))
+        .filter(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// In `dual_read` every read is also sent to the target and compared: a
+/// key changed on the target behind the proxy's back is counted as a
+/// mismatch of its own keyspace only, in the metrics, in `ctl status` and
+/// in the console's data, and equal keys count as matches.
+#[test]
+fn dual_read_counts_a_key_that_differs_on_the_target_as_a_mismatch() {
+    let rig = RedisRig::start("{ shadow_read_ratio: 1.0 }");
+    rig.source.cli(&["set", "session:same", "v"]);
+    rig.target.cli(&["set", "session:same", "v"]);
+    rig.source.cli(&["set", "session:diff", "v"]);
+    rig.target
+        .cli(&["set", "session:diff", "changed behind the proxy"]);
+    rig.source.cli(&["set", "other", "v"]);
+    rig.target.cli(&["set", "other", "v"]);
+    advance(&rig, "sessions", false);
+    advance(&rig, "rest", false);
+    assert_eq!(rig.state("sessions"), "dual_read");
+
+    // The client is answered from the source, whatever the target holds.
+    assert_eq!(rig.cli(&["get", "session:diff"]), "v");
+    assert_eq!(rig.cli(&["get", "session:same"]), "v");
+    assert_eq!(rig.cli(&["get", "other"]), "v");
+    wait_until(
+        Duration::from_secs(5),
+        "three shadow comparisons are counted",
+        || {
+            shadow_metric(&rig, "sessions", "match") + shadow_metric(&rig, "sessions", "mismatch")
+                == 2
+                && shadow_metric(&rig, "rest", "match") == 1
+        },
+    );
+    assert_eq!(shadow_metric(&rig, "sessions", "mismatch"), 1);
+    assert_eq!(shadow_metric(&rig, "sessions", "match"), 1);
+    assert_eq!(shadow_metric(&rig, "rest", "mismatch"), 0);
+
+    let sessions = rig.keyspace("sessions");
+    let reads = &sessions["details"]["shadow_reads"];
+    assert_eq!(reads["mismatch"], 1, "{sessions:#}");
+    assert_eq!(reads["match"], 1, "{sessions:#}");
+    assert_eq!(reads["error"], 0, "{sessions:#}");
+    assert_eq!(
+        rig.keyspace("rest")["details"]["shadow_reads"]["mismatch"],
+        0
+    );
+
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&admin_get(&rig, "/api/v1/dashboard")).expect("dashboard JSON");
+    let topic = dashboard["migrations"][0]["topics"]
+        .as_array()
+        .expect("topics")
+        .iter()
+        .find(|t| t["name"] == "sessions")
+        .unwrap_or_else(|| panic!("{dashboard:#}"));
+    assert_eq!(topic["details"]["shadow_reads"]["mismatch"], 1, "{topic:#}");
+    // The console page renders that field in its own column.
+    assert!(admin_get(&rig, "/console").contains("data-testid=\"shadow-mismatch\""));
+}

@@ -260,6 +260,36 @@ fn sigterm_stops_accepting_and_lets_in_flight_requests_finish() {
     );
 }
 
+/// Runs `ctl backfill` on `sessions` and waits for it, sampling the
+/// progress percent from `ctl status` all along; returns the elapsed time
+/// and the samples.
+fn timed_backfill(rig: &RedisRig) -> (Duration, Vec<f64>) {
+    let started = std::time::Instant::now();
+    rig.ctl_ok(&["backfill", "cache", "sessions"]);
+    let mut samples = Vec::new();
+    wait_until(Duration::from_secs(30), "the backfill completes", || {
+        let backfill = &rig.keyspace("sessions")["details"]["backfill"];
+        assert!(backfill["error"].is_null(), "backfill failed: {backfill}");
+        samples.push(backfill["percent"].as_f64().expect("percent"));
+        backfill["complete"] == true
+    });
+    (started.elapsed(), samples)
+}
+
+/// The percent rises, never falls, is seen strictly between 0 and 100
+/// while the (rate-limited, so seconds-long) backfill runs, and ends at 100.
+fn assert_progress(samples: &[f64]) {
+    assert!(
+        samples.windows(2).all(|w| w[0] <= w[1]),
+        "progress went backwards: {samples:?}"
+    );
+    assert!(
+        samples.iter().any(|p| *p > 0.0 && *p < 100.0),
+        "no progress between 0 and 100% was shown: {samples:?}"
+    );
+    assert_eq!(samples.last(), Some(&100.0), "{samples:?}");
+}
+
 #[test]
 fn backfill_respects_its_bytes_per_second_limit() {
     let rig = RedisRig::start("{ backfill_on_enter: false, backfill_bytes_per_second: 2000000 }");
@@ -269,14 +299,37 @@ fn backfill_respects_its_bytes_per_second_limit() {
     rig.source.cli(&["eval", script, "0"]);
     rig.ctl_ok(&["advance", "cache", "sessions"]);
     rig.ctl_ok(&["advance", "cache", "sessions"]);
-    let started = std::time::Instant::now();
-    rig.ctl_ok(&["backfill", "cache", "sessions"]);
-    rig.wait_backfill("sessions");
-    let elapsed = started.elapsed();
+    let (elapsed, samples) = timed_backfill(&rig);
     // About 4 MB at 2 MB/s; the first SCAN batch goes out before any pacing.
     assert!(
         elapsed >= Duration::from_millis(1200),
         "backfill finished in {elapsed:?}, faster than its limit allows"
     );
     assert_eq!(rig.target.cli(&["dbsize"]), "2000");
+    assert_progress(&samples);
+}
+
+#[test]
+fn backfill_respects_its_keys_per_second_limit() {
+    // Small values: the byte limit (default 50 MB/s) is never the bound.
+    let rig = RedisRig::start("{ backfill_on_enter: false, backfill_keys_per_second: 1000 }");
+    rig.source.cli(&[
+        "eval",
+        "for i = 1, 3000 do redis.call('SET', 'session:k:' .. i, i) end",
+        "0",
+    ]);
+    rig.ctl_ok(&["advance", "cache", "sessions"]);
+    rig.ctl_ok(&["advance", "cache", "sessions"]);
+    let (elapsed, samples) = timed_backfill(&rig);
+    // 3000 keys at 1000 keys/s: the pacing after the last SCAN batch waits
+    // until 3 s; allow a little for SCAN's uneven batch sizes.
+    assert!(
+        elapsed >= Duration::from_millis(2500),
+        "3000 keys backfilled in {elapsed:?}, faster than 1000 keys/s allows"
+    );
+    assert_eq!(rig.target.cli(&["dbsize"]), "3000");
+    let details = &rig.keyspace("sessions")["details"]["backfill"];
+    assert_eq!(details["queued"], 3000, "{details}");
+    assert_eq!(details["visited"], 3000, "{details}");
+    assert_progress(&samples);
 }

@@ -4,10 +4,11 @@ use axum::extract::{Path, Query, State as Extract};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
+use super::auth::Caller;
 use crate::config::Protocol;
 use crate::migration::{Action, ControlError, Outcome, Selection, State, Transition};
 
@@ -193,22 +194,25 @@ async fn check(
 
 async fn move_advance(
     state: Extract<AdminState>,
+    caller: Option<Extension<Caller>>,
     path: Path<String>,
     body: Json<TransitionBody>,
 ) -> Result<Response, ApiError> {
-    transition(state, path, body, Action::Advance).await
+    transition(state, caller, path, body, Action::Advance).await
 }
 
 async fn move_rollback(
     state: Extract<AdminState>,
+    caller: Option<Extension<Caller>>,
     path: Path<String>,
     body: Json<TransitionBody>,
 ) -> Result<Response, ApiError> {
-    transition(state, path, body, Action::Rollback).await
+    transition(state, caller, path, body, Action::Rollback).await
 }
 
 async fn transition(
     Extract(state): Extract<AdminState>,
+    caller: Option<Extension<Caller>>,
     Path(migration): Path<String>,
     Json(body): Json<TransitionBody>,
     action: Action,
@@ -218,7 +222,12 @@ async fn transition(
     } else {
         Selection::Topics(body.topics)
     };
-    let actor = body.actor.unwrap_or_else(|| "api".to_owned());
+    // The client's own claim, and on TCP the token it proved it holds.
+    let claimed = body.actor.unwrap_or_else(|| "api".to_owned());
+    let actor = match caller {
+        Some(Extension(Caller(who))) => format!("{claimed} ({who})"),
+        None => claimed,
+    };
     let outcomes = state
         .controller
         .transition(&migration, selection, action, body.force, &actor)

@@ -6,34 +6,48 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
+/// Who an authenticated TCP request came from: the admin token's name (its
+/// file's name), so the history says which token moved a topic.
+#[derive(Clone, Debug)]
+pub struct Caller(pub String);
+
 /// Wraps `router` so every request needs `Authorization: Bearer <secret>`,
-/// except `/metrics` when `metrics_public`.
+/// except `/metrics` when `metrics_public`; an authenticated request
+/// carries [`Caller`] `token_name`.
 ///
 /// A browser opening the console cannot send the header on navigation, so
 /// `GET /` and `/console` without it are refused (401) with the page as the
 /// body: the page holds no data and shows only its login form, which keeps
 /// the token in `sessionStorage` and sends it on every API request.
-pub fn protect(router: Router, secret: String, metrics_public: bool) -> Router {
-    router.layer(middleware::from_fn(move |request: Request, next: Next| {
-        let allowed = (metrics_public && request.uri().path() == "/metrics")
-            || bearer(&request)
-                .is_some_and(|given| equal_in_constant_time(given.as_bytes(), secret.as_bytes()));
-        let console =
-            request.method() == Method::GET && matches!(request.uri().path(), "/" | "/console");
-        async move {
+pub fn protect(router: Router, secret: String, token_name: String, metrics_public: bool) -> Router {
+    router.layer(middleware::from_fn(
+        move |mut request: Request, next: Next| {
+            let allowed = (metrics_public && request.uri().path() == "/metrics")
+                || bearer(&request).is_some_and(|given| {
+                    equal_in_constant_time(given.as_bytes(), secret.as_bytes())
+                });
+            let console =
+                request.method() == Method::GET && matches!(request.uri().path(), "/" | "/console");
             if allowed {
-                next.run(request).await
-            } else if console {
-                let mut page = super::console::page_response();
-                *page.status_mut() = StatusCode::UNAUTHORIZED;
-                page.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                page
-            } else {
-                unauthorized()
+                request
+                    .extensions_mut()
+                    .insert(Caller(format!("token {token_name}")));
             }
-        }
-    }))
+            async move {
+                if allowed {
+                    next.run(request).await
+                } else if console {
+                    let mut page = super::console::page_response();
+                    *page.status_mut() = StatusCode::UNAUTHORIZED;
+                    page.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    page
+                } else {
+                    unauthorized()
+                }
+            }
+        },
+    ))
 }
 
 fn bearer(request: &Request) -> Option<&str> {

@@ -472,7 +472,9 @@ fn print_checks(checks: &Value) {
         .into_iter()
         .flatten()
         .map(|c| {
-            let mark = if c["passed"].as_bool() == Some(true) {
+            let mark = if c["kind"] == "info" {
+                "info"
+            } else if c["passed"].as_bool() == Some(true) {
                 "pass"
             } else {
                 "FAIL"
@@ -515,10 +517,7 @@ async fn transition(
     action: &str,
     args: MoveArgs,
 ) -> Result<ExitCode, ClientError> {
-    let actor = format!(
-        "ctl:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    );
+    let actor = format!("ctl:{}", local_user());
     let body =
         json!({ "topics": args.topics, "all": args.all, "force": args.force, "actor": actor });
     let path = format!("/api/v1/migrations/{}/{action}", args.migration);
@@ -531,6 +530,37 @@ async fn transition(
     } else {
         Ok(ExitCode::from(2))
     }
+}
+
+/// Who runs `ctl`, for the history: `$USER` or `$LOGNAME` when set, else
+/// the name `/etc/passwd` gives this process's uid, else `uid N` (a service
+/// or container often has neither variable set).
+fn local_user() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(name) = std::env::var(var)
+            && !name.trim().is_empty()
+        {
+            return name;
+        }
+    }
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+    else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| user_of(&passwd, uid))
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The name of `uid` in passwd(5) text.
+fn user_of(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?.parse::<u32>().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 fn print_outcomes(body: &Value) -> ExitCode {
@@ -575,9 +605,11 @@ fn print_history(body: &Value) -> ExitCode {
         .into_iter()
         .flatten()
         .map(|t| {
-            let failed = t["checks"]
-                .as_array()
-                .map_or(0, |c| c.iter().filter(|c| c["passed"] == false).count());
+            let failed = t["checks"].as_array().map_or(0, |c| {
+                c.iter()
+                    .filter(|c| c["passed"] == false && c["kind"] != "info")
+                    .count()
+            });
             vec![
                 when(&t["at_ms"]),
                 text(&t["migration"]),
@@ -609,4 +641,17 @@ fn print_history(body: &Value) -> ExitCode {
         )
     );
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uid_is_named_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(user_of(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(user_of(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(user_of(passwd, 7), None);
+    }
 }

@@ -84,9 +84,15 @@ pub async fn start(
         let _ = std::fs::remove_file(&socket_path);
     }));
     if let Some((addr, (tcp, secret))) = tcp {
+        let token_name = config
+            .token_file
+            .as_deref()
+            .and_then(Path::file_name)
+            .map_or_else(|| "admin".into(), |n| n.to_string_lossy().into_owned());
         let router = auth::protect(
             routes(&state),
             secret.trim().to_owned(),
+            token_name,
             config.metrics_public,
         );
         let token = shutdown.clone();

@@ -161,7 +161,9 @@ pub struct ProxyConfig {
     /// Give up connecting to an upstream after this long.
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
-    /// Give up on an upstream reply after this long (blocking commands excepted).
+    /// Give up on an upstream reply after this long: Redis commands
+    /// (blocking ones excepted) and the RocketMQ proxy's own lookups.
+    /// Relayed Kafka/RocketMQ requests are left to the clients' timeouts.
     #[serde(with = "duration")]
     pub upstream_timeout: Duration,
     /// On SIGTERM, let in-flight requests finish for this long, then force-close.
@@ -208,7 +210,8 @@ pub struct ClusterConfig {
     /// TLS towards the cluster.
     #[serde(default)]
     pub tls: Option<ClientTlsConfig>,
-    /// Credentials the proxy presents to the cluster.
+    /// Credentials the proxy presents to the cluster (Redis only; `check`
+    /// refuses them on Kafka and RocketMQ clusters).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
 }

@@ -67,6 +67,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
         }]
     })?;
     let mut config = Config::default();
+    let mut broken = Broken::default();
     let root = match root {
         Value::Mapping(map) => map,
         Value::Null => Mapping::new(),
@@ -83,16 +84,39 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
         match name.as_str() {
             "admin" => section(&mut errors, "admin", value, &mut config.admin),
             "state" => section(&mut errors, "state", value, &mut config.state),
-            "proxy" => section(&mut errors, "proxy", value, &mut config.proxy),
-            "clusters" => config.clusters = list(&mut errors, "clusters", value),
-            "migrations" => config.migrations = list(&mut errors, "migrations", value),
+            "proxy" => {
+                if let Value::Mapping(map) = &value {
+                    broken.proxy_keys = map
+                        .keys()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect();
+                }
+                section(&mut errors, "proxy", value, &mut config.proxy);
+            }
+            "clusters" => {
+                let items = list(&mut errors, "clusters", value);
+                config.clusters = items.parsed;
+                broken.cluster_paths = items.paths;
+                broken.cluster_names = items
+                    .broken
+                    .iter()
+                    .filter_map(|(_, map)| text_field(map, "name").map(str::to_owned))
+                    .collect();
+            }
+            "migrations" => {
+                let items = list(&mut errors, "migrations", value);
+                config.migrations = items.parsed;
+                broken.migration_paths = items.paths;
+                broken.migrations = items.broken;
+            }
             other => errors.push(
                 other,
                 "unknown top-level key; expected admin, state, proxy, clusters or migrations",
             ),
         }
     }
-    validate(&config, &mut errors);
+    validate(&config, &broken, &mut errors);
+    validate_broken_migrations(&config, &broken, &mut errors);
     if errors.0.is_empty() {
         Ok(config)
     } else {
@@ -101,19 +125,65 @@ pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
 }
 
 fn deserialize<T: DeserializeOwned>(errors: &mut Errors, path: &str, value: Value) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(parsed) => Some(parsed),
-        Err(e) => {
-            let inner = e.path().to_string();
+    deserialize_all(errors, path, value).ok()
+}
+
+/// Deserializes `value`, reporting every bad key, not only the first: after
+/// each error the offending key is dropped and the rest tried again (at
+/// most once per key), so a typo in one field does not hide a bad value in
+/// the next. "missing field" errors for a key dropped that way are not
+/// reported again. On failure, gives back what was left of the mapping, for
+/// the cross-references that can still be checked.
+fn deserialize_all<T: DeserializeOwned>(
+    errors: &mut Errors,
+    path: &str,
+    value: Value,
+) -> Result<T, Mapping> {
+    let Value::Mapping(mut map) = value else {
+        return match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(parsed) => Ok(parsed),
+            Err(e) => {
+                errors.push(path, e.into_inner().to_string());
+                Err(Mapping::new())
+            }
+        };
+    };
+    let mut dropped: Vec<String> = Vec::new();
+    for _ in 0..=map.len() {
+        let e = match serde_path_to_error::deserialize::<_, T>(Value::Mapping(map.clone())) {
+            Ok(parsed) => return Ok(parsed),
+            Err(e) => e,
+        };
+        let inner = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let consequence = dropped
+            .iter()
+            .any(|key| message.starts_with(&format!("missing field `{key}`")));
+        if !consequence {
             let full = if inner == "." {
                 path.to_owned()
             } else {
                 format!("{path}.{inner}")
             };
-            errors.push(full, e.into_inner().to_string());
-            None
+            errors.push(full, message.clone());
+        }
+        match offending_key(&inner, &message) {
+            Some(key) if map.remove(key.as_str()).is_some() => dropped.push(key),
+            _ => break,
         }
     }
+    Err(map)
+}
+
+/// The top-level key an error is about: the first segment of its path, or
+/// the key an "unknown field" error names.
+fn offending_key(inner: &str, message: &str) -> Option<String> {
+    if inner != "." {
+        let end = inner.find(['.', '[']).unwrap_or(inner.len());
+        return Some(inner[..end].to_owned());
+    }
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
 }
 
 fn section<T: DeserializeOwned>(errors: &mut Errors, path: &str, value: Value, slot: &mut T) {
@@ -122,19 +192,77 @@ fn section<T: DeserializeOwned>(errors: &mut Errors, path: &str, value: Value, s
     }
 }
 
-fn list<T: DeserializeOwned>(errors: &mut Errors, path: &str, value: Value) -> Vec<T> {
-    let Value::Sequence(items) = value else {
-        errors.push(path, "must be a list");
-        return Vec::new();
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, item)| deserialize(errors, &format!("{path}[{i}]"), item))
-        .collect()
+/// The items of a list that parsed, and what is left of those that did not.
+struct Items<T> {
+    parsed: Vec<T>,
+    /// The YAML path of each parsed item (its index in the file).
+    paths: Vec<String>,
+    broken: Vec<(String, Mapping)>,
 }
 
-fn validate(config: &Config, errors: &mut Errors) {
+fn list<T: DeserializeOwned>(errors: &mut Errors, path: &str, value: Value) -> Items<T> {
+    let mut items = Items {
+        parsed: Vec::new(),
+        paths: Vec::new(),
+        broken: Vec::new(),
+    };
+    let Value::Sequence(values) = value else {
+        errors.push(path, "must be a list");
+        return items;
+    };
+    for (i, item) in values.into_iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        match deserialize_all(errors, &item_path, item) {
+            Ok(parsed) => {
+                items.parsed.push(parsed);
+                items.paths.push(item_path);
+            }
+            Err(rest) => items.broken.push((item_path, rest)),
+        }
+    }
+    items
+}
+
+/// What `check` still knows of the items that did not parse, so their
+/// cross-references are checked in the same run.
+#[derive(Default)]
+struct Broken {
+    /// Names of clusters that did not parse: a migration naming one is not
+    /// told the cluster is unknown.
+    cluster_names: Vec<String>,
+    /// Path and remaining keys of migrations that did not parse.
+    migrations: Vec<(String, Mapping)>,
+    /// YAML paths of the parsed clusters and migrations, in order: an item
+    /// that did not parse leaves no gap in the config but keeps its index.
+    cluster_paths: Vec<String>,
+    migration_paths: Vec<String>,
+    /// Keys written under `proxy:`: only a value the operator chose can be
+    /// refused for not applying.
+    proxy_keys: Vec<String>,
+}
+
+fn text_field<'a>(map: &'a Mapping, key: &str) -> Option<&'a str> {
+    map.get(key).and_then(Value::as_str)
+}
+
+/// The cluster references of a migration that did not parse.
+fn validate_broken_migrations(config: &Config, broken: &Broken, errors: &mut Errors) {
+    for (path, map) in &broken.migrations {
+        for side in ["source", "target"] {
+            let Some(name) = text_field(map, side) else {
+                continue;
+            };
+            if config.cluster(name).is_none() && !broken.cluster_names.iter().any(|n| n == name) {
+                errors.push(
+                    format!("{path}.{side}"),
+                    format!("unknown cluster \"{name}\""),
+                );
+            }
+        }
+    }
+}
+
+fn validate(config: &Config, broken: &Broken, errors: &mut Errors) {
     validate_admin(config, errors);
     if config.state.etcd.is_some() {
         errors.push(
@@ -145,29 +273,36 @@ fn validate(config: &Config, errors: &mut Errors) {
     if config.proxy.max_connections == 0 {
         errors.push("proxy.max_connections", "must be at least 1");
     }
+    validate_upstream_timeout(config, broken, errors);
+    let cluster_paths = item_paths("clusters", &broken.cluster_paths, config.clusters.len());
+    let migration_paths = item_paths(
+        "migrations",
+        &broken.migration_paths,
+        config.migrations.len(),
+    );
     duplicates(
         errors,
-        "clusters",
+        &cluster_paths,
         config.clusters.iter().map(|c| c.name.as_str()),
     );
     duplicates(
         errors,
-        "migrations",
+        &migration_paths,
         config.migrations.iter().map(|m| m.name.as_str()),
     );
-    for (i, cluster) in config.clusters.iter().enumerate() {
-        validate_cluster(&format!("clusters[{i}]"), cluster, errors);
+    for (path, cluster) in cluster_paths.iter().zip(&config.clusters) {
+        validate_cluster(path, cluster, errors);
     }
     let mut listeners: Vec<(String, SocketAddr)> = Vec::new();
     if let Some(addr) = config.admin.listen {
         listeners.push(("admin.listen".into(), addr));
     }
-    for (i, migration) in config.migrations.iter().enumerate() {
-        let path = format!("migrations[{i}]");
-        validate_migration(config, &path, migration, errors);
+    for (path, migration) in migration_paths.iter().zip(&config.migrations) {
+        let path = path.as_str();
+        validate_migration(config, broken, path, migration, errors);
         listeners.push((format!("{path}.listen"), migration.listen));
-        listeners.extend(kafka_broker_listeners(&path, migration));
-        listeners.extend(super::rocketmq::broker_listeners(&path, migration));
+        listeners.extend(kafka_broker_listeners(path, migration));
+        listeners.extend(super::rocketmq::broker_listeners(path, migration));
     }
     overlapping_listeners(errors, &listeners);
 }
@@ -196,13 +331,25 @@ fn validate_admin(config: &Config, errors: &mut Errors) {
     }
 }
 
-fn duplicates<'a>(errors: &mut Errors, path: &str, names: impl Iterator<Item = &'a str>) {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, name) in names.enumerate() {
-        if let Some(first) = seen.insert(name, i) {
+/// The YAML path of each of `count` parsed items of list `list`.
+fn item_paths(list: &str, known: &[String], count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            known
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("{list}[{i}]"))
+        })
+        .collect()
+}
+
+fn duplicates<'a>(errors: &mut Errors, paths: &[String], names: impl Iterator<Item = &'a str>) {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (path, name) in paths.iter().zip(names) {
+        if let Some(first) = seen.insert(name, path) {
             errors.push(
-                format!("{path}[{i}].name"),
-                format!("duplicate name \"{name}\" (also {path}[{first}])"),
+                format!("{path}.name"),
+                format!("duplicate name \"{name}\" (also {first})"),
             );
         }
     }
@@ -235,6 +382,15 @@ fn validate_cluster(path: &str, cluster: &ClusterConfig, errors: &mut Errors) {
         }
     }
     if let Some(auth) = &cluster.auth {
+        if cluster.protocol != Protocol::Redis {
+            errors.push(
+                format!("{path}.auth"),
+                format!(
+                    "authentication towards {} clusters is not supported yet; remove auth (the proxy would connect without credentials)",
+                    cluster.protocol.as_str()
+                ),
+            );
+        }
         match (&auth.password, &auth.password_file) {
             (Some(_), Some(_)) => {
                 errors.push(
@@ -245,6 +401,25 @@ fn validate_cluster(path: &str, cluster: &ClusterConfig, errors: &mut Errors) {
             (None, Some(file)) => readable(errors, &format!("{path}.auth.password_file"), file),
             _ => {}
         }
+    }
+}
+
+/// `proxy.upstream_timeout` times out Redis commands and the RocketMQ
+/// proxy's own lookups (routes, offsets); relayed Kafka and RocketMQ
+/// requests are left to the clients' own request timeouts, because a
+/// long-poll fetch or pull may rightly wait longer. Set in a file with no
+/// migration it applies to, it would do nothing: refuse it.
+fn validate_upstream_timeout(config: &Config, broken: &Broken, errors: &mut Errors) {
+    let set = broken.proxy_keys.iter().any(|k| k == "upstream_timeout");
+    let applies = config
+        .migrations
+        .iter()
+        .any(|m| m.protocol != Protocol::Kafka);
+    if set && !config.migrations.is_empty() && !applies {
+        errors.push(
+            "proxy.upstream_timeout",
+            "applies to Redis migrations (and the RocketMQ proxy's own lookups) only; relayed Kafka requests are bounded by the clients' own request timeouts, so remove it",
+        );
     }
 }
 
@@ -270,12 +445,15 @@ fn readable(errors: &mut Errors, path: &str, file: &PathBuf) {
 
 fn validate_migration(
     config: &Config,
+    broken: &Broken,
     path: &str,
     migration: &MigrationConfig,
     errors: &mut Errors,
 ) {
     for (side, name) in [("source", &migration.source), ("target", &migration.target)] {
         match config.cluster(name) {
+            // Its own errors are reported; its protocol is not known.
+            None if broken.cluster_names.contains(name) => {}
             None => errors.push(
                 format!("{path}.{side}"),
                 format!("unknown cluster \"{name}\""),
@@ -541,14 +719,80 @@ migrations:
                 "listen: 127.0.0.1:7379\n    lisen: x",
             );
         let errors = messages(&text);
-        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(errors[0].starts_with("clusters[0]"), "{errors:#?}");
         assert!(
             errors[0].contains("unknown field `endpoint`"),
             "{errors:#?}"
         );
-        assert!(errors[1].starts_with("migrations[0]"), "{errors:#?}");
-        assert!(errors[1].contains("unknown field `lisen`"), "{errors:#?}");
+        assert_eq!(errors[1], "clusters[0]: missing field `endpoints`");
+        assert!(errors[2].starts_with("migrations[0]"), "{errors:#?}");
+        assert!(errors[2].contains("unknown field `lisen`"), "{errors:#?}");
+    }
+
+    /// The case a new user hit: the first two errors hid the last two.
+    #[test]
+    fn errors_in_items_that_do_not_parse_are_all_reported() {
+        let text = VALID
+            .replace(
+                "{ name: new, protocol: redis,",
+                "{ name: new, protocol: rediss,",
+            )
+            .replace(
+                "endpoints: [\"127.0.0.1:6379\"]",
+                "endpoint: [\"127.0.0.1:6379\"]",
+            )
+            .replace("listen: 127.0.0.1:7379", "listen: 127.0.0.1:99999")
+            .replace("source: old", "source: olde");
+        let errors = messages(&(text + "proxy: { idle_timeout: soon, connect_timeout: later }\n"));
+        let expected = [
+            "proxy.idle_timeout: ",
+            "proxy.connect_timeout: ",
+            "clusters[0].endpoint: unknown field `endpoint`",
+            "clusters[0]: missing field `endpoints`",
+            "clusters[1].protocol: unknown variant `rediss`",
+            "migrations[0].listen: ",
+            "migrations[0].source: unknown cluster \"olde\"",
+        ];
+        for prefix in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(prefix)),
+                "missing {prefix}: {errors:#?}"
+            );
+        }
+        // No "unknown cluster" for `new`, whose own error is reported.
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn auth_is_refused_where_it_would_be_ignored() {
+        let text = KAFKA.replace(
+            "endpoints: [\"127.0.0.1:9092\"] }",
+            "endpoints: [\"127.0.0.1:9092\"], auth: { username: u, password: p } }",
+        );
+        let errors = messages(&text);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert_eq!(
+            errors[0],
+            "clusters[0].auth: authentication towards kafka clusters is not supported yet; remove auth (the proxy would connect without credentials)"
+        );
+        let redis = VALID.replace(
+            "endpoints: [\"127.0.0.1:6379\"] }",
+            "endpoints: [\"127.0.0.1:6379\"], auth: { password: p } }",
+        );
+        parse(&redis).unwrap();
+    }
+
+    #[test]
+    fn upstream_timeout_is_refused_where_nothing_honours_it() {
+        let errors = messages(&format!("{KAFKA}proxy: {{ upstream_timeout: 5s }}\n"));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("proxy.upstream_timeout: applies to Redis migrations"),
+            "{errors:#?}"
+        );
+        parse(&format!("{KAFKA}proxy: {{ shutdown_grace: 5s }}\n")).unwrap();
+        parse(&format!("{VALID}proxy: {{ upstream_timeout: 5s }}\n")).unwrap();
     }
 
     #[test]

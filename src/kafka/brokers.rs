@@ -7,7 +7,8 @@
 //! never changes when a partition's writes move to the target or an
 //! upstream leader moves: whichever door a request arrives at, the session
 //! routes each partition inside it to the real leader of the cluster that
-//! owns it. No client reconnects during a migration.
+//! owns it. A client need not reconnect when partitions switch (a switch
+//! may still close an idempotent producer's connection it cannot carry).
 
 /// The virtual brokers of one migration: node ids `0..count` at ports
 /// `base..base + count`.

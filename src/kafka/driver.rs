@@ -305,7 +305,7 @@ impl KafkaDriver {
             CheckResult::pass(
                 CONSUMERS,
                 format!(
-                    "{watched} group(s) with commits on {topic}, {} seen through the proxy: every commit went through the proxy",
+                    "of the {} group(s) seen through the proxy, {watched} have commits on {topic}, all made through the proxy; groups that never connected through the proxy are not counted",
                     groups.len()
                 ),
             )

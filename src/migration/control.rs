@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::driver::{Driver, NoChecks};
+use super::driver::{Driver, NotServed};
 use super::machine::{self, CheckResult, Refusal, TopicRecord, Transition};
 use super::registry::{MigrationHandle, TopicHandle};
 use super::state::{Action, State};
@@ -225,7 +225,7 @@ impl Controller {
             Some(to) => driver_of(&handle).checks(topic, from, to).await,
             None => Vec::new(),
         };
-        let ready = to.is_some() && checks.iter().all(|c| c.passed);
+        let ready = to.is_some() && !checks.iter().any(CheckResult::blocks);
         Ok(CheckReport {
             migration: migration.to_owned(),
             topic: topic.to_owned(),
@@ -393,5 +393,5 @@ fn driver_of(handle: &MigrationHandle) -> Arc<dyn Driver> {
     handle
         .driver()
         .cloned()
-        .unwrap_or_else(|| Arc::new(NoChecks))
+        .unwrap_or_else(|| Arc::new(NotServed))
 }

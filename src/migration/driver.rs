@@ -46,13 +46,18 @@ pub trait Driver: Send + Sync {
     }
 }
 
-/// A driver with no checks and no traffic work (protocols not served yet).
+/// Stands in while no protocol driver is installed (a listener that has
+/// not started). It knows nothing, so its one check fails: no transition
+/// goes ahead unforced on checks that never ran.
 #[derive(Debug, Default)]
-pub struct NoChecks;
+pub(crate) struct NotServed;
 
 #[async_trait]
-impl Driver for NoChecks {
+impl Driver for NotServed {
     async fn checks(&self, _topic: &str, _from: State, _to: State) -> Vec<CheckResult> {
-        Vec::new()
+        vec![CheckResult::fail(
+            "protocol_served",
+            "no protocol driver is running for this migration (its listener has not started), so no readiness check could run",
+        )]
     }
 }

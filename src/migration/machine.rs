@@ -8,34 +8,68 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{Action, State};
 
+/// Whether a check result can hold a transition back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// A readiness gate: a failed one refuses the transition unless forced.
+    #[default]
+    Gate,
+    /// Something the operator should read before moving, never blocking
+    /// (e.g. how many records the target already holds).
+    Info,
+}
+
 /// One named readiness check, e.g. `target_reachable`, with a human reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Stable identifier operators grep for.
     pub name: String,
-    /// Whether this check allows the transition.
+    /// Gate or information; records written before kinds existed are gates.
+    #[serde(default)]
+    pub kind: CheckKind,
+    /// Whether this check allows the transition (always true for
+    /// [`CheckKind::Info`]).
     pub passed: bool,
     /// A sentence saying what was found, pass or fail.
     pub reason: String,
 }
 
 impl CheckResult {
-    /// A passing check.
+    /// A passing gate.
     pub fn pass(name: impl Into<String>, reason: impl Into<String>) -> Self {
         CheckResult {
             name: name.into(),
+            kind: CheckKind::Gate,
             passed: true,
             reason: reason.into(),
         }
     }
 
-    /// A failing check.
+    /// A failing gate.
     pub fn fail(name: impl Into<String>, reason: impl Into<String>) -> Self {
         CheckResult {
             name: name.into(),
+            kind: CheckKind::Gate,
             passed: false,
             reason: reason.into(),
         }
+    }
+
+    /// An informational result: shown with the gates, never blocking.
+    pub fn info(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        CheckResult {
+            name: name.into(),
+            kind: CheckKind::Info,
+            passed: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether this result refuses the transition (a failed gate).
+    #[must_use]
+    pub fn blocks(&self) -> bool {
+        self.kind == CheckKind::Gate && !self.passed
     }
 }
 
@@ -151,7 +185,7 @@ pub fn plan(
             state: record.state,
             action: request.action,
         })?;
-    let failed: Vec<CheckResult> = checks.iter().filter(|c| !c.passed).cloned().collect();
+    let failed: Vec<CheckResult> = checks.iter().filter(|c| c.blocks()).cloned().collect();
     if !failed.is_empty() && !request.force {
         return Err(Refusal::ChecksFailed { failed });
     }
@@ -190,8 +224,24 @@ mod tests {
     fn failing() -> Vec<CheckResult> {
         vec![
             CheckResult::pass("target_reachable", "PING answered"),
+            CheckResult::info("target_records_before_switch", "3 record(s) there"),
             CheckResult::fail("backfill_complete", "backfill at 40%"),
         ]
+    }
+
+    #[test]
+    fn an_info_result_never_blocks_and_old_records_read_as_gates() {
+        let record = TopicRecord::initial(State::Source);
+        let mut info = CheckResult::info("target_records_before_switch", "cannot count");
+        info.passed = false;
+        let t = plan(&record, &request(Action::Advance, false), vec![info]).unwrap();
+        assert!(!t.forced);
+        let old: CheckResult =
+            serde_json::from_str(r#"{"name":"x","passed":false,"reason":"r"}"#).unwrap();
+        assert_eq!(old.kind, CheckKind::Gate);
+        assert!(old.blocks());
+        let json = serde_json::to_value(CheckResult::info("n", "r")).unwrap();
+        assert_eq!(json["kind"], "info");
     }
 
     /// Every state × action × {checks pass, checks fail, checks fail + force, no checks}.

@@ -11,7 +11,7 @@ pub mod state;
 pub mod store;
 
 pub use control::{ControlError, Controller, Outcome, Selection};
-pub use driver::{Driver, NoChecks};
-pub use machine::{CheckResult, Refusal, TopicRecord, Transition};
+pub use driver::Driver;
+pub use machine::{CheckKind, CheckResult, Refusal, TopicRecord, Transition};
 pub use registry::{MigrationHandle, TopicHandle};
 pub use state::{Action, State};

@@ -9,7 +9,7 @@
 //! resumes where it stopped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -81,6 +81,13 @@ pub struct Entry {
     running: AtomicBool,
     /// Completed by this process (a restart may have lost un-copied writes).
     completed_here: AtomicBool,
+    /// Since the backfill completed here, the keyspace has been in a
+    /// converging state only (dual_write, cutover): every write was copied.
+    converging_since: AtomicBool,
+    /// [`Copier::failed_copies`] of the keyspace when the backfill completed.
+    ///
+    /// [`Copier::failed_copies`]: super::copier::Copier::failed_copies
+    failures_at_completion: AtomicU64,
 }
 
 /// Backfill entries for every keyspace of a migration.
@@ -169,6 +176,7 @@ pub async fn start(
         ));
     }
     entry.completed_here.store(false, Ordering::SeqCst);
+    entry.converging_since.store(false, Ordering::SeqCst);
     let from = keyspace_route.primary;
     let mut pending = Vec::new();
     let mut total = 0;
@@ -228,6 +236,11 @@ fn spawn(
             Ok(()) => {
                 progress.complete = true;
                 progress.completed_ms = Some(now_ms());
+                entry.failures_at_completion.store(
+                    shared.copier.failed_copies(keyspace.index),
+                    Ordering::SeqCst,
+                );
+                entry.converging_since.store(true, Ordering::SeqCst);
                 entry.completed_here.store(true, Ordering::SeqCst);
                 tracing::info!(migration = %shared.migration.name, keyspace = %name, queued = progress.queued, "backfill complete");
             }
@@ -365,10 +378,30 @@ pub fn complete_check(shared: &Shared, keyspace: &Keyspace, from: Side) -> Check
         );
     };
     let epoch = keyspace.topic.snapshot().1;
-    if progress.epoch != epoch || progress.from != side_name(from) {
+    if progress.epoch != epoch {
+        return match convergence_broken(shared, keyspace, &progress) {
+            None => CheckResult::pass(
+                NAME,
+                format!(
+                    "the backfill from the {} (epoch {}) still counts: since it completed the keyspace moved only between dual_write and cutover, every copy landed (no failed copy, repair set empty) and the proxy did not restart",
+                    progress.from, progress.epoch
+                ),
+            ),
+            Some(why) => CheckResult::fail(
+                NAME,
+                format!(
+                    "the last backfill ran before the keyspace's current state and does not count: {why}; {command}"
+                ),
+            ),
+        };
+    }
+    if progress.from != side_name(from) {
         return CheckResult::fail(
             NAME,
-            format!("the last backfill ran before the keyspace's current state; {command}"),
+            format!(
+                "the last backfill copied from the {}; {command}",
+                progress.from
+            ),
         );
     }
     if let Some(error) = &progress.error {
@@ -399,6 +432,52 @@ pub fn complete_check(shared: &Shared, keyspace: &Keyspace, from: Side) -> Check
             progress.queued, progress.from
         ),
     )
+}
+
+/// Why a backfill of an earlier epoch no longer vouches for the keyspace,
+/// or `None` when convergence held since it completed: it completed in this
+/// process, the keyspace entered no state that leaves writes uncopied, no
+/// copy failed and nothing awaits repair.
+fn convergence_broken(shared: &Shared, keyspace: &Keyspace, progress: &Progress) -> Option<String> {
+    let entry = &shared.backfills.entries[keyspace.index];
+    if let Some(error) = &progress.error {
+        return Some(format!("it stopped: {error}"));
+    }
+    if !progress.complete {
+        return Some(format!("it stopped at {:.1}%", progress.percent()));
+    }
+    if !entry.completed_here.load(Ordering::SeqCst) {
+        return Some(
+            "the proxy restarted since it completed, so writes acknowledged just before the restart may not have been copied".into(),
+        );
+    }
+    if !entry.converging_since.load(Ordering::SeqCst) {
+        return Some(
+            "since it completed the keyspace was in a state that does not copy writes (source, dual_read or target)".into(),
+        );
+    }
+    let failed = shared
+        .copier
+        .failed_copies(keyspace.index)
+        .saturating_sub(entry.failures_at_completion.load(Ordering::SeqCst));
+    if failed > 0 {
+        return Some(format!("{failed} copy(ies) failed since it completed"));
+    }
+    let repairs = shared.copier.repair_len(keyspace.index);
+    if repairs > 0 {
+        return Some(format!("{repairs} key(s) await repair"));
+    }
+    None
+}
+
+/// Records that `keyspace` entered `state`: a state that does not copy
+/// writes ends what a completed backfill vouches for.
+pub fn entered(shared: &Shared, keyspace: &Keyspace, state: State) {
+    if route(state).converge_to.is_none() {
+        shared.backfills.entries[keyspace.index]
+            .converging_since
+            .store(false, Ordering::SeqCst);
+    }
 }
 
 /// Readiness for `dual_write → cutover`: backfill complete and a clean verify sample.

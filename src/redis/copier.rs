@@ -63,6 +63,9 @@ pub struct Copier {
     backlog: Vec<AtomicUsize>,
     /// Per keyspace: keys in the repair set.
     repairs: Vec<AtomicUsize>,
+    /// Per keyspace: copies that failed since the proxy started (repaired
+    /// or not), so a backfill can tell whether convergence held since.
+    failures: Vec<std::sync::atomic::AtomicU64>,
     work: Notify,
     progress: Notify,
     /// Payload bytes restored so far (backfill paces itself on this).
@@ -100,6 +103,9 @@ impl Copier {
             pending: std::sync::Mutex::new(Pending::default()),
             backlog: (0..keyspaces).map(|_| AtomicUsize::new(0)).collect(),
             repairs: (0..keyspaces).map(|_| AtomicUsize::new(0)).collect(),
+            failures: (0..keyspaces)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
             work: Notify::new(),
             progress: Notify::new(),
             copied_bytes: std::sync::atomic::AtomicU64::new(0),
@@ -161,6 +167,12 @@ impl Copier {
     #[must_use]
     pub fn backlog(&self, keyspace: usize) -> usize {
         self.backlog[keyspace].load(Ordering::SeqCst)
+    }
+
+    /// Copies of a keyspace that failed since the proxy started.
+    #[must_use]
+    pub fn failed_copies(&self, keyspace: usize) -> u64 {
+        self.failures[keyspace].load(Ordering::SeqCst)
     }
 
     /// Keys of a keyspace waiting in the repair set.
@@ -253,6 +265,7 @@ impl Copier {
                     migration = %self.migration, key = %String::from_utf8_lossy(&item.key),
                     to = ?item.from.other(), %reason, "copy failed; key added to the repair set"
                 );
+                self.failures[item.keyspace].fetch_add(1, Ordering::SeqCst);
                 if pending.repair.insert(item.clone()) {
                     pending.repair_dirty = true;
                     self.repairs[item.keyspace].fetch_add(1, Ordering::SeqCst);

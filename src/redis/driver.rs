@@ -33,6 +33,16 @@ impl RedisDriver {
         RedisDriver { shared, shutdown }
     }
 
+    /// Shadow-read outcomes of a keyspace since the proxy started.
+    fn shadow_reads(&self, index: usize) -> serde_json::Value {
+        let counts = &self.shared.keyspace_metrics[index].shadow;
+        serde_json::json!({
+            "match": counts[0].get(),
+            "mismatch": counts[1].get(),
+            "error": counts[2].get(),
+        })
+    }
+
     fn keyspace(&self, name: &str) -> Option<&Arc<Keyspace>> {
         self.shared
             .keyspaces
@@ -218,6 +228,7 @@ impl Driver for RedisDriver {
             return;
         };
         keyspace.lower_fence();
+        super::backfill::entered(&self.shared, keyspace, to);
         if self.shared.options.backfill_on_enter
             && super::backfill::starts_on_enter(from, to)
             && let Err(e) = super::backfill::start(&self.shared, keyspace, &self.shutdown).await
@@ -271,6 +282,7 @@ impl Driver for RedisDriver {
             "repair_set": self.shared.copier.repair_len(keyspace.index),
             "inflight_writes": keyspace.inflight(),
             "fenced": keyspace.is_fenced(),
+            "shadow_reads": self.shadow_reads(keyspace.index),
         });
         if let Some(backfill) = super::backfill::status(&self.shared, keyspace) {
             status["backfill"] = backfill;

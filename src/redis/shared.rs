@@ -2,7 +2,7 @@
 //! patterns, upstream settings, the copier, cached metric handles.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cutover_redis::Limits;
@@ -23,9 +23,38 @@ pub struct KeyspaceMetrics {
     /// Requests per side.
     pub requests: [Counter; 2],
     /// Shadow read outcomes: match, mismatch, error.
-    pub shadow: [Counter; 3],
+    pub shadow: [ShadowCount; 3],
     /// Mismatches logged so far (only the first few are logged).
     pub logged_mismatches: AtomicUsize,
+}
+
+/// One shadow-read outcome: the exported counter, and the same count kept
+/// here so `ctl status` and the console can show it (a metrics counter
+/// cannot be read back).
+pub struct ShadowCount {
+    counter: Counter,
+    count: AtomicU64,
+}
+
+impl ShadowCount {
+    fn new(counter: Counter) -> Self {
+        ShadowCount {
+            counter,
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `n` more reads with this outcome.
+    pub fn increment(&self, n: u64) {
+        self.counter.increment(n);
+        self.count.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads counted since the proxy started.
+    #[must_use]
+    pub fn get(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
 }
 
 /// Per-side metric handles.
@@ -127,7 +156,11 @@ pub fn keyspace_metrics(migration: &str, topic: &str, clusters: [&str; 2]) -> Ke
     let shadow = |outcome: &'static str| m::counter!(m::SHADOW_READS, "migration" => migration.to_owned(), "topic" => topic.to_owned(), "outcome" => outcome);
     KeyspaceMetrics {
         requests: [request(clusters[0]), request(clusters[1])],
-        shadow: [shadow("match"), shadow("mismatch"), shadow("error")],
+        shadow: [
+            ShadowCount::new(shadow("match")),
+            ShadowCount::new(shadow("mismatch")),
+            ShadowCount::new(shadow("error")),
+        ],
         logged_mismatches: AtomicUsize::new(0),
     }
 }

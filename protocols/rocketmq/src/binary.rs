@@ -8,8 +8,9 @@
 //!
 //! Decoding follows Java's tolerance where it is deliberate: a remark or ext
 //! block length ≤ 0 means "absent", bytes after the ext block are ignored,
-//! invalid UTF-8 becomes U+FFFD. Every declared length is checked against
-//! the bytes present before anything is copied.
+//! invalid UTF-8 becomes U+FFFD. An ext key that appears twice is refused:
+//! readers disagree on which value wins. Every declared length is checked
+//! against the bytes present before anything is copied.
 
 use nom::IResult;
 use nom::bytes::complete::take;
@@ -76,11 +77,17 @@ pub(crate) fn decode(src: &[u8]) -> Result<Header, FrameError> {
     let mut fields = ExtBuilder::default();
     let mut cursor = ext;
     while !cursor.is_empty() {
+        let offset = ext_start + (ext.len() - cursor.len());
         let (next, (key, val)) = ext_entry(cursor).map_err(|_| FrameError::Malformed {
             reason: "ext field length negative or past the ext block",
-            offset: ext_start + (ext.len() - cursor.len()),
+            offset,
         })?;
-        fields.push(text(key), text(val));
+        fields
+            .push(text(key), Some(text(val)))
+            .map_err(|_| FrameError::Malformed {
+                reason: "ext key appears twice; refused rather than guess which value the broker reads",
+                offset,
+            })?;
         cursor = next;
     }
     Ok(Header {
@@ -231,15 +238,19 @@ mod tests {
     }
 
     #[test]
-    fn repeated_keys_keep_first_position_and_last_value() {
+    fn repeated_keys_are_refused_at_the_second_one() {
         let mut h = sample();
         h.ext_fields.push(("a".into(), "second".into()));
         let mut out = Vec::new();
         encode(&h, &mut out).unwrap();
-        let back = decode(&out).unwrap();
-        assert_eq!(back.ext("a"), Some("second"));
-        assert_eq!(back.ext_fields[0].0, "a");
-        assert_eq!(back.ext_fields.len(), 2);
+        // The repeated entry is the last: 2 + "a" + 4 + "second".
+        let at = out.len() - (2 + 1 + 4 + 6);
+        let err = decode(&out).unwrap_err();
+        assert!(err.to_string().contains("appears twice"), "{err}");
+        assert!(
+            matches!(err, FrameError::Malformed { offset, .. } if offset == at),
+            "{err:?}"
+        );
     }
 
     #[test]

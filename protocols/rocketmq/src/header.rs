@@ -93,27 +93,46 @@ impl Header {
     }
 }
 
-/// Builds an ext field list with unique keys: a repeated key keeps its first
-/// position and its last value, as Java's `HashMap.put` keeps the last.
+/// Builds an ext field list with unique keys. A repeated key is refused, not
+/// resolved: Java's `HashMap.put` keeps the last value, other readers the
+/// first, and a header two readers read two ways is how routing and
+/// permission decisions go wrong.
 #[derive(Default)]
 pub(crate) struct ExtBuilder {
     fields: Vec<(String, String)>,
-    index: std::collections::HashMap<String, usize>,
+    seen: std::collections::HashSet<String>,
 }
 
 impl ExtBuilder {
-    pub(crate) fn push(&mut self, key: String, value: String) {
-        if let Some(&at) = self.index.get(&key) {
-            self.fields[at].1 = value;
-        } else {
-            self.index.insert(key.clone(), self.fields.len());
+    /// Appends a field; a `None` value (JSON null, which Java skips) is
+    /// not kept but its key still counts as seen.
+    ///
+    /// # Errors
+    /// Gives the key back when it was already seen.
+    pub(crate) fn push(&mut self, key: String, value: Option<String>) -> Result<(), String> {
+        if self.seen.contains(&key) {
+            return Err(key);
+        }
+        self.seen.insert(key.clone());
+        if let Some(value) = value {
             self.fields.push((key, value));
         }
+        Ok(())
     }
 
     pub(crate) fn finish(self) -> Vec<(String, String)> {
         self.fields
     }
+}
+
+/// `key` for an error sentence: at most 64 characters, escaped.
+pub(crate) fn shown(key: &str) -> String {
+    const MAX: usize = 64;
+    let mut out: String = key.chars().take(MAX).flat_map(char::escape_debug).collect();
+    if key.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Client language: a byte in the binary header, a name in JSON
@@ -135,7 +154,7 @@ impl Language {
     pub const DOTNET: Self = Self(2);
     /// Python clients.
     pub const PYTHON: Self = Self(3);
-    /// Anything else; also what an unknown JSON name decodes to.
+    /// A client that says it is none of the named ones.
     pub const OTHER: Self = Self(7);
     /// Go clients.
     pub const GO: Self = Self(9);
@@ -150,15 +169,15 @@ impl Language {
         LANGUAGE_NAMES.get(usize::from(self.0)).copied()
     }
 
-    /// The language a JSON name stands for; unknown names map to
-    /// [`Language::OTHER`].
+    /// The language a JSON name stands for, or `None` for a name no known
+    /// peer defines.
     #[must_use]
-    pub fn from_name(name: &str) -> Self {
+    pub fn from_name(name: &str) -> Option<Self> {
         LANGUAGE_NAMES
             .iter()
             .position(|n| *n == name)
             .and_then(|i| u8::try_from(i).ok())
-            .map_or(Self::OTHER, Self)
+            .map(Self)
     }
 }
 
@@ -268,25 +287,14 @@ impl RequestCode {
     pub const QUERY_ASSIGNMENT: i32 = 400;
     /// Pop consumption mode switch.
     pub const SET_MESSAGE_REQUEST_MODE: i32 = 401;
-    /// Pop consumption: receive.
-    pub const POP_MESSAGE: i32 = 3442;
+    /// Pop consumption: receive (Apache `RequestCode.POP_MESSAGE`).
+    pub const POP_MESSAGE: i32 = 200_050;
     /// Pop consumption: acknowledge.
-    pub const ACK_MESSAGE: i32 = 3443;
+    pub const ACK_MESSAGE: i32 = 200_051;
     /// Pop consumption: extend invisibility.
-    pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 3445;
+    pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200_053;
     /// Pop consumption: batch acknowledge.
-    pub const BATCH_ACK_MESSAGE: i32 = 3543;
-
-    /// Requests a broker sends to a client on the client's own connection.
-    pub const BROKER_TO_CLIENT: [i32; 7] = [
-        Self::CHECK_TRANSACTION_STATE,
-        Self::NOTIFY_CONSUMER_IDS_CHANGED,
-        Self::RESET_CONSUMER_CLIENT_OFFSET,
-        Self::GET_CONSUMER_STATUS_FROM_CLIENT,
-        Self::GET_CONSUMER_RUNNING_INFO,
-        Self::CONSUME_MESSAGE_DIRECTLY,
-        Self::PUSH_REPLY_MESSAGE_TO_CLIENT,
-    ];
+    pub const BATCH_ACK_MESSAGE: i32 = 200_151;
 
     /// Whether `code` is a send of any kind (v1, v2, batch).
     #[must_use]

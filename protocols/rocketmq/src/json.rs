@@ -1,9 +1,16 @@
 //! The JSON header (Apache `RemotingSerializable` of `RemotingCommand`).
 //!
-//! Decoding is tolerant: fields in any order, missing numbers default to 0,
-//! `remark`/`extFields` may be null, unknown fields are skipped, ext values
-//! that are numbers or booleans are kept as their text, a language may be a
-//! name or a code. The ext fields keep their wire order.
+//! Decoding is tolerant where every reader agrees: fields in any order,
+//! missing numbers default to 0, `remark`/`extFields` may be null, unknown
+//! fields are skipped, ext values that are integers or booleans are kept as
+//! their text, a language may be a name or a code. The ext fields keep
+//! their wire order.
+//!
+//! It refuses what two readers could read two ways, rather than pick one
+//! reading: a key twice (top level or in `extFields`), a language no known
+//! peer names (its re-encoding would name another language), a fractional
+//! ext value (its text depends on the reader's float formatting). So every
+//! accepted header re-encodes to itself: decoding is a fixed point.
 //!
 //! Encoding writes fastjson's canonical layout (keys sorted, nulls omitted,
 //! `extFields` always present) and always carries
@@ -17,7 +24,7 @@ use serde::Deserializer;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
 use crate::FrameError;
-use crate::header::{ExtBuilder, Header, Language};
+use crate::header::{ExtBuilder, Header, Language, shown};
 
 /// Decodes a JSON header occupying exactly `src`.
 pub(crate) fn decode(src: &[u8]) -> Result<Header, FrameError> {
@@ -42,7 +49,14 @@ impl<'de> Visitor<'de> for HeaderVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
         let mut h = Header::default();
+        let mut seen = std::collections::HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format_args!(
+                    "key \"{}\" appears twice; refused rather than guess which one the broker reads",
+                    shown(&key)
+                )));
+            }
             match key.as_str() {
                 "code" => h.code = map.next_value::<Option<i32>>()?.unwrap_or(0),
                 "language" => h.language = map.next_value::<LanguageField>()?.0,
@@ -83,17 +97,25 @@ impl Visitor<'_> for LanguageVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<LanguageField, E> {
-        Ok(LanguageField(Language::from_name(v)))
+        Language::from_name(v).map(LanguageField).ok_or_else(|| {
+            E::custom(format_args!(
+                "language \"{}\" is not one any known client names",
+                shown(v)
+            ))
+        })
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<LanguageField, E> {
-        Ok(LanguageField(
-            u8::try_from(v).map_or(Language::OTHER, Language),
-        ))
+        u8::try_from(v)
+            .ok()
+            .map(Language)
+            .filter(|l| l.name().is_some())
+            .map(LanguageField)
+            .ok_or_else(|| E::custom(format_args!("language code {v} has no name")))
     }
 
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<LanguageField, E> {
-        Ok(LanguageField(Language::OTHER))
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<LanguageField, E> {
+        Err(E::custom(format_args!("language code {v} has no name")))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<LanguageField, E> {
@@ -122,9 +144,13 @@ impl<'de> Visitor<'de> for ExtVisitor {
         let mut fields = ExtBuilder::default();
         while let Some(key) = map.next_key::<String>()? {
             // Java skips null values when it builds extFields; do the same.
-            if let Some(value) = map.next_value::<Option<ExtValue>>()? {
-                fields.push(key, value.0);
-            }
+            let value = map.next_value::<Option<ExtValue>>()?.map(|v| v.0);
+            fields.push(key, value).map_err(|key| {
+                de::Error::custom(format_args!(
+                    "ext field \"{}\" appears twice; refused rather than guess which value the broker reads",
+                    shown(&key)
+                ))
+            })?;
         }
         Ok(ExtFields(fields.finish()))
     }
@@ -145,7 +171,7 @@ impl Visitor<'_> for ExtValueVisitor {
     type Value = ExtValue;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string, number or boolean ext value")
+        f.write_str("a string, integer or boolean ext value")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<ExtValue, E> {
@@ -169,7 +195,11 @@ impl Visitor<'_> for ExtValueVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<ExtValue, E> {
-        Ok(ExtValue(v.to_string()))
+        // Java keeps the literal text, this decoder would keep its own
+        // formatting of the parsed float ("1.0" becomes "1"): refuse.
+        Err(E::custom(format_args!(
+            "ext value {v} is fractional; only strings, integers and booleans are read the same everywhere"
+        )))
     }
 }
 
@@ -271,10 +301,49 @@ mod tests {
         assert_eq!(h.ext("sysFlag"), Some("true"));
         assert_eq!(h.ext("gone"), None);
         assert_eq!(h.ext("k"), Some("v\u{1}"));
-        assert_eq!(
-            decode(br#"{"language":"SWIFT"}"#).unwrap().language,
-            Language::OTHER
-        );
+    }
+
+    /// Each of these would be read one way here and another way by some
+    /// broker or client, or re-encode to a different header.
+    #[test]
+    fn refuses_what_two_readers_could_read_two_ways() {
+        for (bad, why) in [
+            (
+                &br#"{"code":11,"code":34}"#[..],
+                r#"key "code" appears twice"#,
+            ),
+            (br#"{"x":1,"x":1}"#, r#"key "x" appears twice"#),
+            (
+                br#"{"extFields":{"topic":"a","topic":"b"}}"#,
+                r#"ext field "topic" appears twice"#,
+            ),
+            (
+                br#"{"extFields":{"topic":null,"topic":"b"}}"#,
+                r#"ext field "topic" appears twice"#,
+            ),
+            (br#"{"language":34}"#, "language code 34 has no name"),
+            (br#"{"language":-1}"#, "language code -1 has no name"),
+            (br#"{"language":"SWIFT"}"#, r#"language "SWIFT" is not one"#),
+            (br#"{"extFields":{"q":1.0}}"#, "ext value 1 is fractional"),
+        ] {
+            let err = decode(bad).unwrap_err();
+            assert!(
+                matches!(&err, FrameError::Json { reason } if reason.contains(why)),
+                "{}: {err}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn every_named_language_decodes_by_name_and_by_code() {
+        for code in 0u8..14 {
+            let name = Language(code).name().unwrap();
+            let by_name = format!(r#"{{"language":"{name}"}}"#);
+            let by_code = format!(r#"{{"language":{code}}}"#);
+            assert_eq!(decode(by_name.as_bytes()).unwrap().language, Language(code));
+            assert_eq!(decode(by_code.as_bytes()).unwrap().language, Language(code));
+        }
     }
 
     #[test]

@@ -110,3 +110,32 @@ proptest! {
         }
     }
 }
+
+/// The fuzzer's crash (a JSON `language` code with no name re-encoded as
+/// another language) and its kin: each whole frame is refused with a reason
+/// naming what is ambiguous, and consumed, so the stream stays in sync.
+#[test]
+fn ambiguous_headers_from_the_corpus_are_refused_with_a_reason() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/rocketmq_frame");
+    for (file, why) in [
+        (
+            "crash_json_language_code_without_name",
+            "language code 34 has no name",
+        ),
+        ("json_duplicate_top_key", r#"key "code" appears twice"#),
+        (
+            "json_duplicate_ext_key",
+            r#"ext field "topic" appears twice"#,
+        ),
+        ("json_fractional_ext_value", "is fractional"),
+        ("binary_duplicate_ext_key", "ext key appears twice"),
+    ] {
+        let wire = std::fs::read(dir.join(file)).unwrap();
+        let mut buf = BytesMut::from(&wire[..]);
+        let err = next_frame(&mut buf, DEFAULT_MAX_FRAME).unwrap_err();
+        assert!(err.to_string().contains(why), "{file}: {err}");
+        assert!(!err.breaks_stream(), "{file}");
+        assert!(buf.is_empty(), "{file}: the bad frame was not consumed");
+    }
+}
