@@ -1,9 +1,8 @@
 //! Kafka metadata migration and the `source → dual_read` checks, black box:
-//! two real tansu brokers (source and target), librdkafka (confluent-kafka)
-//! clients through the proxy and, for the bypass cases, straight to the
-//! source. tansu lists no groups and reports no members, so the consumer
-//! check rests on the broker-independent signal: committed offsets moving
-//! beyond what the proxy relayed. Needs `tests/peers/install.sh kafka`.
+//! Apache Kafka clusters (a source of 3 brokers, a target of 1, shared by
+//! this binary's tests: each test keeps to a topic of its own), librdkafka
+//! (confluent-kafka) clients through the proxy and, for the bypass cases,
+//! straight to the source. Needs `tests/peers/install.sh kafka`.
 
 mod support;
 
@@ -22,16 +21,18 @@ SOURCE = "{SOURCE}"
 TARGET = "{TARGET}"
 GROUP_OPTS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
+TOPIC = "{TOPIC}"
+
 def produce(boot, n, start):
     p = Producer({"bootstrap.servers": boot, "acks": "all"})
     for i in range(n):
-        p.produce("orders", key=str(i % 5).encode(), value=f"m{start + i}".encode())
+        p.produce(TOPIC, key=str(i % 5).encode(), value=f"m{start + i}".encode())
     assert p.flush(30) == 0
 
 def consume(boot, group, want):
     c = Consumer({"bootstrap.servers": boot, "group.id": group, "auto.offset.reset": "earliest",
                   "enable.auto.commit": False, **GROUP_OPTS})
-    c.subscribe(["orders"])
+    c.subscribe([TOPIC])
     got, deadline = 0, time.time() + 60
     while got < want and time.time() < deadline:
         m = c.poll(0.5)
@@ -42,16 +43,24 @@ def consume(boot, group, want):
     return got
 "#;
 
-fn rig() -> KafkaRig {
-    KafkaRig::start("orders*", "")
+/// A rig migrating `topic` (and what starts with it): a name no other test
+/// of this binary uses, as they share the clusters.
+fn rig(topic: &str) -> KafkaRig {
+    KafkaRig::start(&format!("{topic}*"), "")
+}
+
+/// The topic a rig migrates (its pattern without the `*`).
+fn topic(rig: &KafkaRig) -> String {
+    rig.pattern.trim_end_matches('*').to_owned()
 }
 
 impl KafkaRig {
     fn script(&self, body: &str) -> String {
         PRELUDE
             .replace("{LISTEN}", &self.listen.to_string())
-            .replace("{SOURCE}", &self.source.addr())
-            .replace("{TARGET}", &self.target.addr())
+            .replace("{SOURCE}", &self.source.bootstrap())
+            .replace("{TARGET}", &self.target.bootstrap())
+            .replace("{TOPIC}", &topic(self))
             + body
     }
 
@@ -76,9 +85,9 @@ impl KafkaRig {
         })
     }
 
-    /// `ctl check events orders --json`, as `name → (passed, reason)`.
+    /// `ctl check events TOPIC --json`, as `name → (passed, reason)`.
     fn checks(&self) -> Vec<(String, bool, String)> {
-        let body = self.ctl_json(&["check", "events", "orders", "--json"]);
+        let body = self.ctl_json(&["check", "events", &topic(self), "--json"]);
         body["checks"]
             .as_array()
             .unwrap_or_else(|| panic!("no checks: {body:#}"))
@@ -104,15 +113,21 @@ fn check<'a>(checks: &'a [(String, bool, String)], name: &str) -> (bool, &'a str
 
 #[test]
 fn migrate_metadata_and_dual_read_checks_name_what_bypasses_the_proxy() {
-    let rig = rig();
+    let rig = rig("orders");
     // The topic exists on the source only; Metadata through the proxy
     // registers it.
     let out = rig.python(
         r#"
 src = AdminClient({"bootstrap.servers": SOURCE})
-src.create_topics([NewTopic("orders", num_partitions=3, replication_factor=1)])["orders"].result(timeout=20)
-md = AdminClient({"bootstrap.servers": BOOT}).list_topics(timeout=10)
-print(json.dumps({"partitions": len(md.topics["orders"].partitions)}))
+src.create_topics([NewTopic(TOPIC, num_partitions=3)])[TOPIC].result(timeout=20)
+# A new topic reaches every broker's metadata a moment after CreateTopics
+# answers: ask until it has its partitions, as clients do.
+partitions, deadline = 0, time.time() + 20
+while partitions < 3 and time.time() < deadline:
+    md = AdminClient({"bootstrap.servers": BOOT}).list_topics(timeout=10)
+    partitions = len(md.topics[TOPIC].partitions) if TOPIC in md.topics else 0
+    if partitions < 3: time.sleep(0.2)
+print(json.dumps({"partitions": partitions}))
 "#,
     );
     assert_eq!(out["partitions"], 3, "{out:#}");
@@ -130,7 +145,7 @@ print(json.dumps({"partitions": len(md.topics["orders"].partitions)}))
     let out = rig.python(
         r#"
 md = AdminClient({"bootstrap.servers": TARGET}).list_topics(timeout=10)
-print(json.dumps({"partitions": len(md.topics["orders"].partitions) if "orders" in md.topics else 0}))
+print(json.dumps({"partitions": len(md.topics[TOPIC].partitions) if TOPIC in md.topics else 0}))
 "#,
     );
     assert_eq!(out["partitions"], 3, "{out:#}");
@@ -182,11 +197,11 @@ print(json.dumps({"a": a}))
     let mut producer = rig.spawn(
         r#"
 p = Producer({"bootstrap.servers": SOURCE, "acks": "all", "linger.ms": 5})
-p.produce("orders", value=b"first"); p.flush(10)
+p.produce(TOPIC, value=b"first"); p.flush(10)
 print("started", flush=True)
 end = time.time() + 12
 while time.time() < end:
-    p.produce("orders", value=b"x", partition=1); p.poll(0); time.sleep(0.02)
+    p.produce(TOPIC, value=b"x", partition=1); p.poll(0); time.sleep(0.02)
 p.flush(10)
 print(json.dumps({"done": True}))
 "#,
@@ -218,21 +233,22 @@ fn bypassed_on_source(proxy: &CutoverProcess) -> f64 {
 
 #[test]
 fn writes_to_the_source_after_cutover_are_alarmed_refused_and_served_after_a_rollback() {
-    let rig = rig();
+    let rig = rig("payments");
+    let t = topic(&rig);
     let created = rig.python(
         r#"
 admin = AdminClient({"bootstrap.servers": BOOT})
-admin.create_topics([NewTopic("orders", num_partitions=2, replication_factor=1)])["orders"].result(timeout=20)
-admin.list_topics(topic="orders", timeout=10)
+admin.create_topics([NewTopic(TOPIC, num_partitions=2)])[TOPIC].result(timeout=20)
+admin.list_topics(topic=TOPIC, timeout=10)
 produce(BOOT, 20, 0)
 print(json.dumps({"ok": True}))
 "#,
     );
     assert_eq!(created["ok"], true);
-    let out = rig.proxy.ctl(&["migrate-metadata", "events", "orders"]);
+    let out = rig.proxy.ctl(&["migrate-metadata", "events", &t]);
     assert!(out.status.success(), "{out:?}");
     for _ in 0..3 {
-        let out = rig.proxy.ctl(&["advance", "events", "orders", "--force"]);
+        let out = rig.proxy.ctl(&["advance", "events", &t, "--force"]);
         assert!(
             out.status.success(),
             "{}",
@@ -244,11 +260,10 @@ print(json.dumps({"ok": True}))
     let wrote = rig.python(
         r#"
 produce(BOOT, 10, 100)
-# One record per batch: tansu 0.6.0 reports a partition's latest offset as
-# its last batch's base offset + 1, so multi-record batches under-count.
+# One record per batch, so the six records are six produce requests.
 p = Producer({"bootstrap.servers": SOURCE, "acks": "all", "linger.ms": 0})
 for i in range(6):
-    p.produce("orders", key=str(i % 5).encode(), value=f"m{200 + i}".encode())
+    p.produce(TOPIC, key=str(i % 5).encode(), value=f"m{200 + i}".encode())
     assert p.flush(30) == 0
 print(json.dumps({"ok": True}))
 "#,
@@ -265,20 +280,18 @@ print(json.dumps({"ok": True}))
     }
     let checks = rig.checks();
     let (passed, reason) = check(&checks, "no_writes_bypassing_to_source");
-    assert!(!passed && reason.contains("orders/"), "{reason}");
+    assert!(!passed && reason.contains(&format!("{t}/")), "{reason}");
     assert!(reason.contains("roll back"), "says what to do: {reason}");
     // Roll back to dual_write with nothing shifted: every partition's new
     // source segment starts at the first bypassing record, so a reader
     // through the proxy gets all 36 records.
-    let out = rig.proxy.ctl(&["rollback", "events", "orders"]);
+    let out = rig.proxy.ctl(&["rollback", "events", &t]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = rig
-        .proxy
-        .ctl(&["shift", "events", "orders", "--percent", "0"]);
+    let out = rig.proxy.ctl(&["shift", "events", &t, "--percent", "0"]);
     assert!(
         out.status.success(),
         "{}",
@@ -288,7 +301,7 @@ print(json.dumps({"ok": True}))
         r#"
 c = Consumer({"bootstrap.servers": BOOT, "group.id": "reader", "auto.offset.reset": "earliest",
               "enable.auto.commit": False, **GROUP_OPTS})
-c.subscribe(["orders"])
+c.subscribe([TOPIC])
 got, deadline = set(), time.time() + 60
 while len(got) < 36 and time.time() < deadline:
     m = c.poll(0.5)

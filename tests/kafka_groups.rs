@@ -1,5 +1,5 @@
 //! A consumer group moves from the source to the target with its topic
-//! (DESIGN.md §2 Kafka, `target`), black box with real tansu brokers and
+//! (DESIGN.md §2 Kafka, `target`), black box with Apache Kafka clusters and
 //! librdkafka: a group consumer with automatic commits reads through the
 //! proxy while a producer writes and the topic walks to `target`; it keeps
 //! reading there, then stops, and a consumer of the same group connected
@@ -27,8 +27,8 @@ fn rig() -> KafkaRig {
 fn spawn(rig: &KafkaRig, body: &str, marker: &Path) -> Child {
     let script = PRELUDE
         .replace("{LISTEN}", &rig.listen.to_string())
-        .replace("{TARGET}", &rig.target.addr())
-        .replace("{SOURCE}", &rig.source.addr())
+        .replace("{TARGET}", &rig.target.bootstrap())
+        .replace("{SOURCE}", &rig.source.bootstrap())
         .replace("{PARTS}", &PARTITIONS.to_string())
         .replace("{MARKER}", &marker.display().to_string())
         + body;
@@ -48,8 +48,13 @@ MARKER = "{MARKER}"
 
 const CREATE: &str = r#"
 admin = AdminClient({"bootstrap.servers": BOOT})
-admin.create_topics([NewTopic("orders", num_partitions=PARTS, replication_factor=1)])["orders"].result(timeout=20)
-partitions = len(admin.list_topics(topic="orders", timeout=10).topics["orders"].partitions)
+admin.create_topics([NewTopic("orders", num_partitions=PARTS)])["orders"].result(timeout=20)
+# A new topic reaches every broker's metadata a moment after CreateTopics
+# answers (3 brokers): ask until it has its partitions, as clients do.
+partitions, deadline = 0, time.time() + 20
+while partitions < PARTS and time.time() < deadline:
+    partitions = len(admin.list_topics(topic="orders", timeout=10).topics["orders"].partitions)
+    if partitions < PARTS: time.sleep(0.2)
 print(json.dumps({"partitions": partitions}))
 "#;
 

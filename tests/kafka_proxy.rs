@@ -1,5 +1,6 @@
-//! Kafka through cutover, black box: two real tansu brokers (source and
-//! target) and librdkafka (confluent-kafka) as the client. Produce and a
+//! Kafka through cutover, black box: Apache Kafka clusters (a source of 3
+//! brokers, a target of 1, shared by this binary's tests: each keeps to its
+//! own topics and groups), librdkafka (confluent-kafka) and the Java client. Produce and a
 //! consumer group through the proxy's bootstrap address, Metadata naming
 //! only the proxy, topic discovery visible in `ctl status`, and bad input
 //! closing only its own connection. Needs `tests/peers/install.sh kafka`.
@@ -13,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    CutoverProcess, KAFKA_SCRIPT_DEADLINE, KafkaRig, finish_kafka_script, kafka_python, wait_until,
+    CutoverProcess, KAFKA_SCRIPT_DEADLINE, KafkaRig, finish_java, finish_kafka_script,
+    kafka_python, kafka_tool, output_text, spawn_java, wait_until,
 };
 
-/// librdkafka group joins against tansu take seconds; everything the script
-/// does is bounded inside it, this bounds the process as a whole.
+/// How long the proxy may take to close a connection that sent bad input.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 
 fn rig() -> KafkaRig {
@@ -48,7 +49,7 @@ def brokers():
 
 const PRODUCE_CONSUME: &str = r#"
 admin = AdminClient({"bootstrap.servers": BOOT})
-admin.create_topics([NewTopic("orders", num_partitions=3, replication_factor=1)])["orders"].result(timeout=20)
+admin.create_topics([NewTopic("orders", num_partitions=3)])["orders"].result(timeout=20)
 seen_brokers, topics = brokers()
 
 delivered, failed = [0], []
@@ -154,14 +155,14 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
         Some("dual_read")
     );
     // Records written straight to the target, around the proxy: the check
-    // before dual_write counts the offsets they take (tansu's own count)
+    // before dual_write counts the offsets they take (the target's own count)
     // and says what `switch_start` does with them.
     let direct = python(&format!(
         "from confluent_kafka import Producer\nimport json\n\
          p = Producer({{\"bootstrap.servers\": \"{}\"}})\n\
          for i in range(3): p.produce(\"orders\", value=b\"direct\", partition=0)\n\
          print(json.dumps({{\"left\": p.flush(20)}}))\n",
-        rig.target.addr()
+        rig.target.bootstrap()
     ));
     assert_eq!(direct["left"], 0, "{direct}");
     // `ctl check` shows the information as `info`, not as a pass or fail.
@@ -221,6 +222,50 @@ fn librdkafka_produces_and_consumes_a_group_through_the_proxy() {
         assert_eq!(back["outcomes"][0]["outcome"], "moved", "{back:#}");
     }
     assert_eq!(topic_state(&rig.proxy, "orders").as_deref(), Some("source"));
+}
+
+/// How long the Java client may take to write and read back its records.
+const JAVA_DEADLINE: Duration = Duration::from_secs(150);
+
+#[test]
+fn the_java_client_produces_and_consumes_a_group_through_the_proxy() {
+    let rig = KafkaRig::start("invoices*", "");
+    rig.source.create_topic("invoices", 3);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    let java = spawn_java("ProduceConsume", &[&boot, "invoices", "billing", "500"]);
+    let out = finish_java(java, JAVA_DEADLINE);
+    assert_eq!(out["errors"], 0, "{out:#}\n{}", rig.proxy.log_tail(40));
+    assert_eq!(out["acked"], 500, "{out:#}");
+    assert_eq!(out["consumed"], 500, "{out:#}");
+    assert_eq!(out["duplicates"], 0, "{out:#}");
+    assert_eq!(out["committed_total"], 500, "{out:#}");
+    // Kafka's own tool, through the proxy, sees the group's commits with
+    // no lag left.
+    let described = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            &boot,
+            "--describe",
+            "--group",
+            "billing",
+        ],
+    );
+    let text = output_text(&described);
+    assert!(described.status.success(), "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("invoices"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    let committed: u64 = rows
+        .iter()
+        .filter_map(|r| r.split_whitespace().nth(3)?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(committed, 500, "{text}");
+    for row in rows {
+        assert_eq!(row.split_whitespace().nth(5), Some("0"), "lag: {text}");
+    }
 }
 
 /// Sends `bytes` on a fresh connection to the bootstrap port and waits until

@@ -1,22 +1,18 @@
 //! A source broker restart under traffic, black box: a librdkafka producer
-//! keeps producing through the proxy while the real tansu broker behind it
-//! is killed and started again on the same port. The proxy drops the
-//! affected client connections, librdkafka reconnects through the same
-//! virtual broker and retries, and nothing the producer was promised is
-//! lost; a group consumer then reads every record written after the
-//! restart. (tansu keeps data in memory, so records acknowledged before
-//! the restart die with it; that is the broker's doing, not the proxy's,
-//! and the test only counts records produced after it.)
+//! (acks=all) keeps producing through the proxy while one of the three
+//! Apache Kafka brokers of the source is SIGKILLed and started again on the
+//! same ports and data. The proxy drops the affected client connections,
+//! librdkafka reconnects through the same virtual broker and retries
+//! (leadership moves to the surviving replicas), and nothing the producer
+//! was promised is lost: a group consumer then reads every acknowledged
+//! record, before and after the restart.
 
 mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{
-    Config, CutoverProcess, Tansu, finish_kafka_script, free_port, kafka_python, tcp_accepts,
-    wait_until,
-};
+use support::{KafkaRig, finish_kafka_script, kafka_python, wait_until};
 
 const SCRIPT: &str = r#"
 import json, os, time
@@ -28,17 +24,19 @@ def create():
     # The admin client's own connection may be the one the restart cut:
     # like any client, it retries.
     for attempt in range(20):
-        f = admin.create_topics([NewTopic("orders", num_partitions=3, replication_factor=1)])["orders"]
+        f = admin.create_topics([NewTopic("orders", num_partitions=3)])["orders"]
         try: return f.result(timeout=20)
         except Exception as e:
             if "already exists" in str(e).lower() or "TOPIC_ALREADY_EXISTS" in str(e): return
             if "_TRANSPORT" not in str(e) or attempt == 19: raise
             time.sleep(0.25)
 create()
-failed, delivered = [], {"pre": 0, "post": 0}
+failed, delivered, acked = [], {"pre": 0, "post": 0}, set()
 def done(err, msg):
     if err: failed.append(str(err))
-    else: delivered[msg.value().decode().split(":")[0]] += 1
+    else:
+        delivered[msg.value().decode().split(":")[0]] += 1
+        acked.add(msg.value().decode())
 p = Producer({"bootstrap.servers": BOOT, "acks": "all", "linger.ms": 5, "message.timeout.ms": 60000})
 i, deadline = 0, time.time() + 60
 while not os.path.exists(FLAG) and time.time() < deadline:
@@ -46,7 +44,6 @@ while not os.path.exists(FLAG) and time.time() < deadline:
     i += 1
     p.poll(0)
     time.sleep(0.005)
-create()  # the restarted broker came back empty
 for j in range(POST):
     p.produce("orders", value=f"post:{j}".encode(), on_delivery=done)
     p.poll(0)
@@ -54,31 +51,23 @@ left = p.flush(60)
 c = Consumer({"bootstrap.servers": BOOT, "group.id": "after-restart", "auto.offset.reset": "earliest",
               "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
 c.subscribe(["orders"])
-post, deadline = set(), time.time() + 60
-while len(post) < POST and time.time() < deadline:
+read, deadline = set(), time.time() + 60
+while not acked <= read and time.time() < deadline:
     m = c.poll(0.5)
-    if m is not None and not m.error() and m.value().startswith(b"post:"):
-        post.add(m.value().decode())
+    if m is not None and not m.error():
+        read.add(m.value().decode())
 c.close()
+lost = sorted(acked - read)
 print(json.dumps({"failed": failed[:5], "left": left, "pre_delivered": delivered["pre"],
-                  "post_delivered": delivered["post"], "post_consumed": len(post)}))
+                  "post_delivered": delivered["post"], "lost": len(lost), "lost_sample": lost[:5],
+                  "post_consumed": len([v for v in read if v.startswith("post:")])}))
 "#;
 
 #[test]
 fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
-    let mut source = Tansu::start();
-    let target = Tansu::start();
-    let (listen, broker_port) = (free_port(), free_port());
-    let proxy = CutoverProcess::start(Config::new().append(&format!(
-        "clusters:\n\
-         \x20 - {{ name: old, protocol: kafka, endpoints: [\"{}\"] }}\n\
-         \x20 - {{ name: new, protocol: kafka, endpoints: [\"{}\"] }}\n\
-         migrations:\n\
-         \x20 - {{ name: events, protocol: kafka, listen: 127.0.0.1:{listen}, source: old, target: new,\n\
-         \x20     topics: [ {{ match: \"*\" }} ], kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1 }} }}\n",
-        source.addr(),
-        target.addr()
-    )));
+    let rig = KafkaRig::start("orders*", "");
+    let proxy = &rig.proxy;
+    let listen = rig.listen;
     let flag = proxy.config().dir().join("restarted");
     let script = SCRIPT
         .replace("{LISTEN}", &listen.to_string())
@@ -108,8 +97,9 @@ fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
                 })
         },
     );
-    source.restart();
-    assert!(tcp_accepts(&source.addr()));
+    // Each of the three brokers leads one of the three partitions.
+    rig.source.kill(1);
+    rig.source.restart(1);
     std::fs::write(&flag, b"").expect("write the flag");
     let out = finish_kafka_script(child);
     println!("{out:#}");
@@ -122,6 +112,7 @@ fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
     );
     assert_eq!(out["left"], 0, "{out:#}");
     assert!(out["pre_delivered"].as_u64().unwrap() > 0, "{out:#}");
+    assert_eq!(out["lost"], 0, "{out:#}\n{}", proxy.log_tail(30));
     assert_eq!(out["post_delivered"], 300, "{out:#}");
     assert_eq!(out["post_consumed"], 300, "{out:#}\n{}", proxy.log_tail(30));
     assert!(

@@ -11,8 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 use support::{
-    ChildGuard, Config, CutoverProcess, Etcd, RedisServer, Tansu, free_port, http_get,
-    kafka_python, tcp_accepts, wait_until, wait_until_async,
+    ChildGuard, Config, CutoverProcess, Etcd, KafkaCluster, RedisServer, finish_java, free_port,
+    http_get, kafka_python, output_text, spawn_java, tcp_accepts, wait_until, wait_until_async,
 };
 
 /// A killed and reaped process leaves /proc at once; allow for a slow box.
@@ -192,16 +192,19 @@ async fn wait_until_async_panics_with_what_on_timeout() {
     .await;
 }
 
+/// How long the Java client may take to produce and read back 20 records.
+const JAVA_DEADLINE: Duration = Duration::from_secs(120);
+
 #[test]
-fn tansu_starts_and_serves_a_kafka_client() {
-    let mut tansu = Tansu::start();
-    assert!(tcp_accepts(&tansu.addr()));
+fn apache_kafka_starts_and_serves_librdkafka_the_java_client_and_its_tools() {
+    let kafka = KafkaCluster::start("smoke", 1);
+    assert!(tcp_accepts(&kafka.addr()));
     // A real librdkafka client gets metadata naming the advertised listener.
     let script = format!(
         "from confluent_kafka.admin import AdminClient\n\
          md = AdminClient({{'bootstrap.servers': '{}'}}).list_topics(timeout=10)\n\
          print(','.join(f'{{b.host}}:{{b.port}}' for b in md.brokers.values()))\n",
-        tansu.addr()
+        kafka.addr()
     );
     let out = Command::new(kafka_python())
         .args(["-c", &script])
@@ -212,11 +215,34 @@ fn tansu_starts_and_serves_a_kafka_client() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), tansu.addr());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), kafka.addr());
 
-    let pid = tansu.pid();
-    tansu.stop();
-    wait_until(GONE_DEADLINE, "tansu to exit", || !proc_exists(pid));
+    // Kafka's own tool creates a topic; a Java program launched from source
+    // writes and reads it back with a group.
+    kafka.create_topic("smoke", 2);
+    let java = spawn_java(
+        "ProduceConsume",
+        &[&kafka.bootstrap(), "smoke", "smoke-group", "20"],
+    );
+    let result = finish_java(java, JAVA_DEADLINE);
+    assert_eq!(result["acked"], 20, "{result}");
+    assert_eq!(result["consumed"], 20, "{result}");
+    assert_eq!(result["committed_total"], 20, "{result}");
+    let groups = kafka.tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &["--list"],
+    );
+    assert!(
+        output_text(&groups).contains("smoke-group"),
+        "{}",
+        output_text(&groups)
+    );
+
+    let pid = kafka.pid(1);
+    kafka.kill(1);
+    wait_until(GONE_DEADLINE, "the Kafka node to exit", || {
+        !proc_exists(pid)
+    });
 }
 
 #[test]

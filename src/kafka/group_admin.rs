@@ -1,7 +1,8 @@
 //! The proxy's own requests about consumer groups, to either cluster:
 //! finding a group's coordinator, reading and writing its committed offsets
 //! as an admin would, its members, and the groups a cluster lists. Used by
-//! the checks and by `group_move`.
+//! the checks and by `group_move`. Each retries the errors of a settling
+//! cluster (`retry`), asking for the coordinator again every time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -22,6 +23,7 @@ use super::Shared;
 use super::cluster::Side;
 use super::group_offsets::from_target;
 use super::probe;
+use super::retry::{Failure, STEP_DEADLINE, describe, retrying};
 use crate::proxy::Upstream;
 
 /// OffsetFetch v8: one group, and a null topic list means "every topic".
@@ -59,23 +61,32 @@ async fn call<Req: Encodable, Resp: Decodable>(
         .map_err(|e| e.to_string())
 }
 
-/// The coordinator of `group` on `side`.
+/// The coordinator of `group` on `side`, asked until it is known or the
+/// step's deadline passes.
 pub(crate) async fn coordinator(
     shared: &Shared,
     side: Side,
     group: &str,
 ) -> Result<Upstream, String> {
+    retrying(STEP_DEADLINE, || find_coordinator(shared, side, group)).await
+}
+
+/// One FindCoordinator of `group` on `side`.
+async fn find_coordinator(shared: &Shared, side: Side, group: &str) -> Result<Upstream, Failure> {
     let base = shared.upstream(side, None)?;
     let find = FindCoordinatorRequest::default().with_key(s(group));
     let found: FindCoordinatorResponse =
         call(shared, &base, ApiKey::FindCoordinator, 1, &find).await?;
     if found.error_code != 0 {
-        return Err(format!(
-            "cluster \"{}\" found no coordinator for group {group}: error code {}",
-            base.cluster, found.error_code
+        return Err(Failure::code(
+            found.error_code,
+            format!(
+                "cluster \"{}\" found no coordinator for group {group}",
+                base.cluster
+            ),
         ));
     }
-    shared.upstream(side, Some(&format!("{}:{}", found.host, found.port)))
+    Ok(shared.upstream(side, Some(&format!("{}:{}", found.host, found.port)))?)
 }
 
 /// Every offset `group` has committed on `side`, as that cluster holds them.
@@ -87,7 +98,11 @@ pub(crate) async fn fetch_all(
     side: Side,
     group: &str,
 ) -> Result<GroupOffsets, String> {
-    let upstream = coordinator(shared, side, group).await?;
+    retrying(STEP_DEADLINE, || fetch_all_once(shared, side, group)).await
+}
+
+async fn fetch_all_once(shared: &Shared, side: Side, group: &str) -> Result<GroupOffsets, Failure> {
+    let upstream = find_coordinator(shared, side, group).await?;
     let request = OffsetFetchRequest::default().with_groups(vec![
         OffsetFetchRequestGroup::default()
             .with_group_id(GroupId(s(group)))
@@ -104,9 +119,12 @@ pub(crate) async fn fetch_all(
     let mut out = GroupOffsets::new();
     for g in &response.groups {
         if g.error_code != 0 {
-            return Err(format!(
-                "OffsetFetch of group {group} on cluster \"{}\": error code {}",
-                upstream.cluster, g.error_code
+            return Err(Failure::code(
+                g.error_code,
+                format!(
+                    "OffsetFetch of group {group} on cluster \"{}\"",
+                    upstream.cluster
+                ),
             ));
         }
         for t in &g.topics {
@@ -194,39 +212,54 @@ pub(crate) async fn commit_all(
                 })
                 .collect(),
         );
-    let upstream = coordinator(shared, side, group).await?;
+    retrying(STEP_DEADLINE, || commit_once(shared, side, group, &request)).await
+}
+
+/// One admin OffsetCommit; retriable when every refused partition was
+/// refused for a reason that settles.
+async fn commit_once(
+    shared: &Shared,
+    side: Side,
+    group: &str,
+    request: &OffsetCommitRequest,
+) -> Result<(), Failure> {
+    let upstream = find_coordinator(shared, side, group).await?;
     let response: OffsetCommitResponse = call(
         shared,
         &upstream,
         ApiKey::OffsetCommit,
         OFFSET_COMMIT_ADMIN,
-        &request,
+        request,
     )
     .await?;
-    let failed: Vec<String> = response
+    let refused: Vec<(String, i16)> = response
         .topics
         .iter()
         .flat_map(|t| {
             t.partitions
                 .iter()
                 .filter(|p| p.error_code != 0)
-                .map(move |p| {
-                    format!(
-                        "{}/{}: error code {}",
-                        t.name.0, p.partition_index, p.error_code
-                    )
-                })
+                .map(move |p| (format!("{}/{}", t.name.0, p.partition_index), p.error_code))
         })
         .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let retriable = refused
+        .iter()
+        .all(|(_, code)| super::retry::is_waited_out(*code));
+    let listed: Vec<String> = refused
+        .iter()
+        .map(|(at, code)| format!("{at}: {}", describe(*code)))
+        .collect();
+    Err(Failure {
+        retriable,
+        message: format!(
             "cluster \"{}\" refused group {group}'s offsets: {}",
             upstream.cluster,
-            failed.join(", ")
-        ))
-    }
+            listed.join(", ")
+        ),
+    })
 }
 
 /// The members of `group` on `side` that were never heard through the
@@ -237,16 +270,53 @@ pub(crate) async fn strangers(
     side: Side,
     group: &str,
 ) -> Result<Vec<String>, String> {
-    let upstream = coordinator(shared, side, group).await?;
+    Ok(members(shared, side, group)
+        .await?
+        .into_iter()
+        .filter(|id| !shared.handoffs.heard_of(group, id))
+        .collect())
+}
+
+/// The members of `group` on `side` that the proxy has heard of: left
+/// there from an earlier generation (a member that did not rejoin before
+/// an earlier move). The cluster refuses an admin's commit while they
+/// stay, until its session timeout expires them.
+pub(crate) async fn stale_members(
+    shared: &Shared,
+    side: Side,
+    group: &str,
+) -> Result<Vec<String>, String> {
+    Ok(members(shared, side, group)
+        .await?
+        .into_iter()
+        .filter(|id| shared.handoffs.heard_of(group, id))
+        .collect())
+}
+
+/// Every member id of `group` on `side`.
+async fn members(shared: &Shared, side: Side, group: &str) -> Result<Vec<String>, String> {
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
-    let response: DescribeGroupsResponse =
-        call(shared, &upstream, ApiKey::DescribeGroups, 0, &request).await?;
+    let response: DescribeGroupsResponse = retrying(STEP_DEADLINE, || async {
+        let upstream = find_coordinator(shared, side, group).await?;
+        let response: DescribeGroupsResponse =
+            call(shared, &upstream, ApiKey::DescribeGroups, 0, &request).await?;
+        match response.groups.iter().find(|g| g.error_code != 0) {
+            Some(g) => Err(Failure::code(
+                g.error_code,
+                format!(
+                    "DescribeGroups of {group} on cluster \"{}\"",
+                    upstream.cluster
+                ),
+            )),
+            None => Ok(response),
+        }
+    })
+    .await?;
     Ok(response
         .groups
         .iter()
         .flat_map(|g| &g.members)
         .map(|m| m.member_id.to_string())
-        .filter(|id| !shared.handoffs.heard_of(group, id))
         .collect())
 }
 
@@ -281,12 +351,16 @@ pub(crate) async fn leave(shared: &Shared, side: Side, group: &str, members: &[S
 }
 
 /// Every group the source lists, asking each of its brokers.
-pub(crate) async fn list_groups(shared: &Shared) -> BTreeSet<String> {
+///
+/// # Errors
+/// When the brokers cannot be found or one of them cannot list its groups:
+/// a partial list would hide groups, so none is returned.
+pub(crate) async fn list_groups(shared: &Shared) -> Result<BTreeSet<String>, String> {
     let mut out = BTreeSet::new();
     let base = shared.bootstrap.clone();
     let brokers = probe::brokers(&base, shared.connect_timeout, shared.max_frame)
         .await
-        .unwrap_or_default();
+        .map_err(|e| format!("listing the source's groups: its brokers are unknown: {e}"))?;
     let mut upstreams: Vec<Upstream> = brokers
         .iter()
         .filter_map(|(_, addr)| shared.upstream(Side::Source, Some(addr)).ok())
@@ -295,20 +369,29 @@ pub(crate) async fn list_groups(shared: &Shared) -> BTreeSet<String> {
         upstreams.push(base);
     }
     for upstream in upstreams {
-        let listed: Result<ListGroupsResponse, String> = call(
-            shared,
-            &upstream,
-            ApiKey::ListGroups,
-            0,
-            &ListGroupsRequest::default(),
-        )
-        .await;
-        match listed {
-            Ok(r) => out.extend(r.groups.iter().map(|g| g.group_id.0.to_string())),
-            Err(e) => {
-                tracing::warn!(migration = %shared.migration.name, error = %e, "could not list the source's groups")
+        let listed: ListGroupsResponse = retrying(STEP_DEADLINE, || async {
+            let r: ListGroupsResponse = call(
+                shared,
+                &upstream,
+                ApiKey::ListGroups,
+                0,
+                &ListGroupsRequest::default(),
+            )
+            .await?;
+            if r.error_code != 0 {
+                return Err(Failure::code(
+                    r.error_code,
+                    format!(
+                        "ListGroups on broker {} of cluster \"{}\"",
+                        upstream.endpoints().join(","),
+                        upstream.cluster
+                    ),
+                ));
             }
-        }
+            Ok(r)
+        })
+        .await?;
+        out.extend(listed.groups.iter().map(|g| g.group_id.0.to_string()));
     }
-    out
+    Ok(out)
 }

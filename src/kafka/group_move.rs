@@ -29,7 +29,7 @@ use futures::StreamExt;
 use super::Shared;
 use super::cluster::Side;
 use super::group_admin::{
-    Committed, GroupOffsets, commit_all, fetch_all, leave, list_groups, strangers,
+    Committed, GroupOffsets, commit_all, fetch_all, leave, list_groups, stale_members, strangers,
 };
 use super::group_offsets::{from_target, to_target};
 use crate::migration::{CheckResult, State};
@@ -126,6 +126,11 @@ pub(crate) async fn move_group(shared: &Shared, group: &str, to: Side) -> Result
     })?;
     let offsets = fetch_all(shared, from, group).await?;
     let moved = translate(shared, from, &offsets).map_err(|e| format!("group {group}: {e}"))?;
+    // Members left on `to` by an earlier move that they missed (they did
+    // not rejoin in time) would make it refuse the commit until its session
+    // timeout expires them: take them out first.
+    let stale = stale_members(shared, to, group).await?;
+    leave(shared, to, group, &stale).await;
     commit_all(shared, to, group, &moved).await?;
     shared
         .persist_maps(&format!("the coordination of group {group}"), |all| {
@@ -179,7 +184,7 @@ pub struct MovePlan {
 /// When a group's offsets cannot be read.
 pub(crate) async fn plan(shared: &Shared, topic: &str) -> Result<MovePlan, String> {
     let mut groups: BTreeSet<String> = shared.observed.groups_for(topic).into_iter().collect();
-    groups.extend(list_groups(shared).await);
+    groups.extend(list_groups(shared).await?);
     groups.retain(|g| shared.splice.group_home(g) == Side::Source);
     // A cluster may list thousands of groups: ask about several at once.
     let mut asked: Vec<(String, Result<GroupOffsets, String>)> = futures::stream::iter(groups)

@@ -38,6 +38,7 @@ pub mod probe;
 mod produce;
 mod producers;
 mod reconcile;
+mod retry;
 pub mod rewrite;
 pub mod segments;
 mod session;

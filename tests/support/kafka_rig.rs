@@ -1,5 +1,6 @@
-//! The rig every Kafka black-box test starts from: two tansu brokers (the
-//! source and the target) and a cutover process migrating the topics that
+//! The rig every Kafka black-box test starts from: the test binary's two
+//! Apache Kafka clusters (the source of 3 brokers, the target of 1, shared
+//! by its tests) and a cutover process of its own migrating the topics that
 //! match a pattern from one to the other, plus the client-side helpers the
 //! tests share (python scripts, `ctl`, a topic's status).
 
@@ -7,35 +8,40 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+use super::apache_kafka::KafkaCluster;
 use super::cutover_process::CutoverProcess;
+use super::kafka_client::{kafka_migration, kafka_python};
 use super::net::free_port;
-use super::tansu::{Tansu, kafka_migration, kafka_python};
 
-/// Source, target and the proxy between them (migration `events`).
+/// Source, target and the proxy between them (migration `events`). Tests
+/// share the clusters, so each keeps to topics and groups of its own.
 pub struct KafkaRig {
-    pub source: Tansu,
-    pub target: Tansu,
+    pub source: &'static KafkaCluster,
+    pub target: &'static KafkaCluster,
     pub proxy: CutoverProcess,
     /// The migration's bootstrap port.
     pub listen: u16,
     /// The first virtual broker's port.
     pub broker_port: u16,
+    /// The migration's topic pattern.
+    pub pattern: String,
 }
 
 impl KafkaRig {
-    /// Starts both brokers and the proxy; `kafka_extra` is appended to the
-    /// migration's `kafka:` options.
+    /// Starts the clusters (once per test binary) and a proxy;
+    /// `kafka_extra` is appended to the migration's `kafka:` options.
     pub fn start(pattern: &str, kafka_extra: &str) -> KafkaRig {
-        let source = Tansu::start();
-        let target = Tansu::start();
+        let source = KafkaCluster::source();
+        let target = KafkaCluster::target();
         let (listen, broker_port) = (free_port(), free_port());
-        let config = kafka_migration(&source, &target, listen, broker_port, pattern, kafka_extra);
+        let config = kafka_migration(source, target, listen, broker_port, pattern, kafka_extra);
         KafkaRig {
             proxy: CutoverProcess::start(config),
             source,
             target,
             listen,
             broker_port,
+            pattern: pattern.to_owned(),
         }
     }
 

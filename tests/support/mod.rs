@@ -1,5 +1,5 @@
 //! Lifecycle of the real peers that black-box tests run against (DESIGN.md
-//! §4): Redis, tansu (Kafka), Apache RocketMQ, etcd and cutover's own binary, each on free
+//! §4): Redis, Apache Kafka, Apache RocketMQ, etcd and cutover's own binary, each on free
 //! loopback ports, each killed on drop even when the test panics.
 //!
 //! Included by every integration test as `mod support;`, so each test binary
@@ -10,23 +10,31 @@
 //! on `PATH`, so tests need no environment set up.
 #![allow(dead_code, unused_imports)]
 
+mod apache_kafka;
 mod child;
 mod cutover_process;
 mod etcd;
+mod kafka_client;
 mod kafka_rig;
 mod net;
 mod redis_rig;
 mod redis_server;
 mod rocketmq;
-mod tansu;
 mod wait;
 
 use std::env;
 use std::path::PathBuf;
 
+pub use apache_kafka::{
+    KAFKA_VERSION, KafkaCluster, TOOL_DEADLINE, finish_java, kafka_home, kafka_tool, output_text,
+    spawn_java,
+};
 pub use child::ChildGuard;
 pub use cutover_process::{Config, CutoverProcess, cutover_bin};
 pub use etcd::Etcd;
+pub use kafka_client::{
+    KAFKA_SCRIPT_DEADLINE, finish_client, finish_kafka_script, kafka_migration, kafka_python,
+};
 pub use kafka_rig::KafkaRig;
 pub use net::{free_port, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
@@ -35,7 +43,6 @@ pub use rocketmq::{
     ClientLib, RocketmqBroker, RocketmqClient, RocketmqCluster, RocketmqRig, free_port_block,
     read_frame, rocketmq_home, rpc, shared_clusters,
 };
-pub use tansu::{KAFKA_SCRIPT_DEADLINE, Tansu, finish_kafka_script, kafka_migration, kafka_python};
 pub use wait::{wait_until, wait_until_async};
 
 /// Where `tests/peers/install.sh` puts what is not a Debian package.

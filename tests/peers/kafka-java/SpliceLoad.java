@@ -1,0 +1,108 @@
+// The Java client's share of the splice walk: a producer with the client's
+// defaults (idempotent, acks=all, 5 requests in flight) writes
+// "java:SEQ" to partition SEQ % PARTITIONS of TOPIC for SECONDS seconds
+// while a consumer in GROUP (automatic commits) reads; then the consumer
+// reads until every acknowledged record arrived (at most 60 s more).
+// Prints one JSON line: what was acknowledged, failed, lost, duplicated,
+// reordered, or read at another offset than acknowledged.
+// Usage: java -cp 'libs/*' SpliceLoad.java BOOTSTRAP TOPIC GROUP PARTITIONS SECONDS
+import java.time.Duration;
+import java.util.*;
+import java.util.concurrent.*;
+import java.util.concurrent.atomic.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.serialization.*;
+
+public class SpliceLoad {
+    public static void main(String[] args) throws Exception {
+        String bootstrap = args[0], topic = args[1], group = args[2];
+        int partitions = Integer.parseInt(args[3]);
+        long seconds = Long.parseLong(args[4]);
+        Map<String, String> acked = new ConcurrentHashMap<>();
+        List<String> failed = Collections.synchronizedList(new ArrayList<>());
+        AtomicLong sent = new AtomicLong();
+        Thread producer = new Thread(() -> produce(bootstrap, topic, partitions, seconds, acked, failed, sent));
+        producer.start();
+
+        Properties c = new Properties();
+        c.put("bootstrap.servers", bootstrap);
+        c.put("group.id", group);
+        c.put("auto.offset.reset", "earliest");
+        c.put("auto.commit.interval.ms", "300");
+        c.put("key.deserializer", StringDeserializer.class.getName());
+        c.put("value.deserializer", StringDeserializer.class.getName());
+        Map<String, String> seenAt = new HashMap<>();
+        Map<Integer, Long> lastSeq = new HashMap<>();
+        int duplicates = 0, reordered = 0, mismatched = 0;
+        List<String> errors = new ArrayList<>();
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c)) {
+            consumer.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + seconds * 1000 + 60_000;
+            while (System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
+                    // The topic also carries the other clients' records.
+                    if (!r.value().startsWith("java:")) continue;
+                    String where = r.partition() + "@" + r.offset();
+                    if (seenAt.put(r.value(), where) != null) duplicates++;
+                    long seq = Long.parseLong(r.value().split(":")[1]);
+                    Long last = lastSeq.put(r.partition(), seq);
+                    if (last != null && seq <= last) reordered++;
+                    String at = acked.get(r.value());
+                    if (at != null && !at.equals(where)) {
+                        mismatched++;
+                        if (errors.size() < 5) errors.add(r.value() + " acked at " + at + ", read at " + where);
+                    }
+                }
+                if (!producer.isAlive() && seenAt.keySet().containsAll(acked.keySet())) break;
+            }
+        }
+        producer.join();
+        List<String> lost = new ArrayList<>();
+        for (String v : acked.keySet()) if (!seenAt.containsKey(v)) lost.add(v);
+        System.out.println("{\"sent\":" + sent.get() + ",\"acked\":" + acked.size()
+            + ",\"failed\":" + failed.size() + ",\"failed_sample\":" + quote(failed)
+            + ",\"consumed\":" + seenAt.size() + ",\"lost\":" + lost.size()
+            + ",\"lost_sample\":" + quote(lost.subList(0, Math.min(5, lost.size())))
+            + ",\"duplicates\":" + duplicates + ",\"reordered\":" + reordered
+            + ",\"offset_mismatch\":" + mismatched + ",\"errors\":" + quote(errors) + "}");
+    }
+
+    static void produce(String bootstrap, String topic, int partitions, long seconds,
+                        Map<String, String> acked, List<String> failed, AtomicLong sent) {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", bootstrap);
+        p.put("key.serializer", StringSerializer.class.getName());
+        p.put("value.serializer", StringSerializer.class.getName());
+        p.put("linger.ms", "5");
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            long end = System.currentTimeMillis() + seconds * 1000;
+            long seq = 0;
+            while (System.currentTimeMillis() < end) {
+                String value = "java:" + seq;
+                int partition = (int) (seq % partitions);
+                producer.send(new ProducerRecord<>(topic, partition, null, value), (md, e) -> {
+                    if (e != null) failed.add(value + ": " + e);
+                    else acked.put(value, md.partition() + "@" + md.offset());
+                });
+                seq++;
+                Thread.sleep(3);
+            }
+            sent.set(seq);
+            producer.flush();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    static String quote(List<String> values) {
+        StringBuilder out = new StringBuilder("[");
+        synchronized (values) {
+            for (String v : values) {
+                if (out.length() > 1) out.append(',');
+                out.append('"').append(v.replace("\\", "\\\\").replace("\"", "'")).append('"');
+            }
+        }
+        return out.append(']').toString();
+    }
+}
