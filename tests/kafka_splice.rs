@@ -387,8 +387,12 @@ fn no_record_is_lost_duplicated_or_reordered_across_random_switches() {
             def.name
         );
     }
+    // How short the windows are is the benchmark's business (it prints the
+    // distribution); what must hold is that no window outlives the drain
+    // limit a switch gives in-flight produces before it gives up.
     let p99 = percentile(&fenced, 0.99);
-    assert!(p99 < 1000.0, "fenced window p99 {p99:.1} ms");
+    println!("fenced window p99 {p99:.1} ms");
+    assert!(p99 < 5000.0, "fenced window p99 {p99:.1} ms");
 }
 
 /// The `fenced_ms` of every "kafka partition switched" log line.
