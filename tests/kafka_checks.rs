@@ -323,3 +323,102 @@ print(json.dumps({"read": sorted(got)}))
         "the bypassing records are served: {read:?}"
     );
 }
+
+/// A consumer group reading the topic straight from the source, never
+/// through the proxy, blocks `dual_read` by name with its members' hosts
+/// (found with ListGroups and DescribeGroups on the source); once it
+/// stops, the check passes. Before `target` its commits block
+/// `groups_move_to_target` by name and position; a forced advance leaves
+/// it on the source instead of moving it silently.
+#[test]
+fn a_group_reading_the_source_directly_blocks_dual_read_by_name() {
+    let rig = rig("refunds");
+    rig.source.create_topic("refunds", 3);
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let stop = scratch.path().join("stop");
+    let mut direct = rig.spawn(&format!(
+        r#"
+import os
+produce(SOURCE, 10, 0)
+c = Consumer({{"bootstrap.servers": SOURCE, "group.id": "bypass-group", "auto.offset.reset": "earliest",
+              "enable.auto.commit": False, **GROUP_OPTS}})
+assigned = []
+c.subscribe([TOPIC], on_assign=lambda c, parts: assigned.extend(parts))
+read, deadline = 0, time.time() + 60
+while read < 10 and time.time() < deadline:
+    m = c.poll(0.2)
+    if m is not None and not m.error(): read += 1
+c.commit(asynchronous=False)
+print("assigned" if assigned and read == 10 else f"assigned {{len(assigned)}}, read {{read}}", flush=True)
+while not os.path.exists("{stop}") and time.time() < deadline + 60:
+    c.poll(0.2)
+c.close()
+print(json.dumps({{"assigned": len(assigned)}}))
+"#,
+        stop = stop.display()
+    ));
+    let mut line = String::new();
+    BufReader::new(direct.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "assigned");
+    // The topic reaches the proxy's registry through Metadata.
+    let seen = rig.python(
+        r#"
+md = AdminClient({"bootstrap.servers": BOOT}).list_topics(topic=TOPIC, timeout=10)
+print(json.dumps({"partitions": len(md.topics[TOPIC].partitions)}))
+"#,
+    );
+    assert_eq!(seen["partitions"], 3, "{seen}");
+    let checks = rig.checks();
+    let (passed, reason) = check(&checks, "no_bypassing_consumers");
+    assert!(!passed, "{checks:?}");
+    assert!(reason.contains("group bypass-group"), "{reason}");
+    assert!(reason.contains("127.0.0.1"), "names the hosts: {reason}");
+    let refused = rig.ctl_json(&["advance", "events", "refunds", "--json"]);
+    assert_eq!(refused["outcomes"][0]["outcome"], "refused", "{refused:#}");
+
+    std::fs::write(&stop, b"").expect("stop file");
+    let out = finish_kafka_script(direct);
+    assert_eq!(out["assigned"], 3, "{out}");
+    let checks = rig.checks();
+    let (passed, reason) = check(&checks, "no_bypassing_consumers");
+    assert!(passed, "{checks:?}");
+    assert!(
+        reason.contains("no group the source lists reads refunds"),
+        "{reason}"
+    );
+
+    let report = rig.ctl_json(&["migrate-metadata", "events", "refunds", "--json"]);
+    assert_eq!(report["topics"][0]["outcome"], "created", "{report:#}");
+    for _ in 0..3 {
+        let out = rig.proxy.ctl(&["advance", "events", "refunds", "--force"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let checks = rig.checks();
+    let (passed, reason) = check(&checks, "groups_move_to_target");
+    assert!(!passed, "{checks:?}");
+    assert!(
+        reason
+            .contains("bypass-group committed on refunds without ever using it through the proxy"),
+        "{reason}"
+    );
+    assert!(reason.contains("refunds/"), "names the position: {reason}");
+    let out = rig.proxy.ctl(&["advance", "events", "refunds", "--force"]);
+    assert!(out.status.success(), "{out:?}");
+    let status = rig.topic_status("refunds");
+    assert_eq!(status["state"], "target", "{status:#}");
+    assert!(
+        !status["details"]["groups_on_target"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "bypass-group")),
+        "moved silently: {status:#}"
+    );
+    assert!(
+        rig.proxy
+            .log_tail(100)
+            .contains("a group never seen through the proxy stays on the source"),
+        "{}",
+        rig.proxy.log_tail(30)
+    );
+}

@@ -11,11 +11,12 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use support::{KafkaRig, finish_kafka_script};
+use support::{KafkaCluster, KafkaRig, finish_java, finish_kafka_script, spawn_java};
 
 const PARTITIONS: usize = 3;
 
@@ -261,3 +262,154 @@ def committed(boot):
 print(json.dumps({"read": read, "committed_on_target": committed(TARGET),
                   "committed_on_source": committed(SOURCE)}))
 "#;
+
+/// How long the Java load runs: its producing window, up to 60 s to read
+/// the rest, and the JVM's start.
+const FRESH_LOAD_SECONDS: u64 = 25;
+const FRESH_JAVA_DEADLINE: Duration = Duration::from_secs(FRESH_LOAD_SECONDS + 100);
+
+/// A target cluster formatted moments before the walk has no offsets or
+/// transaction topic yet: its first FindCoordinator answers
+/// COORDINATOR_NOT_AVAILABLE while it creates one, and InitProducerId
+/// COORDINATOR_LOAD_IN_PROGRESS or COORDINATOR_NOT_AVAILABLE. Clients retry
+/// those, and so must the proxy's own requests: the walk to `target`, with
+/// the Java client's idempotent producer and a consumer group moving with
+/// the topic, goes through, and nothing acknowledged is lost or reordered.
+#[test]
+fn a_walk_to_a_freshly_formatted_target_waits_out_its_settling_errors() {
+    let fresh: &'static KafkaCluster = Box::leak(Box::new(KafkaCluster::start("fresh", 1)));
+    let rig = KafkaRig::between(KafkaCluster::source(), fresh, "fresh-orders*", "");
+    rig.source.create_topic("fresh-orders", 3);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    let java = spawn_java(
+        "SpliceLoad",
+        &[
+            &boot,
+            "fresh-orders",
+            "fresh-app",
+            &PARTITIONS.to_string(),
+            &FRESH_LOAD_SECONDS.to_string(),
+        ],
+    );
+    // The group has joined and committed once the proxy has seen it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rig.proxy.scrape().contains("group=\"fresh-app\"") {
+        assert!(
+            Instant::now() < deadline,
+            "the group never committed through the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, out) = rig.ctl(&["migrate-metadata", "events", "fresh-orders"]);
+    assert_eq!(code, 0, "migrate-metadata: {out}");
+    for to in ["dual_read", "dual_write", "cutover", "target"] {
+        let (code, out) = rig.ctl(&["advance", "events", "fresh-orders", "--force"]);
+        assert_eq!(
+            code,
+            0,
+            "advance to {to}: {out}\n{}",
+            rig.proxy.log_tail(30)
+        );
+        assert_eq!(rig.topic_status("fresh-orders")["state"], to, "{out}");
+    }
+    let status = rig.topic_status("fresh-orders");
+    assert_eq!(
+        status["details"]["groups_on_target"],
+        serde_json::json!(["fresh-app"]),
+        "{status:#}"
+    );
+    let report = finish_java(java, FRESH_JAVA_DEADLINE);
+    println!("{report:#}");
+    assert!(report["acked"].as_u64().unwrap() > 500, "{report:#}");
+    for key in [
+        "failed",
+        "lost",
+        "reordered",
+        "offset_mismatch",
+        "duplicates",
+    ] {
+        assert_eq!(
+            report[key],
+            0,
+            "{key}: {report:#}\n{}",
+            rig.proxy.log_tail(40)
+        );
+    }
+}
+
+/// A member that stopped polling misses a hand-off and is left in the
+/// group on the cluster the group leaves; it is stale there (the proxy
+/// heard of it, its session lives on). Moving the group back there must
+/// take it out rather than be refused (UNKNOWN_MEMBER_ID) until the
+/// cluster's session timeout: `target → cutover` and `target` again both
+/// go through within seconds.
+#[test]
+fn a_group_moves_back_and_forth_past_a_stale_member() {
+    let rig = KafkaRig::start("stale-orders*", "");
+    rig.source.create_topic("stale-orders", PARTITIONS as u32);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    let seed = finish_java(
+        spawn_java(
+            "ProduceConsume",
+            &[&boot, "stale-orders", "stale-seed", "30"],
+        ),
+        FRESH_JAVA_DEADLINE,
+    );
+    assert_eq!(seed["acked"], 30, "{seed}");
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let stall = scratch.path().join("stall");
+    let mut member = spawn_java(
+        "StallingConsumer",
+        &[
+            &boot,
+            "stale-orders",
+            "stale-app",
+            "30",
+            &stall.display().to_string(),
+        ],
+    );
+    let mut line = String::new();
+    BufReader::new(member.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "joined");
+    std::fs::write(&stall, b"").expect("stall file");
+    let (code, out) = rig.ctl(&["migrate-metadata", "events", "stale-orders"]);
+    assert_eq!(code, 0, "migrate-metadata: {out}");
+    let walk = [
+        ("advance", "dual_read"),
+        ("advance", "dual_write"),
+        ("advance", "cutover"),
+        ("advance", "target"),
+        ("rollback", "cutover"),
+        ("advance", "target"),
+    ];
+    for (verb, to) in walk {
+        let started = Instant::now();
+        let (code, out) = rig.ctl(&[verb, "events", "stale-orders", "--force"]);
+        assert_eq!(code, 0, "{verb} to {to}: {out}\n{}", rig.proxy.log_tail(30));
+        assert_eq!(rig.topic_status("stale-orders")["state"], to, "{out}");
+        // A hand-off waits 10 s for members to rejoin; nothing waits for
+        // the 60 s session timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "{verb} to {to} took {:?}",
+            started.elapsed()
+        );
+    }
+    let status = rig.topic_status("stale-orders");
+    let on_target = &status["details"]["groups_on_target"];
+    assert!(
+        on_target
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "stale-app")),
+        "{status:#}"
+    );
+    assert!(
+        rig.proxy.log_tail(400).contains("members did not rejoin"),
+        "the member never went stale: {}",
+        rig.proxy.log_tail(40)
+    );
+    std::fs::remove_file(&stall).expect("remove the stall file");
+    let _ = finish_java(member, FRESH_JAVA_DEADLINE);
+}

@@ -22,6 +22,8 @@ use support::{KafkaRig, cutover_bin, finish_java, finish_kafka_script, spawn_jav
 const PARTITIONS: usize = 4;
 /// How long the producers run; the walk happens inside this window.
 const PRODUCE_SECONDS: u64 = 20;
+/// The most the fenced window's p99 may reach on the test machine.
+const FENCED_P99_MAX_MS: f64 = 5000.0;
 /// How long the Java load may run in all: its producing window, then up to
 /// 60 s to read the rest, plus the JVM's start and the source compile.
 const JAVA_DEADLINE: Duration = Duration::from_secs(PRODUCE_SECONDS + 100);
@@ -139,9 +141,12 @@ started = time.time()
 producers = [threading.Thread(target=produce, args=(n, i)) for n, i in (("idem", True), ("plain", False))]
 for t in producers: t.start()
 
+# A session long enough that a loaded test machine (seconds-long stalls)
+# does not expire the member: a rebalance would re-read from the last
+# automatic commit, which is the client's at-least-once, not the proxy's.
 c = Consumer({"bootstrap.servers": BOOT, "group.id": TOPIC + "-torture", "auto.offset.reset": "earliest",
               "enable.auto.commit": True, "auto.commit.interval.ms": 300,
-              "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+              "session.timeout.ms": 30000, "heartbeat.interval.ms": 1000})
 assignments = []
 c.subscribe([TOPIC], on_assign=lambda c, parts: assignments.append(time.time()))
 seen, errors = [], []
@@ -285,10 +290,16 @@ fn no_record_is_lost_duplicated_or_reordered_across_random_switches() {
         ],
     );
     let walk_until = Instant::now() + Duration::from_secs(PRODUCE_SECONDS - 2);
+    // On a loaded machine a switch can take seconds: the fixed prefix is
+    // walked whole even past the producing window (consumers still read),
+    // within the clients' own reading time.
+    let prefix_until = Instant::now() + Duration::from_secs(PRODUCE_SECONDS + 40);
     std::thread::sleep(Duration::from_secs(2)); // let the group join and traffic flow
     let mut walked = Vec::new();
     let mut prefix = PREFIX.iter();
-    while Instant::now() < walk_until {
+    while Instant::now() < walk_until
+        || (walked.len() < PREFIX.len() && Instant::now() < prefix_until)
+    {
         let state = rig.state();
         let args = match prefix.next() {
             Some((verb, rest)) => rig.args(verb, rest),
@@ -387,12 +398,12 @@ fn no_record_is_lost_duplicated_or_reordered_across_random_switches() {
             def.name
         );
     }
-    // How short the windows are is the benchmark's business (it prints the
-    // distribution); what must hold is that no window outlives the drain
-    // limit a switch gives in-flight produces before it gives up.
+    // The fence waits for the partition's produces in flight, each
+    // acknowledged by 2 of 3 replicas (acks=all, min.insync.replicas=2):
+    // on the 2-core test machine, shared with the clients, 4 brokers and
+    // other builds, that takes 0.3–2 s at worst.
     let p99 = percentile(&fenced, 0.99);
-    println!("fenced window p99 {p99:.1} ms");
-    assert!(p99 < 5000.0, "fenced window p99 {p99:.1} ms");
+    assert!(p99 < FENCED_P99_MAX_MS, "fenced window p99 {p99:.1} ms");
 }
 
 /// The `fenced_ms` of every "kafka partition switched" log line.

@@ -11,7 +11,10 @@
 //!   than the proxy relayed (or than its committed offset when the checks
 //!   first looked, for partitions the proxy relayed no commit for), polled
 //!   twice over [`SETTLE`] + [`WINDOW`]; a group committing beyond that
-//!   commits from somewhere else and is named;
+//!   commits from somewhere else and is named; and no group the source
+//!   lists (ListGroups, DescribeGroups) has members assigned the topic
+//!   without having used it through the proxy (named with their hosts). A
+//!   source that cannot list or describe its groups fails the check;
 //! - `no_bypassing_producers`: each partition's source high watermark grew
 //!   over [`WINDOW`] by no more than the offsets of Produce requests the
 //!   proxy relayed (counted from [`SETTLE`] before the window opened, so a
@@ -24,7 +27,7 @@
 //! writing cluster changes in `prepare` (see `moves`), so a switch that
 //! fails refuses the transition. Rollbacks need no checks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,6 +205,52 @@ impl KafkaDriver {
         out
     }
 
+    /// `no_bypassing_consumers`, second half: groups the source lists with
+    /// members assigned `topic` that never used it through the proxy
+    /// (`seen`) fail `passed`, naming each group and its members' hosts; so
+    /// does a source that cannot list or describe its groups (what is not
+    /// known is never a pass).
+    async fn unseen_check(&self, topic: &str, seen: &[String], passed: CheckResult) -> CheckResult {
+        const NAME: &str = "no_bypassing_consumers";
+        let cluster = &self.shared.bootstrap.cluster;
+        match group_admin::unseen_consumers(&self.shared, topic, seen).await {
+            Err(e) => CheckResult::fail(
+                NAME,
+                format!(
+                    "cannot tell whether groups read {topic} from cluster \"{cluster}\" around the proxy: {e}; `--force` advances anyway"
+                ),
+            ),
+            Ok(unseen) if unseen.is_empty() => CheckResult::pass(
+                NAME,
+                format!(
+                    "{}; no group the source lists reads {topic} around the proxy",
+                    passed.reason
+                ),
+            ),
+            Ok(unseen) => {
+                let named: Vec<String> = unseen
+                    .iter()
+                    .map(|(group, members)| {
+                        let hosts: BTreeSet<&str> =
+                            members.iter().map(|m| m.host.as_str()).collect();
+                        format!(
+                            "group {group} ({} member(s) from {})",
+                            members.len(),
+                            hosts.into_iter().collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                    .collect();
+                CheckResult::fail(
+                    NAME,
+                    format!(
+                        "reading {topic} straight from cluster \"{cluster}\", never through the proxy: {}; point them at the proxy first",
+                        named.join("; ")
+                    ),
+                )
+            }
+        }
+    }
+
     /// `no_bypassing_consumers` and `no_bypassing_producers`, sampled over
     /// one window.
     async fn bypass_checks(&self, topic: &str, source: Option<&TopicShape>) -> Vec<CheckResult> {
@@ -309,6 +358,12 @@ impl KafkaDriver {
                     groups.len()
                 ),
             )
+        };
+
+        let consumers = if consumers.passed {
+            self.unseen_check(topic, &groups, consumers).await
+        } else {
+            consumers
         };
 
         // Producers.

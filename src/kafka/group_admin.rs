@@ -6,16 +6,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use bytes::{Buf, Bytes};
 use cutover_kafka::kafka_protocol::messages::leave_group_request::MemberIdentity;
 use cutover_kafka::kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use cutover_kafka::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use cutover_kafka::kafka_protocol::messages::{
-    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, TopicName,
+    ApiKey, ConsumerProtocolAssignment, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -295,6 +296,47 @@ pub(crate) async fn stale_members(
 
 /// Every member id of `group` on `side`.
 async fn members(shared: &Shared, side: Side, group: &str) -> Result<Vec<String>, String> {
+    Ok(describe_members(shared, side, group)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect())
+}
+
+/// One member of a group as its coordinator describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub id: String,
+    /// Where the member connects from, as the coordinator saw it.
+    pub host: String,
+    /// The topics assigned to it (empty while the group rebalances, or for
+    /// a protocol other than the consumer's).
+    pub topics: BTreeSet<String>,
+}
+
+/// The topics of a consumer-protocol assignment (its version first).
+fn assigned_topics(assignment: &Bytes) -> BTreeSet<String> {
+    let mut buf = assignment.clone();
+    if buf.len() < 2 {
+        return BTreeSet::new();
+    }
+    let version = buf.get_i16();
+    ConsumerProtocolAssignment::decode(&mut buf, version)
+        .map(|a| {
+            a.assigned_partitions
+                .iter()
+                .map(|tp| tp.topic.0.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every member of `group` on `side`, with its host and assigned topics.
+pub(crate) async fn describe_members(
+    shared: &Shared,
+    side: Side,
+    group: &str,
+) -> Result<Vec<Member>, String> {
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let response: DescribeGroupsResponse = retrying(STEP_DEADLINE, || async {
         let upstream = find_coordinator(shared, side, group).await?;
@@ -316,7 +358,11 @@ async fn members(shared: &Shared, side: Side, group: &str) -> Result<Vec<String>
         .groups
         .iter()
         .flat_map(|g| &g.members)
-        .map(|m| m.member_id.to_string())
+        .map(|m| Member {
+            id: m.member_id.to_string(),
+            host: m.client_host.to_string(),
+            topics: assigned_topics(&m.member_assignment),
+        })
         .collect())
 }
 
@@ -395,3 +441,43 @@ pub(crate) async fn list_groups(shared: &Shared) -> Result<BTreeSet<String>, Str
     }
     Ok(out)
 }
+
+/// Groups the source coordinates that have members assigned `topic` and
+/// that the proxy never saw use it (`seen`): consumers reading the source
+/// directly. Each comes with those members.
+///
+/// # Errors
+/// When the source's groups cannot be listed or one cannot be described:
+/// a group not asked about could be one of them.
+pub(crate) async fn unseen_consumers(
+    shared: &Shared,
+    topic: &str,
+    seen: &[String],
+) -> Result<Vec<(String, Vec<Member>)>, String> {
+    use futures::StreamExt;
+    let listed = list_groups(shared).await?;
+    let asked: Vec<(String, Result<Vec<Member>, String>)> =
+        futures::stream::iter(listed.into_iter().filter(|g| !seen.contains(g)))
+            .map(|group| async move {
+                let members = describe_members(shared, Side::Source, &group).await;
+                (group, members)
+            })
+            .buffer_unordered(LOOKUPS_AT_ONCE)
+            .collect()
+            .await;
+    let mut out = Vec::new();
+    for (group, members) in asked {
+        let on_topic: Vec<Member> = members?
+            .into_iter()
+            .filter(|m| m.topics.contains(topic))
+            .collect();
+        if !on_topic.is_empty() {
+            out.push((group, on_topic));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Groups asked about at once.
+const LOOKUPS_AT_ONCE: usize = 16;

@@ -174,6 +174,10 @@ pub struct MovePlan {
     pub movable: Vec<String>,
     /// Groups that stay on the source, and why.
     pub stayed: Vec<(String, String)>,
+    /// Groups the source lists with commits on `topic` that never used it
+    /// through the proxy, with their committed positions: the proxy cannot
+    /// account for what they read, so they are never moved silently.
+    pub unseen: Vec<(String, String)>,
 }
 
 /// The groups of `topic` still on the source (seen through the proxy or
@@ -183,7 +187,8 @@ pub struct MovePlan {
 /// # Errors
 /// When a group's offsets cannot be read.
 pub(crate) async fn plan(shared: &Shared, topic: &str) -> Result<MovePlan, String> {
-    let mut groups: BTreeSet<String> = shared.observed.groups_for(topic).into_iter().collect();
+    let seen: BTreeSet<String> = shared.observed.groups_for(topic).into_iter().collect();
+    let mut groups = seen.clone();
     groups.extend(list_groups(shared).await?);
     groups.retain(|g| shared.splice.group_home(g) == Side::Source);
     // A cluster may list thousands of groups: ask about several at once.
@@ -200,6 +205,15 @@ pub(crate) async fn plan(shared: &Shared, topic: &str) -> Result<MovePlan, Strin
     for (group, offsets) in asked {
         let offsets = offsets?;
         if !offsets.keys().any(|(t, _)| t == topic) {
+            continue;
+        }
+        if !seen.contains(&group) {
+            let at: Vec<String> = offsets
+                .iter()
+                .filter(|((t, _), _)| t == topic)
+                .map(|((t, p), c)| format!("{t}/{p} at {}", c.offset))
+                .collect();
+            plan.unseen.push((group, at.join(", ")));
             continue;
         }
         let elsewhere: BTreeSet<&str> = offsets
@@ -235,7 +249,16 @@ pub(crate) async fn follow_topic(
     to: State,
 ) -> Result<GroupMoves, String> {
     let (groups, stayed, dest) = if to == State::Target {
-        let plan = plan(shared, topic).await?;
+        let mut plan = plan(shared, topic).await?;
+        // Only a forced advance gets here with such groups (the check
+        // refuses otherwise): they stay, and the report says so.
+        for (group, at) in plan.unseen {
+            tracing::warn!(migration = %shared.migration.name, group, topic, position = %at, "a group never seen through the proxy stays on the source");
+            plan.stayed.push((
+                group,
+                format!("never seen through the proxy; left on the source, committed at {at}"),
+            ));
+        }
         (plan.movable, plan.stayed, Side::Target)
     } else if from == State::Target {
         let mut back = Vec::new();
@@ -275,7 +298,13 @@ pub(crate) async fn check(shared: &Shared, topic: &str) -> CheckResult {
         Ok(p) => p,
         Err(e) => return CheckResult::fail(NAME, e),
     };
-    let mut blocked = Vec::new();
+    let mut blocked: Vec<String> = plan
+        .unseen
+        .iter()
+        .map(|(group, at)| {
+            format!("{group} committed on {topic} without ever using it through the proxy (at {at}); the proxy cannot account for what it read, so it is not moved (`--force` leaves it on the source)")
+        })
+        .collect();
     for group in &plan.movable {
         match strangers(shared, Side::Target, group).await {
             Ok(s) if s.is_empty() => {}
@@ -291,7 +320,7 @@ pub(crate) async fn check(shared: &Shared, topic: &str) -> CheckResult {
         return CheckResult::fail(
             NAME,
             format!(
-                "{}; stop the consumers connected to the target directly",
+                "{}; stop the consumers connected to a cluster directly",
                 blocked.join("; ")
             ),
         );

@@ -9,6 +9,7 @@
 //! request (records are not copied) and nothing on the answer.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use bytes::BytesMut;
@@ -24,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::cluster::Side;
 use super::link::Answer;
+use super::retry;
 use super::rewrite::encode;
 use super::session::{Close, Out, Reply, Session, answer, client_id};
 use super::splice::Shift;
@@ -219,30 +221,47 @@ async fn producer_ids(
     Ok(Some(copy.freeze()))
 }
 
-/// A fresh idempotent producer id of the proxy's own on `side`.
+/// A fresh idempotent producer id of the proxy's own on `side`. A cluster
+/// still settling (a fresh one loading its transaction coordinator answers
+/// COORDINATOR_LOAD_IN_PROGRESS or COORDINATOR_NOT_AVAILABLE) is asked
+/// again with backoff for up to [`INIT_PRODUCER_ID_WAIT`], well inside the
+/// client's request timeout.
 async fn init_producer(session: &mut Session, side: Side) -> Result<(i64, i16), Close> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(-1)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let body: InitProducerIdResponse = session
-        .call(
-            &Dest::bootstrap(side),
-            ApiKey::InitProducerId,
-            INIT_PRODUCER_ID_VERSION,
-            &request,
-        )
-        .await?;
-    if body.error_code != 0 {
-        return Err(Close::Upstream(format!(
-            "the {} refused a producer id (error code {}); idempotent writes cannot move there",
-            side.as_str(),
-            body.error_code
-        )));
+    let deadline = tokio::time::Instant::now() + INIT_PRODUCER_ID_WAIT;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let body: InitProducerIdResponse = session
+            .call(
+                &Dest::bootstrap(side),
+                ApiKey::InitProducerId,
+                INIT_PRODUCER_ID_VERSION,
+                &request,
+            )
+            .await?;
+        if body.error_code == 0 {
+            return Ok((body.producer_id.0, body.producer_epoch));
+        }
+        if !retry::is_waited_out(body.error_code)
+            || tokio::time::Instant::now() + backoff > deadline
+        {
+            return Err(Close::Upstream(format!(
+                "the {} refused a producer id: {}; idempotent writes cannot move there",
+                side.as_str(),
+                retry::describe(body.error_code)
+            )));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
-    Ok((body.producer_id.0, body.producer_epoch))
 }
+
+/// How long a producer id of the proxy's own is waited for.
+const INIT_PRODUCER_ID_WAIT: Duration = Duration::from_secs(10);
 
 /// InitProducerId v3 (Kafka 2.5+): the first to carry producer id and
 /// epoch, which brokers such as tansu require (-1/-1: a new producer).

@@ -86,19 +86,24 @@ pub(crate) async fn switch(
             from.as_str()
         )
     })?;
+    // Both clusters are asked at once: every round trip here is time
+    // the partition's producers wait.
+    let (settled, physical_start) =
+        tokio::try_join!(settled_end(shared, from, topic, partition), async {
+            match start_on_new {
+                Some(start) => Ok(start),
+                None => offset(shared, to, topic, partition, LATEST, READ_UNCOMMITTED).await,
+            }
+        })?;
     // The broker's end, but never before what the proxy itself was
     // acknowledged there: a high watermark can lag or be read stale, and a
     // segment closed early would hide acknowledged records.
-    let closing_end = settled_end(shared, from, topic, partition).await?.max(
+    let closing_end = settled.max(
         shared
             .splice
             .acknowledged_end(from, topic, partition)
             .unwrap_or(i64::MIN),
     );
-    let physical_start = match start_on_new {
-        Some(start) => start,
-        None => offset(shared, to, topic, partition, LATEST, READ_UNCOMMITTED).await?,
-    };
     let next = map
         .appended(to, closing_end, physical_start)
         .map_err(|e| format!("{topic}/{partition}: {e}"))?;
@@ -165,8 +170,10 @@ async fn settled_end(
 ) -> Result<i64, String> {
     let deadline = tokio::time::Instant::now() + TRANSACTION_WAIT;
     loop {
-        let end = offset(shared, side, topic, partition, LATEST, READ_UNCOMMITTED).await?;
-        let stable = offset(shared, side, topic, partition, LATEST, READ_COMMITTED).await?;
+        let (end, stable) = tokio::try_join!(
+            offset(shared, side, topic, partition, LATEST, READ_UNCOMMITTED),
+            offset(shared, side, topic, partition, LATEST, READ_COMMITTED)
+        )?;
         if stable >= end {
             return Ok(end);
         }

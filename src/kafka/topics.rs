@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::cluster::Side;
+use super::retry::{Failure, STEP_DEADLINE, retrying};
 use crate::proxy::Upstream;
 
 /// Kafka error codes the proxy interprets.
@@ -263,7 +264,9 @@ fn present(topic: &str, source: usize, target: usize) -> Value {
 /// ListOffsets for `partitions` of `topic` on `side` at `timestamp` (-1
 /// latest, -2 earliest) and `isolation` (1: read committed), one request
 /// per leader as `side`'s layout knows them (its configured endpoints for
-/// partitions whose leader is unknown).
+/// partitions whose leader is unknown). A leader that moved or is being
+/// elected (or a topic just created) is waited out: the leaders are asked
+/// again and so is the request, within the step's deadline.
 ///
 /// # Errors
 /// When a leader cannot be asked or reports an error for a partition.
@@ -275,6 +278,29 @@ pub(crate) async fn list_offsets(
     timestamp: i64,
     isolation: i8,
 ) -> Result<HashMap<i32, i64>, String> {
+    let mut first = true;
+    retrying(STEP_DEADLINE, || {
+        let again = !std::mem::replace(&mut first, false);
+        async move {
+            if again {
+                // Best effort: the request below fails again if the
+                // leaders are still unknown.
+                let _ = super::switch::refresh_layout(shared, side, topic).await;
+            }
+            list_offsets_once(shared, side, topic, partitions, timestamp, isolation).await
+        }
+    })
+    .await
+}
+
+async fn list_offsets_once(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+    isolation: i8,
+) -> Result<HashMap<i32, i64>, Failure> {
     let mut by_leader: HashMap<Option<String>, Vec<i32>> = HashMap::new();
     for &p in partitions {
         by_leader
@@ -308,21 +334,23 @@ pub(crate) async fn list_offsets(
             .map_err(|e| e.to_string())?;
         for p in response.topics.iter().flat_map(|t| &t.partitions) {
             if p.error_code != 0 {
-                return Err(format!(
-                    "the {} answered ListOffsets for {topic}/{} with error code {}",
-                    side.as_str(),
-                    p.partition_index,
-                    p.error_code
+                return Err(Failure::code(
+                    p.error_code,
+                    format!(
+                        "the {} answered ListOffsets for {topic}/{}",
+                        side.as_str(),
+                        p.partition_index
+                    ),
                 ));
             }
             out.insert(p.partition_index, p.offset);
         }
     }
     if let Some(p) = partitions.iter().find(|p| !out.contains_key(p)) {
-        return Err(format!(
+        return Err(Failure::fatal(format!(
             "the {} did not answer ListOffsets for {topic}/{p}",
             side.as_str()
-        ));
+        )));
     }
     Ok(out)
 }

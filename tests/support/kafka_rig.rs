@@ -31,8 +31,22 @@ impl KafkaRig {
     /// Starts the clusters (once per test binary) and a proxy;
     /// `kafka_extra` is appended to the migration's `kafka:` options.
     pub fn start(pattern: &str, kafka_extra: &str) -> KafkaRig {
-        let source = KafkaCluster::source();
-        let target = KafkaCluster::target();
+        KafkaRig::between(
+            KafkaCluster::source(),
+            KafkaCluster::target(),
+            pattern,
+            kafka_extra,
+        )
+    }
+
+    /// A proxy migrating from `source` to `target` (e.g. a target of the
+    /// test's own, just formatted).
+    pub fn between(
+        source: &'static KafkaCluster,
+        target: &'static KafkaCluster,
+        pattern: &str,
+        kafka_extra: &str,
+    ) -> KafkaRig {
         let (listen, broker_port) = (free_port(), free_port());
         let config = kafka_migration(source, target, listen, broker_port, pattern, kafka_extra);
         KafkaRig {
