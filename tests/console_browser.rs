@@ -85,6 +85,7 @@ fn console_in_chromium_refuses_shows_moves_and_forces() {
     for step in [
         "refused without token",
         "topics visible with token",
+        "shadow mismatches shown",
         "request rate moves",
         "advance refused by checks",
         "forced advance",
@@ -101,7 +102,8 @@ fn console_in_chromium_refuses_shows_moves_and_forces() {
         screenshot.display()
     );
 
-    // The browser's forced move is durable and recorded as the console's.
+    // The browser's forced move is durable and recorded as the console's,
+    // with the admin token that authenticated it.
     let history = rig.ctl_ok(&["history", MIGRATION, "sessions", "--json"]);
     let history: serde_json::Value = serde_json::from_str(&history).expect("history JSON");
     let last = history

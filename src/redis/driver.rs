@@ -143,7 +143,13 @@ impl RedisDriver {
 impl Driver for RedisDriver {
     async fn checks(&self, topic: &str, from: State, to: State) -> Vec<CheckResult> {
         let Some(keyspace) = self.keyspace(topic) else {
-            return Vec::new();
+            // No checks would read as "ready": say what is unknown instead.
+            return vec![CheckResult::fail(
+                "keyspace_known",
+                format!(
+                    "the Redis driver has no keyspace named {topic}, so nothing about it could be checked"
+                ),
+            )];
         };
         let mut checks = Vec::new();
         match (from, to) {

@@ -54,6 +54,9 @@ pub struct Report {
     pub differing: usize,
     /// Keys that differed while a copy of them was still in flight.
     pub in_flight: usize,
+    /// Every database of the authoritative side was scanned to its end
+    /// (false when the sample filled up first or the scan hit its bound).
+    pub exhausted: bool,
     /// The first few differences.
     pub examples: Vec<Difference>,
 }
@@ -134,8 +137,10 @@ pub async fn verify(shared: &Shared, keyspace: &Keyspace, sample: usize) -> Resu
         matching: 0,
         differing: 0,
         in_flight: 0,
+        exhausted: false,
         examples: Vec::new(),
     };
+    let mut exhausted = true;
     for (db, _) in scan::databases(shared, primary).await? {
         let mut from = scan::connect(shared, primary, db).await?;
         let mut other = scan::connect(shared, primary.other(), db).await?;
@@ -199,37 +204,78 @@ pub async fn verify(shared: &Shared, keyspace: &Keyspace, sample: usize) -> Resu
                 break;
             }
         }
+        exhausted &= cursor == 0;
     }
+    report.exhausted = exhausted;
     Ok(report)
 }
 
 /// The `verify_clean` readiness check: a fresh sample shows no difference.
+/// A sample that compared nothing passes only when the keyspace has no key
+/// on the authoritative side; otherwise nothing is known, so it fails.
 pub async fn clean_check(shared: &Shared, keyspace: &Keyspace) -> CheckResult {
     const NAME: &str = "verify_clean";
     match verify(shared, keyspace, shared.options.verify_sample).await {
-        Ok(report) if report.differing == 0 => CheckResult::pass(
-            NAME,
-            format!(
-                "{} sampled key(s) identical on both clusters",
-                report.sampled
-            ),
-        ),
-        Ok(report) => {
-            let example = report
-                .examples
-                .first()
-                .map(|d| format!(", e.g. {} ({})", d.key, d.reason))
-                .unwrap_or_default();
-            CheckResult::fail(
-                NAME,
-                format!(
-                    "{} of {} sampled key(s) differ{example}",
-                    report.differing, report.sampled
-                ),
-            )
-        }
+        Ok(report) => judge(&report),
         Err(reason) => CheckResult::fail(NAME, format!("could not compare: {reason}")),
     }
+}
+
+fn judge(report: &Report) -> CheckResult {
+    const NAME: &str = "verify_clean";
+    let side = report.authoritative;
+    if report.differing > 0 {
+        let example = report
+            .examples
+            .first()
+            .map(|d| format!(", e.g. {} ({})", d.key, d.reason))
+            .unwrap_or_default();
+        return CheckResult::fail(
+            NAME,
+            format!(
+                "{} of {} sampled key(s) differ{example}",
+                report.differing, report.sampled
+            ),
+        );
+    }
+    if report.matching > 0 {
+        let skipped = if report.in_flight > 0 {
+            format!(
+                "; {} more skipped while their copy was in flight",
+                report.in_flight
+            )
+        } else {
+            String::new()
+        };
+        return CheckResult::pass(
+            NAME,
+            format!(
+                "{} sampled key(s) identical on both clusters{skipped}",
+                report.matching
+            ),
+        );
+    }
+    if report.in_flight > 0 {
+        return CheckResult::fail(
+            NAME,
+            format!(
+                "every sampled key ({}) had a copy in flight, so none could be compared; check again",
+                report.in_flight
+            ),
+        );
+    }
+    if report.exhausted {
+        return CheckResult::pass(
+            NAME,
+            format!("the keyspace has no key on the {side}: nothing to compare"),
+        );
+    }
+    CheckResult::fail(
+        NAME,
+        format!(
+            "no key of the keyspace was found within {MAX_SCAN_STEPS} SCAN steps on the {side}, so nothing was compared; run `ctl verify` with a larger sample"
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -242,6 +288,41 @@ mod tests {
             pttl,
             dump: dump.map(Bytes::from_static),
         }
+    }
+
+    fn report(matching: usize, differing: usize, in_flight: usize, exhausted: bool) -> Report {
+        Report {
+            authoritative: "source",
+            sampled: matching + differing + in_flight,
+            matching,
+            differing,
+            in_flight,
+            exhausted,
+            examples: Vec::new(),
+        }
+    }
+
+    /// A sample that compared nothing passes only for a keyspace with no
+    /// key at all; every other "nothing compared" is unknown, so it fails.
+    #[test]
+    fn verify_clean_never_passes_on_nothing_compared() {
+        assert!(judge(&report(3, 0, 1, false)).passed);
+        assert!(!judge(&report(3, 1, 0, true)).passed);
+        assert!(judge(&report(0, 0, 0, true)).passed);
+        let bounded = judge(&report(0, 0, 0, false));
+        assert!(!bounded.passed);
+        assert!(
+            bounded.reason.contains("nothing was compared"),
+            "{}",
+            bounded.reason
+        );
+        let in_flight = judge(&report(0, 0, 2, true));
+        assert!(!in_flight.passed);
+        assert!(
+            in_flight.reason.contains("in flight"),
+            "{}",
+            in_flight.reason
+        );
     }
 
     #[test]

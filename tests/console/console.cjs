@@ -59,6 +59,10 @@ async function main() {
     const state0 = await row("sessions").locator('[data-testid="state"]').innerText();
     if (state0 !== "dual_write") fail(`sessions should start in dual_write, is ${state0}`);
     step("topics visible with token", `sessions ${state0}`);
+    // The shadow-read mismatches of each keyspace have their own column.
+    const mismatches = (await row("sessions").locator('[data-testid="shadow-mismatch"]').innerText()).trim();
+    if (!/^\d+$/.test(mismatches)) fail(`sessions shows no shadow mismatch count: "${mismatches}"`);
+    step("shadow mismatches shown", `sessions ${mismatches}`);
 
     // 4. Traffic through the proxy moves the source's request rate above 0.
     const source = page.locator(`[data-testid="cluster-row"][data-migration="${MIGRATION}"][data-cluster="old"] [data-testid="req-rate"]`);

@@ -9,8 +9,10 @@
 //! It refuses what two readers could read two ways, rather than pick one
 //! reading: a key twice (top level or in `extFields`), a language no known
 //! peer names (its re-encoding would name another language), a fractional
-//! ext value (its text depends on the reader's float formatting). So every
-//! accepted header re-encodes to itself: decoding is a fixed point.
+//! ext value (its text depends on the reader's float formatting), a key
+//! that loose name matching (fastjson ignores case, `_` and `-`) would take
+//! for a known field. So every accepted header re-encodes to itself:
+//! decoding is a fixed point.
 //!
 //! Encoding writes fastjson's canonical layout (keys sorted, nulls omitted,
 //! `extFields` always present) and always carries
@@ -70,13 +72,46 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                         .map(|e| e.0)
                         .unwrap_or_default();
                 }
-                _ => {
+                other => {
+                    if let Some(field) = look_alike(other) {
+                        return Err(de::Error::custom(format_args!(
+                            "key \"{}\" is not \"{field}\", but readers that match field names loosely (fastjson) take it for it; refused",
+                            shown(other)
+                        )));
+                    }
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
         Ok(h)
     }
+}
+
+/// The header fields every reader knows, as spelled on the wire.
+const FIELDS: [&str; 8] = [
+    "code",
+    "language",
+    "version",
+    "opaque",
+    "flag",
+    "remark",
+    "extFields",
+    "serializeTypeCurrentRPC",
+];
+
+/// The field `key` would be taken for by a reader that ignores case,
+/// `_` and `-` in names (fastjson's default), when it is not that field.
+fn look_alike(key: &str) -> Option<&'static str> {
+    let loose = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let key_loose = loose(key);
+    FIELDS
+        .into_iter()
+        .find(|field| *field != key && loose(field) == key_loose)
 }
 
 struct LanguageField(Language);
@@ -325,6 +360,11 @@ mod tests {
             (br#"{"language":-1}"#, "language code -1 has no name"),
             (br#"{"language":"SWIFT"}"#, r#"language "SWIFT" is not one"#),
             (br#"{"extFields":{"q":1.0}}"#, "ext value 1 is fractional"),
+            (br#"{"code":11,"Code":34}"#, r#"key "Code" is not "code""#),
+            (
+                br#"{"ext_fields":{}}"#,
+                r#"key "ext_fields" is not "extFields""#,
+            ),
         ] {
             let err = decode(bad).unwrap_err();
             assert!(
