@@ -284,3 +284,50 @@ fn established_to(port: u16) -> bool {
         })
     })
 }
+
+#[test]
+fn a_group_that_never_used_the_proxy_blocks_dual_read() {
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic("audits", 2);
+    // A route asked through the proxy registers the topic with the migration.
+    let route = rpc(&rig.namesrv, 105, &[("topic", "audits")], Encoding::Json).unwrap();
+    assert_eq!(route.header.code, 0, "{:?}", route.header.remark);
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", "audits"]);
+    assert_eq!(code, 0, "{out}");
+    // Only straight at the source: the proxy never sees this group.
+    let mut bypass = support::RocketmqClient::start(
+        rig.dir.path(),
+        "consume",
+        "auditor",
+        &[
+            "--namesrv",
+            &rig.source.namesrv(),
+            "--topic",
+            "audits",
+            "--group",
+            "audit-bypass",
+        ],
+    );
+    let mut last = String::new();
+    wait_until(DEADLINE, "the check to name the group", || {
+        let (code, out) = rig.ctl(&["check", "orders", "audits"]);
+        last = out;
+        code == 1 && last.contains("group audit-bypass: client")
+    });
+    assert!(last.contains("FAIL    all_group_members_proxied"), "{last}");
+    assert!(last.contains("without the proxy"), "{last}");
+    // The client's address as the broker sees it is named.
+    assert!(last.contains("from 127.0.0.1:"), "{last}");
+    let (code, out) = rig.ctl(&["advance", "orders", "audits"]);
+    assert_eq!(code, 1, "refused: {out}");
+
+    // Once it is gone (its offsets may keep it listed) no member bypasses
+    // the proxy.
+    bypass.stop(Duration::from_secs(30));
+    wait_until(DEADLINE, "the check to pass without the member", || {
+        let (code, out) = rig.ctl(&["check", "orders", "audits"]);
+        last = out;
+        code == 0
+    });
+    assert!(last.contains("pass    all_group_members_proxied"), "{last}");
+}
