@@ -6,6 +6,9 @@
 //       [--count N] [--stop-file F] [--interval-ms M]
 //   java -cp 'LIB/*' Client.java consume --namesrv A --topic T --group G --out FILE --stop-file F
 //       [--orderly true] [--broadcast true]
+//
+// An orderly consumer writes `BODY<TAB>STOREHOST/QUEUE` lines (the real
+// broker's store address and the queue id), so order can be checked per queue.
 //   java -cp 'LIB/*' Client.java bench --namesrv A --topic T --group G --count N --concurrency C [--size S]
 //
 // Every mode also takes [--poll-ms MS] (route poll and heartbeat interval,
@@ -179,7 +182,7 @@ public class Client {
         consumer.subscribe(get("topic"), "*");
         if (flag("orderly")) {
             consumer.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
-                record(out, received, msgs);
+                recordWithQueue(out, received, msgs);
                 return ConsumeOrderlyStatus.SUCCESS;
             });
         } else {
@@ -222,6 +225,20 @@ public class Client {
         synchronized (out) {
             for (MessageExt m : msgs) {
                 out.println(new String(m.getBody(), StandardCharsets.UTF_8));
+                received.incrementAndGet();
+            }
+            out.flush();
+        }
+    }
+
+    /**
+     * Orderly mode: `BODY<TAB>STOREHOST/QUEUE` per delivery, so a test can
+     * check the order within each queue of each real broker.
+     */
+    static void recordWithQueue(PrintWriter out, AtomicLong received, List<MessageExt> msgs) {
+        synchronized (out) {
+            for (MessageExt m : msgs) {
+                out.println(new String(m.getBody(), StandardCharsets.UTF_8) + "\t" + m.getStoreHost() + "/" + m.getQueueId());
                 received.incrementAndGet();
             }
             out.flush();
