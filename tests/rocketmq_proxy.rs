@@ -331,3 +331,56 @@ fn a_group_that_never_used_the_proxy_blocks_dual_read() {
     });
     assert!(last.contains("pass    all_group_members_proxied"), "{last}");
 }
+
+/// Sends `count` transactional messages through the proxy whose local
+/// transaction answers "unknown", so each is committed only by the
+/// broker's check-back (CHECK_TRANSACTION_STATE, broker → client through
+/// the proxy); waits until the producer saw a check-back for every one.
+fn transact(rig: &RocketmqRig, id: &str, topic: &str, count: usize) -> Vec<String> {
+    let n = count.to_string();
+    let mut producer = rig.client("transact", id, topic, "tx-producers", &["--count", &n]);
+    wait_until(
+        Duration::from_secs(90),
+        &format!("{id}: a check-back for each of {count} half messages"),
+        || producer.exited(),
+    );
+    let summary = producer.stop(Duration::from_secs(5));
+    assert_eq!(summary["acked"], count, "{summary}");
+    assert_eq!(summary["checked"], count, "{summary}");
+    producer.lines()
+}
+
+#[test]
+fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
+    const TOPIC: &str = "payments";
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic(TOPIC, 2);
+    let consumer = rig.client("consume", "tx-reader", TOPIC, "payment-readers", &[]);
+    let mut sent = transact(&rig, "tx-source", TOPIC, 20);
+
+    // In dual_write the halves land on both clusters, and both clusters'
+    // brokers ask back through their endpoints.
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", TOPIC]);
+    assert_eq!(code, 0, "{out}");
+    for state in ["dual_read", "dual_write"] {
+        let mut last = String::new();
+        wait_until(DEADLINE, &format!("advance to {state}"), || {
+            let (code, out) = rig.ctl(&["advance", "orders", TOPIC]);
+            last = out;
+            code == 0
+        });
+        assert!(last.contains(state), "{last}");
+    }
+    let target_before = rig.target.max_offsets(TOPIC, 4);
+    // Producers follow the new route at their next poll (every second).
+    std::thread::sleep(Duration::from_secs(3));
+    sent.extend(transact(&rig, "tx-dual-write", TOPIC, 40));
+    assert!(
+        rig.target.max_offsets(TOPIC, 4) > target_before,
+        "committed transactional messages reached the target in dual_write"
+    );
+    wait_until(DEADLINE, "every committed message consumed", || {
+        let seen: std::collections::BTreeSet<String> = consumer.lines().into_iter().collect();
+        sent.iter().all(|m| seen.contains(m))
+    });
+}
