@@ -350,10 +350,13 @@ fn transact(rig: &RocketmqRig, id: &str, topic: &str, count: usize) -> Vec<Strin
     producer.lines()
 }
 
+/// Transactional messages through the proxy: halves stored, the brokers'
+/// check-backs (broker → client) relayed, commits landing in `source` and
+/// `dual_write`, and open halves holding the topic back from `target`.
 #[test]
 fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
     const TOPIC: &str = "payments";
-    let rig = RocketmqRig::start("");
+    let rig = RocketmqRig::start(", quiet_window: 1s");
     rig.source.create_topic(TOPIC, 2);
     let consumer = rig.client("consume", "tx-reader", TOPIC, "payment-readers", &[]);
     let mut sent = transact(&rig, "tx-source", TOPIC, 20);
@@ -379,6 +382,41 @@ fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
         rig.target.max_offsets(TOPIC, 4) > target_before,
         "committed transactional messages reached the target in dual_write"
     );
+
+    // Halves left open in dual_write (answered "unknown" at every
+    // check-back) hold the topic back from `target` until resolved.
+    let mut held = rig.client(
+        "transact",
+        "tx-held",
+        TOPIC,
+        "tx-held-producers",
+        &["--count", "12", "--hold", "true"],
+    );
+    wait_until(DEADLINE, "12 half messages stored", || {
+        held.lines().len() == 12
+    });
+    let mut last = String::new();
+    wait_until(DEADLINE, "advance to cutover", || {
+        let (code, out) = rig.ctl(&["advance", "orders", TOPIC]);
+        last = out;
+        code == 0
+    });
+    let (code, out) = rig.ctl(&["check", "orders", TOPIC]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL    source_half_messages_resolved")
+            && out.contains("not yet resolved on cluster \"old\""),
+        "{out}"
+    );
+    // The producer commits at the next check-backs, and the gate opens.
+    let summary = held.stop(Duration::from_secs(60));
+    assert_eq!(summary["checked"], 12, "{summary}");
+    sent.extend(held.lines());
+    wait_until(DEADLINE, "the half messages to be resolved", || {
+        let (_, out) = rig.ctl(&["check", "orders", TOPIC]);
+        last = out;
+        last.contains("pass    source_half_messages_resolved")
+    });
     wait_until(DEADLINE, "every committed message consumed", || {
         let seen: std::collections::BTreeSet<String> = consumer.lines().into_iter().collect();
         sent.iter().all(|m| seen.contains(m))

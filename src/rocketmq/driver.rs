@@ -12,7 +12,9 @@
 //! - `dual_write → cutover`: `target_reachable`.
 //! - `cutover → target`: `source_inbound_zero` (no message reached the
 //!   source's queues, through the proxy or around it, for
-//!   `rocketmq.quiet_window`) and `source_backlog_zero` (every group of
+//!   `rocketmq.quiet_window`), `source_half_messages_resolved` (no
+//!   transactional half message open on the source's masters of the topic)
+//!   and `source_backlog_zero` (every group of
 //!   the topic, seen through the proxy or listed by the source's brokers,
 //!   consumed everything on the source, `%RETRY%` topics included).
 //! - `dual_read → source` (rollback): `target_backlog_zero`, since target
@@ -346,6 +348,64 @@ impl RocketmqDriver {
         )
     }
 
+    /// Whether every transactional (half) message on the source's masters of
+    /// `topic` is resolved: each broker keeps halves in one queue of
+    /// [`HALF_TOPIC`] and moves its check service's offset ([`HALF_GROUP`])
+    /// past a half once it is committed or rolled back, and re-appends an
+    /// unresolved one after asking its producer. What lies between that
+    /// offset and the queue's max is unresolved or not yet examined. The
+    /// queue is shared by every topic of the broker, so transactions of
+    /// other topics count too: the proxy cannot tell them apart without
+    /// reading each half.
+    async fn source_half_messages_resolved(&self, topic: &str) -> CheckResult {
+        const NAME: &str = "source_half_messages_resolved";
+        let cluster = self.shared.cluster(Side::Source);
+        let route = match offsets::route(&self.shared, Side::Source, topic).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return CheckResult::pass(
+                    NAME,
+                    format!("cluster \"{cluster}\" has no topic {topic}"),
+                );
+            }
+            Err(e) => return CheckResult::fail(NAME, e),
+        };
+        let mut brokers = Brokers::new(&self.shared, Side::Source);
+        let mut pending = Vec::new();
+        for addr in masters(&route) {
+            let q = Queue { addr, id: 0 };
+            let open = async {
+                let max = brokers.max_offset(HALF_TOPIC, &q).await?;
+                let done = match brokers.group_offset(HALF_GROUP, HALF_TOPIC, &q).await? {
+                    Some(o) => o,
+                    None => brokers.min_offset(HALF_TOPIC, &q).await?,
+                };
+                Ok::<i64, String>((max - done).max(0))
+            };
+            match open.await {
+                Ok(0) => {}
+                Ok(n) => pending.push(format!("{n} on broker {}", q.addr)),
+                Err(e) => return CheckResult::fail(NAME, e),
+            }
+        }
+        if pending.is_empty() {
+            CheckResult::pass(
+                NAME,
+                format!(
+                    "no transactional half message is open on cluster \"{cluster}\"'s brokers of {topic}"
+                ),
+            )
+        } else {
+            CheckResult::fail(
+                NAME,
+                format!(
+                    "transactional half messages not yet resolved on cluster \"{cluster}\" (any topic of those brokers; the brokers ask their producers back): {}",
+                    pending.join(", ")
+                ),
+            )
+        }
+    }
+
     /// Sets each known group's offsets on the target's queues of `topic`
     /// to their max offset where the group has none yet.
     async fn init_target_offsets(&self, topic: &str) -> Result<(), String> {
@@ -398,6 +458,12 @@ fn name_some(names: &BTreeSet<String>) -> String {
     out.join(", ")
 }
 
+/// Where a broker keeps transactional half messages (one queue, id 0).
+const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+/// The group whose offset on [`HALF_TOPIC`] is the broker's transaction
+/// check service's progress.
+const HALF_GROUP: &str = "CID_RMQ_SYS_TRANS";
+
 /// How many group names a check's reason lists before "N more": enough to
 /// act on, short enough for one line of `ctl check`.
 const NAMES_SHOWN: usize = 10;
@@ -430,6 +496,7 @@ impl Driver for RocketmqDriver {
             (State::DualWrite, State::Cutover) => vec![self.target_reachable().await],
             (State::Cutover, State::Target) => vec![
                 self.source_inbound_zero(topic).await,
+                self.source_half_messages_resolved(topic).await,
                 self.backlog("source_backlog_zero", Side::Source, topic)
                     .await,
             ],

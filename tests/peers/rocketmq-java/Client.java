@@ -10,7 +10,7 @@
 // An orderly consumer writes `BODY<TAB>STOREHOST/QUEUE` lines (the real
 // broker's store address and the queue id), so order can be checked per queue.
 //   java -cp 'LIB/*' Client.java transact --namesrv A --topic T --group G --id P --out FILE
-//       --count N [--stop-file F]
+//       --count N [--stop-file F] [--hold true]
 //   java -cp 'LIB/*' Client.java bench --namesrv A --topic T --group G --count N --concurrency C [--size S]
 //
 // Every mode also takes [--poll-ms MS] (route poll and heartbeat interval,
@@ -171,6 +171,7 @@ public class Client {
         String topic = get("topic");
         String id = get("id");
         long count = num("count", 10);
+        boolean hold = flag("hold");
         java.util.Set<String> checked = java.util.concurrent.ConcurrentHashMap.newKeySet();
         AtomicLong checks = new AtomicLong();
         TransactionMQProducer producer = new TransactionMQProducer(get("group"));
@@ -187,6 +188,9 @@ public class Client {
                 // The broker may ask any producer of the group, about
                 // another producer's message too: count only our own.
                 String body = new String(msg.getBody(), StandardCharsets.UTF_8);
+                if (hold && !stopped()) {
+                    return LocalTransactionState.UNKNOW;
+                }
                 if (body.startsWith(id + ":")) {
                     checked.add(body);
                 }
@@ -215,7 +219,7 @@ public class Client {
                 }
             }
         }
-        while (checked.size() < acked && !stopped()) {
+        while (checked.size() < acked && (hold || !stopped())) {
             Thread.sleep(50);
         }
         producer.shutdown();
