@@ -284,3 +284,141 @@ fn established_to(port: u16) -> bool {
         })
     })
 }
+
+#[test]
+fn a_group_that_never_used_the_proxy_blocks_dual_read() {
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic("audits", 2);
+    // A route asked through the proxy registers the topic with the migration.
+    let route = rpc(&rig.namesrv, 105, &[("topic", "audits")], Encoding::Json).unwrap();
+    assert_eq!(route.header.code, 0, "{:?}", route.header.remark);
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", "audits"]);
+    assert_eq!(code, 0, "{out}");
+    // Only straight at the source: the proxy never sees this group.
+    let mut bypass = support::RocketmqClient::start(
+        rig.dir.path(),
+        "consume",
+        "auditor",
+        &[
+            "--namesrv",
+            &rig.source.namesrv(),
+            "--topic",
+            "audits",
+            "--group",
+            "audit-bypass",
+        ],
+    );
+    let mut last = String::new();
+    wait_until(DEADLINE, "the check to name the group", || {
+        let (code, out) = rig.ctl(&["check", "orders", "audits"]);
+        last = out;
+        code == 1 && last.contains("group audit-bypass: client")
+    });
+    assert!(last.contains("FAIL    all_group_members_proxied"), "{last}");
+    assert!(last.contains("without the proxy"), "{last}");
+    // The client's address as the broker sees it is named.
+    assert!(last.contains("from 127.0.0.1:"), "{last}");
+    let (code, out) = rig.ctl(&["advance", "orders", "audits"]);
+    assert_eq!(code, 1, "refused: {out}");
+
+    // Once it is gone (its offsets may keep it listed) no member bypasses
+    // the proxy.
+    bypass.stop(Duration::from_secs(30));
+    wait_until(DEADLINE, "the check to pass without the member", || {
+        let (code, out) = rig.ctl(&["check", "orders", "audits"]);
+        last = out;
+        code == 0
+    });
+    assert!(last.contains("pass    all_group_members_proxied"), "{last}");
+}
+
+/// Sends `count` transactional messages through the proxy whose local
+/// transaction answers "unknown", so each is committed only by the
+/// broker's check-back (CHECK_TRANSACTION_STATE, broker → client through
+/// the proxy); waits until the producer saw a check-back for every one.
+fn transact(rig: &RocketmqRig, id: &str, topic: &str, count: usize) -> Vec<String> {
+    let n = count.to_string();
+    let mut producer = rig.client("transact", id, topic, "tx-producers", &["--count", &n]);
+    wait_until(
+        Duration::from_secs(90),
+        &format!("{id}: a check-back for each of {count} half messages"),
+        || producer.exited(),
+    );
+    let summary = producer.stop(Duration::from_secs(5));
+    assert_eq!(summary["acked"], count, "{summary}");
+    assert_eq!(summary["checked"], count, "{summary}");
+    producer.lines()
+}
+
+/// Transactional messages through the proxy: halves stored, the brokers'
+/// check-backs (broker → client) relayed, commits landing in `source` and
+/// `dual_write`, and open halves holding the topic back from `target`.
+#[test]
+fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
+    const TOPIC: &str = "payments";
+    let rig = RocketmqRig::start(", quiet_window: 1s");
+    rig.source.create_topic(TOPIC, 2);
+    let consumer = rig.client("consume", "tx-reader", TOPIC, "payment-readers", &[]);
+    let mut sent = transact(&rig, "tx-source", TOPIC, 20);
+
+    // In dual_write the halves land on both clusters, and both clusters'
+    // brokers ask back through their endpoints.
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", TOPIC]);
+    assert_eq!(code, 0, "{out}");
+    for state in ["dual_read", "dual_write"] {
+        let mut last = String::new();
+        wait_until(DEADLINE, &format!("advance to {state}"), || {
+            let (code, out) = rig.ctl(&["advance", "orders", TOPIC]);
+            last = out;
+            code == 0
+        });
+        assert!(last.contains(state), "{last}");
+    }
+    let target_before = rig.target.max_offsets(TOPIC, 4);
+    // Producers follow the new route at their next poll (every second).
+    std::thread::sleep(Duration::from_secs(3));
+    sent.extend(transact(&rig, "tx-dual-write", TOPIC, 40));
+    assert!(
+        rig.target.max_offsets(TOPIC, 4) > target_before,
+        "committed transactional messages reached the target in dual_write"
+    );
+
+    // Halves left open in dual_write (answered "unknown" at every
+    // check-back) hold the topic back from `target` until resolved.
+    let mut held = rig.client(
+        "transact",
+        "tx-held",
+        TOPIC,
+        "tx-held-producers",
+        &["--count", "12", "--hold", "true"],
+    );
+    wait_until(DEADLINE, "12 half messages stored", || {
+        held.lines().len() == 12
+    });
+    let mut last = String::new();
+    wait_until(DEADLINE, "advance to cutover", || {
+        let (code, out) = rig.ctl(&["advance", "orders", TOPIC]);
+        last = out;
+        code == 0
+    });
+    let (code, out) = rig.ctl(&["check", "orders", TOPIC]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL    source_half_messages_resolved")
+            && out.contains("not yet resolved on cluster \"old\""),
+        "{out}"
+    );
+    // The producer commits at the next check-backs, and the gate opens.
+    let summary = held.stop(Duration::from_secs(60));
+    assert_eq!(summary["checked"], 12, "{summary}");
+    sent.extend(held.lines());
+    wait_until(DEADLINE, "the half messages to be resolved", || {
+        let (_, out) = rig.ctl(&["check", "orders", TOPIC]);
+        last = out;
+        last.contains("pass    source_half_messages_resolved")
+    });
+    wait_until(DEADLINE, "every committed message consumed", || {
+        let seen: std::collections::BTreeSet<String> = consumer.lines().into_iter().collect();
+        sent.iter().all(|m| seen.contains(m))
+    });
+}

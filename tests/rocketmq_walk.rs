@@ -34,16 +34,24 @@ fn progress(consumer: &RocketmqClient, more: usize, what: &str) {
     );
 }
 
-/// Runs `ctl advance|rollback orders orders` until it moves (its checks may
+/// Runs `ctl advance|rollback orders TOPIC` until it moves (its checks may
 /// need clients to follow the previous step first); returns the output.
 fn step(rig: &RocketmqRig, action: &str, expect: &str) -> String {
+    step_topic(rig, TOPIC, action, expect)
+}
+
+fn step_topic(rig: &RocketmqRig, topic: &str, action: &str, expect: &str) -> String {
     let mut last = String::new();
     let started = Instant::now();
-    wait_until(STEP_DEADLINE, &format!("{action} to {expect}"), || {
-        let (code, out) = rig.ctl(&[action, "orders", TOPIC]);
-        last = out;
-        code == 0
-    });
+    wait_until(
+        STEP_DEADLINE,
+        &format!("{action} {topic} to {expect}"),
+        || {
+            let (code, out) = rig.ctl(&[action, "orders", topic]);
+            last = out;
+            code == 0
+        },
+    );
     assert!(last.contains(expect), "{action}: {last}");
     eprintln!("[{:>5.1?}] {}", started.elapsed(), last.trim());
     last
@@ -167,4 +175,93 @@ fn walk_there_and_back_loses_no_message() {
         8,
         "{history}"
     );
+}
+
+/// Orderly consumption across the walk to `target`: the consumer locks its
+/// queues (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ, relayed to the broker that owns
+/// each queue, target names translated) and every queue of every real
+/// broker is delivered in the order it was written. Across the two
+/// clusters there is no order (a producer writes both in `dual_write`).
+#[test]
+fn orderly_consumer_keeps_queue_order_across_the_walk() {
+    const SEQ_TOPIC: &str = "sequences";
+    let started = Instant::now();
+    let rig = RocketmqRig::start(", quiet_window: 1s");
+    rig.source.create_topic(SEQ_TOPIC, QUEUES);
+    let consumer = rig.client(
+        "consume",
+        "orderly",
+        SEQ_TOPIC,
+        "sequencers",
+        &["--orderly", "true"],
+    );
+    let mut producer = rig.client(
+        "produce",
+        "s1",
+        SEQ_TOPIC,
+        "seq-producers",
+        &["--interval-ms", "5"],
+    );
+    progress(&consumer, 50, "orderly in source");
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", SEQ_TOPIC]);
+    assert_eq!(code, 0, "migrate-metadata: {out}");
+    for state in ["dual_read", "dual_write", "cutover", "target"] {
+        step_topic(&rig, SEQ_TOPIC, "advance", state);
+        progress(&consumer, 50, &format!("orderly in {state}"));
+    }
+    assert!(
+        rig.target.max_offsets(SEQ_TOPIC, QUEUES) > 50,
+        "the target's queues were written"
+    );
+    producer.stop(Duration::from_secs(30));
+    let acked: BTreeSet<String> = producer.lines().into_iter().collect();
+    let delivered = |c: &RocketmqClient| -> Vec<(String, String)> {
+        c.lines()
+            .iter()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(body, queue)| (body.to_owned(), queue.to_owned()))
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "every acknowledged message consumed in order",
+        || {
+            let seen: BTreeSet<String> = delivered(&consumer).into_iter().map(|(b, _)| b).collect();
+            acked.is_subset(&seen)
+        },
+    );
+    // First delivery of each message, per queue: sequence numbers rise.
+    let mut first = BTreeSet::new();
+    let mut last_seq: BTreeMap<String, u64> = BTreeMap::new();
+    let mut out_of_order = Vec::new();
+    let mut redelivered = 0usize;
+    for (body, queue) in delivered(&consumer) {
+        if !first.insert(body.clone()) {
+            redelivered += 1;
+            continue;
+        }
+        let seq: u64 = body
+            .rsplit(':')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("body {body}"));
+        if let Some(prev) = last_seq.insert(queue.clone(), seq)
+            && prev > seq
+        {
+            out_of_order.push(format!("{queue}: {prev} then {seq}"));
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "rocketmq orderly walk: {} acknowledged, {} queues, {redelivered} redeliveries, {} out of order, {:.1?}",
+        acked.len(),
+        last_seq.len(),
+        out_of_order.len(),
+        started.elapsed()
+    );
+    assert!(
+        last_seq.len() > usize::try_from(QUEUES).unwrap(),
+        "queues of both clusters were consumed: {last_seq:?}"
+    );
+    assert!(out_of_order.is_empty(), "{out_of_order:?}");
 }

@@ -2,20 +2,26 @@
 //!
 //! - `source → dual_read`: `target_reachable`, `target_topic_exists` (with
 //!   at least the source's queue counts) and `all_group_members_proxied`
-//!   (every member the source's brokers list for each group seen on the
-//!   topic is connected through the proxy). Prepare: each known group gets
-//!   its offsets on the target's queues set to their current max offset,
-//!   so neither earlier target data is replayed nor anything skipped.
+//!   (every member the source's brokers list for each group of the topic,
+//!   seen through the proxy or listed by the brokers, is connected through
+//!   the proxy; a broker that cannot list them refuses the step).
+//!   Prepare: each group (seen or listed) gets its offsets on the target's
+//!   queues set to their current max offset, so neither earlier target
+//!   data is replayed nor anything skipped.
 //! - `dual_read → dual_write`: `target_reachable`, `target_topic_exists`.
 //! - `dual_write → cutover`: `target_reachable`.
 //! - `cutover → target`: `source_inbound_zero` (no message reached the
 //!   source's queues, through the proxy or around it, for
-//!   `rocketmq.quiet_window`) and `source_backlog_zero` (every known group
+//!   `rocketmq.quiet_window`), `source_half_messages_resolved` (no
+//!   transactional half message open on the source's masters of the topic)
+//!   and `source_backlog_zero` (every group of
+//!   the topic, seen through the proxy or listed by the source's brokers,
 //!   consumed everything on the source, `%RETRY%` topics included).
 //! - `dual_read → source` (rollback): `target_backlog_zero`, since target
 //!   queues vanish from routes and anything still unread there would be
 //!   stranded. Other rollbacks keep every queue that may hold messages.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -122,17 +128,39 @@ impl RocketmqDriver {
         )
     }
 
+    /// The consumer groups of `topic` on `side`: those seen subscribing
+    /// through the proxy and those the side's masters list (online
+    /// subscribers and groups with offsets), so a group that never touched
+    /// the proxy, or one the proxy forgot in a restart, still counts.
+    /// Also returns how many came only from the brokers' lists.
+    ///
+    /// # Errors
+    /// A sentence saying which broker could not be asked: the caller
+    /// refuses, since a group it cannot see may be reading the topic.
+    async fn known_groups(
+        &self,
+        brokers: &mut Brokers<'_>,
+        side: Side,
+        topic: &str,
+        route: &cutover_rocketmq::TopicRouteData,
+    ) -> Result<(BTreeSet<String>, usize), String> {
+        let mut groups: BTreeSet<String> = self.shared.observed.groups(topic).into_iter().collect();
+        let seen = groups.len();
+        for addr in masters(route) {
+            let listed = brokers.topic_groups(&addr, topic).await.map_err(|e| {
+                format!(
+                    "cannot list the consumer groups of {topic} on cluster \"{}\": {e}; a group reading it without the proxy would go unnoticed (--force to move anyway)",
+                    self.shared.cluster(side)
+                )
+            })?;
+            groups.extend(listed);
+        }
+        let listed_only = groups.len() - seen;
+        Ok((groups, listed_only))
+    }
+
     async fn all_group_members_proxied(&self, topic: &str) -> CheckResult {
         const NAME: &str = "all_group_members_proxied";
-        let groups = self.shared.observed.groups(topic);
-        if groups.is_empty() {
-            return CheckResult::pass(
-                NAME,
-                format!(
-                    "no consumer group has subscribed to {topic} through the proxy; groups that never connect through it are not visible"
-                ),
-            );
-        }
         let route = match offsets::route(&self.shared, Side::Source, topic).await {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -143,19 +171,27 @@ impl RocketmqDriver {
             }
             Err(e) => return CheckResult::fail(NAME, e),
         };
-        let mut addrs: Vec<String> = route
-            .broker_datas
-            .iter()
-            .filter_map(|b| b.master_addr().map(str::to_owned))
-            .collect();
-        addrs.sort();
-        addrs.dedup();
         let mut brokers = Brokers::new(&self.shared, Side::Source);
+        let (groups, listed_only) = match self
+            .known_groups(&mut brokers, Side::Source, topic, &route)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => return CheckResult::fail(NAME, e),
+        };
+        if groups.is_empty() {
+            return CheckResult::pass(
+                NAME,
+                format!(
+                    "no consumer group of {topic}: none subscribed through the proxy and the source's brokers list none"
+                ),
+            );
+        }
         let mut stray = Vec::new();
         let mut members = 0usize;
         for group in &groups {
-            for addr in &addrs {
-                match brokers.members(addr, group).await {
+            for addr in masters(&route) {
+                match brokers.members(&addr, group).await {
                     Ok(list) => {
                         for m in list {
                             members += 1;
@@ -177,8 +213,9 @@ impl RocketmqDriver {
             CheckResult::pass(
                 NAME,
                 format!(
-                    "{} group(s) of {topic}: all {members} connection(s) on the source's brokers come through the proxy",
-                    groups.len()
+                    "{} group(s) of {topic} ({}; {listed_only} known only from the source's brokers): all {members} connection(s) on the source's brokers come through the proxy",
+                    groups.len(),
+                    name_some(&groups)
                 ),
             )
         } else {
@@ -193,18 +230,34 @@ impl RocketmqDriver {
         }
     }
 
-    /// Each known group's unread messages of `topic` (and its `%RETRY%`
-    /// topic) on `side`.
+    /// Each group's unread messages of `topic` (and its `%RETRY%` topic)
+    /// on `side`: groups seen through the proxy and groups `side`'s
+    /// brokers list for the topic.
     async fn backlog(&self, name: &str, side: Side, topic: &str) -> CheckResult {
         let cluster = self.shared.cluster(side);
-        let groups = self.shared.observed.groups(topic);
+        let route = match offsets::route(&self.shared, side, topic).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return CheckResult::pass(
+                    name,
+                    format!("cluster \"{cluster}\" has no topic {topic}, so nothing is unread"),
+                );
+            }
+            Err(e) => return CheckResult::fail(name, e),
+        };
+        let mut brokers = Brokers::new(&self.shared, side);
+        let groups = match self.known_groups(&mut brokers, side, topic, &route).await {
+            Ok((g, _)) => g,
+            Err(e) => return CheckResult::fail(name, e),
+        };
         if groups.is_empty() {
             return CheckResult::pass(
                 name,
-                format!("no consumer group has subscribed to {topic} through the proxy"),
+                format!(
+                    "no consumer group of {topic} on cluster \"{cluster}\": none subscribed through the proxy and its brokers list none"
+                ),
             );
         }
-        let mut brokers = Brokers::new(&self.shared, side);
         let mut behind = Vec::new();
         for group in &groups {
             for t in [topic.to_owned(), format!("%RETRY%{group}")] {
@@ -295,10 +348,78 @@ impl RocketmqDriver {
         )
     }
 
+    /// Whether every transactional (half) message on the source's masters of
+    /// `topic` is resolved: each broker keeps halves in one queue of
+    /// [`HALF_TOPIC`] and moves its check service's offset ([`HALF_GROUP`])
+    /// past a half once it is committed or rolled back, and re-appends an
+    /// unresolved one after asking its producer. What lies between that
+    /// offset and the queue's max is unresolved or not yet examined. The
+    /// queue is shared by every topic of the broker, so transactions of
+    /// other topics count too: the proxy cannot tell them apart without
+    /// reading each half.
+    async fn source_half_messages_resolved(&self, topic: &str) -> CheckResult {
+        const NAME: &str = "source_half_messages_resolved";
+        let cluster = self.shared.cluster(Side::Source);
+        let route = match offsets::route(&self.shared, Side::Source, topic).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return CheckResult::pass(
+                    NAME,
+                    format!("cluster \"{cluster}\" has no topic {topic}"),
+                );
+            }
+            Err(e) => return CheckResult::fail(NAME, e),
+        };
+        let mut brokers = Brokers::new(&self.shared, Side::Source);
+        let mut pending = Vec::new();
+        for addr in masters(&route) {
+            let q = Queue { addr, id: 0 };
+            let open = async {
+                let max = brokers.max_offset(HALF_TOPIC, &q).await?;
+                let done = match brokers.group_offset(HALF_GROUP, HALF_TOPIC, &q).await? {
+                    Some(o) => o,
+                    None => brokers.min_offset(HALF_TOPIC, &q).await?,
+                };
+                Ok::<i64, String>((max - done).max(0))
+            };
+            match open.await {
+                Ok(0) => {}
+                Ok(n) => pending.push(format!("{n} on broker {}", q.addr)),
+                Err(e) => return CheckResult::fail(NAME, e),
+            }
+        }
+        if pending.is_empty() {
+            CheckResult::pass(
+                NAME,
+                format!(
+                    "no transactional half message is open on cluster \"{cluster}\"'s brokers of {topic}"
+                ),
+            )
+        } else {
+            CheckResult::fail(
+                NAME,
+                format!(
+                    "transactional half messages not yet resolved on cluster \"{cluster}\" (any topic of those brokers; the brokers ask their producers back): {}",
+                    pending.join(", ")
+                ),
+            )
+        }
+    }
+
     /// Sets each known group's offsets on the target's queues of `topic`
     /// to their max offset where the group has none yet.
     async fn init_target_offsets(&self, topic: &str) -> Result<(), String> {
-        let groups = self.shared.observed.groups(topic);
+        // Groups the source lists count too: one the proxy forgot in a
+        // restart must not meet the target's queues without an offset.
+        let groups = match offsets::route(&self.shared, Side::Source, topic).await? {
+            Some(source) => {
+                let mut brokers = Brokers::new(&self.shared, Side::Source);
+                self.known_groups(&mut brokers, Side::Source, topic, &source)
+                    .await?
+                    .0
+            }
+            None => self.shared.observed.groups(topic).into_iter().collect(),
+        };
         if groups.is_empty() {
             return Ok(());
         }
@@ -326,6 +447,39 @@ impl RocketmqDriver {
     }
 }
 
+/// Names to show in a reason: the first [`NAMES_SHOWN`], then how many more.
+fn name_some(names: &BTreeSet<String>) -> String {
+    let mut out: Vec<&str> = names.iter().take(NAMES_SHOWN).map(String::as_str).collect();
+    let more = names.len().saturating_sub(NAMES_SHOWN);
+    let more = format!("{more} more");
+    if names.len() > NAMES_SHOWN {
+        out.push(&more);
+    }
+    out.join(", ")
+}
+
+/// Where a broker keeps transactional half messages (one queue, id 0).
+const HALF_TOPIC: &str = "RMQ_SYS_TRANS_HALF_TOPIC";
+/// The group whose offset on [`HALF_TOPIC`] is the broker's transaction
+/// check service's progress.
+const HALF_GROUP: &str = "CID_RMQ_SYS_TRANS";
+
+/// How many group names a check's reason lists before "N more": enough to
+/// act on, short enough for one line of `ctl check`.
+const NAMES_SHOWN: usize = 10;
+
+/// The distinct master addresses of a route.
+fn masters(route: &cutover_rocketmq::TopicRouteData) -> Vec<String> {
+    let mut addrs: Vec<String> = route
+        .broker_datas
+        .iter()
+        .filter_map(|b| b.master_addr().map(str::to_owned))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
 #[async_trait]
 impl Driver for RocketmqDriver {
     async fn checks(&self, topic: &str, from: State, to: State) -> Vec<CheckResult> {
@@ -342,6 +496,7 @@ impl Driver for RocketmqDriver {
             (State::DualWrite, State::Cutover) => vec![self.target_reachable().await],
             (State::Cutover, State::Target) => vec![
                 self.source_inbound_zero(topic).await,
+                self.source_half_messages_resolved(topic).await,
                 self.backlog("source_backlog_zero", Side::Source, topic)
                     .await,
             ],

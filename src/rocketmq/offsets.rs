@@ -2,7 +2,7 @@
 //! requests: the backlog checks, the bypass check's view of a group's
 //! members, and the target group offsets set when reads start there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cutover_rocketmq::{RequestCode, ResponseCode, TopicRouteData};
 use serde::Deserialize;
@@ -10,6 +10,19 @@ use serde::Deserialize;
 use super::Shared;
 use super::endpoints::Side;
 use super::rpc::{self, Conn};
+
+/// QUERY_TOPIC_CONSUME_BY_WHO: a broker's consumer groups of a topic.
+/// Apache RocketMQ 5.3.3 names groups holding offsets of the topic
+/// correctly but lists each online subscriber as the topic's own name, so
+/// its answer is used only for offset holders, checked against the
+/// broker's group table. Apache's codes; not in the protocol crate's
+/// table, which lists the codes the proxy relays with special handling.
+const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
+/// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: every subscription group of a broker.
+const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
+/// The most groups one broker's table may hold for the group checks: each
+/// is asked for its connections once per check.
+pub const MAX_GROUPS_INSPECTED: usize = 10_000;
 
 /// One queue of a topic on a side.
 #[derive(Clone, Debug)]
@@ -320,6 +333,96 @@ impl<'a> Brokers<'a> {
     }
 }
 
+impl Brokers<'_> {
+    /// The consumer groups the broker at `addr` knows for `topic`: groups
+    /// online with a subscription to it (their connection lists carry the
+    /// subscriptions) and groups holding offsets of it.
+    ///
+    /// # Errors
+    /// A sentence naming the broker when it cannot be asked, refuses, or
+    /// holds more than [`MAX_GROUPS_INSPECTED`] groups.
+    pub async fn topic_groups(&mut self, addr: &str, topic: &str) -> Result<Vec<String>, String> {
+        let table = self.group_table(addr).await?;
+        if table.len() > MAX_GROUPS_INSPECTED {
+            return Err(format!(
+                "broker {addr} has {} subscription groups, more than the {MAX_GROUPS_INSPECTED} a check inspects",
+                table.len()
+            ));
+        }
+        let mut found = BTreeSet::new();
+        for group in &table {
+            if self.subscribes(addr, group, topic).await? {
+                found.insert(group.clone());
+            }
+        }
+        let got = self
+            .call(addr, QUERY_TOPIC_CONSUME_BY_WHO, &[("topic", topic)])
+            .await?;
+        let list: GroupList = ok_json(addr, &got, "the consumer groups of a topic")?;
+        found.extend(list.group_list.into_iter().filter(|g| table.contains(g)));
+        Ok(found.into_iter().collect())
+    }
+
+    /// Every subscription group name of the broker at `addr`.
+    async fn group_table(&mut self, addr: &str) -> Result<BTreeSet<String>, String> {
+        let got = self
+            .call(addr, GET_ALL_SUBSCRIPTIONGROUP_CONFIG, &[])
+            .await?;
+        let wrapper: GroupTable = ok_json(addr, &got, "the subscription groups")?;
+        Ok(wrapper.subscription_group_table.into_keys().collect())
+    }
+
+    /// Whether `group` has members online at `addr` subscribed to `topic`.
+    async fn subscribes(&mut self, addr: &str, group: &str, topic: &str) -> Result<bool, String> {
+        let got = self
+            .call(
+                addr,
+                RequestCode::GET_CONSUMER_CONNECTION_LIST,
+                &[("consumerGroup", group)],
+            )
+            .await?;
+        if got.header.code != ResponseCode::SUCCESS {
+            // Not online there.
+            return Ok(false);
+        }
+        let body = cutover_rocketmq::quote_integer_keys(&got.body);
+        let list: ConnectionList = serde_json::from_slice(&body)
+            .map_err(|e| format!("broker {addr}: consumer connection list of {group}: {e}"))?;
+        Ok(!list.connection_set.is_empty() && list.subscription_table.contains_key(topic))
+    }
+}
+
+/// The JSON body of a successful answer.
+fn ok_json<T: serde::de::DeserializeOwned>(
+    addr: &str,
+    got: &cutover_rocketmq::Frame,
+    what: &str,
+) -> Result<T, String> {
+    if got.header.code != ResponseCode::SUCCESS {
+        return Err(format!(
+            "broker {addr} answered the request for {what} with code {}: {}",
+            got.header.code,
+            got.header.remark.clone().unwrap_or_default()
+        ));
+    }
+    let body = cutover_rocketmq::quote_integer_keys(&got.body);
+    serde_json::from_slice(&body).map_err(|e| format!("broker {addr}: {what}: {e}"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupList {
+    #[serde(default)]
+    group_list: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupTable {
+    #[serde(default)]
+    subscription_group_table: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
 /// One member of a consumer group as a broker lists it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -337,4 +440,7 @@ pub struct Member {
 struct ConnectionList {
     #[serde(default)]
     connection_set: Vec<Member>,
+    /// Topic → subscription; only the topics matter here.
+    #[serde(default)]
+    subscription_table: BTreeMap<String, serde::de::IgnoredAny>,
 }

@@ -10,11 +10,12 @@
 //! Every server runs under a small shell that kills it when the test process
 //! goes away (its stdin pipe closes), since statics are never dropped.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -31,22 +32,34 @@ pub const ROCKETMQ_VERSION: &str = "5.3.3";
 pub const ROCKETMQ4_CLIENT_VERSION: &str = "4.9.8";
 
 /// How long a NameServer or broker may take to print its ready line: a JVM
-/// start measured at 5–8 s alone, slower while other tests compile.
-const READY_DEADLINE: Duration = Duration::from_secs(90);
+/// start measured at 5–8 s alone, but past 90 s on 2 cores loaded ~12×
+/// by parallel builds and tests.
+const READY_DEADLINE: Duration = Duration::from_secs(180);
+/// One try of a broker start; [`BROKER_ATTEMPTS`] tries in all.
+const BROKER_ATTEMPT_DEADLINE: Duration = Duration::from_secs(90);
+const BROKER_ATTEMPTS: u32 = 2;
 
 /// `n` consecutive loopback ports starting at the returned one, free a
-/// moment ago (a RocketMQ broker takes its port P, the VIP port P − 2 and
-/// the HA port P + 1; the proxy needs a block for its broker endpoints).
+/// moment ago and not handed out before by this process (a RocketMQ broker
+/// takes its port P, the VIP port P − 2 and the HA port P + 1; the proxy
+/// needs a block for its broker endpoints; two blocks picked before either
+/// is bound must not overlap).
 pub fn free_port_block(n: u16) -> u16 {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     loop {
         let base = free_port();
         if base > 65535 - n {
+            continue;
+        }
+        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed.range(base..base + n).next().is_some() {
             continue;
         }
         let all: Vec<_> = (base..base + n)
             .map(|p| TcpListener::bind(("0.0.0.0", p)))
             .collect();
         if all.iter().all(Result::is_ok) {
+            handed.extend(base..base + n);
             return base;
         }
     }
@@ -127,16 +140,24 @@ impl TiedJvm {
     /// # Panics
     /// When the process exits or the deadline passes; with its log's tail.
     fn wait_line(&mut self, line: &str) {
+        if let Err(why) = self.try_wait_line(line, READY_DEADLINE) {
+            panic!("{why}");
+        }
+    }
+
+    /// Waits up to `deadline` for `line` in the log while the JVM stays up;
+    /// the reason with the log's tail when it does not come.
+    fn try_wait_line(&mut self, line: &str, deadline: Duration) -> Result<(), String> {
         let started = Instant::now();
         loop {
             let text = self.log_text();
             if text.contains(line) {
-                return;
+                return Ok(());
             }
             let exited = self.shell.try_wait().ok().flatten().is_some();
-            if exited || started.elapsed() > READY_DEADLINE {
+            if exited || started.elapsed() > deadline {
                 let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                panic!(
+                return Err(format!(
                     "{} did not print {line:?} ({}); last lines of {}:\n{}",
                     self.name,
                     if exited {
@@ -146,7 +167,7 @@ impl TiedJvm {
                     },
                     self.log.display(),
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -166,8 +187,10 @@ impl Drop for TiedJvm {
 fn server_args(home: &Path, dir: &Path, role: &str, heap: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = heap.iter().map(|s| (*s).to_owned()).collect();
     args.extend([
-        "-XX:+UseG1GC".to_owned(),
+        // Few GC and compiler threads: a test machine may have 2 cores.
+        "-XX:+UseSerialGC".to_owned(),
         "-XX:TieredStopAtLevel=1".to_owned(),
+        "-XX:-UsePerfData".to_owned(),
         format!("-Drocketmq.home.dir={}", home.display()),
         format!("-Duser.home={}", dir.display()),
         format!(
@@ -213,7 +236,7 @@ struct StartingNamesrv {
 fn spawn_namesrv(name: &str) -> StartingNamesrv {
     let home = rocketmq_home();
     let dir = tempfile::tempdir().expect("rocketmq temp dir");
-    let port = free_port();
+    let port = free_port_block(1);
     let conf = dir.path().join("namesrv.conf");
     let ns_dir = dir.path().join("namesrv");
     std::fs::create_dir_all(&ns_dir).expect("namesrv dir");
@@ -256,7 +279,8 @@ fn spawn_broker(cluster: &str, broker: &str, namesrv_port: u16, dir: &Path) -> (
              storePathCommitLog={store}/commitlog\nautoCreateTopicEnable=true\n\
              autoCreateSubscriptionGroup=true\ndefaultTopicQueueNums=4\n\
              mappedFileSizeCommitLog=67108864\nmaxHashSlotNum=4000\nmaxIndexNum=1000\n\
-             fileReservedTime=1\ntimerWheelEnable=false\n",
+             fileReservedTime=1\ntimerWheelEnable=false\n\
+             transactionTimeOut=1000\ntransactionCheckInterval=2000\n",
             store = store.display()
         ),
     )
@@ -305,9 +329,24 @@ impl RocketmqCluster {
                     .collect()
             })
             .collect();
-        for brokers in &mut starting {
-            for (_, _, jvm) in brokers.iter_mut() {
-                jvm.wait_line("boot success");
+        for (((cluster, _), ns), brokers) in specs.iter().zip(&namesrvs).zip(&mut starting) {
+            for (name, port, jvm) in brokers.iter_mut() {
+                // Seen twice under heavy load: a broker that never printed
+                // its ready line nor exited. A fresh JVM on fresh ports
+                // then started in seconds.
+                let mut attempt = 1;
+                while let Err(why) = jvm.try_wait_line("boot success", BROKER_ATTEMPT_DEADLINE) {
+                    assert!(attempt < BROKER_ATTEMPTS, "{why}");
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "rocketmq: starting {cluster} {name} again: {why}"
+                    );
+                    let (new_port, new_jvm) = spawn_broker(cluster, name, ns.port, ns.dir.path());
+                    // Dropping the old one kills it.
+                    *jvm = new_jvm;
+                    *port = new_port;
+                    attempt += 1;
+                }
             }
         }
         let clusters: Vec<RocketmqCluster> = specs
@@ -493,7 +532,7 @@ pub fn rocketmq_client_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/rocketmq-java/Client.java")
 }
 
-/// A running `Client.java produce|consume`, appending bodies to `out`;
+/// A running `Client.java produce|consume|transact`, appending bodies to `out`;
 /// stopped by creating its stop file, killed on drop.
 pub struct RocketmqClient {
     pub out: PathBuf,
@@ -532,7 +571,7 @@ impl RocketmqClient {
             .arg(&out)
             .arg("--stop-file")
             .arg(&stop);
-        if mode == "produce" {
+        if matches!(mode, "produce" | "transact") {
             cmd.args(["--id", id]);
         }
         let child = ChildGuard::spawn_logged(id, &mut cmd, &dir.join(format!("{id}.log")));
@@ -568,6 +607,11 @@ impl RocketmqClient {
     pub fn log_tail(&self, lines: usize) -> String {
         self.child.log_tail(lines)
     }
+
+    /// Whether the client has exited on its own.
+    pub fn exited(&mut self) -> bool {
+        self.child.exit_status().is_some()
+    }
 }
 
 /// The shared source and target clusters, and cutover between them with
@@ -592,7 +636,7 @@ impl RocketmqRig {
         // run in parallel, so one proxy starts at a time.
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-        let listen = free_port();
+        let listen = free_port_block(1);
         let base = free_port_block(8);
         let config = super::Config::new().append(&format!(
             "clusters:\n\

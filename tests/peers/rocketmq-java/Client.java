@@ -6,6 +6,11 @@
 //       [--count N] [--stop-file F] [--interval-ms M]
 //   java -cp 'LIB/*' Client.java consume --namesrv A --topic T --group G --out FILE --stop-file F
 //       [--orderly true] [--broadcast true]
+//
+// An orderly consumer writes `BODY<TAB>STOREHOST/QUEUE` lines (the real
+// broker's store address and the queue id), so order can be checked per queue.
+//   java -cp 'LIB/*' Client.java transact --namesrv A --topic T --group G --id P --out FILE
+//       --count N [--stop-file F] [--hold true]
 //   java -cp 'LIB/*' Client.java bench --namesrv A --topic T --group G --count N --concurrency C [--size S]
 //
 // Every mode also takes [--poll-ms MS] (route poll and heartbeat interval,
@@ -37,7 +42,10 @@ import org.apache.rocketmq.client.consumer.listener.MessageListenerConcurrently;
 import org.apache.rocketmq.client.consumer.listener.MessageListenerOrderly;
 import org.apache.rocketmq.client.producer.DefaultMQProducer;
 import org.apache.rocketmq.client.producer.SendResult;
+import org.apache.rocketmq.client.producer.LocalTransactionState;
 import org.apache.rocketmq.client.producer.SendStatus;
+import org.apache.rocketmq.client.producer.TransactionListener;
+import org.apache.rocketmq.client.producer.TransactionMQProducer;
 import org.apache.rocketmq.common.consumer.ConsumeFromWhere;
 import org.apache.rocketmq.common.message.Message;
 import org.apache.rocketmq.common.message.MessageExt;
@@ -61,7 +69,8 @@ public class Client {
             case "produce": summary = c.produce(); break;
             case "consume": summary = c.consume(); break;
             case "bench": summary = c.bench(); break;
-            default: fail("unknown mode " + argv[0] + ": produce, consume or bench"); return;
+            case "transact": summary = c.transact(); break;
+            default: fail("unknown mode " + argv[0] + ": produce, consume, transact or bench"); return;
         }
         System.out.println(summary);
         System.out.flush();
@@ -158,6 +167,67 @@ public class Client {
             + ",\"failed\":" + failed + ",\"errors\":[" + String.join(",", errors.stream().map(Client::json).toList()) + "]}";
     }
 
+    String transact() throws Exception {
+        String topic = get("topic");
+        String id = get("id");
+        long count = num("count", 10);
+        boolean hold = flag("hold");
+        java.util.Set<String> checked = java.util.concurrent.ConcurrentHashMap.newKeySet();
+        AtomicLong checks = new AtomicLong();
+        TransactionMQProducer producer = new TransactionMQProducer(get("group"));
+        configure(producer);
+        producer.setTransactionListener(new TransactionListener() {
+            @Override
+            public LocalTransactionState executeLocalTransaction(Message msg, Object arg) {
+                return LocalTransactionState.UNKNOW;
+            }
+
+            @Override
+            public LocalTransactionState checkLocalTransaction(MessageExt msg) {
+                checks.incrementAndGet();
+                // The broker may ask any producer of the group, about
+                // another producer's message too: count only our own.
+                String body = new String(msg.getBody(), StandardCharsets.UTF_8);
+                if (hold && !stopped()) {
+                    return LocalTransactionState.UNKNOW;
+                }
+                if (body.startsWith(id + ":")) {
+                    checked.add(body);
+                }
+                return LocalTransactionState.COMMIT_MESSAGE;
+            }
+        });
+        producer.start();
+        long acked = 0, failed = 0;
+        List<String> errors = new ArrayList<>();
+        try (PrintWriter out = new PrintWriter(new FileWriter(get("out"), StandardCharsets.UTF_8, true))) {
+            for (long seq = 0; seq < count && !stopped(); seq++) {
+                String body = id + ":" + seq;
+                try {
+                    SendResult r = producer.sendMessageInTransaction(new Message(topic, body.getBytes(StandardCharsets.UTF_8)), null);
+                    if (r.getSendStatus() == SendStatus.SEND_OK) {
+                        acked++;
+                        out.println(body);
+                        out.flush();
+                    } else {
+                        failed++;
+                        note(errors, "status " + r.getSendStatus());
+                    }
+                } catch (Exception e) {
+                    failed++;
+                    note(errors, e.toString());
+                }
+            }
+        }
+        while (checked.size() < acked && (hold || !stopped())) {
+            Thread.sleep(50);
+        }
+        producer.shutdown();
+        return "{\"mode\":\"transact\",\"id\":" + json(id) + ",\"acked\":" + acked + ",\"failed\":" + failed
+            + ",\"checks\":" + checks.get() + ",\"checked\":" + checked.size()
+            + ",\"errors\":[" + String.join(",", errors.stream().map(Client::json).toList()) + "]}";
+    }
+
     static void note(List<String> errors, String e) {
         if (errors.size() < 5) {
             errors.add(e);
@@ -179,7 +249,7 @@ public class Client {
         consumer.subscribe(get("topic"), "*");
         if (flag("orderly")) {
             consumer.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
-                record(out, received, msgs);
+                recordWithQueue(out, received, msgs);
                 return ConsumeOrderlyStatus.SUCCESS;
             });
         } else {
@@ -222,6 +292,20 @@ public class Client {
         synchronized (out) {
             for (MessageExt m : msgs) {
                 out.println(new String(m.getBody(), StandardCharsets.UTF_8));
+                received.incrementAndGet();
+            }
+            out.flush();
+        }
+    }
+
+    /**
+     * Orderly mode: `BODY<TAB>STOREHOST/QUEUE` per delivery, so a test can
+     * check the order within each queue of each real broker.
+     */
+    static void recordWithQueue(PrintWriter out, AtomicLong received, List<MessageExt> msgs) {
+        synchronized (out) {
+            for (MessageExt m : msgs) {
+                out.println(new String(m.getBody(), StandardCharsets.UTF_8) + "\t" + m.getStoreHost() + "/" + m.getQueueId());
                 received.incrementAndGet();
             }
             out.flush();
