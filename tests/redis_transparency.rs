@@ -18,7 +18,7 @@ use support::{RedisRig, RedisServer, wait_until};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies compared per run; a behaviour that silently stops producing
 /// replies fails here rather than shrinking the comparison.
-const EXPECTED_REPLIES: usize = 120;
+const EXPECTED_REPLIES: usize = 126;
 
 /// A raw client connection that reads whole RESP replies.
 struct Conn {
@@ -274,6 +274,12 @@ fn malformed_commands(place: &Place, p: &str, t: &mut Transcript) {
             &["CLIENT", "NO-EVICT", "maybe"],
             &["CLIENT", "NO-EVICT", "on"],
             &["CLIENT", "NO-EVICT", "off"],
+            &["HELLO", "4"],
+            &["HELLO", "x"],
+            &["HELLO", "2", "AUTH"],
+            &["CLIENT", "SETNAME", "before-reset"],
+            &["RESET"],
+            &["CLIENT", "GETNAME"],
         ],
     );
 }

@@ -56,10 +56,21 @@ impl Session {
     pub(super) fn hello(&mut self, request: &Request) {
         let mut protocol = self.mirror.protocol;
         if let Some(version) = request.args.get(1) {
-            match version.as_ref() {
-                b"2" => protocol = 2,
-                b"3" => protocol = 3,
-                _ => return self.local(encode::error("NOPROTO unsupported protocol version")),
+            let number = std::str::from_utf8(version)
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok());
+            match number {
+                Some(2) => protocol = 2,
+                Some(3) => protocol = 3,
+                // Redis's words for both refusals.
+                Some(_) => {
+                    return self.local(encode::error("NOPROTO unsupported protocol version"));
+                }
+                None => {
+                    return self.local(encode::error(
+                        "ERR Protocol version is not an integer or out of range",
+                    ));
+                }
             }
         }
         let mut i = 2;
@@ -81,7 +92,11 @@ impl Session {
                     self.apply_name(name.clone());
                     i += 2;
                 }
-                _ => return self.local(encode::error("ERR Syntax error in HELLO option")),
+                _ => {
+                    let option = String::from_utf8_lossy(&request.args[i]);
+                    let message = format!("ERR Syntax error in HELLO option '{option}'");
+                    return self.local(encode::error(&message));
+                }
             }
         }
         if !self.authenticated {

@@ -125,6 +125,14 @@ impl Session {
                     &self.shared.describe_states(),
                 ));
             }
+            // As outside MULTI: a write naming no key could not be converged.
+            if self.shared.any_converging() && is_write(spec) && refs.is_some_and(<[_]>::is_empty) {
+                return Err(format!(
+                    "{} without keys is refused while a keyspace converges ({})",
+                    spec.name.to_uppercase().replace('|', " "),
+                    self.shared.describe_states()
+                ));
+            }
         }
         let chosen = txn.side.or(self.watch_side);
         let mut keyed: Option<Side> = None;
