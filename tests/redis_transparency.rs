@@ -18,7 +18,7 @@ use support::{RedisRig, RedisServer, wait_until};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies compared per run; a behaviour that silently stops producing
 /// replies fails here rather than shrinking the comparison.
-const EXPECTED_REPLIES: usize = 126;
+const EXPECTED_REPLIES: usize = 134;
 
 /// A raw client connection that reads whole RESP replies.
 struct Conn {
@@ -277,6 +277,14 @@ fn malformed_commands(place: &Place, p: &str, t: &mut Transcript) {
             &["HELLO", "4"],
             &["HELLO", "x"],
             &["HELLO", "2", "AUTH"],
+            &["SELECT", "1"],
+            &["SET", &k, "in db 1"],
+            &["SELECT", "99"],
+            &["GET", &k],
+            &["SELECT", "-1"],
+            &["SELECT", "x"],
+            &["SELECT", "0"],
+            &["GET", &k],
             &["CLIENT", "SETNAME", "before-reset"],
             &["RESET"],
             &["CLIENT", "GETNAME"],

@@ -86,7 +86,7 @@ impl Session {
             }
             "hello" => self.hello(&request),
             "auth" => self.auth(&request),
-            "select" => self.select(&request),
+            "select" => self.select(request).await,
             "reset" => self.reset(),
             "client|setname" => self.set_name(&request),
             "client|getname" => self.local(self.mirror.name.as_ref().map_or_else(|| encode::null(self.mirror.protocol == 3), |n| encode::bulk(n))),

@@ -112,20 +112,43 @@ impl Session {
         self.local(hello_reply(protocol, self.client_id));
     }
 
-    pub(super) fn select(&mut self, request: &Request) {
-        let Some(db) = request
-            .args
-            .get(1)
-            .and_then(|a| std::str::from_utf8(a).ok())
-            .and_then(|a| a.parse::<u32>().ok())
-        else {
-            return self.local(encode::error("ERR invalid DB index"));
+    /// SELECT: only Redis knows how many databases it has, so the default
+    /// side answers, while the mirror (and the other side) switch at once
+    /// so that pipelined commands already use the new database; an error
+    /// reply switches them back ([`Session::select_answered`]).
+    pub(super) async fn select(&mut self, request: Request) {
+        let side = self.shared.default_side();
+        let db = std::str::from_utf8(&request.args[1])
+            .ok()
+            .filter(|a| !a.starts_with('+'))
+            .and_then(|a| a.parse::<u32>().ok());
+        let Some(db) = db else {
+            // Not a database number: Redis refuses it in its own words.
+            return self.forward(side, request.raw, None, false).await;
         };
-        if db != self.mirror.db {
-            self.mirror.db = db;
-            self.mirror_to_sides(&request.raw);
+        if db == self.mirror.db {
+            return self.local(encode::ok());
         }
-        self.local(encode::ok());
+        if let Err(reason) = self.connect(side).await {
+            return self.local(encode::error(&format!("ERR cutover: {reason}")));
+        }
+        let previous = std::mem::replace(&mut self.mirror.db, db);
+        if self.sides[side.other().index()].is_some() {
+            self.send(side.other(), &request.raw, Waiter::Discard);
+        }
+        let id = self.slots.waiting();
+        self.send(side, &request.raw, Waiter::Select { id, previous });
+    }
+
+    /// The answer to a forwarded SELECT: relayed; after an error (database
+    /// out of range) the connections go back to the previous database.
+    pub(super) fn select_answered(&mut self, id: u64, previous: u32, reply: Bytes) {
+        if cutover_redis::reply_kind(&reply) == cutover_redis::ReplyKind::Error {
+            self.mirror.db = previous;
+            let command = encode::command(&[b"SELECT", previous.to_string().as_bytes()]);
+            self.mirror_to_sides(&command);
+        }
+        self.slots.fill(id, reply);
     }
 
     pub(super) fn set_name(&mut self, request: &Request) {

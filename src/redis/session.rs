@@ -51,6 +51,9 @@ pub(super) enum Waiter {
     Discard,
     /// The upstream connection's own client id (CLIENT ID), for CLIENT UNBLOCK.
     UpstreamId,
+    /// A forwarded SELECT, answering slot `id`; `previous` is the database
+    /// to return to if Redis refuses it.
+    Select { id: u64, previous: u32 },
 }
 
 /// Work to do once a write's reply arrives: converge its keys, release the fence count.
@@ -476,6 +479,7 @@ impl Session {
             }
             Waiter::Shadow(id) => self.shadow_reply(id, false, reply),
             Waiter::Discard => {}
+            Waiter::Select { id, previous } => self.select_answered(id, previous, reply),
             Waiter::UpstreamId => {
                 let id = super::slots::parse_integer(&reply).and_then(|n| u64::try_from(n).ok());
                 self.shared.clients.set_upstream(self.client_id, side, id);
