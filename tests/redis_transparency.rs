@@ -18,7 +18,7 @@ use support::{RedisRig, RedisServer, wait_until};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies compared per run; a behaviour that silently stops producing
 /// replies fails here rather than shrinking the comparison.
-const EXPECTED_REPLIES: usize = 134;
+const EXPECTED_REPLIES: usize = 143;
 
 /// A raw client connection that reads whole RESP replies.
 struct Conn {
@@ -125,6 +125,13 @@ impl Place<'_> {
         });
     }
 
+    /// CONFIG SET on every server directly, behind the proxy's back.
+    fn set_everywhere(&self, parameter: &str, value: &str) {
+        for server in &self.servers {
+            assert_eq!(server.cli(&["CONFIG", "SET", parameter, value]), "OK");
+        }
+    }
+
     /// Waits until `n` clients are blocked across the servers.
     fn wait_blocked(&self, n: usize) {
         wait_until(REPLY_TIMEOUT, "a client is blocked", || {
@@ -154,6 +161,7 @@ fn run(place: &Place, p: &str) -> Transcript {
     busy_script(place, p, &mut t);
     blocking(place, p, &mut t);
     reply_modes(place, p, &mut t);
+    out_of_memory(place, p, &mut t);
     protocol_errors(place, &mut t);
     t
 }
@@ -323,6 +331,12 @@ fn busy_script(place: &Place, p: &str, t: &mut Transcript) {
     a.send(&["EVAL", "local k = KEYS[1] while true do end", "1", &k]);
     place.wait_busy();
     t.commands(&mut b, &[&["PING"], &["ECHO", "e"], &["SCRIPT", "KILL"]]);
+    let busy = &t.replies[t.replies.len() - 3].1;
+    assert!(
+        busy.starts_with(b"-BUSY "),
+        "{}",
+        String::from_utf8_lossy(busy)
+    );
     t.record("busy EVAL", a.reply());
     t.commands(
         &mut b,
@@ -393,6 +407,32 @@ fn reply_modes(place: &Place, p: &str, t: &mut Transcript) {
         let reply = c.reply();
         t.record(label, reply);
     }
+}
+
+fn out_of_memory(place: &Place, p: &str, t: &mut Transcript) {
+    let k = format!("{p}oom");
+    let mut c = place.conn();
+    t.commands(&mut c, &[&["PING"]]);
+    place.set_everywhere("maxmemory", "1");
+    t.commands(
+        &mut c,
+        &[
+            &["SET", &k, "v"],
+            &["MULTI"],
+            &["GET", &k],
+            &["SET", &k, "v"],
+            &["EXEC"],
+            &["GET", &k],
+        ],
+    );
+    let oom = &t.replies[t.replies.len() - 6].1;
+    assert!(
+        oom.starts_with(b"-OOM "),
+        "{}",
+        String::from_utf8_lossy(oom)
+    );
+    place.set_everywhere("maxmemory", "0");
+    t.commands(&mut c, &[&["SET", &k, "v"], &["GET", &k]]);
 }
 
 fn protocol_errors(place: &Place, t: &mut Transcript) {
