@@ -18,7 +18,7 @@ use support::{RedisRig, RedisServer, wait_until};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies compared per run; a behaviour that silently stops producing
 /// replies fails here rather than shrinking the comparison.
-const EXPECTED_REPLIES: usize = 143;
+const EXPECTED_REPLIES: usize = 154;
 
 /// A raw client connection that reads whole RESP replies.
 struct Conn {
@@ -162,6 +162,7 @@ fn run(place: &Place, p: &str) -> Transcript {
     blocking(place, p, &mut t);
     reply_modes(place, p, &mut t);
     out_of_memory(place, p, &mut t);
+    resp3(place, p, &mut t);
     protocol_errors(place, &mut t);
     t
 }
@@ -407,6 +408,35 @@ fn reply_modes(place: &Place, p: &str, t: &mut Transcript) {
         let reply = c.reply();
         t.record(label, reply);
     }
+}
+
+fn resp3(place: &Place, p: &str, t: &mut Transcript) {
+    let (h, z, n) = (format!("{p}h3"), format!("{p}z3"), format!("{p}n3"));
+    let mut c = place.conn();
+    // HELLO's reply names the connection id, which differs by design.
+    c.send(&["HELLO", "3"]);
+    assert!(c.reply().starts_with(b"%7\r\n"));
+    t.commands(
+        &mut c,
+        &[
+            &["GET", &h],
+            &["HSET", &h, "f", "v"],
+            &["HGETALL", &h],
+            &["ZADD", &z, "1.5", "m"],
+            &["ZSCORE", &z, "m"],
+            &[
+                "EVAL",
+                "local t = 1 for i = 1, 60 do t = {t} end return t",
+                "1",
+                &n,
+            ],
+            &["MULTI"],
+            &["HGETALL", &h],
+            &["NON-EXISTING-COMMAND"],
+            &["EXEC"],
+            &["HELLO", "2", "SETNAME"],
+        ],
+    );
 }
 
 fn out_of_memory(place: &Place, p: &str, t: &mut Transcript) {
