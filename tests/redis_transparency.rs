@@ -18,7 +18,7 @@ use support::{RedisRig, RedisServer, wait_until};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies compared per run; a behaviour that silently stops producing
 /// replies fails here rather than shrinking the comparison.
-const EXPECTED_REPLIES: usize = 154;
+const EXPECTED_REPLIES: usize = 165;
 
 /// A raw client connection that reads whole RESP replies.
 struct Conn {
@@ -209,6 +209,17 @@ fn transactions(place: &Place, p: &str, t: &mut Transcript) {
             &["EXEC"],
             &["MULTI"],
             &["EXEC", "x"],
+            &["EXEC"],
+            &["MULTI"],
+            &["SET", &tk, "discarded"],
+            &["DISCARD"],
+            &["GET", &tk],
+            &["WATCH", &tk],
+            &["MULTI"],
+            &["DISCARD"],
+            &["UNWATCH"],
+            &["MULTI"],
+            &["DISCARD", "x"],
             &["EXEC"],
         ],
     );
