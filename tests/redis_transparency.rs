@@ -18,7 +18,7 @@ use support::{RedisRig, RedisServer, wait_until};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies compared per run; a behaviour that silently stops producing
 /// replies fails here rather than shrinking the comparison.
-const EXPECTED_REPLIES: usize = 165;
+const EXPECTED_REPLIES: usize = 170;
 
 /// A raw client connection that reads whole RESP replies.
 struct Conn {
@@ -163,6 +163,7 @@ fn run(place: &Place, p: &str) -> Transcript {
     reply_modes(place, p, &mut t);
     out_of_memory(place, p, &mut t);
     resp3(place, p, &mut t);
+    pubsub_reset(place, &mut t);
     protocol_errors(place, &mut t);
     t
 }
@@ -446,6 +447,22 @@ fn resp3(place: &Place, p: &str, t: &mut Transcript) {
             &["NON-EXISTING-COMMAND"],
             &["EXEC"],
             &["HELLO", "2", "SETNAME"],
+        ],
+    );
+}
+
+fn pubsub_reset(place: &Place, t: &mut Transcript) {
+    // The channel name is echoed back, so it is the same in every run.
+    let channel = "transparency";
+    let mut c = place.conn();
+    t.commands(
+        &mut c,
+        &[
+            &["SUBSCRIBE", channel],
+            &["PING"],
+            &["RESET"],
+            &["PING"],
+            &["CLIENT", "GETNAME"],
         ],
     );
 }
