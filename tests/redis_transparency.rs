@@ -18,7 +18,7 @@ use support::{RedisRig, RedisServer, wait_until};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies compared per run; a behaviour that silently stops producing
 /// replies fails here rather than shrinking the comparison.
-const EXPECTED_REPLIES: usize = 170;
+const EXPECTED_REPLIES: usize = 171;
 
 /// A raw client connection that reads whole RESP replies.
 struct Conn {
@@ -420,6 +420,19 @@ fn reply_modes(place: &Place, p: &str, t: &mut Transcript) {
         let reply = c.reply();
         t.record(label, reply);
     }
+    // Whether RESET right after SKIP is answered: read up to a marker.
+    for args in [
+        &["CLIENT", "REPLY", "SKIP"][..],
+        &["RESET"],
+        &["ECHO", "end"],
+    ] {
+        c.send(args);
+    }
+    let mut replies = Vec::new();
+    while !replies.ends_with(b"$3\r\nend\r\n") {
+        replies.extend(c.reply());
+    }
+    t.record("SKIP, RESET, ECHO end", replies);
 }
 
 fn resp3(place: &Place, p: &str, t: &mut Transcript) {

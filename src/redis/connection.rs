@@ -280,7 +280,7 @@ impl Session {
         self.watch_lost = false;
         self.reply_off = false;
         self.skip_next_reply = false;
-        self.skipping = false;
+        // A SKIP just before RESET still swallows RESET's own reply, as in Redis.
         self.slots.speak_from(self.slots.next_id());
         if self.mirror.db != 0 {
             self.mirror.db = 0;
