@@ -6,12 +6,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use cutover_redis::{Class, CommandSpec, KeyError, Request, encode, keys, lookup};
+use cutover_redis::table::{BeginSearch, FindKeys};
+use cutover_redis::{
+    Class, CommandFlags, CommandSpec, KeyRef, KeySpecFlags, Request, encode, keys, lookup,
+};
 
 use super::keyspace::Keyspace;
 use super::route::{Merge, Route, route, splittable};
 use super::session::{After, Parked, Session, Shadow, Waiter};
 use super::side::Side;
+use super::transaction::flushes_everything;
 
 /// After a failed connect, shadow reads leave that side alone this long,
 /// so a down target costs clients nothing in `dual_read`.
@@ -28,64 +32,149 @@ struct Resolved {
 }
 
 impl Session {
-    /// Handles one request; the reply (or a promise of one) is queued in order.
+    /// Handles one request; the reply (or a promise of one) is queued in
+    /// order, and dropped instead of written when CLIENT REPLY says so.
     pub(super) async fn dispatch(&mut self, request: Request) {
+        // As Redis: SKIP applies to the command after it, unless that
+        // command is CLIENT REPLY ON (which clears `skipping`).
+        self.skipping = std::mem::take(&mut self.skip_next_reply);
+        let from = self.slots.next_id();
+        self.dispatch_command(request).await;
+        if std::mem::take(&mut self.skipping) {
+            self.slots.silence(from..self.slots.next_id());
+        }
+    }
+
+    async fn dispatch_command(&mut self, request: Request) {
         if let Some(side) = self.pubsub {
             return self.pubsub_command(side, request);
         }
-        let Some(spec) = lookup(&request.args) else {
-            return self.unknown_command(&request);
-        };
-        if !self.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
+        let spec = lookup(&request.args);
+        if !self.authenticated && !spec.is_some_and(|s| matches!(s.name, "auth" | "hello" | "quit"))
+        {
             self.slots
                 .ready(encode::error("NOAUTH Authentication required."));
             return;
         }
-        if self.multi.is_some()
-            && !matches!(spec.name, "exec" | "discard" | "multi" | "watch" | "quit")
+        // Routing needs only the keys; a command whose keys cannot be found
+        // is one Redis refuses, so Redis is asked to say why.
+        let refs = spec.map(|spec| keys(spec, &request.args));
+        let in_multi = self.multi.is_some();
+        let (spec, refs) = match (spec, refs) {
+            (Some(spec), Some(Ok(refs))) => (spec, refs),
+            (spec, _) if in_multi => return self.queue_in_transaction(spec, request, None).await,
+            (spec, _) => return self.forward_malformed(spec, request).await,
+        };
+        if in_multi
+            && !matches!(
+                spec.name,
+                "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+            )
         {
-            return self.queue_in_transaction(spec, request);
+            return self
+                .queue_in_transaction(Some(spec), request, Some(refs))
+                .await;
         }
         match spec.name {
-            "ping" => self.local(match request.args.get(1) {
-                Some(message) => encode::bulk(message),
-                None => encode::simple("PONG"),
-            }),
-            "echo" => self.local(encode::bulk(&request.args[1..].first().cloned().unwrap_or_default())),
+            "ping" | "echo" => {
+                let side = self.shared.default_side();
+                self.forward(side, request.raw, None, false).await;
+            }
             "quit" => {
                 self.local(encode::ok());
                 self.closing = true;
             }
             "hello" => self.hello(&request),
             "auth" => self.auth(&request),
-            "select" => self.select(&request),
+            "select" => self.select(request).await,
+            "reset" => self.reset(),
             "client|setname" => self.set_name(&request),
             "client|getname" => self.local(self.mirror.name.as_ref().map_or_else(|| encode::null(self.mirror.protocol == 3), |n| encode::bulk(n))),
-            "client|setinfo" | "client|no-evict" | "client|no-touch" => self.local(encode::ok()),
-            "client|id" | "client|info" | "client|list" | "client|kill" | "client|pause" | "client|unpause" => {
+            "client|id" => self.local(encode::integer(i64::try_from(self.client_id).unwrap_or(i64::MAX))),
+            "client|reply" => self.client_reply(request).await,
+            "client|unblock" => self.client_unblock(request).await,
+            "client|no-evict" => self.no_evict(request).await,
+            "client|setinfo" | "client|no-touch" => self.local(encode::ok()),
+            "client|info" | "client|list" | "client|kill" | "client|pause" | "client|unpause" => {
                 self.keyless(spec, request).await;
             }
+            "client|tracking" | "client|caching" => self.refuse(&format!(
+                "CLIENT {} is not supported through the proxy: invalidations would come from whichever cluster a key lives on, and none would say a key moved to the other cluster, so a client cache could serve stale values",
+                spec.short_name().to_uppercase()
+            )),
             name if name.starts_with("client|") => self.refuse(&format!(
                 "CLIENT {} is not supported through the proxy: it would change how replies are ordered or cached",
                 spec.short_name().to_uppercase()
             )),
-            "monitor" | "sync" | "psync" | "replicaof" | "slaveof" | "reset" => {
+            "monitor" | "sync" | "psync" | "replicaof" | "slaveof" => {
                 self.refuse(&format!("{} is not supported through the proxy", spec.name.to_uppercase()));
             }
             "multi" => self.begin_transaction(),
             "exec" => self.exec(request).await,
-            "discard" => self.discard().await,
-            "watch" => self.watch(spec, request).await,
+            "discard" => self.discard(request).await,
+            "watch" => self.watch(refs, request).await,
             "unwatch" => match self.watch_side.take() {
                 Some(side) => self.forward(side, request.raw, None, false).await,
                 None => self.local(encode::ok()),
             },
             "subscribe" | "psubscribe" | "ssubscribe" => self.subscribe(request).await,
             "publish" | "spublish" => self.publish(request).await,
+            "script|kill" | "function|kill" => self.kill_everywhere(request).await,
+            name if flushes_everything(name) && self.shared.any_converging() => {
+                let message = flush_refusal(name, &self.shared.describe_states());
+                self.refuse(&message);
+            }
             "script|load" | "script|flush" | "function|load" | "function|delete" | "function|flush" | "function|restore" => {
                 self.broadcast(request).await;
             }
-            _ => self.route_command(spec, request).await,
+            _ => self.route_command(spec, request, refs).await,
+        }
+    }
+
+    /// An unknown or malformed command (bad arity, bad key count, unknown
+    /// subcommand): Redis refuses it, so it goes where its key would go, or
+    /// to the default side, and Redis's own error is relayed.
+    async fn forward_malformed(&mut self, spec: Option<&'static CommandSpec>, request: Request) {
+        let side = spec
+            .and_then(|spec| first_key(spec, &request.args))
+            .and_then(|key| self.shared.keyspace_for(key))
+            .map_or_else(
+                || self.shared.default_side(),
+                |k| route(k.topic.state()).primary,
+            );
+        // An unknown command may be a module's blocking command: no timeout.
+        let blocking = spec.is_none_or(CommandSpec::is_blocking);
+        self.forward(side, request.raw, None, blocking).await;
+    }
+
+    /// SCRIPT KILL / FUNCTION KILL: the busy script may run on either
+    /// cluster, so both are asked; the one that killed it answers.
+    async fn kill_everywhere(&mut self, request: Request) {
+        let mut sides = Vec::with_capacity(2);
+        let mut failure = None;
+        for side in [Side::Source, Side::Target] {
+            match self.connect(side).await {
+                Ok(()) => sides.push(side),
+                Err(reason) => failure = Some(reason),
+            }
+        }
+        if sides.is_empty() {
+            let reason = failure.unwrap_or_default();
+            return self.unreachable(Side::Source, &reason);
+        }
+        let id = self
+            .slots
+            .parts(Merge::AnyOk, vec![Vec::new(); sides.len()]);
+        for (part, side) in sides.into_iter().enumerate() {
+            self.send(
+                side,
+                &request.raw,
+                Waiter::Part {
+                    id,
+                    part,
+                    after: None,
+                },
+            );
         }
     }
 
@@ -99,40 +188,13 @@ impl Session {
             .ready(encode::error(&format!("CUTOVER {message}")));
     }
 
-    fn unknown_command(&mut self, request: &Request) {
-        let mut message = format!(
-            "ERR unknown command '{}', with args beginning with:",
-            String::from_utf8_lossy(&request.args[0])
-        );
-        for arg in request.args.iter().skip(1).take(4) {
-            message.push_str(&format!(
-                " '{}'",
-                String::from_utf8_lossy(&arg[..arg.len().min(64)])
-            ));
-        }
-        self.slots.ready(encode::error(&message));
-    }
-
-    fn key_error(&mut self, spec: &CommandSpec, error: &KeyError) {
-        let reply = match error {
-            KeyError::WrongArity { .. } => format!(
-                "ERR wrong number of arguments for '{}' command",
-                spec.name.replace('|', " ")
-            ),
-            other => format!("ERR {other}"),
-        };
-        self.slots.ready(encode::error(&reply));
-    }
-
     /// Resolves every key of a request; on failure the error reply is already queued.
-    fn resolve(&mut self, spec: &CommandSpec, request: &Request) -> Option<Vec<Resolved>> {
-        let refs = match keys(spec, &request.args) {
-            Ok(refs) => refs,
-            Err(e) => {
-                self.key_error(spec, &e);
-                return None;
-            }
-        };
+    fn resolve(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+        refs: Vec<KeyRef>,
+    ) -> Option<Vec<Resolved>> {
         let any_flagged = refs.iter().any(|r| r.write);
         let mut resolved = Vec::with_capacity(refs.len());
         for key_ref in refs {
@@ -158,8 +220,20 @@ impl Session {
         Some(resolved)
     }
 
-    async fn route_command(&mut self, spec: &'static CommandSpec, request: Request) {
-        let Some(keys) = self.resolve(spec, &request) else {
+    async fn route_command(
+        &mut self,
+        spec: &'static CommandSpec,
+        request: Request,
+        refs: Vec<KeyRef>,
+    ) {
+        if refs.is_empty()
+            && spec.has_keys()
+            && !spec.flags.contains(CommandFlags::NO_MANDATORY_KEYS)
+        {
+            // A key count of 0 where Redis requires keys (SINTERCARD 0 ...).
+            return self.forward_malformed(Some(spec), request).await;
+        }
+        let Some(keys) = self.resolve(spec, &request, refs) else {
             return;
         };
         if keys.is_empty() {
@@ -195,12 +269,7 @@ impl Session {
     }
 
     /// Registers writes with the fence; parks the request when a keyspace is fenced.
-    fn begin_writes(
-        &mut self,
-        request: &Request,
-        keyspaces: &[Arc<Keyspace>],
-        queued: Option<Vec<Request>>,
-    ) -> Result<(), Option<Vec<Request>>> {
+    fn begin_writes(&mut self, request: &Request, keyspaces: &[Arc<Keyspace>]) -> Result<(), ()> {
         for (i, keyspace) in keyspaces.iter().enumerate() {
             if !keyspace.begin_write() {
                 for begun in &keyspaces[..i] {
@@ -209,9 +278,9 @@ impl Session {
                 self.parked = Some(Parked {
                     request: request.clone(),
                     keyspace: keyspace.clone(),
-                    queued,
+                    txn: None,
                 });
-                return Err(None);
+                return Err(());
             }
         }
         Ok(())
@@ -226,7 +295,7 @@ impl Session {
     ) {
         let writes: Vec<&Resolved> = keys.iter().filter(|k| k.write).collect();
         let keyspaces = distinct_keyspaces(writes.iter().map(|k| &k.keyspace));
-        if !keyspaces.is_empty() && self.begin_writes(&request, &keyspaces, None).is_err() {
+        if !keyspaces.is_empty() && self.begin_writes(&request, &keyspaces).is_err() {
             return;
         }
         let primary = route.primary;
@@ -308,7 +377,7 @@ impl Session {
             }
         }
         let writes = distinct_keyspaces(keys.iter().filter(|k| k.write).map(|k| &k.keyspace));
-        if !writes.is_empty() && self.begin_writes(&request, &writes, None).is_err() {
+        if !writes.is_empty() && self.begin_writes(&request, &writes).is_err() {
             return;
         }
         for (route, _) in &groups {
@@ -367,7 +436,7 @@ impl Session {
                     self.shared.describe_states()
                 ));
             }
-            None => Side::Source,
+            None => self.shared.default_side(),
         };
         self.forward(side, request.raw, None, spec.is_blocking())
             .await;
@@ -429,6 +498,30 @@ fn after_write(writes: &[&Resolved], route: Route, db: u32) -> Option<Box<After>
 pub(super) fn is_write(spec: &CommandSpec) -> bool {
     spec.is_write()
         || (spec.class() == Class::Scripting && !spec.name.ends_with("_ro") && spec.has_keys())
+}
+
+/// The refusal of FLUSHALL, FLUSHDB, SWAPDB or FUNCTION FLUSH while a
+/// keyspace converges, saying how an operator does it safely.
+pub(super) fn flush_refusal(name: &str, states: &str) -> String {
+    let command = name.to_uppercase().replace('|', " ");
+    format!(
+        "{command} is refused while a keyspace converges ({states}): it changes every key at once, on one cluster only, while the other still holds them. Roll the converging keyspaces back to source or advance them to target first, or run {command} directly on both clusters, target first, then source"
+    )
+}
+
+/// The first key of a request found without validating it (a key at a
+/// fixed position), to route a malformed command where its key lives.
+fn first_key<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> Option<&'a Bytes> {
+    spec.key_specs
+        .iter()
+        .find_map(|ks| match (ks.begin_search, ks.find_keys) {
+            (BeginSearch::Index(i), FindKeys::Range { .. })
+                if i > 0 && !ks.flags.contains(KeySpecFlags::NOT_KEY) =>
+            {
+                args.get(usize::try_from(i).ok()?)
+            }
+            _ => None,
+        })
 }
 
 fn same_db_copy(spec: &CommandSpec, request: &Request) -> bool {

@@ -1,10 +1,13 @@
 //! Connection-level commands the proxy answers itself (HELLO, AUTH, SELECT,
-//! CLIENT SETNAME) and mirrors onto the upstream connections, so both
-//! clusters see the same protocol version, database and client name.
+//! CLIENT SETNAME, CLIENT ID, CLIENT REPLY, RESET) and mirrors onto the
+//! upstream connections, so both clusters see the same protocol version,
+//! database and client name; and CLIENT UNBLOCK / NO-EVICT, translated to
+//! the upstream connections behind a client.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cutover_redis::{Request, encode};
 
+use super::route::Merge;
 use super::session::{Session, Waiter};
 use super::side::Side;
 
@@ -53,10 +56,21 @@ impl Session {
     pub(super) fn hello(&mut self, request: &Request) {
         let mut protocol = self.mirror.protocol;
         if let Some(version) = request.args.get(1) {
-            match version.as_ref() {
-                b"2" => protocol = 2,
-                b"3" => protocol = 3,
-                _ => return self.local(encode::error("NOPROTO unsupported protocol version")),
+            let number = std::str::from_utf8(version)
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok());
+            match number {
+                Some(2) => protocol = 2,
+                Some(3) => protocol = 3,
+                // Redis's words for both refusals.
+                Some(_) => {
+                    return self.local(encode::error("NOPROTO unsupported protocol version"));
+                }
+                None => {
+                    return self.local(encode::error(
+                        "ERR Protocol version is not an integer or out of range",
+                    ));
+                }
             }
         }
         let mut i = 2;
@@ -78,7 +92,11 @@ impl Session {
                     self.apply_name(name.clone());
                     i += 2;
                 }
-                _ => return self.local(encode::error("ERR Syntax error in HELLO option")),
+                _ => {
+                    let option = String::from_utf8_lossy(&request.args[i]);
+                    let message = format!("ERR Syntax error in HELLO option '{option}'");
+                    return self.local(encode::error(&message));
+                }
             }
         }
         if !self.authenticated {
@@ -91,23 +109,46 @@ impl Session {
             let command = encode::command(&[b"HELLO", protocol.to_string().as_bytes()]);
             self.mirror_to_sides(&command);
         }
-        self.local(hello_reply(protocol));
+        self.local(hello_reply(protocol, self.client_id));
     }
 
-    pub(super) fn select(&mut self, request: &Request) {
-        let Some(db) = request
-            .args
-            .get(1)
-            .and_then(|a| std::str::from_utf8(a).ok())
-            .and_then(|a| a.parse::<u32>().ok())
-        else {
-            return self.local(encode::error("ERR invalid DB index"));
+    /// SELECT: only Redis knows how many databases it has, so the default
+    /// side answers, while the mirror (and the other side) switch at once
+    /// so that pipelined commands already use the new database; an error
+    /// reply switches them back ([`Session::select_answered`]).
+    pub(super) async fn select(&mut self, request: Request) {
+        let side = self.shared.default_side();
+        let db = std::str::from_utf8(&request.args[1])
+            .ok()
+            .filter(|a| !a.starts_with('+'))
+            .and_then(|a| a.parse::<u32>().ok());
+        let Some(db) = db else {
+            // Not a database number: Redis refuses it in its own words.
+            return self.forward(side, request.raw, None, false).await;
         };
-        if db != self.mirror.db {
-            self.mirror.db = db;
-            self.mirror_to_sides(&request.raw);
+        if db == self.mirror.db {
+            return self.local(encode::ok());
         }
-        self.local(encode::ok());
+        if let Err(reason) = self.connect(side).await {
+            return self.local(encode::error(&format!("ERR cutover: {reason}")));
+        }
+        let previous = std::mem::replace(&mut self.mirror.db, db);
+        if self.sides[side.other().index()].is_some() {
+            self.send(side.other(), &request.raw, Waiter::Discard);
+        }
+        let id = self.slots.waiting();
+        self.send(side, &request.raw, Waiter::Select { id, previous });
+    }
+
+    /// The answer to a forwarded SELECT: relayed; after an error (database
+    /// out of range) the connections go back to the previous database.
+    pub(super) fn select_answered(&mut self, id: u64, previous: u32, reply: Bytes) {
+        if cutover_redis::reply_kind(&reply) == cutover_redis::ReplyKind::Error {
+            self.mirror.db = previous;
+            let command = encode::command(&[b"SELECT", previous.to_string().as_bytes()]);
+            self.mirror_to_sides(&command);
+        }
+        self.slots.fill(id, reply);
     }
 
     pub(super) fn set_name(&mut self, request: &Request) {
@@ -125,6 +166,146 @@ impl Session {
         self.local(encode::ok());
     }
 
+    /// CLIENT REPLY ON|OFF|SKIP, with Redis's meaning: OFF and SKIP are
+    /// not answered, and the replies they suppress are still awaited from
+    /// upstream (in order) but never written. Other arguments go to Redis,
+    /// which says what is wrong with them.
+    pub(super) async fn client_reply(&mut self, request: Request) {
+        let mode = request.args[2].to_ascii_lowercase();
+        match mode.as_slice() {
+            b"on" => {
+                self.reply_off = false;
+                self.skip_next_reply = false;
+                self.skipping = false;
+                self.slots.speak_from(self.slots.next_id());
+                self.local(encode::ok());
+            }
+            b"off" => {
+                if !self.reply_off {
+                    self.slots.silence(self.slots.next_id()..u64::MAX);
+                }
+                self.reply_off = true;
+            }
+            b"skip" => self.skip_next_reply = !self.reply_off,
+            _ => {
+                let side = self.shared.default_side();
+                self.forward(side, request.raw, None, false).await;
+            }
+        }
+    }
+
+    /// CLIENT UNBLOCK <id> [TIMEOUT|ERROR]: `id` is a proxy client id; the
+    /// command is sent, with the upstream ids behind it, to each cluster
+    /// that client is connected to, and answers 1 if any was unblocked.
+    pub(super) async fn client_unblock(&mut self, request: Request) {
+        let target = std::str::from_utf8(&request.args[2])
+            .ok()
+            .and_then(|id| id.parse::<u64>().ok());
+        let upstreams = target.and_then(|id| self.shared.clients.upstreams(id));
+        let mut parts: Vec<(Side, Bytes)> = Vec::with_capacity(2);
+        for side in [Side::Source, Side::Target] {
+            if let Some(upstream) = upstreams.and_then(|u| u[side.index()]) {
+                let mut args: Vec<&[u8]> = request.args.iter().map(AsRef::as_ref).collect();
+                let id = upstream.to_string();
+                args[2] = id.as_bytes();
+                parts.push((side, encode::command(&args)));
+            }
+        }
+        if parts.is_empty() {
+            // Not one of our clients (or not a number): id 0 is never a Redis
+            // client, so Redis answers exactly as for an unknown id, and
+            // still validates the other arguments.
+            let side = self.shared.default_side();
+            let mut args: Vec<&[u8]> = request.args.iter().map(AsRef::as_ref).collect();
+            if target.is_some() {
+                args[2] = b"0";
+            }
+            let command = encode::command(&args);
+            return self.forward(side, command, None, false).await;
+        }
+        for (side, _) in &parts {
+            if let Err(reason) = self.connect(*side).await {
+                return self.local(encode::error(&format!("ERR cutover: {reason}")));
+            }
+        }
+        let id = self
+            .slots
+            .parts(Merge::SumIntegers, vec![Vec::new(); parts.len()]);
+        for (part, (side, command)) in parts.into_iter().enumerate() {
+            self.send(
+                side,
+                &command,
+                Waiter::Part {
+                    id,
+                    part,
+                    after: None,
+                },
+            );
+        }
+    }
+
+    /// CLIENT NO-EVICT ON|OFF applies to every upstream connection of the
+    /// client, now and when one is opened later; Redis answers.
+    pub(super) async fn no_evict(&mut self, request: Request) {
+        let mode = request.args[2].to_ascii_lowercase();
+        let on = match mode.as_slice() {
+            b"on" => Some(true),
+            b"off" => Some(false),
+            _ => None,
+        };
+        let side = self.shared.default_side();
+        if let Some(on) = on {
+            self.no_evict = on;
+            if let Some(other) = self.sides[side.other().index()]
+                .as_ref()
+                .map(|_| side.other())
+            {
+                self.send(other, &request.raw, Waiter::Discard);
+            }
+        }
+        self.forward(side, request.raw, None, false).await;
+    }
+
+    /// RESET: Redis's meaning for the client (transaction discarded,
+    /// unwatched, replies on, database 0, RESP2, no name, eviction allowed,
+    /// authenticated only if no password is set), applied to the upstream
+    /// connections without resetting their own authentication.
+    pub(super) fn reset(&mut self) {
+        if let Some(side) = self.multi.take().and_then(|t| t.side()) {
+            self.send_if_connected(side, &encode::command(&[b"DISCARD"]));
+        }
+        if let Some(side) = self.watch_side.take() {
+            self.send_if_connected(side, &encode::command(&[b"UNWATCH"]));
+        }
+        self.watch_lost = false;
+        self.reply_off = false;
+        self.skip_next_reply = false;
+        // A SKIP just before RESET still swallows RESET's own reply, as in Redis.
+        self.slots.speak_from(self.slots.next_id());
+        if self.mirror.db != 0 {
+            self.mirror.db = 0;
+            self.mirror_to_sides(&encode::command(&[b"SELECT", b"0"]));
+        }
+        if self.mirror.protocol != 2 {
+            self.mirror.protocol = 2;
+            self.mirror_to_sides(&encode::command(&[b"HELLO", b"2"]));
+        }
+        if self.mirror.name.take().is_some() {
+            self.mirror_to_sides(&encode::command(&[b"CLIENT", b"SETNAME", b""]));
+        }
+        if std::mem::take(&mut self.no_evict) {
+            self.mirror_to_sides(&encode::command(&[b"CLIENT", b"NO-EVICT", b"OFF"]));
+        }
+        self.authenticated = self.shared.options.client_password.is_none();
+        self.local(encode::simple("RESET"));
+    }
+
+    fn send_if_connected(&mut self, side: Side, command: &Bytes) {
+        if self.sides[side.index()].is_some() {
+            self.send(side, command, Waiter::Discard);
+        }
+    }
+
     fn apply_name(&mut self, name: Bytes) {
         let command = encode::command(&[b"CLIENT", b"SETNAME", &name]);
         self.mirror.name = Some(name);
@@ -133,12 +314,12 @@ impl Session {
 }
 
 /// HELLO's answer: a map in RESP3, a flat array in RESP2.
-fn hello_reply(protocol: u8) -> Bytes {
+fn hello_reply(protocol: u8, id: u64) -> Bytes {
     let fields: [(&str, Bytes); 6] = [
         ("server", encode::bulk(b"redis")),
         ("version", encode::bulk(REPORTED_VERSION.as_bytes())),
         ("proto", encode::integer(i64::from(protocol))),
-        ("id", encode::integer(0)),
+        ("id", encode::integer(i64::try_from(id).unwrap_or(i64::MAX))),
         ("mode", encode::bulk(b"standalone")),
         ("role", encode::bulk(b"master")),
     ];

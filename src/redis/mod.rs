@@ -3,6 +3,7 @@
 //! that keeps the non-authoritative cluster identical.
 
 pub mod backfill;
+pub mod clients;
 mod commands;
 mod connection;
 pub mod copier;
@@ -170,5 +171,6 @@ async fn build_shared(
         upstream_timeout: config.proxy.upstream_timeout,
         store: controller.store().clone(),
         backfills: backfill::Registry::new(keyspace_count),
+        clients: clients::Clients::default(),
     }))
 }

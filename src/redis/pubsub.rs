@@ -47,6 +47,16 @@ impl Session {
             self.closing = true;
             return;
         }
+        if request.args[0].eq_ignore_ascii_case(b"reset") && request.args.len() == 1 {
+            // RESET leaves pub/sub mode. Sent upstream it would also reset
+            // the connection's authentication, so the subscribed
+            // connection is dropped instead (which unsubscribes everything)
+            // and the proxy resets the client's state itself.
+            self.sides[side.index()] = None;
+            self.shared.clients.set_upstream(self.client_id, side, None);
+            self.pubsub = None;
+            return self.reset();
+        }
         self.send_unanswered(side, &request.raw);
     }
 

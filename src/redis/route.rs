@@ -57,6 +57,9 @@ pub enum Merge {
     SumIntegers,
     /// MSET: `+OK` when every part said OK, else the first error.
     AllOk,
+    /// SCRIPT KILL / FUNCTION KILL sent to both clusters: the reply of the
+    /// one that was running a script, else the first part's (`NOTBUSY`).
+    AnyOk,
 }
 
 /// Commands that may be split across routes, with their key step and merge.

@@ -49,6 +49,11 @@ pub(super) enum Waiter {
     Shadow(u64),
     /// A reply nobody needs (MULTI's +OK inside a forwarded transaction, mirrored SELECT).
     Discard,
+    /// The upstream connection's own client id (CLIENT ID), for CLIENT UNBLOCK.
+    UpstreamId,
+    /// A forwarded SELECT, answering slot `id`; `previous` is the database
+    /// to return to if Redis refuses it.
+    Select { id: u64, previous: u32 },
 }
 
 /// Work to do once a write's reply arrives: converge its keys, release the fence count.
@@ -80,8 +85,8 @@ pub(super) struct Shadow {
 pub(super) struct Parked {
     pub request: cutover_redis::Request,
     pub keyspace: Arc<Keyspace>,
-    /// The transaction body, when the parked request is EXEC.
-    pub queued: Option<Vec<cutover_redis::Request>>,
+    /// The transaction, when the parked request is EXEC.
+    pub txn: Option<super::transaction::Txn>,
 }
 
 /// One client's session state.
@@ -94,9 +99,20 @@ pub(super) struct Session {
     pub slots: Slots,
     pub mirror: Mirror,
     pub authenticated: bool,
-    pub multi: Option<Vec<cutover_redis::Request>>,
-    pub multi_failed: bool,
+    pub multi: Option<super::transaction::Txn>,
     pub watch_side: Option<Side>,
+    /// The connection holding the WATCH was lost: EXEC must abort.
+    pub watch_lost: bool,
+    /// This client's id as it sees it (CLIENT ID, HELLO, CLIENT UNBLOCK).
+    pub client_id: u64,
+    /// CLIENT NO-EVICT ON is in effect (applied to every upstream connection).
+    pub no_evict: bool,
+    /// CLIENT REPLY OFF is in effect.
+    pub reply_off: bool,
+    /// CLIENT REPLY SKIP: the next command's reply is dropped.
+    pub skip_next_reply: bool,
+    /// The command being dispatched follows a CLIENT REPLY SKIP.
+    pub skipping: bool,
     pub parked: Option<Parked>,
     pub pubsub: Option<Side>,
     pub shadows: HashMap<u64, Shadow>,
@@ -135,6 +151,7 @@ async fn fence_lifted(parked: &Option<Parked>) {
 impl Session {
     pub(super) fn new(shared: Arc<Shared>, client: Stream, peer: std::net::SocketAddr) -> Self {
         let authenticated = shared.options.client_password.is_none();
+        let client_id = shared.clients.register();
         Session {
             shared,
             client,
@@ -149,8 +166,13 @@ impl Session {
             },
             authenticated,
             multi: None,
-            multi_failed: false,
             watch_side: None,
+            watch_lost: false,
+            client_id,
+            no_evict: false,
+            reply_off: false,
+            skip_next_reply: false,
+            skipping: false,
             parked: None,
             pubsub: None,
             shadows: HashMap::new(),
@@ -225,8 +247,8 @@ impl Session {
                 }
                 Event::FenceLifted => {
                     if let Some(parked) = self.parked.take() {
-                        if let Some(queued) = parked.queued {
-                            self.multi = Some(queued);
+                        if let Some(txn) = parked.txn {
+                            self.multi = Some(txn);
                         }
                         self.dispatch(parked.request).await;
                         if self.parked.is_none() {
@@ -251,6 +273,7 @@ impl Session {
         }
         let _ = self.flush().await;
         self.release_all();
+        self.shared.clients.remove(self.client_id);
         crate::metrics::counter!(
             crate::metrics::CONNECTIONS_CLOSED,
             "migration" => self.shared.migration.name.to_string(),
@@ -361,6 +384,16 @@ impl Session {
                     out: BytesMut::new(),
                     progress: Instant::now(),
                 });
+                // Pipelined ahead of the first command: costs no round trip.
+                self.send(
+                    side,
+                    &encode::command(&[b"CLIENT", b"ID"]),
+                    Waiter::UpstreamId,
+                );
+                if self.no_evict {
+                    let command = encode::command(&[b"CLIENT", b"NO-EVICT", b"ON"]);
+                    self.send(side, &command, Waiter::Discard);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -446,6 +479,11 @@ impl Session {
             }
             Waiter::Shadow(id) => self.shadow_reply(id, false, reply),
             Waiter::Discard => {}
+            Waiter::Select { id, previous } => self.select_answered(id, previous, reply),
+            Waiter::UpstreamId => {
+                let id = super::slots::parse_integer(&reply).and_then(|n| u64::try_from(n).ok());
+                self.shared.clients.set_upstream(self.client_id, side, id);
+            }
         }
     }
 
@@ -505,6 +543,8 @@ impl Session {
         let Some(state) = self.sides[side.index()].take() else {
             return;
         };
+        self.shared.clients.set_upstream(self.client_id, side, None);
+        self.transaction_lost(side);
         let cluster = self.shared.cluster(side).to_owned();
         tracing::warn!(migration = %self.shared.migration.name, %cluster, %reason, pending = state.waiters.len(), "upstream connection lost");
         let error = encode::error(&format!(

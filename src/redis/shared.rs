@@ -103,6 +103,8 @@ pub struct Shared {
     pub store: Arc<dyn crate::migration::store::StateStore>,
     /// Backfill progress per keyspace.
     pub backfills: super::backfill::Registry,
+    /// Client ids as clients see them, with the upstream connections behind each.
+    pub clients: super::clients::Clients,
 }
 
 impl Shared {
@@ -128,6 +130,20 @@ impl Shared {
         let mut routes = self.keyspaces.iter().map(|(_, k)| route(k.topic.state()));
         let first = routes.next()?;
         routes.all(|r| r.primary == first.primary).then_some(first)
+    }
+
+    /// Where a command that names no key of a keyspace goes (PING, ECHO,
+    /// malformed or unknown commands, so the client gets Redis's own
+    /// answer): the catch-all keyspace's authoritative side, else the side
+    /// every keyspace agrees on, else the source.
+    #[must_use]
+    pub fn default_side(&self) -> Side {
+        self.keyspaces
+            .iter()
+            .find(|(p, _)| *p == Pattern::Any)
+            .map(|(_, k)| route(k.topic.state()).primary)
+            .or_else(|| self.common_route().map(|r| r.primary))
+            .unwrap_or(Side::Source)
     }
 
     /// Whether any keyspace currently converges writes (dual_write, cutover).

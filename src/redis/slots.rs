@@ -27,6 +27,9 @@ pub struct Slots {
     queue: VecDeque<Slot>,
     /// Id of `queue[0]`.
     base: u64,
+    /// Ids whose replies are dropped instead of written (CLIENT REPLY OFF
+    /// / SKIP); an OFF range is open-ended until [`Slots::speak_from`].
+    silent: Vec<std::ops::Range<u64>>,
 }
 
 impl Slots {
@@ -61,6 +64,30 @@ impl Slots {
             parts: positions.into_iter().map(|p| (None, p)).collect(),
             total,
         })
+    }
+
+    /// The id the next slot will get.
+    #[must_use]
+    pub fn next_id(&self) -> u64 {
+        self.base + self.queue.len() as u64
+    }
+
+    /// Slots `ids` are answered upstream as usual but never written to the
+    /// client (Redis's CLIENT REPLY OFF and SKIP).
+    pub fn silence(&mut self, ids: std::ops::Range<u64>) {
+        if !ids.is_empty() {
+            self.silent.push(ids);
+        }
+    }
+
+    /// Ends an open-ended [`Slots::silence`] (CLIENT REPLY ON): slots from
+    /// `id` on are written again.
+    pub fn speak_from(&mut self, id: u64) {
+        for range in &mut self.silent {
+            if range.end == u64::MAX {
+                range.end = id.max(range.start);
+            }
+        }
     }
 
     fn push(&mut self, slot: Slot) -> u64 {
@@ -104,8 +131,12 @@ impl Slots {
     pub fn drain_ready(&mut self, out: &mut BytesMut) {
         while let Some(Slot::Ready(_)) = self.queue.front() {
             if let Some(Slot::Ready(reply)) = self.queue.pop_front() {
-                out.put_slice(&reply);
+                let id = self.base;
                 self.base += 1;
+                if !self.silent.iter().any(|r| r.contains(&id)) {
+                    out.put_slice(&reply);
+                }
+                self.silent.retain(|r| r.end > self.base);
             }
         }
     }
@@ -115,6 +146,15 @@ fn merge_parts(merge: Merge, parts: &[(Option<Bytes>, Vec<usize>)], total: usize
     let replies = parts
         .iter()
         .map(|(r, p)| (r.clone().unwrap_or_default(), p));
+    if merge == Merge::AnyOk {
+        // One side's OK is the answer; otherwise the first side's error.
+        return replies
+            .clone()
+            .find(|(r, _)| reply_kind(r) != ReplyKind::Error)
+            .or_else(|| replies.clone().next())
+            .map(|(r, _)| r)
+            .unwrap_or_else(encode::ok);
+    }
     if let Some((error, _)) = replies
         .clone()
         .find(|(r, _)| reply_kind(r) == ReplyKind::Error)
@@ -123,6 +163,7 @@ fn merge_parts(merge: Merge, parts: &[(Option<Bytes>, Vec<usize>)], total: usize
     }
     match merge {
         Merge::AllOk => encode::ok(),
+        Merge::AnyOk => encode::ok(),
         Merge::SumIntegers => {
             let sum = replies.map(|(r, _)| parse_integer(&r).unwrap_or(0)).sum();
             encode::integer(sum)
@@ -195,6 +236,26 @@ mod tests {
         let third = slots.ready(Bytes::from_static(b"+3\r\n"));
         assert_eq!(third, 2);
         assert_eq!(drained(&mut slots), b"+3\r\n");
+    }
+
+    #[test]
+    fn silenced_slots_are_answered_but_not_written() {
+        let mut slots = Slots::default();
+        slots.ready(Bytes::from_static(b"+1\r\n"));
+        let from = slots.next_id();
+        let quiet = slots.waiting();
+        slots.silence(from..slots.next_id());
+        slots.ready(Bytes::from_static(b"+3\r\n"));
+        assert_eq!(drained(&mut slots), b"+1\r\n");
+        slots.fill(quiet, Bytes::from_static(b"+2\r\n"));
+        assert_eq!(drained(&mut slots), b"+3\r\n");
+        assert!(slots.is_empty());
+        slots.silence(slots.next_id()..u64::MAX);
+        slots.ready(Bytes::from_static(b"+4\r\n"));
+        assert!(drained(&mut slots).is_empty());
+        slots.speak_from(slots.next_id());
+        slots.ready(Bytes::from_static(b"+5\r\n"));
+        assert_eq!(drained(&mut slots), b"+5\r\n");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use redis_protocol::resp3::types::BytesFrame;
 
 use crate::reply::attribute_len;
 use crate::wire::read_len;
-use crate::{FrameError, Limits, reply_len};
+use crate::{FrameError, Limits, ReplyScanner};
 
 /// Decodes one whole reply frame (RESP2 or RESP3) into a RESP3 frame that
 /// shares `frame`'s memory. RESP2 types map to their RESP3 equivalents:
@@ -23,10 +23,18 @@ use crate::{FrameError, Limits, reply_len};
 ///
 /// # Errors
 /// [`FrameError::TooDeep`] when the reply nests deeper than the default
-/// limit (checked first, because the decoder is recursive);
+/// limit (checked first, because the decoder is recursive; framing itself
+/// has no depth limit, so callers must treat this as "cannot compare",
+/// never as a broken connection);
 /// [`FrameError::Decode`] when the bytes are not exactly one valid frame.
 pub fn decode_reply(frame: &Bytes) -> Result<BytesFrame, FrameError> {
-    match reply_len(frame, &Limits::UNBOUNDED)? {
+    let mut scanner = ReplyScanner::new();
+    match scanner.scan(frame, &Limits::UNBOUNDED)? {
+        Some(_) if scanner.nesting() > Limits::UNBOUNDED.effective_max_nesting() => {
+            return Err(FrameError::TooDeep {
+                max: Limits::UNBOUNDED.effective_max_nesting(),
+            });
+        }
         Some(n) if n == frame.len() => {}
         Some(_) => return Err(FrameError::Decode("trailing bytes after the reply".into())),
         None => return Err(FrameError::Decode("the reply is incomplete".into())),

@@ -40,7 +40,8 @@ pub enum FrameError {
         /// The limit.
         max: usize,
     },
-    /// A reply nests aggregates deeper than [`crate::Limits::max_nesting`].
+    /// A reply nests aggregates deeper than [`crate::Limits::max_nesting`]
+    /// (only [`crate::decode_reply`] refuses this: framing has no depth limit).
     #[error("reply nests aggregates deeper than the limit of {max} levels")]
     TooDeep {
         /// The limit.
@@ -49,8 +50,17 @@ pub enum FrameError {
     /// The bytes are not RESP.
     #[error("malformed RESP at byte {offset}: {reason}")]
     Malformed {
-        /// What was wrong, e.g. "invalid bulk length".
+        /// What was wrong, in Redis's words for requests (e.g. "invalid
+        /// bulk length"), so it can be relayed as Redis would say it.
         reason: &'static str,
+        /// Offset from the start of the frame.
+        offset: usize,
+    },
+    /// A request array holds something other than a bulk string.
+    #[error("malformed RESP at byte {offset}: expected '$', got '{}'", char::from(*.got))]
+    ExpectedBulk {
+        /// The byte found where a `$` belongs.
+        got: u8,
         /// Offset from the start of the frame.
         offset: usize,
     },
@@ -72,14 +82,31 @@ impl FrameError {
         Self::Malformed { reason, offset }
     }
 
-    /// The error reply to send a client before closing its connection, in
-    /// Redis's own wording style: `-ERR Protocol error: <sentence>\r\n`.
+    /// The error reply to send a client before closing its connection,
+    /// worded exactly as Redis words the same request error
+    /// (`-ERR Protocol error: invalid multibulk length\r\n`), because
+    /// clients and their tests match on Redis's text. A declared length over
+    /// the proxy's limits gets the words Redis uses for one over its own.
     #[must_use]
     pub fn client_reply(&self) -> Bytes {
-        let msg = self.to_string();
-        let mut b = BytesMut::with_capacity(msg.len() + 24);
+        let owned;
+        let words: &[u8] = match self {
+            Self::BulkTooLarge { .. } => b"invalid bulk length",
+            Self::ArrayTooLarge { .. } => b"invalid multibulk length",
+            Self::InlineTooLong { .. } => b"too big inline request",
+            Self::Malformed { reason, .. } => reason.as_bytes(),
+            Self::ExpectedBulk { got, .. } => {
+                owned = [b"expected '$', got '".as_slice(), &[*got], b"'"].concat();
+                &owned
+            }
+            other => {
+                owned = other.to_string().into_bytes();
+                &owned
+            }
+        };
+        let mut b = BytesMut::with_capacity(words.len() + 24);
         b.put_slice(b"-ERR Protocol error: ");
-        b.put_slice(msg.as_bytes());
+        b.put_slice(words);
         b.put_slice(b"\r\n");
         b.freeze()
     }

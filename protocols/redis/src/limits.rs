@@ -23,15 +23,15 @@ pub const DEFAULT_MAX_ARRAY_LEN: usize = 1 << 24;
 /// (`+`, `-`, `:`, ...), which Redis keeps far shorter.
 pub const DEFAULT_MAX_INLINE_LEN: usize = 64 * 1024;
 
-/// Aggregates nested more than 32 deep do not occur in Redis replies
-/// (the deepest built-in ones, such as XINFO STREAM FULL, are about 5);
-/// only a Lua script returning a deep table gets close. The bound keeps the
-/// recursive full decoder's stack use small.
+/// Aggregates nested more than 32 deep do not occur in built-in Redis
+/// replies (the deepest, such as XINFO STREAM FULL, are about 5); a Lua
+/// script returning a deep table can go further. Framing ([`crate::reply_len`])
+/// has no depth limit; this bound applies only to the recursive full
+/// decoder ([`crate::decode_reply`]), to keep its stack use small.
 pub const DEFAULT_MAX_NESTING: usize = 32;
 
-/// Hard ceiling on [`Limits::max_nesting`]: reply framing tracks open
-/// aggregates in a fixed array of this size rather than on the heap, so a
-/// larger configured value is clamped to it.
+/// Hard ceiling on [`Limits::max_nesting`] for the recursive full decoder;
+/// a larger configured value is clamped to it.
 pub const MAX_NESTING_CAP: usize = 128;
 
 /// Framing limits, shared by request and reply parsing.
@@ -43,8 +43,8 @@ pub struct Limits {
     pub max_array_len: usize,
     /// Longest inline command line or simple reply line, in bytes.
     pub max_inline_len: usize,
-    /// Deepest aggregate nesting accepted in a reply (clamped to
-    /// [`MAX_NESTING_CAP`]).
+    /// Deepest aggregate nesting [`crate::decode_reply`] accepts (clamped
+    /// to [`MAX_NESTING_CAP`]); framing a reply has no depth limit.
     pub max_nesting: usize,
 }
 

@@ -3,23 +3,29 @@
 //! Every upstream reply passes through here, so this is hand-written byte
 //! scanning: simple lines are searched for `\r\n`, bulk payloads are
 //! skipped by their declared length, and open aggregates are counted in a
-//! fixed array. Nothing is allocated, and [`ReplyScanner`] can resume where
-//! it stopped, so a large reply arriving in many reads is scanned once.
+//! fixed array that spills to the heap only for replies nested deeper than
+//! any built-in command produces. There is no depth limit: a Lua script may
+//! return a table nested as deep as Lua allows, and a valid reply must never
+//! cost the upstream connection; the stack of open aggregates grows by one
+//! word per level, and every level takes at least four bytes of the reply,
+//! so it is bounded by the reply size. [`ReplyScanner`] can resume where it
+//! stopped, so a large reply arriving in many reads is scanned once.
 
-use crate::limits::MAX_NESTING_CAP;
 use crate::wire::{Line, check_len, find_crlf, read_len};
 use crate::{FrameError, Limits};
 
 /// Returns the length in bytes of the whole reply frame at the front of
 /// `buf`, or `None` if more bytes are needed.
 ///
-/// Accepts every RESP2 and RESP3 type, nested aggregates, attributes (`|`,
-/// counted with the value they annotate) and pushes (`>`). Streamed RESP3
-/// strings and aggregates (`$?`, `*?`) are refused. Does not allocate.
+/// Accepts every RESP2 and RESP3 type, nested aggregates at any depth,
+/// attributes (`|`, counted with the value they annotate) and pushes (`>`).
+/// Streamed RESP3 strings and aggregates (`$?`, `*?`) are refused. Does not
+/// allocate unless aggregates nest more than [`INLINE_DEPTH`] deep.
+/// `limits.max_nesting` does not apply here (see [`crate::decode_reply`]).
 ///
 /// # Errors
 /// [`FrameError::BulkTooLarge`], [`FrameError::ArrayTooLarge`],
-/// [`FrameError::LineTooLong`], [`FrameError::TooDeep`] over `limits`;
+/// [`FrameError::LineTooLong`] over `limits`;
 /// [`FrameError::Malformed`] / [`FrameError::Unsupported`] otherwise. The
 /// upstream connection cannot be framed any more and must be closed.
 pub fn reply_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, FrameError> {
@@ -65,6 +71,9 @@ pub(crate) fn attribute_len(buf: &[u8]) -> Option<usize> {
     scanner.scan(buf, &Limits::UNBOUNDED).ok().flatten()
 }
 
+/// Open aggregates tracked without allocating; deeper ones spill to the heap.
+pub const INLINE_DEPTH: usize = 32;
+
 /// A resumable [`reply_len`]: call [`ReplyScanner::scan`] with the same
 /// growing buffer until it returns the frame length, then
 /// [`ReplyScanner::reset`] (or make a new one) for the next frame.
@@ -72,10 +81,14 @@ pub(crate) fn attribute_len(buf: &[u8]) -> Option<usize> {
 pub struct ReplyScanner {
     /// Offset of the next item header to read.
     pos: usize,
-    /// Open aggregates; `open[0]` is the virtual one holding the frame.
+    /// Open aggregates; level 0 is the virtual one holding the frame.
     depth: usize,
-    /// Items still expected by each open aggregate.
-    open: [usize; MAX_NESTING_CAP + 1],
+    /// Deepest `depth` reached so far.
+    max_depth: usize,
+    /// Items still expected by each open aggregate, for the first levels.
+    open: [usize; INLINE_DEPTH],
+    /// Items still expected by levels `INLINE_DEPTH` and deeper.
+    deeper: Vec<usize>,
     /// Scan the first item, if it is a `|`, as a plain map: the attribute
     /// alone, without the value it annotates (used to skip attributes).
     attribute_as_map: bool,
@@ -91,14 +104,43 @@ impl ReplyScanner {
     /// A scanner at the start of a frame.
     #[must_use]
     pub const fn new() -> Self {
-        let mut open = [0; MAX_NESTING_CAP + 1];
+        let mut open = [0; INLINE_DEPTH];
         open[0] = 1;
         Self {
             pos: 0,
             depth: 1,
+            max_depth: 1,
             open,
+            deeper: Vec::new(),
             attribute_as_map: false,
         }
+    }
+
+    /// How many aggregates deep the frame nests (0 for a scalar), as far as
+    /// it has been scanned.
+    #[must_use]
+    pub const fn nesting(&self) -> usize {
+        self.max_depth - 1
+    }
+
+    /// Items still expected at `level`.
+    fn left(&mut self, level: usize) -> &mut usize {
+        match level.checked_sub(INLINE_DEPTH) {
+            None => &mut self.open[level],
+            Some(i) => &mut self.deeper[i],
+        }
+    }
+
+    /// Opens an aggregate of `items` items below the current level.
+    fn push(&mut self, items: usize) {
+        if self.depth < INLINE_DEPTH {
+            self.open[self.depth] = items;
+        } else {
+            self.deeper.truncate(self.depth - INLINE_DEPTH);
+            self.deeper.push(items);
+        }
+        self.depth += 1;
+        self.max_depth = self.max_depth.max(self.depth);
     }
 
     /// Forgets the progress, to scan a new frame.
@@ -197,18 +239,13 @@ impl ReplyScanner {
                     if kind == b'|' && !std::mem::take(&mut self.attribute_as_map) {
                         // The attribute annotates the next item, which still
                         // fills the slot the attribute arrived in.
-                        self.open[self.depth - 1] += 1;
+                        *self.left(self.depth - 1) += 1;
                     }
                     self.pos = next;
                     if items == 0 {
                         self.complete();
                     } else {
-                        let max = limits.effective_max_nesting();
-                        if self.depth > max {
-                            return Err(FrameError::TooDeep { max });
-                        }
-                        self.open[self.depth] = items;
-                        self.depth += 1;
+                        self.push(items);
                     }
                 }
                 _ => return Err(FrameError::malformed("unknown reply type byte", at)),
@@ -220,8 +257,9 @@ impl ReplyScanner {
     /// Records one finished item, closing every aggregate it completes.
     fn complete(&mut self) {
         while self.depth > 0 {
-            self.open[self.depth - 1] -= 1;
-            if self.open[self.depth - 1] > 0 {
+            let left = self.left(self.depth - 1);
+            *left -= 1;
+            if *left > 0 {
                 return;
             }
             self.depth -= 1;

@@ -8,7 +8,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::wire::{check_len, parse_i64, read_len};
+use crate::wire::{check_len, parse_i64};
 use crate::{FrameError, Limits, inline};
 
 /// One whole client request.
@@ -56,7 +56,9 @@ enum Check {
 /// # Errors
 /// [`FrameError::BulkTooLarge`], [`FrameError::ArrayTooLarge`],
 /// [`FrameError::InlineTooLong`] for declared sizes over `limits`, and
-/// [`FrameError::Malformed`] for anything that is not a request. The stream
+/// [`FrameError::Malformed`] / [`FrameError::ExpectedBulk`] for anything
+/// that is not a request, at the point and in the words Redis would refuse
+/// it ([`FrameError::client_reply`]). The stream
 /// cannot be framed after an error: send [`FrameError::client_reply`] and
 /// close the connection.
 pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Request>, FrameError> {
@@ -77,10 +79,7 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
             Check::Inline { content, len } => {
                 let line = buf.split_to(len);
                 let Some(args) = inline::split_args(&line[..content]) else {
-                    return Err(FrameError::malformed(
-                        "unbalanced quotes in inline command",
-                        0,
-                    ));
+                    return Err(FrameError::malformed("unbalanced quotes in request", 0));
                 };
                 if !args.is_empty() {
                     return Ok(Some(encode_inline(&args)));
@@ -90,51 +89,84 @@ pub fn parse_request(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Reque
     }
 }
 
+/// A length header of a request (`*<n>` or `$<n>`) read the way Redis
+/// reads it: its line ends at the first `\r`, which must be followed by
+/// one more byte (Redis skips that byte without looking at it).
+struct Header {
+    /// The declared value, `None` when it is not a strict decimal integer.
+    value: Option<i64>,
+    /// Offset just past the line end.
+    next: usize,
+}
+
+/// Reads the header whose type byte is at `at`; `Ok(None)` while its line
+/// is incomplete. A line longer than `max` bytes is refused with `too_big`
+/// (Redis's `too big mbulk count string` / `too big bulk count string`).
+fn header(
+    buf: &[u8],
+    at: usize,
+    max: usize,
+    too_big: &'static str,
+) -> Result<Option<Header>, FrameError> {
+    let rest = &buf[at..];
+    match rest.iter().position(|&b| b == b'\r') {
+        Some(cr) if cr + 2 <= rest.len() => Ok(Some(Header {
+            value: parse_i64(&rest[1..cr]),
+            next: at + cr + 2,
+        })),
+        Some(_) => Ok(None),
+        None if rest.len() > max => Err(FrameError::malformed(too_big, at)),
+        None => Ok(None),
+    }
+}
+
+/// Redis's `INT_MAX` bound on a request's argument count.
+const MAX_ARGC: i64 = i32::MAX as i64;
+
 fn check_array(buf: &[u8], limits: &Limits) -> Result<Check, FrameError> {
-    let Some((n, mut pos)) = read_len(buf, 0, "invalid multibulk length")? else {
+    let max_line = limits.max_inline_len;
+    let Some(head) = header(buf, 0, max_line, "too big mbulk count string")? else {
         return Ok(Check::Incomplete);
     };
-    if n == 0 || n == -1 {
-        return Ok(Check::Empty(pos));
-    }
-    if n < 0 {
-        return Err(FrameError::malformed("invalid multibulk length", 0));
+    let n = match head.value {
+        Some(n) if n <= MAX_ARGC => n,
+        _ => return Err(FrameError::malformed("invalid multibulk length", 0)),
+    };
+    // Redis skips a frame declaring no arguments, negative counts included.
+    if n <= 0 {
+        return Ok(Check::Empty(head.next));
     }
     let argc = check_len(n, limits.max_array_len, |len, max| {
         FrameError::ArrayTooLarge { len, max }
     })?;
+    let mut pos = head.next;
     for _ in 0..argc {
-        match buf.get(pos) {
-            None => return Ok(Check::Incomplete),
-            Some(b'$') => {}
-            Some(_) => {
-                return Err(FrameError::malformed(
-                    "expected '$' starting a bulk string",
-                    pos,
-                ));
-            }
+        if pos >= buf.len() {
+            return Ok(Check::Incomplete);
         }
-        let Some((len, data)) = read_len(buf, pos, "invalid bulk length")? else {
+        let Some(bulk) = header(buf, pos, max_line, "too big bulk count string")? else {
             return Ok(Check::Incomplete);
         };
-        if len < 0 {
-            return Err(FrameError::malformed("invalid bulk length", pos));
+        if buf[pos] != b'$' {
+            return Err(FrameError::ExpectedBulk {
+                got: buf[pos],
+                offset: pos,
+            });
         }
+        let len = match bulk.value {
+            Some(len) if len >= 0 => len,
+            _ => return Err(FrameError::malformed("invalid bulk length", pos)),
+        };
         let len = check_len(len, limits.max_bulk_len, |len, max| {
             FrameError::BulkTooLarge { len, max }
         })?;
-        // `data + len` cannot overflow: `len` fits the limit and `data` a buffer.
-        let end = data.saturating_add(len);
-        match buf.get(end..end.saturating_add(2)) {
-            None => return Ok(Check::Incomplete),
-            Some(b"\r\n") => pos = end + 2,
-            Some(_) => {
-                return Err(FrameError::malformed(
-                    "bulk string not terminated by CRLF",
-                    end,
-                ));
-            }
+        // Like Redis, the two bytes after the data are skipped unread.
+        // `next + len` cannot overflow: `len` fits the limit and `next` a buffer.
+        let end = bulk.next.saturating_add(len).saturating_add(2);
+        if buf.len() < end {
+            return Ok(Check::Incomplete);
         }
+        pos = end;
     }
     Ok(Check::Array { len: pos, argc })
 }
@@ -142,9 +174,9 @@ fn check_array(buf: &[u8], limits: &Limits) -> Result<Check, FrameError> {
 /// Slices the arguments out of a RESP array the check pass validated.
 fn slice_args(raw: &Bytes, argc: usize) -> Vec<Bytes> {
     let mut args = Vec::with_capacity(argc);
-    let mut pos = crlf_after(raw, 0);
+    let mut pos = line_after(raw, 0);
     for _ in 0..argc {
-        let data = crlf_after(raw, pos);
+        let data = line_after(raw, pos);
         // Validated by the check pass: a non-negative length within limits.
         let len = parse_i64(&raw[pos + 1..data - 2]).map_or(0, |n| n.unsigned_abs() as usize);
         args.push(raw.slice(data..data + len));
@@ -153,12 +185,13 @@ fn slice_args(raw: &Bytes, argc: usize) -> Vec<Bytes> {
     args
 }
 
-/// Offset just past the first `\n` at or after `from`.
-fn crlf_after(raw: &[u8], from: usize) -> usize {
+/// Offset just past the header line starting at `from`: its first `\r`
+/// and the byte after it.
+fn line_after(raw: &[u8], from: usize) -> usize {
     raw[from..]
         .iter()
-        .position(|&b| b == b'\n')
-        .map_or(raw.len(), |i| from + i + 1)
+        .position(|&b| b == b'\r')
+        .map_or(raw.len(), |i| from + i + 2)
 }
 
 fn check_inline(buf: &[u8], limits: &Limits) -> Result<Check, FrameError> {

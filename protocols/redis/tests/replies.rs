@@ -120,26 +120,32 @@ fn aggregate_limit_from_both_sides() {
 }
 
 #[test]
-fn nesting_limit_from_both_sides() {
+fn replies_nest_without_a_depth_limit() {
     let nested = |depth: usize| {
         let mut v = b"*1\r\n".repeat(depth);
         v.extend_from_slice(b":1\r\n");
         v
     };
+    // The nesting limit bounds only the full decoder, never framing.
     let l = Limits::default().with_max_nesting(3);
     assert_eq!(reply_len(&nested(3), &l), Ok(Some(16)));
+    assert_eq!(reply_len(&nested(4), &l), Ok(Some(20)));
+    for depth in [31, 32, 33, 100, 5000] {
+        assert_eq!(len(&nested(depth)), Ok(Some(depth * 4 + 4)), "{depth}");
+    }
+    // Resuming across the inline/heap boundary, and siblings after a deep branch.
+    let mut deep = b"*2\r\n".to_vec();
+    deep.extend_from_slice(&nested(40));
+    deep.extend_from_slice(&nested(40));
+    let mut scanner = ReplyScanner::new();
+    for cut in (0..deep.len()).step_by(7) {
+        assert_eq!(scanner.scan(&deep[..cut], &Limits::default()), Ok(None));
+    }
     assert_eq!(
-        reply_len(&nested(4), &l),
-        Err(FrameError::TooDeep { max: 3 })
+        scanner.scan(&deep, &Limits::default()),
+        Ok(Some(deep.len()))
     );
-    assert_eq!(len(&nested(32)).map(|o| o.is_some()), Ok(true));
-    assert_eq!(len(&nested(33)), Err(FrameError::TooDeep { max: 32 }));
-    // A configured nesting above the cap is clamped, never out of bounds.
-    let huge = Limits::default().with_max_nesting(usize::MAX);
-    assert!(matches!(
-        reply_len(&nested(1000), &huge),
-        Err(FrameError::TooDeep { max: 128 })
-    ));
+    assert_eq!(scanner.nesting(), 41);
 }
 
 #[test]

@@ -109,8 +109,8 @@ fn inline_unbalanced_quotes_are_malformed() {
     let e = r.unwrap_err();
     assert!(matches!(e, FrameError::Malformed { .. }));
     assert_eq!(
-        e.to_string(),
-        "malformed RESP at byte 0: unbalanced quotes in inline command"
+        &e.client_reply()[..],
+        b"-ERR Protocol error: unbalanced quotes in request\r\n"
     );
 }
 
@@ -166,16 +166,11 @@ fn array_limit_from_both_sides() {
         parse(b"*3\r\n", &l).0,
         Err(FrameError::ArrayTooLarge { len: 3, max: 2 })
     );
+    // Over Redis's own INT_MAX bound: Redis's words, whatever our limit.
     let e = parse(b"*2147483648\r\n", &Limits::default()).0.unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FrameError::ArrayTooLarge {
-                len: 2_147_483_648,
-                ..
-            }
-        ),
-        "{e}"
+    assert_eq!(
+        &e.client_reply()[..],
+        b"-ERR Protocol error: invalid multibulk length\r\n"
     );
 }
 
@@ -203,27 +198,47 @@ fn inline_limit_from_both_sides() {
 }
 
 #[test]
-fn malformed_lengths_are_refused() {
+fn malformed_requests_get_redis_words() {
     let l = Limits::default();
-    for bad in [
-        &b"*-2\r\n"[..],
-        b"*x\r\n",
-        b"*01\r\n",
-        b"*+1\r\n",
-        b"* 1\r\n",
-        b"*1\r\n$-1\r\n",
-        b"*1\r\n$-5\r\n",
-        b"*1\r\n$abc\r\n",
-        b"*1\r\n$\r\n",
-        b"*1\r\n:1\r\n",
-        b"*1\r\n$3\r\nabcXY",
-        b"*1\r\n$99999999999999999999\r\n",
-        b"*1\rx",
-        b"*123456789012345678901234567890",
-    ] {
+    let cases: [(&[u8], &[u8]); 11] = [
+        (b"*x\r\n", b"invalid multibulk length"),
+        (b"*01\r\n", b"invalid multibulk length"),
+        (b"*+1\r\n", b"invalid multibulk length"),
+        (b"* 1\r\n", b"invalid multibulk length"),
+        (b"*2147483648\r\n", b"invalid multibulk length"),
+        (b"*1\r\n$-1\r\n", b"invalid bulk length"),
+        (b"*1\r\n$abc\r\n", b"invalid bulk length"),
+        (b"*1\r\n$\r\n", b"invalid bulk length"),
+        (b"*1\r\n$99999999999999999999\r\n", b"invalid bulk length"),
+        (b"*1\r\n:1\r\n", b"expected '$', got ':'"),
+        (b"*1\r\n\xff\r\n", b"expected '$', got '\xff'"),
+    ];
+    for (bad, words) in cases {
         let e = parse(bad, &l).0.unwrap_err();
-        assert!(matches!(e, FrameError::Malformed { .. }), "{bad:?}: {e}");
+        let expected = [&b"-ERR Protocol error: "[..], words, b"\r\n"].concat();
+        assert_eq!(
+            e.client_reply(),
+            expected,
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
+    let long_header = [&b"*1"[..], &[b'1'; 70_000]].concat();
+    assert_eq!(
+        &parse(&long_header, &l).0.unwrap_err().client_reply()[..],
+        b"-ERR Protocol error: too big mbulk count string\r\n"
+    );
+}
+
+#[test]
+fn what_redis_tolerates_is_tolerated() {
+    // Negative counts are skipped like *0; the bytes after bulk data and
+    // after a header's \r are skipped unread, as Redis does.
+    assert_eq!(parse(b"*-2\r\n", &Limits::default()), (Ok(None), 0));
+    assert_eq!(args(b"*1\r\n$4\r\nPINGXY"), [&b"PING"[..]]);
+    assert_eq!(args(b"*1\rx$4\rxPING\r\n"), [&b"PING"[..]]);
+    assert_eq!(parse(b"*1\rx", &Limits::default()).0, Ok(None));
+    assert_eq!(parse(b"*1234567890123", &Limits::default()).0, Ok(None));
 }
 
 #[test]
@@ -234,6 +249,14 @@ fn errors_make_a_client_reply() {
     };
     assert_eq!(
         &e.client_reply()[..],
-        b"-ERR Protocol error: malformed RESP at byte 4: invalid bulk length\r\n"
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_eq!(
+        &FrameError::BulkTooLarge { len: 9, max: 4 }.client_reply()[..],
+        b"-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_eq!(
+        &FrameError::InlineTooLong { max: 4 }.client_reply()[..],
+        b"-ERR Protocol error: too big inline request\r\n"
     );
 }
