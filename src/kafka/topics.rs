@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::cluster::Side;
-use super::retry::{Failure, STEP_DEADLINE, retrying};
+use super::retry::{Failure, STEP_DEADLINE, describe, retrying};
 use crate::proxy::Upstream;
 
 /// Kafka error codes the proxy interprets.
@@ -55,6 +55,8 @@ fn s(x: &str) -> StrBytes {
 }
 
 /// Metadata for `topic` on the cluster behind `upstream`, never creating it.
+/// A topic error of a settling cluster (LEADER_NOT_AVAILABLE while a new
+/// topic elects its leaders) is asked again within the step's deadline.
 ///
 /// # Errors
 /// When the cluster cannot be asked or answers a topic error other than
@@ -64,6 +66,14 @@ pub(crate) async fn view(
     upstream: &Upstream,
     topic: &str,
 ) -> Result<ClusterView, String> {
+    retrying(STEP_DEADLINE, || view_once(shared, upstream, topic)).await
+}
+
+async fn view_once(
+    shared: &Shared,
+    upstream: &Upstream,
+    topic: &str,
+) -> Result<ClusterView, Failure> {
     let request = MetadataRequest::default()
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),
@@ -86,9 +96,12 @@ pub(crate) async fn view(
         None => None,
         Some(t) if t.error_code == UNKNOWN_TOPIC_OR_PARTITION => None,
         Some(t) if t.error_code != 0 => {
-            return Err(format!(
-                "cluster \"{}\" answered Metadata for {topic} with error code {}",
-                upstream.cluster, t.error_code
+            return Err(Failure::code(
+                t.error_code,
+                format!(
+                    "cluster \"{}\" answered Metadata for {topic}",
+                    upstream.cluster
+                ),
             ));
         }
         Some(t) => {
@@ -133,8 +146,8 @@ async fn source_configs(shared: &Shared, topic: &str) -> Result<Vec<(String, Str
     for result in &response.results {
         if result.error_code != 0 {
             return Err(format!(
-                "DescribeConfigs for {topic} on the source: error code {}{}",
-                result.error_code,
+                "DescribeConfigs for {topic} on the source: {}{}",
+                describe(result.error_code),
                 result
                     .error_message
                     .as_ref()
@@ -235,8 +248,9 @@ async fn migrate_inner(shared: &Shared, topic: &str) -> Result<Value, String> {
             Ok(present(topic, src_parts, parts))
         }
         code => Err(format!(
-            "CreateTopics on cluster \"{}\" failed with error code {code}{}",
+            "CreateTopics on cluster \"{}\" failed: {}{}",
             shared.target.cluster,
+            describe(code),
             result
                 .error_message
                 .as_ref()
