@@ -131,7 +131,17 @@ async fn view_once(
 
 /// The configs set on `topic` itself on the source (not defaults, not
 /// broker-level values, not sensitive ones), sorted by name.
+///
+/// A broker of the source that drops the connection (restarting, say) is
+/// asked again within the step's deadline.
 async fn source_configs(shared: &Shared, topic: &str) -> Result<Vec<(String, String)>, String> {
+    retrying(STEP_DEADLINE, || source_configs_once(shared, topic)).await
+}
+
+async fn source_configs_once(
+    shared: &Shared,
+    topic: &str,
+) -> Result<Vec<(String, String)>, Failure> {
     let request = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_TOPIC)
@@ -141,18 +151,23 @@ async fn source_configs(shared: &Shared, topic: &str) -> Result<Vec<(String, Str
     let response: DescribeConfigsResponse = shared
         .exchange(&shared.bootstrap, ApiKey::DescribeConfigs, 1, &request)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure {
+            retriable: true,
+            message: e.to_string(),
+        })?;
     let mut out = Vec::new();
     for result in &response.results {
         if result.error_code != 0 {
-            return Err(format!(
-                "DescribeConfigs for {topic} on the source: {}{}",
-                describe(result.error_code),
-                result
-                    .error_message
-                    .as_ref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
+            return Err(Failure::code(
+                result.error_code,
+                format!(
+                    "DescribeConfigs for {topic} on the source{}",
+                    result
+                        .error_message
+                        .as_ref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ),
             ));
         }
         for c in &result.configs {
