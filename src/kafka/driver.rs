@@ -95,8 +95,9 @@ impl KafkaDriver {
                 return CheckResult::fail(
                     NAME,
                     format!(
-                        "cluster \"{}\" answered ApiVersions with error code {}",
-                        target.cluster, r.error_code
+                        "cluster \"{}\" answered ApiVersions: {}",
+                        target.cluster,
+                        super::retry::describe(r.error_code)
                     ),
                 );
             }

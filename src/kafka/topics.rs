@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::cluster::Side;
-use super::retry::{Failure, STEP_DEADLINE, retrying};
+use super::retry::{Failure, STEP_DEADLINE, describe, retrying};
 use crate::proxy::Upstream;
 
 /// Kafka error codes the proxy interprets.
@@ -55,6 +55,8 @@ fn s(x: &str) -> StrBytes {
 }
 
 /// Metadata for `topic` on the cluster behind `upstream`, never creating it.
+/// A topic error of a settling cluster (LEADER_NOT_AVAILABLE while a new
+/// topic elects its leaders) is asked again within the step's deadline.
 ///
 /// # Errors
 /// When the cluster cannot be asked or answers a topic error other than
@@ -64,6 +66,14 @@ pub(crate) async fn view(
     upstream: &Upstream,
     topic: &str,
 ) -> Result<ClusterView, String> {
+    retrying(STEP_DEADLINE, || view_once(shared, upstream, topic)).await
+}
+
+async fn view_once(
+    shared: &Shared,
+    upstream: &Upstream,
+    topic: &str,
+) -> Result<ClusterView, Failure> {
     let request = MetadataRequest::default()
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),
@@ -86,9 +96,12 @@ pub(crate) async fn view(
         None => None,
         Some(t) if t.error_code == UNKNOWN_TOPIC_OR_PARTITION => None,
         Some(t) if t.error_code != 0 => {
-            return Err(format!(
-                "cluster \"{}\" answered Metadata for {topic} with error code {}",
-                upstream.cluster, t.error_code
+            return Err(Failure::code(
+                t.error_code,
+                format!(
+                    "cluster \"{}\" answered Metadata for {topic}",
+                    upstream.cluster
+                ),
             ));
         }
         Some(t) => {
@@ -118,7 +131,17 @@ pub(crate) async fn view(
 
 /// The configs set on `topic` itself on the source (not defaults, not
 /// broker-level values, not sensitive ones), sorted by name.
+///
+/// A broker of the source that drops the connection (restarting, say) is
+/// asked again within the step's deadline.
 async fn source_configs(shared: &Shared, topic: &str) -> Result<Vec<(String, String)>, String> {
+    retrying(STEP_DEADLINE, || source_configs_once(shared, topic)).await
+}
+
+async fn source_configs_once(
+    shared: &Shared,
+    topic: &str,
+) -> Result<Vec<(String, String)>, Failure> {
     let request = DescribeConfigsRequest::default().with_resources(vec![
         DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_TOPIC)
@@ -128,18 +151,23 @@ async fn source_configs(shared: &Shared, topic: &str) -> Result<Vec<(String, Str
     let response: DescribeConfigsResponse = shared
         .exchange(&shared.bootstrap, ApiKey::DescribeConfigs, 1, &request)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure {
+            retriable: true,
+            message: e.to_string(),
+        })?;
     let mut out = Vec::new();
     for result in &response.results {
         if result.error_code != 0 {
-            return Err(format!(
-                "DescribeConfigs for {topic} on the source: error code {}{}",
+            return Err(Failure::code(
                 result.error_code,
-                result
-                    .error_message
-                    .as_ref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
+                format!(
+                    "DescribeConfigs for {topic} on the source{}",
+                    result
+                        .error_message
+                        .as_ref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ),
             ));
         }
         for c in &result.configs {
@@ -235,8 +263,9 @@ async fn migrate_inner(shared: &Shared, topic: &str) -> Result<Value, String> {
             Ok(present(topic, src_parts, parts))
         }
         code => Err(format!(
-            "CreateTopics on cluster \"{}\" failed with error code {code}{}",
+            "CreateTopics on cluster \"{}\" failed: {}{}",
             shared.target.cluster,
+            describe(code),
             result
                 .error_message
                 .as_ref()

@@ -120,11 +120,28 @@ impl KafkaCluster {
     }
 
     /// Formats and starts `nodes` combined nodes (all at once) and waits
-    /// until each has logged its ready line.
+    /// until each has logged its ready line. A node that exits first (a
+    /// free port taken by another process in between, on a shared machine)
+    /// makes the whole cluster start again on new ports, up to
+    /// [`START_ATTEMPTS`] times.
     ///
     /// # Panics
-    /// When Kafka is not installed, a node exits or is not ready in time.
+    /// When Kafka is not installed, or no attempt got every node ready.
     pub fn start(name: &str, nodes: usize) -> KafkaCluster {
+        let mut last = String::new();
+        for attempt in 1..=START_ATTEMPTS {
+            match KafkaCluster::try_start(name, nodes) {
+                Ok(cluster) => return cluster,
+                Err(e) => {
+                    eprintln!("kafka {name}: start attempt {attempt} failed: {e}");
+                    last = e;
+                }
+            }
+        }
+        panic!("kafka {name} did not start in {START_ATTEMPTS} attempts; the last: {last}");
+    }
+
+    fn try_start(name: &str, nodes: usize) -> Result<KafkaCluster, String> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("kafka-{name}-"))
             .tempdir()
@@ -152,13 +169,13 @@ impl KafkaCluster {
             });
         }
         for node in &mut started {
-            wait_node_ready(node);
+            wait_node_ready(node)?;
         }
-        KafkaCluster {
+        Ok(KafkaCluster {
             name: name.to_owned(),
             nodes: started.into_iter().map(Mutex::new).collect(),
             _dir: dir,
-        }
+        })
     }
 
     /// "127.0.0.1:P1,127.0.0.1:P2,...", the `bootstrap.servers` value.
@@ -205,7 +222,9 @@ impl KafkaCluster {
         let mut node = lock(&self.nodes[id - 1]);
         node.child.kill();
         node.child = spawn_node(&self.name, node.id, &node.dir.clone());
-        wait_node_ready(&mut node);
+        if let Err(e) = wait_node_ready(&mut node) {
+            panic!("{e}");
+        }
     }
 
     /// Runs a Kafka tool (`main` is its class) against this cluster's
@@ -354,15 +373,49 @@ fn spawn_node(cluster: &str, id: usize, dir: &Path) -> ChildGuard {
 }
 
 /// Waits for the ready line logged since the node's last spawn.
-fn wait_node_ready(node: &mut Node) {
+///
+/// # Errors
+/// When the node exits first (with the errors it logged) or the deadline
+/// passes.
+fn wait_node_ready(node: &mut Node) -> Result<(), String> {
     let log = node.child.log_path().to_owned();
-    let what = format!("{} to log {READY_LINE:?}", node.child.name());
-    node.child.wait_ready(READY_DEADLINE, &what, || {
+    let last_run = || {
         let text = fs::read_to_string(&log).unwrap_or_default();
-        let last_run = text.rsplit("=== spawn ").next().unwrap_or_default();
-        last_run.contains(READY_LINE)
-    });
+        text.rsplit("=== spawn ")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let start = Instant::now();
+    loop {
+        if last_run().contains(READY_LINE) {
+            return Ok(());
+        }
+        if let Some(status) = node.child.exit_status() {
+            let errors: Vec<String> = last_run()
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("Exception"))
+                .take(5)
+                .map(str::to_owned)
+                .collect();
+            return Err(format!(
+                "{} exited ({status}) before {READY_LINE:?}: {}",
+                node.child.name(),
+                errors.join(" | ")
+            ));
+        }
+        if start.elapsed() > READY_DEADLINE {
+            return Err(format!(
+                "{} did not log {READY_LINE:?} within {READY_DEADLINE:?}",
+                node.child.name()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
+
+/// How many times a cluster start is tried.
+const START_ATTEMPTS: usize = 3;
 
 /// Runs a Kafka tool class with the tools' logging (warnings only).
 pub fn kafka_tool(main: &str, args: &[&str]) -> Output {
