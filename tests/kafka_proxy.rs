@@ -443,6 +443,12 @@ fn bytes_upstream(rig: &KafkaRig) -> f64 {
 const CREATE_DRAIN_TOPIC: &str = r#"
 admin = AdminClient({"bootstrap.servers": BOOT})
 admin.create_topics([NewTopic("orders-drain", num_partitions=1, replication_factor=1)])["orders-drain"].result(timeout=20)
+# Metadata through the proxy, as every client asks before it fetches.
+deadline = time.time() + 20
+while time.time() < deadline:
+    t = admin.list_topics(topic="orders-drain", timeout=10).topics.get("orders-drain")
+    if t is not None and t.error is None and t.partitions and t.partitions[0].leader >= 0: break
+    time.sleep(0.2)
 print(json.dumps({"created": True}))
 "#;
 
@@ -459,30 +465,47 @@ fn sigterm_lets_a_long_polled_fetch_finish_then_closes() {
     let created =
         python(&(PRELUDE.replace("{LISTEN}", &rig.listen.to_string()) + CREATE_DRAIN_TOPIC));
     assert_eq!(created["created"], true, "{created}");
-    // Waits up to 4 s for a megabyte the empty partition will never have.
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(12)
-        .with_correlation_id(9)
-        .with_client_id(Some(StrBytes::from_static_str("drain-test")));
-    let partition = FetchPartition::default()
-        .with_partition(0)
-        .with_fetch_offset(0)
-        .with_partition_max_bytes(1 << 20);
-    let body = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(4000)
-        .with_min_bytes(1 << 20)
-        .with_max_bytes(1 << 20)
-        .with_session_epoch(-1)
-        .with_topics(vec![
-            FetchTopic::default()
-                .with_topic(TopicName(StrBytes::from_static_str("orders-drain")))
-                .with_partitions(vec![partition]),
-        ]);
-    let fetch = encode_request(&header, &body).unwrap();
+    // A fetch of the empty partition that waits up to `max_wait_ms` for a
+    // megabyte it will never have.
+    let fetch = |correlation_id: i32, max_wait_ms: i32| {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(12)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("drain-test")));
+        let partition = FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(1 << 20);
+        let body = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(1 << 20)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("orders-drain")))
+                    .with_partitions(vec![partition]),
+            ]);
+        encode_request(&header, &body).unwrap()
+    };
+    let partition_error = |answer: Vec<u8>| {
+        let answer: FetchResponse =
+            decode_response_body(&answer.into(), ApiKey::Fetch as i16, 12).unwrap();
+        assert_eq!(answer.error_code, 0);
+        answer.responses[0].partitions[0].error_code
+    };
     let mut s = TcpStream::connect(("127.0.0.1", rig.broker_port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    // A new topic's leader is known to every broker a moment after it is
+    // created; until then a fetch answers UNKNOWN_TOPIC_OR_PARTITION.
+    wait_until(
+        Duration::from_secs(20),
+        "the new partition has a leader",
+        || partition_error(exchange(&mut s, &fetch(1, 0))) == 0,
+    );
+    let fetch = fetch(9, 4000);
     let before = bytes_upstream(&rig);
     s.write_all(&fetch).unwrap();
     wait_until(
@@ -507,10 +530,7 @@ fn sigterm_lets_a_long_polled_fetch_finish_then_closes() {
     s.read_exact(&mut rest).unwrap();
     let answer = [len.to_vec(), rest].concat();
     assert_eq!(response_correlation_id(&answer), Some(9));
-    let answer: FetchResponse =
-        decode_response_body(&answer.into(), ApiKey::Fetch as i16, 12).unwrap();
-    assert_eq!(answer.error_code, 0);
-    assert_eq!(answer.responses[0].partitions[0].error_code, 0);
+    assert_eq!(partition_error(answer), 0);
     assert!(
         held >= Duration::from_secs(1),
         "the answer came {held:?} after SIGTERM: the broker was still holding the fetch when it landed"

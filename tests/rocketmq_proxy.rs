@@ -422,3 +422,93 @@ fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
         sent.iter().all(|m| seen.contains(m))
     });
 }
+
+/// Sum of every `cutover_bytes_total` series sent upstream, from /metrics.
+fn bytes_upstream(rig: &RocketmqRig) -> f64 {
+    rig.proxy
+        .scrape()
+        .lines()
+        .filter(|l| {
+            l.starts_with("cutover_bytes_total{") && l.contains("direction=\"to_upstream\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn sigterm_lets_a_long_polled_pull_finish_then_closes() {
+    let mut rig = RocketmqRig::start("");
+    rig.source.create_topic("drains", 1);
+    let info = rpc(&rig.namesrv, 106, &[], Encoding::Json).unwrap();
+    let info = ClusterInfo::decode(&info.body).unwrap();
+    let endpoint = info.broker_addr_table["broker-a"]
+        .master_addr()
+        .unwrap()
+        .to_owned();
+    // A pull at the end of an empty queue, suspended up to 4 s (sysFlag 6:
+    // suspend, so the broker holds it until a message arrives or the time
+    // is up, and subscription, carried in the header since no heartbeat
+    // registered the group).
+    let mut header = cutover_rocketmq::Header::request(11, 41);
+    for (k, v) in [
+        ("consumerGroup", "drain-group"),
+        ("topic", "drains"),
+        ("queueId", "0"),
+        ("queueOffset", "0"),
+        ("maxMsgNums", "32"),
+        ("sysFlag", "6"),
+        ("commitOffset", "0"),
+        ("suspendTimeoutMillis", "4000"),
+        ("subscription", "*"),
+        ("subVersion", "0"),
+        ("expressionType", "TAG"),
+    ] {
+        header.set_ext(k, v);
+    }
+    let pull = cutover_rocketmq::encode(&header, &[], Encoding::Json).unwrap();
+    let mut s = TcpStream::connect(&endpoint).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let before = bytes_upstream(&rig);
+    s.write_all(&pull).unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the pull is relayed to broker-a",
+        || bytes_upstream(&rig) >= before + pull.len() as f64,
+    );
+    let pid = rig.proxy.pid().expect("proxy pid").to_string();
+    let signalled = std::time::Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let answer = support::read_frame(&mut s).expect("the in-flight pull is answered, not cut off");
+    let held = signalled.elapsed();
+    assert_eq!(answer.header.opaque, 41);
+    assert_eq!(
+        answer.header.code, 19,
+        "PULL_NOT_FOUND: {:?}",
+        answer.header.remark
+    );
+    assert!(
+        held >= Duration::from_secs(1),
+        "the answer came {held:?} after SIGTERM: the broker was still holding the pull when it landed"
+    );
+    let mut tail = [0u8; 1];
+    assert_eq!(
+        s.read(&mut tail).unwrap_or(0),
+        0,
+        "closed once nothing is owed"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the proxy exits after draining",
+        || !rig.proxy.is_running(),
+    );
+    assert!(
+        TcpStream::connect(&rig.namesrv).is_err(),
+        "no longer accepting"
+    );
+}
