@@ -273,7 +273,6 @@ impl Session {
         }
         let _ = self.flush().await;
         self.release_all();
-        self.shared.clients.remove(self.client_id);
         crate::metrics::counter!(
             crate::metrics::CONNECTIONS_CLOSED,
             "migration" => self.shared.migration.name.to_string(),
@@ -590,6 +589,14 @@ impl Session {
         #[allow(clippy::cast_precision_loss)]
         let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
         unit < ratio
+    }
+}
+
+impl Drop for Session {
+    /// The client id is forgotten however the session ends (even when its
+    /// task is dropped mid-way), so the registry holds live clients only.
+    fn drop(&mut self) {
+        self.shared.clients.remove(self.client_id);
     }
 }
 
