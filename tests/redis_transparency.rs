@@ -18,7 +18,7 @@ use support::{RedisRig, RedisServer, wait_until};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Replies compared per run; a behaviour that silently stops producing
 /// replies fails here rather than shrinking the comparison.
-const EXPECTED_REPLIES: usize = 171;
+const EXPECTED_REPLIES: usize = 176;
 
 /// A raw client connection that reads whole RESP replies.
 struct Conn {
@@ -397,6 +397,20 @@ fn blocking(place: &Place, p: &str, t: &mut Transcript) {
     place.wait_blocked(1);
     t.commands(&mut b, &[&["CLIENT", "UNBLOCK", id, "ERROR"]]);
     t.record("BLPOP unblocked with an error", a.reply());
+
+    b.send(&["CLIENT", "ID"]);
+    let own = String::from_utf8(b.reply()).expect("id");
+    let own = own.trim_start_matches(':').trim_end();
+    t.commands(
+        &mut b,
+        &[
+            &["CLIENT", "KILL", "ID", own],
+            &["CLIENT", "KILL", "ID", "987654321"],
+            &["CLIENT", "KILL", "ID", "x"],
+            &["CLIENT", "KILL", "ID", id],
+        ],
+    );
+    t.record("killed client's connection", a.read_to_close());
 }
 
 fn reply_modes(place: &Place, p: &str, t: &mut Transcript) {

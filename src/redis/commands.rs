@@ -95,6 +95,7 @@ impl Session {
             "client|unblock" => self.client_unblock(request).await,
             "client|no-evict" => self.no_evict(request).await,
             "client|setinfo" | "client|no-touch" => self.local(encode::ok()),
+            "client|kill" if is_kill_by_id(&request.args) => self.kill_client(request).await,
             "client|info" | "client|list" | "client|kill" | "client|pause" | "client|unpause" => {
                 self.keyless(spec, request).await;
             }
@@ -498,6 +499,11 @@ fn after_write(writes: &[&Resolved], route: Route, db: u32) -> Option<Box<After>
 pub(super) fn is_write(spec: &CommandSpec) -> bool {
     spec.is_write()
         || (spec.class() == Class::Scripting && !spec.name.ends_with("_ro") && spec.has_keys())
+}
+
+/// `CLIENT KILL ID <id>`: the one form that names a proxy client.
+fn is_kill_by_id(args: &[Bytes]) -> bool {
+    args.len() == 4 && args[2].eq_ignore_ascii_case(b"id")
 }
 
 /// The refusal of FLUSHALL, FLUSHDB, SWAPDB or FUNCTION FLUSH while a

@@ -244,6 +244,23 @@ impl Session {
         }
     }
 
+    /// CLIENT KILL ID <id>: `id` is a proxy client id (CLIENT ID); that
+    /// client's connection is closed, and the answer counts it as Redis's
+    /// does (never the caller itself, as with Redis's default SKIPME yes).
+    /// An id that is not a number goes to Redis, which says why.
+    pub(super) async fn kill_client(&mut self, request: Request) {
+        let target = std::str::from_utf8(&request.args[3])
+            .ok()
+            .and_then(|id| id.parse::<u64>().ok())
+            .filter(|id| *id > 0);
+        let Some(target) = target else {
+            let side = self.shared.default_side();
+            return self.forward(side, request.raw, None, false).await;
+        };
+        let killed = target != self.client_id && self.shared.clients.kill(target);
+        self.local(encode::integer(i64::from(killed)));
+    }
+
     /// CLIENT NO-EVICT ON|OFF applies to every upstream connection of the
     /// client, now and when one is opened later; Redis answers.
     pub(super) async fn no_evict(&mut self, request: Request) {

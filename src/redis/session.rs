@@ -105,6 +105,8 @@ pub(super) struct Session {
     pub watch_lost: bool,
     /// This client's id as it sees it (CLIENT ID, HELLO, CLIENT UNBLOCK).
     pub client_id: u64,
+    /// Cancelled when another client runs CLIENT KILL ID on this one.
+    pub killed: CancellationToken,
     /// CLIENT NO-EVICT ON is in effect (applied to every upstream connection).
     pub no_evict: bool,
     /// CLIENT REPLY OFF is in effect.
@@ -128,6 +130,7 @@ pub(super) struct Session {
 
 enum Event {
     Shutdown,
+    Killed,
     Client(std::io::Result<usize>),
     Side(Side, std::io::Result<usize>),
     FenceLifted,
@@ -151,7 +154,7 @@ async fn fence_lifted(parked: &Option<Parked>) {
 impl Session {
     pub(super) fn new(shared: Arc<Shared>, client: Stream, peer: std::net::SocketAddr) -> Self {
         let authenticated = shared.options.client_password.is_none();
-        let client_id = shared.clients.register();
+        let (client_id, killed) = shared.clients.register();
         Session {
             shared,
             client,
@@ -169,6 +172,7 @@ impl Session {
             watch_side: None,
             watch_lost: false,
             client_id,
+            killed,
             no_evict: false,
             reply_off: false,
             skip_next_reply: false,
@@ -210,11 +214,13 @@ impl Session {
                     input,
                     sides,
                     parked,
+                    killed,
                     ..
                 } = &mut self;
                 let [source, target] = sides;
                 tokio::select! {
                     () = shutdown.cancelled(), if !closing => Event::Shutdown,
+                    () = killed.cancelled() => Event::Killed,
                     read = client.read_buf(input), if read_client => Event::Client(read),
                     read = read_side(source) => Event::Side(Side::Source, read),
                     read = read_side(target) => Event::Side(Side::Target, read),
@@ -227,6 +233,11 @@ impl Session {
                 Event::Shutdown => {
                     self.closing = true;
                     self.close_reason = "shutdown";
+                }
+                // As Redis: the connection closes at once, owed replies or not.
+                Event::Killed => {
+                    self.close_reason = "client";
+                    break;
                 }
                 // A half-closed client still gets the replies it is owed.
                 Event::Client(Ok(0)) => self.closing = true,
@@ -273,7 +284,6 @@ impl Session {
         }
         let _ = self.flush().await;
         self.release_all();
-        self.shared.clients.remove(self.client_id);
         crate::metrics::counter!(
             crate::metrics::CONNECTIONS_CLOSED,
             "migration" => self.shared.migration.name.to_string(),
@@ -590,6 +600,14 @@ impl Session {
         #[allow(clippy::cast_precision_loss)]
         let unit = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
         unit < ratio
+    }
+}
+
+impl Drop for Session {
+    /// The client id is forgotten however the session ends (even when its
+    /// task is dropped mid-way), so the registry holds live clients only.
+    fn drop(&mut self) {
+        self.shared.clients.remove(self.client_id);
     }
 }
 
