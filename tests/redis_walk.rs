@@ -112,7 +112,7 @@ fn expect(what: &str, got: i64, want: i64) -> Result<(), String> {
     }
 }
 
-/// Every `session:*` key, with (type, DUMP payload, PTTL), from one server.
+/// Every `session:*` key, with (type, DUMP payload or a hash's sorted fields, PTTL), from one server.
 async fn snapshot(url: &str) -> std::collections::BTreeMap<String, (String, Option<Vec<u8>>, i64)> {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -124,11 +124,20 @@ async fn snapshot(url: &str) -> std::collections::BTreeMap<String, (String, Opti
             .query_async(&mut conn)
             .await
             .unwrap();
-        let dump: Option<Vec<u8>> = redis::cmd("DUMP")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let dump: Option<Vec<u8>> = if kind == "hash" {
+            // A hash past its listpack size is a hash table whose DUMP
+            // lists fields in bucket order, which differs between two
+            // servers holding the same fields: compare the sorted fields.
+            let mut fields: Vec<(Vec<u8>, Vec<u8>)> = conn.hgetall(&key).await.unwrap();
+            fields.sort();
+            Some(format!("{fields:?}").into_bytes())
+        } else {
+            redis::cmd("DUMP")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap()
+        };
         let ttl: i64 = conn.pttl(&key).await.unwrap();
         out.insert(key, (kind, dump, ttl));
     }
