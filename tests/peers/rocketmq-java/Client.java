@@ -5,8 +5,11 @@
 //   java -cp 'LIB/*' Client.java produce --namesrv A --topic T --group G --id P --out FILE
 //       [--count N] [--stop-file F] [--interval-ms M]
 //   java -cp 'LIB/*' Client.java consume --namesrv A --topic T --group G --out FILE --stop-file F
-//       [--orderly true] [--broadcast true]
+//       [--orderly true] [--broadcast true] [--retry-every K]
 //
+// With `--retry-every K` the first delivery of each body whose SEQ is a
+// multiple of K is answered RECONSUME_LATER (the broker redelivers it through
+// the group's %RETRY% topic after its delay); only consumed bodies are written.
 // An orderly consumer writes `BODY<TAB>STOREHOST/QUEUE` lines (the real
 // broker's store address and the queue id), so order can be checked per queue.
 //   java -cp 'LIB/*' Client.java transact --namesrv A --topic T --group G --id P --out FILE
@@ -52,6 +55,18 @@ import org.apache.rocketmq.common.message.MessageExt;
 
 public class Client {
     private final Map<String, String> args = new HashMap<>();
+    /** Deliveries answered RECONSUME_LATER (`--retry-every`). */
+    private final AtomicLong retried = new AtomicLong();
+
+    /** The SEQ of a `P:SEQ` body, or -1. */
+    static long seq(MessageExt m) {
+        String body = new String(m.getBody(), StandardCharsets.UTF_8);
+        try {
+            return Long.parseLong(body.substring(body.lastIndexOf(':') + 1));
+        } catch (NumberFormatException e) {
+            return -1;
+        }
+    }
 
     public static void main(String[] argv) throws Exception {
         if (argv.length == 0) {
@@ -253,7 +268,16 @@ public class Client {
                 return ConsumeOrderlyStatus.SUCCESS;
             });
         } else {
+            long retryEvery = num("retry-every", 0);
+            AtomicLong retried = this.retried;
             consumer.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+                // One message per call (the default batch size of 1), so a
+                // retry asks only for that message again.
+                if (retryEvery > 0 && msgs.size() == 1 && msgs.get(0).getReconsumeTimes() == 0
+                        && seq(msgs.get(0)) % retryEvery == 0) {
+                    retried.incrementAndGet();
+                    return ConsumeConcurrentlyStatus.RECONSUME_LATER;
+                }
                 record(out, received, msgs);
                 return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
             });
@@ -268,7 +292,7 @@ public class Client {
         synchronized (out) {
             out.close();
         }
-        return "{\"mode\":\"consume\",\"received\":" + received.get() + "}";
+        return "{\"mode\":\"consume\",\"received\":" + received.get() + ",\"retried\":" + retried.get() + "}";
     }
 
     /**
