@@ -352,7 +352,8 @@ fn transact(rig: &RocketmqRig, id: &str, topic: &str, count: usize) -> Vec<Strin
 
 /// Transactional messages through the proxy: halves stored, the brokers'
 /// check-backs (broker → client) relayed, commits landing in `source` and
-/// `dual_write`, and open halves holding the topic back from `target`.
+/// `dual_write`, and open halves and delayed messages not yet due holding
+/// the topic back from `target`.
 #[test]
 fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
     const TOPIC: &str = "payments";
@@ -383,8 +384,20 @@ fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
         "committed transactional messages reached the target in dual_write"
     );
 
-    // Halves left open in dual_write (answered "unknown" at every
-    // check-back) hold the topic back from `target` until resolved.
+    // Messages delayed by 30 s (level 4) sent in dual_write wait on both
+    // clusters' schedule queues and hold the topic back from `target`
+    // until due, as do halves left open (answered "unknown" at every
+    // check-back) until resolved.
+    let mut delayed = rig.client(
+        "produce",
+        "delayed",
+        TOPIC,
+        "delayed-producers",
+        &["--count", "12", "--delay-level", "4"],
+    );
+    wait_until(DEADLINE, "12 delayed messages stored", || {
+        delayed.lines().len() == 12
+    });
     let mut held = rig.client(
         "transact",
         "tx-held",
@@ -408,15 +421,27 @@ fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
             && out.contains("not yet resolved on cluster \"old\""),
         "{out}"
     );
+    assert!(
+        out.contains("FAIL    source_delayed_zero")
+            && out.contains("not yet due on cluster \"old\""),
+        "{out}"
+    );
     // The producer commits at the next check-backs, and the gate opens.
     let summary = held.stop(Duration::from_secs(60));
     assert_eq!(summary["checked"], 12, "{summary}");
     sent.extend(held.lines());
-    wait_until(DEADLINE, "the half messages to be resolved", || {
-        let (_, out) = rig.ctl(&["check", "orders", TOPIC]);
-        last = out;
-        last.contains("pass    source_half_messages_resolved")
-    });
+    delayed.stop(Duration::from_secs(30));
+    sent.extend(delayed.lines());
+    wait_until(
+        DEADLINE,
+        "the half messages resolved and the delayed ones due",
+        || {
+            let (_, out) = rig.ctl(&["check", "orders", TOPIC]);
+            last = out;
+            last.contains("pass    source_half_messages_resolved")
+                && last.contains("pass    source_delayed_zero")
+        },
+    );
     wait_until(DEADLINE, "every committed message consumed", || {
         let seen: std::collections::BTreeSet<String> = consumer.lines().into_iter().collect();
         sent.iter().all(|m| seen.contains(m))

@@ -3,7 +3,7 @@
 // from source with no build step:
 //
 //   java -cp 'LIB/*' Client.java produce --namesrv A --topic T --group G --id P --out FILE
-//       [--count N] [--stop-file F] [--interval-ms M]
+//       [--count N] [--stop-file F] [--interval-ms M] [--delay-level L]
 //   java -cp 'LIB/*' Client.java consume --namesrv A --topic T --group G --out FILE --stop-file F
 //       [--orderly true] [--broadcast true] [--retry-every K]
 //
@@ -148,6 +148,7 @@ public class Client {
         String id = get("id");
         long count = num("count", Long.MAX_VALUE);
         long interval = num("interval-ms", 0);
+        int delayLevel = (int) num("delay-level", 0);
         DefaultMQProducer producer = new DefaultMQProducer(get("group"));
         configure(producer);
         producer.setRetryTimesWhenSendFailed(2);
@@ -158,7 +159,11 @@ public class Client {
             while (seq < count && !stopped()) {
                 String body = id + ":" + seq;
                 try {
-                    SendResult r = producer.send(new Message(topic, body.getBytes(StandardCharsets.UTF_8)), 3000);
+                    Message m = new Message(topic, body.getBytes(StandardCharsets.UTF_8));
+                    if (delayLevel > 0) {
+                        m.setDelayTimeLevel(delayLevel);
+                    }
+                    SendResult r = producer.send(m, 3000);
                     if (r.getSendStatus() == SendStatus.SEND_OK) {
                         acked++;
                         out.println(body);
