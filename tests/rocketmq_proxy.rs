@@ -447,3 +447,36 @@ fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
         sent.iter().all(|m| seen.contains(m))
     });
 }
+
+/// Broadcasting consumers of one group through the proxy each read every
+/// message (their offsets are their own, never committed to a broker).
+#[test]
+fn broadcasting_consumers_each_read_every_message() {
+    const TOPIC: &str = "notices";
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic(TOPIC, 2);
+    let broadcast = ["--broadcast", "true"];
+    let mut first = rig.client("consume", "bc-1", TOPIC, "notice-readers", &broadcast);
+    let mut second = rig.client("consume", "bc-2", TOPIC, "notice-readers", &broadcast);
+    // Each starts from the queues' first offset (its own, local offsets).
+    let mut producer = rig.client(
+        "produce",
+        "notifier",
+        TOPIC,
+        "notifiers",
+        &["--count", "50"],
+    );
+    wait_until(DEADLINE, "50 messages acknowledged", || {
+        producer.lines().len() == 50
+    });
+    let sent = producer.lines();
+    for c in [&first, &second] {
+        wait_until(DEADLINE, "each consumer read all 50", || {
+            let seen: std::collections::BTreeSet<String> = c.lines().into_iter().collect();
+            sent.iter().all(|m| seen.contains(m))
+        });
+    }
+    producer.stop(Duration::from_secs(30));
+    first.stop(Duration::from_secs(30));
+    second.stop(Duration::from_secs(30));
+}
