@@ -10,7 +10,7 @@
 #   etcd       Debian etcd-server (binary `etcd`)
 #   kafka      tansu 0.6.0 (memory storage) + confluent-kafka, in a venv
 #   rocketmq   Apache RocketMQ 5.3.3 (namesrv, broker, tools, Java client 5.3.3) and the
-#              Java client 4.9.8, jars from Maven Central (needs java 17 + mvn); the test
+#              Java client 4.9.8, jars from Maven Central (Debian openjdk-17-jdk-headless + maven); the test
 #              clients tests/peers/rocketmq-java run from source, no build step
 #   fuzz       cargo-fuzz
 #   chromium   Debian chromium + chromium-driver
@@ -79,6 +79,9 @@ apt_packages() {
     proxies) echo nutcracker haproxy ;;
     etcd) echo etcd-server ;;
     chromium | browser) echo chromium chromium-driver ;;
+    # The JDK (java, and jar to unpack the logback files) and Maven for the
+    # jars and the Java test clients.
+    rocketmq) echo openjdk-17-jdk-headless maven ;;
     esac
 }
 
@@ -89,6 +92,7 @@ apt_binaries() {
     proxies) echo nutcracker haproxy ;;
     etcd) echo etcd ;;
     chromium | browser) echo chromium chromedriver ;;
+    rocketmq) echo java jar mvn ;;
     esac
 }
 
@@ -398,6 +402,7 @@ main() {
             fi
             ;;
         rocketmq)
+            check_apt_group "$g"
             if jars_present "$ROCKETMQ_DIR" "rocketmq $ROCKETMQ_VERSION"; then
                 echo "peer rocketmq: present (Apache RocketMQ $ROCKETMQ_VERSION in $ROCKETMQ_DIR)"
             else
