@@ -352,7 +352,8 @@ fn transact(rig: &RocketmqRig, id: &str, topic: &str, count: usize) -> Vec<Strin
 
 /// Transactional messages through the proxy: halves stored, the brokers'
 /// check-backs (broker → client) relayed, commits landing in `source` and
-/// `dual_write`, and open halves holding the topic back from `target`.
+/// `dual_write`, and open halves and delayed messages not yet due holding
+/// the topic back from `target`.
 #[test]
 fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
     const TOPIC: &str = "payments";
@@ -383,8 +384,20 @@ fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
         "committed transactional messages reached the target in dual_write"
     );
 
-    // Halves left open in dual_write (answered "unknown" at every
-    // check-back) hold the topic back from `target` until resolved.
+    // Messages delayed by 30 s (level 4) sent in dual_write wait on both
+    // clusters' schedule queues and hold the topic back from `target`
+    // until due, as do halves left open (answered "unknown" at every
+    // check-back) until resolved.
+    let mut delayed = rig.client(
+        "produce",
+        "delayed",
+        TOPIC,
+        "delayed-producers",
+        &["--count", "12", "--delay-level", "4"],
+    );
+    wait_until(DEADLINE, "12 delayed messages stored", || {
+        delayed.lines().len() == 12
+    });
     let mut held = rig.client(
         "transact",
         "tx-held",
@@ -408,15 +421,27 @@ fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
             && out.contains("not yet resolved on cluster \"old\""),
         "{out}"
     );
+    assert!(
+        out.contains("FAIL    source_delayed_zero")
+            && out.contains("not yet due on cluster \"old\""),
+        "{out}"
+    );
     // The producer commits at the next check-backs, and the gate opens.
     let summary = held.stop(Duration::from_secs(60));
     assert_eq!(summary["checked"], 12, "{summary}");
     sent.extend(held.lines());
-    wait_until(DEADLINE, "the half messages to be resolved", || {
-        let (_, out) = rig.ctl(&["check", "orders", TOPIC]);
-        last = out;
-        last.contains("pass    source_half_messages_resolved")
-    });
+    delayed.stop(Duration::from_secs(30));
+    sent.extend(delayed.lines());
+    wait_until(
+        DEADLINE,
+        "the half messages resolved and the delayed ones due",
+        || {
+            let (_, out) = rig.ctl(&["check", "orders", TOPIC]);
+            last = out;
+            last.contains("pass    source_half_messages_resolved")
+                && last.contains("pass    source_delayed_zero")
+        },
+    );
     wait_until(DEADLINE, "every committed message consumed", || {
         let seen: std::collections::BTreeSet<String> = consumer.lines().into_iter().collect();
         sent.iter().all(|m| seen.contains(m))
@@ -511,4 +536,37 @@ fn sigterm_lets_a_long_polled_pull_finish_then_closes() {
         TcpStream::connect(&rig.namesrv).is_err(),
         "no longer accepting"
     );
+}
+
+/// Broadcasting consumers of one group through the proxy each read every
+/// message (their offsets are their own, never committed to a broker).
+#[test]
+fn broadcasting_consumers_each_read_every_message() {
+    const TOPIC: &str = "notices";
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic(TOPIC, 2);
+    let broadcast = ["--broadcast", "true"];
+    let mut first = rig.client("consume", "bc-1", TOPIC, "notice-readers", &broadcast);
+    let mut second = rig.client("consume", "bc-2", TOPIC, "notice-readers", &broadcast);
+    // Each starts from the queues' first offset (its own, local offsets).
+    let mut producer = rig.client(
+        "produce",
+        "notifier",
+        TOPIC,
+        "notifiers",
+        &["--count", "50"],
+    );
+    wait_until(DEADLINE, "50 messages acknowledged", || {
+        producer.lines().len() == 50
+    });
+    let sent = producer.lines();
+    for c in [&first, &second] {
+        wait_until(DEADLINE, "each consumer read all 50", || {
+            let seen: std::collections::BTreeSet<String> = c.lines().into_iter().collect();
+            sent.iter().all(|m| seen.contains(m))
+        });
+    }
+    producer.stop(Duration::from_secs(30));
+    first.stop(Duration::from_secs(30));
+    second.stop(Duration::from_secs(30));
 }

@@ -3,7 +3,8 @@
 //! between them, and Apache's Java producer and push consumer through the
 //! proxy the whole time. The topic walks source → dual_read → dual_write → cutover →
 //! target and back to source while messages flow; every acknowledged
-//! message must be consumed at least once, and duplicates are counted and
+//! message must be consumed at least once (every 25th only after a retry
+//! through the group's %RETRY% topic), and duplicates are counted and
 //! printed. Needs `tests/peers/install.sh rocketmq`.
 //!
 //! Clients poll routes every second, and each step waits for evidence that
@@ -62,7 +63,15 @@ fn walk_there_and_back_loses_no_message() {
     let started = Instant::now();
     let rig = RocketmqRig::start(", quiet_window: 1s");
     rig.source.create_topic(TOPIC, QUEUES);
-    let mut consumer = rig.client("consume", "consumer", TOPIC, "walkers", &[]);
+    // Every 25th message is first answered "later": it comes back through
+    // the group's %RETRY% topic, whichever cluster it was pulled from.
+    let mut consumer = rig.client(
+        "consume",
+        "consumer",
+        TOPIC,
+        "walkers",
+        &["--retry-every", "25"],
+    );
     let mut producer = rig.client(
         "produce",
         "p1",
@@ -142,6 +151,10 @@ fn walk_there_and_back_loses_no_message() {
         started.elapsed()
     );
     assert_eq!(lost, 0, "lost messages");
+    assert!(
+        consumed["retried"].as_u64().unwrap_or(0) > 0,
+        "no delivery was retried: {consumed}"
+    );
     // Every RocketMQ series is exported for the topic, and the walk moved
     // messages through both clusters.
     let metrics = rig.proxy.scrape();

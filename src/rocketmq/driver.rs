@@ -13,11 +13,13 @@
 //! - `cutover → target`: `source_inbound_zero` (no message reached the
 //!   source's queues, through the proxy or around it, for
 //!   `rocketmq.quiet_window`), `source_half_messages_resolved` (no
-//!   transactional half message open on the source's masters of the topic)
-//!   and `source_backlog_zero` (every group of
+//!   transactional half message open on the source's masters of the topic),
+//!   `source_delayed_zero` (no delayed or retried message waiting out its
+//!   delay there) and `source_backlog_zero` (every group of
 //!   the topic, seen through the proxy or listed by the source's brokers,
 //!   consumed everything on the source, `%RETRY%` topics included).
-//! - `dual_read → source` (rollback): `target_backlog_zero`, since target
+//! - `dual_read → source` (rollback): `target_backlog_zero` and
+//!   `target_delayed_zero`, since target
 //!   queues vanish from routes and anything still unread there would be
 //!   stranded. Other rollbacks keep every queue that may hold messages.
 
@@ -406,6 +408,52 @@ impl RocketmqDriver {
         }
     }
 
+    /// Whether delayed messages still wait on `side`'s masters of `topic`:
+    /// scheduled sends and retries (a `%RETRY%` message waits out its delay
+    /// there) reach their topics only when due, so the backlog gates do not
+    /// see them yet. The schedule queues are shared by every topic of a
+    /// broker; brokers running the 5.x timer wheel (`timerWheelEnable`,
+    /// default true) keep delayed messages elsewhere, unseen by this check.
+    async fn delayed_zero(&self, name: &str, side: Side, topic: &str) -> CheckResult {
+        let cluster = self.shared.cluster(side);
+        let route = match offsets::route(&self.shared, side, topic).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return CheckResult::pass(
+                    name,
+                    format!("cluster \"{cluster}\" has no topic {topic}"),
+                );
+            }
+            Err(e) => return CheckResult::fail(name, e),
+        };
+        let mut brokers = Brokers::new(&self.shared, side);
+        let mut waiting = Vec::new();
+        for addr in masters(&route) {
+            match brokers.delayed(&addr).await {
+                Ok(0) => {}
+                Ok(n) => waiting.push(format!("{n} on broker {addr}")),
+                Err(e) => return CheckResult::fail(name, e),
+            }
+        }
+        if waiting.is_empty() {
+            CheckResult::pass(
+                name,
+                format!(
+                    "no delayed or retried message waits on cluster \"{cluster}\"'s brokers of {topic}"
+                ),
+            )
+        } else {
+            CheckResult::fail(
+                name,
+                format!(
+                    "delayed or retried messages not yet due on cluster \"{cluster}\" (any topic of those brokers, in {}): {}",
+                    offsets::SCHEDULE_TOPIC,
+                    waiting.join(", ")
+                ),
+            )
+        }
+    }
+
     /// Sets each known group's offsets on the target's queues of `topic`
     /// to their max offset where the group has none yet.
     async fn init_target_offsets(&self, topic: &str) -> Result<(), String> {
@@ -497,12 +545,16 @@ impl Driver for RocketmqDriver {
             (State::Cutover, State::Target) => vec![
                 self.source_inbound_zero(topic).await,
                 self.source_half_messages_resolved(topic).await,
+                self.delayed_zero("source_delayed_zero", Side::Source, topic)
+                    .await,
                 self.backlog("source_backlog_zero", Side::Source, topic)
                     .await,
             ],
             (State::DualRead, State::Source) => {
                 vec![
                     self.backlog("target_backlog_zero", Side::Target, topic)
+                        .await,
+                    self.delayed_zero("target_delayed_zero", Side::Target, topic)
                         .await,
                 ]
             }

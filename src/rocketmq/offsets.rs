@@ -20,6 +20,15 @@ use super::rpc::{self, Conn};
 const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
 /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: every subscription group of a broker.
 const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
+/// GET_ALL_DELAY_OFFSET: the schedule service's progress per delay level.
+const GET_ALL_DELAY_OFFSET: i32 = 45;
+/// Where a broker keeps delayed messages (and retries waiting for their
+/// delay) until due: one queue per delay level, queue id = level − 1.
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// Apache's default delay levels (1s … 2h); a broker configured with more
+/// has its extra levels unseen by the delayed-message gate.
+pub const DELAY_LEVELS: i32 = 18;
+
 /// The most groups one broker's table may hold for the group checks: each
 /// is asked for its connections once per check.
 pub const MAX_GROUPS_INSPECTED: usize = 10_000;
@@ -390,6 +399,44 @@ impl Brokers<'_> {
             .map_err(|e| format!("broker {addr}: consumer connection list of {group}: {e}"))?;
         Ok(!list.connection_set.is_empty() && list.subscription_table.contains_key(topic))
     }
+}
+
+impl Brokers<'_> {
+    /// Delayed messages on the broker at `addr` not yet due or not yet
+    /// delivered to their topics: per delay level, the queue's max offset
+    /// minus the schedule service's offset.
+    ///
+    /// # Errors
+    /// A sentence naming the broker.
+    pub async fn delayed(&mut self, addr: &str) -> Result<i64, String> {
+        let got = self.call(addr, GET_ALL_DELAY_OFFSET, &[]).await?;
+        let table: DelayOffsets = ok_json(addr, &got, "the delay offsets")?;
+        let mut total = 0;
+        for level in 1..=DELAY_LEVELS {
+            let q = Queue {
+                addr: addr.to_owned(),
+                id: level - 1,
+            };
+            let max = self.max_offset(SCHEDULE_TOPIC, &q).await?;
+            if max == 0 {
+                continue;
+            }
+            let done = match table.offset_table.get(&level.to_string()) {
+                Some(o) => *o,
+                None => self.min_offset(SCHEDULE_TOPIC, &q).await?,
+            };
+            total += (max - done).max(0);
+        }
+        Ok(total)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DelayOffsets {
+    /// Delay level → offset in its queue.
+    #[serde(default)]
+    offset_table: BTreeMap<String, i64>,
 }
 
 /// The JSON body of a successful answer.

@@ -13,7 +13,7 @@
 #   tansu      tansu 0.6.0 (memory storage) in the venv: only benches/kafka_compare still
 #              runs it (its `tansu proxy` baseline); no test does
 #   rocketmq   Apache RocketMQ 5.3.3 (namesrv, broker, tools, Java client 5.3.3) and the
-#              Java client 4.9.8, jars from Maven Central (needs java 17 + mvn); the test
+#              Java client 4.9.8, jars from Maven Central (Debian openjdk-17-jdk-headless + maven); the test
 #              clients tests/peers/rocketmq-java run from source, no build step
 #   fuzz       cargo-fuzz
 #   chromium   Debian chromium + chromium-driver
@@ -89,6 +89,9 @@ apt_packages() {
     proxies) echo nutcracker haproxy ;;
     etcd) echo etcd-server ;;
     chromium | browser) echo chromium chromium-driver ;;
+    # The JDK (java, and jar to unpack the logback files) and Maven for the
+    # jars and the Java test clients.
+    rocketmq) echo openjdk-17-jdk-headless maven ;;
     esac
 }
 
@@ -99,6 +102,7 @@ apt_binaries() {
     proxies) echo nutcracker haproxy ;;
     etcd) echo etcd ;;
     chromium | browser) echo chromium chromedriver ;;
+    rocketmq) echo java jar mvn ;;
     esac
 }
 
@@ -500,6 +504,7 @@ main() {
             fi
             ;;
         rocketmq)
+            check_apt_group "$g"
             if jars_present "$ROCKETMQ_DIR" "rocketmq $ROCKETMQ_VERSION"; then
                 echo "peer rocketmq: present (Apache RocketMQ $ROCKETMQ_VERSION in $ROCKETMQ_DIR)"
             else

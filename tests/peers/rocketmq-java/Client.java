@@ -3,10 +3,13 @@
 // from source with no build step:
 //
 //   java -cp 'LIB/*' Client.java produce --namesrv A --topic T --group G --id P --out FILE
-//       [--count N] [--stop-file F] [--interval-ms M]
+//       [--count N] [--stop-file F] [--interval-ms M] [--delay-level L]
 //   java -cp 'LIB/*' Client.java consume --namesrv A --topic T --group G --out FILE --stop-file F
-//       [--orderly true] [--broadcast true]
+//       [--orderly true] [--broadcast true] [--retry-every K]
 //
+// With `--retry-every K` the first delivery of each body whose SEQ is a
+// multiple of K is answered RECONSUME_LATER (the broker redelivers it through
+// the group's %RETRY% topic after its delay); only consumed bodies are written.
 // An orderly consumer writes `BODY<TAB>STOREHOST/QUEUE` lines (the real
 // broker's store address and the queue id), so order can be checked per queue.
 //   java -cp 'LIB/*' Client.java transact --namesrv A --topic T --group G --id P --out FILE
@@ -52,6 +55,18 @@ import org.apache.rocketmq.common.message.MessageExt;
 
 public class Client {
     private final Map<String, String> args = new HashMap<>();
+    /** Deliveries answered RECONSUME_LATER (`--retry-every`). */
+    private final AtomicLong retried = new AtomicLong();
+
+    /** The SEQ of a `P:SEQ` body, or -1. */
+    static long seq(MessageExt m) {
+        String body = new String(m.getBody(), StandardCharsets.UTF_8);
+        try {
+            return Long.parseLong(body.substring(body.lastIndexOf(':') + 1));
+        } catch (NumberFormatException e) {
+            return -1;
+        }
+    }
 
     public static void main(String[] argv) throws Exception {
         if (argv.length == 0) {
@@ -133,6 +148,7 @@ public class Client {
         String id = get("id");
         long count = num("count", Long.MAX_VALUE);
         long interval = num("interval-ms", 0);
+        int delayLevel = (int) num("delay-level", 0);
         DefaultMQProducer producer = new DefaultMQProducer(get("group"));
         configure(producer);
         producer.setRetryTimesWhenSendFailed(2);
@@ -143,7 +159,11 @@ public class Client {
             while (seq < count && !stopped()) {
                 String body = id + ":" + seq;
                 try {
-                    SendResult r = producer.send(new Message(topic, body.getBytes(StandardCharsets.UTF_8)), 3000);
+                    Message m = new Message(topic, body.getBytes(StandardCharsets.UTF_8));
+                    if (delayLevel > 0) {
+                        m.setDelayTimeLevel(delayLevel);
+                    }
+                    SendResult r = producer.send(m, 3000);
                     if (r.getSendStatus() == SendStatus.SEND_OK) {
                         acked++;
                         out.println(body);
@@ -253,7 +273,16 @@ public class Client {
                 return ConsumeOrderlyStatus.SUCCESS;
             });
         } else {
+            long retryEvery = num("retry-every", 0);
+            AtomicLong retried = this.retried;
             consumer.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
+                // One message per call (the default batch size of 1), so a
+                // retry asks only for that message again.
+                if (retryEvery > 0 && msgs.size() == 1 && msgs.get(0).getReconsumeTimes() == 0
+                        && seq(msgs.get(0)) % retryEvery == 0) {
+                    retried.incrementAndGet();
+                    return ConsumeConcurrentlyStatus.RECONSUME_LATER;
+                }
                 record(out, received, msgs);
                 return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
             });
@@ -268,7 +297,7 @@ public class Client {
         synchronized (out) {
             out.close();
         }
-        return "{\"mode\":\"consume\",\"received\":" + received.get() + "}";
+        return "{\"mode\":\"consume\",\"received\":" + received.get() + ",\"retried\":" + retried.get() + "}";
     }
 
     /**
