@@ -17,7 +17,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{KafkaRig, cutover_bin, finish_java, finish_kafka_script, spawn_java};
+use support::{KafkaRig, cutover_bin, finish_java, finish_kafka_script, spawn_java, wait_until};
 
 const PARTITIONS: usize = 4;
 /// How long the producers run; the walk happens inside this window.
@@ -465,9 +465,21 @@ fn a_proxy_killed_mid_switch_comes_back_with_a_consistent_map() {
         let (code, out) = rig.ctl_on(verb, rest);
         assert_eq!(code, 0, "{verb} {rest:?}: {out}");
     }
+    // Every partition back on the source, so the shift below has all of
+    // them to switch one by one: a window wide enough to kill inside.
+    let (code, out) = rig.ctl_on("shift", &["--percent", "0"]);
+    assert_eq!(code, 0, "shift 0: {out}");
     let load = rig.spawn(LOAD);
     std::thread::sleep(Duration::from_secs(3)); // traffic through the proxy
-    // SIGKILL while `shift` is switching partitions one by one.
+    let switched = |rig: &KafkaRig| {
+        rig.proxy
+            .log_tail(100_000)
+            .matches("kafka partition switched")
+            .count()
+    };
+    let before = switched(&rig);
+    // SIGKILL while `shift` is switching partitions one by one: after its
+    // first switch is logged, before its answer.
     let socket = rig.proxy.socket();
     let topic = rig.topic();
     let shifter = std::thread::spawn(move || {
@@ -478,17 +490,40 @@ fn a_proxy_killed_mid_switch_comes_back_with_a_consistent_map() {
             .args(["shift", "events", &topic, "--percent", "100"])
             .output()
     });
-    std::thread::sleep(Duration::from_millis(15));
+    wait_until(
+        Duration::from_secs(60),
+        "the shift to switch its first partition",
+        || switched(&rig) > before,
+    );
     rig.proxy.kill9();
-    let _ = shifter.join();
+    let shift = shifter.join().expect("ctl thread").expect("ctl ran");
+    assert!(
+        !shift.status.success(),
+        "the shift answered before the kill, so the kill did not land inside it: {}",
+        String::from_utf8_lossy(&shift.stdout)
+    );
     rig.proxy.restart();
     assert_eq!(rig.state(), "dual_write", "{}", rig.proxy.log_tail(20));
-    // Start-up reconciliation: the partitions writing to the target are
-    // exactly the persisted shifted set, whatever the kill interrupted.
+    // The shift persisted its whole set before switching; the kill left
+    // some partitions behind, and start-up reconciliation switches them.
+    wait_until(
+        Duration::from_secs(60),
+        "start-up reconciliation to switch the partitions the kill left behind",
+        || {
+            rig.proxy
+                .log_tail(400)
+                .contains("partitions switched to agree with the persisted state")
+        },
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (on_target, shifted) = rig.writers();
         if on_target == shifted {
+            assert_eq!(
+                shifted.len(),
+                PARTITIONS,
+                "the persisted set is the interrupted 100% shift"
+            );
             break;
         }
         assert!(
