@@ -616,12 +616,16 @@ fn group_lag_and_traffic_series_follow_what_was_produced_and_committed() {
         )
     };
     let topic = ["topic=\"orders-lag\"", "direction=\"produced\""];
-    let before = (
-        metric_sum(&rig, "cutover_requests_total", &topic[..1]),
-        metric_sum(&rig, "cutover_kafka_record_bytes_total", &topic),
-        metric_sum(&rig, "cutover_kafka_records_total", &topic),
-        metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
-    );
+    let traffic = || {
+        (
+            metric_sum(&rig, "cutover_requests_total", &topic[..1]),
+            metric_sum(&rig, "cutover_kafka_record_bytes_total", &topic),
+            metric_sum(&rig, "cutover_kafka_records_total", &topic),
+            metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
+            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_upstream\""]),
+        )
+    };
+    let before = traffic();
     lag_produce(&rig, LAG_PER_PARTITION, "range(3)", true);
     // (30-10) + (30-20) + (30-5): produced minus committed, every partition.
     let expected = 3 * LAG_PER_PARTITION - (10 + 20 + 5);
@@ -630,12 +634,7 @@ fn group_lag_and_traffic_series_follow_what_was_produced_and_committed() {
         "group lag equals the true lag",
         || lag() == expected as f64,
     );
-    let after = (
-        metric_sum(&rig, "cutover_requests_total", &topic[..1]),
-        metric_sum(&rig, "cutover_kafka_record_bytes_total", &topic),
-        metric_sum(&rig, "cutover_kafka_records_total", &topic),
-        metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
-    );
+    let after = traffic();
     assert!(
         after.0 >= before.0 + 1.0,
         "requests: {before:?} -> {after:?}"
