@@ -551,3 +551,109 @@ fn sigterm_lets_a_long_polled_fetch_finish_then_closes() {
         "no longer accepting"
     );
 }
+
+/// Sum of the samples of `name` (exact series name) whose labels contain
+/// every one of `labels`, from /metrics.
+fn metric_sum(rig: &KafkaRig, name: &str, labels: &[&str]) -> f64 {
+    rig.proxy
+        .scrape()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Records produced per partition by [`LAG_PRODUCE`] in its first run.
+const LAG_PER_PARTITION: i64 = 30;
+
+/// Produces `{N}` records to each of `{PARTS}` of orders-lag (created on
+/// the first run), then, when `{COMMIT}`, commits group g-lag at 10, 20
+/// and 5 in two separate OffsetCommits (as two members of a group do).
+const LAG_PRODUCE: &str = r#"
+admin = AdminClient({"bootstrap.servers": BOOT})
+if {COMMIT}:
+    admin.create_topics([NewTopic("orders-lag", num_partitions=3)])["orders-lag"].result(timeout=20)
+delivered, failed = [0], []
+def on_delivery(err, msg):
+    if err: failed.append(str(err))
+    else: delivered[0] += 1
+p = Producer({"bootstrap.servers": BOOT, "acks": "all"})
+for part in {PARTS}:
+    for i in range({N}):
+        p.produce("orders-lag", value=f"v{part}-{i}".encode(), partition=part, on_delivery=on_delivery)
+left = p.flush(30)
+if {COMMIT}:
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "g-lag", "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition("orders-lag", 0, 10), TopicPartition("orders-lag", 1, 20)], asynchronous=False)
+    c.commit(offsets=[TopicPartition("orders-lag", 2, 5)], asynchronous=False)
+    c.close()
+print(json.dumps({"delivered": delivered[0], "failed": failed, "left": left}))
+"#;
+
+fn lag_produce(rig: &KafkaRig, n: i64, parts: &str, commit: bool) {
+    let body = LAG_PRODUCE
+        .replace("{N}", &n.to_string())
+        .replace("{PARTS}", parts)
+        .replace("{COMMIT}", if commit { "True" } else { "False" });
+    let out = python(&script(rig, &body));
+    assert_eq!(out["failed"], serde_json::json!([]), "{out}");
+    assert_eq!(out["left"], 0, "{out}");
+}
+
+/// The group lag gauge equals what was produced minus what was committed,
+/// summed over every committed partition (not only the last commit's), and
+/// grows as records arrive with no consumer fetching. The traffic series
+/// (requests, record bytes, latency count) grow by at least what was sent.
+#[test]
+fn group_lag_and_traffic_series_follow_what_was_produced_and_committed() {
+    let rig = rig();
+    let lag = || {
+        metric_sum(
+            &rig,
+            "cutover_kafka_group_lag",
+            &["group=\"g-lag\"", "topic=\"orders-lag\""],
+        )
+    };
+    let topic = ["topic=\"orders-lag\"", "direction=\"produced\""];
+    let traffic = || {
+        (
+            metric_sum(&rig, "cutover_requests_total", &topic[..1]),
+            metric_sum(&rig, "cutover_kafka_record_bytes_total", &topic),
+            metric_sum(&rig, "cutover_kafka_records_total", &topic),
+            metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
+            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_upstream\""]),
+        )
+    };
+    let before = traffic();
+    lag_produce(&rig, LAG_PER_PARTITION, "range(3)", true);
+    // (30-10) + (30-20) + (30-5): produced minus committed, every partition.
+    let expected = 3 * LAG_PER_PARTITION - (10 + 20 + 5);
+    wait_until(
+        Duration::from_secs(10),
+        "group lag equals the true lag",
+        || lag() == expected as f64,
+    );
+    let after = traffic();
+    assert!(
+        after.0 >= before.0 + 1.0,
+        "requests: {before:?} -> {after:?}"
+    );
+    // 90 values of at least 4 bytes each, inside batches of 61+ bytes.
+    assert!(
+        after.1 >= before.1 + 90.0 * 4.0,
+        "bytes: {before:?} -> {after:?}"
+    );
+    assert_eq!(after.2 - before.2, 90.0, "records: {before:?} -> {after:?}");
+    assert!(
+        after.3 >= before.3 + 1.0,
+        "latency count: {before:?} -> {after:?}"
+    );
+
+    lag_produce(&rig, 12, "[0]", false);
+    wait_until(
+        Duration::from_secs(10),
+        "group lag grows with produce",
+        || lag() == (expected + 12) as f64,
+    );
+}

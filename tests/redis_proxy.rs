@@ -146,6 +146,15 @@ fn ten_thousand_pipelined_commands_across_both_clusters_answer_in_order() {
     let expected: Vec<u8> = (1..=5_000)
         .flat_map(|n| format!(":{n}\r\n:{n}\r\n").into_bytes())
         .collect();
+    let traffic = || {
+        (
+            metric_sum(&rig, "cutover_requests_total", &[]),
+            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_upstream\""]),
+            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_client\""]),
+            metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
+        )
+    };
+    let before = traffic();
     let mut client = RawClient::connect(rig.port);
     client.send(&pipeline);
     assert_eq!(
@@ -154,6 +163,37 @@ fn ten_thousand_pipelined_commands_across_both_clusters_answer_in_order() {
     );
     assert_eq!(rig.target.cli(&["get", "session:ctr"]), "5000");
     assert_eq!(rig.source.cli(&["get", "ctr"]), "5000");
+    // Every command is counted and timed, every byte relayed either way.
+    let after = traffic();
+    let grew = |a: f64, b: f64| b - a;
+    assert!(
+        grew(before.0, after.0) >= 10_000.0,
+        "requests {before:?} -> {after:?}"
+    );
+    assert!(
+        grew(before.1, after.1) >= pipeline.len() as f64,
+        "bytes up {before:?} -> {after:?}"
+    );
+    assert!(
+        grew(before.2, after.2) >= expected.len() as f64,
+        "bytes down {before:?} -> {after:?}"
+    );
+    assert!(
+        grew(before.3, after.3) >= 10_000.0,
+        "latency count {before:?} -> {after:?}"
+    );
+}
+
+/// Sum of the samples of `name` (exact series name) whose labels contain
+/// every one of `labels`, from /metrics.
+fn metric_sum(rig: &RedisRig, name: &str, labels: &[&str]) -> f64 {
+    rig.proxy
+        .scrape()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]

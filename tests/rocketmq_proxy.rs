@@ -70,6 +70,15 @@ fn source_state_relays_clients_and_answers_in_their_encoding() {
     assert_eq!(missing.header.code, 17, "unknown topic stays unknown");
 
     // Produce and consume through the proxy.
+    let traffic = || {
+        (
+            metric_sum(&rig, "cutover_requests_total", &["topic=\"events\""]),
+            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_upstream\""]),
+            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_client\""]),
+            metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
+        )
+    };
+    let before = traffic();
     let mut consumer = rig.client("consume", "c", "events", "readers", &[]);
     let mut producer = rig.client("produce", "p", "events", "writers", &["--count", "200"]);
     wait_until(DEADLINE, "200 messages acknowledged", || {
@@ -81,6 +90,25 @@ fn source_state_relays_clients_and_answers_in_their_encoding() {
     let summary = producer.stop(Duration::from_secs(30));
     assert_eq!(summary["acked"], 200, "{summary}");
     consumer.stop(Duration::from_secs(30));
+    // 200 sends, each counted, timed and relayed both ways (a send frame
+    // carries at least its topic, group and body: over 50 bytes).
+    let after = traffic();
+    assert!(
+        after.0 - before.0 >= 200.0,
+        "requests {before:?} -> {after:?}"
+    );
+    assert!(
+        after.1 - before.1 >= 200.0 * 50.0,
+        "bytes up {before:?} -> {after:?}"
+    );
+    assert!(
+        after.2 - before.2 >= 200.0 * 50.0,
+        "bytes down {before:?} -> {after:?}"
+    );
+    assert!(
+        after.3 - before.3 >= 200.0,
+        "latency count {before:?} -> {after:?}"
+    );
     assert_eq!(
         rig.target.max_offsets("events", 2),
         0,
@@ -92,6 +120,18 @@ fn source_state_relays_clients_and_answers_in_their_encoding() {
         status.contains("events") && status.contains("source"),
         "{status}"
     );
+}
+
+/// Sum of the samples of `name` (exact series name) whose labels contain
+/// every one of `labels`, from /metrics.
+fn metric_sum(rig: &RocketmqRig, name: &str, labels: &[&str]) -> f64 {
+    rig.proxy
+        .scrape()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]

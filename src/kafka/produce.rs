@@ -103,7 +103,7 @@ pub(super) async fn route(
                 drop(inflight);
                 let frame = frame?;
                 traffic::latency(&shared, dest.side, started);
-                traffic::produce_answered(&shared, dest.side, &frame, version, &counts);
+                traffic::produce_answered(&shared, dest.side, &frame, version, &counts, true);
                 Ok(Out::Relabelled(frame, id))
             }),
             None => Box::pin(async { Ok(Out::Nothing) }),
@@ -149,12 +149,13 @@ pub(super) async fn route(
         for (side, frame) in answers {
             let frame = frame?;
             traffic::latency(&shared, side, started);
-            traffic::produce_answered(&shared, side, &frame, version, &counts);
+            traffic::produce_answered(&shared, side, &frame, version, &counts, false);
             let part: ProduceResponse =
                 decode_response_body(&frame, ApiKey::Produce as i16, version)
                     .map_err(|e| Close::Upstream(format!("Produce answer: {e}")))?;
             merge(&mut merged, part, &shifts);
         }
+        traffic::produce_ends(&shared, &merged, &counts);
         let frame = encode(ApiKey::Produce, version, id, &merged)
             .map_err(|e| Close::Upstream(format!("encoding the Produce answer: {e}")))?;
         Ok(Out::Frame(frame))

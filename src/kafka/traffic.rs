@@ -19,20 +19,86 @@ use crate::metrics;
 /// High watermarks remembered at most (for lag).
 const MAX_WATERMARKS: usize = 65_536;
 
-/// Last seen high watermark per partition (virtual offsets).
+/// Group commits remembered at most, counted as (topic, group) pairs, and
+/// partitions per pair (for lag).
+const MAX_COMMITTED: usize = 65_536;
+const MAX_COMMITTED_PARTITIONS: usize = 4_096;
+
+/// A group's last commit per partition of one topic.
+type GroupCommits = HashMap<i32, i64>;
+
+/// Last seen high watermark per partition and last commit per group and
+/// partition (virtual offsets): the gauge is their difference summed over
+/// every partition the group committed, recomputed whenever either moves,
+/// so it follows producers between commits and one member's commit does
+/// not hide the partitions the other members hold.
 #[derive(Debug, Default)]
-pub struct Watermarks(DashMap<(String, i32), i64>);
+pub struct Watermarks {
+    hw: DashMap<(String, i32), i64>,
+    commits: DashMap<String, HashMap<String, GroupCommits>>,
+}
 
 impl Watermarks {
+    /// A watermark a Fetch answer reported (authoritative, may go down
+    /// when a topic is recreated).
     fn note(&self, topic: &str, partition: i32, hw: i64) {
-        if self.0.len() >= MAX_WATERMARKS && !self.0.contains_key(&(topic.to_owned(), partition)) {
+        if self.hw.len() >= MAX_WATERMARKS && !self.hw.contains_key(&(topic.to_owned(), partition))
+        {
             return;
         }
-        self.0.insert((topic.to_owned(), partition), hw);
+        self.hw.insert((topic.to_owned(), partition), hw);
+    }
+
+    /// A log end a Produce answer implies: raises the watermark only.
+    fn raise(&self, topic: &str, partition: i32, end: i64) {
+        if let Some(mut hw) = self.hw.get_mut(&(topic.to_owned(), partition)) {
+            *hw = (*hw).max(end);
+            return;
+        }
+        self.note(topic, partition, end);
     }
 
     fn get(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.0.get(&(topic.to_owned(), partition)).map(|v| *v)
+        self.hw.get(&(topic.to_owned(), partition)).map(|v| *v)
+    }
+
+    fn commit(&self, group: &str, topic: &str, partition: i32, offset: i64) {
+        if self.commits.len() >= MAX_COMMITTED && !self.commits.contains_key(topic) {
+            return;
+        }
+        let mut groups = self.commits.entry(topic.to_owned()).or_default();
+        if groups.len() >= MAX_COMMITTED && !groups.contains_key(group) {
+            return;
+        }
+        let parts = groups.entry(group.to_owned()).or_default();
+        if parts.len() < MAX_COMMITTED_PARTITIONS || parts.contains_key(&partition) {
+            parts.insert(partition, offset);
+        }
+    }
+
+    /// Lag per group on `topic`: partitions with a commit and a watermark.
+    fn lags(&self, topic: &str) -> Vec<(String, i64)> {
+        let Some(groups) = self.commits.get(topic) else {
+            return Vec::new();
+        };
+        groups
+            .iter()
+            .map(|(group, parts)| {
+                let lag = parts
+                    .iter()
+                    .filter_map(|(p, offset)| Some((self.get(topic, *p)? - offset).max(0)))
+                    .sum();
+                (group.clone(), lag)
+            })
+            .collect()
+    }
+}
+
+/// Sets the lag gauge of every group committed on `topic`.
+fn publish_lag(shared: &Shared, topic: &str) {
+    for (group, lag) in shared.watermarks.lags(topic) {
+        metrics::gauge!(metrics::KAFKA_GROUP_LAG, "migration" => shared.migration.name.to_string(), "group" => group, "topic" => topic.to_owned())
+            .set(lag as f64);
     }
 }
 
@@ -133,7 +199,9 @@ pub(crate) fn latency(shared: &Shared, side: Side, started: std::time::Instant) 
         .record(started.elapsed().as_secs_f64());
 }
 
-/// A Produce answer from `side`: errors by code.
+/// A Produce answer from `side`: errors by code; with `identity` (no
+/// partition of the request is shifted) its offsets are virtual too and
+/// raise the watermarks for lag.
 ///
 /// Also tells the splice where each partition's log now ends on `side`
 /// (base offset + records, physical): the switch closes a segment no
@@ -145,11 +213,15 @@ pub(crate) fn produce_answered(
     frame: &Bytes,
     version: i16,
     counts: &HashMap<(String, i32), i64>,
+    identity: bool,
 ) {
     let Ok(body) = decode_response_body::<ProduceResponse>(frame, ApiKey::Produce as i16, version)
     else {
         return;
     };
+    if identity {
+        produce_ends(shared, &body, counts);
+    }
     for t in &body.responses {
         for p in &t.partition_responses {
             let key = (t.name.0.to_string(), p.index);
@@ -199,6 +271,7 @@ pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse) {
             }
         }
         counted(shared, topic, side, "fetched", records, bytes);
+        publish_lag(shared, topic);
     }
 }
 
@@ -210,24 +283,66 @@ pub(crate) fn fetched_frame(shared: &Shared, side: Side, frame: &Bytes, version:
     }
 }
 
-/// An OffsetCommit relayed through the proxy: the group's lag per topic,
-/// summed over the partitions it committed, against the last watermarks.
+/// An OffsetCommit relayed through the proxy: remembered per partition,
+/// then the lag of the topics it touched is republished.
 pub(crate) fn committed(shared: &Shared, commits: &[(String, String, i32, i64)]) {
-    let mut lag: HashMap<(&str, &str), i64> = HashMap::new();
     for (group, topic, partition, offset) in commits {
-        if let Some(hw) = shared.watermarks.get(topic, *partition) {
-            *lag.entry((group, topic)).or_default() += (hw - offset).max(0);
-        }
+        shared.watermarks.commit(group, topic, *partition, *offset);
     }
-    for ((group, topic), lag) in lag {
-        metrics::gauge!(metrics::KAFKA_GROUP_LAG, "migration" => shared.migration.name.to_string(), "group" => group.to_owned(), "topic" => topic.to_owned())
-            .set(lag as f64);
+    let topics: std::collections::HashSet<&str> =
+        commits.iter().map(|(_, t, _, _)| t.as_str()).collect();
+    for topic in topics {
+        publish_lag(shared, topic);
+    }
+}
+
+/// A Produce answer in virtual offsets: each partition's log now ends at
+/// least at base offset + records, so the groups' lag grows with writes
+/// even while no consumer fetches.
+pub(crate) fn produce_ends(
+    shared: &Shared,
+    body: &ProduceResponse,
+    counts: &HashMap<(String, i32), i64>,
+) {
+    for t in &body.responses {
+        let topic = t.name.0.as_str();
+        for p in &t.partition_responses {
+            if let (0, true, Some(n)) = (
+                p.error_code,
+                p.base_offset >= 0,
+                counts.get(&(topic.to_owned(), p.index)),
+            ) {
+                shared.watermarks.raise(topic, p.index, p.base_offset + n);
+            }
+        }
+        publish_lag(shared, topic);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_sums_every_committed_partition_and_follows_writes() {
+        let w = Watermarks::default();
+        for p in 0..3 {
+            w.note("t", p, 30);
+        }
+        w.commit("g", "t", 0, 10);
+        w.commit("g", "t", 1, 20);
+        // A second member's commit must not hide the first one's partitions.
+        w.commit("g", "t", 2, 5);
+        assert_eq!(w.lags("t"), vec![("g".to_owned(), 55)]);
+        w.raise("t", 0, 42);
+        w.raise("t", 1, 3);
+        assert_eq!(
+            w.lags("t"),
+            vec![("g".to_owned(), 67)],
+            "raise never lowers"
+        );
+        assert!(w.lags("other").is_empty());
+    }
 
     #[test]
     fn records_are_counted_from_batch_headers() {
