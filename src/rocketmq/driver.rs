@@ -412,8 +412,9 @@ impl RocketmqDriver {
     /// scheduled sends and retries (a `%RETRY%` message waits out its delay
     /// there) reach their topics only when due, so the backlog gates do not
     /// see them yet. The schedule queues are shared by every topic of a
-    /// broker; brokers running the 5.x timer wheel (`timerWheelEnable`,
-    /// default true) keep delayed messages elsewhere, unseen by this check.
+    /// broker. Brokers running the 5.x timer wheel (`timerWheelEnable`,
+    /// default true) keep timed messages where this check cannot count
+    /// them, so there it refuses and says so.
     async fn delayed_zero(&self, name: &str, side: Side, topic: &str) -> CheckResult {
         let cluster = self.shared.cluster(side);
         let route = match offsets::route(&self.shared, side, topic).await {
@@ -429,6 +430,18 @@ impl RocketmqDriver {
         let mut brokers = Brokers::new(&self.shared, side);
         let mut waiting = Vec::new();
         for addr in masters(&route) {
+            match brokers.timer_wheel(&addr).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    return CheckResult::fail(
+                        name,
+                        format!(
+                            "broker {addr} of cluster \"{cluster}\" keeps messages sent with a delivery time in its timer wheel (timerWheelEnable), which this check cannot count: advance with --force once the latest delivery time of {topic} has passed"
+                        ),
+                    );
+                }
+                Err(e) => return CheckResult::fail(name, e),
+            }
             match brokers.delayed(&addr).await {
                 Ok(0) => {}
                 Ok(n) => waiting.push(format!("{n} on broker {addr}")),

@@ -22,6 +22,9 @@ const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
 const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
 /// GET_ALL_DELAY_OFFSET: the schedule service's progress per delay level.
 const GET_ALL_DELAY_OFFSET: i32 = 45;
+/// Apache `RequestCode.GET_BROKER_CONFIG`: the broker's settings as a
+/// properties text.
+const GET_BROKER_CONFIG: i32 = 26;
 /// Where a broker keeps delayed messages (and retries waiting for their
 /// delay) until due: one queue per delay level, queue id = level − 1.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -402,6 +405,23 @@ impl Brokers<'_> {
 }
 
 impl Brokers<'_> {
+    /// Whether the broker at `addr` keeps messages with a delivery time in
+    /// its timer wheel (`timerWheelEnable`, on by default in 5.x), where
+    /// [`Brokers::delayed`] cannot count them.
+    ///
+    /// # Errors
+    /// A sentence naming the broker when it does not say.
+    pub async fn timer_wheel(&mut self, addr: &str) -> Result<bool, String> {
+        let got = self.call(addr, GET_BROKER_CONFIG, &[]).await?;
+        if got.header.code != ResponseCode::SUCCESS {
+            return Err(format!(
+                "broker {addr} did not give its config (code {}): whether it keeps delayed messages in a timer wheel is unknown",
+                got.header.code
+            ));
+        }
+        Ok(timer_wheel_enabled(&got.body))
+    }
+
     /// Delayed messages on the broker at `addr` not yet due or not yet
     /// delivered to their topics: per delay level, the queue's max offset
     /// minus the schedule service's offset.
@@ -440,6 +460,16 @@ struct DelayOffsets {
 }
 
 /// The JSON body of a successful answer.
+/// `timerWheelEnable` in a broker's properties text; a broker that does
+/// not name it runs the default, which is on.
+fn timer_wheel_enabled(properties: &[u8]) -> bool {
+    String::from_utf8_lossy(properties)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == "timerWheelEnable")
+        .is_none_or(|(_, v)| v.trim() != "false")
+}
+
 fn ok_json<T: serde::de::DeserializeOwned>(
     addr: &str,
     got: &cutover_rocketmq::Frame,
@@ -490,4 +520,16 @@ struct ConnectionList {
     /// Topic → subscription; only the topics matter here.
     #[serde(default)]
     subscription_table: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+#[cfg(test)]
+mod timer_wheel_tests {
+    use super::timer_wheel_enabled;
+
+    #[test]
+    fn the_timer_wheel_is_on_unless_the_broker_says_false() {
+        assert!(!timer_wheel_enabled(b"brokerName=a\ntimerWheelEnable=false\n"));
+        assert!(timer_wheel_enabled(b"brokerName=a\ntimerWheelEnable=true\n"));
+        assert!(timer_wheel_enabled(b"brokerName=a\n"), "the 5.x default");
+    }
 }
