@@ -161,17 +161,37 @@ impl RocketmqDriver {
         Ok((groups, listed_only))
     }
 
+    /// `topic`'s route on `side`, or the check's result when there is
+    /// nothing to inspect (a pass: the cluster has no such topic, `why`
+    /// says what follows) or the route cannot be read (a fail).
+    async fn route_or(
+        &self,
+        name: &str,
+        side: Side,
+        topic: &str,
+        why: &str,
+    ) -> Result<cutover_rocketmq::TopicRouteData, CheckResult> {
+        match offsets::route(&self.shared, side, topic).await {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(CheckResult::pass(
+                name,
+                format!(
+                    "cluster \"{}\" has no topic {topic}, {why}",
+                    self.shared.cluster(side)
+                ),
+            )),
+            Err(e) => Err(CheckResult::fail(name, e)),
+        }
+    }
+
     async fn all_group_members_proxied(&self, topic: &str) -> CheckResult {
         const NAME: &str = "all_group_members_proxied";
-        let route = match offsets::route(&self.shared, Side::Source, topic).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                return CheckResult::pass(
-                    NAME,
-                    format!("the source has no topic {topic}, so no member reads it"),
-                );
-            }
-            Err(e) => return CheckResult::fail(NAME, e),
+        let route = match self
+            .route_or(NAME, Side::Source, topic, "so no member reads it")
+            .await
+        {
+            Ok(r) => r,
+            Err(result) => return result,
         };
         let mut brokers = Brokers::new(&self.shared, Side::Source);
         let (groups, listed_only) = match self
@@ -237,15 +257,12 @@ impl RocketmqDriver {
     /// brokers list for the topic.
     async fn backlog(&self, name: &str, side: Side, topic: &str) -> CheckResult {
         let cluster = self.shared.cluster(side);
-        let route = match offsets::route(&self.shared, side, topic).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                return CheckResult::pass(
-                    name,
-                    format!("cluster \"{cluster}\" has no topic {topic}, so nothing is unread"),
-                );
-            }
-            Err(e) => return CheckResult::fail(name, e),
+        let route = match self
+            .route_or(name, side, topic, "so nothing is unread")
+            .await
+        {
+            Ok(r) => r,
+            Err(result) => return result,
         };
         let mut brokers = Brokers::new(&self.shared, side);
         let groups = match self.known_groups(&mut brokers, side, topic, &route).await {
@@ -362,15 +379,12 @@ impl RocketmqDriver {
     async fn source_half_messages_resolved(&self, topic: &str) -> CheckResult {
         const NAME: &str = "source_half_messages_resolved";
         let cluster = self.shared.cluster(Side::Source);
-        let route = match offsets::route(&self.shared, Side::Source, topic).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                return CheckResult::pass(
-                    NAME,
-                    format!("cluster \"{cluster}\" has no topic {topic}"),
-                );
-            }
-            Err(e) => return CheckResult::fail(NAME, e),
+        let route = match self
+            .route_or(NAME, Side::Source, topic, "so nothing is open")
+            .await
+        {
+            Ok(r) => r,
+            Err(result) => return result,
         };
         let mut brokers = Brokers::new(&self.shared, Side::Source);
         let mut pending = Vec::new();
@@ -417,15 +431,12 @@ impl RocketmqDriver {
     /// them, so there it refuses and says so.
     async fn delayed_zero(&self, name: &str, side: Side, topic: &str) -> CheckResult {
         let cluster = self.shared.cluster(side);
-        let route = match offsets::route(&self.shared, side, topic).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                return CheckResult::pass(
-                    name,
-                    format!("cluster \"{cluster}\" has no topic {topic}"),
-                );
-            }
-            Err(e) => return CheckResult::fail(name, e),
+        let route = match self
+            .route_or(name, side, topic, "so nothing waits")
+            .await
+        {
+            Ok(r) => r,
+            Err(result) => return result,
         };
         let mut brokers = Brokers::new(&self.shared, side);
         let mut waiting = Vec::new();
