@@ -90,7 +90,7 @@ pub(super) async fn route(
                     .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
             translate_all(&mut part, &reads)
                 .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
-            traffic::fetched(&shared, side, &part);
+            traffic::fetched(&shared, side, &part, true);
             merge(&mut merged, part);
         }
         let frame = encode(ApiKey::Fetch, version, id, &merged)

@@ -245,8 +245,11 @@ pub(crate) fn produce_answered(
 }
 
 /// A Fetch answer from `side` (already in virtual offsets, or identity):
-/// records, bytes and errors per topic, and watermarks for lag.
-pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse) {
+/// records, bytes and errors per topic, and watermarks for lag. A
+/// `translated` answer may come from a closed segment, whose watermark
+/// stops at the segment's end: it may only raise the one remembered, or a
+/// consumer reading old records would make its group's lag look small.
+pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, translated: bool) {
     for t in &body.responses {
         let topic = t.topic.0.as_str();
         let (mut records, mut bytes) = (0u64, 0u64);
@@ -262,9 +265,15 @@ pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse) {
                 );
                 continue;
             }
-            shared
-                .watermarks
-                .note(topic, p.partition_index, p.high_watermark);
+            if translated {
+                shared
+                    .watermarks
+                    .raise(topic, p.partition_index, p.high_watermark);
+            } else {
+                shared
+                    .watermarks
+                    .note(topic, p.partition_index, p.high_watermark);
+            }
             if let Some(r) = &p.records {
                 records += record_count(r);
                 bytes += r.len() as u64;
@@ -279,7 +288,7 @@ pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse) {
 /// (records stay shared slices of the frame, nothing is copied).
 pub(crate) fn fetched_frame(shared: &Shared, side: Side, frame: &Bytes, version: i16) {
     if let Ok(body) = decode_response_body::<FetchResponse>(frame, ApiKey::Fetch as i16, version) {
-        fetched(shared, side, &body);
+        fetched(shared, side, &body, false);
     }
 }
 
