@@ -431,10 +431,7 @@ impl RocketmqDriver {
     /// them, so there it refuses and says so.
     async fn delayed_zero(&self, name: &str, side: Side, topic: &str) -> CheckResult {
         let cluster = self.shared.cluster(side);
-        let route = match self
-            .route_or(name, side, topic, "so nothing waits")
-            .await
-        {
+        let route = match self.route_or(name, side, topic, "so nothing waits").await {
             Ok(r) => r,
             Err(result) => return result,
         };

@@ -528,8 +528,12 @@ mod timer_wheel_tests {
 
     #[test]
     fn the_timer_wheel_is_on_unless_the_broker_says_false() {
-        assert!(!timer_wheel_enabled(b"brokerName=a\ntimerWheelEnable=false\n"));
-        assert!(timer_wheel_enabled(b"brokerName=a\ntimerWheelEnable=true\n"));
+        assert!(!timer_wheel_enabled(
+            b"brokerName=a\ntimerWheelEnable=false\n"
+        ));
+        assert!(timer_wheel_enabled(
+            b"brokerName=a\ntimerWheelEnable=true\n"
+        ));
         assert!(timer_wheel_enabled(b"brokerName=a\n"), "the 5.x default");
     }
 }
