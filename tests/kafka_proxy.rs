@@ -430,18 +430,6 @@ fn a_client_newer_than_the_proxy_negotiates_down() {
     assert_eq!(max(ApiKey::DescribeTopicPartitions), None);
 }
 
-/// Sum of every `cutover_bytes_total` series sent upstream, from /metrics.
-fn bytes_upstream(rig: &KafkaRig) -> f64 {
-    rig.proxy
-        .scrape()
-        .lines()
-        .filter(|l| {
-            l.starts_with("cutover_bytes_total{") && l.contains("direction=\"to_upstream\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 const CREATE_DRAIN_TOPIC: &str = r#"
 admin = AdminClient({"bootstrap.servers": BOOT})
 admin.create_topics([NewTopic("orders-drain", num_partitions=1, replication_factor=1)])["orders-drain"].result(timeout=20)
@@ -508,22 +496,15 @@ fn sigterm_lets_a_long_polled_fetch_finish_then_closes() {
         || partition_error(exchange(&mut s, &fetch(1, 0))) == 0,
     );
     let fetch = fetch(9, 4000);
-    let before = bytes_upstream(&rig);
+    let before = rig.proxy.bytes_upstream();
     s.write_all(&fetch).unwrap();
     wait_until(
         Duration::from_secs(5),
         "the fetch is relayed to the source",
-        || bytes_upstream(&rig) >= before + fetch.len() as f64,
+        || rig.proxy.bytes_upstream() >= before + fetch.len() as f64,
     );
-    let pid = rig.proxy.pid().expect("proxy pid").to_string();
     let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    rig.proxy.sigterm();
     let mut len = [0u8; 4];
     s.read_exact(&mut len)
         .expect("the in-flight fetch is answered, not cut off");
@@ -537,33 +518,8 @@ fn sigterm_lets_a_long_polled_fetch_finish_then_closes() {
         held >= Duration::from_secs(1),
         "the answer came {held:?} after SIGTERM: the broker was still holding the fetch when it landed"
     );
-    let mut tail = [0u8; 1];
-    assert_eq!(
-        s.read(&mut tail).unwrap_or(0),
-        0,
-        "closed once nothing is owed"
-    );
-    wait_until(
-        Duration::from_secs(10),
-        "the proxy exits after draining",
-        || !rig.proxy.is_running(),
-    );
-    assert!(
-        TcpStream::connect(("127.0.0.1", rig.listen)).is_err(),
-        "no longer accepting"
-    );
-}
-
-/// Sum of the samples of `name` (exact series name) whose labels contain
-/// every one of `labels`, from /metrics.
-fn metric_sum(rig: &KafkaRig, name: &str, labels: &[&str]) -> f64 {
     rig.proxy
-        .scrape()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .assert_drained(&mut s, &format!("127.0.0.1:{}", rig.listen));
 }
 
 /// Records produced per partition by [`LAG_PRODUCE`] in its first run.
@@ -611,8 +567,7 @@ fn lag_produce(rig: &KafkaRig, n: i64, parts: &str, commit: bool) {
 fn group_lag_and_traffic_series_follow_what_was_produced_and_committed() {
     let rig = rig();
     let lag = || {
-        metric_sum(
-            &rig,
+        rig.proxy.metric_sum(
             "cutover_kafka_group_lag",
             &["group=\"g-lag\"", "topic=\"orders-lag\""],
         )
@@ -620,11 +575,14 @@ fn group_lag_and_traffic_series_follow_what_was_produced_and_committed() {
     let topic = ["topic=\"orders-lag\"", "direction=\"produced\""];
     let traffic = || {
         (
-            metric_sum(&rig, "cutover_requests_total", &topic[..1]),
-            metric_sum(&rig, "cutover_kafka_record_bytes_total", &topic),
-            metric_sum(&rig, "cutover_kafka_records_total", &topic),
-            metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
-            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_upstream\""]),
+            rig.proxy.metric_sum("cutover_requests_total", &topic[..1]),
+            rig.proxy
+                .metric_sum("cutover_kafka_record_bytes_total", &topic),
+            rig.proxy.metric_sum("cutover_kafka_records_total", &topic),
+            rig.proxy
+                .metric_sum("cutover_request_duration_seconds_count", &[]),
+            rig.proxy
+                .metric_sum("cutover_bytes_total", &["direction=\"to_upstream\""]),
         )
     };
     let before = traffic();
@@ -673,8 +631,7 @@ fn group_lag_and_traffic_series_follow_what_was_produced_and_committed() {
         Duration::from_secs(10),
         "live group lag equals Kafka's",
         || {
-            metric_sum(
-                &rig,
+            rig.proxy.metric_sum(
                 "cutover_kafka_group_lag",
                 &["group=\"g-lag-live\"", "topic=\"orders-lag\""],
             ) == truth

@@ -148,10 +148,13 @@ fn ten_thousand_pipelined_commands_across_both_clusters_answer_in_order() {
         .collect();
     let traffic = || {
         (
-            metric_sum(&rig, "cutover_requests_total", &[]),
-            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_upstream\""]),
-            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_client\""]),
-            metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
+            rig.proxy.metric_sum("cutover_requests_total", &[]),
+            rig.proxy
+                .metric_sum("cutover_bytes_total", &["direction=\"to_upstream\""]),
+            rig.proxy
+                .metric_sum("cutover_bytes_total", &["direction=\"to_client\""]),
+            rig.proxy
+                .metric_sum("cutover_request_duration_seconds_count", &[]),
         )
     };
     let before = traffic();
@@ -182,18 +185,6 @@ fn ten_thousand_pipelined_commands_across_both_clusters_answer_in_order() {
         grew(before.3, after.3) >= 10_000.0,
         "latency count {before:?} -> {after:?}"
     );
-}
-
-/// Sum of the samples of `name` (exact series name) whose labels contain
-/// every one of `labels`, from /metrics.
-fn metric_sum(rig: &RedisRig, name: &str, labels: &[&str]) -> f64 {
-    rig.proxy
-        .scrape()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]

@@ -72,10 +72,14 @@ fn source_state_relays_clients_and_answers_in_their_encoding() {
     // Produce and consume through the proxy.
     let traffic = || {
         (
-            metric_sum(&rig, "cutover_requests_total", &["topic=\"events\""]),
-            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_upstream\""]),
-            metric_sum(&rig, "cutover_bytes_total", &["direction=\"to_client\""]),
-            metric_sum(&rig, "cutover_request_duration_seconds_count", &[]),
+            rig.proxy
+                .metric_sum("cutover_requests_total", &["topic=\"events\""]),
+            rig.proxy
+                .metric_sum("cutover_bytes_total", &["direction=\"to_upstream\""]),
+            rig.proxy
+                .metric_sum("cutover_bytes_total", &["direction=\"to_client\""]),
+            rig.proxy
+                .metric_sum("cutover_request_duration_seconds_count", &[]),
         )
     };
     let before = traffic();
@@ -120,18 +124,6 @@ fn source_state_relays_clients_and_answers_in_their_encoding() {
         status.contains("events") && status.contains("source"),
         "{status}"
     );
-}
-
-/// Sum of the samples of `name` (exact series name) whose labels contain
-/// every one of `labels`, from /metrics.
-fn metric_sum(rig: &RocketmqRig, name: &str, labels: &[&str]) -> f64 {
-    rig.proxy
-        .scrape()
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[test]
@@ -488,18 +480,6 @@ fn transactional_messages_are_committed_by_check_backs_through_the_proxy() {
     });
 }
 
-/// Sum of every `cutover_bytes_total` series sent upstream, from /metrics.
-fn bytes_upstream(rig: &RocketmqRig) -> f64 {
-    rig.proxy
-        .scrape()
-        .lines()
-        .filter(|l| {
-            l.starts_with("cutover_bytes_total{") && l.contains("direction=\"to_upstream\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[test]
 fn sigterm_lets_a_long_polled_pull_finish_then_closes() {
     let mut rig = RocketmqRig::start("");
@@ -533,22 +513,15 @@ fn sigterm_lets_a_long_polled_pull_finish_then_closes() {
     let pull = cutover_rocketmq::encode(&header, &[], Encoding::Json).unwrap();
     let mut s = TcpStream::connect(&endpoint).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    let before = bytes_upstream(&rig);
+    let before = rig.proxy.bytes_upstream();
     s.write_all(&pull).unwrap();
     wait_until(
         Duration::from_secs(5),
         "the pull is relayed to broker-a",
-        || bytes_upstream(&rig) >= before + pull.len() as f64,
+        || rig.proxy.bytes_upstream() >= before + pull.len() as f64,
     );
-    let pid = rig.proxy.pid().expect("proxy pid").to_string();
     let signalled = std::time::Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    rig.proxy.sigterm();
     let answer = support::read_frame(&mut s).expect("the in-flight pull is answered, not cut off");
     let held = signalled.elapsed();
     assert_eq!(answer.header.opaque, 41);
@@ -561,21 +534,7 @@ fn sigterm_lets_a_long_polled_pull_finish_then_closes() {
         held >= Duration::from_secs(1),
         "the answer came {held:?} after SIGTERM: the broker was still holding the pull when it landed"
     );
-    let mut tail = [0u8; 1];
-    assert_eq!(
-        s.read(&mut tail).unwrap_or(0),
-        0,
-        "closed once nothing is owed"
-    );
-    wait_until(
-        Duration::from_secs(10),
-        "the proxy exits after draining",
-        || !rig.proxy.is_running(),
-    );
-    assert!(
-        TcpStream::connect(&rig.namesrv).is_err(),
-        "no longer accepting"
-    );
+    rig.proxy.assert_drained(&mut s, &rig.namesrv);
 }
 
 /// Broadcasting consumers of one group through the proxy each read every

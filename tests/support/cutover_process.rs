@@ -165,6 +165,55 @@ impl CutoverProcess {
         body
     }
 
+    /// Sum of the samples of `name` (exact series name) whose labels
+    /// contain every one of `labels`, from /metrics.
+    pub fn metric_sum(&self, name: &str, labels: &[&str]) -> f64 {
+        self.scrape()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Bytes relayed to either cluster so far, from /metrics.
+    pub fn bytes_upstream(&self) -> f64 {
+        self.metric_sum("cutover_bytes_total", &["direction=\"to_upstream\""])
+    }
+
+    /// After SIGTERM and the last answer owed on `client`: the connection
+    /// closes, the process exits, and `listen` no longer accepts.
+    pub fn assert_drained(&mut self, client: &mut std::net::TcpStream, listen: &str) {
+        use std::io::Read;
+        let mut tail = [0u8; 1];
+        assert_eq!(
+            client.read(&mut tail).unwrap_or(0),
+            0,
+            "closed once nothing is owed"
+        );
+        super::wait_until(
+            std::time::Duration::from_secs(10),
+            "the proxy exits after draining",
+            || !self.is_running(),
+        );
+        assert!(
+            std::net::TcpStream::connect(listen).is_err(),
+            "no longer accepting"
+        );
+    }
+
+    /// Sends SIGTERM to the proxy.
+    pub fn sigterm(&self) {
+        let pid = self.pid().expect("proxy pid").to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("run kill")
+                .success()
+        );
+    }
+
     pub fn log_tail(&self, lines: usize) -> String {
         self.child
             .as_ref()
