@@ -389,6 +389,10 @@ print(json.dumps({"partitions": len(md.topics[TOPIC].partitions)}))
         "{reason}"
     );
 
+    // Five more records reach the source directly after the group's last
+    // commit, so it is behind on the source's segments.
+    rig.python("produce(SOURCE, 5, 10)\nprint(json.dumps({'produced': 5}))");
+
     let report = rig.ctl_json(&["migrate-metadata", "events", "refunds", "--json"]);
     assert_eq!(report["topics"][0]["outcome"], "created", "{report:#}");
     for _ in 0..3 {
@@ -396,6 +400,10 @@ print(json.dumps({"partitions": len(md.topics[TOPIC].partitions)}))
         assert!(out.status.success(), "{out:?}");
     }
     let checks = rig.checks();
+    // Never seen through the proxy, yet the source lists it with commits.
+    let (passed, reason) = check(&checks, "consumers_past_source_segments");
+    assert!(!passed, "{checks:?}");
+    assert!(reason.contains("bypass-group at refunds/"), "{reason}");
     let (passed, reason) = check(&checks, "groups_move_to_target");
     assert!(!passed, "{checks:?}");
     assert!(

@@ -2,10 +2,13 @@
 //! action of `dual_write`, and the per-partition status.
 //!
 //! Before `target` (the source stops being read):
-//! - `consumers_past_source_segments`: every consumer group seen through
-//!   the proxy for the topic has committed, on every partition, at least
-//!   the virtual offset where the partition's last source segment ends;
-//!   otherwise it would lose what it has not read there. Named per group.
+//! - `consumers_past_source_segments`: every consumer group of the topic
+//!   (seen through the proxy, or listed by the source with commits on the
+//!   topic, so a restart or a group reading the source directly hides
+//!   none) has committed, on every partition, at least the virtual offset
+//!   where the partition's last source segment ends; otherwise it would
+//!   lose what it has not read there. Named per group; a source that
+//!   cannot list its groups fails the check.
 //! - `no_writes_bypassing_to_source`: no partition's source log grew past
 //!   the end of its last source segment. Such records were written around
 //!   the proxy after the switch; they are not hidden: a rollback appends
@@ -38,9 +41,11 @@ fn source_ends(map: &PartitionMap) -> Option<(i64, i64)> {
     ))
 }
 
+/// The gate on groups still reading source segments.
+const CONSUMERS: &str = "consumers_past_source_segments";
+
 /// The checks before `cutover → target`.
 pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResult> {
-    const CONSUMERS: &str = "consumers_past_source_segments";
     const WRITES: &str = "no_writes_bypassing_to_source";
     let count = match moves::partition_count(shared, topic).await {
         Ok(c) => c,
@@ -54,43 +59,7 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
     let ends: Vec<(i32, Option<(i64, i64)>)> = (0..count)
         .map(|p| (p, source_ends(&shared.splice.map(topic, p))))
         .collect();
-    let partitions: Vec<i32> = (0..count).collect();
-    let mut behind = Vec::new();
-    let groups = shared.observed.groups_for(topic);
-    for group in &groups {
-        match group_admin::committed(shared, group, topic, &partitions).await {
-            Err(e) => behind.push(format!("{group}: {e}")),
-            Ok(committed) => {
-                for (p, end) in &ends {
-                    let Some((virtual_end, _)) = end else {
-                        continue;
-                    };
-                    match committed.get(p) {
-                        Some(c) if c >= virtual_end => {}
-                        Some(c) => behind.push(format!("{group} at {topic}/{p} committed {c} < {virtual_end}")),
-                        None => behind.push(format!("{group} has no commit on {topic}/{p} (source segment ends at {virtual_end})")),
-                    }
-                }
-            }
-        }
-    }
-    let consumers = if behind.is_empty() {
-        CheckResult::pass(
-            CONSUMERS,
-            format!(
-                "{} group(s) seen through the proxy have read past every source segment of {topic}",
-                groups.len()
-            ),
-        )
-    } else {
-        CheckResult::fail(
-            CONSUMERS,
-            format!(
-                "groups still reading the source: {}; wait for them to catch up",
-                behind.join(", ")
-            ),
-        )
-    };
+    let consumers = consumers_past(shared, topic, count, &ends).await;
     let grew: Vec<String> = match bypass::bypassed(shared, &shared.splice.snapshot(), topic).await {
         Ok(found) => found
             .get(&Side::Source)
@@ -115,6 +84,76 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
         )
     };
     vec![consumers, writes, group_move::check(shared, topic).await]
+}
+
+/// `consumers_past_source_segments`: every group with commits on `topic`,
+/// seen through the proxy or listed by the source, has committed past
+/// every partition's last source segment.
+async fn consumers_past(
+    shared: &Shared,
+    topic: &str,
+    count: i32,
+    ends: &[(i32, Option<(i64, i64)>)],
+) -> CheckResult {
+    let partitions: Vec<i32> = (0..count).collect();
+    let mut behind = Vec::new();
+    let seen = shared.observed.groups_for(topic);
+    // A restarted proxy has seen nobody yet, and a group reading the
+    // source directly is never seen: the source's own list counts too.
+    let listed = match group_admin::list_groups(shared).await {
+        Ok(listed) => listed,
+        Err(e) => {
+            return CheckResult::fail(
+                CONSUMERS,
+                format!(
+                    "{e}; a group the proxy has not seen could still be reading the source's segments of {topic}"
+                ),
+            );
+        }
+    };
+    let mut groups: BTreeSet<String> = seen.iter().cloned().collect();
+    groups.extend(listed);
+    let mut counted = 0;
+    for group in &groups {
+        match group_admin::committed(shared, group, topic, &partitions).await {
+            Err(e) => behind.push(format!("{group}: {e}")),
+            // Listed by the source but never committed on this topic: not
+            // one of its consumers.
+            Ok(committed) if committed.is_empty() && !seen.contains(group) => {}
+            Ok(committed) => {
+                counted += 1;
+                for (p, end) in ends {
+                    let Some((virtual_end, _)) = end else {
+                        continue;
+                    };
+                    match committed.get(p) {
+                        Some(c) if c >= virtual_end => {}
+                        // An empty source segment holds nothing to lose.
+                        None if *virtual_end <= 0 => {}
+                        Some(c) => behind.push(format!("{group} at {topic}/{p} committed {c} < {virtual_end}")),
+                        None => behind.push(format!("{group} has no commit on {topic}/{p} (source segment ends at {virtual_end})")),
+                    }
+                }
+            }
+        }
+    }
+    if behind.is_empty() {
+        CheckResult::pass(
+            CONSUMERS,
+            format!(
+                "{counted} group(s) with commits on {topic} ({} seen through the proxy, the rest listed by the source) have read past every source segment",
+                seen.len()
+            ),
+        )
+    } else {
+        CheckResult::fail(
+            CONSUMERS,
+            format!(
+                "groups still reading the source: {}; wait for them to catch up",
+                behind.join(", ")
+            ),
+        )
+    }
 }
 
 /// `target_records_before_switch` (before `dual_write`, informational):
