@@ -37,6 +37,7 @@ use cutover_kafka::kafka_protocol::messages::ApiKey;
 
 use super::Shared;
 use super::cluster::Side;
+use super::observe::Produced;
 use super::probe;
 use super::topics::{self, TopicShape};
 use super::versions::SUPPORTED;
@@ -281,133 +282,21 @@ impl KafkaDriver {
         let second = self.commits(topic, &groups, &partitions).await;
         let produced_after = shared.observed.produced(topic);
 
-        // Consumers.
-        let mut bypassing = Vec::new();
-        let mut unreadable = Vec::new();
-        let mut watched = 0usize;
-        for g in &groups {
-            let (Some(Ok(a)), Some(Ok(b))) = (first.get(g), second.get(g)) else {
-                let e = [first.get(g), second.get(g)]
-                    .into_iter()
-                    .flatten()
-                    .find_map(|r| r.as_ref().err())
-                    .cloned()
-                    .unwrap_or_default();
-                unreadable.push(format!("{g} ({e})"));
-                continue;
-            };
-            if a.is_empty() && b.is_empty() {
-                continue;
-            }
-            watched += 1;
-            let mut detail = String::new();
-            for &p in &partitions {
-                let now = a.get(&p).copied().max(b.get(&p).copied());
-                let Some(now) = now else { continue };
-                let accounted =
-                    shared
-                        .observed
-                        .accounted(g, topic, p, a.get(&p).copied().unwrap_or(-1));
-                if now > accounted {
-                    if !detail.is_empty() {
-                        detail.push_str(", ");
-                    }
-                    let _ = write!(
-                        detail,
-                        "{topic}/{p} committed at {now}, the proxy accounts for {}",
-                        if accounted < 0 {
-                            "no commit".to_owned()
-                        } else {
-                            accounted.to_string()
-                        }
-                    );
-                }
-            }
-            if !detail.is_empty() {
-                bypassing.push(format!("group {g} ({detail})"));
-            }
-        }
-        let consumers = if !bypassing.is_empty() {
-            CheckResult::fail(
-                CONSUMERS,
-                format!(
-                    "committing on cluster \"{}\" without the proxy: {}",
-                    shared.bootstrap.cluster,
-                    bypassing.join("; ")
-                ),
-            )
-        } else if !unreadable.is_empty() {
-            CheckResult::fail(
-                CONSUMERS,
-                format!(
-                    "could not read committed offsets of {}",
-                    unreadable.join(", ")
-                ),
-            )
-        } else if groups.is_empty() {
-            CheckResult::pass(
-                CONSUMERS,
-                format!(
-                    "no consumer group has used {topic} through the proxy; groups that never connect through it are not visible on this broker"
-                ),
-            )
-        } else {
-            CheckResult::pass(
-                CONSUMERS,
-                format!(
-                    "of the {} group(s) seen through the proxy, {watched} have commits on {topic}, all made through the proxy; groups that never connected through the proxy are not counted",
-                    groups.len()
-                ),
-            )
-        };
-
+        let commits = [&first, &second];
+        let consumers = consumers_verdict(shared, topic, &groups, &partitions, commits);
         let consumers = if consumers.passed {
             self.unseen_check(topic, &groups, consumers).await
         } else {
             consumers
         };
 
-        // Producers.
-        let producers = match (leo_before, leo_after) {
-            (Err(e), _) | (_, Err(e)) => CheckResult::fail(PRODUCERS, e),
-            (Ok(before), Ok(after)) => {
-                let mut grew = 0i64;
-                let mut bad = Vec::new();
-                for &p in &partitions {
-                    let (Some(&b), Some(&a)) = (before.get(&p), after.get(&p)) else {
-                        continue;
-                    };
-                    let growth = (a - b).max(0);
-                    grew += growth;
-                    let relayed = produced_after.get(&p).map_or(0, |c| c.requested)
-                        - produced_before.get(&p).map_or(0, |c| c.answered);
-                    let relayed = i64::try_from(relayed).unwrap_or(i64::MAX);
-                    if growth > relayed {
-                        bad.push(format!(
-                            "{topic}/{p} grew by {growth}, the proxy relayed at most {relayed}"
-                        ));
-                    }
-                }
-                if bad.is_empty() {
-                    CheckResult::pass(
-                        PRODUCERS,
-                        format!(
-                            "{} partition(s) of {topic} grew by {grew} record offset(s) in {WINDOW:?}, all relayed by the proxy",
-                            partitions.len()
-                        ),
-                    )
-                } else {
-                    CheckResult::fail(
-                        PRODUCERS,
-                        format!(
-                            "writes to cluster \"{}\" not made through the proxy in {WINDOW:?}: {}",
-                            shared.bootstrap.cluster,
-                            bad.join(", ")
-                        ),
-                    )
-                }
-            }
-        };
+        let producers = producers_verdict(
+            shared,
+            topic,
+            &partitions,
+            [leo_before, leo_after],
+            [&produced_before, &produced_after],
+        );
         vec![consumers, producers]
     }
 }
@@ -490,6 +379,151 @@ impl Driver for KafkaDriver {
             _ => Err(format!(
                 "{action} is not available for kafka (actions: migrate_metadata, shift)"
             )),
+        }
+    }
+}
+
+/// Commits per group and partition, or why a group's could not be read.
+type Commits = BTreeMap<String, Result<HashMap<i32, i64>, String>>;
+
+/// `no_bypassing_consumers` from two samples of the groups' commits: a
+/// commit the proxy did not relay was made around it.
+fn consumers_verdict(
+    shared: &Shared,
+    topic: &str,
+    groups: &[String],
+    partitions: &[i32],
+    [first, second]: [&Commits; 2],
+) -> CheckResult {
+    const CONSUMERS: &str = "no_bypassing_consumers";
+    let mut bypassing = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut watched = 0usize;
+    for g in groups {
+        let (Some(Ok(a)), Some(Ok(b))) = (first.get(g), second.get(g)) else {
+            let e = [first.get(g), second.get(g)]
+                .into_iter()
+                .flatten()
+                .find_map(|r| r.as_ref().err())
+                .cloned()
+                .unwrap_or_default();
+            unreadable.push(format!("{g} ({e})"));
+            continue;
+        };
+        if a.is_empty() && b.is_empty() {
+            continue;
+        }
+        watched += 1;
+        let mut detail = String::new();
+        for &p in partitions {
+            let now = a.get(&p).copied().max(b.get(&p).copied());
+            let Some(now) = now else { continue };
+            let accounted =
+                shared
+                    .observed
+                    .accounted(g, topic, p, a.get(&p).copied().unwrap_or(-1));
+            if now > accounted {
+                if !detail.is_empty() {
+                    detail.push_str(", ");
+                }
+                let _ = write!(
+                    detail,
+                    "{topic}/{p} committed at {now}, the proxy accounts for {}",
+                    if accounted < 0 {
+                        "no commit".to_owned()
+                    } else {
+                        accounted.to_string()
+                    }
+                );
+            }
+        }
+        if !detail.is_empty() {
+            bypassing.push(format!("group {g} ({detail})"));
+        }
+    }
+    if !bypassing.is_empty() {
+        CheckResult::fail(
+            CONSUMERS,
+            format!(
+                "committing on cluster \"{}\" without the proxy: {}",
+                shared.bootstrap.cluster,
+                bypassing.join("; ")
+            ),
+        )
+    } else if !unreadable.is_empty() {
+        CheckResult::fail(
+            CONSUMERS,
+            format!(
+                "could not read committed offsets of {}",
+                unreadable.join(", ")
+            ),
+        )
+    } else if groups.is_empty() {
+        CheckResult::pass(
+            CONSUMERS,
+            format!(
+                "no consumer group has used {topic} through the proxy; groups that never connect through it are not visible on this broker"
+            ),
+        )
+    } else {
+        CheckResult::pass(
+            CONSUMERS,
+            format!(
+                "of the {} group(s) seen through the proxy, {watched} have commits on {topic}, all made through the proxy; groups that never connected through the proxy are not counted",
+                groups.len()
+            ),
+        )
+    }
+}
+
+/// `no_bypassing_producers` from the source's end offsets before and after
+/// the window: growth the proxy did not relay was written around it.
+fn producers_verdict(
+    shared: &Shared,
+    topic: &str,
+    partitions: &[i32],
+    [leo_before, leo_after]: [Result<HashMap<i32, i64>, String>; 2],
+    [produced_before, produced_after]: [&HashMap<i32, Produced>; 2],
+) -> CheckResult {
+    const PRODUCERS: &str = "no_bypassing_producers";
+    match (leo_before, leo_after) {
+        (Err(e), _) | (_, Err(e)) => CheckResult::fail(PRODUCERS, e),
+        (Ok(before), Ok(after)) => {
+            let mut grew = 0i64;
+            let mut bad = Vec::new();
+            for &p in partitions {
+                let (Some(&b), Some(&a)) = (before.get(&p), after.get(&p)) else {
+                    continue;
+                };
+                let growth = (a - b).max(0);
+                grew += growth;
+                let relayed = produced_after.get(&p).map_or(0, |c| c.requested)
+                    - produced_before.get(&p).map_or(0, |c| c.answered);
+                let relayed = i64::try_from(relayed).unwrap_or(i64::MAX);
+                if growth > relayed {
+                    bad.push(format!(
+                        "{topic}/{p} grew by {growth}, the proxy relayed at most {relayed}"
+                    ));
+                }
+            }
+            if bad.is_empty() {
+                CheckResult::pass(
+                    PRODUCERS,
+                    format!(
+                        "{} partition(s) of {topic} grew by {grew} record offset(s) in {WINDOW:?}, all relayed by the proxy",
+                        partitions.len()
+                    ),
+                )
+            } else {
+                CheckResult::fail(
+                    PRODUCERS,
+                    format!(
+                        "writes to cluster \"{}\" not made through the proxy in {WINDOW:?}: {}",
+                        shared.bootstrap.cluster,
+                        bad.join(", ")
+                    ),
+                )
+            }
         }
     }
 }
