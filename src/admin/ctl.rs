@@ -219,35 +219,7 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             percent,
             partitions,
             json,
-        } => {
-            let path = format!("/api/v1/migrations/{migration}/topics/{topic}/actions/shift");
-            let params = match percent {
-                Some(p) => json!({ "percent": p }),
-                None => json!({ "partitions": partitions }),
-            };
-            let answer = client::call(socket, Method::POST, &path, Some(params)).await?;
-            action_result(&answer, |body| {
-                if json {
-                    outln!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
-                    return ExitCode::SUCCESS;
-                }
-                outln!(
-                    "{topic}: partitions writing to the target: {}",
-                    body["on_target"]
-                );
-                for s in body["switched"].as_array().into_iter().flatten() {
-                    outln!(
-                        "  partition {} switched {} -> {} at virtual offset {} (produce held {:.1} ms)",
-                        text(&s["partition"]),
-                        text(&s["from"]),
-                        text(&s["to"]),
-                        text(&s["virtual_start"]),
-                        s["fenced_ms"].as_f64().unwrap_or(0.0)
-                    );
-                }
-                ExitCode::SUCCESS
-            })
-        }
+        } => shift(socket, &migration, &topic, percent, partitions, json).await,
         CtlCommand::History {
             migration,
             topic,
@@ -264,6 +236,44 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             print_or(json, &answer, || print_history(&answer.body))
         }
     }
+}
+
+/// `ctl shift`: the partitions writing to the target, and each switch.
+async fn shift(
+    socket: &std::path::Path,
+    migration: &str,
+    topic: &str,
+    percent: Option<u8>,
+    partitions: Vec<i32>,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let path = format!("/api/v1/migrations/{migration}/topics/{topic}/actions/shift");
+    let params = match percent {
+        Some(p) => json!({ "percent": p }),
+        None => json!({ "partitions": partitions }),
+    };
+    let answer = client::call(socket, Method::POST, &path, Some(params)).await?;
+    action_result(&answer, |body| {
+        if json {
+            outln!("{}", serde_json::to_string_pretty(body).unwrap_or_default());
+            return ExitCode::SUCCESS;
+        }
+        outln!(
+            "{topic}: partitions writing to the target: {}",
+            body["on_target"]
+        );
+        for s in body["switched"].as_array().into_iter().flatten() {
+            outln!(
+                "  partition {} switched {} -> {} at virtual offset {} (produce held {:.1} ms)",
+                text(&s["partition"]),
+                text(&s["from"]),
+                text(&s["to"]),
+                text(&s["virtual_start"]),
+                s["fenced_ms"].as_f64().unwrap_or(0.0)
+            );
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// `ctl migrate-metadata`: one action per topic, one report for all.
