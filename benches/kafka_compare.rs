@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo bench --bench kafka_compare` (cargo builds `cutover` with the
 //! bench profile = release optimisations). Needs tansu 0.6.0 and the
-//! confluent-kafka venv (librdkafka 2.16) from `tests/peers/install.sh kafka`.
+//! confluent-kafka venv (librdkafka 2.16) from `tests/peers/install.sh kafka tansu`.
 //!
 //! One tansu broker (memory storage) is the "source" every path leads to; a
 //! second tansu process is cutover's target cluster (idle in `source`).
@@ -318,7 +318,7 @@ fn require_peer(path: PathBuf) -> PathBuf {
         return path;
     }
     eprintln!(
-        "SKIPPED: {} is not installed; run `tests/peers/install.sh kafka` first.",
+        "SKIPPED: {} is not installed; run `tests/peers/install.sh kafka tansu` first.",
         path.display()
     );
     std::process::exit(0);
