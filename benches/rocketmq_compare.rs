@@ -310,8 +310,9 @@ fn direct(rig: &Rig) -> Target {
 
 fn cutover_source(rig: &Rig) -> Target {
     let listen = common::free_port();
-    // Broker endpoints (and their VIP ports two below) for both clusters.
-    let base = compare::free_port_run(8) + 2;
+    // max_brokers 4 reserves exactly 8 ports from base: the broker
+    // endpoints of both clusters and their VIP ports two below.
+    let base = compare::free_port_run(8);
     let dir = rig.dir.join("cutover-source");
     std::fs::create_dir_all(&dir).expect("cutover dir");
     let (source, target) = (rig.source.namesrv(), rig.target.namesrv());
@@ -324,7 +325,7 @@ fn cutover_source(rig: &Rig) -> Target {
             clusters: ["rmq-old", "rmq-new"],
             endpoints: [&source, &target],
             topics: r#"[ { match: "*" } ]"#,
-            extra: &format!("rocketmq: {{ brokers_listen_base: {base} }}"),
+            extra: &format!("rocketmq: {{ brokers_listen_base: {base}, max_brokers: 4 }}"),
         },
     );
     Target::through_cutover(

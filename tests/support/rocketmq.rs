@@ -637,6 +637,8 @@ impl RocketmqRig {
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let listen = free_port_block(1);
+        // max_brokers 4 reserves exactly these 8 ports (4 endpoints and
+        // their VIP ports); the default 16 would reach past the block.
         let base = free_port_block(8);
         let config = super::Config::new().append(&format!(
             "clusters:\n\
@@ -649,7 +651,7 @@ impl RocketmqRig {
              \x20   source: old\n\
              \x20   target: new\n\
              \x20   topics: [ {{ match: \"*\" }} ]\n\
-             \x20   rocketmq: {{ brokers_listen_base: {base}{extra} }}\n",
+             \x20   rocketmq: {{ brokers_listen_base: {base}, max_brokers: 4{extra} }}\n",
             source.namesrv(),
             target.namesrv(),
         ));
