@@ -10,9 +10,8 @@
 //! Every server runs under a small shell that kills it when the test process
 //! goes away (its stdin pipe closes), since statics are never dropped.
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -23,7 +22,7 @@ use cutover_rocketmq::{Encoding, Frame, Header, TopicRouteData, encode, next_fra
 use tempfile::TempDir;
 
 use super::child::ChildGuard;
-use super::net::free_port;
+use super::net::{free_port, free_port_block};
 use super::peers_dir;
 
 /// The Apache RocketMQ release the servers and the 5.x client come from.
@@ -38,32 +37,6 @@ const READY_DEADLINE: Duration = Duration::from_secs(180);
 /// One try of a broker start; [`BROKER_ATTEMPTS`] tries in all.
 const BROKER_ATTEMPT_DEADLINE: Duration = Duration::from_secs(90);
 const BROKER_ATTEMPTS: u32 = 2;
-
-/// `n` consecutive loopback ports starting at the returned one, free a
-/// moment ago and not handed out before by this process (a RocketMQ broker
-/// takes its port P, the VIP port P − 2 and the HA port P + 1; the proxy
-/// needs a block for its broker endpoints; two blocks picked before either
-/// is bound must not overlap).
-pub fn free_port_block(n: u16) -> u16 {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let base = free_port();
-        if base > 65535 - n {
-            continue;
-        }
-        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-        if handed.range(base..base + n).next().is_some() {
-            continue;
-        }
-        let all: Vec<_> = (base..base + n)
-            .map(|p| TcpListener::bind(("0.0.0.0", p)))
-            .collect();
-        if all.iter().all(Result::is_ok) {
-            handed.extend(base..base + n);
-            return base;
-        }
-    }
-}
 
 /// `$CUTOVER_PEERS/rocketmq-5.3.3`: `lib/` (jars) and `conf/` (logback).
 ///
@@ -634,7 +607,7 @@ impl RocketmqRig {
         let (source, target) = shared_clusters();
         // Ports are picked free and bound moments later; tests of one binary
         // run in parallel, so one proxy starts at a time.
-        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        static STARTING: Mutex<()> = Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let listen = free_port_block(1);
         // max_brokers 4 reserves exactly these 8 ports (4 endpoints and
