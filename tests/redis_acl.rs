@@ -155,6 +155,15 @@ fn acl_users_keep_their_own_rights_on_each_cluster_through_a_walk() {
     let write = refused(bob.set::<_, _, ()>("k2", "x"));
     assert!(write.contains("NOPERM"), "bob is read-only: {write}");
     assert_eq!(admin(&rig.source, &["EXISTS", "k2"]), "0");
+    // A RESP3 client logs in with `HELLO 3 AUTH bob bob-pw`.
+    let url = format!("redis://bob:bob-pw@127.0.0.1:{}/?protocol=resp3", rig.port);
+    let mut resp3 = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("HELLO 3 AUTH through the proxy");
+    assert_eq!(
+        resp3.get::<_, String>("k1").expect("bob reads over RESP3"),
+        "v1"
+    );
 
     for _ in 0..2 {
         rig.ctl_ok(&["advance", "cache", "rest"]);
