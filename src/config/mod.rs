@@ -7,6 +7,7 @@
 mod duration;
 mod redis;
 mod rocketmq;
+mod secrets;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ pub use rocketmq::{
     DEFAULT_QUIET_WINDOW, DEFAULT_ROCKETMQ_MAX_BROKERS, DEFAULT_TARGET_BROKER_SUFFIX,
     RocketmqOptions, rocketmq_broker_ports,
 };
+pub use secrets::secret_warnings;
 pub use validate::{ConfigError, load, parse};
 
 /// Default admin socket path, relative to the working directory.
