@@ -93,6 +93,10 @@ pub struct AdminConfig {
     /// Serve `/metrics` on TCP without a token (for Prometheus scrapers).
     #[serde(default)]
     pub metrics_public: bool,
+    /// Serve the TCP listener over TLS, so the bearer token never travels
+    /// in clear; the certificate is reloaded when its files change.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 fn default_socket() -> PathBuf {
@@ -106,6 +110,7 @@ impl Default for AdminConfig {
             listen: None,
             token_file: None,
             metrics_public: false,
+            tls: None,
         }
     }
 }

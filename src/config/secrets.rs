@@ -15,6 +15,9 @@ fn secret_files(config: &Config) -> (Vec<(String, &Path)>, Vec<String>) {
     if let Some(token) = &config.admin.token_file {
         files.push(("admin.token_file".to_owned(), token.as_path()));
     }
+    if let Some(tls) = &config.admin.tls {
+        files.push(("admin.tls.key_file".to_owned(), tls.key_file.as_path()));
+    }
     for (i, cluster) in config.clusters.iter().enumerate() {
         let path = format!("clusters[{i}]");
         if let Some(key) = cluster.tls.as_ref().and_then(|t| t.key_file.as_deref()) {

@@ -329,6 +329,16 @@ fn validate_admin(config: &Config, errors: &mut Errors) {
     if admin.socket.as_os_str().is_empty() {
         errors.push("admin.socket", "must not be empty");
     }
+    if let Some(tls) = &admin.tls {
+        if admin.listen.is_none() {
+            errors.push(
+                "admin.tls",
+                "only applies to admin.listen, which is not set (the Unix socket is never encrypted)",
+            );
+        }
+        readable(errors, "admin.tls.cert_file", &tls.cert_file);
+        readable(errors, "admin.tls.key_file", &tls.key_file);
+    }
 }
 
 /// The YAML path of each of `count` parsed items of list `list`.

@@ -20,6 +20,7 @@ mod net;
 mod redis_rig;
 mod redis_server;
 mod rocketmq;
+pub mod tls;
 mod wait;
 
 use std::env;
