@@ -8,7 +8,10 @@
 //!   none) has committed, on every partition, at least the virtual offset
 //!   where the partition's last source segment ends; otherwise it would
 //!   lose what it has not read there. Named per group; a source that
-//!   cannot list its groups fails the check.
+//!   cannot list its groups fails the check. The groups seen through the
+//!   proxy outlive a restart; after a start without a complete record of
+//!   them this check and `groups_move_to_target` refuse for one heartbeat
+//!   interval (`migration::recall`).
 //! - `no_writes_bypassing_to_source`: no partition's source log grew past
 //!   the end of its last source segment. Such records were written around
 //!   the proxy after the switch; they are not hidden: a rollback appends
@@ -59,7 +62,10 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
     let ends: Vec<(i32, Option<(i64, i64)>)> = (0..count)
         .map(|p| (p, source_ends(&shared.splice.map(topic, p))))
         .collect();
-    let consumers = consumers_past(shared, topic, count, &ends).await;
+    let consumers = shared.recall.hedge(
+        super::driver::GROUPS,
+        consumers_past(shared, topic, count, &ends).await,
+    );
     let grew: Vec<String> = match bypass::bypassed(shared, &shared.splice.snapshot(), topic).await {
         Ok(found) => found
             .get(&Side::Source)
@@ -83,7 +89,11 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
             ),
         )
     };
-    vec![consumers, writes, group_move::check(shared, topic).await]
+    let moves = shared.recall.hedge(
+        super::driver::GROUPS,
+        group_move::check(shared, topic).await,
+    );
+    vec![consumers, writes, moves]
 }
 
 /// `consumers_past_source_segments`: every group with commits on `topic`,
