@@ -326,6 +326,60 @@ mod tests {
         assert!(sure.passed);
     }
 
+    /// A counter and a list, as a protocol's observations.
+    #[derive(Default)]
+    struct Seen {
+        changes: std::sync::atomic::AtomicU64,
+        names: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Snapshots for Seen {
+        type Data = Vec<String>;
+        fn changes(&self) -> u64 {
+            self.changes.load(Ordering::SeqCst)
+        }
+        fn snapshot(&self) -> (Vec<String>, bool) {
+            (self.names.lock().unwrap().clone(), true)
+        }
+    }
+
+    #[tokio::test]
+    async fn changes_are_flushed_and_the_drain_writes_a_complete_snapshot() {
+        let dir = std::env::temp_dir().join(format!("recall-flush-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store: std::sync::Arc<dyn StateStore> =
+            std::sync::Arc::new(FileStore::open(&dir).unwrap());
+        let seen = std::sync::Arc::new(Seen::default());
+        let shutdown = Shutdown::new();
+        spawn_flush(
+            store.clone(),
+            "m".into(),
+            "obs".into(),
+            seen.clone(),
+            &shutdown,
+        );
+        let stored = || async {
+            let bytes = store.get_blob("obs").await.unwrap()?;
+            serde_json::from_slice::<Stored<Vec<String>>>(&bytes).ok()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stored().await.is_none() {
+            assert!(Instant::now() < deadline, "no snapshot written at start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        seen.names.lock().unwrap().push("g".into());
+        seen.changes.fetch_add(1, Ordering::SeqCst);
+        while stored().await.unwrap().data.is_empty() {
+            assert!(Instant::now() < deadline, "the change was never flushed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!stored().await.unwrap().complete, "running: not complete");
+        assert!(shutdown.drain(Duration::from_secs(5)).await);
+        let last = stored().await.unwrap();
+        assert!(last.complete && last.data == vec!["g".to_owned()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn a_snapshot_and_its_absence_are_told_apart() {
         let dir = std::env::temp_dir().join(format!("recall-{}", std::process::id()));
