@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +28,11 @@ pub const MAX_GROUPS_PER_TOPIC: usize = 1024;
 /// Groups whose members are remembered at most.
 pub const MAX_MEMBER_GROUPS: usize = 4096;
 /// Members (client ids) remembered per group at most; when full, one not
-/// seen since this start makes room.
+/// seen since this start, else the longest silent, makes room.
 pub const MAX_MEMBERS: usize = 256;
+/// A member silent this long has left: a broker drops a client after 120 s
+/// without a heartbeat. Such members are not written to a snapshot.
+pub const MEMBER_GONE: Duration = Duration::from_secs(120);
 
 /// The persisted form of the groups and members.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -43,8 +46,9 @@ pub struct Saved {
 #[derive(Debug, Default)]
 struct Groups {
     by_topic: HashMap<String, BTreeSet<String>>,
-    /// Group → client id → heartbeated through this process.
-    members: HashMap<String, BTreeMap<String, bool>>,
+    /// Group → client id → its last heartbeat through this process
+    /// (`None`: restored from the previous run, not heard from yet).
+    members: HashMap<String, BTreeMap<String, Option<Instant>>>,
 }
 
 /// Observations shared by a migration's sessions.
@@ -105,7 +109,7 @@ impl Observed {
             .get(group)
             .map(|m| {
                 m.iter()
-                    .filter(|&(_, &back)| !back)
+                    .filter(|(_, last)| last.is_none())
                     .map(|(id, _)| id.clone())
                     .collect()
             })
@@ -117,9 +121,9 @@ impl Observed {
         self.changes.load(Ordering::Relaxed)
     }
 
-    /// The groups and members for the next start; members not seen since
-    /// this start are left out when `only_back` (they had their chance
-    /// to heartbeat and are gone).
+    /// The groups and members for the next start; members silent for
+    /// [`MEMBER_GONE`] are left out, and so are those not seen since this
+    /// start when `only_back` (they had their chance to heartbeat).
     pub fn snapshot(&self, only_back: bool) -> Saved {
         let groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         Saved {
@@ -134,7 +138,10 @@ impl Observed {
                 .map(|(g, m)| {
                     let ids = m
                         .iter()
-                        .filter(|&(_, &back)| back || !only_back)
+                        .filter(|(_, last)| match last {
+                            Some(at) => at.elapsed() < MEMBER_GONE,
+                            None => !only_back,
+                        })
                         .map(|(id, _)| id.clone())
                         .collect();
                     (g.clone(), ids)
@@ -157,7 +164,7 @@ impl Observed {
                 if groups.add_member(&group, &id)
                     && let Some(m) = groups.members.get_mut(&group)
                 {
-                    m.insert(id, false);
+                    m.insert(id, None);
                 }
             }
         }
@@ -217,18 +224,24 @@ impl Groups {
             return false;
         }
         let m = self.members.entry(group.to_owned()).or_default();
-        if let Some(back) = m.get_mut(id) {
-            let was = *back;
-            *back = true;
-            return !was;
+        let now = Some(Instant::now());
+        if let Some(last) = m.get_mut(id) {
+            let back = last.is_none();
+            *last = now;
+            return back;
         }
         if m.len() >= MAX_MEMBERS {
-            let Some(gone) = m.iter().find(|&(_, &back)| !back).map(|(k, _)| k.clone()) else {
+            // `None` sorts first: a restored member not heard from goes first.
+            let Some(gone) = m
+                .iter()
+                .min_by_key(|(_, last)| **last)
+                .map(|(k, _)| k.clone())
+            else {
                 return false;
             };
             m.remove(&gone);
         }
-        m.insert(id.to_owned(), true);
+        m.insert(id.to_owned(), now);
         true
     }
 }
