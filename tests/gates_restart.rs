@@ -162,6 +162,50 @@ fn kafka_groups_seen_through_the_proxy_outlive_a_restart() {
     }
     assert_eq!(rig.topic_status("recalled")["state"], "cutover");
 
+    // A group reading the source directly without ever committing is not
+    // counted by commits, yet the source names it: the check refuses.
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let stop = scratch.path().join("stop");
+    let mut reader = rig.spawn_python(&format!(
+        r#"
+import json, os, time
+from confluent_kafka import Consumer
+c = Consumer({{"bootstrap.servers": "{source}", "group.id": "silent-reader", "auto.offset.reset": "earliest",
+              "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}})
+assigned = []
+c.subscribe(["recalled"], on_assign=lambda c, parts: assigned.extend(parts))
+deadline = time.time() + 60
+while not assigned and time.time() < deadline:
+    c.poll(0.2)
+print("assigned" if assigned else "not assigned", flush=True)
+while not os.path.exists("{stop}") and time.time() < deadline + 60:
+    c.poll(0.2)
+c.close()
+print(json.dumps({{"assigned": len(assigned)}}))
+"#,
+        source = rig.source.bootstrap(),
+        stop = stop.display()
+    ));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(reader.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "assigned");
+    let found = checks(&rig.proxy, "events", "recalled", &[]);
+    let (passed, reason) = check(&found, "consumers_past_source_segments");
+    assert!(!passed, "{found:?}");
+    for part in [
+        "silent-reader has 1 member(s) from ",
+        "127.0.0.1 reading recalled with no commit on it",
+    ] {
+        assert!(reason.contains(part), "no \"{part}\" in: {reason}");
+    }
+    std::fs::write(&stop, b"").expect("stop file");
+    let out = finish_kafka_script(reader);
+    assert_eq!(out["assigned"], 3, "{out}");
+
     // Before `target`: the group that read through the proxy moves with
     // the topic, known from the snapshot after a clean restart (a proxy
     // that forgot it would call it a group that never used the proxy).
