@@ -18,6 +18,11 @@
 //!   delay there) and `source_backlog_zero` (every group of
 //!   the topic, seen through the proxy or listed by the source's brokers,
 //!   consumed everything on the source, `%RETRY%` topics included).
+//! - The groups and members seen through the proxy outlive a restart
+//!   (`migration::recall`). `all_group_members_proxied` refuses while a
+//!   member seen before a restart has not reconnected, for one heartbeat
+//!   interval; after a start without a complete record of them, it and the
+//!   backlog gates refuse for that long.
 //! - `dual_read → source` (rollback): `target_backlog_zero` and
 //!   `target_delayed_zero`, since target
 //!   queues vanish from routes and anything still unread there would be
@@ -33,6 +38,7 @@ use async_trait::async_trait;
 use super::Shared;
 use super::endpoints::Side;
 use super::offsets::{self, Brokers, Queue};
+use crate::migration::recall;
 use crate::migration::{CheckResult, Driver, State};
 
 /// The RocketMQ driver.
@@ -202,21 +208,24 @@ impl RocketmqDriver {
             Err(e) => return CheckResult::fail(NAME, e),
         };
         if groups.is_empty() {
-            return CheckResult::pass(
+            return self.shared.recall.hedge(GROUPS, CheckResult::pass(
                 NAME,
                 format!(
                     "no consumer group of {topic}: none subscribed through the proxy and the source's brokers list none"
                 ),
-            );
+            ));
         }
         let mut stray = Vec::new();
         let mut members = 0usize;
+        let mut not_back = Vec::new();
         for group in &groups {
+            let mut listed = BTreeSet::new();
             for addr in masters(&route) {
                 match brokers.members(&addr, group).await {
                     Ok(list) => {
                         for m in list {
                             members += 1;
+                            listed.insert(m.client_id.clone());
                             if !self.shared.observed.is_proxied(&m.client_addr) {
                                 stray.push(format!(
                                     "group {group}: client {} from {} on broker {addr}",
@@ -228,10 +237,20 @@ impl RocketmqDriver {
                     Err(e) => return CheckResult::fail(NAME, e),
                 }
             }
+            let missing: Vec<String> = self
+                .shared
+                .observed
+                .members_not_back(group)
+                .into_iter()
+                .filter(|id| !listed.contains(id))
+                .collect();
+            if !missing.is_empty() {
+                not_back.push(format!("group {group}: {}", missing.join(", ")));
+            }
         }
         stray.sort();
         stray.dedup();
-        if stray.is_empty() {
+        let result = if stray.is_empty() {
             CheckResult::pass(
                 NAME,
                 format!(
@@ -249,6 +268,21 @@ impl RocketmqDriver {
                     stray.join("; ")
                 ),
             )
+        };
+        let result = self.shared.recall.hedge(GROUPS, result);
+        let up = self.shared.recall.uptime();
+        match recall::REJOIN.checked_sub(up) {
+            Some(left) if result.passed && !not_back.is_empty() => CheckResult::fail(
+                NAME,
+                format!(
+                    "members seen through the proxy before it restarted {}s ago have not reconnected since, so where they read from is unknown: {}; wait {}s more (one heartbeat interval, {}s) or --force",
+                    up.as_secs(),
+                    not_back.join("; "),
+                    left.as_secs().max(1),
+                    recall::REJOIN.as_secs()
+                ),
+            ),
+            _ => result,
         }
     }
 
@@ -270,12 +304,12 @@ impl RocketmqDriver {
             Err(e) => return CheckResult::fail(name, e),
         };
         if groups.is_empty() {
-            return CheckResult::pass(
+            return self.shared.recall.hedge(GROUPS, CheckResult::pass(
                 name,
                 format!(
                     "no consumer group of {topic} on cluster \"{cluster}\": none subscribed through the proxy and its brokers list none"
                 ),
-            );
+            ));
         }
         let mut behind = Vec::new();
         for group in &groups {
@@ -293,13 +327,13 @@ impl RocketmqDriver {
             }
         }
         if behind.is_empty() {
-            CheckResult::pass(
+            self.shared.recall.hedge(GROUPS, CheckResult::pass(
                 name,
                 format!(
                     "{} group(s) consumed everything of {topic} (and their %RETRY% topics) on cluster \"{cluster}\"",
                     groups.len()
                 ),
-            )
+            ))
         } else {
             CheckResult::fail(
                 name,
@@ -515,6 +549,9 @@ impl RocketmqDriver {
         Ok(())
     }
 }
+
+/// What the group checks rely on having seen, in a restart's refusal.
+const GROUPS: &str = "consumer groups and members";
 
 /// Names to show in a reason: the first [`NAMES_SHOWN`], then how many more.
 fn name_some(names: &BTreeSet<String>) -> String {
