@@ -4,14 +4,20 @@
 // while a consumer in GROUP (automatic commits) reads; then the consumer
 // reads until every acknowledged record arrived (at most 60 s more).
 // Prints one JSON line: what was acknowledged, failed, lost, duplicated,
-// reordered, or read at another offset than acknowledged.
-// Usage: java -cp 'libs/*' SpliceLoad.java BOOTSTRAP TOPIC GROUP PARTITIONS SECONDS
+// reordered, or read at another offset than acknowledged, how often the
+// consumer was assigned partitions, the longest wait between two records
+// read while the producer ran (and when it ended, epoch ms), and the error
+// that ended the consumer early, if one did. Each KEY=VALUE after SECONDS is
+// a consumer property (an assignor, group.instance.id, group.protocol).
+// Usage: java -cp 'libs/*' SpliceLoad.java BOOTSTRAP TOPIC GROUP PARTITIONS SECONDS [KEY=VALUE...]
 import java.time.Duration;
 import java.util.*;
 import java.util.concurrent.*;
 import java.util.concurrent.atomic.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.KafkaException;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.*;
 
 public class SpliceLoad {
@@ -32,17 +38,33 @@ public class SpliceLoad {
         c.put("auto.commit.interval.ms", "300");
         c.put("key.deserializer", StringDeserializer.class.getName());
         c.put("value.deserializer", StringDeserializer.class.getName());
+        for (int i = 5; i < args.length; i++) {
+            String[] kv = args[i].split("=", 2);
+            c.put(kv[0], kv[1]);
+        }
+        AtomicInteger assignments = new AtomicInteger();
+        long maxGap = 0, maxGapAt = 0, lastRead = 0;
+        String consumerError = "";
         Map<String, String> seenAt = new HashMap<>();
         Map<Integer, Long> lastSeq = new HashMap<>();
         int duplicates = 0, reordered = 0, mismatched = 0;
         List<String> errors = new ArrayList<>();
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c)) {
-            consumer.subscribe(List.of(topic));
+            consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                public void onPartitionsRevoked(Collection<TopicPartition> parts) {}
+                public void onPartitionsAssigned(Collection<TopicPartition> parts) { assignments.incrementAndGet(); }
+            });
             long deadline = System.currentTimeMillis() + seconds * 1000 + 60_000;
             while (System.currentTimeMillis() < deadline) {
                 for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) {
                     // The topic also carries the other clients' records.
                     if (!r.value().startsWith("java:")) continue;
+                    long now = System.currentTimeMillis();
+                    if (lastRead > 0 && producer.isAlive() && now - lastRead > maxGap) {
+                        maxGap = now - lastRead;
+                        maxGapAt = now;
+                    }
+                    lastRead = now;
                     String where = r.partition() + "@" + r.offset();
                     if (seenAt.put(r.value(), where) != null) duplicates++;
                     long seq = Long.parseLong(r.value().split(":")[1]);
@@ -56,6 +78,8 @@ public class SpliceLoad {
                 }
                 if (!producer.isAlive() && seenAt.keySet().containsAll(acked.keySet())) break;
             }
+        } catch (KafkaException e) {
+            consumerError = e.toString();
         }
         producer.join();
         List<String> lost = new ArrayList<>();
@@ -65,7 +89,10 @@ public class SpliceLoad {
             + ",\"consumed\":" + seenAt.size() + ",\"lost\":" + lost.size()
             + ",\"lost_sample\":" + quote(lost.subList(0, Math.min(5, lost.size())))
             + ",\"duplicates\":" + duplicates + ",\"reordered\":" + reordered
-            + ",\"offset_mismatch\":" + mismatched + ",\"errors\":" + quote(errors) + "}");
+            + ",\"offset_mismatch\":" + mismatched + ",\"errors\":" + quote(errors)
+            + ",\"assignments\":" + assignments.get() + ",\"max_gap_ms\":" + maxGap
+            + ",\"max_gap_at\":" + maxGapAt + ",\"last_read_at\":" + lastRead
+            + ",\"consumer_error\":" + json(consumerError) + "}");
     }
 
     static void produce(String bootstrap, String topic, int partitions, long seconds,
@@ -100,9 +127,13 @@ public class SpliceLoad {
         synchronized (values) {
             for (String v : values) {
                 if (out.length() > 1) out.append(',');
-                out.append('"').append(v.replace("\\", "\\\\").replace("\"", "'")).append('"');
+                out.append(json(v));
             }
         }
         return out.append(']').toString();
+    }
+
+    static String json(String value) {
+        return '"' + value.replace("\\", "\\\\").replace("\"", "'").replace("\n", " ") + '"';
     }
 }
