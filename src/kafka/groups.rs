@@ -216,6 +216,11 @@ pub(super) async fn route(
     {
         return Ok(reply);
     }
+    if header.key == ApiKey::EndTxn
+        && let Some(reply) = super::txn::end_on_target(session, &frame, header).await?
+    {
+        return Ok(reply);
+    }
     let inflight = match &key {
         Some((CoordinatorKind::Group, group)) => {
             let guard = session.shared.splice.groups.try_enter(group);
@@ -264,7 +269,7 @@ pub(super) async fn route(
 /// The real coordinator's address, asking the cluster when unknown;
 /// `None` (the bootstrap endpoints, which answer NOT_COORDINATOR and send
 /// the client to FindCoordinator) when the cluster cannot say.
-async fn coordinator(
+pub(super) async fn coordinator(
     session: &mut Session,
     side: Side,
     kind: CoordinatorKind,
