@@ -3,7 +3,8 @@
 //! `producer.transactional.id`): it writes transactions of 10 records over
 //! 3 partitions and aborts every fourth on purpose, while a `read_committed`
 //! consumer group reads and the topic walks `source → dual_read →
-//! dual_write (half the partitions switched) → cutover → target`. Every
+//! dual_write (half the partitions switched) → cutover → target`, back to
+//! `cutover` (the partitions write to the source again) and to `target`. Every
 //! committed record is read exactly once, in order, no aborted record is
 //! ever read, and each switch either waited for the open transaction or
 //! refused (the walk retries the step, as an operator would).
@@ -16,7 +17,7 @@ use support::{KafkaRig, finish_java, spawn_java};
 
 const PARTITIONS: usize = 3;
 /// How long the producer runs; the walk happens inside this window.
-const LOAD_SECONDS: u64 = 45;
+const LOAD_SECONDS: u64 = 60;
 const JAVA_DEADLINE: Duration = Duration::from_secs(LOAD_SECONDS + 100);
 /// How long one step of the walk is retried while a switch refuses.
 const STEP_DEADLINE: Duration = Duration::from_secs(30);
@@ -51,22 +52,31 @@ fn a_transactional_producer_walks_to_the_target_and_read_committed_sees_no_abort
     let (code, out) = rig.ctl(&["migrate-metadata", "events", topic]);
     assert_eq!(code, 0, "migrate-metadata: {out}");
     let mut refusals = Vec::new();
-    for to in ["dual_read", "dual_write", "cutover", "target"] {
+    let walk = [
+        ("advance", "dual_read"),
+        ("advance", "dual_write"),
+        ("advance", "cutover"),
+        ("advance", "target"),
+        ("rollback", "cutover"),
+        ("advance", "target"),
+    ];
+    for (verb, to) in walk {
         let started = Instant::now();
         loop {
-            let (code, out) = rig.ctl(&["advance", "events", topic, "--force"]);
+            let (code, out) = rig.ctl(&[verb, "events", topic, "--force"]);
             if code == 0 {
                 break;
             }
             assert!(
                 started.elapsed() < STEP_DEADLINE,
-                "advance to {to}: {out}\n{}",
+                "{verb} to {to}: {out}\n{}",
                 rig.proxy.log_tail(40)
             );
             refusals.push(format!("{to}: {out}"));
             std::thread::sleep(Duration::from_millis(200));
         }
         assert_eq!(rig.topic_status(topic)["state"], to);
+        println!("{verb} to {to} at {}", epoch_ms());
         // Transactions run on the new layout for a while before the next step.
         std::thread::sleep(Duration::from_secs(3));
     }
@@ -87,4 +97,11 @@ fn a_transactional_producer_walks_to_the_target_and_read_committed_sees_no_abort
     ] {
         assert_eq!(report[key], 0, "{key}: {report:#}\n{log}");
     }
+}
+
+fn epoch_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(since.as_millis()).expect("epoch ms fit u64")
 }

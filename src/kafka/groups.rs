@@ -269,7 +269,7 @@ pub(super) async fn route(
 /// The real coordinator's address, asking the cluster when unknown;
 /// `None` (the bootstrap endpoints, which answer NOT_COORDINATOR and send
 /// the client to FindCoordinator) when the cluster cannot say.
-pub(super) async fn coordinator(
+async fn coordinator(
     session: &mut Session,
     side: Side,
     kind: CoordinatorKind,

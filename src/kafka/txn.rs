@@ -65,6 +65,7 @@ pub(super) async fn begin_on_target(session: &mut Session, txn: &str) -> Result<
         .with_producer_epoch(-1);
     let answer: InitProducerIdResponse = ask(
         session,
+        Side::Target,
         txn,
         ApiKey::InitProducerId,
         INIT_PRODUCER_ID_VERSION,
@@ -101,6 +102,7 @@ pub(super) async fn end_on_target(
         .with_producer_epoch(epoch);
     let answer: EndTxnResponse = ask(
         session,
+        Side::Target,
         &txn,
         ApiKey::EndTxn,
         header.api_version,
@@ -141,32 +143,44 @@ async fn end_on_source(
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
     let txn = request.transactional_id.0.to_string();
-    let addr =
-        super::groups::coordinator(session, Side::Source, CoordinatorKind::Transaction, &txn)
-            .await?;
-    let dest = Dest {
-        side: Side::Source,
-        addr,
-    };
     let version = header.api_version;
-    let mut answer: EndTxnResponse = session
-        .call(&dest, ApiKey::EndTxn, version, &request)
-        .await?;
+    let code = |a: &EndTxnResponse| a.error_code;
+    let mut answer: EndTxnResponse = ask(
+        session,
+        Side::Source,
+        &txn,
+        ApiKey::EndTxn,
+        version,
+        &request,
+        code,
+    )
+    .await?;
     if answer.error_code == INVALID_TXN_STATE && request.committed {
         let abort = request.with_committed(false);
-        answer = session.call(&dest, ApiKey::EndTxn, version, &abort).await?;
+        answer = ask(
+            session,
+            Side::Source,
+            &txn,
+            ApiKey::EndTxn,
+            version,
+            &abort,
+            code,
+        )
+        .await?;
     }
     let out = rewrite::encode(ApiKey::EndTxn, version, header.correlation_id, &answer)
         .map_err(|e| Close::Protocol(format!("encoding an EndTxn answer: {e}")))?;
     Ok(Box::pin(async move { Ok(Out::Frame(out)) }))
 }
 
-/// Sends `request` to the target's coordinator of `txn`, asking again
-/// with backoff (and finding the coordinator again when it moved) while
-/// the answer's code is one that clears by itself, up to
-/// [`COORDINATOR_WAIT`]. The last answer is returned, error or not.
+/// Sends `request` to `side`'s coordinator of `txn`, asking again with
+/// backoff (and finding the coordinator again when it moved) while the
+/// answer's code is one that clears by itself (the previous transaction's
+/// markers still being written, too), up to [`COORDINATOR_WAIT`]. The
+/// last answer is returned, error or not.
 async fn ask<Req, Resp>(
     session: &mut Session,
+    side: Side,
     txn: &str,
     key: ApiKey,
     version: i16,
@@ -181,7 +195,7 @@ where
     let mut backoff = Duration::from_millis(20);
     let mut find = false;
     loop {
-        let dest = coordinator(session, txn, find).await?;
+        let dest = coordinator(session, side, txn, find).await?;
         let answer: Resp = session.call(&dest, key, version, request).await?;
         let c = code(&answer);
         let again = c == CONCURRENT_TRANSACTIONS || retry::is_waited_out(c);
@@ -194,13 +208,18 @@ where
     }
 }
 
-/// The target's transaction coordinator of `txn`: remembered, or found
+/// `side`'s transaction coordinator of `txn`: remembered, or found
 /// (always when `find`); its bootstrap endpoints while it has none.
-async fn coordinator(session: &mut Session, txn: &str, find: bool) -> Result<Dest, Close> {
+async fn coordinator(
+    session: &mut Session,
+    side: Side,
+    txn: &str,
+    find: bool,
+) -> Result<Dest, Close> {
     let kind = CoordinatorKind::Transaction;
-    if !find && let Some(addr) = session.shared.layout(Side::Target).coordinator(kind, txn) {
+    if !find && let Some(addr) = session.shared.layout(side).coordinator(kind, txn) {
         return Ok(Dest {
-            side: Side::Target,
+            side,
             addr: Some(addr.to_owned()),
         });
     }
@@ -208,23 +227,18 @@ async fn coordinator(session: &mut Session, txn: &str, find: bool) -> Result<Des
         .with_key(StrBytes::from_string(txn.to_owned()))
         .with_key_type(1);
     let found: FindCoordinatorResponse = session
-        .call(
-            &Dest::bootstrap(Side::Target),
-            ApiKey::FindCoordinator,
-            1,
-            &request,
-        )
+        .call(&Dest::bootstrap(side), ApiKey::FindCoordinator, 1, &request)
         .await?;
     if found.error_code != 0 || found.node_id.0 < 0 {
-        return Ok(Dest::bootstrap(Side::Target));
+        return Ok(Dest::bootstrap(side));
     }
     let addr = format!("{}:{}", found.host, found.port);
     session
         .shared
-        .layout_mut(Side::Target)
+        .layout_mut(side)
         .set_coordinator(kind, txn, addr.clone());
     Ok(Dest {
-        side: Side::Target,
+        side,
         addr: Some(addr),
     })
 }

@@ -69,6 +69,7 @@ public class SpliceLoad {
         Map<Integer, Long> lastSeq = new HashMap<>();
         int duplicates = 0, reordered = 0, mismatched = 0, abortedRead = 0;
         List<String> errors = new ArrayList<>();
+        List<String> dupSample = new ArrayList<>();
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c)) {
             consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
                 public void onPartitionsRevoked(Collection<TopicPartition> parts) {}
@@ -90,7 +91,11 @@ public class SpliceLoad {
                     }
                     lastRead = now;
                     String where = r.partition() + "@" + r.offset();
-                    if (seenAt.put(r.value(), where) != null) duplicates++;
+                    String before = seenAt.put(r.value(), where);
+                    if (before != null) {
+                        duplicates++;
+                        if (dupSample.size() < 5) dupSample.add(r.value() + " at " + where + ", first at " + before + ", read at " + System.currentTimeMillis());
+                    }
                     long seq = Long.parseLong(r.value().split(":")[1]);
                     Long last = lastSeq.put(r.partition(), seq);
                     if (last != null && seq <= last) reordered++;
@@ -113,7 +118,7 @@ public class SpliceLoad {
             + ",\"failed\":" + failed.size() + ",\"failed_sample\":" + quote(failed)
             + ",\"consumed\":" + seenAt.size() + ",\"lost\":" + lost.size()
             + ",\"lost_sample\":" + quote(lost.subList(0, Math.min(5, lost.size())))
-            + ",\"duplicates\":" + duplicates + ",\"reordered\":" + reordered
+            + ",\"duplicates\":" + duplicates + ",\"duplicate_sample\":" + quote(dupSample) + ",\"reordered\":" + reordered
             + ",\"offset_mismatch\":" + mismatched + ",\"errors\":" + quote(errors)
             + ",\"assignments\":" + assignments.get() + ",\"max_gap_ms\":" + maxGap
             + ",\"max_gap_at\":" + maxGapAt + ",\"last_read_at\":" + lastRead
