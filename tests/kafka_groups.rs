@@ -413,3 +413,180 @@ fn a_group_moves_back_and_forth_past_a_stale_member() {
     std::fs::remove_file(&stall).expect("remove the stall file");
     let _ = finish_java(member, FRESH_JAVA_DEADLINE);
 }
+
+/// How long the hand-off loads produce: long enough that the advance to
+/// `target` falls well inside the window on a busy machine.
+const HANDOFF_LOAD_SECONDS: u64 = 40;
+const HANDOFF_JAVA_DEADLINE: Duration = Duration::from_secs(HANDOFF_LOAD_SECONDS + 100);
+/// The longest a consumer may read nothing while records keep arriving,
+/// the hand-off included ("within seconds").
+const HANDOFF_MAX_GAP_MS: u64 = 8_000;
+
+/// The Java consumer (`SpliceLoad`, automatic commits, `props` as consumer
+/// properties) reads `topic` through the proxy while its producer writes
+/// and the topic walks to `target`, back to `cutover` and to `target`
+/// again; its group moves with it each time, every member rejoining. It
+/// keeps reading within seconds of each move, and reads every
+/// acknowledged record exactly once, in order.
+fn hand_off_with(topic: &str, props: &[&str]) {
+    let rig = KafkaRig::start(&format!("{topic}*"), "");
+    rig.source.create_topic(topic, PARTITIONS as u32);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    let group = format!("{topic}-app");
+    let seconds = HANDOFF_LOAD_SECONDS.to_string();
+    let parts = PARTITIONS.to_string();
+    let mut args = vec![boot.as_str(), topic, &group, &parts, &seconds];
+    args.extend_from_slice(props);
+    let java = spawn_java("SpliceLoad", &args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rig.proxy.scrape().contains(&format!("group=\"{group}\"")) {
+        assert!(
+            Instant::now() < deadline,
+            "the group never committed through the proxy"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, out) = rig.ctl(&["migrate-metadata", "events", topic]);
+    assert_eq!(code, 0, "migrate-metadata: {out}");
+    let mut advanced_at = 0;
+    let walk = [
+        ("advance", "dual_read"),
+        ("advance", "dual_write"),
+        ("advance", "cutover"),
+        ("advance", "target"),
+        ("rollback", "cutover"),
+        ("advance", "target"),
+    ];
+    for (verb, to) in walk {
+        let (code, out) = rig.ctl(&[verb, "events", topic, "--force"]);
+        assert_eq!(code, 0, "{verb} to {to}: {out}\n{}", rig.proxy.log_tail(30));
+        assert_eq!(rig.topic_status(topic)["state"], to, "{out}");
+        advanced_at = epoch_ms();
+    }
+    let status = rig.topic_status(topic);
+    assert_eq!(
+        status["details"]["groups_on_target"],
+        serde_json::json!([group]),
+        "{status:#}"
+    );
+    let report = finish_java(java, HANDOFF_JAVA_DEADLINE);
+    println!("{topic} {props:?}: advanced to target at {advanced_at}: {report:#}");
+    let log = rig.proxy.log_tail(60);
+    // Three hand-offs (to the target, back, to the target again), each
+    // with the member waiting to rejoin, none waiting for it in vain.
+    let full = rig.proxy.log_tail(2000);
+    assert_eq!(
+        full.matches("every member of the group waits to rejoin")
+            .count(),
+        3,
+        "{full}"
+    );
+    assert!(!full.contains("members did not rejoin"), "{full}");
+    assert_eq!(report["consumer_error"], "", "{report:#}\n{log}");
+    assert!(report["acked"].as_u64().unwrap() > 1000, "{report:#}");
+    for key in [
+        "failed",
+        "lost",
+        "reordered",
+        "offset_mismatch",
+        "duplicates",
+    ] {
+        assert_eq!(report[key], 0, "{key}: {report:#}\n{log}");
+    }
+    assert!(
+        report["assignments"].as_u64().unwrap() >= 2,
+        "never assigned again after the hand-off: {report:#}\n{log}"
+    );
+    assert!(
+        report["last_read_at"].as_u64().unwrap() > advanced_at + 5_000,
+        "stopped reading after the advance: {report:#}\n{log}"
+    );
+    assert!(
+        report["max_gap_ms"].as_u64().unwrap() < HANDOFF_MAX_GAP_MS,
+        "the consumer stalled: {report:#}\n{log}"
+    );
+}
+
+fn epoch_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(since.as_millis()).expect("epoch ms fit u64")
+}
+
+/// The eager protocol (RangeAssignor alone): the member revokes
+/// everything and commits before it rejoins.
+#[test]
+fn a_java_group_with_the_range_assignor_keeps_reading_across_the_hand_off() {
+    hand_off_with(
+        "range-orders",
+        &["partition.assignment.strategy=org.apache.kafka.clients.consumer.RangeAssignor"],
+    );
+}
+
+/// The cooperative protocol: the member keeps its partitions (and keeps
+/// fetching them) through the rejoin.
+#[test]
+fn a_java_group_with_the_cooperative_sticky_assignor_keeps_reading_across_the_hand_off() {
+    hand_off_with(
+        "coop-orders",
+        &[
+            "partition.assignment.strategy=org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+        ],
+    );
+}
+
+/// Static membership: the member rejoins under its `group.instance.id`,
+/// which the target has never seen.
+#[test]
+fn a_static_java_member_keeps_reading_across_the_hand_off() {
+    hand_off_with(
+        "static-orders",
+        &[
+            "group.instance.id=static-orders-1",
+            "session.timeout.ms=30000",
+        ],
+    );
+}
+
+/// A consumer asking for the new group protocol (KIP-848,
+/// `group.protocol=consumer`) is refused at its first heartbeat with an
+/// error that says cutover does not support it yet and how to go on; the
+/// producer beside it is unaffected.
+#[test]
+fn a_consumer_of_the_new_group_protocol_is_refused_saying_why() {
+    let rig = KafkaRig::start("kip848-orders*", "");
+    rig.source.create_topic("kip848-orders", 1);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    let java = spawn_java(
+        "SpliceLoad",
+        &[
+            &boot,
+            "kip848-orders",
+            "kip848-app",
+            "1",
+            "3",
+            "group.protocol=consumer",
+        ],
+    );
+    let report = finish_java(java, Duration::from_secs(120));
+    println!("{report:#}");
+    let error = report["consumer_error"].as_str().unwrap();
+    assert!(
+        error.contains("InvalidRequestException")
+            && error.contains("cutover does not support the consumer group protocol")
+            && error.contains("group.protocol=classic"),
+        "{report:#}\n{}",
+        rig.proxy.log_tail(30)
+    );
+    assert_eq!(report["consumed"], 0, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert!(report["acked"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(
+        rig.proxy
+            .log_tail(100)
+            .contains("asked for the consumer group protocol (KIP-848); refused"),
+        "{}",
+        rig.proxy.log_tail(30)
+    );
+}

@@ -24,6 +24,7 @@ pub(super) async fn route(
         ApiKey::Fetch => fetch::route(session, frame, header).await?,
         ApiKey::ListOffsets => offsets::route(session, frame, header).await?,
         ApiKey::FindCoordinator => groups::find_coordinator(session, frame, header).await?,
+        ApiKey::ConsumerGroupHeartbeat => groups::refuse_consumer_protocol(session, header)?,
         key if groups::coordinated(key) => groups::route(session, frame, header).await?,
         ApiKey::ApiVersions | ApiKey::DescribeCluster => rewritten(session, frame, header).await?,
         _ => {

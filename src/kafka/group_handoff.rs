@@ -231,6 +231,18 @@ impl Handoffs {
         }
     }
 
+    /// Retires `member` of `group`: its JoinGroup went to the other
+    /// cluster without its id (which issues it a new one), so the id is
+    /// dead and a later hand-off must not wait for it. It stays known to
+    /// [`Self::heard_of`], since the cluster the group left may still list it.
+    pub fn retire(&self, group: &str, member: &str) {
+        if let Some(mut members) = self.members.get_mut(group)
+            && let Some(entry) = members.get_mut(member)
+        {
+            entry.1 = Duration::ZERO;
+        }
+    }
+
     /// The members of `group` heard from within their session timeout.
     #[must_use]
     pub fn members(&self, group: &str) -> Vec<String> {
@@ -362,5 +374,20 @@ mod tests {
             guard.rejoined(Duration::from_millis(50)).await,
             Err(vec!["quiet".to_owned()])
         );
+    }
+
+    #[tokio::test]
+    async fn a_retired_member_is_not_waited_for_but_still_known() {
+        let handoffs = Arc::new(Handoffs::default());
+        handoffs.heard(
+            "g",
+            MemberSeen::Alive("moved".into(), Some(Duration::from_secs(45))),
+        );
+        handoffs.retire("g", "moved");
+        handoffs.retire("g", "never-heard");
+        assert!(handoffs.members("g").is_empty());
+        assert!(handoffs.heard_of("g", "moved"));
+        let guard = handoffs.begin("g");
+        assert_eq!(guard.rejoined(Duration::from_millis(50)).await, Ok(vec![]));
     }
 }

@@ -8,7 +8,8 @@
 
 use bytes::Bytes;
 use cutover_kafka::kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatResponse,
+    ApiKey, ConsumerGroupHeartbeatResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    HeartbeatResponse,
 };
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use cutover_kafka::{RequestHeader, decode_response_body, request_header_version};
@@ -135,6 +136,9 @@ async fn hand_off(
             let Some(blank) = group_handoff::without_member_id(frame, header) else {
                 return Ok(None);
             };
+            if let Some(m) = &member {
+                shared.handoffs.retire(group, m);
+            }
             // Routed as a fresh request: the new coordinator never issued the old id.
             let peeked = cutover_kafka::peek_request(&blank)
                 .map_err(|e| Close::Protocol(format!("re-reading a JoinGroup: {e}")))?;
@@ -142,6 +146,46 @@ async fn hand_off(
         }
         _ => Ok(None),
     }
+}
+
+/// Kafka's INVALID_REQUEST error code: what a broker answers a request it
+/// cannot serve ("sent to an incompatible broker").
+const INVALID_REQUEST: i16 = 42;
+
+/// Why a consumer of the new group protocol is refused, in its own words.
+pub const CONSUMER_PROTOCOL_REFUSED: &str = "cutover does not support the consumer group protocol \
+     (KIP-848, group.protocol=consumer) yet: set group.protocol=classic";
+
+/// ConsumerGroupHeartbeat (KIP-848), answered by the proxy itself with
+/// INVALID_REQUEST and [`CONSUMER_PROTOCOL_REFUSED`]. The group hand-off
+/// between clusters makes classic members rejoin; a member of the new
+/// protocol has its assignment computed and versioned by the coordinator
+/// (member epochs), which the proxy cannot carry to the other cluster yet.
+/// The key is advertised rather than left out so the client is refused
+/// at its first heartbeat with this message: the Java client makes
+/// INVALID_REQUEST fatal and shows the message (UNSUPPORTED_VERSION, or a
+/// key not advertised, would be shown as the client's own "the cluster
+/// does not support" text, which names neither cutover nor the way out).
+pub(super) fn refuse_consumer_protocol(
+    session: &Session,
+    header: &RequestHeader,
+) -> Result<Reply, Close> {
+    tracing::warn!(
+        migration = %session.shared.migration.name,
+        "a consumer asked for the consumer group protocol (KIP-848); refused: {CONSUMER_PROTOCOL_REFUSED}"
+    );
+    let body = ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(INVALID_REQUEST)
+        .with_error_message(Some(StrBytes::from_static_str(CONSUMER_PROTOCOL_REFUSED)))
+        .with_member_epoch(-1);
+    let out = rewrite::encode(
+        ApiKey::ConsumerGroupHeartbeat,
+        header.api_version,
+        header.correlation_id,
+        &body,
+    )
+    .map_err(|e| Close::Protocol(format!("encoding a ConsumerGroupHeartbeat answer: {e}")))?;
+    Ok(Box::pin(async move { Ok(Out::Frame(out)) }))
 }
 
 /// Lets the target coordinate a new group whose topics are all in `target`
@@ -169,6 +213,11 @@ pub(super) async fn route(
     let key = coordinator_key(&frame, header);
     if let Some((CoordinatorKind::Group, group)) = &key
         && let Some(reply) = hand_off(session, group, &frame, header).await?
+    {
+        return Ok(reply);
+    }
+    if header.key == ApiKey::EndTxn
+        && let Some(reply) = super::txn::end_on_target(session, &frame, header).await?
     {
         return Ok(reply);
     }

@@ -48,6 +48,7 @@ mod split;
 mod switch;
 mod topics;
 mod traffic;
+mod txn;
 pub mod versions;
 
 use std::net::SocketAddr;

@@ -45,6 +45,7 @@ pub(super) async fn route(
     let mut shifts: HashMap<(String, i32), Shift> = HashMap::new();
     let mut items = Vec::new();
     let mut inflight = Vec::new();
+    let txn = request.transactional_id.as_ref().map(|t| t.0.to_string());
     for ti in 0..request.topic_data.len() {
         let name = request.topic_data[ti].name.0.to_string();
         let name = name.as_str();
@@ -62,7 +63,10 @@ pub(super) async fn route(
             inflight.push(guard);
             if let Some(records) = &p.records {
                 let index = p.index;
-                if let Some(copy) = producer_ids(session, name, index, shift.side, records).await? {
+                let txn = txn.as_deref();
+                if let Some(copy) =
+                    producer_ids(session, name, index, shift.side, txn, records).await?
+                {
                     request.topic_data[ti].partition_data[pi].records = Some(copy);
                     rewritten = true;
                 }
@@ -165,11 +169,15 @@ pub(super) async fn route(
 /// The records with each idempotent batch's producer id, epoch and
 /// sequence as `side` expects them (see `producers`), or `None` when they
 /// pass unchanged. Obtains the target's producer id first when needed.
+/// Transactional batches (of transactional id `txn`) pass unchanged to
+/// the source, whose coordinator issued the client's id, and go to the
+/// target under the proxy's transaction there (see `txn`).
 async fn producer_ids(
     session: &mut Session,
     topic: &str,
     partition: i32,
     side: Side,
+    txn: Option<&str>,
     records: &Bytes,
 ) -> Result<Option<Bytes>, Close> {
     let mut plans = Vec::new();
@@ -179,6 +187,15 @@ async fn producer_ids(
         let (id, epoch) = (view.producer_id(), view.producer_epoch());
         if id < 0 {
             continue;
+        }
+        if view.is_transactional() {
+            if side == Side::Source {
+                continue;
+            }
+            let txn = txn.ok_or_else(|| {
+                Close::Protocol("a transactional batch without a transactional id".into())
+            })?;
+            transaction_on_target(session, txn, id, epoch).await?;
         }
         // A partition never switched has only ever seen the client's own
         // id: its batches pass untouched (asked once, only for idempotent
@@ -220,6 +237,32 @@ async fn producer_ids(
         .map_err(|e| Close::Protocol(format!("rewriting a batch of {topic}/{partition}: {e}")))?;
     }
     Ok(Some(copy.freeze()))
+}
+
+/// Makes sure the proxy's transaction for the client's transaction
+/// (`txn`, `id`, `epoch`) is open on the target, beginning it there first.
+async fn transaction_on_target(
+    session: &mut Session,
+    txn: &str,
+    id: i64,
+    epoch: i16,
+) -> Result<(), Close> {
+    let own = match session.shared.producers.proxy_id(id, epoch, Side::Target) {
+        Some(own) => own,
+        None => {
+            let own = super::txn::begin_on_target(session, txn).await?;
+            session
+                .shared
+                .producers
+                .set_proxy_id(id, epoch, Side::Target, own);
+            own
+        }
+    };
+    session
+        .shared
+        .producers
+        .opened_on_target(txn, own)
+        .map_err(|e| Close::Upstream(format!("transactional id {txn}: {e}")))
 }
 
 /// A fresh idempotent producer id of the proxy's own on `side`. A cluster

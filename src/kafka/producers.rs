@@ -50,7 +50,16 @@ type Table = (HashMap<(i64, i16), ClientProducer>, u64);
 #[derive(Debug, Default)]
 pub struct Producers {
     inner: Mutex<Table>,
+    /// Per transactional id, the proxy's transaction open on the target
+    /// (its producer id and epoch there), until the client's EndTxn ends it
+    /// (see `txn`).
+    open_on_target: Mutex<HashMap<String, (i64, i16)>>,
 }
+
+/// Why a transaction cannot be opened on the target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{MAX_PRODUCERS} transactions are open on the target already")]
+pub struct TooManyTransactions;
 
 /// How to write one batch to a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +97,44 @@ impl Producers {
         let p = map.entry((producer_id, epoch)).or_default();
         p.ids[side as usize] = Some(id);
         p.used = *clock;
+    }
+
+    /// Notes that the proxy's transaction `id` of transactional id `txn`
+    /// has written to the target. Bounded: an entry is only dropped by the
+    /// EndTxn that ends it, since dropping it would leave the target's
+    /// part of the transaction to time out (aborted) while the source's
+    /// commits.
+    ///
+    /// # Errors
+    /// When [`MAX_PRODUCERS`] transactions are open on the target already.
+    pub fn opened_on_target(&self, txn: &str, id: (i64, i16)) -> Result<(), TooManyTransactions> {
+        let mut open = self
+            .open_on_target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if open.len() >= MAX_PRODUCERS && !open.contains_key(txn) {
+            return Err(TooManyTransactions);
+        }
+        open.insert(txn.to_owned(), id);
+        Ok(())
+    }
+
+    /// The proxy's transaction of `txn` open on the target, if any.
+    #[must_use]
+    pub fn open_on_target(&self, txn: &str) -> Option<(i64, i16)> {
+        self.open_on_target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(txn)
+            .copied()
+    }
+
+    /// The proxy's transaction of `txn` on the target has ended.
+    pub fn closed_on_target(&self, txn: &str) {
+        self.open_on_target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(txn);
     }
 
     /// How a batch of `count` records with the client's `base_sequence`
@@ -182,5 +229,16 @@ mod tests {
         let p = Producers::default();
         assert_eq!(p.plan(7, 0, "t", 0, Side::Target, true, 0, 1), None);
         assert_eq!(p.proxy_id(7, 0, Side::Target), None);
+    }
+
+    #[test]
+    fn a_transaction_open_on_the_target_is_remembered_until_it_ends() {
+        let p = Producers::default();
+        assert_eq!(p.open_on_target("tx"), None);
+        p.opened_on_target("tx", (900, 1)).unwrap();
+        p.opened_on_target("tx", (900, 1)).unwrap();
+        assert_eq!(p.open_on_target("tx"), Some((900, 1)));
+        p.closed_on_target("tx");
+        assert_eq!(p.open_on_target("tx"), None);
     }
 }

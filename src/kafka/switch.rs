@@ -36,7 +36,12 @@ const EARLIEST: i64 = -2;
 const READ_UNCOMMITTED: i8 = 0;
 const READ_COMMITTED: i8 = 1;
 /// How long a switch waits for an open transaction on the closing
-/// cluster to finish before refusing.
+/// cluster to finish before refusing. It waits, since most transactions
+/// end within milliseconds, then refuses rather than wait longer: the
+/// transaction may be one whose next records to this partition are held
+/// by this very switch, and it cannot end before they are written. A
+/// transaction may not span a switch, since its markers would be written
+/// on the closing cluster only.
 const TRANSACTION_WAIT: Duration = Duration::from_secs(3);
 const TRANSACTION_POLL: Duration = Duration::from_millis(50);
 

@@ -57,6 +57,8 @@ pub const SUPPORTED: &[VersionRow] = &[
     (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
     (ApiKey::OffsetDelete as i16, 0, 0),
     (ApiKey::DescribeCluster as i16, 0, 2),
+    // Answered by the proxy with a refusal that says why (groups.rs).
+    (ApiKey::ConsumerGroupHeartbeat as i16, 0, 1),
 ];
 
 /// Why a request may not pass.
