@@ -569,3 +569,126 @@ fn broadcasting_consumers_each_read_every_message() {
     first.stop(Duration::from_secs(30));
     second.stop(Duration::from_secs(30));
 }
+
+/// The clients `ctl clients` lists for `topic`, as JSON rows.
+fn client_rows(rig: &RocketmqRig, topic: &str) -> Vec<serde_json::Value> {
+    let (code, out) = rig.ctl(&["clients", "orders", topic, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let body: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    body["topics"][0]["clients"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The row of `group` with `role` reached `via` (proxied or direct).
+fn row_of<'a>(
+    rows: &'a [serde_json::Value],
+    role: &str,
+    group: &str,
+    via: &str,
+) -> Option<&'a serde_json::Value> {
+    rows.iter()
+        .find(|r| r["role"] == role && r["group"] == group && r["via"] == via)
+}
+
+/// Item 7's inventory: a producer and a consumer through the proxy and a
+/// producer and a consumer straight at the source are each listed with
+/// their client id, address, language and version, marked proxied or
+/// direct; the direct ones come from the source brokers' own lists.
+#[test]
+fn ctl_clients_lists_proxied_and_direct_clients_of_a_topic() {
+    const TOPIC: &str = "ledger";
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic(TOPIC, 2);
+    // A route asked through the proxy registers the topic with the migration.
+    let route = rpc(&rig.namesrv, 105, &[("topic", TOPIC)], Encoding::Json).unwrap();
+    assert_eq!(route.header.code, 0, "{:?}", route.header.remark);
+    let slow = ["--count", "1000000", "--interval-ms", "200"];
+    let mut writer = rig.client("produce", "ledger-writer", TOPIC, "ledger-writers", &slow);
+    let mut reader = rig.client("consume", "ledger-reader", TOPIC, "ledger-proxied", &[]);
+    let source = rig.source.namesrv();
+    let direct = |mode: &str, id: &str, group: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--namesrv",
+            source.as_str(),
+            "--topic",
+            TOPIC,
+            "--group",
+            group,
+        ];
+        args.extend_from_slice(extra);
+        support::RocketmqClient::start(rig.dir.path(), mode, id, &args)
+    };
+    let mut bypass_writer = direct("produce", "ledger-bypass-writer", "ledger-bypassers", &slow);
+    let mut bypass_reader = direct("consume", "ledger-bypass-reader", "ledger-direct", &[]);
+    let mut rows = Vec::new();
+    wait_until(DEADLINE, "all four clients to be listed", || {
+        rows = client_rows(&rig, TOPIC);
+        row_of(&rows, "producer", "ledger-writers", "proxied").is_some()
+            && row_of(&rows, "consumer", "ledger-proxied", "proxied")
+                .is_some_and(|r| r["brokers"].as_array().is_some_and(|b| b.len() == 2))
+            && row_of(&rows, "producer", "ledger-bypassers", "direct").is_some()
+            && row_of(&rows, "consumer", "ledger-direct", "direct")
+                .is_some_and(|r| r["brokers"].as_array().is_some_and(|b| b.len() == 2))
+    });
+    for (role, group, via) in [
+        ("producer", "ledger-writers", "proxied"),
+        ("consumer", "ledger-proxied", "proxied"),
+        ("producer", "ledger-bypassers", "direct"),
+        ("consumer", "ledger-direct", "direct"),
+    ] {
+        let r = row_of(&rows, role, group, via).unwrap();
+        assert_eq!(r["language"], "JAVA", "{r}");
+        assert_eq!(r["version_name"], "V5_3_3", "{r}");
+        assert_eq!(r["connected"], true, "{r}");
+        assert!(
+            r["client_id"].as_str().is_some_and(|id| id.contains('@')),
+            "{r}"
+        );
+        // The client's own address, never one of the proxy's.
+        let addr = r["addr"].as_str().unwrap_or_default();
+        assert!(addr.starts_with("127.0.0.1:"), "{r}");
+        if role == "producer" && via == "direct" {
+            assert_eq!(
+                r["topic_known"], false,
+                "brokers do not say what a producer sends: {r}"
+            );
+        } else {
+            assert_eq!(r["topic_known"], true, "{r}");
+        }
+    }
+    // Proxied rows carry when the proxy last heard from them.
+    let proxied = row_of(&rows, "consumer", "ledger-proxied", "proxied").unwrap();
+    assert!(proxied["last_seen_ms"].as_u64().is_some(), "{proxied}");
+    // The same clients, by name, in the human table of every topic.
+    let (code, out) = rig.ctl(&["clients", "orders"]);
+    assert_eq!(code, 0, "{out}");
+    for (group, via) in [
+        ("ledger-writers", "proxied"),
+        ("ledger-proxied", "proxied"),
+        ("ledger-bypassers", "direct (any topic)"),
+        ("ledger-direct", "direct"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(TOPIC) && l.contains(group) && l.contains(via)),
+            "{group} {via}: {out}"
+        );
+    }
+    // The gate reads the same rows: the direct consumer is named.
+    let (code, out) = rig.ctl(&["check", "orders", TOPIC]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("group ledger-direct: client"), "{out}");
+    assert!(!out.contains("group ledger-proxied: client"), "{out}");
+    // A proxied consumer that left stays listed as gone.
+    reader.stop(Duration::from_secs(30));
+    wait_until(DEADLINE, "the proxied consumer to show as gone", || {
+        rows = client_rows(&rig, TOPIC);
+        row_of(&rows, "consumer", "ledger-proxied", "proxied")
+            .is_some_and(|r| r["connected"] == false)
+    });
+    for c in [&mut writer, &mut bypass_writer, &mut bypass_reader] {
+        c.stop(Duration::from_secs(30));
+    }
+}

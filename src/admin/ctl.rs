@@ -85,6 +85,17 @@ enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// RocketMQ: the producers and consumers of a topic (or of every topic
+    /// of the migration), through the proxy or straight at the source.
+    Clients {
+        /// Migration name.
+        migration: String,
+        /// Only this topic.
+        topic: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Kafka `dual_write`: set which partitions of a topic write to the
     /// target (each switches behind a short produce fence).
     Shift {
@@ -213,6 +224,11 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             topics,
             json,
         } => migrate_metadata(socket, &migration, &topics, json).await,
+        CtlCommand::Clients {
+            migration,
+            topic,
+            json,
+        } => super::ctl_clients::run(socket, &migration, topic.as_deref(), json).await,
         CtlCommand::Shift {
             migration,
             topic,

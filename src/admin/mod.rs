@@ -8,6 +8,7 @@ mod auth;
 pub mod client;
 pub mod console;
 pub mod ctl;
+mod ctl_clients;
 mod table;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

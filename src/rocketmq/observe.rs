@@ -2,7 +2,8 @@
 //! checks and the per-topic metrics: consumer groups per topic (from
 //! heartbeats), when a topic last received a message on the source, and
 //! which local addresses the proxy's own upstream connections use (a
-//! broker lists those as the client address of proxied consumers).
+//! broker lists those as the client address of proxied consumers), and
+//! the clients themselves ([`super::seen`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -18,6 +19,8 @@ pub struct Observed {
     groups: Mutex<HashMap<String, BTreeSet<String>>>,
     last_send: Mutex<HashMap<(String, Side), Instant>>,
     local_addrs: Mutex<HashSet<String>>,
+    /// The clients relayed for, for the endpoint inventory.
+    pub clients: super::seen::ClientTable,
 }
 
 impl Observed {

@@ -107,6 +107,7 @@ pub(super) async fn run(
 ) {
     let name = shared.migration.name.to_string();
     let mut local = None;
+    let mut tag = Tag::new(peer);
     let close = match connect(&shared, &endpoint).await {
         Ok(upstream) => {
             local = local_addr(&upstream);
@@ -121,7 +122,9 @@ pub(super) async fn run(
                 inflight: &inflight,
                 outstanding: &outstanding,
             };
-            let reads = requests(&shared, &endpoint, client_r, up_w, pair, &shutdown);
+            let reads = requests(
+                &shared, &endpoint, client_r, up_w, pair, &mut tag, &shutdown,
+            );
             let writes = responses(&shared, &endpoint, up_r, client_w, pair);
             tokio::pin!(reads, writes);
             tokio::select! {
@@ -143,6 +146,7 @@ pub(super) async fn run(
     if let Some(addr) = &local {
         shared.observed.local_addr(addr, false);
     }
+    shared.observed.clients.closed(&tag.key);
     let reason = match &close {
         Close::Client => "client",
         Close::Idle => "idle",
@@ -189,6 +193,70 @@ struct Pair<'a> {
     outstanding: &'a Outstanding,
 }
 
+/// Who is on the client side of one connection, for the client table
+/// ([`super::seen`]).
+struct Tag {
+    peer: String,
+    /// The client's id once a heartbeat named it, its provisional key before.
+    key: String,
+    /// When the table last heard of this connection: other requests update
+    /// it at most once per [`TOUCH_EVERY`], so the hot path rarely locks it.
+    touched: Option<Instant>,
+    /// The topic of the last send recorded, for the same reason.
+    last_topic: String,
+}
+
+/// How often a busy connection refreshes its client's "last seen".
+const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Tag {
+    fn new(peer: SocketAddr) -> Self {
+        let peer = peer.to_string();
+        Tag {
+            key: super::seen::provisional_key(&peer),
+            peer,
+            touched: None,
+            last_topic: String::new(),
+        }
+    }
+
+    /// Records what `frame` tells about the client.
+    fn observe(&mut self, shared: &Shared, frame: &Frame, topic: Option<&str>) {
+        let header = &frame.header;
+        let hello = super::seen::Hello {
+            peer: &self.peer,
+            language: header.language.name().unwrap_or("UNKNOWN"),
+            version: header.version,
+        };
+        let table = &shared.observed.clients;
+        let due = self.touched.is_none_or(|at| at.elapsed() >= TOUCH_EVERY);
+        match (header.code, topic) {
+            (RequestCode::HEART_BEAT, _) => {
+                if let Some(id) = table.heartbeat(&self.key, hello, &frame.body) {
+                    self.key = id;
+                }
+            }
+            (code, Some(topic)) if RequestCode::is_send(code) => {
+                if !due && topic == self.last_topic {
+                    return;
+                }
+                let group = header
+                    .ext(if is_v2_send(code) {
+                        "a"
+                    } else {
+                        "producerGroup"
+                    })
+                    .unwrap_or_default();
+                table.sent(&self.key, hello, topic, group);
+                topic.clone_into(&mut self.last_topic);
+            }
+            _ if due => table.touch(&self.key, hello),
+            _ => return,
+        }
+        self.touched = Some(Instant::now());
+    }
+}
+
 /// Client → broker.
 async fn requests(
     shared: &Shared,
@@ -196,6 +264,7 @@ async fn requests(
     mut client: impl AsyncRead + Unpin,
     mut upstream: impl AsyncWrite + Unpin,
     pair: Pair<'_>,
+    tag: &mut Tag,
     shutdown: &CancellationToken,
 ) -> Close {
     let cluster = shared.cluster(endpoint.side).to_owned();
@@ -216,7 +285,7 @@ async fn requests(
                 if !frame.header.is_oneway() {
                     pair.outstanding.sent();
                 }
-                match request(shared, endpoint, &cluster, frame, pair.inflight).await {
+                match request(shared, endpoint, &cluster, frame, pair.inflight, tag).await {
                     Ok(out) => out,
                     Err(why) => return Close::Protocol(why),
                 }
@@ -260,6 +329,7 @@ async fn request(
     cluster: &str,
     frame: Frame,
     inflight: &InFlight,
+    tag: &mut Tag,
 ) -> Result<Bytes, String> {
     let code = frame.header.code;
     let v2 = is_v2_send(code);
@@ -267,6 +337,7 @@ async fn request(
         .header
         .ext(if v2 { "b" } else { "topic" })
         .map(str::to_owned);
+    tag.observe(shared, &frame, topic.as_deref());
     let migration = shared.migration.name.to_string();
     let counted = RequestCode::is_send(code)
         || matches!(
