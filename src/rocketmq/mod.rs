@@ -22,6 +22,7 @@ mod metadata;
 mod namesrv;
 pub mod observe;
 mod offsets;
+mod pop;
 pub mod route;
 pub mod rpc;
 pub mod seen;

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::endpoints::{Endpoint, Side};
 use super::observe::count_messages;
+use super::pop;
 use super::rpc::{self, Conn};
 use crate::metrics;
 use crate::proxy::Stream;
@@ -58,6 +59,8 @@ struct Pending {
     started: Instant,
     encoding: Encoding,
     queue_id: Option<String>,
+    /// A QUERY_ASSIGNMENT's body, asked again of the other cluster.
+    body: Option<Bytes>,
 }
 
 type InFlight = Mutex<HashMap<i32, Pending>>;
@@ -311,6 +314,19 @@ async fn requests(
     }
 }
 
+/// Whether `code` reads messages (pull, lite pull, pop).
+fn is_consume(code: i32) -> bool {
+    matches!(
+        code,
+        RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE | RequestCode::POP_MESSAGE
+    )
+}
+
+/// Apache `ResponseCode.POLLING_FULL` / `POLLING_TIMEOUT`: a pop long poll
+/// that found nothing (normal, like PULL_NOT_FOUND).
+const POLLING_FULL: i32 = 209;
+const POLLING_TIMEOUT: i32 = 210;
+
 /// Whether `code` is a send whose header uses the one-letter V2 keys.
 fn is_v2_send(code: i32) -> bool {
     matches!(
@@ -339,11 +355,7 @@ async fn request(
         .map(str::to_owned);
     tag.observe(shared, &frame, topic.as_deref());
     let migration = shared.migration.name.to_string();
-    let counted = RequestCode::is_send(code)
-        || matches!(
-            code,
-            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE
-        );
+    let counted = RequestCode::is_send(code) || is_consume(code);
     if code == RequestCode::HEART_BEAT {
         let topics = shared.observed.heartbeat(&frame.body);
         shared.discover(&topics).await;
@@ -381,6 +393,7 @@ async fn request(
                     started: Instant::now(),
                     encoding: frame.encoding,
                     queue_id: frame.header.ext("queueId").map(str::to_owned),
+                    body: (code == RequestCode::QUERY_ASSIGNMENT).then(|| frame.body.clone()),
                 },
             );
         }
@@ -402,8 +415,11 @@ fn to_real(endpoint: &Endpoint, frame: Frame, v2: bool) -> Result<Bytes, String>
             changed = true;
         }
     }
+    changed |= pop::ack_to_real(&mut header, endpoint);
     let body = match frame.header.code {
-        RequestCode::LOCK_BATCH_MQ | RequestCode::UNLOCK_BATCH_MQ => {
+        RequestCode::LOCK_BATCH_MQ
+        | RequestCode::UNLOCK_BATCH_MQ
+        | RequestCode::BATCH_ACK_MESSAGE => {
             rename_in_body(&frame.body, &endpoint.virtual_name, &endpoint.real_name)
         }
         _ => None,
@@ -508,7 +524,7 @@ async fn answer(
                 .increment(pending.messages);
             }
         }
-        RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
+        c if is_consume(c) => {
             metrics::counter!(metrics::ROCKETMQ_PULLS, &labels(None)).increment(1);
             if ok {
                 metrics::counter!(
@@ -523,9 +539,24 @@ async fn answer(
                 .await
                 .unwrap_or(raw);
         }
-        RequestCode::LOCK_BATCH_MQ | RequestCode::QUERY_ASSIGNMENT
-            if endpoint.virtual_name != endpoint.real_name =>
-        {
+        RequestCode::QUERY_ASSIGNMENT => {
+            if let Some(merged) = match &pending.body {
+                Some(ask) => pop::merged_assignment(shared, endpoint, &frame, ask).await,
+                None => None,
+            } {
+                return merged;
+            }
+            if endpoint.virtual_name == endpoint.real_name {
+                return raw;
+            }
+            if let Some(body) =
+                rename_in_body(&frame.body, &endpoint.real_name, &endpoint.virtual_name)
+            {
+                return encode(&frame.header, &body, frame.encoding).unwrap_or(raw);
+            }
+            return raw;
+        }
+        RequestCode::LOCK_BATCH_MQ if endpoint.virtual_name != endpoint.real_name => {
             if let Some(body) =
                 rename_in_body(&frame.body, &endpoint.real_name, &endpoint.virtual_name)
             {
@@ -536,13 +567,14 @@ async fn answer(
         _ => return raw,
     }
     let normal = ok
-        || (matches!(
-            pending.code,
-            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE
-        ) && matches!(
-            code,
-            ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY
-        ));
+        || (is_consume(pending.code)
+            && matches!(
+                code,
+                ResponseCode::PULL_NOT_FOUND
+                    | ResponseCode::PULL_RETRY_IMMEDIATELY
+                    | POLLING_FULL
+                    | POLLING_TIMEOUT
+            ));
     if !normal {
         metrics::counter!(
             metrics::ROCKETMQ_ERRORS,
