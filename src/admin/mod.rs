@@ -9,6 +9,7 @@ pub mod client;
 pub mod console;
 pub mod ctl;
 mod ctl_clients;
+mod ctl_metadata;
 mod table;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -549,6 +549,27 @@ impl Driver for RocketmqDriver {
         }
     }
 
+    async fn migration_action(
+        &self,
+        action: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        match action {
+            "metadata_plan" => {
+                let plan = super::catalog::plan(&self.shared).await?;
+                serde_json::to_value(plan).map_err(|e| e.to_string())
+            }
+            "metadata_apply" => {
+                let plan: super::catalog::CatalogPlan = serde_json::from_value(params)
+                    .map_err(|e| format!("the plan does not parse: {e}"))?;
+                super::catalog::apply(&self.shared, &plan).await
+            }
+            _ => Err(format!(
+                "{action} is not available for rocketmq migrations (actions: metadata_plan, metadata_apply)"
+            )),
+        }
+    }
+
     async fn prepare(&self, topic: &str, from: State, to: State) -> Result<(), String> {
         if (from, to) == (State::Source, State::DualRead) {
             return self.init_target_offsets(topic).await;

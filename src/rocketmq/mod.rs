@@ -15,6 +15,7 @@
 //!   connection lists (`ctl clients`, the bypass gate);
 //! - [`driver`]: readiness checks for `ctl`.
 
+mod catalog;
 pub mod driver;
 pub mod endpoints;
 mod inventory;
