@@ -8,6 +8,8 @@ mod auth;
 pub mod client;
 pub mod console;
 pub mod ctl;
+mod ctl_clients;
+mod ctl_metadata;
 mod table;
 mod tls;
 

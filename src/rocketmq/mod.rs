@@ -10,17 +10,23 @@
 //! - `session`: the broker endpoint sessions (pumps, name translation,
 //!   observation, metrics);
 //! - [`rpc`]: the proxy's own requests;
-//! - [`observe`]: what traffic teaches the checks;
+//! - [`observe`]: what traffic teaches the checks; [`seen`]: the clients
+//!   relayed for; `inventory`: those joined with the source brokers' own
+//!   connection lists (`ctl clients`, the bypass gate);
 //! - [`driver`]: readiness checks for `ctl`.
 
+mod catalog;
 pub mod driver;
 pub mod endpoints;
+mod inventory;
 mod metadata;
 mod namesrv;
 pub mod observe;
 mod offsets;
+mod pop;
 pub mod route;
 pub mod rpc;
+pub mod seen;
 mod session;
 
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! members' client ids (from heartbeats), when a topic last received a
 //! message on the source, and which local addresses the proxy's own
 //! upstream connections use (a broker lists those as the client address of
-//! proxied consumers).
+//! proxied consumers), and the clients themselves ([`super::seen`]).
 //!
 //! Groups and members outlive a restart (see `migration::recall`): a
 //! change of those sets bumps a counter and a control-plane task writes
@@ -59,6 +59,8 @@ pub struct Observed {
     changes: AtomicU64,
     last_send: Mutex<HashMap<(String, Side), Instant>>,
     local_addrs: Mutex<HashSet<String>>,
+    /// The clients relayed for, for the endpoint inventory.
+    pub clients: super::seen::ClientTable,
 }
 
 impl Observed {

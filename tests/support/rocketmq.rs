@@ -235,7 +235,15 @@ fn spawn_namesrv(name: &str) -> StartingNamesrv {
     StartingNamesrv { port, jvm, dir }
 }
 
-fn spawn_broker(cluster: &str, broker: &str, namesrv_port: u16, dir: &Path) -> (u16, TiedJvm) {
+/// Starts a broker; `extra` is appended to its broker.conf (a key given
+/// again overrides the default above it).
+fn spawn_broker(
+    cluster: &str,
+    broker: &str,
+    namesrv_port: u16,
+    dir: &Path,
+    extra: &str,
+) -> (u16, TiedJvm) {
     let home = rocketmq_home();
     let bdir = dir.join(broker);
     std::fs::create_dir_all(&bdir).expect("broker dir");
@@ -253,7 +261,7 @@ fn spawn_broker(cluster: &str, broker: &str, namesrv_port: u16, dir: &Path) -> (
              autoCreateSubscriptionGroup=true\ndefaultTopicQueueNums=4\n\
              mappedFileSizeCommitLog=67108864\nmaxHashSlotNum=4000\nmaxIndexNum=1000\n\
              fileReservedTime=1\ntimerWheelEnable=false\n\
-             transactionTimeOut=1000\ntransactionCheckInterval=2000\n",
+             transactionTimeOut=1000\ntransactionCheckInterval=2000\n{extra}",
             store = store.display()
         ),
     )
@@ -284,6 +292,12 @@ impl RocketmqCluster {
     /// # Panics
     /// When the jars are missing or a server is not ready in time.
     pub fn start_all(specs: &[(&str, &[&str])]) -> Vec<RocketmqCluster> {
+        RocketmqCluster::start_all_with(specs, "")
+    }
+
+    /// [`RocketmqCluster::start_all`] with `extra` lines in every broker's
+    /// config (e.g. `timerWheelEnable=true\n`).
+    pub fn start_all_with(specs: &[(&str, &[&str])], extra: &str) -> Vec<RocketmqCluster> {
         let mut namesrvs: Vec<StartingNamesrv> =
             specs.iter().map(|(name, _)| spawn_namesrv(name)).collect();
         for ns in &mut namesrvs {
@@ -296,7 +310,7 @@ impl RocketmqCluster {
                 brokers
                     .iter()
                     .map(|b| {
-                        let (port, jvm) = spawn_broker(cluster, b, ns.port, ns.dir.path());
+                        let (port, jvm) = spawn_broker(cluster, b, ns.port, ns.dir.path(), extra);
                         ((*b).to_owned(), port, jvm)
                     })
                     .collect()
@@ -314,7 +328,8 @@ impl RocketmqCluster {
                         std::io::stderr().lock(),
                         "rocketmq: starting {cluster} {name} again: {why}"
                     );
-                    let (new_port, new_jvm) = spawn_broker(cluster, name, ns.port, ns.dir.path());
+                    let (new_port, new_jvm) =
+                        spawn_broker(cluster, name, ns.port, ns.dir.path(), extra);
                     // Dropping the old one kills it.
                     *jvm = new_jvm;
                     *port = new_port;
@@ -604,7 +619,15 @@ impl RocketmqRig {
     /// appended to the migration's `rocketmq:` options (e.g.
     /// `quiet_window: 1s`).
     pub fn start(extra: &str) -> RocketmqRig {
-        let (source, target) = shared_clusters();
+        RocketmqRig::start_on(shared_clusters(), extra)
+    }
+
+    /// [`RocketmqRig::start`] between the given clusters.
+    pub fn start_on(
+        clusters: &'static (RocketmqCluster, RocketmqCluster),
+        extra: &str,
+    ) -> RocketmqRig {
+        let (source, target) = clusters;
         // Ports are picked free and bound moments later; tests of one binary
         // run in parallel, so one proxy starts at a time.
         static STARTING: Mutex<()> = Mutex::new(());
