@@ -6,13 +6,36 @@
 //! (leadership moves to the surviving replicas), and nothing the producer
 //! was promised is lost: a group consumer then reads every acknowledged
 //! record, before and after the restart.
+//!
+//! Also a partition leader moved by reassignment and preferred election
+//! (KIP-951): the answer a raw client gets from the old leader through the
+//! proxy names no real broker, and the proxy routes the next produce to the
+//! new leader. Tests here move leaders or stop brokers of the shared
+//! source, so they take turns ([`disruptive`]).
 
 mod support;
 
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use support::{KafkaRig, finish_kafka_script, kafka_python, wait_until};
+use cutover_kafka::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use cutover_kafka::kafka_protocol::messages::produce_request::{
+    PartitionProduceData, TopicProduceData,
+};
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use cutover_kafka::kafka_protocol::protocol::StrBytes;
+use support::{
+    KafkaRig, RawKafka, finish_kafka_script, kafka_python, output_text, record_batch, wait_until,
+};
+
+/// One test at a time moves leaders or stops brokers of the shared source.
+fn disruptive() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 const SCRIPT: &str = r#"
 import json, os, time
@@ -65,6 +88,7 @@ print(json.dumps({"failed": failed[:5], "left": left, "pre_delivered": delivered
 
 #[test]
 fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
+    let _turn = disruptive();
     let rig = KafkaRig::start("orders*", "");
     let proxy = &rig.proxy;
     let listen = rig.listen;
@@ -119,5 +143,125 @@ fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
         proxy.log_tail(200).contains("upstream failed"),
         "the restart should have cut the proxied connections:\n{}",
         proxy.log_tail(30)
+    );
+}
+
+/// Produce v12 (the highest the proxy offers; KIP-951 hints from v10) of
+/// one record to `topic`/0.
+fn produce(client: &mut RawKafka, topic: &str, value: &str) -> ProduceResponse {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(record_batch(&[value]))),
+                ]),
+        ]);
+    client.call(ApiKey::Produce, 12, &request)
+}
+
+/// `topic`/0's leader as the source itself describes it.
+fn source_leader(rig: &KafkaRig, topic: &str) -> Option<u32> {
+    let out = rig.source.tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &["--describe", "--topic", topic],
+    );
+    let text = output_text(&out);
+    let at = text.find("Leader: ")? + "Leader: ".len();
+    text[at..].split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn a_moved_leader_is_hinted_to_the_proxy_not_to_the_client() {
+    let _turn = disruptive();
+    let rig = KafkaRig::start("hints*", "");
+    let out = rig.source.tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--create",
+            "--topic",
+            "hints",
+            "--replica-assignment",
+            "1:2:3",
+        ],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let mut client = RawKafka::connect(rig.listen);
+    // The proxy learns the leader (broker 1) from a Metadata through it.
+    wait_until(Duration::from_secs(30), "hints/0 has a leader", || {
+        let asked = MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("hints")))),
+        ]));
+        let answer: MetadataResponse = client.call(ApiKey::Metadata, 9, &asked);
+        answer.topics.first().is_some_and(|t| {
+            t.error_code == 0 && t.partitions.first().is_some_and(|p| p.leader_id.0 >= 0)
+        })
+    });
+    let first = produce(&mut client, "hints", "before the move");
+    assert_eq!(first.responses[0].partition_responses[0].error_code, 0);
+
+    // Replicas 2:3:1 and a preferred election: broker 2 leads, broker 1
+    // stays up and answers NOT_LEADER_OR_FOLLOWER with a KIP-951 hint.
+    let plan = rig.proxy.config().dir().join("reassign.json");
+    std::fs::write(
+        &plan,
+        r#"{"version":1,"partitions":[{"topic":"hints","partition":0,"replicas":[2,3,1]}]}"#,
+    )
+    .unwrap();
+    let out = rig.source.tool(
+        "org.apache.kafka.tools.reassign.ReassignPartitionsCommand",
+        &[
+            "--reassignment-json-file",
+            &plan.display().to_string(),
+            "--execute",
+        ],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    wait_until(Duration::from_secs(60), "broker 2 leads hints/0", || {
+        let _ = rig.source.tool(
+            "org.apache.kafka.tools.LeaderElectionCommand",
+            &[
+                "--election-type",
+                "PREFERRED",
+                "--topic",
+                "hints",
+                "--partition",
+                "0",
+            ],
+        );
+        source_leader(&rig, "hints") == Some(2)
+    });
+
+    // No Metadata went through the proxy since: it still routes to broker 1.
+    let moved = produce(&mut client, "hints", "right after the move");
+    let p = &moved.responses[0].partition_responses[0];
+    assert_eq!(
+        p.error_code, 6,
+        "NOT_LEADER_OR_FOLLOWER from the old leader: {moved:?}"
+    );
+    let real: Vec<i32> = rig.source.ports().into_iter().map(i32::from).collect();
+    assert!(
+        moved.node_endpoints.iter().all(|e| !real.contains(&e.port)),
+        "a real broker reached the client: {:?}",
+        moved.node_endpoints
+    );
+    assert!(
+        moved.node_endpoints.is_empty(),
+        "{:?}",
+        moved.node_endpoints
+    );
+    assert_eq!(p.current_leader.leader_id.0, -1, "{moved:?}");
+    // The proxy took the hint: the next produce reaches broker 2.
+    let after = produce(&mut client, "hints", "after the hint");
+    assert_eq!(
+        after.responses[0].partition_responses[0].error_code,
+        0,
+        "{after:?}\n{}",
+        rig.proxy.log_tail(20)
     );
 }

@@ -70,6 +70,25 @@ impl ClusterLayout {
         }
     }
 
+    /// Learns one partition's new leader from a KIP-951 hint (a Produce or
+    /// Fetch answer's `CurrentLeader`, with the `NodeEndpoints` it names),
+    /// so the next request goes there without waiting for a Metadata.
+    pub fn learn_leader(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        endpoints: &[(i32, String)],
+    ) {
+        for (node, addr) in endpoints {
+            self.brokers.insert(*node, addr.clone());
+        }
+        if self.leaders.len() > MAX_PARTITIONS {
+            self.leaders.clear();
+        }
+        self.leaders.insert((topic.to_owned(), partition), leader);
+    }
+
     /// The address of `topic`/`partition`'s leader, when known.
     #[must_use]
     pub fn leader(&self, topic: &str, partition: i32) -> Option<&str> {

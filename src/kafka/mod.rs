@@ -29,6 +29,7 @@ mod group_handoff;
 mod group_move;
 mod group_offsets;
 mod groups;
+mod hints;
 mod link;
 mod metadata;
 mod moves;

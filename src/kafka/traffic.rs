@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use cutover_kafka::kafka_protocol::messages::{ApiKey, FetchResponse, ProduceResponse};
-use cutover_kafka::{Batch, batches, decode_response_body};
+use cutover_kafka::kafka_protocol::messages::{FetchResponse, ProduceResponse};
+use cutover_kafka::{Batch, batches};
 use dashmap::DashMap;
 
 use super::Shared;
@@ -210,17 +210,12 @@ pub(crate) fn latency(shared: &Shared, side: Side, started: std::time::Instant) 
 pub(crate) fn produce_answered(
     shared: &Shared,
     side: Side,
-    frame: &Bytes,
-    version: i16,
+    body: &ProduceResponse,
     counts: &HashMap<(String, i32), i64>,
     identity: bool,
 ) {
-    let Ok(body) = decode_response_body::<ProduceResponse>(frame, ApiKey::Produce as i16, version)
-    else {
-        return;
-    };
     if identity {
-        produce_ends(shared, &body, counts);
+        produce_ends(shared, body, counts);
     }
     for t in &body.responses {
         for p in &t.partition_responses {
@@ -281,14 +276,6 @@ pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, transla
         }
         counted(shared, topic, side, "fetched", records, bytes);
         publish_lag(shared, topic);
-    }
-}
-
-/// A Fetch answer frame relayed unchanged: decoded for the counts only
-/// (records stay shared slices of the frame, nothing is copied).
-pub(crate) fn fetched_frame(shared: &Shared, side: Side, frame: &Bytes, version: i16) {
-    if let Ok(body) = decode_response_body::<FetchResponse>(frame, ApiKey::Fetch as i16, version) {
-        fetched(shared, side, &body, false);
     }
 }
 
