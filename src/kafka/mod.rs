@@ -47,6 +47,7 @@ pub mod splice;
 mod splice_checks;
 mod split;
 mod switch;
+mod target_versions;
 mod topics;
 mod traffic;
 pub mod versions;
@@ -101,6 +102,8 @@ pub(crate) struct Shared {
     pub splice: splice::Splice,
     /// Last seen high watermarks, for consumer-group lag.
     watermarks: traffic::Watermarks,
+    /// The target's API versions, for the clients' ApiVersions.
+    target_versions: target_versions::TargetVersions,
     /// Client producer ids and sequences as each cluster knows them.
     pub producers: producers::Producers,
     /// Groups looked at for adoption by the target.
@@ -388,6 +391,7 @@ async fn build_shared(
         splice: splice::Splice::new(maps),
         watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),
+        target_versions: target_versions::TargetVersions::default(),
         handoffs: Arc::default(),
         looked: group_adopt::Looked::default(),
         transitions: Arc::default(),

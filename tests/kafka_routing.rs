@@ -1,0 +1,99 @@
+//! How the proxy routes Kafka requests, black box against Apache Kafka (a
+//! source of 3 brokers and a target of 1, shared by this binary's tests,
+//! each on topics of its own): the API versions a client is offered, and
+//! old or unknown versions refused cleanly. Needs
+//! `tests/peers/install.sh kafka`.
+
+mod support;
+
+use std::time::Duration;
+
+use cutover::kafka::versions::SUPPORTED;
+use cutover_kafka::intersect_api_versions;
+use cutover_kafka::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use cutover_kafka::kafka_protocol::protocol::StrBytes;
+use support::{KafkaRig, RawKafka, wait_until};
+
+/// How long the proxy may take to close a connection it refuses.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
+
+fn api_versions_request() -> ApiVersionsRequest {
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("raw-test"))
+        .with_client_software_version(StrBytes::from_static_str("1.0"))
+}
+
+/// `(api_key, min, max)` rows of an ApiVersions answer at `version`.
+fn rows(port: u16, version: i16) -> (i16, Vec<(i16, i16, i16)>) {
+    let answer: ApiVersionsResponse =
+        RawKafka::connect(port).call(ApiKey::ApiVersions, version, &api_versions_request());
+    let rows = answer
+        .api_keys
+        .iter()
+        .map(|a| (a.api_key, a.min_version, a.max_version))
+        .collect();
+    (answer.error_code, rows)
+}
+
+/// A request frame of `key` v`version` with a header and a few body bytes
+/// (the proxy refuses it from the header alone).
+fn bare_request(key: i16, version: i16) -> Vec<u8> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&key.to_be_bytes());
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&7i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    let len = i32::try_from(frame.len()).unwrap();
+    [len.to_be_bytes().to_vec(), frame].concat()
+}
+
+#[test]
+fn clients_are_offered_what_the_proxy_and_both_clusters_serve() {
+    let rig = KafkaRig::start("versions*", "");
+    let (_, source) = rows(rig.source.ports()[0], 3);
+    let (_, target) = rows(rig.target.ports()[0], 3);
+    let expected = intersect_api_versions(&intersect_api_versions(&source, SUPPORTED), &target);
+    assert!(
+        expected.contains(&(ApiKey::Produce as i16, 3, 12)),
+        "Kafka 4 starts Produce at v3 (KIP-896), the proxy stops at v12: {expected:?}"
+    );
+    // Every ApiVersions version a client may use gets the same offer.
+    for version in 0..=4 {
+        let (code, offered) = rows(rig.listen, version);
+        assert_eq!(code, 0, "ApiVersions v{version}");
+        assert_eq!(offered, expected, "ApiVersions v{version}");
+    }
+    // Newer than anyone serves: the KIP-511 refusal, not a hang.
+    let mut future = RawKafka::connect(rig.listen);
+    let refusal = future.exchange(&bare_request(ApiKey::ApiVersions as i16, 9));
+    let refusal: ApiVersionsResponse =
+        cutover_kafka::decode_response_body(&refusal, ApiKey::ApiVersions as i16, 0).unwrap();
+    assert_eq!(refusal.error_code, 35, "UNSUPPORTED_VERSION");
+
+    // Too old (removed by Kafka 4) or too new for the offer: the
+    // connection closes at once, as a broker closes it, and the log says why.
+    for (key, version) in [
+        (ApiKey::Produce, 2),
+        (ApiKey::Fetch, 3),
+        (ApiKey::Metadata, 10),
+        (ApiKey::Produce, 13),
+    ] {
+        RawKafka::connect(rig.listen)
+            .closed_after(&bare_request(key as i16, version), CLOSE_DEADLINE);
+    }
+    wait_until(CLOSE_DEADLINE, "the refusals in the proxy log", || {
+        let log = rig.proxy.log_tail(100);
+        [
+            "Produce v2 is outside the versions the proxy advertised (3-12)",
+            "Fetch v3 is outside",
+            "Metadata v10 is outside",
+            "Produce v13 is outside",
+        ]
+        .iter()
+        .all(|needle| log.contains(needle))
+    });
+    // The proxy still serves a client that negotiated within the offer.
+    let (code, _) = rows(rig.listen, 3);
+    assert_eq!(code, 0);
+}
