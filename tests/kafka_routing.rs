@@ -1,7 +1,8 @@
 //! How the proxy routes Kafka requests, black box against Apache Kafka (a
 //! source of 3 brokers and a target of 1, shared by this binary's tests,
-//! each on topics of its own): the API versions a client is offered, and
-//! old or unknown versions refused cleanly. Needs
+//! each on topics of its own): the API versions a client is offered, old
+//! or unknown versions refused cleanly, and requests passed through whole
+//! (not split over upstream brokers) in `source` state. Needs
 //! `tests/peers/install.sh kafka`.
 
 mod support;
@@ -12,7 +13,7 @@ use cutover::kafka::versions::SUPPORTED;
 use cutover_kafka::intersect_api_versions;
 use cutover_kafka::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
-use support::{KafkaRig, RawKafka, wait_until};
+use support::{KafkaRig, RawKafka, finish_java, output_text, spawn_java, wait_until};
 
 /// How long the proxy may take to close a connection it refuses.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
@@ -96,4 +97,42 @@ fn clients_are_offered_what_the_proxy_and_both_clusters_serve() {
     // The proxy still serves a client that negotiated within the offer.
     let (code, _) = rows(rig.listen, 3);
     assert_eq!(code, 0);
+}
+
+#[test]
+fn source_state_requests_reach_one_upstream_broker_whole() {
+    // Three doors for three source brokers; leaders 1, 1, 2, 3: a hash of
+    // the partition would put partitions 0 and 3 (brokers 1 and 3) behind
+    // one door, and every request to it would be split.
+    let rig = KafkaRig::start("split*", ", virtual_brokers: 3");
+    let out = rig.source.tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--create",
+            "--topic",
+            "split",
+            "--replica-assignment",
+            "1:2:3,1:3:2,2:3:1,3:1:2",
+        ],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    // A Java producer (a send every 3 ms, linger 5 ms) and a consumer group
+    // reading along: hundreds of Produce and Fetch requests.
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    let java = spawn_java("SpliceLoad", &[&boot, "split", "split-group", "4", "8"]);
+    let out = finish_java(java, Duration::from_secs(180));
+    assert_eq!(out["failed"], 0, "{out}");
+    assert_eq!(out["lost"], 0, "{out}");
+    assert!(out["acked"].as_u64().unwrap() > 500, "{out}");
+    let proxy = &rig.proxy;
+    let requests = proxy.metric_sum("cutover_requests_total", &["topic=\"split\""]);
+    let split = proxy.metric_sum("cutover_kafka_split_requests_total", &["topic=\"split\""]);
+    println!("split {split} of {requests} requests");
+    assert!(requests >= 200.0, "{requests} requests counted");
+    // A leader the proxy has not learnt yet may cost a split or two.
+    assert!(
+        split <= (requests / 100.0).max(2.0),
+        "{split} of {requests} requests split in source state\n{}",
+        proxy.log_tail(20)
+    );
 }

@@ -96,6 +96,15 @@ impl ClusterLayout {
         self.brokers.get(node).map(String::as_str)
     }
 
+    /// The node id of `topic`/`partition`'s leader, when known and live.
+    #[must_use]
+    pub fn leader_id(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.leaders
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .filter(|n| *n >= 0)
+    }
+
     /// The address of broker `node_id`, when known.
     #[must_use]
     pub fn broker(&self, node_id: i32) -> Option<&str> {

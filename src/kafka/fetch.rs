@@ -85,6 +85,13 @@ pub(super) async fn route(
         }));
     }
     let split = groups.len() > 1;
+    if split {
+        traffic::split(
+            &session.shared,
+            "Fetch",
+            request.topics.iter().map(|t| t.topic.0.as_str()),
+        );
+    }
     let client = client_id(&frame, header);
     let mut pending = Vec::new();
     for (dest, parts) in groups {

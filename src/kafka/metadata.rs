@@ -4,9 +4,13 @@
 //! refresh the proxy's routing layout, and the client gets one built from
 //! them that names only virtual brokers:
 //!
-//! - every partition's leader, replica and ISR is its stable virtual
-//!   leader, so the client's view never moves while partitions switch
-//!   cluster or real leaders move;
+//! - every partition's leader, replica and ISR is one virtual broker: the
+//!   door of its real leader on the cluster that takes its writes (see
+//!   [`VirtualBrokers::door_of`]), so a client's request to one door
+//!   reaches one upstream broker whole instead of being split; a stable
+//!   hash of the partition while that leader is unknown. A client follows
+//!   a real leader's move as it would on the cluster itself, by its next
+//!   Metadata, but never needs it: every door serves every partition;
 //! - leader epochs are -1 (unknown): each cluster numbers its own, and a
 //!   client that saw the source's epoch would take the target's lower one
 //!   for a stale leader, or truncate after OffsetForLeaderEpoch;
@@ -99,6 +103,7 @@ pub(super) async fn route(
             &shared.brokers,
             &shared.advertised_host,
             &|t| shared.migration.topic(t).map(|h| h.state()),
+            &|t, p| real_leader(&shared, t, p),
         );
         if !seen.is_empty() {
             shared.discover(&seen).await;
@@ -107,6 +112,13 @@ pub(super) async fn route(
             .map_err(|e| Close::Upstream(format!("encoding the Metadata answer: {e}")))?;
         Ok(Out::Frame(frame))
     }))
+}
+
+/// The node id of `topic`/`partition`'s real leader on the cluster that
+/// takes its writes, as last learnt.
+fn real_leader(shared: &super::Shared, topic: &str, partition: i32) -> Option<i32> {
+    let side = shared.splice.produce_shift(topic, partition).side;
+    shared.layout(side).leader_id(topic, partition)
 }
 
 /// Topics the source listed without error, internal ones left out.
@@ -119,7 +131,8 @@ fn discovered(source: &MetadataResponse) -> Vec<String> {
         .collect()
 }
 
-/// The answer a client sees: virtual brokers, virtual leaders, no epochs;
+/// The answer a client sees: virtual brokers, virtual leaders (the door of
+/// `real_leader(topic, partition)`, a hash while unknown), no epochs;
 /// topics in `target` state described by the target when it knows them.
 #[must_use]
 pub fn virtual_view(
@@ -128,6 +141,7 @@ pub fn virtual_view(
     brokers: &VirtualBrokers,
     host: &str,
     state_of: &dyn Fn(&str) -> Option<State>,
+    real_leader: &dyn Fn(&str, i32) -> Option<i32>,
 ) -> MetadataResponse {
     let host = StrBytes::from_string(host.to_owned());
     source.brokers = brokers
@@ -170,7 +184,10 @@ pub fn virtual_view(
                 .collect();
         }
         for p in &mut topic.partitions {
-            let leader = BrokerId(brokers.leader_of(&name, p.partition_index));
+            let leader = BrokerId(real_leader(&name, p.partition_index).map_or_else(
+                || brokers.leader_of(&name, p.partition_index),
+                |node| brokers.door_of(node),
+            ));
             p.leader_id = leader;
             p.leader_epoch = -1;
             p.replica_nodes = vec![leader];
@@ -224,6 +241,7 @@ mod tests {
             &vb,
             "proxy",
             &|_| Some(State::Source),
+            &|_, _| None,
         );
         let brokers: Vec<_> = view
             .brokers
@@ -249,6 +267,26 @@ mod tests {
     }
 
     #[test]
+    fn leaders_are_the_doors_of_the_real_leaders_when_known() {
+        let vb = VirtualBrokers::new(9300, 3);
+        let view = virtual_view(
+            cluster(1, vec![topic("orders", 4, 1)]),
+            None,
+            &vb,
+            "proxy",
+            &|_| Some(State::Source),
+            &|_, p| (p < 3).then_some(p + 1),
+        );
+        let leaders: Vec<i32> = view.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.leader_id.0)
+            .collect();
+        assert_eq!(leaders[..3], [1, 2, 0], "real brokers 1, 2, 3");
+        assert_eq!(leaders[3], vb.leader_of("orders", 3), "unknown: hashed");
+    }
+
+    #[test]
     fn target_state_topics_come_from_the_target() {
         let vb = VirtualBrokers::new(9300, 1);
         let target = cluster(111, vec![topic("orders", 8, 111)]);
@@ -264,6 +302,7 @@ mod tests {
                     State::DualWrite
                 })
             },
+            &|_, _| None,
         );
         assert_eq!(
             view.topics[0].partitions.len(),

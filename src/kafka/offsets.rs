@@ -75,6 +75,13 @@ pub(super) async fn route(
             Ok(Out::Relabelled(answer(rx).await?, id))
         }));
     }
+    if groups.len() > 1 {
+        super::traffic::split(
+            &session.shared,
+            "ListOffsets",
+            request.topics.iter().map(|t| t.name.0.as_str()),
+        );
+    }
     let client = client_id(&frame, header);
     let mut pending = Vec::new();
     for (dest, parts) in groups {

@@ -124,6 +124,13 @@ pub(super) async fn route(
             None => Box::pin(async { Ok(Out::Nothing) }),
         });
     }
+    if groups.len() > 1 {
+        traffic::split(
+            &session.shared,
+            "Produce",
+            request.topic_data.iter().map(|t| t.name.0.as_str()),
+        );
+    }
     let client = client_id(&frame, header);
     let mut pending: Vec<(Side, oneshot::Receiver<Answer>)> = Vec::new();
     for (dest, parts) in groups {

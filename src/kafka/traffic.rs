@@ -193,6 +193,16 @@ pub(crate) fn produced<'a>(
     }
 }
 
+/// A client request of `api` split over several upstream brokers or
+/// clusters: counted once per topic it names.
+pub(crate) fn split<'a>(shared: &Shared, api: &'static str, topics: impl Iterator<Item = &'a str>) {
+    let topics: std::collections::HashSet<&str> = topics.collect();
+    for topic in topics {
+        metrics::counter!(metrics::KAFKA_SPLIT_REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "api" => api)
+            .increment(1);
+    }
+}
+
 /// Time from sending to answer of a request to `side`.
 pub(crate) fn latency(shared: &Shared, side: Side, started: std::time::Instant) {
     metrics::histogram!(metrics::REQUEST_DURATION, "migration" => shared.migration.name.to_string(), "cluster" => shared.cluster_name(side))
