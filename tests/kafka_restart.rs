@@ -7,6 +7,10 @@
 //! was promised is lost: a group consumer then reads every acknowledged
 //! record, before and after the restart.
 //!
+//! Then two brokers restarted one after the other while a group consumes
+//! along: every acknowledged record reaches the group within seconds of
+//! the last restart.
+//!
 //! Also a partition leader moved by reassignment and preferred election
 //! (KIP-951): the answer a raw client gets from the old leader through the
 //! proxy names no real broker, and the proxy routes the next produce to the
@@ -28,7 +32,8 @@ use cutover_kafka::kafka_protocol::messages::{
 };
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use support::{
-    KafkaRig, RawKafka, finish_kafka_script, kafka_python, output_text, record_batch, wait_until,
+    KafkaRig, RawKafka, finish_client, finish_kafka_script, kafka_python, output_text,
+    record_batch, wait_until,
 };
 
 /// One test at a time moves leaders or stops brokers of the shared source.
@@ -264,4 +269,103 @@ fn a_moved_leader_is_hinted_to_the_proxy_not_to_the_client() {
         "{after:?}\n{}",
         rig.proxy.log_tail(20)
     );
+}
+
+/// A librdkafka producer (acks=all) and a group consuming along, both
+/// through the proxy, until FLAG appears; then POST more records, and the
+/// group must read every acknowledged one within 60 s.
+const ALONG: &str = r#"
+import json, os, threading, time
+from confluent_kafka import Producer, Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+BOOT, FLAG, POST = "127.0.0.1:{LISTEN}", "{FLAG}", 300
+admin = AdminClient({"bootstrap.servers": BOOT})
+admin.create_topics([NewTopic("twice", num_partitions=3)])["twice"].result(timeout=30)
+acked, read, failed, lock = set(), set(), [], threading.Lock()
+stop = threading.Event()
+def consume():
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "twice-group", "auto.offset.reset": "earliest",
+                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    c.subscribe(["twice"])
+    while not stop.is_set():
+        m = c.poll(0.2)
+        if m is not None and not m.error():
+            with lock: read.add(m.value().decode())
+    c.close()
+t = threading.Thread(target=consume); t.start()
+def done(err, msg):
+    if err: failed.append(str(err))
+    else:
+        with lock: acked.add(msg.value().decode())
+p = Producer({"bootstrap.servers": BOOT, "acks": "all", "linger.ms": 5, "message.timeout.ms": 90000})
+i, deadline = 0, time.time() + 150
+while not os.path.exists(FLAG) and time.time() < deadline:
+    p.produce("twice", value=f"v:{i}".encode(), on_delivery=done)
+    i += 1
+    p.poll(0)
+    time.sleep(0.005)
+for j in range(POST):
+    p.produce("twice", value=f"post:{j}".encode(), on_delivery=done)
+    p.poll(0)
+left = p.flush(90)
+caught_up, deadline = None, time.time() + 60
+start = time.time()
+while time.time() < deadline:
+    with lock:
+        if acked <= read:
+            caught_up = time.time() - start
+            break
+    time.sleep(0.2)
+stop.set(); t.join(30)
+with lock: missing = sorted(acked - read)
+print(json.dumps({"sent": i + POST, "acked": len(acked), "failed": failed[:5], "left": left,
+                  "missing": len(missing), "missing_sample": missing[:5], "caught_up_s": caught_up}))
+"#;
+
+#[test]
+fn a_group_reads_everything_across_two_successive_broker_restarts() {
+    let _turn = disruptive();
+    let rig = KafkaRig::start("twice*", "");
+    let proxy = &rig.proxy;
+    let flag = proxy.config().dir().join("restarted-twice");
+    let script = ALONG
+        .replace("{LISTEN}", &rig.listen.to_string())
+        .replace("{FLAG}", &flag.display().to_string());
+    let child = Command::new(kafka_python())
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let fetched = || {
+        proxy.metric_sum(
+            "cutover_kafka_records_total",
+            &["topic=\"twice\"", "direction=\"fetched\""],
+        )
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "the group reading through the proxy",
+        || fetched() > 500.0,
+    );
+    // Broker 1 is also the first configured endpoint: the proxy's bootstrap
+    // connections (Metadata) reset with it.
+    for node in [1, 2] {
+        rig.source.kill(node);
+        rig.source.restart(node);
+        let before = fetched();
+        wait_until(
+            Duration::from_secs(60),
+            "the group reading again after the restart",
+            || fetched() > before + 200.0,
+        );
+    }
+    std::fs::write(&flag, b"").expect("write the flag");
+    // The script ran through both restarts: longer than one script's deadline.
+    let out = finish_client(child, Duration::from_secs(300), "python");
+    println!("{out:#}");
+    assert_eq!(out["failed"], serde_json::json!([]), "{out:#}");
+    assert_eq!(out["left"], 0, "{out:#}");
+    assert_eq!(out["missing"], 0, "{out:#}\n{}", proxy.log_tail(40));
+    assert!(out["acked"].as_u64().unwrap() > 1000, "{out:#}");
 }

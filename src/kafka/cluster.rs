@@ -111,6 +111,14 @@ impl ClusterLayout {
         self.brokers.get(&node_id).map(String::as_str)
     }
 
+    /// Every known broker's `host:port`, by node id.
+    #[must_use]
+    pub fn broker_addrs(&self) -> Vec<String> {
+        let mut known: Vec<(&i32, &String)> = self.brokers.iter().collect();
+        known.sort();
+        known.into_iter().map(|(_, addr)| addr.clone()).collect()
+    }
+
     /// The partition count last seen for `topic`.
     #[must_use]
     pub fn partition_count(&self, topic: &str) -> Option<i32> {

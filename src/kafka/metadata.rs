@@ -15,6 +15,13 @@
 //!   client that saw the source's epoch would take the target's lower one
 //!   for a stale leader, or truncate after OffsetForLeaderEpoch;
 //! - a topic in `target` state is described by the target.
+//!
+//! A source broker that drops the connection before answering (restarting,
+//! say) does not cost the client its connection: the proxy asks the same
+//! request of the source's other brokers ([`elsewhere`]), and the next
+//! Metadata connects afresh.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use cutover_kafka::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -45,6 +52,7 @@ pub(super) async fn route(
 ) -> Result<Reply, Close> {
     let request: MetadataRequest =
         decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    session.forget_failed(Side::Source, None);
     let source = session
         .forward(Side::Source, None, &frame, true)
         .await?
@@ -79,9 +87,12 @@ pub(super) async fn route(
         let failed = |side: Side, e: cutover_kafka::FrameError| {
             Close::Upstream(format!("Metadata answer from the {}: {e}", side.as_str()))
         };
-        let source: MetadataResponse =
-            decode_response_body(&answer(source).await?, ApiKey::Metadata as i16, version)
-                .map_err(|e| failed(Side::Source, e))?;
+        let source: MetadataResponse = match answer(source).await {
+            Ok(frame) => decode_response_body(&frame, ApiKey::Metadata as i16, version)
+                .map_err(|e| failed(Side::Source, e))?,
+            Err(Close::Upstream(why)) => elsewhere(&shared, &request, version, &why).await?,
+            Err(other) => return Err(other),
+        };
         shared.layout_mut(Side::Source).learn(&source);
         let target = match target {
             Some(rx) => {
@@ -113,6 +124,56 @@ pub(super) async fn route(
         Ok(Out::Frame(frame))
     }))
 }
+
+/// How long a Metadata whose source connection failed may go on asking
+/// the source's other brokers (well inside a client's request timeout).
+const ELSEWHERE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The client's Metadata `request` asked of the source's brokers, each on
+/// a fresh connection of the proxy's own (configured endpoints first, then
+/// every broker the proxy has seen), until one answers: the connection
+/// that carried it failed (`why`).
+///
+/// # Errors
+/// [`Close::Upstream`] when none answers within [`ELSEWHERE_DEADLINE`].
+async fn elsewhere(
+    shared: &super::Shared,
+    request: &MetadataRequest,
+    version: i16,
+    why: &str,
+) -> Result<MetadataResponse, Close> {
+    let mut candidates: Vec<String> = shared.bootstrap.endpoints().to_vec();
+    for addr in shared.layout(Side::Source).broker_addrs() {
+        if !candidates.contains(&addr) {
+            candidates.push(addr);
+        }
+    }
+    tracing::info!(migration = %shared.migration.name, reason = %why, brokers = candidates.len(),
+        "a source connection failed under a Metadata; asking the other brokers");
+    let deadline = tokio::time::Instant::now() + ELSEWHERE_DEADLINE;
+    let mut last = why.to_owned();
+    while tokio::time::Instant::now() < deadline {
+        for addr in &candidates {
+            let upstream = shared
+                .upstream(Side::Source, Some(addr))
+                .map_err(Close::Upstream)?;
+            match shared
+                .exchange(&upstream, ApiKey::Metadata, version, request)
+                .await
+            {
+                Ok(body) => return Ok(body),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(ELSEWHERE_PAUSE).await;
+    }
+    Err(Close::Upstream(format!(
+        "no source broker answered Metadata within {ELSEWHERE_DEADLINE:?}: {last}"
+    )))
+}
+
+/// Pause between rounds over every broker.
+const ELSEWHERE_PAUSE: Duration = Duration::from_millis(250);
 
 /// The node id of `topic`/`partition`'s real leader on the cluster that
 /// takes its writes, as last learnt.
