@@ -1,8 +1,10 @@
 //! How the proxy routes Kafka requests, black box against Apache Kafka (a
 //! source of 3 brokers and a target of 1, shared by this binary's tests,
 //! each on topics of its own): the API versions a client is offered, old
-//! or unknown versions refused cleanly, and requests passed through whole
-//! (not split over upstream brokers) in `source` state. Needs
+//! or unknown versions refused cleanly, requests passed through whole
+//! (not split over upstream brokers) in `source` state, and offsets on a
+//! spliced topic (ListOffsets by time, a group's commits, lag and
+//! OffsetDelete as Kafka's own `ConsumerGroupCommand` shows them). Needs
 //! `tests/peers/install.sh kafka`.
 
 mod support;
@@ -13,7 +15,10 @@ use cutover::kafka::versions::SUPPORTED;
 use cutover_kafka::intersect_api_versions;
 use cutover_kafka::kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
-use support::{KafkaRig, RawKafka, finish_java, output_text, spawn_java, wait_until};
+use support::{
+    KafkaRig, RawKafka, finish_java, finish_kafka_script, kafka_tool, output_text, spawn_java,
+    wait_until,
+};
 
 /// How long the proxy may take to close a connection it refuses.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
@@ -135,4 +140,138 @@ fn source_state_requests_reach_one_upstream_broker_whole() {
         "{split} of {requests} requests split in source state\n{}",
         proxy.log_tail(20)
     );
+}
+
+/// Writes 10 records to each of the 2 partitions of `offsets`, stamped
+/// STAMP ms ago, then (READ) reads all with group `offsets-group`, commits,
+/// and looks up offsets by time.
+const OFFSETS: &str = r#"
+import json, time
+from confluent_kafka import Producer, Consumer, TopicPartition
+BOOT, STAMP, READ = "127.0.0.1:{LISTEN}", {STAMP}, {READ}
+now = int(time.time() * 1000)
+p = Producer({"bootstrap.servers": BOOT, "acks": "all"})
+failed = []
+for part in range(2):
+    for i in range(10):
+        p.produce("offsets", value=f"{STAMP}-{part}-{i}".encode(), partition=part, timestamp=now - STAMP,
+                  on_delivery=lambda e, m: e and failed.append(str(e)))
+left = p.flush(30)
+out = {"failed": failed, "left": left}
+if READ:
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "offsets-group", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe(["offsets"])
+    read, deadline = 0, time.time() + 60
+    while read < 40 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error(): read += 1
+    c.commit(asynchronous=False)
+    def at(ms):
+        found = c.offsets_for_times([TopicPartition("offsets", q, ms) for q in range(2)], timeout=20)
+        return [t.offset for t in sorted(found, key=lambda t: t.partition)]
+    out.update({"read": read, "old": at(now - 1300000), "new": at(now - 700000), "late": at(now + 60000)})
+    c.close()
+print(json.dumps(out))
+"#;
+
+/// `(partition, current offset, lag)` rows of `offsets` in
+/// `ConsumerGroupCommand --describe` through the proxy.
+fn described(rig: &KafkaRig) -> Vec<(String, String, String)> {
+    let out = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            &format!("127.0.0.1:{}", rig.listen),
+            "--describe",
+            "--group",
+            "offsets-group",
+        ],
+    );
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let mut rows: Vec<(String, String, String)> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|w| w.get(1) == Some(&"offsets"))
+        .map(|w| (w[2].to_owned(), w[3].to_owned(), w[5].to_owned()))
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn offsets_of_a_spliced_topic_read_right_through_the_proxy() {
+    let rig = KafkaRig::start("offsets*", ", dual_write_percent: 50");
+    rig.source.create_topic("offsets", 2);
+    let run = |stamp: u64, read: bool| {
+        let script = OFFSETS
+            .replace("{LISTEN}", &rig.listen.to_string())
+            .replace("{STAMP}", &stamp.to_string())
+            .replace("{READ}", if read { "True" } else { "False" });
+        let out = finish_kafka_script(rig.spawn_python(&script));
+        assert_eq!(out["failed"], serde_json::json!([]), "{out}");
+        assert_eq!(out["left"], 0, "{out}");
+        out
+    };
+    // Ten records per partition on the source, stamped 20 min ago; then
+    // partition 0 writes to the target (dual_write, 50%): ten more per
+    // partition, stamped now, land at virtual 10..20 on both.
+    run(1_200_000, false);
+    for args in [
+        &["migrate-metadata", "events", "offsets"][..],
+        &["advance", "events", "offsets", "--force"],
+        &["advance", "events", "offsets", "--force"],
+    ] {
+        let (code, text) = rig.ctl(args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+    }
+    assert_eq!(rig.topic_status("offsets")["state"], "dual_write");
+    let out = run(0, true);
+    assert_eq!(out["read"], 40, "{out}");
+    // By time, across segments: 21.7 min ago finds the source segment's
+    // first record on both partitions (0), 11.7 min ago the first record
+    // written after the switch (10), the future no record (-1).
+    assert_eq!(out["old"], serde_json::json!([0, 0]), "{out}");
+    assert_eq!(out["new"], serde_json::json!([10, 10]), "{out}");
+    assert_eq!(out["late"], serde_json::json!([-1, -1]), "{out}");
+
+    // Kafka's own tool through the proxy: commits and lag in the one
+    // virtual offset space, whichever cluster holds the records.
+    let row = |p: &str, at: &str, lag: &str| (p.to_owned(), at.to_owned(), lag.to_owned());
+    assert_eq!(described(&rig), [row("0", "20", "0"), row("1", "20", "0")]);
+    // A position inside partition 0's source segment.
+    let reset = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            &format!("127.0.0.1:{}", rig.listen),
+            "--reset-offsets",
+            "--group",
+            "offsets-group",
+            "--topic",
+            "offsets:0",
+            "--to-offset",
+            "5",
+            "--execute",
+        ],
+    );
+    assert!(reset.status.success(), "{}", output_text(&reset));
+    assert_eq!(described(&rig), [row("0", "5", "15"), row("1", "20", "0")]);
+    // OffsetDelete through the proxy: partition 0's commit is gone (a group
+    // without members lists only the partitions it has commits for).
+    let deleted = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            &format!("127.0.0.1:{}", rig.listen),
+            "--delete-offsets",
+            "--group",
+            "offsets-group",
+            "--topic",
+            "offsets:0",
+        ],
+    );
+    assert!(deleted.status.success(), "{}", output_text(&deleted));
+    assert_eq!(described(&rig), [row("1", "20", "0")]);
 }

@@ -35,6 +35,7 @@ mod metadata;
 mod moves;
 pub mod observe;
 mod offsets;
+mod offsets_by_time;
 pub mod probe;
 mod produce;
 mod producers;
