@@ -178,14 +178,24 @@ print(json.dumps(out))
 /// `(partition, current offset, lag)` rows of `offsets` in
 /// `ConsumerGroupCommand --describe` through the proxy.
 fn described(rig: &KafkaRig) -> Vec<(String, String, String)> {
+    describe_at(
+        &format!("127.0.0.1:{}", rig.listen),
+        "offsets-group",
+        "offsets",
+    )
+}
+
+/// `(partition, current offset, lag)` rows of `topic` in
+/// `ConsumerGroupCommand --describe --group GROUP` against `bootstrap`.
+fn describe_at(bootstrap: &str, group: &str, topic: &str) -> Vec<(String, String, String)> {
     let out = kafka_tool(
         "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
         &[
             "--bootstrap-server",
-            &format!("127.0.0.1:{}", rig.listen),
+            bootstrap,
             "--describe",
             "--group",
-            "offsets-group",
+            group,
         ],
     );
     let text = output_text(&out);
@@ -193,7 +203,7 @@ fn described(rig: &KafkaRig) -> Vec<(String, String, String)> {
     let mut rows: Vec<(String, String, String)> = text
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|w| w.get(1) == Some(&"offsets"))
+        .filter(|w| w.get(1) == Some(&topic))
         .map(|w| (w[2].to_owned(), w[3].to_owned(), w[5].to_owned()))
         .collect();
     rows.sort();
@@ -274,4 +284,100 @@ fn offsets_of_a_spliced_topic_read_right_through_the_proxy() {
     );
     assert!(deleted.status.success(), "{}", output_text(&deleted));
     assert_eq!(described(&rig), [row("1", "20", "0")]);
+}
+
+/// Writes COUNT records to `offsets-t`; with READ, reads all TOTAL with
+/// group `offsets-t-group` and commits.
+const TARGET_OFFSETS: &str = r#"
+import json, time
+from confluent_kafka import Producer, Consumer
+BOOT, COUNT, READ, TOTAL = "127.0.0.1:{LISTEN}", {COUNT}, {READ}, {TOTAL}
+p = Producer({"bootstrap.servers": BOOT, "acks": "all"})
+failed = []
+for i in range(COUNT):
+    p.produce("offsets-t", value=f"{i}".encode(), partition=0, on_delivery=lambda e, m: e and failed.append(str(e)))
+out = {"failed": failed, "left": p.flush(30)}
+if READ:
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "offsets-t-group", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe(["offsets-t"])
+    read, deadline = 0, time.time() + 60
+    while read < TOTAL and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error(): read += 1
+    c.commit(asynchronous=False)
+    c.close()
+    out["read"] = read
+print(json.dumps(out))
+"#;
+
+/// In `target` the target coordinates the group and holds physical
+/// offsets; a position inside the source segment has no place there, so
+/// the target holds the first target offset after it and the exact virtual
+/// position rides in the commit metadata: Kafka's own tool sees the
+/// position it set through the proxy, and the target's own first record
+/// straight on the target.
+#[test]
+fn a_position_inside_a_source_segment_survives_the_move_to_the_target() {
+    let rig = KafkaRig::start("offsets*", "");
+    rig.source.create_topic("offsets-t", 1);
+    let run = |count: u32, read: bool| {
+        let script = TARGET_OFFSETS
+            .replace("{LISTEN}", &rig.listen.to_string())
+            .replace("{COUNT}", &count.to_string())
+            .replace("{READ}", if read { "True" } else { "False" })
+            .replace("{TOTAL}", "20");
+        let out = finish_kafka_script(rig.spawn_python(&script));
+        assert_eq!(out["failed"], serde_json::json!([]), "{out}");
+        assert_eq!(out["left"], 0, "{out}");
+        out
+    };
+    let ctl = |args: &[&str]| {
+        let (code, text) = rig.ctl(args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+    };
+    // Virtual 0..10 on the source, 10..20 on the target (physical 0..10).
+    run(10, false);
+    ctl(&["migrate-metadata", "events", "offsets-t"]);
+    for _ in 0..3 {
+        ctl(&["advance", "events", "offsets-t", "--force"]);
+    }
+    assert_eq!(rig.topic_status("offsets-t")["state"], "cutover");
+    assert_eq!(run(10, true)["read"], 20);
+    ctl(&["advance", "events", "offsets-t", "--force"]);
+    assert_eq!(rig.topic_status("offsets-t")["state"], "target");
+
+    let proxy = format!("127.0.0.1:{}", rig.listen);
+    let target = rig.target.bootstrap();
+    let row = |at: &str, lag: &str| vec![("0".to_owned(), at.to_owned(), lag.to_owned())];
+    let through = || describe_at(&proxy, "offsets-t-group", "offsets-t");
+    let direct = || describe_at(&target, "offsets-t-group", "offsets-t");
+    assert_eq!(through(), row("20", "0"), "virtual, through the proxy");
+    assert_eq!(direct(), row("10", "0"), "physical, on the target");
+    let reset = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            &proxy,
+            "--reset-offsets",
+            "--group",
+            "offsets-t-group",
+            "--topic",
+            "offsets-t",
+            "--to-offset",
+            "5",
+            "--execute",
+        ],
+    );
+    assert!(reset.status.success(), "{}", output_text(&reset));
+    assert_eq!(
+        through(),
+        row("5", "15"),
+        "the exact position, through the proxy"
+    );
+    assert_eq!(
+        direct(),
+        row("0", "10"),
+        "the target's first record, on the target"
+    );
 }
