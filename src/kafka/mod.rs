@@ -29,11 +29,13 @@ mod group_handoff;
 mod group_move;
 mod group_offsets;
 mod groups;
+mod hints;
 mod link;
 mod metadata;
 mod moves;
 pub mod observe;
 mod offsets;
+mod offsets_by_time;
 pub mod probe;
 mod produce;
 mod producers;
@@ -46,6 +48,7 @@ pub mod splice;
 mod splice_checks;
 mod split;
 mod switch;
+mod target_versions;
 mod topics;
 mod traffic;
 mod txn;
@@ -104,6 +107,8 @@ pub(crate) struct Shared {
     pub splice: splice::Splice,
     /// Last seen high watermarks, for consumer-group lag.
     watermarks: traffic::Watermarks,
+    /// The target's API versions, for the clients' ApiVersions.
+    target_versions: target_versions::TargetVersions,
     /// Client producer ids and sequences as each cluster knows them.
     pub producers: producers::Producers,
     /// Groups looked at for adoption by the target.
@@ -431,6 +436,7 @@ async fn build_shared(
         splice: splice::Splice::new(maps),
         watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),
+        target_versions: target_versions::TargetVersions::default(),
         handoffs: Arc::default(),
         looked: group_adopt::Looked::default(),
         transitions: Arc::default(),

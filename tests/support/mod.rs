@@ -15,6 +15,7 @@ mod child;
 mod cutover_process;
 mod etcd;
 mod kafka_client;
+mod kafka_raw;
 mod kafka_rig;
 mod net;
 mod redis_rig;
@@ -36,6 +37,7 @@ pub use etcd::Etcd;
 pub use kafka_client::{
     KAFKA_SCRIPT_DEADLINE, finish_client, finish_kafka_script, kafka_migration, kafka_python,
 };
+pub use kafka_raw::{RawKafka, record_batch};
 pub use kafka_rig::KafkaRig;
 pub use net::{free_port, free_port_block, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
