@@ -217,7 +217,7 @@ impl RocketmqDriver {
         }
         let mut stray = Vec::new();
         let mut members = 0usize;
-        let mut not_back = Vec::new();
+        let mut not_back = BTreeSet::new();
         for group in &groups {
             let mut listed = BTreeSet::new();
             for addr in masters(&route) {
@@ -237,7 +237,7 @@ impl RocketmqDriver {
                     Err(e) => return CheckResult::fail(NAME, e),
                 }
             }
-            let missing: Vec<String> = self
+            let missing: BTreeSet<String> = self
                 .shared
                 .observed
                 .members_not_back(group)
@@ -245,7 +245,7 @@ impl RocketmqDriver {
                 .filter(|id| !listed.contains(id))
                 .collect();
             if !missing.is_empty() {
-                not_back.push(format!("group {group}: {}", missing.join(", ")));
+                not_back.insert(format!("group {group} ({})", name_some(&missing)));
             }
         }
         stray.sort();
@@ -277,7 +277,7 @@ impl RocketmqDriver {
                 format!(
                     "members seen through the proxy before it restarted {}s ago have not reconnected since, so where they read from is unknown: {}; wait {}s more (one heartbeat interval, {}s) or --force",
                     up.as_secs(),
-                    not_back.join("; "),
+                    name_some(&not_back),
                     left.as_secs().max(1),
                     recall::REJOIN.as_secs()
                 ),
