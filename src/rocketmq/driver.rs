@@ -194,7 +194,7 @@ impl RocketmqDriver {
                 ));
             }
         }
-        let mut not_back = Vec::new();
+        let mut not_back = BTreeSet::new();
         for group in groups {
             let listed: BTreeSet<&str> = consumers
                 .rows
@@ -202,7 +202,7 @@ impl RocketmqDriver {
                 .filter(|r| &r.group == group)
                 .map(|r| r.client_id.as_str())
                 .collect();
-            let missing: Vec<String> = self
+            let missing: BTreeSet<String> = self
                 .shared
                 .observed
                 .members_not_back(group)
@@ -210,7 +210,7 @@ impl RocketmqDriver {
                 .filter(|id| !listed.contains(id.as_str()))
                 .collect();
             if !missing.is_empty() {
-                not_back.push(format!("group {group}: {}", missing.join(", ")));
+                not_back.insert(format!("group {group} ({})", name_some(&missing)));
             }
         }
         stray.sort();
@@ -244,7 +244,7 @@ impl RocketmqDriver {
                 format!(
                     "members seen through the proxy before it restarted {}s ago have not reconnected since, so where they read from is unknown: {}; wait {}s more (one heartbeat interval, {}s) or --force",
                     up.as_secs(),
-                    not_back.join("; "),
+                    name_some(&not_back),
                     left.as_secs().max(1),
                     recall::REJOIN.as_secs()
                 ),
