@@ -19,6 +19,7 @@
 pub mod brokers;
 mod bypass;
 pub mod cluster;
+mod delete_records;
 mod dispatch;
 pub mod driver;
 mod fetch;
