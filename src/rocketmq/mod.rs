@@ -63,6 +63,7 @@ pub(crate) struct Shared {
     source_config: ClusterConfig,
     target_config: ClusterConfig,
     pub observed: observe::Observed,
+    catalog_follow: catalog::Follow,
     endpoints: Mutex<EndpointMap>,
     broker_upstreams: crate::proxy::BrokerUpstreams,
     pub advertised_host: String,
@@ -402,6 +403,7 @@ fn build_shared(
         source_config: source.clone(),
         target_config: target.clone(),
         observed: observe::Observed::default(),
+        catalog_follow: catalog::Follow::default(),
         endpoints: Mutex::new(EndpointMap::new(
             base,
             options.max_brokers,
