@@ -66,6 +66,7 @@ pub(crate) struct Shared {
     pub observed: observe::Observed,
     /// Whether `observed` may miss groups a previous run saw.
     pub recall: Recall,
+    catalog_follow: catalog::Follow,
     endpoints: Mutex<EndpointMap>,
     broker_upstreams: crate::proxy::BrokerUpstreams,
     pub advertised_host: String,
@@ -446,6 +447,7 @@ fn build_shared(
         target_config: target.clone(),
         observed: observe::Observed::default(),
         recall: Recall::default(),
+        catalog_follow: catalog::Follow::default(),
         endpoints: Mutex::new(EndpointMap::new(
             base,
             options.max_brokers,
