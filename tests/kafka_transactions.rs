@@ -8,9 +8,8 @@
 //! committed record is read exactly once, in order, no aborted record is
 //! ever read, and each switch either waited for the open transaction or
 //! refused (the walk retries the step, as an operator would). `target` is
-//! entered without `--force`, once the group has read past the source
-//! segments: a group moved while it still reads one would resume at the
-//! start of the target's segment, re-reading.
+//! entered without `--force`, once its check allows it, as an operator
+//! would.
 
 mod support;
 
