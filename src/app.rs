@@ -44,6 +44,9 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 /// # Errors
 /// When any part cannot start; once running, failures are logged instead.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    for warning in crate::config::secret_warnings(&config) {
+        tracing::warn!("{warning}");
+    }
     let prometheus = metrics::install().map_err(|e| StartError::Metrics(e.to_string()))?;
     let upkeep = prometheus.clone();
     tokio::spawn(async move {

@@ -68,6 +68,9 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check { config: path } => Ok(match load(Some(&path)) {
             Ok(config) => {
+                for warning in config::secret_warnings(&config) {
+                    eprintln!("warning: {warning}");
+                }
                 let topics: usize = config.migrations.iter().map(|m| m.topics.len()).sum();
                 println!(
                     "{}: valid ({} clusters, {} migrations, {topics} topic patterns)",

@@ -257,3 +257,49 @@ fn missing_file_exits_2_with_a_sentence() {
         lines[0]
     );
 }
+
+#[test]
+fn secrets_other_users_can_read_are_warned_about_without_failing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let password = dir.path().join("new.pass");
+    fs::write(&password, "s3cret\n").expect("write password file");
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    let file = dir.path().join("cutover.yaml");
+    fs::write(
+        &file,
+        format!(
+            "clusters:\n  - {{ name: old, protocol: redis, endpoints: [\"127.0.0.1:6379\"], auth: {{ password: inline }} }}\n  - {{ name: new, protocol: redis, endpoints: [\"127.0.0.1:6380\"], auth: {{ password_file: \"{}\" }} }}\nmigrations: []\n",
+            password.display()
+        ),
+    )
+    .expect("write config");
+    let out = check(&file, dir.path());
+    assert!(
+        out.status.success(),
+        "warnings do not fail check: {}",
+        stderr(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "warning: clusters[1].auth.password_file: {} is readable by other users (mode 644); chmod 600 it",
+            password.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: clusters[0].auth.password: a password written in the config file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s3cret") && !err.contains("inline"),
+        "no secret is printed: {err}"
+    );
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let quiet = stderr(&check(&file, dir.path()));
+    assert!(
+        !quiet.contains("new.pass"),
+        "a private file is not warned about: {quiet}"
+    );
+}

@@ -569,3 +569,320 @@ fn broadcasting_consumers_each_read_every_message() {
     first.stop(Duration::from_secs(30));
     second.stop(Duration::from_secs(30));
 }
+
+/// The clients `ctl clients` lists for `topic`, as JSON rows.
+fn client_rows(rig: &RocketmqRig, topic: &str) -> Vec<serde_json::Value> {
+    let (code, out) = rig.ctl(&["clients", "orders", topic, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let body: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    body["topics"][0]["clients"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The row of `group` with `role` reached `via` (proxied or direct).
+fn row_of<'a>(
+    rows: &'a [serde_json::Value],
+    role: &str,
+    group: &str,
+    via: &str,
+) -> Option<&'a serde_json::Value> {
+    rows.iter()
+        .find(|r| r["role"] == role && r["group"] == group && r["via"] == via)
+}
+
+/// Item 7's inventory: a producer and a consumer through the proxy and a
+/// producer and a consumer straight at the source are each listed with
+/// their client id, address, language and version, marked proxied or
+/// direct; the direct ones come from the source brokers' own lists.
+#[test]
+fn ctl_clients_lists_proxied_and_direct_clients_of_a_topic() {
+    const TOPIC: &str = "ledger";
+    let rig = RocketmqRig::start("");
+    rig.source.create_topic(TOPIC, 2);
+    // A route asked through the proxy registers the topic with the migration.
+    let route = rpc(&rig.namesrv, 105, &[("topic", TOPIC)], Encoding::Json).unwrap();
+    assert_eq!(route.header.code, 0, "{:?}", route.header.remark);
+    let slow = ["--count", "1000000", "--interval-ms", "200"];
+    let mut writer = rig.client("produce", "ledger-writer", TOPIC, "ledger-writers", &slow);
+    let mut reader = rig.client("consume", "ledger-reader", TOPIC, "ledger-proxied", &[]);
+    let source = rig.source.namesrv();
+    let direct = |mode: &str, id: &str, group: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--namesrv",
+            source.as_str(),
+            "--topic",
+            TOPIC,
+            "--group",
+            group,
+        ];
+        args.extend_from_slice(extra);
+        support::RocketmqClient::start(rig.dir.path(), mode, id, &args)
+    };
+    let mut bypass_writer = direct("produce", "ledger-bypass-writer", "ledger-bypassers", &slow);
+    let mut bypass_reader = direct("consume", "ledger-bypass-reader", "ledger-direct", &[]);
+    let mut rows = Vec::new();
+    wait_until(DEADLINE, "all four clients to be listed", || {
+        rows = client_rows(&rig, TOPIC);
+        row_of(&rows, "producer", "ledger-writers", "proxied").is_some()
+            && row_of(&rows, "consumer", "ledger-proxied", "proxied")
+                .is_some_and(|r| r["brokers"].as_array().is_some_and(|b| b.len() == 2))
+            && row_of(&rows, "producer", "ledger-bypassers", "direct").is_some()
+            && row_of(&rows, "consumer", "ledger-direct", "direct")
+                .is_some_and(|r| r["brokers"].as_array().is_some_and(|b| b.len() == 2))
+    });
+    for (role, group, via) in [
+        ("producer", "ledger-writers", "proxied"),
+        ("consumer", "ledger-proxied", "proxied"),
+        ("producer", "ledger-bypassers", "direct"),
+        ("consumer", "ledger-direct", "direct"),
+    ] {
+        let r = row_of(&rows, role, group, via).unwrap();
+        assert_eq!(r["language"], "JAVA", "{r}");
+        assert_eq!(r["version_name"], "V5_3_3", "{r}");
+        assert_eq!(r["connected"], true, "{r}");
+        assert!(
+            r["client_id"].as_str().is_some_and(|id| id.contains('@')),
+            "{r}"
+        );
+        // The client's own address, never one of the proxy's.
+        let addr = r["addr"].as_str().unwrap_or_default();
+        assert!(addr.starts_with("127.0.0.1:"), "{r}");
+        if role == "producer" && via == "direct" {
+            assert_eq!(
+                r["topic_known"], false,
+                "brokers do not say what a producer sends: {r}"
+            );
+        } else {
+            assert_eq!(r["topic_known"], true, "{r}");
+        }
+    }
+    // Proxied rows carry when the proxy last heard from them.
+    let proxied = row_of(&rows, "consumer", "ledger-proxied", "proxied").unwrap();
+    assert!(proxied["last_seen_ms"].as_u64().is_some(), "{proxied}");
+    // The same clients, by name, in the human table of every topic.
+    let (code, out) = rig.ctl(&["clients", "orders"]);
+    assert_eq!(code, 0, "{out}");
+    for (group, via) in [
+        ("ledger-writers", "proxied"),
+        ("ledger-proxied", "proxied"),
+        ("ledger-bypassers", "direct (any topic)"),
+        ("ledger-direct", "direct"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(TOPIC) && l.contains(group) && l.contains(via)),
+            "{group} {via}: {out}"
+        );
+    }
+    // The gate reads the same rows: the direct consumer is named.
+    let (code, out) = rig.ctl(&["check", "orders", TOPIC]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("group ledger-direct: client"), "{out}");
+    assert!(!out.contains("group ledger-proxied: client"), "{out}");
+    // A proxied consumer that left stays listed as gone.
+    reader.stop(Duration::from_secs(30));
+    wait_until(DEADLINE, "the proxied consumer to show as gone", || {
+        rows = client_rows(&rig, TOPIC);
+        row_of(&rows, "consumer", "ledger-proxied", "proxied")
+            .is_some_and(|r| r["connected"] == false)
+    });
+    for c in [&mut writer, &mut bypass_writer, &mut bypass_reader] {
+        c.stop(Duration::from_secs(30));
+    }
+}
+
+/// Requests on one connection to `addr`, each answered before the next.
+struct Admin(TcpStream);
+
+impl Admin {
+    fn connect(addr: &str) -> Admin {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Admin(stream)
+    }
+
+    fn call(&mut self, code: i32, ext: &[(&str, &str)], body: &[u8]) -> cutover_rocketmq::Frame {
+        let mut header = cutover_rocketmq::Header::request(code, 1);
+        for (k, v) in ext {
+            header.set_ext(*k, *v);
+        }
+        let frame = cutover_rocketmq::encode(&header, body, Encoding::Json).expect("encode");
+        self.0.write_all(&frame).expect("write");
+        support::read_frame(&mut self.0).expect("an answer")
+    }
+
+    fn create_topic(&mut self, topic: &str, queues: i32) {
+        let q = queues.to_string();
+        let got = self.call(
+            17,
+            &[
+                ("topic", topic),
+                ("defaultTopic", "TBW102"),
+                ("readQueueNums", &q),
+                ("writeQueueNums", &q),
+                ("perm", "6"),
+                ("topicFilterType", "SINGLE_TAG"),
+                ("topicSysFlag", "0"),
+                ("order", "false"),
+            ],
+            &[],
+        );
+        assert_eq!(got.header.code, 0, "{topic}: {:?}", got.header.remark);
+    }
+
+    fn create_group(&mut self, group: &str, retry_max: i32) {
+        let body = serde_json::json!({
+            "groupName": group, "consumeEnable": true, "consumeFromMinEnable": true,
+            "consumeBroadcastEnable": true, "retryQueueNums": 1, "retryMaxTimes": retry_max,
+            "brokerId": 0, "whichBrokerWhenConsumeSlowly": 1,
+        });
+        let got = self.call(200, &[], body.to_string().as_bytes());
+        assert_eq!(got.header.code, 0, "{group}: {:?}", got.header.remark);
+    }
+}
+
+/// Item 6 at scale: 1,000 topics (some under a `%` namespace) and 1,000
+/// groups created on the source's two masters are planned (`--export`),
+/// the plan narrowed and given one topic name no broker takes, and applied
+/// (`--import`) in one task: each item reported created, already there
+/// (made on the target beforehand) or failed with the broker's reason; the
+/// target then routes the topics with the source's total queue count and
+/// holds the groups with the source's settings.
+#[test]
+fn migrate_metadata_plans_and_applies_a_thousand_topics_and_groups() {
+    const N: usize = 1000;
+    let rig = RocketmqRig::start("");
+    let name = |i: usize| {
+        if i % 10 == 7 {
+            format!("bulkns%bulk-{i:04}")
+        } else {
+            format!("bulk-{i:04}")
+        }
+    };
+    let group = |i: usize| format!("bulk-readers-{i:04}");
+    let started = std::time::Instant::now();
+    for broker in &rig.source.brokers {
+        let mut admin = Admin::connect(&broker.addr());
+        for i in 0..N {
+            admin.create_topic(&name(i), 2);
+            admin.create_group(&group(i), 7);
+        }
+    }
+    let seeded = started.elapsed();
+    // Already on the target: reported, not changed.
+    let mut target = Admin::connect(&rig.target.brokers[0].addr());
+    target.create_topic(&name(1), 4);
+    target.create_group(&group(1), 16);
+
+    let plan_file = rig.dir.path().join("plan.json");
+    let plan_path = plan_file.to_str().unwrap();
+    let started = std::time::Instant::now();
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", "--all", "--export", plan_path]);
+    assert_eq!(code, 0, "{out}");
+    let planned = started.elapsed();
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    // The plan covers the whole source, not only topics seen through the
+    // proxy (none of these ever was).
+    let bulk = |v: &serde_json::Value| v["name"].as_str().is_some_and(|n| n.contains("bulk-"));
+    let topics: Vec<serde_json::Value> = plan["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| bulk(t))
+        .cloned()
+        .collect();
+    let groups: Vec<serde_json::Value> = plan["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| bulk(g))
+        .cloned()
+        .collect();
+    assert_eq!((topics.len(), groups.len()), (N, N), "{out}");
+    let t7 = topics.iter().find(|t| t["name"] == name(7)).unwrap();
+    assert_eq!(
+        t7["source_write_queues"], 4,
+        "2 on each source master: {t7}"
+    );
+    assert_eq!(t7["write_queues_per_master"], 4, "one target master: {t7}");
+    assert!(plan["topics"].as_array().unwrap().iter().all(|t| {
+        let n = t["name"].as_str().unwrap_or_default();
+        !n.starts_with("%RETRY%") && n != "TBW102" && n != "broker-b" && n != "ClusterOld"
+    }));
+    // Narrowed to this test's items (other tests share the clusters), plus
+    // a name every broker refuses.
+    let mut edited = topics;
+    edited.push(serde_json::json!({
+        "name": "no spaces allowed", "read_queues_per_master": 1, "write_queues_per_master": 1,
+    }));
+    plan["topics"] = serde_json::Value::Array(edited);
+    plan["groups"] = serde_json::Value::Array(groups);
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+
+    let started = std::time::Instant::now();
+    let (code, out) = rig.ctl(&[
+        "migrate-metadata",
+        "orders",
+        "--import",
+        plan_path,
+        "--json",
+    ]);
+    let applied = started.elapsed();
+    assert_eq!(code, 1, "one item failed: {out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    let items = report["items"].as_array().unwrap();
+    let outcome = |kind: &str, n: &str| {
+        items
+            .iter()
+            .find(|i| i["kind"] == kind && i["name"] == n)
+            .unwrap_or_else(|| panic!("{kind} {n} not reported"))
+    };
+    assert_eq!(report["created"], 2 * N - 2, "{}", report["failed"]);
+    assert_eq!(report["present"], 2);
+    assert_eq!(report["failed"], 1);
+    assert_eq!(outcome("topic", &name(1))["outcome"], "present");
+    assert_eq!(outcome("group", &group(1))["outcome"], "present");
+    assert_eq!(outcome("topic", &name(7))["outcome"], "created");
+    let bad = outcome("topic", "no spaces allowed");
+    assert_eq!(bad["outcome"], "failed");
+    assert!(
+        bad["reason"].as_str().is_some_and(|r| r.contains("code")),
+        "{bad}"
+    );
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "rocketmq metadata: {N} topics and {N} groups seeded on 2 masters in {seeded:.1?}, planned in {planned:.1?}, applied in {applied:.1?}"
+    );
+    // The target routes a namespaced topic with the source's total.
+    wait_until(DEADLINE, "the target to route a created topic", || {
+        rpc(
+            &rig.target.namesrv(),
+            105,
+            &[("topic", &name(17))],
+            Encoding::Json,
+        )
+        .is_some_and(|r| {
+            r.header.code == 0
+                && TopicRouteData::decode(&r.body).is_ok_and(|d| {
+                    d.queue_datas
+                        .iter()
+                        .map(|q| q.write_queue_nums)
+                        .sum::<i32>()
+                        == 4
+                })
+        })
+    });
+    // A group keeps the source's settings; the one already there is unchanged.
+    let got = target.call(352, &[("group", &group(9))], &[]);
+    assert_eq!(got.header.code, 0, "{:?}", got.header.remark);
+    let config: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(config["retryMaxTimes"], 7, "{config}");
+    let got = target.call(352, &[("group", &group(1))], &[]);
+    let config: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(config["retryMaxTimes"], 16, "{config}");
+}

@@ -105,6 +105,10 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/migrations/{migration}/topics/{topic}/actions/{action}",
             post(topic_action),
         )
+        .route(
+            "/api/v1/migrations/{migration}/actions/{action}",
+            post(migration_action),
+        )
         .route("/api/v1/history", get(history))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -250,6 +254,22 @@ async fn topic_action(
     match state
         .controller
         .action(&migration, &topic, &action, params)
+        .await?
+    {
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(reason) => Err(ApiError(StatusCode::CONFLICT, reason)),
+    }
+}
+
+async fn migration_action(
+    Extract(state): Extract<AdminState>,
+    Path((migration, action)): Path<(String, String)>,
+    body: Option<Json<serde_json::Value>>,
+) -> Result<Response, ApiError> {
+    let params = body.map_or(serde_json::Value::Null, |Json(v)| v);
+    match state
+        .controller
+        .migration_action(&migration, &action, params)
         .await?
     {
         Ok(report) => Ok(Json(report).into_response()),

@@ -75,12 +75,36 @@ enum CtlCommand {
     /// replication factor (capped at the target's brokers) and topic configs;
     /// RocketMQ on every target master with at least the source's queue
     /// counts. Topics already on the target are compared, never changed.
+    ///
+    /// RocketMQ `--all`: every topic and subscription group of the source
+    /// cluster, one outcome each; `--export FILE` writes that plan instead,
+    /// `--import FILE` applies a (possibly edited) plan.
     MigrateMetadata {
         /// Migration name.
         migration: String,
         /// Topics to migrate.
-        #[arg(required = true)]
+        #[arg(required_unless_present_any = ["all", "import"], conflicts_with_all = ["all", "import"])]
         topics: Vec<String>,
+        /// RocketMQ: every topic and group of the source cluster.
+        #[arg(long, conflicts_with = "import")]
+        all: bool,
+        /// With `--all`: write the plan to FILE instead of applying it.
+        #[arg(long, value_name = "FILE", requires = "all")]
+        export: Option<PathBuf>,
+        /// Apply the plan in FILE (as `--export` wrote it, edited or not).
+        #[arg(long, value_name = "FILE")]
+        import: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// RocketMQ: the producers and consumers of a topic (or of every topic
+    /// of the migration), through the proxy or straight at the source.
+    Clients {
+        /// Migration name.
+        migration: String,
+        /// Only this topic.
+        topic: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -211,8 +235,26 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
         CtlCommand::MigrateMetadata {
             migration,
             topics,
+            all,
+            export,
+            import,
             json,
-        } => migrate_metadata(socket, &migration, &topics, json).await,
+        } => {
+            if all || import.is_some() {
+                let how = match (export, import) {
+                    (Some(file), _) => super::ctl_metadata::How::Export(file),
+                    (None, Some(file)) => super::ctl_metadata::How::Import(file),
+                    (None, None) => super::ctl_metadata::How::All,
+                };
+                return super::ctl_metadata::run(socket, &migration, how, json).await;
+            }
+            migrate_metadata(socket, &migration, &topics, json).await
+        }
+        CtlCommand::Clients {
+            migration,
+            topic,
+            json,
+        } => super::ctl_clients::run(socket, &migration, topic.as_deref(), json).await,
         CtlCommand::Shift {
             migration,
             topic,

@@ -8,7 +8,10 @@ mod auth;
 pub mod client;
 pub mod console;
 pub mod ctl;
+mod ctl_clients;
+mod ctl_metadata;
 mod table;
+mod tls;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -28,6 +31,9 @@ pub enum AdminError {
     /// Another process answers on the socket.
     #[error("admin socket {0} is in use by another running cutover")]
     SocketInUse(PathBuf),
+    /// The TLS certificate or key cannot be used.
+    #[error("admin.tls: {0}")]
+    Tls(String),
     /// Binding or preparing a listener failed.
     #[error("admin: cannot {action} {what}: {source}")]
     Io {
@@ -60,6 +66,12 @@ pub async fn start(
     state: AdminState,
     shutdown: CancellationToken,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, AdminError> {
+    let tls_config = match &config.tls {
+        Some(tls) => Some(
+            crate::proxy::tls::server_config(tls).map_err(|e| AdminError::Tls(e.to_string()))?,
+        ),
+        None => None,
+    };
     // TCP first: tools (and tests) treat the socket's appearance as "admin is ready".
     let tcp = match config.listen {
         Some(addr) => Some((addr, bind_tcp(config, addr).await?)),
@@ -96,15 +108,20 @@ pub async fn start(
             config.metrics_public,
         );
         let token = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(tcp, router)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "admin TCP server stopped");
-            }
-        }));
-        tracing::info!(%addr, "admin API listening on TCP (bearer token required)");
+        if let Some(tls) = tls_config {
+            tasks.push(tokio::spawn(tls::serve(tcp, tls, router, token)));
+            tracing::info!(%addr, "admin API listening on TCP with TLS (bearer token required)");
+        } else {
+            tasks.push(tokio::spawn(async move {
+                let served = axum::serve(tcp, router)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "admin TCP server stopped");
+                }
+            }));
+            tracing::warn!(%addr, "admin API listening on TCP without TLS: the bearer token travels in clear (set admin.tls)");
+        }
     }
     tasks.push(console::spawn_sampler(state, sampler, shutdown));
     tracing::info!(socket = %config.socket.display(), "admin API listening on Unix socket");

@@ -5,9 +5,12 @@
 //! from a generic YAML value, so one typo does not hide the next one.
 
 mod duration;
+mod redis;
 mod rocketmq;
+mod secrets;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +22,7 @@ pub use rocketmq::{
     DEFAULT_QUIET_WINDOW, DEFAULT_ROCKETMQ_MAX_BROKERS, DEFAULT_TARGET_BROKER_SUFFIX,
     RocketmqOptions, rocketmq_broker_ports,
 };
+pub use secrets::secret_warnings;
 pub use validate::{ConfigError, load, parse};
 
 /// Default admin socket path, relative to the working directory.
@@ -89,6 +93,10 @@ pub struct AdminConfig {
     /// Serve `/metrics` on TCP without a token (for Prometheus scrapers).
     #[serde(default)]
     pub metrics_public: bool,
+    /// Serve the TCP listener over TLS, so the bearer token never travels
+    /// in clear; the certificate is reloaded when its files change.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
 }
 
 fn default_socket() -> PathBuf {
@@ -102,6 +110,7 @@ impl Default for AdminConfig {
             listen: None,
             token_file: None,
             metrics_public: false,
+            tls: None,
         }
     }
 }
@@ -256,6 +265,37 @@ pub struct AuthConfig {
     /// File whose first line is the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// Redis, with `upstream_identity: client`: the credentials this cluster
+    /// knows a client user by, when they differ from the client's own
+    /// (client user name → cluster user and password).
+    #[serde(default)]
+    pub users: BTreeMap<String, MappedUser>,
+}
+
+/// A client user's credentials on one cluster.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappedUser {
+    /// User name on the cluster; the client's own when absent.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password inline (prefer `password_file`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// File whose first line is the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// Whom a Redis session's upstream connections authenticate as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamIdentity {
+    /// The cluster's `auth` (one principal for every client).
+    Proxy,
+    /// The user the client authenticated as (mapped per cluster by
+    /// `clusters[].auth.users`), so the clusters' ACLs keep applying.
+    Client,
 }
 
 /// One migration: a listener, a source, a target and the topics it moves.
@@ -342,6 +382,12 @@ pub struct TopicPattern {
 pub struct RedisOptions {
     /// Password clients must AUTH with to use the proxy (none by default).
     pub client_password: Option<String>,
+    /// Redis ACL users clients authenticate as (Redis ACL file syntax,
+    /// e.g. the source's `ACL LIST` output); reloaded when it changes.
+    pub users_file: Option<PathBuf>,
+    /// Whom sessions reach the clusters as: `client` by default with
+    /// `users_file`, else `proxy`.
+    pub upstream_identity: Option<UpstreamIdentity>,
     /// Fraction of reads shadow-read from the other side in `dual_read`/`dual_write`.
     pub shadow_read_ratio: f64,
     /// Largest bulk string accepted from a client or upstream.
@@ -428,6 +474,8 @@ impl Default for RedisOptions {
     fn default() -> Self {
         RedisOptions {
             client_password: None,
+            users_file: None,
+            upstream_identity: None,
             shadow_read_ratio: DEFAULT_SHADOW_READ_RATIO,
             max_bulk_len: DEFAULT_MAX_BULK_LEN,
             backfill_keys_per_second: DEFAULT_BACKFILL_KEYS_PER_SECOND,

@@ -329,6 +329,16 @@ fn validate_admin(config: &Config, errors: &mut Errors) {
     if admin.socket.as_os_str().is_empty() {
         errors.push("admin.socket", "must not be empty");
     }
+    if let Some(tls) = &admin.tls {
+        if admin.listen.is_none() {
+            errors.push(
+                "admin.tls",
+                "only applies to admin.listen, which is not set (the Unix socket is never encrypted)",
+            );
+        }
+        readable(errors, "admin.tls.cert_file", &tls.cert_file);
+        readable(errors, "admin.tls.key_file", &tls.key_file);
+    }
 }
 
 /// The YAML path of each of `count` parsed items of list `list`.
@@ -400,6 +410,9 @@ fn validate_cluster(path: &str, cluster: &ClusterConfig, errors: &mut Errors) {
             }
             (None, Some(file)) => readable(errors, &format!("{path}.auth.password_file"), file),
             _ => {}
+        }
+        for (p, m) in super::redis::validate_mapped_users(path, cluster.protocol, auth) {
+            errors.push(p, m);
         }
     }
 }
@@ -481,31 +494,8 @@ fn validate_migration(
         readable(errors, &format!("{path}.tls.cert_file"), &tls.cert_file);
         readable(errors, &format!("{path}.tls.key_file"), &tls.key_file);
     }
-    if let Some(redis) = &migration.redis {
-        if migration.protocol != Protocol::Redis {
-            errors.push(format!("{path}.redis"), "only allowed on a redis migration");
-        }
-        if !(0.0..=1.0).contains(&redis.shadow_read_ratio) {
-            errors.push(
-                format!("{path}.redis.shadow_read_ratio"),
-                "must be between 0 and 1",
-            );
-        }
-        if redis.backfill_keys_per_second == 0 {
-            errors.push(
-                format!("{path}.redis.backfill_keys_per_second"),
-                "must be at least 1",
-            );
-        }
-        if redis.backfill_bytes_per_second == 0 {
-            errors.push(
-                format!("{path}.redis.backfill_bytes_per_second"),
-                "must be at least 1",
-            );
-        }
-        if redis.verify_sample == 0 {
-            errors.push(format!("{path}.redis.verify_sample"), "must be at least 1");
-        }
+    for (p, m) in super::redis::validate(path, migration) {
+        errors.push(p, m);
     }
 }
 
@@ -781,6 +771,35 @@ migrations:
             "endpoints: [\"127.0.0.1:6379\"], auth: { password: p } }",
         );
         parse(&redis).unwrap();
+    }
+
+    #[test]
+    fn redis_users_and_identity_settings_that_cannot_work_are_all_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.acl");
+        std::fs::write(&bad, "user ok on >p\nrole admin\nuser x on #123\n").unwrap();
+        let text = format!(
+            "{}    redis: {{ users_file: \"{}\", client_password: p }}\n  - {{ name: c2, protocol: redis, listen: 127.0.0.1:7380, source: old, target: new, topics: [ {{ name: all, match: \"*\" }} ], redis: {{ upstream_identity: client }} }}\n",
+            VALID, bad.display()
+        )
+        .replace(
+            "endpoints: [\"127.0.0.1:6380\"] }",
+            "endpoints: [\"127.0.0.1:6380\"], auth: { users: { alice: { username: a2 } } } }",
+        );
+        let errors = messages(&text);
+        let expected = [
+            "clusters[1].auth.users.alice: needs password or password_file",
+            "migrations[0].redis.users_file: line 2: expected `user NAME rule...` (Redis ACL file syntax); line 3: `#` needs 64 hex digits of SHA-256",
+            "migrations[0].redis.client_password: give users_file or client_password, not both",
+            "migrations[1].redis.upstream_identity: `client` needs users_file",
+        ];
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        for prefix in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(prefix)),
+                "{prefix} in {errors:#?}"
+            );
+        }
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! listener of the proxy, independent of either cluster's size
 //! (DESIGN.md §2 Kafka).
 //!
-//! Every partition gets a virtual leader and every group or transactional
-//! id a virtual coordinator, chosen by a stable hash, so the client's view
-//! never changes when a partition's writes move to the target or an
-//! upstream leader moves: whichever door a request arrives at, the session
-//! routes each partition inside it to the real leader of the cluster that
-//! owns it. A client need not reconnect when partitions switch (a switch
-//! may still close an idempotent producer's connection it cannot carry).
+//! Every partition gets a virtual leader: the door standing for its real
+//! leader on the cluster that takes its writes ([`VirtualBrokers::door_of`]),
+//! so in `source` state a client's request to one door is one upstream
+//! broker's and passes whole; a stable hash while that leader is unknown.
+//! Every group or transactional id gets a virtual coordinator by a stable
+//! hash. Whichever door a request arrives at, the session routes each
+//! partition inside it to the real leader of the cluster that owns it, so
+//! a door a client still uses after a leader moved or a partition switched
+//! serves it all the same: a client need not reconnect (a switch may still
+//! close an idempotent producer's connection it cannot carry).
 
 /// The virtual brokers of one migration: node ids `0..count` at ports
 /// `base..base + count`.
@@ -49,6 +52,15 @@ impl VirtualBrokers {
         let start = stable_hash(topic.as_bytes()) % u64::from(self.count);
         let step = u64::from(partition.unsigned_abs()) % u64::from(self.count);
         i32::try_from((start + step) % u64::from(self.count)).unwrap_or(0)
+    }
+
+    /// The door of real broker `node_id`: node ids are usually small and
+    /// consecutive, so with at least as many doors as brokers each door
+    /// stands for one broker, and a client's request to one door names
+    /// partitions of one upstream broker (passed through whole, not split).
+    #[must_use]
+    pub fn door_of(&self, node_id: i32) -> i32 {
+        node_id.rem_euclid(i32::from(self.count))
     }
 
     /// The virtual coordinator of a group or transactional id.
@@ -96,6 +108,7 @@ mod tests {
             (0..6).map(|p| v.leader_of("orders", p)).collect::<Vec<_>>()
         );
         assert!(v.coordinator_of("group-a") < 3);
+        assert_eq!([1, 2, 3, 4].map(|n| v.door_of(n)), [1, 2, 0, 1]);
         assert_eq!(VirtualBrokers::new(1, 1).leader_of("x", 7), 0);
     }
 

@@ -70,6 +70,25 @@ impl ClusterLayout {
         }
     }
 
+    /// Learns one partition's new leader from a KIP-951 hint (a Produce or
+    /// Fetch answer's `CurrentLeader`, with the `NodeEndpoints` it names),
+    /// so the next request goes there without waiting for a Metadata.
+    pub fn learn_leader(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        endpoints: &[(i32, String)],
+    ) {
+        for (node, addr) in endpoints {
+            self.brokers.insert(*node, addr.clone());
+        }
+        if self.leaders.len() > MAX_PARTITIONS {
+            self.leaders.clear();
+        }
+        self.leaders.insert((topic.to_owned(), partition), leader);
+    }
+
     /// The address of `topic`/`partition`'s leader, when known.
     #[must_use]
     pub fn leader(&self, topic: &str, partition: i32) -> Option<&str> {
@@ -77,10 +96,27 @@ impl ClusterLayout {
         self.brokers.get(node).map(String::as_str)
     }
 
+    /// The node id of `topic`/`partition`'s leader, when known and live.
+    #[must_use]
+    pub fn leader_id(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.leaders
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .filter(|n| *n >= 0)
+    }
+
     /// The address of broker `node_id`, when known.
     #[must_use]
     pub fn broker(&self, node_id: i32) -> Option<&str> {
         self.brokers.get(&node_id).map(String::as_str)
+    }
+
+    /// Every known broker's `host:port`, by node id.
+    #[must_use]
+    pub fn broker_addrs(&self) -> Vec<String> {
+        let mut known: Vec<(&i32, &String)> = self.brokers.iter().collect();
+        known.sort();
+        known.into_iter().map(|(_, addr)| addr.clone()).collect()
     }
 
     /// The partition count last seen for `topic`.

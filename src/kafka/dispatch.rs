@@ -63,7 +63,8 @@ fn observe_request(
     session.shared.observed.request(seen)
 }
 
-/// ApiVersions and DescribeCluster: asked of the source, rewritten. An
+/// ApiVersions and DescribeCluster: asked of the source, rewritten
+/// (ApiVersions also narrowed to the target's versions). An
 /// ApiVersions newer than the proxy implements is answered by the proxy
 /// itself (KIP-511: UNSUPPORTED_VERSION in v0 form, with the versions it
 /// does serve), so a client newer than the proxy negotiates down whatever
@@ -85,16 +86,25 @@ async fn rewritten(
     let shared = session.shared.clone();
     let (key, id, version) = (header.key, header.correlation_id, header.api_version);
     Ok(Box::pin(async move {
-        let frame = answer(rx).await?;
         let failed = |e: cutover_kafka::FrameError| Close::Upstream(format!("{key:?} answer: {e}"));
         if key == ApiKey::ApiVersions {
+            let (frame, target) = tokio::join!(answer(rx), shared.target_versions.rows(&shared));
+            let frame = frame?;
             return Ok(
-                match rewrite::api_versions(&frame, version, id).map_err(failed)? {
+                match rewrite::api_versions(
+                    &frame,
+                    version,
+                    id,
+                    target.as_deref().map(Vec::as_slice),
+                )
+                .map_err(failed)?
+                {
                     Some(out) => Out::Frame(out),
                     None => Out::Relabelled(frame, id),
                 },
             );
         }
+        let frame = answer(rx).await?;
         let body: DescribeClusterResponse =
             decode_response_body(&frame, key as i16, version).map_err(failed)?;
         let out =

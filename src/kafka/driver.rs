@@ -14,7 +14,10 @@
 //!   commits from somewhere else and is named; and no group the source
 //!   lists (ListGroups, DescribeGroups) has members assigned the topic
 //!   without having used it through the proxy (named with their hosts). A
-//!   source that cannot list or describe its groups fails the check;
+//!   source that cannot list or describe its groups fails the check. The
+//!   groups seen outlive a restart (`migration::recall`); for one
+//!   heartbeat interval after a start without a complete record of them,
+//!   the check refuses and says how long to wait;
 //! - `no_bypassing_producers`: each partition's source high watermark grew
 //!   over [`WINDOW`] by no more than the offsets of Produce requests the
 //!   proxy relayed (counted from [`SETTLE`] before the window opened, so a
@@ -289,6 +292,7 @@ impl KafkaDriver {
         } else {
             consumers
         };
+        let consumers = shared.recall.hedge(GROUPS, consumers);
 
         let producers = producers_verdict(
             shared,
@@ -382,6 +386,9 @@ impl Driver for KafkaDriver {
         }
     }
 }
+
+/// What the consumer checks rely on having seen, in a restart's refusal.
+pub(crate) const GROUPS: &str = "consumer groups (and their topics)";
 
 /// Commits per group and partition, or why a group's could not be read.
 type Commits = BTreeMap<String, Result<HashMap<i32, i64>, String>>;

@@ -24,6 +24,7 @@ use cutover_kafka::{
     shift_base_offsets,
 };
 
+use super::hints;
 use super::rewrite::encode;
 use super::session::{Close, Out, Reply, Session, answer, client_id};
 use super::splice::ReadAt;
@@ -65,11 +66,32 @@ pub(super) async fn route(
         let shared = session.shared.clone();
         return Ok(Box::pin(async move {
             let frame = answer(rx).await?;
-            traffic::fetched_frame(&shared, side, &frame, version);
-            Ok(Out::Relabelled(frame, id))
+            // Decoded for the counts and hints only: records stay shared
+            // slices of the frame, and a hint-free answer is relayed as is.
+            let Ok(mut body) =
+                decode_response_body::<FetchResponse>(&frame, ApiKey::Fetch as i16, version)
+            else {
+                return Ok(Out::Relabelled(frame, id));
+            };
+            traffic::fetched(&shared, side, &body, false);
+            let hints = hints::strip_fetch(&mut body);
+            if !hints.stripped {
+                return Ok(Out::Relabelled(frame, id));
+            }
+            hints::learn(&shared, side, &hints);
+            encode(ApiKey::Fetch, version, id, &body)
+                .map(Out::Frame)
+                .map_err(|e| Close::Upstream(format!("encoding the Fetch answer: {e}")))
         }));
     }
     let split = groups.len() > 1;
+    if split {
+        traffic::split(
+            &session.shared,
+            "Fetch",
+            request.topics.iter().map(|t| t.topic.0.as_str()),
+        );
+    }
     let client = client_id(&frame, header);
     let mut pending = Vec::new();
     for (dest, parts) in groups {
@@ -88,6 +110,7 @@ pub(super) async fn route(
             let mut part: FetchResponse =
                 decode_response_body(&frame, ApiKey::Fetch as i16, version)
                     .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
+            hints::learn(&shared, side, &hints::strip_fetch(&mut part));
             translate_all(&mut part, &reads)
                 .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
             traffic::fetched(&shared, side, &part, true);

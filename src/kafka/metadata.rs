@@ -4,13 +4,24 @@
 //! refresh the proxy's routing layout, and the client gets one built from
 //! them that names only virtual brokers:
 //!
-//! - every partition's leader, replica and ISR is its stable virtual
-//!   leader, so the client's view never moves while partitions switch
-//!   cluster or real leaders move;
+//! - every partition's leader, replica and ISR is one virtual broker: the
+//!   door of its real leader on the cluster that takes its writes (see
+//!   [`VirtualBrokers::door_of`]), so a client's request to one door
+//!   reaches one upstream broker whole instead of being split; a stable
+//!   hash of the partition while that leader is unknown. A client follows
+//!   a real leader's move as it would on the cluster itself, by its next
+//!   Metadata, but never needs it: every door serves every partition;
 //! - leader epochs are -1 (unknown): each cluster numbers its own, and a
 //!   client that saw the source's epoch would take the target's lower one
 //!   for a stale leader, or truncate after OffsetForLeaderEpoch;
 //! - a topic in `target` state is described by the target.
+//!
+//! A source broker that drops the connection before answering (restarting,
+//! say) does not cost the client its connection: the proxy asks the same
+//! request of the source's other brokers ([`elsewhere`]), and the next
+//! Metadata connects afresh.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use cutover_kafka::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -41,6 +52,7 @@ pub(super) async fn route(
 ) -> Result<Reply, Close> {
     let request: MetadataRequest =
         decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    session.forget_failed(Side::Source, None);
     let source = session
         .forward(Side::Source, None, &frame, true)
         .await?
@@ -75,9 +87,12 @@ pub(super) async fn route(
         let failed = |side: Side, e: cutover_kafka::FrameError| {
             Close::Upstream(format!("Metadata answer from the {}: {e}", side.as_str()))
         };
-        let source: MetadataResponse =
-            decode_response_body(&answer(source).await?, ApiKey::Metadata as i16, version)
-                .map_err(|e| failed(Side::Source, e))?;
+        let source: MetadataResponse = match answer(source).await {
+            Ok(frame) => decode_response_body(&frame, ApiKey::Metadata as i16, version)
+                .map_err(|e| failed(Side::Source, e))?,
+            Err(Close::Upstream(why)) => elsewhere(&shared, &request, version, &why).await?,
+            Err(other) => return Err(other),
+        };
         shared.layout_mut(Side::Source).learn(&source);
         let target = match target {
             Some(rx) => {
@@ -99,6 +114,7 @@ pub(super) async fn route(
             &shared.brokers,
             &shared.advertised_host,
             &|t| shared.migration.topic(t).map(|h| h.state()),
+            &|t, p| real_leader(&shared, t, p),
         );
         if !seen.is_empty() {
             shared.discover(&seen).await;
@@ -107,6 +123,63 @@ pub(super) async fn route(
             .map_err(|e| Close::Upstream(format!("encoding the Metadata answer: {e}")))?;
         Ok(Out::Frame(frame))
     }))
+}
+
+/// How long a Metadata whose source connection failed may go on asking
+/// the source's other brokers (well inside a client's request timeout).
+const ELSEWHERE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The client's Metadata `request` asked of the source's brokers, each on
+/// a fresh connection of the proxy's own (configured endpoints first, then
+/// every broker the proxy has seen), until one answers: the connection
+/// that carried it failed (`why`).
+///
+/// # Errors
+/// [`Close::Upstream`] when none answers within [`ELSEWHERE_DEADLINE`].
+async fn elsewhere(
+    shared: &super::Shared,
+    request: &MetadataRequest,
+    version: i16,
+    why: &str,
+) -> Result<MetadataResponse, Close> {
+    let mut candidates: Vec<String> = shared.bootstrap.endpoints().to_vec();
+    for addr in shared.layout(Side::Source).broker_addrs() {
+        if !candidates.contains(&addr) {
+            candidates.push(addr);
+        }
+    }
+    tracing::info!(migration = %shared.migration.name, reason = %why, brokers = candidates.len(),
+        "a source connection failed under a Metadata; asking the other brokers");
+    let deadline = tokio::time::Instant::now() + ELSEWHERE_DEADLINE;
+    let mut last = why.to_owned();
+    while tokio::time::Instant::now() < deadline {
+        for addr in &candidates {
+            let upstream = shared
+                .upstream(Side::Source, Some(addr))
+                .map_err(Close::Upstream)?;
+            match shared
+                .exchange(&upstream, ApiKey::Metadata, version, request)
+                .await
+            {
+                Ok(body) => return Ok(body),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(ELSEWHERE_PAUSE).await;
+    }
+    Err(Close::Upstream(format!(
+        "no source broker answered Metadata within {ELSEWHERE_DEADLINE:?}: {last}"
+    )))
+}
+
+/// Pause between rounds over every broker.
+const ELSEWHERE_PAUSE: Duration = Duration::from_millis(250);
+
+/// The node id of `topic`/`partition`'s real leader on the cluster that
+/// takes its writes, as last learnt.
+fn real_leader(shared: &super::Shared, topic: &str, partition: i32) -> Option<i32> {
+    let side = shared.splice.produce_shift(topic, partition).side;
+    shared.layout(side).leader_id(topic, partition)
 }
 
 /// Topics the source listed without error, internal ones left out.
@@ -119,7 +192,8 @@ fn discovered(source: &MetadataResponse) -> Vec<String> {
         .collect()
 }
 
-/// The answer a client sees: virtual brokers, virtual leaders, no epochs;
+/// The answer a client sees: virtual brokers, virtual leaders (the door of
+/// `real_leader(topic, partition)`, a hash while unknown), no epochs;
 /// topics in `target` state described by the target when it knows them.
 #[must_use]
 pub fn virtual_view(
@@ -128,6 +202,7 @@ pub fn virtual_view(
     brokers: &VirtualBrokers,
     host: &str,
     state_of: &dyn Fn(&str) -> Option<State>,
+    real_leader: &dyn Fn(&str, i32) -> Option<i32>,
 ) -> MetadataResponse {
     let host = StrBytes::from_string(host.to_owned());
     source.brokers = brokers
@@ -170,7 +245,10 @@ pub fn virtual_view(
                 .collect();
         }
         for p in &mut topic.partitions {
-            let leader = BrokerId(brokers.leader_of(&name, p.partition_index));
+            let leader = BrokerId(real_leader(&name, p.partition_index).map_or_else(
+                || brokers.leader_of(&name, p.partition_index),
+                |node| brokers.door_of(node),
+            ));
             p.leader_id = leader;
             p.leader_epoch = -1;
             p.replica_nodes = vec![leader];
@@ -224,6 +302,7 @@ mod tests {
             &vb,
             "proxy",
             &|_| Some(State::Source),
+            &|_, _| None,
         );
         let brokers: Vec<_> = view
             .brokers
@@ -249,6 +328,26 @@ mod tests {
     }
 
     #[test]
+    fn leaders_are_the_doors_of_the_real_leaders_when_known() {
+        let vb = VirtualBrokers::new(9300, 3);
+        let view = virtual_view(
+            cluster(1, vec![topic("orders", 4, 1)]),
+            None,
+            &vb,
+            "proxy",
+            &|_| Some(State::Source),
+            &|_, p| (p < 3).then_some(p + 1),
+        );
+        let leaders: Vec<i32> = view.topics[0]
+            .partitions
+            .iter()
+            .map(|p| p.leader_id.0)
+            .collect();
+        assert_eq!(leaders[..3], [1, 2, 0], "real brokers 1, 2, 3");
+        assert_eq!(leaders[3], vb.leader_of("orders", 3), "unknown: hashed");
+    }
+
+    #[test]
     fn target_state_topics_come_from_the_target() {
         let vb = VirtualBrokers::new(9300, 1);
         let target = cluster(111, vec![topic("orders", 8, 111)]);
@@ -264,6 +363,7 @@ mod tests {
                     State::DualWrite
                 })
             },
+            &|_, _| None,
         );
         assert_eq!(
             view.topics[0].partitions.len(),

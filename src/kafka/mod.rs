@@ -29,11 +29,13 @@ mod group_handoff;
 mod group_move;
 mod group_offsets;
 mod groups;
+mod hints;
 mod link;
 mod metadata;
 mod moves;
 pub mod observe;
 mod offsets;
+mod offsets_by_time;
 pub mod probe;
 mod produce;
 mod producers;
@@ -46,6 +48,7 @@ pub mod splice;
 mod splice_checks;
 mod split;
 mod switch;
+mod target_versions;
 mod topics;
 mod traffic;
 mod txn;
@@ -64,6 +67,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::metrics;
 use crate::migration::pattern::Pattern;
+use crate::migration::recall::{self, Recall};
 use crate::migration::store::StateStore;
 use crate::migration::{Controller, MigrationHandle, State};
 use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
@@ -92,6 +96,8 @@ pub(crate) struct Shared {
     pub target: Upstream,
     /// Groups, commits and produce counts seen in the proxy's own traffic.
     pub observed: observe::Observed,
+    /// Whether `observed` may miss groups a previous run saw.
+    pub recall: Recall,
     /// The brokers clients see.
     pub brokers: VirtualBrokers,
     layouts: [RwLock<ClusterLayout>; 2],
@@ -101,6 +107,8 @@ pub(crate) struct Shared {
     pub splice: splice::Splice,
     /// Last seen high watermarks, for consumer-group lag.
     watermarks: traffic::Watermarks,
+    /// The target's API versions, for the clients' ApiVersions.
+    target_versions: target_versions::TargetVersions,
     /// Client producer ids and sequences as each cluster knows them.
     pub producers: producers::Producers,
     /// Groups looked at for adoption by the target.
@@ -299,6 +307,7 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
     let (shared, settings) = build_shared(config, &migration, &controller).await?;
+    remember(&shared, &shutdown).await;
     // Taken before the driver is installed, so no transition runs until
     // routing agrees with the persisted states.
     let reconciling = shared
@@ -344,6 +353,44 @@ pub async fn start(
     Ok(())
 }
 
+/// The persisted groups of `migration` (see `migration::recall`).
+fn observed_blob(migration: &str) -> String {
+    format!("kafka-observed-{migration}")
+}
+
+/// Loads the groups a previous run saw and keeps persisting them.
+async fn remember(shared: &Arc<Shared>, shutdown: &Shutdown) {
+    let name = &shared.migration.name;
+    let blob = observed_blob(name);
+    let (saved, prior) =
+        recall::load::<observe::GroupTopics>(shared.store.as_ref(), name, &blob).await;
+    if let Some(saved) = saved {
+        tracing::info!(migration = %name, groups = saved.len(), "consumer groups seen before the restart restored");
+        shared.observed.restore(saved);
+    }
+    shared.recall.set_prior(prior);
+    recall::spawn_flush(
+        shared.store.clone(),
+        name.to_string(),
+        blob,
+        Arc::new(Memory(shared.clone())),
+        shutdown,
+    );
+}
+
+/// The groups seen through the proxy, as persisted.
+struct Memory(Arc<Shared>);
+
+impl recall::Snapshots for Memory {
+    type Data = observe::GroupTopics;
+    fn changes(&self) -> u64 {
+        self.0.observed.changes()
+    }
+    fn snapshot(&self) -> (Self::Data, bool) {
+        self.0.observed.snapshot()
+    }
+}
+
 async fn build_shared(
     config: &Config,
     migration: &Arc<MigrationHandle>,
@@ -377,6 +424,7 @@ async fn build_shared(
         bootstrap: source_upstream,
         target: target_upstream,
         observed: observe::Observed::default(),
+        recall: Recall::default(),
         brokers: VirtualBrokers::new(base, options.virtual_brokers),
         layouts: Default::default(),
         broker_upstreams: crate::proxy::BrokerUpstreams::new(
@@ -388,6 +436,7 @@ async fn build_shared(
         splice: splice::Splice::new(maps),
         watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),
+        target_versions: target_versions::TargetVersions::default(),
         handoffs: Arc::default(),
         looked: group_adopt::Looked::default(),
         transitions: Arc::default(),

@@ -15,9 +15,15 @@
 //! Everything is bounded: [`MAX_GROUPS`] groups (least recently seen
 //! evicted), [`MAX_TOPICS_PER_GROUP`] topics per group and
 //! [`MAX_PARTITIONS`] produce counters.
+//!
+//! The groups with their topics outlive a restart (see
+//! `migration::recall`): a change of that set bumps a counter, and a
+//! control-plane task writes [`Observed::snapshot`] when it moved. Commit
+//! and produce counts are not kept: the checks sample them afresh.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use cutover_kafka::kafka_protocol::messages::ApiKey;
@@ -29,6 +35,14 @@ pub const MAX_GROUPS: usize = 1024;
 pub const MAX_TOPICS_PER_GROUP: usize = 256;
 /// Produce counters (topic/partition) kept at most.
 pub const MAX_PARTITIONS: usize = 65_536;
+/// Group/topic pairs written in a snapshot at most, and the longest name
+/// kept there (Kafka's topic names stop at 249 bytes): about 8 MiB at most.
+pub const MAX_PERSISTED_PAIRS: usize = 16_384;
+/// See [`MAX_PERSISTED_PAIRS`].
+pub const MAX_PERSISTED_NAME: usize = 255;
+
+/// The persisted form: each group with the topics it named.
+pub type GroupTopics = BTreeMap<String, Vec<String>>;
 
 /// Per-partition produce counts: offsets relayed in requests, and offsets of
 /// requests whose answer (or, for acks=0, whose forwarding) is done.
@@ -61,6 +75,8 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct Observed {
     inner: Mutex<Inner>,
+    /// Bumped when the set of groups or of their topics changes.
+    changes: AtomicU64,
 }
 
 /// What one request told (parsed before forwarding).
@@ -82,18 +98,19 @@ impl Observed {
     pub fn request(&self, seen: Seen) -> Vec<(String, i32, u64)> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
+        let mut changed = false;
         for (group, topics) in seen.groups {
-            let g = inner.group(&group, now);
+            let g = inner.group(&group, now, &mut changed);
             for t in topics {
                 if g.topics.len() < MAX_TOPICS_PER_GROUP {
-                    g.topics.insert(t);
+                    changed |= g.topics.insert(t);
                 }
             }
         }
         for (group, topic, partition, offset) in seen.commits {
-            let g = inner.group(&group, now);
+            let g = inner.group(&group, now, &mut changed);
             if g.topics.len() < MAX_TOPICS_PER_GROUP {
-                g.topics.insert(topic.clone());
+                changed |= g.topics.insert(topic.clone());
             }
             if offset >= 0 && g.topics.contains(&topic) {
                 let e = g.relayed.entry((topic, partition)).or_insert(offset);
@@ -112,10 +129,59 @@ impl Observed {
                 p.answered += n;
             }
         }
+        if changed {
+            self.changes.fetch_add(1, Ordering::Relaxed);
+        }
         if seen.answered {
             seen.produced
         } else {
             Vec::new()
+        }
+    }
+
+    /// How many times the set of groups or their topics changed.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    /// The groups with their topics, for the next start; `false` with it
+    /// when something was left out to stay within [`MAX_PERSISTED_PAIRS`].
+    pub fn snapshot(&self) -> (GroupTopics, bool) {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = GroupTopics::new();
+        let (mut pairs, mut whole) = (0usize, true);
+        for (name, g) in &inner.groups {
+            if name.len() > MAX_PERSISTED_NAME || pairs >= MAX_PERSISTED_PAIRS {
+                whole = false;
+                continue;
+            }
+            let mut topics: Vec<String> = Vec::new();
+            for t in &g.topics {
+                if t.len() > MAX_PERSISTED_NAME || pairs >= MAX_PERSISTED_PAIRS {
+                    whole = false;
+                    continue;
+                }
+                topics.push(t.clone());
+                pairs += 1;
+            }
+            topics.sort();
+            pairs += 1;
+            out.insert(name.clone(), topics);
+        }
+        (out, whole)
+    }
+
+    /// Seeds the groups of a snapshot from the previous run, as seen
+    /// longest ago (the first evicted), within the bounds.
+    pub fn restore(&self, saved: GroupTopics) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, topics) in saved {
+            if inner.groups.len() >= MAX_GROUPS {
+                break;
+            }
+            let g = inner.groups.entry(name).or_default();
+            g.topics
+                .extend(topics.into_iter().take(MAX_TOPICS_PER_GROUP));
         }
     }
 
@@ -169,7 +235,10 @@ impl Observed {
 }
 
 impl Inner {
-    fn group(&mut self, name: &str, now: Instant) -> &mut Group {
+    fn group(&mut self, name: &str, now: Instant, changed: &mut bool) -> &mut Group {
+        if !self.groups.contains_key(name) {
+            *changed = true;
+        }
         if !self.groups.contains_key(name) && self.groups.len() >= MAX_GROUPS {
             let oldest = self
                 .groups
@@ -579,6 +648,27 @@ mod tests {
                 answered: 3
             }
         );
+    }
+
+    #[test]
+    fn groups_and_topics_survive_a_snapshot() {
+        let o = Observed::default();
+        o.request(Seen {
+            groups: vec![("g".into(), vec!["t".into()]), ("h".into(), vec![])],
+            ..Seen::default()
+        });
+        assert_eq!(o.changes(), 1);
+        o.request(Seen {
+            groups: vec![("g".into(), vec!["t".into()])],
+            ..Seen::default()
+        });
+        assert_eq!(o.changes(), 1, "nothing new, nothing to write");
+        let (saved, whole) = o.snapshot();
+        assert!(whole);
+        let after = Observed::default();
+        after.restore(saved);
+        assert_eq!(after.groups_for("t"), vec!["g".to_owned(), "h".to_owned()]);
+        assert!(after.groups_for("u") == vec!["h".to_owned()]);
     }
 
     #[test]

@@ -3,9 +3,8 @@
 //!
 //! - latest (-1) and max-timestamp (-3): the open segment's cluster;
 //! - earliest (-2): the first segment's cluster;
-//! - a timestamp: the open segment's cluster (a time inside an older
-//!   segment resolves to that segment's end, the first offset written
-//!   after it; see the README's limits).
+//! - a timestamp: on a partition never switched, the source; on a
+//!   spliced one, each segment in turn, oldest first (`offsets_by_time`).
 //!
 //! Leader epochs are reported as -1, as in Metadata.
 
@@ -13,10 +12,12 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use cutover_kafka::kafka_protocol::messages::list_offsets_request::ListOffsetsTopic;
+use cutover_kafka::kafka_protocol::messages::list_offsets_response::ListOffsetsTopicResponse;
 use cutover_kafka::kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
 
 use super::cluster::Side;
+use super::offsets_by_time;
 use super::rewrite::encode;
 use super::segments::PartitionMap;
 use super::session::{Close, Out, Reply, Session, answer, client_id};
@@ -48,10 +49,15 @@ pub(super) async fn route(
         decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
     let mut deltas: HashMap<(String, i32), i64> = HashMap::new();
     let mut items = Vec::new();
+    let mut by_time = Vec::new();
     for topic in &request.topics {
         let name = topic.name.0.as_str();
         for p in &topic.partitions {
             let map = session.shared.splice.map(name, p.partition_index);
+            if offsets_by_time::spans(&map, p.timestamp) {
+                by_time.push((topic.name.clone(), p.clone(), map));
+                continue;
+            }
             let (side, delta) = plan(&map, p.timestamp);
             if delta != 0 {
                 deltas.insert((name.to_owned(), p.partition_index), delta);
@@ -64,6 +70,7 @@ pub(super) async fn route(
     let (id, version) = (header.correlation_id, header.api_version);
     if groups.len() <= 1
         && deltas.is_empty()
+        && by_time.is_empty()
         && groups.first().is_none_or(|g| g.0.side == Side::Source)
     {
         let addr = groups.into_iter().next().and_then(|g| g.0.addr);
@@ -74,6 +81,13 @@ pub(super) async fn route(
         return Ok(Box::pin(async move {
             Ok(Out::Relabelled(answer(rx).await?, id))
         }));
+    }
+    if groups.len() > 1 {
+        super::traffic::split(
+            &session.shared,
+            "ListOffsets",
+            request.topics.iter().map(|t| t.name.0.as_str()),
+        );
     }
     let client = client_id(&frame, header);
     let mut pending = Vec::new();
@@ -108,8 +122,22 @@ pub(super) async fn route(
             .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
         pending.push(rx);
     }
+    let shared = session.shared.clone();
+    let isolation = request.isolation_level;
     Ok(Box::pin(async move {
         let mut merged = ListOffsetsResponse::default();
+        for (topic, asked, map) in by_time {
+            let p =
+                offsets_by_time::resolve(&shared, &topic, &asked, &map, version, isolation).await;
+            match merged.topics.iter_mut().find(|t| t.name == topic) {
+                Some(t) => t.partitions.push(p),
+                None => merged.topics.push(
+                    ListOffsetsTopicResponse::default()
+                        .with_name(topic)
+                        .with_partitions(vec![p]),
+                ),
+            }
+        }
         for rx in pending {
             let frame = answer(rx).await?;
             let part: ListOffsetsResponse =

@@ -24,6 +24,7 @@ use cutover_kafka::{
 use tokio::sync::oneshot;
 
 use super::cluster::Side;
+use super::hints;
 use super::link::Answer;
 use super::retry;
 use super::rewrite::encode;
@@ -107,11 +108,32 @@ pub(super) async fn route(
                 drop(inflight);
                 let frame = frame?;
                 traffic::latency(&shared, dest.side, started);
-                traffic::produce_answered(&shared, dest.side, &frame, version, &counts, true);
-                Ok(Out::Relabelled(frame, id))
+                let Ok(mut body) = decode_response_body::<ProduceResponse>(
+                    &frame,
+                    ApiKey::Produce as i16,
+                    version,
+                ) else {
+                    return Ok(Out::Relabelled(frame, id));
+                };
+                traffic::produce_answered(&shared, dest.side, &body, &counts, true);
+                let hints = hints::strip_produce(&mut body);
+                if !hints.stripped {
+                    return Ok(Out::Relabelled(frame, id));
+                }
+                hints::learn(&shared, dest.side, &hints);
+                encode(ApiKey::Produce, version, id, &body)
+                    .map(Out::Frame)
+                    .map_err(|e| Close::Upstream(format!("encoding the Produce answer: {e}")))
             }),
             None => Box::pin(async { Ok(Out::Nothing) }),
         });
+    }
+    if groups.len() > 1 {
+        traffic::split(
+            &session.shared,
+            "Produce",
+            request.topic_data.iter().map(|t| t.name.0.as_str()),
+        );
     }
     let client = client_id(&frame, header);
     let mut pending: Vec<(Side, oneshot::Receiver<Answer>)> = Vec::new();
@@ -153,10 +175,11 @@ pub(super) async fn route(
         for (side, frame) in answers {
             let frame = frame?;
             traffic::latency(&shared, side, started);
-            traffic::produce_answered(&shared, side, &frame, version, &counts, false);
-            let part: ProduceResponse =
+            let mut part: ProduceResponse =
                 decode_response_body(&frame, ApiKey::Produce as i16, version)
                     .map_err(|e| Close::Upstream(format!("Produce answer: {e}")))?;
+            traffic::produce_answered(&shared, side, &part, &counts, false);
+            hints::learn(&shared, side, &hints::strip_produce(&mut part));
             merge(&mut merged, part, &shifts);
         }
         traffic::produce_ends(&shared, &merged, &counts);
@@ -357,7 +380,6 @@ fn merge(
                     p.log_start_offset = shift.log_start;
                 }
             }
-            p.current_leader = Default::default();
         }
         match merged.responses.iter_mut().find(|t| t.name == topic.name) {
             Some(t) => t.partition_responses.append(&mut topic.partition_responses),

@@ -27,7 +27,8 @@ const UNSUPPORTED_VERSION: i16 = 35;
 const API_VERSIONS_ERROR_AT: usize = 8;
 
 /// The client's ApiVersions answer: the broker's rows intersected with
-/// what the proxy implements, under `correlation_id`.
+/// what the proxy implements and, when known, with the `target`'s rows
+/// (a key the target lacks is dropped), under `correlation_id`.
 ///
 /// A broker answering a version it does not know replies in v0 form with
 /// UNSUPPORTED_VERSION (KIP-511); the client only reads the ApiVersions row
@@ -39,6 +40,7 @@ pub fn api_versions(
     frame: &Bytes,
     version: i16,
     correlation_id: i32,
+    target: Option<&[VersionRow]>,
 ) -> Result<Option<Bytes>, FrameError> {
     let code = frame
         .get(API_VERSIONS_ERROR_AT..API_VERSIONS_ERROR_AT + 2)
@@ -53,7 +55,11 @@ pub fn api_versions(
         .iter()
         .map(|a| (a.api_key, a.min_version, a.max_version))
         .collect();
-    body.api_keys = intersect_api_versions(&upstream, SUPPORTED)
+    let mut offered = intersect_api_versions(&upstream, SUPPORTED);
+    if let Some(target) = target {
+        offered = intersect_api_versions(&offered, target);
+    }
+    body.api_keys = offered
         .into_iter()
         .map(|(k, min, max)| {
             ApiVersion::default()
@@ -298,7 +304,7 @@ mod tests {
                 .with_min_version(0)
                 .with_max_version(0),
         ]);
-        let out = api_versions(&frame(ApiKey::ApiVersions, 3, &body), 3, 9)
+        let out = api_versions(&frame(ApiKey::ApiVersions, 3, &body), 3, 9, None)
             .unwrap()
             .unwrap();
         assert_eq!(response_correlation_id(&out), Some(9));
@@ -311,14 +317,28 @@ mod tests {
             .collect();
         assert_eq!(rows, [(0, 3, 12), (3, 0, 9)]);
 
+        // An older target narrows Produce and lacks key 3 altogether.
+        let target = [(0, 0, 9), (75, 0, 0)];
+        let out = api_versions(&frame(ApiKey::ApiVersions, 3, &body), 3, 9, Some(&target))
+            .unwrap()
+            .unwrap();
+        let back: ApiVersionsResponse =
+            decode_response_body(&out, ApiKey::ApiVersions as i16, 3).unwrap();
+        let rows: Vec<_> = back
+            .api_keys
+            .iter()
+            .map(|a| (a.api_key, a.min_version, a.max_version))
+            .collect();
+        assert_eq!(rows, [(0, 3, 9)]);
+
         let error = ApiVersionsResponse::default().with_error_code(UNSUPPORTED_VERSION);
         let wire = frame(ApiKey::ApiVersions, 0, &error);
-        assert_eq!(api_versions(&wire, 4, 9).unwrap(), None);
+        assert_eq!(api_versions(&wire, 4, 9, None).unwrap(), None);
     }
 
     #[test]
     fn garbage_answers_are_errors() {
         let wire = Bytes::from_static(&[0, 0, 0, 6, 0, 0, 0, 1, 0xff, 0xff]);
-        assert!(api_versions(&wire, 3, 1).is_err());
+        assert!(api_versions(&wire, 3, 1, None).is_err());
     }
 }

@@ -103,6 +103,17 @@ impl Session {
             .ok_or_else(|| Close::Upstream("link vanished".into()))
     }
 
+    /// Forgets the link to `addr` of `side` if it failed, so the next
+    /// request connects again. Only for requests that carry no order with
+    /// the ones before (Metadata): a failed link's answers owed already
+    /// failed their replies.
+    pub fn forget_failed(&mut self, side: Side, addr: Option<&str>) {
+        let key = (side, addr.map(str::to_owned));
+        if self.links.get(&key).and_then(Link::failed).is_some() {
+            self.links.remove(&key);
+        }
+    }
+
     /// Forwards the client's request frame unchanged but for the
     /// correlation id; returns the answer's receiver unless `answered` is
     /// false.

@@ -7,8 +7,13 @@
 //!   topic, so a restart or a group reading the source directly hides
 //!   none) has committed, on every partition, at least the virtual offset
 //!   where the partition's last source segment ends; otherwise it would
-//!   lose what it has not read there. Named per group; a source that
-//!   cannot list its groups fails the check.
+//!   lose what it has not read there. Named per group; so is a group the
+//!   source lists with members assigned the topic but no commit on it; a
+//!   source that cannot list or describe its groups fails the check. The
+//!   groups seen through the proxy outlive a restart; after a start
+//!   without a complete record of them this check and
+//!   `groups_move_to_target` refuse for one heartbeat interval
+//!   (`migration::recall`).
 //! - `no_writes_bypassing_to_source`: no partition's source log grew past
 //!   the end of its last source segment. Such records were written around
 //!   the proxy after the switch; they are not hidden: a rollback appends
@@ -59,7 +64,10 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
     let ends: Vec<(i32, Option<(i64, i64)>)> = (0..count)
         .map(|p| (p, source_ends(&shared.splice.map(topic, p))))
         .collect();
-    let consumers = consumers_past(shared, topic, count, &ends).await;
+    let consumers = shared.recall.hedge(
+        super::driver::GROUPS,
+        consumers_past(shared, topic, count, &ends).await,
+    );
     let grew: Vec<String> = match bypass::bypassed(shared, &shared.splice.snapshot(), topic).await {
         Ok(found) => found
             .get(&Side::Source)
@@ -83,7 +91,11 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
             ),
         )
     };
-    vec![consumers, writes, group_move::check(shared, topic).await]
+    let moves = shared.recall.hedge(
+        super::driver::GROUPS,
+        group_move::check(shared, topic).await,
+    );
+    vec![consumers, writes, moves]
 }
 
 /// `consumers_past_source_segments`: every group with commits on `topic`,
@@ -114,14 +126,19 @@ async fn consumers_past(
     let mut groups: BTreeSet<String> = seen.iter().cloned().collect();
     groups.extend(listed);
     let mut counted = 0;
+    let mut counted_groups = BTreeSet::new();
     for group in &groups {
         match group_admin::committed(shared, group, topic, &partitions).await {
-            Err(e) => behind.push(format!("{group}: {e}")),
+            Err(e) => {
+                counted_groups.insert(group.clone());
+                behind.push(format!("{group}: {e}"));
+            }
             // Listed by the source but never committed on this topic: not
             // one of its consumers.
             Ok(committed) if committed.is_empty() && !seen.contains(group) => {}
             Ok(committed) => {
                 counted += 1;
+                counted_groups.insert(group.clone());
                 for (p, end) in ends {
                     let Some((virtual_end, _)) = end else {
                         continue;
@@ -136,6 +153,24 @@ async fn consumers_past(
                 }
             }
         }
+    }
+    // A group with members reading the topic but no commit on it is not
+    // counted above; the source still names it and where it reads from.
+    let accounted: Vec<String> = counted_groups.into_iter().collect();
+    match group_admin::unseen_consumers(shared, topic, &accounted).await {
+        Ok(reading) => {
+            for (group, members) in reading {
+                let hosts: BTreeSet<&str> = members.iter().map(|m| m.host.as_str()).collect();
+                behind.push(format!(
+                    "{group} has {} member(s) from {} reading {topic} with no commit on it, so what it read of the source's segments is unknown",
+                    members.len(),
+                    hosts.into_iter().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        Err(e) => behind.push(format!(
+            "cannot tell which groups read {topic} without committing: {e}"
+        )),
     }
     if behind.is_empty() {
         CheckResult::pass(

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use cutover_kafka::kafka_protocol::messages::{ApiKey, FetchResponse, ProduceResponse};
-use cutover_kafka::{Batch, batches, decode_response_body};
+use cutover_kafka::kafka_protocol::messages::{FetchResponse, ProduceResponse};
+use cutover_kafka::{Batch, batches};
 use dashmap::DashMap;
 
 use super::Shared;
@@ -193,6 +193,16 @@ pub(crate) fn produced<'a>(
     }
 }
 
+/// A client request of `api` split over several upstream brokers or
+/// clusters: counted once per topic it names.
+pub(crate) fn split<'a>(shared: &Shared, api: &'static str, topics: impl Iterator<Item = &'a str>) {
+    let topics: std::collections::HashSet<&str> = topics.collect();
+    for topic in topics {
+        metrics::counter!(metrics::KAFKA_SPLIT_REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "api" => api)
+            .increment(1);
+    }
+}
+
 /// Time from sending to answer of a request to `side`.
 pub(crate) fn latency(shared: &Shared, side: Side, started: std::time::Instant) {
     metrics::histogram!(metrics::REQUEST_DURATION, "migration" => shared.migration.name.to_string(), "cluster" => shared.cluster_name(side))
@@ -210,17 +220,12 @@ pub(crate) fn latency(shared: &Shared, side: Side, started: std::time::Instant) 
 pub(crate) fn produce_answered(
     shared: &Shared,
     side: Side,
-    frame: &Bytes,
-    version: i16,
+    body: &ProduceResponse,
     counts: &HashMap<(String, i32), i64>,
     identity: bool,
 ) {
-    let Ok(body) = decode_response_body::<ProduceResponse>(frame, ApiKey::Produce as i16, version)
-    else {
-        return;
-    };
     if identity {
-        produce_ends(shared, &body, counts);
+        produce_ends(shared, body, counts);
     }
     for t in &body.responses {
         for p in &t.partition_responses {
@@ -281,14 +286,6 @@ pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, transla
         }
         counted(shared, topic, side, "fetched", records, bytes);
         publish_lag(shared, topic);
-    }
-}
-
-/// A Fetch answer frame relayed unchanged: decoded for the counts only
-/// (records stay shared slices of the frame, nothing is copied).
-pub(crate) fn fetched_frame(shared: &Shared, side: Side, frame: &Bytes, version: i16) {
-    if let Ok(body) = decode_response_body::<FetchResponse>(frame, ApiKey::Fetch as i16, version) {
-        fetched(shared, side, &body, false);
     }
 }
 

@@ -11,7 +11,8 @@
 //!   OffsetCommit at v9 ([`cutover_kafka::TOPIC_ID_CAPS`]), Metadata at v9
 //!   because v10+ *reports* ids; CreateTopics (v7 returns ids) and
 //!   DeleteTopics (v6 deletes by id) likewise; DescribeTopicPartitions is
-//!   left out. Produce/Fetch below v13 also carry no KIP-951 endpoints.
+//!   left out. KIP-951 leader hints in Produce v10+ and Fetch v12+ answers
+//!   name real brokers and are taken out (`hints`).
 //! - **One group per request.** OffsetFetch stops at v7: v8+ batches
 //!   groups, which may live on different coordinators.
 //! - **No leader epochs.** Clients are shown epoch -1 (each cluster numbers

@@ -97,6 +97,8 @@ catalogue! {
         "Bytes of Kafka record batches produced to or fetched from a cluster, per topic.";
     KAFKA_ERRORS = "cutover_kafka_partition_errors_total", Counter, ["migration", "topic", "cluster", "code"],
         "Kafka Produce and Fetch answers with a partition error, by Kafka error code.";
+    KAFKA_SPLIT_REQUESTS = "cutover_kafka_split_requests_total", Counter, ["migration", "topic", "api"],
+        "Kafka client requests (Produce, Fetch, ListOffsets) the proxy split over several upstream brokers or clusters, once per topic they name; against cutover_requests_total, the share not passed through whole.";
     KAFKA_GROUP_LAG = "cutover_kafka_group_lag", Gauge, ["migration", "group", "topic"],
         "Records a consumer group has yet to commit on a topic: last seen high watermarks minus its last commit through the proxy.";
     ROCKETMQ_ROUTES = "cutover_rocketmq_routes_total", Counter, ["migration", "topic"],
@@ -233,6 +235,9 @@ pub fn register_kafka_topic(migration: &str, topic: &str, clusters: [&str; 2]) {
     }
     gauge!(KAFKA_PARTITIONS_ON_TARGET, "migration" => migration.to_owned(), "topic" => topic.to_owned())
         .set(0.0);
+    for api in ["Produce", "Fetch", "ListOffsets"] {
+        let _ = counter!(KAFKA_SPLIT_REQUESTS, "migration" => migration.to_owned(), "topic" => topic.to_owned(), "api" => api);
+    }
     for cluster in clusters {
         gauge!(KAFKA_BYPASSED, "migration" => migration.to_owned(), "topic" => topic.to_owned(), "cluster" => cluster.to_owned())
             .set(0.0);

@@ -362,6 +362,20 @@ impl Controller {
         Ok(driver_of(&handle).action(topic, action, params).await)
     }
 
+    /// Runs a migration-level driver action.
+    ///
+    /// # Errors
+    /// When the migration is unknown; the driver's refusal is the inner error.
+    pub async fn migration_action(
+        &self,
+        migration: &str,
+        action: &str,
+        params: serde_json::Value,
+    ) -> Result<Result<serde_json::Value, String>, ControlError> {
+        let handle = self.migration(migration)?.clone();
+        Ok(driver_of(&handle).migration_action(action, params).await)
+    }
+
     /// History, oldest first, optionally narrowed to a migration and topic.
     ///
     /// # Errors

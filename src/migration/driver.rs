@@ -44,6 +44,17 @@ pub trait Driver: Send + Sync {
     ) -> Result<serde_json::Value, String> {
         Err(format!("{action} is not available for this protocol"))
     }
+
+    /// A protocol-specific operator action on the whole migration
+    /// (RocketMQ: `metadata_plan`, `metadata_apply`), with JSON parameters
+    /// and a JSON report.
+    async fn migration_action(
+        &self,
+        action: &str,
+        _params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        Err(format!("{action} is not available for this protocol"))
+    }
 }
 
 /// Stands in while no protocol driver is installed (a listener that has

@@ -6,6 +6,7 @@ pub mod control;
 pub mod driver;
 pub mod machine;
 pub mod pattern;
+pub mod recall;
 pub mod registry;
 pub mod state;
 pub mod store;

@@ -6,6 +6,7 @@ pub mod brokers;
 pub mod listener;
 pub mod side;
 pub mod stream;
+pub mod throttle;
 pub mod tls;
 pub mod upstream;
 

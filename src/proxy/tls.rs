@@ -1,11 +1,16 @@
-//! rustls configurations built from the PEM files named in config.
+//! rustls configurations built from the PEM files named in config; server
+//! certificates are reloaded when their files change.
 
 use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::config::{ClientTlsConfig, ServerTlsConfig};
 
@@ -70,15 +75,98 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         })
 }
 
-/// Server side (clients connecting to a migration's listener).
+/// Server side (clients connecting to a migration's listener, or to the
+/// admin API): the certificate is reloaded when its files change
+/// ([`ReloadingCert`]), so renewing it needs no restart.
 ///
 /// # Errors
 /// Unreadable or empty PEM files, or a key that does not fit the certificate.
 pub fn server_config(tls: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let resolver = ReloadingCert::load(tls)?;
+    resolver.watch();
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(certificates(&tls.cert_file)?, private_key(&tls.key_file)?)?;
+        .with_cert_resolver(resolver);
     Ok(Arc::new(config))
+}
+
+/// The certificate and key a server offers, read again when either file's
+/// modification time changes. A pair that no longer loads (half-written
+/// renewal, key not matching) is logged and the previous pair kept.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    files: ServerTlsConfig,
+    current: ArcSwap<CertifiedKey>,
+}
+
+/// How often the certificate files' modification times are looked at.
+const CERT_POLL: Duration = Duration::from_secs(2);
+
+impl ReloadingCert {
+    /// Loads the pair once.
+    ///
+    /// # Errors
+    /// As [`server_config`].
+    pub fn load(tls: &ServerTlsConfig) -> Result<Arc<ReloadingCert>, TlsError> {
+        Ok(Arc::new(ReloadingCert {
+            current: ArcSwap::from_pointee(certified_key(tls)?),
+            files: tls.clone(),
+        }))
+    }
+
+    /// Polls the files from a background task for as long as a TLS
+    /// configuration still uses this resolver (outside a runtime: never).
+    pub fn watch(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(self);
+        let mut seen = self.modified();
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(CERT_POLL).await;
+                let Some(this) = weak.upgrade() else { return };
+                let now = this.modified();
+                if now != seen {
+                    seen = now;
+                    this.reload();
+                }
+            }
+        });
+    }
+
+    fn modified(&self) -> [Option<SystemTime>; 2] {
+        [&self.files.cert_file, &self.files.key_file]
+            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+    }
+
+    fn reload(&self) {
+        let cert = self.files.cert_file.display();
+        match certified_key(&self.files) {
+            Ok(key) => {
+                self.current.store(Arc::new(key));
+                tracing::info!(%cert, "TLS certificate reloaded");
+            }
+            Err(error) => {
+                tracing::warn!(%cert, %error, "TLS certificate not reloaded; the previous one stays in use");
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn certified_key(tls: &ServerTlsConfig) -> Result<CertifiedKey, TlsError> {
+    let provider = rustls::crypto::ring::default_provider();
+    Ok(CertifiedKey::from_der(
+        certificates(&tls.cert_file)?,
+        private_key(&tls.key_file)?,
+        &provider,
+    )?)
 }
 
 /// Client side (the proxy connecting to a cluster).

@@ -84,8 +84,8 @@ impl Session {
                 self.local(encode::ok());
                 self.closing = true;
             }
-            "hello" => self.hello(&request),
-            "auth" => self.auth(&request),
+            "hello" => self.hello(&request).await,
+            "auth" => self.auth(&request).await,
             "select" => self.select(request).await,
             "reset" => self.reset(),
             "client|setname" => self.set_name(&request),

@@ -5,11 +5,13 @@
 //! the upstream connections behind a client.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use cutover_redis::acl::Verdict;
 use cutover_redis::{Request, encode};
 
 use super::route::Merge;
 use super::session::{Session, Waiter};
-use super::side::Side;
+use super::side::{Credentials, Side, auth_command};
+use crate::config::UpstreamIdentity;
 
 /// Reported by HELLO: the Redis version whose command table the proxy routes by.
 const REPORTED_VERSION: &str = "7.0.15";
@@ -24,36 +26,104 @@ impl Session {
         }
     }
 
-    pub(super) fn auth(&mut self, request: &Request) {
-        let password = match request.args.len() {
-            2 => &request.args[1],
-            3 => &request.args[2],
+    pub(super) async fn auth(&mut self, request: &Request) {
+        let (user, password) = match request.args.len() {
+            2 => (&b"default"[..], &request.args[1]),
+            3 => (&request.args[1][..], &request.args[2]),
             _ => {
                 return self.local(encode::error(
                     "ERR wrong number of arguments for 'auth' command",
                 ));
             }
         };
-        let reply = self.check_password(password);
+        let reply = self.check_password(user, password).await;
         self.local(reply);
     }
 
-    fn check_password(&mut self, given: &[u8]) -> Bytes {
-        match &self.shared.options.client_password {
-            None => encode::error(
-                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-            ),
-            Some(expected) if expected.as_bytes() == given => {
-                self.authenticated = true;
-                encode::ok()
+    /// Checks a user and password against the users file (or the single
+    /// `client_password`) without touching any upstream; a refusal is
+    /// logged with the client's address and held back when that address
+    /// keeps failing.
+    async fn check_password(&mut self, user: &[u8], given: &[u8]) -> Bytes {
+        let accepted = match (&self.shared.users, &self.shared.options.client_password) {
+            (Some(users), _) => users.current().verify(user, given) == Verdict::Accepted,
+            (None, Some(expected)) => user == b"default" && expected.as_bytes() == given,
+            (None, None) => {
+                return encode::error(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                );
             }
-            Some(_) => {
-                encode::error("WRONGPASS invalid username-password pair or user is disabled.")
+        };
+        if accepted {
+            self.shared.auth_throttle.succeeded(self.peer.ip());
+            self.authenticated = true;
+            self.become_user(user, given);
+            return encode::ok();
+        }
+        self.shared.auth_failures.increment(1);
+        let delay = self
+            .shared
+            .auth_throttle
+            .failed(self.peer.ip(), std::time::Instant::now());
+        tracing::warn!(
+            migration = %self.shared.migration.name,
+            peer = %self.peer,
+            user = %String::from_utf8_lossy(user),
+            held_back_ms = delay.as_millis(),
+            "client authentication failed"
+        );
+        tokio::time::sleep(delay).await;
+        encode::error("WRONGPASS invalid username-password pair or user is disabled.")
+    }
+
+    /// With `upstream_identity: client`, later upstream connections log in
+    /// as this user, and the connected ones switch now; if a cluster
+    /// refuses the switch the client is disconnected rather than left
+    /// running as its previous user ([`Waiter::Reauth`]).
+    fn become_user(&mut self, user: &[u8], password: &[u8]) {
+        if self.shared.identity != UpstreamIdentity::Client {
+            return;
+        }
+        let changed = self.user.as_ref().is_none_or(|u| {
+            u.username.as_deref().map(str::as_bytes) != Some(user)
+                || u.password.as_deref().map(str::as_bytes) != Some(password)
+        });
+        self.user = Some(Credentials {
+            username: Some(String::from_utf8_lossy(user).into_owned()),
+            password: Some(String::from_utf8_lossy(password).into_owned()),
+        });
+        if !changed {
+            return;
+        }
+        for side in [Side::Source, Side::Target] {
+            if self.sides[side.index()].is_some() {
+                let credentials = self.side_credentials(side);
+                let command = auth_command(&credentials)
+                    .unwrap_or_else(|| encode::command(&[b"AUTH", b"default", b""]));
+                self.send(side, &command, Waiter::Reauth);
             }
         }
     }
 
-    pub(super) fn hello(&mut self, request: &Request) {
+    /// Whom `side`'s upstream connections of this session log in as.
+    pub(super) fn side_credentials(&self, side: Side) -> Credentials {
+        if self.shared.identity == UpstreamIdentity::Proxy {
+            return self.shared.credentials[side.index()].clone();
+        }
+        let name = self
+            .user
+            .as_ref()
+            .and_then(|u| u.username.as_deref())
+            .unwrap_or("default");
+        match (self.shared.mapped[side.index()].get(name), &self.user) {
+            (Some(mapped), _) => mapped.clone(),
+            (None, Some(user)) => user.clone(),
+            // The default user without a password: no AUTH at all.
+            (None, None) => Credentials::default(),
+        }
+    }
+
+    pub(super) async fn hello(&mut self, request: &Request) {
         let mut protocol = self.mirror.protocol;
         if let Some(version) = request.args.get(1) {
             let number = std::str::from_utf8(version)
@@ -81,8 +151,8 @@ impl Session {
                 request.args.get(i + 1),
                 request.args.get(i + 2),
             ) {
-                (b"auth", Some(_user), Some(password)) => {
-                    let reply = self.check_password(password);
+                (b"auth", Some(user), Some(password)) => {
+                    let reply = self.check_password(user, password).await;
                     if reply.starts_with(b"-") {
                         return self.local(reply);
                     }
@@ -313,7 +383,7 @@ impl Session {
         if std::mem::take(&mut self.no_evict) {
             self.mirror_to_sides(&encode::command(&[b"CLIENT", b"NO-EVICT", b"OFF"]));
         }
-        self.authenticated = self.shared.options.client_password.is_none();
+        self.authenticated = self.shared.default_authenticated();
         self.local(encode::simple("RESET"));
     }
 

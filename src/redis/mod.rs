@@ -17,8 +17,10 @@ pub mod shared;
 pub mod side;
 pub mod slots;
 mod transaction;
+pub mod users;
 pub mod verify;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -60,22 +62,46 @@ fn credentials(auth: Option<&AuthConfig>) -> Result<Credentials, StartError> {
     let Some(auth) = auth else {
         return Ok(Credentials::default());
     };
-    let password = match (&auth.password, &auth.password_file) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(file)) => Some(
+    Ok(Credentials {
+        username: auth.username.clone(),
+        password: password(auth.password.as_ref(), auth.password_file.as_deref())?,
+    })
+}
+
+/// A password given inline or as the first line of a file.
+fn password(
+    inline: Option<&String>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, StartError> {
+    match (inline, file) {
+        (Some(p), _) => Ok(Some(p.clone())),
+        (None, Some(file)) => Ok(Some(
             std::fs::read_to_string(file)
                 .map_err(|e| StartError::Setup(format!("cannot read {}: {e}", file.display())))?
                 .lines()
                 .next()
                 .unwrap_or_default()
                 .to_owned(),
-        ),
-        (None, None) => None,
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `auth.users` of one cluster: client user → that cluster's credentials.
+fn mapped_users(auth: Option<&AuthConfig>) -> Result<HashMap<String, Credentials>, StartError> {
+    let Some(auth) = auth else {
+        return Ok(HashMap::new());
     };
-    Ok(Credentials {
-        username: auth.username.clone(),
-        password,
-    })
+    auth.users
+        .iter()
+        .map(|(client, user)| {
+            let credentials = Credentials {
+                username: Some(user.username.clone().unwrap_or_else(|| client.clone())),
+                password: password(user.password.as_ref(), user.password_file.as_deref())?,
+            };
+            Ok((client.clone(), credentials))
+        })
+        .collect()
 }
 
 /// Builds the migration's shared runtime and starts its listener and copier.
@@ -90,6 +116,9 @@ pub async fn start(
 ) -> Result<(), StartError> {
     let shared = build_shared(config, &migration, &controller).await?;
     shared.copier.spawn(&shutdown.token);
+    if let Some(users) = &shared.users {
+        users.watch(migration.name.clone(), &shutdown.token);
+    }
     migration.set_driver(Arc::new(driver::RedisDriver::new(
         shared.clone(),
         shutdown.token.clone(),
@@ -129,6 +158,15 @@ async fn build_shared(
         credentials(source.auth.as_ref())?,
         credentials(target.auth.as_ref())?,
     ];
+    let mapped = [
+        mapped_users(source.auth.as_ref())?,
+        mapped_users(target.auth.as_ref())?,
+    ];
+    let identity = options.upstream_identity();
+    let users = match &options.users_file {
+        Some(file) => Some(users::Users::open(file).map_err(StartError::Setup)?),
+        None => None,
+    };
     let keyspaces: Vec<_> = migration
         .keyspaces()
         .enumerate()
@@ -172,5 +210,10 @@ async fn build_shared(
         store: controller.store().clone(),
         backfills: backfill::Registry::new(keyspace_count),
         clients: clients::Clients::default(),
+        identity,
+        users,
+        mapped,
+        auth_throttle: crate::proxy::throttle::AuthThrottle::default(),
+        auth_failures: m::counter!(m::REQUEST_ERRORS, "migration" => migration.name.to_string(), "cluster" => "client", "kind" => "auth"),
     }))
 }

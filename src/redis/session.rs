@@ -54,6 +54,10 @@ pub(super) enum Waiter {
     /// A forwarded SELECT, answering slot `id`; `previous` is the database
     /// to return to if Redis refuses it.
     Select { id: u64, previous: u32 },
+    /// The connection switching to the user the client just authenticated
+    /// as; refused, the client is disconnected (it must not go on as its
+    /// previous user).
+    Reauth,
 }
 
 /// Work to do once a write's reply arrives: converge its keys, release the fence count.
@@ -99,6 +103,9 @@ pub(super) struct Session {
     pub slots: Slots,
     pub mirror: Mirror,
     pub authenticated: bool,
+    /// The user the client authenticated as, with `upstream_identity:
+    /// client` (None: `default`).
+    pub user: Option<super::side::Credentials>,
     pub multi: Option<super::transaction::Txn>,
     pub watch_side: Option<Side>,
     /// The connection holding the WATCH was lost: EXEC must abort.
@@ -153,7 +160,7 @@ async fn fence_lifted(parked: &Option<Parked>) {
 
 impl Session {
     pub(super) fn new(shared: Arc<Shared>, client: Stream, peer: std::net::SocketAddr) -> Self {
-        let authenticated = shared.options.client_password.is_none();
+        let authenticated = shared.default_authenticated();
         let (client_id, killed) = shared.clients.register();
         Session {
             shared,
@@ -168,6 +175,7 @@ impl Session {
                 name: None,
             },
             authenticated,
+            user: None,
             multi: None,
             watch_side: None,
             watch_lost: false,
@@ -378,10 +386,11 @@ impl Session {
         if self.sides[side.index()].is_some() {
             return Ok(());
         }
+        let credentials = self.side_credentials(side);
         let shared = &self.shared;
         match side::open(
             &shared.upstreams[side.index()],
-            &shared.credentials[side.index()],
+            &credentials,
             &self.mirror,
             &shared.limits,
         )
@@ -489,6 +498,13 @@ impl Session {
             }
             Waiter::Shadow(id) => self.shadow_reply(id, false, reply),
             Waiter::Discard => {}
+            Waiter::Reauth => {
+                if reply.starts_with(b"-") {
+                    tracing::warn!(peer = %self.peer, cluster = self.shared.cluster(side), reply = %String::from_utf8_lossy(&reply).trim_end(), "cluster refused the client's new user; disconnecting the client");
+                    self.closing = true;
+                    self.close_reason = "upstream_auth";
+                }
+            }
             Waiter::Select { id, previous } => self.select_answered(id, previous, reply),
             Waiter::UpstreamId => {
                 let id = super::slots::parse_integer(&reply).and_then(|n| u64::try_from(n).ok());

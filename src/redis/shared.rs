@@ -1,6 +1,7 @@
 //! What every session of one Redis migration shares: keyspaces with their
 //! patterns, upstream settings, the copier, cached metric handles.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -12,11 +13,12 @@ use super::copier::Copier;
 use super::keyspace::Keyspace;
 use super::route::{Route, route};
 use super::side::{Credentials, Side};
-use crate::config::RedisOptions;
+use crate::config::{RedisOptions, UpstreamIdentity};
 use crate::metrics as m;
 use crate::migration::MigrationHandle;
 use crate::migration::pattern::Pattern;
 use crate::proxy::Upstream;
+use crate::proxy::throttle::AuthThrottle;
 
 /// Per-keyspace metric handles, resolved once instead of per request.
 pub struct KeyspaceMetrics {
@@ -105,9 +107,29 @@ pub struct Shared {
     pub backfills: super::backfill::Registry,
     /// Client ids as clients see them, with the upstream connections behind each.
     pub clients: super::clients::Clients,
+    /// ACL users clients authenticate as (`redis.users_file`).
+    pub users: Option<Arc<super::users::Users>>,
+    /// Whom sessions' upstream connections log in as.
+    pub identity: UpstreamIdentity,
+    /// Per side, client users known to that cluster by other credentials.
+    pub mapped: [HashMap<String, Credentials>; 2],
+    /// Repeated authentication failures per client address.
+    pub auth_throttle: AuthThrottle,
+    /// Client authentications refused.
+    pub auth_failures: Counter,
 }
 
 impl Shared {
+    /// Whether a new client is authenticated before any AUTH: no password
+    /// configured, or a users file whose `default` user is on and `nopass`.
+    #[must_use]
+    pub fn default_authenticated(&self) -> bool {
+        match &self.users {
+            Some(users) => users.current().default_needs_no_auth(),
+            None => self.options.client_password.is_none(),
+        }
+    }
+
     /// The keyspace of `key`: the first pattern that matches.
     #[inline]
     #[must_use]

@@ -137,14 +137,19 @@ pub async fn open(
     Ok(conn)
 }
 
+/// The AUTH that logs in as `credentials`; none without a password.
+#[must_use]
+pub fn auth_command(credentials: &Credentials) -> Option<Bytes> {
+    let password = credentials.password.as_ref()?;
+    Some(match &credentials.username {
+        Some(user) => encode::command(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
+        None => encode::command(&[b"AUTH", password.as_bytes()]),
+    })
+}
+
 fn setup_commands(credentials: &Credentials, mirror: &Mirror) -> Vec<Bytes> {
     let mut commands = Vec::new();
-    if let Some(password) = &credentials.password {
-        commands.push(match &credentials.username {
-            Some(user) => encode::command(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
-            None => encode::command(&[b"AUTH", password.as_bytes()]),
-        });
-    }
+    commands.extend(auth_command(credentials));
     if mirror.protocol == 3 {
         commands.push(encode::command(&[b"HELLO", b"3"]));
     }

@@ -18,6 +18,11 @@
 //!   delay there) and `source_backlog_zero` (every group of
 //!   the topic, seen through the proxy or listed by the source's brokers,
 //!   consumed everything on the source, `%RETRY%` topics included).
+//! - The groups and members seen through the proxy outlive a restart
+//!   (`migration::recall`). `all_group_members_proxied` refuses while a
+//!   member seen before a restart has not reconnected, for one heartbeat
+//!   interval; after a start without a complete record of them, it and the
+//!   backlog gates refuse for that long.
 //! - `dual_read → source` (rollback): `target_backlog_zero` and
 //!   `target_delayed_zero`, since target
 //!   queues vanish from routes and anything still unread there would be
@@ -32,7 +37,9 @@ use async_trait::async_trait;
 
 use super::Shared;
 use super::endpoints::Side;
+use super::inventory::{self, Via, masters};
 use super::offsets::{self, Brokers, Queue};
+use crate::migration::recall;
 use crate::migration::{CheckResult, Driver, State};
 
 /// The RocketMQ driver.
@@ -130,37 +137,6 @@ impl RocketmqDriver {
         )
     }
 
-    /// The consumer groups of `topic` on `side`: those seen subscribing
-    /// through the proxy and those the side's masters list (online
-    /// subscribers and groups with offsets), so a group that never touched
-    /// the proxy, or one the proxy forgot in a restart, still counts.
-    /// Also returns how many came only from the brokers' lists.
-    ///
-    /// # Errors
-    /// A sentence saying which broker could not be asked: the caller
-    /// refuses, since a group it cannot see may be reading the topic.
-    async fn known_groups(
-        &self,
-        brokers: &mut Brokers<'_>,
-        side: Side,
-        topic: &str,
-        route: &cutover_rocketmq::TopicRouteData,
-    ) -> Result<(BTreeSet<String>, usize), String> {
-        let mut groups: BTreeSet<String> = self.shared.observed.groups(topic).into_iter().collect();
-        let seen = groups.len();
-        for addr in masters(route) {
-            let listed = brokers.topic_groups(&addr, topic).await.map_err(|e| {
-                format!(
-                    "cannot list the consumer groups of {topic} on cluster \"{}\": {e}; a group reading it without the proxy would go unnoticed (--force to move anyway)",
-                    self.shared.cluster(side)
-                )
-            })?;
-            groups.extend(listed);
-        }
-        let listed_only = groups.len() - seen;
-        Ok((groups, listed_only))
-    }
-
     /// `topic`'s route on `side`, or the check's result when there is
     /// nothing to inspect (a pass: the cluster has no such topic, `why`
     /// says what follows) or the route cannot be read (a fail).
@@ -184,6 +160,7 @@ impl RocketmqDriver {
         }
     }
 
+    /// Reads the same rows as `ctl clients` ([`inventory::consumers`]).
     async fn all_group_members_proxied(&self, topic: &str) -> CheckResult {
         const NAME: &str = "all_group_members_proxied";
         let route = match self
@@ -194,50 +171,59 @@ impl RocketmqDriver {
             Err(result) => return result,
         };
         let mut brokers = Brokers::new(&self.shared, Side::Source);
-        let (groups, listed_only) = match self
-            .known_groups(&mut brokers, Side::Source, topic, &route)
-            .await
+        let consumers = match inventory::consumers(&self.shared, &mut brokers, topic, &route).await
         {
-            Ok(g) => g,
+            Ok(c) => c,
             Err(e) => return CheckResult::fail(NAME, e),
         };
+        let groups = &consumers.groups;
         if groups.is_empty() {
-            return CheckResult::pass(
+            return self.shared.recall.hedge(GROUPS, CheckResult::pass(
                 NAME,
                 format!(
                     "no consumer group of {topic}: none subscribed through the proxy and the source's brokers list none"
                 ),
-            );
+            ));
         }
         let mut stray = Vec::new();
-        let mut members = 0usize;
-        for group in &groups {
-            for addr in masters(&route) {
-                match brokers.members(&addr, group).await {
-                    Ok(list) => {
-                        for m in list {
-                            members += 1;
-                            if !self.shared.observed.is_proxied(&m.client_addr) {
-                                stray.push(format!(
-                                    "group {group}: client {} from {} on broker {addr}",
-                                    m.client_id, m.client_addr
-                                ));
-                            }
-                        }
-                    }
-                    Err(e) => return CheckResult::fail(NAME, e),
-                }
+        for row in consumers.rows.iter().filter(|r| r.via == Via::Direct) {
+            for addr in &row.brokers {
+                stray.push(format!(
+                    "group {}: client {} from {} on broker {addr}",
+                    row.group, row.client_id, row.addr
+                ));
+            }
+        }
+        let mut not_back = BTreeSet::new();
+        for group in groups {
+            let listed: BTreeSet<&str> = consumers
+                .rows
+                .iter()
+                .filter(|r| &r.group == group)
+                .map(|r| r.client_id.as_str())
+                .collect();
+            let missing: BTreeSet<String> = self
+                .shared
+                .observed
+                .members_not_back(group)
+                .into_iter()
+                .filter(|id| !listed.contains(id.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                not_back.insert(format!("group {group} ({})", name_some(&missing)));
             }
         }
         stray.sort();
         stray.dedup();
-        if stray.is_empty() {
+        let result = if stray.is_empty() {
             CheckResult::pass(
                 NAME,
                 format!(
-                    "{} group(s) of {topic} ({}; {listed_only} known only from the source's brokers): all {members} connection(s) on the source's brokers come through the proxy",
+                    "{} group(s) of {topic} ({}; {} known only from the source's brokers): all {} connection(s) on the source's brokers come through the proxy",
                     groups.len(),
-                    name_some(&groups)
+                    name_some(groups),
+                    consumers.listed_only,
+                    consumers.connections,
                 ),
             )
         } else {
@@ -249,6 +235,21 @@ impl RocketmqDriver {
                     stray.join("; ")
                 ),
             )
+        };
+        let result = self.shared.recall.hedge(GROUPS, result);
+        let up = self.shared.recall.uptime();
+        match recall::REJOIN.checked_sub(up) {
+            Some(left) if result.passed && !not_back.is_empty() => CheckResult::fail(
+                NAME,
+                format!(
+                    "members seen through the proxy before it restarted {}s ago have not reconnected since, so where they read from is unknown: {}; wait {}s more (one heartbeat interval, {}s) or --force",
+                    up.as_secs(),
+                    name_some(&not_back),
+                    left.as_secs().max(1),
+                    recall::REJOIN.as_secs()
+                ),
+            ),
+            _ => result,
         }
     }
 
@@ -265,17 +266,18 @@ impl RocketmqDriver {
             Err(result) => return result,
         };
         let mut brokers = Brokers::new(&self.shared, side);
-        let groups = match self.known_groups(&mut brokers, side, topic, &route).await {
-            Ok((g, _)) => g,
-            Err(e) => return CheckResult::fail(name, e),
-        };
+        let groups =
+            match inventory::known_groups(&self.shared, &mut brokers, side, topic, &route).await {
+                Ok((g, _)) => g,
+                Err(e) => return CheckResult::fail(name, e),
+            };
         if groups.is_empty() {
-            return CheckResult::pass(
+            return self.shared.recall.hedge(GROUPS, CheckResult::pass(
                 name,
                 format!(
                     "no consumer group of {topic} on cluster \"{cluster}\": none subscribed through the proxy and its brokers list none"
                 ),
-            );
+            ));
         }
         let mut behind = Vec::new();
         for group in &groups {
@@ -293,13 +295,13 @@ impl RocketmqDriver {
             }
         }
         if behind.is_empty() {
-            CheckResult::pass(
+            self.shared.recall.hedge(GROUPS, CheckResult::pass(
                 name,
                 format!(
                     "{} group(s) consumed everything of {topic} (and their %RETRY% topics) on cluster \"{cluster}\"",
                     groups.len()
                 ),
-            )
+            ))
         } else {
             CheckResult::fail(
                 name,
@@ -483,7 +485,7 @@ impl RocketmqDriver {
         let groups = match offsets::route(&self.shared, Side::Source, topic).await? {
             Some(source) => {
                 let mut brokers = Brokers::new(&self.shared, Side::Source);
-                self.known_groups(&mut brokers, Side::Source, topic, &source)
+                inventory::known_groups(&self.shared, &mut brokers, Side::Source, topic, &source)
                     .await?
                     .0
             }
@@ -516,6 +518,9 @@ impl RocketmqDriver {
     }
 }
 
+/// What the group checks rely on having seen, in a restart's refusal.
+const GROUPS: &str = "consumer groups and members";
+
 /// Names to show in a reason: the first [`NAMES_SHOWN`], then how many more.
 fn name_some(names: &BTreeSet<String>) -> String {
     let mut out: Vec<&str> = names.iter().take(NAMES_SHOWN).map(String::as_str).collect();
@@ -536,18 +541,6 @@ const HALF_GROUP: &str = "CID_RMQ_SYS_TRANS";
 /// How many group names a check's reason lists before "N more": enough to
 /// act on, short enough for one line of `ctl check`.
 const NAMES_SHOWN: usize = 10;
-
-/// The distinct master addresses of a route.
-fn masters(route: &cutover_rocketmq::TopicRouteData) -> Vec<String> {
-    let mut addrs: Vec<String> = route
-        .broker_datas
-        .iter()
-        .filter_map(|b| b.master_addr().map(str::to_owned))
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    addrs
-}
 
 #[async_trait]
 impl Driver for RocketmqDriver {
@@ -591,8 +584,33 @@ impl Driver for RocketmqDriver {
     ) -> Result<serde_json::Value, String> {
         match action {
             "migrate_metadata" => Ok(super::metadata::migrate(&self.shared, topic).await),
+            "clients" => {
+                let inventory = inventory::inventory(&self.shared, topic).await?;
+                serde_json::to_value(inventory).map_err(|e| e.to_string())
+            }
             _ => Err(format!(
-                "{action} is not available for rocketmq (actions: migrate_metadata)"
+                "{action} is not available for rocketmq (actions: migrate_metadata, clients)"
+            )),
+        }
+    }
+
+    async fn migration_action(
+        &self,
+        action: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        match action {
+            "metadata_plan" => {
+                let plan = super::catalog::plan(&self.shared).await?;
+                serde_json::to_value(plan).map_err(|e| e.to_string())
+            }
+            "metadata_apply" => {
+                let plan: super::catalog::CatalogPlan = serde_json::from_value(params)
+                    .map_err(|e| format!("the plan does not parse: {e}"))?;
+                super::catalog::apply(&self.shared, &plan).await
+            }
+            _ => Err(format!(
+                "{action} is not available for rocketmq migrations (actions: metadata_plan, metadata_apply)"
             )),
         }
     }

@@ -10,17 +10,23 @@
 //! - `session`: the broker endpoint sessions (pumps, name translation,
 //!   observation, metrics);
 //! - [`rpc`]: the proxy's own requests;
-//! - [`observe`]: what traffic teaches the checks;
+//! - [`observe`]: what traffic teaches the checks; [`seen`]: the clients
+//!   relayed for; `inventory`: those joined with the source brokers' own
+//!   connection lists (`ctl clients`, the bypass gate);
 //! - [`driver`]: readiness checks for `ctl`.
 
+mod catalog;
 pub mod driver;
 pub mod endpoints;
+mod inventory;
 mod metadata;
 mod namesrv;
 pub mod observe;
 mod offsets;
+mod pop;
 pub mod route;
 pub mod rpc;
+pub mod seen;
 mod session;
 
 use std::net::SocketAddr;
@@ -35,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ClusterConfig, Config};
 use crate::metrics;
 use crate::migration::pattern::Pattern;
+use crate::migration::recall::{self, Recall};
 use crate::migration::store::StateStore;
 use crate::migration::{Controller, MigrationHandle};
 use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
@@ -57,6 +64,8 @@ pub(crate) struct Shared {
     source_config: ClusterConfig,
     target_config: ClusterConfig,
     pub observed: observe::Observed,
+    /// Whether `observed` may miss groups a previous run saw.
+    pub recall: Recall,
     endpoints: Mutex<EndpointMap>,
     broker_upstreams: crate::proxy::BrokerUpstreams,
     pub advertised_host: String,
@@ -286,6 +295,7 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
     let shared = build_shared(config, &migration, &controller, &shutdown)?;
+    remember(&shared, &shutdown).await;
     migration.set_driver(Arc::new(driver::RocketmqDriver::new(shared.clone())));
     metrics::register_listener(&migration.name);
     for topic in migration.topics() {
@@ -364,6 +374,45 @@ async fn learn_brokers(shared: &Arc<Shared>, side: Side) -> bool {
     }
 }
 
+/// The persisted groups and members of `migration` (see `migration::recall`).
+fn observed_blob(migration: &str) -> String {
+    format!("rocketmq-observed-{migration}")
+}
+
+/// Loads the groups and members a previous run saw and keeps persisting them.
+async fn remember(shared: &Arc<Shared>, shutdown: &Shutdown) {
+    let name = &shared.migration.name;
+    let blob = observed_blob(name);
+    let (saved, prior) = recall::load::<observe::Saved>(shared.store.as_ref(), name, &blob).await;
+    if let Some(saved) = saved {
+        tracing::info!(migration = %name, topics = saved.topics.len(), groups = saved.members.len(), "consumer groups and members seen before the restart restored");
+        shared.observed.restore(saved);
+    }
+    shared.recall.set_prior(prior);
+    recall::spawn_flush(
+        shared.store.clone(),
+        name.to_string(),
+        blob,
+        Arc::new(Memory(shared.clone())),
+        shutdown,
+    );
+}
+
+/// The groups and members seen through the proxy, as persisted.
+struct Memory(Arc<Shared>);
+
+impl recall::Snapshots for Memory {
+    type Data = observe::Saved;
+    fn changes(&self) -> u64 {
+        self.0.observed.changes()
+    }
+    fn snapshot(&self) -> (Self::Data, bool) {
+        // Members restored but silent for a whole heartbeat interval are gone.
+        let settled = self.0.recall.uptime() >= recall::REJOIN;
+        (self.0.observed.snapshot(settled), true)
+    }
+}
+
 fn build_shared(
     config: &Config,
     migration: &Arc<MigrationHandle>,
@@ -396,6 +445,7 @@ fn build_shared(
         source_config: source.clone(),
         target_config: target.clone(),
         observed: observe::Observed::default(),
+        recall: Recall::default(),
         endpoints: Mutex::new(EndpointMap::new(
             base,
             options.max_brokers,

@@ -20,6 +20,9 @@ use super::rpc::{self, Conn};
 const QUERY_TOPIC_CONSUME_BY_WHO: i32 = 300;
 /// GET_ALL_SUBSCRIPTIONGROUP_CONFIG: every subscription group of a broker.
 const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
+/// GET_ALL_PRODUCER_INFO (Apache 5.x): every producer connected to a
+/// broker, per producer group.
+const GET_ALL_PRODUCER_INFO: i32 = 328;
 /// GET_ALL_DELAY_OFFSET: the schedule service's progress per delay level.
 const GET_ALL_DELAY_OFFSET: i32 = 45;
 /// Apache `RequestCode.GET_BROKER_CONFIG`: the broker's settings as a
@@ -405,6 +408,19 @@ impl Brokers<'_> {
 }
 
 impl Brokers<'_> {
+    /// Every producer connected to the broker at `addr`, per producer group.
+    ///
+    /// # Errors
+    /// A sentence naming the broker when it cannot be asked or refuses.
+    pub async fn producers(
+        &mut self,
+        addr: &str,
+    ) -> Result<BTreeMap<String, Vec<ProducerInfo>>, String> {
+        let got = self.call(addr, GET_ALL_PRODUCER_INFO, &[]).await?;
+        let table: ProducerTable = ok_json(addr, &got, "its producers")?;
+        Ok(table.data)
+    }
+
     /// Whether the broker at `addr` keeps messages with a delivery time in
     /// its timer wheel (`timerWheelEnable`, on by default in 5.x), where
     /// [`Brokers::delayed`] cannot count them.
@@ -510,6 +526,40 @@ pub struct Member {
     /// The address the broker sees the connection from.
     #[serde(default)]
     pub client_addr: String,
+    /// The client's language (`JAVA`, ...).
+    #[serde(default)]
+    pub language: String,
+    /// The client's version number.
+    #[serde(default)]
+    pub version: i32,
+}
+
+/// One producer as a broker lists it (GET_ALL_PRODUCER_INFO).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerInfo {
+    /// The client's id.
+    #[serde(default)]
+    pub client_id: String,
+    /// The address the broker sees the connection from.
+    #[serde(default, rename = "remoteIP")]
+    pub remote_ip: String,
+    /// The client's language.
+    #[serde(default)]
+    pub language: String,
+    /// The client's version number.
+    #[serde(default)]
+    pub version: i32,
+    /// When its last heartbeat reached the broker (ms since the epoch).
+    #[serde(default)]
+    pub last_update_timestamp: u64,
+}
+
+#[derive(Deserialize)]
+struct ProducerTable {
+    /// Producer group → its producers.
+    #[serde(default)]
+    data: BTreeMap<String, Vec<ProducerInfo>>,
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::endpoints::{Endpoint, Side};
 use super::observe::count_messages;
+use super::pop;
 use super::rpc::{self, Conn};
 use crate::metrics;
 use crate::proxy::Stream;
@@ -58,6 +59,8 @@ struct Pending {
     started: Instant,
     encoding: Encoding,
     queue_id: Option<String>,
+    /// A QUERY_ASSIGNMENT's body, asked again of the other cluster.
+    body: Option<Bytes>,
 }
 
 type InFlight = Mutex<HashMap<i32, Pending>>;
@@ -107,6 +110,7 @@ pub(super) async fn run(
 ) {
     let name = shared.migration.name.to_string();
     let mut local = None;
+    let mut tag = Tag::new(peer);
     let close = match connect(&shared, &endpoint).await {
         Ok(upstream) => {
             local = local_addr(&upstream);
@@ -121,7 +125,9 @@ pub(super) async fn run(
                 inflight: &inflight,
                 outstanding: &outstanding,
             };
-            let reads = requests(&shared, &endpoint, client_r, up_w, pair, &shutdown);
+            let reads = requests(
+                &shared, &endpoint, client_r, up_w, pair, &mut tag, &shutdown,
+            );
             let writes = responses(&shared, &endpoint, up_r, client_w, pair);
             tokio::pin!(reads, writes);
             tokio::select! {
@@ -143,6 +149,7 @@ pub(super) async fn run(
     if let Some(addr) = &local {
         shared.observed.local_addr(addr, false);
     }
+    shared.observed.clients.closed(&tag.key);
     let reason = match &close {
         Close::Client => "client",
         Close::Idle => "idle",
@@ -189,6 +196,70 @@ struct Pair<'a> {
     outstanding: &'a Outstanding,
 }
 
+/// Who is on the client side of one connection, for the client table
+/// ([`super::seen`]).
+struct Tag {
+    peer: String,
+    /// The client's id once a heartbeat named it, its provisional key before.
+    key: String,
+    /// When the table last heard of this connection: other requests update
+    /// it at most once per [`TOUCH_EVERY`], so the hot path rarely locks it.
+    touched: Option<Instant>,
+    /// The topic of the last send recorded, for the same reason.
+    last_topic: String,
+}
+
+/// How often a busy connection refreshes its client's "last seen".
+const TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Tag {
+    fn new(peer: SocketAddr) -> Self {
+        let peer = peer.to_string();
+        Tag {
+            key: super::seen::provisional_key(&peer),
+            peer,
+            touched: None,
+            last_topic: String::new(),
+        }
+    }
+
+    /// Records what `frame` tells about the client.
+    fn observe(&mut self, shared: &Shared, frame: &Frame, topic: Option<&str>) {
+        let header = &frame.header;
+        let hello = super::seen::Hello {
+            peer: &self.peer,
+            language: header.language.name().unwrap_or("UNKNOWN"),
+            version: header.version,
+        };
+        let table = &shared.observed.clients;
+        let due = self.touched.is_none_or(|at| at.elapsed() >= TOUCH_EVERY);
+        match (header.code, topic) {
+            (RequestCode::HEART_BEAT, _) => {
+                if let Some(id) = table.heartbeat(&self.key, hello, &frame.body) {
+                    self.key = id;
+                }
+            }
+            (code, Some(topic)) if RequestCode::is_send(code) => {
+                if !due && topic == self.last_topic {
+                    return;
+                }
+                let group = header
+                    .ext(if is_v2_send(code) {
+                        "a"
+                    } else {
+                        "producerGroup"
+                    })
+                    .unwrap_or_default();
+                table.sent(&self.key, hello, topic, group);
+                topic.clone_into(&mut self.last_topic);
+            }
+            _ if due => table.touch(&self.key, hello),
+            _ => return,
+        }
+        self.touched = Some(Instant::now());
+    }
+}
+
 /// Client → broker.
 async fn requests(
     shared: &Shared,
@@ -196,6 +267,7 @@ async fn requests(
     mut client: impl AsyncRead + Unpin,
     mut upstream: impl AsyncWrite + Unpin,
     pair: Pair<'_>,
+    tag: &mut Tag,
     shutdown: &CancellationToken,
 ) -> Close {
     let cluster = shared.cluster(endpoint.side).to_owned();
@@ -216,7 +288,7 @@ async fn requests(
                 if !frame.header.is_oneway() {
                     pair.outstanding.sent();
                 }
-                match request(shared, endpoint, &cluster, frame, pair.inflight).await {
+                match request(shared, endpoint, &cluster, frame, pair.inflight, tag).await {
                     Ok(out) => out,
                     Err(why) => return Close::Protocol(why),
                 }
@@ -242,6 +314,19 @@ async fn requests(
     }
 }
 
+/// Whether `code` reads messages (pull, lite pull, pop).
+fn is_consume(code: i32) -> bool {
+    matches!(
+        code,
+        RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE | RequestCode::POP_MESSAGE
+    )
+}
+
+/// Apache `ResponseCode.POLLING_FULL` / `POLLING_TIMEOUT`: a pop long poll
+/// that found nothing (normal, like PULL_NOT_FOUND).
+const POLLING_FULL: i32 = 209;
+const POLLING_TIMEOUT: i32 = 210;
+
 /// Whether `code` is a send whose header uses the one-letter V2 keys.
 fn is_v2_send(code: i32) -> bool {
     matches!(
@@ -260,6 +345,7 @@ async fn request(
     cluster: &str,
     frame: Frame,
     inflight: &InFlight,
+    tag: &mut Tag,
 ) -> Result<Bytes, String> {
     let code = frame.header.code;
     let v2 = is_v2_send(code);
@@ -267,12 +353,9 @@ async fn request(
         .header
         .ext(if v2 { "b" } else { "topic" })
         .map(str::to_owned);
+    tag.observe(shared, &frame, topic.as_deref());
     let migration = shared.migration.name.to_string();
-    let counted = RequestCode::is_send(code)
-        || matches!(
-            code,
-            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE
-        );
+    let counted = RequestCode::is_send(code) || is_consume(code);
     if code == RequestCode::HEART_BEAT {
         let topics = shared.observed.heartbeat(&frame.body);
         shared.discover(&topics).await;
@@ -310,6 +393,7 @@ async fn request(
                     started: Instant::now(),
                     encoding: frame.encoding,
                     queue_id: frame.header.ext("queueId").map(str::to_owned),
+                    body: (code == RequestCode::QUERY_ASSIGNMENT).then(|| frame.body.clone()),
                 },
             );
         }
@@ -331,8 +415,11 @@ fn to_real(endpoint: &Endpoint, frame: Frame, v2: bool) -> Result<Bytes, String>
             changed = true;
         }
     }
+    changed |= pop::ack_to_real(&mut header, endpoint);
     let body = match frame.header.code {
-        RequestCode::LOCK_BATCH_MQ | RequestCode::UNLOCK_BATCH_MQ => {
+        RequestCode::LOCK_BATCH_MQ
+        | RequestCode::UNLOCK_BATCH_MQ
+        | RequestCode::BATCH_ACK_MESSAGE => {
             rename_in_body(&frame.body, &endpoint.virtual_name, &endpoint.real_name)
         }
         _ => None,
@@ -437,7 +524,7 @@ async fn answer(
                 .increment(pending.messages);
             }
         }
-        RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
+        c if is_consume(c) => {
             metrics::counter!(metrics::ROCKETMQ_PULLS, &labels(None)).increment(1);
             if ok {
                 metrics::counter!(
@@ -452,9 +539,24 @@ async fn answer(
                 .await
                 .unwrap_or(raw);
         }
-        RequestCode::LOCK_BATCH_MQ | RequestCode::QUERY_ASSIGNMENT
-            if endpoint.virtual_name != endpoint.real_name =>
-        {
+        RequestCode::QUERY_ASSIGNMENT => {
+            if let Some(merged) = match &pending.body {
+                Some(ask) => pop::merged_assignment(shared, endpoint, &frame, ask).await,
+                None => None,
+            } {
+                return merged;
+            }
+            if endpoint.virtual_name == endpoint.real_name {
+                return raw;
+            }
+            if let Some(body) =
+                rename_in_body(&frame.body, &endpoint.real_name, &endpoint.virtual_name)
+            {
+                return encode(&frame.header, &body, frame.encoding).unwrap_or(raw);
+            }
+            return raw;
+        }
+        RequestCode::LOCK_BATCH_MQ if endpoint.virtual_name != endpoint.real_name => {
             if let Some(body) =
                 rename_in_body(&frame.body, &endpoint.real_name, &endpoint.virtual_name)
             {
@@ -465,13 +567,14 @@ async fn answer(
         _ => return raw,
     }
     let normal = ok
-        || (matches!(
-            pending.code,
-            RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE
-        ) && matches!(
-            code,
-            ResponseCode::PULL_NOT_FOUND | ResponseCode::PULL_RETRY_IMMEDIATELY
-        ));
+        || (is_consume(pending.code)
+            && matches!(
+                code,
+                ResponseCode::PULL_NOT_FOUND
+                    | ResponseCode::PULL_RETRY_IMMEDIATELY
+                    | POLLING_FULL
+                    | POLLING_TIMEOUT
+            ));
     if !normal {
         metrics::counter!(
             metrics::ROCKETMQ_ERRORS,

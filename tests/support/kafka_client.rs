@@ -97,8 +97,9 @@ pub fn finish_client(
 
 /// The config of one Kafka migration `events` (topics matching `pattern`)
 /// from `source` to `target`, clients bootstrapping at `listen` and one
-/// virtual broker at `broker_port`; `kafka_extra` is appended to its
-/// `kafka:` options (e.g. `", dual_write_percent: 50"`).
+/// virtual broker at `broker_port` (unless `kafka_extra` names
+/// `virtual_brokers` itself); `kafka_extra` is appended to its `kafka:`
+/// options (e.g. `", dual_write_percent: 50"`).
 pub fn kafka_migration(
     source: &KafkaCluster,
     target: &KafkaCluster,
@@ -107,6 +108,11 @@ pub fn kafka_migration(
     pattern: &str,
     kafka_extra: &str,
 ) -> super::Config {
+    let brokers = if kafka_extra.contains("virtual_brokers") {
+        ""
+    } else {
+        ", virtual_brokers: 1"
+    };
     super::Config::new().append(&format!(
         "clusters:\n\
          \x20 - {{ name: old, protocol: kafka, endpoints: {} }}\n\
@@ -118,7 +124,7 @@ pub fn kafka_migration(
          \x20   source: old\n\
          \x20   target: new\n\
          \x20   topics: [ {{ match: \"{pattern}\" }} ]\n\
-         \x20   kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1{kafka_extra} }}\n",
+         \x20   kafka: {{ brokers_listen_base: {broker_port}{brokers}{kafka_extra} }}\n",
         source.endpoints_yaml(),
         target.endpoints_yaml()
     ))

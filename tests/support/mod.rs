@@ -15,11 +15,13 @@ mod child;
 mod cutover_process;
 mod etcd;
 mod kafka_client;
+mod kafka_raw;
 mod kafka_rig;
 mod net;
 mod redis_rig;
 mod redis_server;
 mod rocketmq;
+pub mod tls;
 mod wait;
 
 use std::env;
@@ -35,13 +37,14 @@ pub use etcd::Etcd;
 pub use kafka_client::{
     KAFKA_SCRIPT_DEADLINE, finish_client, finish_kafka_script, kafka_migration, kafka_python,
 };
+pub use kafka_raw::{RawKafka, record_batch};
 pub use kafka_rig::KafkaRig;
-pub use net::{free_port, http_get, tcp_accepts};
+pub use net::{free_port, free_port_block, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
 pub use redis_server::RedisServer;
 pub use rocketmq::{
-    ClientLib, RocketmqBroker, RocketmqClient, RocketmqCluster, RocketmqRig, free_port_block,
-    read_frame, rocketmq_home, rpc, shared_clusters,
+    ClientLib, RocketmqBroker, RocketmqClient, RocketmqCluster, RocketmqRig, read_frame,
+    rocketmq_home, rpc, shared_clusters,
 };
 pub use wait::{wait_until, wait_until_async};
 

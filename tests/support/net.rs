@@ -1,33 +1,50 @@
 //! Loopback ports and tiny raw-TCP probes (no HTTP client dependency).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long one probe may take; readiness loops retry, so keep it short.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Every port this test binary has handed out: tests run in parallel threads
+/// and a port picked free is bound only moments later, so no two callers may
+/// get the same one, whether they asked for one port or a block.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
 /// A loopback port that was free a moment ago and that this test binary has
-/// not handed out before (tests run in parallel threads; two peers asking at
-/// once must not get the same port once the first has released its probe).
+/// not handed out before.
 pub fn free_port() -> u16 {
-    static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let handed_out = HANDED_OUT.get_or_init(Default::default);
+    free_port_block(1)
+}
+
+/// `n` consecutive loopback ports starting at the returned one, free a
+/// moment ago and none handed out before by this process (a RocketMQ broker
+/// takes its port P, the VIP port P − 2 and the HA port P + 1; a proxy
+/// reserves a block for its broker endpoints).
+pub fn free_port_block(n: u16) -> u16 {
     loop {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener
+        let base = listener
             .local_addr()
             .expect("local_addr of bound socket")
             .port();
         drop(listener);
-        if handed_out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(port)
-        {
-            return port;
+        if base > 65535 - n {
+            continue;
+        }
+        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if handed.range(base..base + n).next().is_some() {
+            continue;
+        }
+        let all: Vec<_> = (base..base + n)
+            .map(|p| TcpListener::bind(("0.0.0.0", p)))
+            .collect();
+        if all.iter().all(Result::is_ok) {
+            handed.extend(base..base + n);
+            return base;
         }
     }
 }

@@ -18,8 +18,23 @@ pub struct RedisRig {
 impl RedisRig {
     /// Starts both peers and the proxy; `redis_options` is YAML for the migration's `redis:` key (or empty).
     pub fn start(redis_options: &str) -> RedisRig {
-        let source = RedisServer::start();
-        let target = RedisServer::start();
+        RedisRig::start_on(
+            RedisServer::start(),
+            RedisServer::start(),
+            ["", ""],
+            redis_options,
+        )
+    }
+
+    /// As [`RedisRig::start`] on peers already running (e.g. with ACL users
+    /// set up); `cluster_extra` is appended inside each cluster's `{ }` in
+    /// the config (e.g. `", auth: { password: p }"`).
+    pub fn start_on(
+        source: RedisServer,
+        target: RedisServer,
+        cluster_extra: [&str; 2],
+        redis_options: &str,
+    ) -> RedisRig {
         let port = free_port();
         let options = if redis_options.is_empty() {
             String::new()
@@ -27,11 +42,13 @@ impl RedisRig {
             format!("    redis: {redis_options}\n")
         };
         let config = Config::new().append(&format!(
-            "clusters:\n  - {{ name: old, protocol: redis, endpoints: [\"{}\"] }}\n  - {{ name: new, protocol: redis, endpoints: [\"{}\"] }}\n\
+            "clusters:\n  - {{ name: old, protocol: redis, endpoints: [\"{}\"]{} }}\n  - {{ name: new, protocol: redis, endpoints: [\"{}\"]{} }}\n\
              migrations:\n  - name: cache\n    protocol: redis\n    listen: 127.0.0.1:{port}\n    source: old\n    target: new\n\
              \x20   topics: [ {{ name: sessions, match: \"session:*\" }}, {{ name: rest, match: \"*\" }} ]\n{options}",
             source.addr(),
-            target.addr()
+            cluster_extra[0],
+            target.addr(),
+            cluster_extra[1],
         ));
         let proxy = CutoverProcess::start(config);
         RedisRig {

@@ -10,9 +10,8 @@
 //! Every server runs under a small shell that kills it when the test process
 //! goes away (its stdin pipe closes), since statics are never dropped.
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -23,7 +22,7 @@ use cutover_rocketmq::{Encoding, Frame, Header, TopicRouteData, encode, next_fra
 use tempfile::TempDir;
 
 use super::child::ChildGuard;
-use super::net::free_port;
+use super::net::{free_port, free_port_block};
 use super::peers_dir;
 
 /// The Apache RocketMQ release the servers and the 5.x client come from.
@@ -38,32 +37,6 @@ const READY_DEADLINE: Duration = Duration::from_secs(180);
 /// One try of a broker start; [`BROKER_ATTEMPTS`] tries in all.
 const BROKER_ATTEMPT_DEADLINE: Duration = Duration::from_secs(90);
 const BROKER_ATTEMPTS: u32 = 2;
-
-/// `n` consecutive loopback ports starting at the returned one, free a
-/// moment ago and not handed out before by this process (a RocketMQ broker
-/// takes its port P, the VIP port P − 2 and the HA port P + 1; the proxy
-/// needs a block for its broker endpoints; two blocks picked before either
-/// is bound must not overlap).
-pub fn free_port_block(n: u16) -> u16 {
-    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    loop {
-        let base = free_port();
-        if base > 65535 - n {
-            continue;
-        }
-        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-        if handed.range(base..base + n).next().is_some() {
-            continue;
-        }
-        let all: Vec<_> = (base..base + n)
-            .map(|p| TcpListener::bind(("0.0.0.0", p)))
-            .collect();
-        if all.iter().all(Result::is_ok) {
-            handed.extend(base..base + n);
-            return base;
-        }
-    }
-}
 
 /// `$CUTOVER_PEERS/rocketmq-5.3.3`: `lib/` (jars) and `conf/` (logback).
 ///
@@ -262,7 +235,15 @@ fn spawn_namesrv(name: &str) -> StartingNamesrv {
     StartingNamesrv { port, jvm, dir }
 }
 
-fn spawn_broker(cluster: &str, broker: &str, namesrv_port: u16, dir: &Path) -> (u16, TiedJvm) {
+/// Starts a broker; `extra` is appended to its broker.conf (a key given
+/// again overrides the default above it).
+fn spawn_broker(
+    cluster: &str,
+    broker: &str,
+    namesrv_port: u16,
+    dir: &Path,
+    extra: &str,
+) -> (u16, TiedJvm) {
     let home = rocketmq_home();
     let bdir = dir.join(broker);
     std::fs::create_dir_all(&bdir).expect("broker dir");
@@ -280,7 +261,7 @@ fn spawn_broker(cluster: &str, broker: &str, namesrv_port: u16, dir: &Path) -> (
              autoCreateSubscriptionGroup=true\ndefaultTopicQueueNums=4\n\
              mappedFileSizeCommitLog=67108864\nmaxHashSlotNum=4000\nmaxIndexNum=1000\n\
              fileReservedTime=1\ntimerWheelEnable=false\n\
-             transactionTimeOut=1000\ntransactionCheckInterval=2000\n",
+             transactionTimeOut=1000\ntransactionCheckInterval=2000\n{extra}",
             store = store.display()
         ),
     )
@@ -311,6 +292,12 @@ impl RocketmqCluster {
     /// # Panics
     /// When the jars are missing or a server is not ready in time.
     pub fn start_all(specs: &[(&str, &[&str])]) -> Vec<RocketmqCluster> {
+        RocketmqCluster::start_all_with(specs, "")
+    }
+
+    /// [`RocketmqCluster::start_all`] with `extra` lines in every broker's
+    /// config (e.g. `timerWheelEnable=true\n`).
+    pub fn start_all_with(specs: &[(&str, &[&str])], extra: &str) -> Vec<RocketmqCluster> {
         let mut namesrvs: Vec<StartingNamesrv> =
             specs.iter().map(|(name, _)| spawn_namesrv(name)).collect();
         for ns in &mut namesrvs {
@@ -323,7 +310,7 @@ impl RocketmqCluster {
                 brokers
                     .iter()
                     .map(|b| {
-                        let (port, jvm) = spawn_broker(cluster, b, ns.port, ns.dir.path());
+                        let (port, jvm) = spawn_broker(cluster, b, ns.port, ns.dir.path(), extra);
                         ((*b).to_owned(), port, jvm)
                     })
                     .collect()
@@ -341,7 +328,8 @@ impl RocketmqCluster {
                         std::io::stderr().lock(),
                         "rocketmq: starting {cluster} {name} again: {why}"
                     );
-                    let (new_port, new_jvm) = spawn_broker(cluster, name, ns.port, ns.dir.path());
+                    let (new_port, new_jvm) =
+                        spawn_broker(cluster, name, ns.port, ns.dir.path(), extra);
                     // Dropping the old one kills it.
                     *jvm = new_jvm;
                     *port = new_port;
@@ -631,10 +619,18 @@ impl RocketmqRig {
     /// appended to the migration's `rocketmq:` options (e.g.
     /// `quiet_window: 1s`).
     pub fn start(extra: &str) -> RocketmqRig {
-        let (source, target) = shared_clusters();
+        RocketmqRig::start_on(shared_clusters(), extra)
+    }
+
+    /// [`RocketmqRig::start`] between the given clusters.
+    pub fn start_on(
+        clusters: &'static (RocketmqCluster, RocketmqCluster),
+        extra: &str,
+    ) -> RocketmqRig {
+        let (source, target) = clusters;
         // Ports are picked free and bound moments later; tests of one binary
         // run in parallel, so one proxy starts at a time.
-        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        static STARTING: Mutex<()> = Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let listen = free_port_block(1);
         // max_brokers 4 reserves exactly these 8 ports (4 endpoints and

@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acl;
 mod decode;
 pub mod encode;
 mod error;

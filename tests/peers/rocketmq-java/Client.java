@@ -6,6 +6,7 @@
 //       [--count N] [--stop-file F] [--interval-ms M] [--delay-level L]
 //   java -cp 'LIB/*' Client.java consume --namesrv A --topic T --group G --out FILE --stop-file F
 //       [--orderly true] [--broadcast true] [--retry-every K]
+//       [--pop true [--pop-invisible-ms MS]]
 //
 // With `--retry-every K` the first delivery of each body whose SEQ is a
 // multiple of K is answered RECONSUME_LATER (the broker redelivers it through
@@ -57,6 +58,8 @@ public class Client {
     private final Map<String, String> args = new HashMap<>();
     /** Deliveries answered RECONSUME_LATER (`--retry-every`). */
     private final AtomicLong retried = new AtomicLong();
+    /** Deliveries that came from a pop (they carry the POP_CK property). */
+    private final AtomicLong popped = new AtomicLong();
 
     /** The SEQ of a `P:SEQ` body, or -1. */
     static long seq(MessageExt m) {
@@ -266,6 +269,9 @@ public class Client {
         if (flag("broadcast")) {
             broadcasting(consumer);
         }
+        if (flag("pop")) {
+            popMode(consumer, num("pop-invisible-ms", 10000));
+        }
         consumer.subscribe(get("topic"), "*");
         if (flag("orderly")) {
             consumer.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
@@ -275,6 +281,7 @@ public class Client {
         } else {
             long retryEvery = num("retry-every", 0);
             AtomicLong retried = this.retried;
+            AtomicLong popped = this.popped;
             consumer.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
                 // One message per call (the default batch size of 1), so a
                 // retry asks only for that message again.
@@ -282,6 +289,11 @@ public class Client {
                         && seq(msgs.get(0)) % retryEvery == 0) {
                     retried.incrementAndGet();
                     return ConsumeConcurrentlyStatus.RECONSUME_LATER;
+                }
+                for (MessageExt m : msgs) {
+                    if (m.getProperty("POP_CK") != null) {
+                        popped.incrementAndGet();
+                    }
                 }
                 record(out, received, msgs);
                 return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
@@ -297,7 +309,20 @@ public class Client {
         synchronized (out) {
             out.close();
         }
-        return "{\"mode\":\"consume\",\"received\":" + received.get() + ",\"retried\":" + retried.get() + "}";
+        return "{\"mode\":\"consume\",\"received\":" + received.get() + ",\"retried\":" + retried.get()
+            + ",\"popped\":" + popped.get() + "}";
+    }
+
+    /**
+     * 5.x only: the brokers rebalance the group (QUERY_ASSIGNMENT), and pop
+     * the queues they assign in POP mode (the group's mode is set on each
+     * broker with SET_MESSAGE_REQUEST_MODE); a popped message not acked
+     * within `invisibleMs` is delivered again. Reflection keeps this source
+     * compiling on the 4.9 client, which has neither setter.
+     */
+    static void popMode(DefaultMQPushConsumer consumer, long invisibleMs) throws Exception {
+        consumer.getClass().getMethod("setClientRebalance", boolean.class).invoke(consumer, false);
+        consumer.getClass().getMethod("setPopInvisibleTime", long.class).invoke(consumer, invisibleMs);
     }
 
     /**
