@@ -364,7 +364,8 @@ fn ctl_walks_a_topic_and_state_survives_sigkill() {
         .iter()
         .map(|l| {
             let cells: Vec<&str> = l.split_whitespace().collect();
-            vec![cells[1], cells[2], cells[3], cells[4], cells[6]]
+            // The actor has spaces (`ctl:u (socket uid N u)`): FORCED is last.
+            vec![cells[1], cells[2], cells[3], cells[4], cells[cells.len() - 1]]
         })
         .collect();
     assert_eq!(
@@ -601,7 +602,64 @@ fn batches_report_each_topic_and_exit_1_when_any_is_refused() {
         .expect("run ctl");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let answer: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(moved_actor(&answer), format!("ctl:{user}"), "{answer:#}");
+    let uid = text(&Command::new("id").arg("-u").output().expect("id -u").stdout)
+        .trim()
+        .to_owned();
+    // The claim, then what the kernel says about the socket's peer.
+    let proven = format!("(socket uid {uid} {user})");
+    assert_eq!(
+        moved_actor(&answer),
+        format!("ctl:{user} {proven}"),
+        "{answer:#}"
+    );
+
+    // Every other admin action lands in the action log with the same
+    // identity, refused ones too (the target is gone).
+    assert_eq!(
+        ctl_json(&proxy, &["history", "--actions", "--json"], 0),
+        Value::Array(vec![]),
+        "no action yet"
+    );
+    let verify = Command::new(support::cutover_bin())
+        .args(["ctl", "--socket"])
+        .arg(proxy.socket())
+        .args(["verify", "cache", "rest", "--sample", "5"])
+        .output()
+        .expect("run ctl");
+    let actions = ctl_json(
+        &proxy,
+        &["history", "cache", "rest", "--actions", "--json"],
+        0,
+    );
+    let [logged] = actions.as_array().expect("actions").as_slice() else {
+        panic!("one action logged: {actions:#}");
+    };
+    assert_eq!(logged["action"], "verify", "{logged:#}");
+    assert_eq!(logged["topic"], "rest", "{logged:#}");
+    assert_eq!(logged["params"]["sample"], 5, "{logged:#}");
+    assert_eq!(
+        logged["actor"],
+        format!("ctl:{user} {proven}"),
+        "{logged:#}"
+    );
+    let outcome = logged["outcome"].as_str().unwrap_or_default();
+    match verify.status.code() {
+        Some(0) => assert_eq!(outcome, "done", "{logged:#}"),
+        _ => assert!(
+            outcome.starts_with("refused: ")
+                && text(&verify.stderr).contains(&outcome["refused: ".len()..]),
+            "the log keeps the refusal ctl printed: {logged:#}\n{}",
+            text(&verify.stderr)
+        ),
+    }
+    let table = ctl_code(&proxy, &["history", "--actions"], 0);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.contains("verify")),
+        "{table}"
+    );
 
     // The log is a file, not a terminal: no colour escape codes in it.
     let log = fs::read_to_string(proxy.config().dir().join("cutover.log")).expect("log");

@@ -4,12 +4,13 @@ use axum::extract::{Path, Query, State as Extract};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::AdminState;
-use super::auth::Caller;
+use super::identity::Identity;
 use crate::config::Protocol;
+use crate::migration::store::AdminAction;
 use crate::migration::{Action, ControlError, Outcome, Selection, State, Transition};
 
 /// `GET /api/v1/status`.
@@ -110,6 +111,7 @@ pub fn router(state: AdminState) -> Router {
             post(migration_action),
         )
         .route("/api/v1/history", get(history))
+        .route("/api/v1/actions", get(actions))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -198,25 +200,25 @@ async fn check(
 
 async fn move_advance(
     state: Extract<AdminState>,
-    caller: Option<Extension<Caller>>,
+    identity: Identity,
     path: Path<String>,
     body: Json<TransitionBody>,
 ) -> Result<Response, ApiError> {
-    transition(state, caller, path, body, Action::Advance).await
+    transition(state, identity, path, body, Action::Advance).await
 }
 
 async fn move_rollback(
     state: Extract<AdminState>,
-    caller: Option<Extension<Caller>>,
+    identity: Identity,
     path: Path<String>,
     body: Json<TransitionBody>,
 ) -> Result<Response, ApiError> {
-    transition(state, caller, path, body, Action::Rollback).await
+    transition(state, identity, path, body, Action::Rollback).await
 }
 
 async fn transition(
     Extract(state): Extract<AdminState>,
-    caller: Option<Extension<Caller>>,
+    identity: Identity,
     Path(migration): Path<String>,
     Json(body): Json<TransitionBody>,
     action: Action,
@@ -226,12 +228,7 @@ async fn transition(
     } else {
         Selection::Topics(body.topics)
     };
-    // The client's own claim, and on TCP the token it proved it holds.
-    let claimed = body.actor.unwrap_or_else(|| "api".to_owned());
-    let actor = match caller {
-        Some(Extension(Caller(who))) => format!("{claimed} ({who})"),
-        None => claimed,
-    };
+    let actor = identity.actor(body.actor, "api");
     let outcomes = state
         .controller
         .transition(&migration, selection, action, body.force, &actor)
@@ -247,13 +244,15 @@ async fn transition(
 
 async fn topic_action(
     Extract(state): Extract<AdminState>,
+    identity: Identity,
     Path((migration, topic, action)): Path<(String, String, String)>,
     body: Option<Json<serde_json::Value>>,
 ) -> Result<Response, ApiError> {
     let params = body.map_or(serde_json::Value::Null, |Json(v)| v);
+    let actor = identity.actor(None, "api");
     match state
         .controller
-        .action(&migration, &topic, &action, params)
+        .action(&migration, &topic, &action, params, &actor)
         .await?
     {
         Ok(report) => Ok(Json(report).into_response()),
@@ -263,13 +262,15 @@ async fn topic_action(
 
 async fn migration_action(
     Extract(state): Extract<AdminState>,
+    identity: Identity,
     Path((migration, action)): Path<(String, String)>,
     body: Option<Json<serde_json::Value>>,
 ) -> Result<Response, ApiError> {
     let params = body.map_or(serde_json::Value::Null, |Json(v)| v);
+    let actor = identity.actor(None, "api");
     match state
         .controller
-        .migration_action(&migration, &action, params)
+        .migration_action(&migration, &action, params, &actor)
         .await?
     {
         Ok(report) => Ok(Json(report).into_response()),
@@ -284,6 +285,17 @@ async fn history(
     let entries = state
         .controller
         .history(query.migration.as_deref(), query.topic.as_deref())
+        .await?;
+    Ok(Json(entries))
+}
+
+async fn actions(
+    Extract(state): Extract<AdminState>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Json<Vec<AdminAction>>, ApiError> {
+    let entries = state
+        .controller
+        .actions(query.migration.as_deref(), query.topic.as_deref())
         .await?;
     Ok(Json(entries))
 }

@@ -63,6 +63,10 @@ pub async fn call(
         .uri(path)
         .header("host", "cutover")
         .header("content-type", "application/json")
+        .header(
+            super::identity::ACTOR_HEADER,
+            format!("ctl:{}", super::identity::local_user()),
+        )
         .body(Full::new(payload))
         .expect("static request parts are valid");
     let response = sender.send_request(request).await?;

@@ -134,12 +134,16 @@ enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Transition history, oldest first.
+    /// Transition history, oldest first; with `--actions`, the log of every
+    /// other admin action (shifts, metadata copies, backfills, ...).
     History {
         /// Only this migration.
         migration: Option<String>,
         /// Only this topic.
         topic: Option<String>,
+        /// The action log instead of state moves.
+        #[arg(long)]
+        actions: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -270,9 +274,14 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
         CtlCommand::History {
             migration,
             topic,
+            actions,
             json,
         } => {
-            let mut path = String::from("/api/v1/history?");
+            let mut path = String::from(if actions {
+                "/api/v1/actions?"
+            } else {
+                "/api/v1/history?"
+            });
             if let Some(m) = &migration {
                 path.push_str(&format!("migration={m}&"));
             }
@@ -280,7 +289,11 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
                 path.push_str(&format!("topic={t}"));
             }
             let answer = client::call(socket, Method::GET, &path, None).await?;
-            print_or(json, &answer, || print_history(&answer.body))
+            if actions {
+                print_or(json, &answer, || print_actions(&answer.body))
+            } else {
+                print_or(json, &answer, || print_history(&answer.body))
+            }
         }
     }
 }
@@ -574,7 +587,7 @@ async fn transition(
     action: &str,
     args: MoveArgs,
 ) -> Result<ExitCode, ClientError> {
-    let actor = format!("ctl:{}", local_user());
+    let actor = format!("ctl:{}", super::identity::local_user());
     let body =
         json!({ "topics": args.topics, "all": args.all, "force": args.force, "actor": actor });
     let path = format!("/api/v1/migrations/{}/{action}", args.migration);
@@ -587,37 +600,6 @@ async fn transition(
     } else {
         Ok(ExitCode::from(2))
     }
-}
-
-/// Who runs `ctl`, for the history: `$USER` or `$LOGNAME` when set, else
-/// the name `/etc/passwd` gives this process's uid, else `uid N` (a service
-/// or container often has neither variable set).
-fn local_user() -> String {
-    for var in ["USER", "LOGNAME"] {
-        if let Ok(name) = std::env::var(var)
-            && !name.trim().is_empty()
-        {
-            return name;
-        }
-    }
-    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-    else {
-        return "unknown".into();
-    };
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|passwd| user_of(&passwd, uid))
-        .unwrap_or_else(|| format!("uid {uid}"))
-}
-
-/// The name of `uid` in passwd(5) text.
-fn user_of(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id = fields.nth(1)?.parse::<u32>().ok()?;
-        (id == uid && !name.is_empty()).then(|| name.to_owned())
-    })
 }
 
 fn print_outcomes(body: &Value) -> ExitCode {
@@ -700,15 +682,28 @@ fn print_history(body: &Value) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_uid_is_named_from_passwd() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
-        assert_eq!(user_of(passwd, 1000).as_deref(), Some("alice"));
-        assert_eq!(user_of(passwd, 0).as_deref(), Some("root"));
-        assert_eq!(user_of(passwd, 7), None);
-    }
+fn print_actions(body: &Value) -> ExitCode {
+    let rows: Vec<Vec<String>> = body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            vec![
+                when(&a["at_ms"]),
+                text(&a["migration"]),
+                a["topic"].as_str().unwrap_or("-").to_owned(),
+                text(&a["action"]),
+                text(&a["actor"]),
+                text(&a["outcome"]),
+            ]
+        })
+        .collect();
+    out!(
+        "{}",
+        table::render(
+            &["TIME", "MIGRATION", "TOPIC", "ACTION", "ACTOR", "OUTCOME"],
+            &rows
+        )
+    );
+    ExitCode::SUCCESS
 }

@@ -10,6 +10,7 @@ pub mod console;
 pub mod ctl;
 mod ctl_clients;
 mod ctl_metadata;
+mod identity;
 mod table;
 mod tls;
 
@@ -87,6 +88,7 @@ pub async fn start(
     let token = shutdown.clone();
     let socket_path = config.socket.clone();
     tasks.push(tokio::spawn(async move {
+        let router = router.into_make_service_with_connect_info::<identity::SocketPeer>();
         let served = axum::serve(unix, router)
             .with_graceful_shutdown(token.cancelled_owned())
             .await;

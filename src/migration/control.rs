@@ -11,7 +11,7 @@ use super::driver::{Driver, NotServed};
 use super::machine::{self, CheckResult, Refusal, TopicRecord, Transition};
 use super::registry::{MigrationHandle, TopicHandle};
 use super::state::{Action, State};
-use super::store::{StateStore, StoreError};
+use super::store::{AdminAction, StateStore, StoreError};
 use crate::config::Config;
 use crate::metrics;
 
@@ -357,12 +357,17 @@ impl Controller {
         topic: &str,
         action: &str,
         params: serde_json::Value,
+        actor: &str,
     ) -> Result<Result<serde_json::Value, String>, ControlError> {
         let (handle, _) = self.topic(migration, topic)?;
-        Ok(driver_of(&handle).action(topic, action, params).await)
+        let logged = logged_params(&params);
+        let result = driver_of(&handle).action(topic, action, params).await;
+        self.log_action(migration, Some(topic), action, logged, actor, &result)
+            .await;
+        Ok(result)
     }
 
-    /// Runs a migration-level driver action.
+    /// Runs a migration-level driver action and logs it like [`Self::action`].
     ///
     /// # Errors
     /// When the migration is unknown; the driver's refusal is the inner error.
@@ -371,9 +376,69 @@ impl Controller {
         migration: &str,
         action: &str,
         params: serde_json::Value,
+        actor: &str,
     ) -> Result<Result<serde_json::Value, String>, ControlError> {
         let handle = self.migration(migration)?.clone();
-        Ok(driver_of(&handle).migration_action(action, params).await)
+        let logged = logged_params(&params);
+        let result = driver_of(&handle).migration_action(action, params).await;
+        self.log_action(migration, None, action, logged, actor, &result)
+            .await;
+        Ok(result)
+    }
+
+    /// Appends an action to the store's action log. The action has already
+    /// run, so a store that cannot take the line is reported, not returned.
+    async fn log_action(
+        &self,
+        migration: &str,
+        topic: Option<&str>,
+        action: &str,
+        params: serde_json::Value,
+        actor: &str,
+        result: &Result<serde_json::Value, String>,
+    ) {
+        let entry = AdminAction {
+            at_ms: now_ms(),
+            migration: migration.to_owned(),
+            topic: topic.map(str::to_owned),
+            action: action.to_owned(),
+            params,
+            actor: actor.to_owned(),
+            outcome: match result {
+                Ok(_) => "done".to_owned(),
+                Err(reason) => format!("refused: {reason}"),
+            },
+        };
+        tracing::info!(migration, topic, action, actor, outcome = %entry.outcome, "admin action");
+        if let Err(error) = self.store.record_action(&entry).await {
+            tracing::error!(%error, migration, action, actor, "admin action ran but is missing from the action log");
+        }
+    }
+
+    /// The action log, oldest first, optionally narrowed like [`Self::history`].
+    ///
+    /// # Errors
+    /// When the migration or topic is unknown, or the store cannot be read.
+    pub async fn actions(
+        &self,
+        migration: Option<&str>,
+        topic: Option<&str>,
+    ) -> Result<Vec<AdminAction>, ControlError> {
+        self.known(migration, topic)?;
+        let all = self.store.actions().await?;
+        Ok(all
+            .into_iter()
+            .filter(|a| migration.is_none_or(|m| a.migration == m))
+            .filter(|a| topic.is_none_or(|name| a.topic.as_deref() == Some(name)))
+            .collect())
+    }
+
+    fn known(&self, migration: Option<&str>, topic: Option<&str>) -> Result<(), ControlError> {
+        match (migration, topic) {
+            (Some(m), Some(t)) => self.topic(m, t).map(drop),
+            (Some(m), None) => self.migration(m).map(drop),
+            _ => Ok(()),
+        }
     }
 
     /// History, oldest first, optionally narrowed to a migration and topic.
@@ -385,15 +450,7 @@ impl Controller {
         migration: Option<&str>,
         topic: Option<&str>,
     ) -> Result<Vec<Transition>, ControlError> {
-        match (migration, topic) {
-            (Some(m), Some(t)) => {
-                self.topic(m, t)?;
-            }
-            (Some(m), None) => {
-                self.migration(m)?;
-            }
-            _ => {}
-        }
+        self.known(migration, topic)?;
         let all = self.store.history().await?;
         Ok(all
             .into_iter()
@@ -402,6 +459,28 @@ impl Controller {
             .collect())
     }
 }
+
+/// What the action log keeps of a request's parameters: values longer than
+/// [`LOGGED_VALUE_MAX`] bytes (an imported metadata export, say) become
+/// their size, so the log stays small and readable.
+fn logged_params(params: &serde_json::Value) -> serde_json::Value {
+    let keep = |value: &serde_json::Value| {
+        let len = value.to_string().len();
+        if len > LOGGED_VALUE_MAX {
+            serde_json::Value::String(format!("<{len} bytes>"))
+        } else {
+            value.clone()
+        }
+    };
+    match params {
+        serde_json::Value::Object(map) => {
+            serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), keep(v))).collect())
+        }
+        other => keep(other),
+    }
+}
+
+const LOGGED_VALUE_MAX: usize = 256;
 
 fn driver_of(handle: &MigrationHandle) -> Arc<dyn Driver> {
     handle

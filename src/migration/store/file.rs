@@ -1,5 +1,5 @@
 //! The embedded state store: one directory holding `state.json` (replaced
-//! atomically), `history.jsonl` (append-only) and `blobs/`.
+//! atomically), `history.jsonl` and `actions.jsonl` (append-only) and `blobs/`.
 //!
 //! Crash safety: `state.json` is written to a temporary file, fsynced,
 //! renamed over the old one and the directory fsynced, so a reader sees the
@@ -13,13 +13,15 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{Snapshot, StateStore, StoreError};
+use super::{AdminAction, Snapshot, StateStore, StoreError};
 use crate::migration::machine::{TopicRecord, Transition};
 
 const STATE_FILE: &str = "state.json";
 const HISTORY_FILE: &str = "history.jsonl";
+const ACTIONS_FILE: &str = "actions.jsonl";
 const LOCK_FILE: &str = "lock";
 const BLOB_DIR: &str = "blobs";
 /// Bumped when the layout of `state.json` changes incompatibly.
@@ -156,8 +158,9 @@ fn read_state(path: &Path) -> Result<Snapshot, StoreError> {
         .collect())
 }
 
-/// Reads the history, truncating a torn last line left by a crash mid-append.
-fn read_history(path: &Path) -> Result<Vec<Transition>, StoreError> {
+/// Reads an append-only log (history, actions), truncating a torn last line
+/// left by a crash mid-append.
+fn read_history<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, StoreError> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -168,7 +171,7 @@ fn read_history(path: &Path) -> Result<Vec<Transition>, StoreError> {
     for line in text.split_inclusive('\n') {
         let parsed = line
             .strip_suffix('\n')
-            .and_then(|l| serde_json::from_str::<Transition>(l).ok());
+            .and_then(|l| serde_json::from_str::<T>(l).ok());
         match parsed {
             Some(entry) => {
                 entries.push(entry);
@@ -189,8 +192,8 @@ fn read_history(path: &Path) -> Result<Vec<Transition>, StoreError> {
     Ok(entries)
 }
 
-fn append_line(file: &mut File, path: &Path, transition: &Transition) -> Result<(), StoreError> {
-    let mut line = serde_json::to_vec(transition).expect("transition serializes");
+fn append_line<T: Serialize>(file: &mut File, path: &Path, entry: &T) -> Result<(), StoreError> {
+    let mut line = serde_json::to_vec(entry).expect("log entries serialize");
     line.push(b'\n');
     file.write_all(&line).map_err(io_err("append", path))?;
     file.sync_data().map_err(io_err("fsync", path))
@@ -269,6 +272,22 @@ impl StateStore for FileStore {
         read_history(&self.dir.join(HISTORY_FILE))
     }
 
+    async fn record_action(&self, action: &AdminAction) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        let path = self.dir.join(ACTIONS_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        append_line(&mut file, &path, action)
+    }
+
+    async fn actions(&self) -> Result<Vec<AdminAction>, StoreError> {
+        let _guard = self.lock();
+        read_history(&self.dir.join(ACTIONS_FILE))
+    }
+
     async fn put_blob(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
         let file = blob_file(name)?;
         let _guard = self.lock();
@@ -321,6 +340,35 @@ mod tests {
         let record = &snapshot[&("m".into(), "t".into())];
         assert_eq!((record.state, record.epoch), (State::DualWrite, 2));
         assert_eq!(store.history().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn actions_survive_reopen_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let action = |n: u64| AdminAction {
+            at_ms: n,
+            migration: "m".into(),
+            topic: Some("t".into()),
+            action: "shift".into(),
+            params: serde_json::json!({ "percent": n }),
+            actor: "ctl:alice (socket uid 1000 alice)".into(),
+            outcome: "done".into(),
+        };
+        {
+            let store = FileStore::open(dir.path()).unwrap();
+            store.record_action(&action(1)).await.unwrap();
+            store.record_action(&action(2)).await.unwrap();
+        }
+        let log = dir.path().join(ACTIONS_FILE);
+        let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+        file.write_all(b"{\"at_ms\":3,\"migr").unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        assert_eq!(store.actions().await.unwrap(), [action(1), action(2)]);
+        store.record_action(&action(4)).await.unwrap();
+        assert_eq!(
+            store.actions().await.unwrap(),
+            [action(1), action(2), action(4)]
+        );
     }
 
     #[tokio::test]

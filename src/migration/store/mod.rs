@@ -1,5 +1,5 @@
-//! Durable storage of topic states, transition history and protocol blobs
-//! (Redis repair sets, backfill cursors).
+//! Durable storage of topic states, transition history, the log of admin
+//! actions and protocol blobs (Redis repair sets, backfill cursors).
 //!
 //! A trait, because one proxy uses the embedded file store and a fleet of
 //! proxies will share an etcd store; the controller only sees this surface.
@@ -9,6 +9,8 @@ mod file;
 use std::collections::BTreeMap;
 
 pub use file::FileStore;
+
+use serde::{Deserialize, Serialize};
 
 use super::machine::{TopicRecord, Transition};
 
@@ -74,4 +76,31 @@ pub trait StateStore: Send + Sync {
     async fn put_blob(&self, name: &str, bytes: Vec<u8>) -> Result<(), StoreError>;
     /// Reads a named blob.
     async fn get_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Appends one admin action to the durable action log.
+    async fn record_action(&self, action: &AdminAction) -> Result<(), StoreError>;
+    /// The action log, oldest first.
+    async fn actions(&self) -> Result<Vec<AdminAction>, StoreError>;
+}
+
+/// One admin action other than a state move (a shift, a metadata copy, a
+/// backfill, ...): who asked, what, and what came of it. State moves are
+/// [`Transition`]s; together the two logs say who did everything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAction {
+    /// Wall-clock time of the request, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Migration name.
+    pub migration: String,
+    /// Topic or keyspace, for a topic action.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// The action's name (`shift`, `migrate_metadata`, ...).
+    pub action: String,
+    /// The request's parameters, large values replaced by their size.
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Who asked: the claimed name and the identity the admin API proved.
+    pub actor: String,
+    /// `done`, or `refused: <reason>`.
+    pub outcome: String,
 }
