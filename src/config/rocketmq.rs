@@ -33,6 +33,10 @@ pub struct RocketmqOptions {
     /// proxy, and by its queues' max offsets) before `cutover → target`.
     #[serde(with = "duration")]
     pub quiet_window: Duration,
+    /// File of the accounts clients sign their requests with (ACL), one
+    /// `ACCESS_KEY SECRET_KEY` per line; when absent, clients are not
+    /// checked (unsigned clients are accepted).
+    pub accounts_file: Option<std::path::PathBuf>,
 }
 
 /// Enough for most pairs of clusters; every reserved port is checked
@@ -54,6 +58,7 @@ impl Default for RocketmqOptions {
             max_frame_bytes: cutover_rocketmq::DEFAULT_MAX_FRAME,
             target_broker_suffix: DEFAULT_TARGET_BROKER_SUFFIX.into(),
             quiet_window: DEFAULT_QUIET_WINDOW,
+            accounts_file: None,
         }
     }
 }
@@ -158,6 +163,11 @@ pub(super) fn validate(path: &str, migration: &MigrationConfig) -> Vec<(String, 
             format!("{path}.rocketmq.quiet_window"),
             "must be above zero".into(),
         );
+    }
+    if let Some(file) = &options.accounts_file
+        && let Err(e) = crate::rocketmq::acl::Accounts::load(file)
+    {
+        push(format!("{path}.rocketmq.accounts_file"), e.to_string());
     }
     match migration.rocketmq_brokers_base() {
         Some(0) => push(

@@ -392,7 +392,13 @@ fn validate_cluster(path: &str, cluster: &ClusterConfig, errors: &mut Errors) {
         }
     }
     if let Some(auth) = &cluster.auth {
-        if cluster.protocol != Protocol::Redis {
+        if cluster.protocol == Protocol::Rocketmq && auth.username.is_none() {
+            errors.push(
+                format!("{path}.auth"),
+                "a rocketmq cluster's auth needs username (the access key) and password or password_file (the secret key)",
+            );
+        }
+        if !matches!(cluster.protocol, Protocol::Redis | Protocol::Rocketmq) {
             errors.push(
                 format!("{path}.auth"),
                 format!(

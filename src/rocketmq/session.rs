@@ -111,6 +111,13 @@ pub(super) async fn run(
     let name = shared.migration.name.to_string();
     let mut local = None;
     let mut tag = Tag::new(peer);
+    let (client, pending) = match super::acl::accounts(&name) {
+        Some(accounts) => match admit(&shared, &accounts, client, peer).await {
+            Some(admitted) => admitted,
+            None => return,
+        },
+        None => (client, Vec::new()),
+    };
     let close = match connect(&shared, &endpoint).await {
         Ok(upstream) => {
             local = local_addr(&upstream);
@@ -118,6 +125,8 @@ pub(super) async fn run(
                 shared.observed.local_addr(addr, true);
             }
             let (client_r, client_w) = tokio::io::split(client);
+            // The frames read while authenticating come first.
+            let client_r = std::io::Cursor::new(pending).chain(client_r);
             let (up_r, up_w) = tokio::io::split(upstream);
             let inflight = InFlight::default();
             let outstanding = Outstanding::default();
@@ -171,6 +180,48 @@ pub(super) async fn run(
         }
         _ => {
             tracing::debug!(migration = %name, %peer, %broker, reason, "rocketmq client connection closed")
+        }
+    }
+}
+
+/// With client accounts configured, reads the client's first request and
+/// checks its signature before any upstream connection opens: a refused
+/// client gets RocketMQ's `NO_PERMISSION` answer and the connection
+/// closes. Returns the client and the bytes read so far.
+async fn admit(
+    shared: &Shared,
+    accounts: &super::acl::Accounts,
+    mut client: Stream,
+    peer: SocketAddr,
+) -> Option<(Stream, Vec<u8>)> {
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let raw = loop {
+        match split_frame(&mut buf.clone(), shared.max_frame) {
+            Ok(Some(raw)) => break raw,
+            Ok(None) => {}
+            Err(_) => return Some((client, buf.to_vec())),
+        }
+        buf.reserve(READ_RESERVE);
+        match tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return None,
+        }
+    };
+    // A malformed frame is left to the relay, which reports it.
+    let Ok(frame) = Frame::parse(raw) else {
+        return Some((client, buf.to_vec()));
+    };
+    if frame.header.is_response() {
+        return Some((client, buf.to_vec()));
+    }
+    match super::acl::check_client(accounts, &shared.migration.name, peer, &frame).await {
+        Ok(()) => Some((client, buf.to_vec())),
+        Err(answer) => {
+            if !frame.header.is_oneway() {
+                let _ = client.write_all(&answer).await;
+                let _ = client.flush().await;
+            }
+            None
         }
     }
 }
@@ -273,6 +324,12 @@ async fn requests(
     let cluster = shared.cluster(endpoint.side).to_owned();
     let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => cluster.clone(), "direction" => "to_upstream");
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let accounts = super::acl::accounts(&shared.migration.name);
+    let signer = super::acl::signer(&cluster);
+    let peer: SocketAddr = tag
+        .peer
+        .parse()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         loop {
             let frame = match split_frame(&mut buf, shared.max_frame)
@@ -285,12 +342,27 @@ async fn requests(
             let out = if frame.header.is_response() {
                 frame.raw
             } else {
+                if let Some(accounts) = &accounts
+                    && super::acl::check_client(accounts, &shared.migration.name, peer, &frame)
+                        .await
+                        .is_err()
+                {
+                    return Close::Protocol("client authentication failed".into());
+                }
                 if !frame.header.is_oneway() {
                     pair.outstanding.sent();
                 }
-                match request(shared, endpoint, &cluster, frame, pair.inflight, tag).await {
+                let out = match request(shared, endpoint, &cluster, frame, pair.inflight, tag).await
+                {
                     Ok(out) => out,
                     Err(why) => return Close::Protocol(why),
+                };
+                match &signer {
+                    Some(signer) => match signer.resign_raw(out) {
+                        Ok(out) => out,
+                        Err(why) => return Close::Protocol(why),
+                    },
+                    None => out,
                 }
             };
             if let Err(e) = upstream.write_all(&out).await {
