@@ -284,7 +284,54 @@ fn offsets_of_a_spliced_topic_read_right_through_the_proxy() {
     );
     assert!(deleted.status.success(), "{}", output_text(&deleted));
     assert_eq!(described(&rig), [row("1", "20", "0")]);
+
+    // DeleteRecords through the proxy, before virtual 15 of partition 0:
+    // the source segment whole and the target's first 5 records.
+    let plan = rig.proxy.config().dir().join("delete.json");
+    std::fs::write(
+        &plan,
+        r#"{"version":1,"partitions":[{"topic":"offsets","partition":0,"offset":15}]}"#,
+    )
+    .unwrap();
+    let deleted = kafka_tool(
+        "org.apache.kafka.tools.DeleteRecordsCommand",
+        &[
+            "--bootstrap-server",
+            &format!("127.0.0.1:{}", rig.listen),
+            "--offset-json-file",
+            &plan.display().to_string(),
+        ],
+    );
+    let text = output_text(&deleted);
+    assert!(deleted.status.success(), "{text}");
+    assert!(text.contains("low_watermark: 15"), "{text}");
+    let after = finish_kafka_script(
+        rig.spawn_python(&AFTER_DELETE.replace("{LISTEN}", &rig.listen.to_string())),
+    );
+    assert_eq!(after["low"], serde_json::json!([15, 0]), "{after}");
+    assert_eq!(after["high"], serde_json::json!([20, 20]), "{after}");
+    assert_eq!(after["read_from"], 15, "{after}");
+    assert_eq!(after["read"], 5, "{after}");
 }
+
+/// Watermarks of `offsets` and partition 0 read from its earliest record.
+const AFTER_DELETE: &str = r#"
+import json, time
+from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+c = Consumer({"bootstrap.servers": "127.0.0.1:{LISTEN}", "group.id": "offsets-after", "enable.auto.commit": False})
+marks = [c.get_watermark_offsets(TopicPartition("offsets", q), timeout=20) for q in range(2)]
+c.assign([TopicPartition("offsets", 0, OFFSET_BEGINNING)])
+offsets, deadline = [], time.time() + 20
+while len(offsets) < 5 and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is not None and not m.error(): offsets.append(m.offset())
+time.sleep(1)
+m = c.poll(1)
+if m is not None and not m.error(): offsets.append(m.offset())
+c.close()
+print(json.dumps({"low": [m[0] for m in marks], "high": [m[1] for m in marks],
+                  "read_from": offsets[0] if offsets else None, "read": len(offsets)}))
+"#;
 
 /// Writes COUNT records to `offsets-t`; with READ, reads all TOTAL with
 /// group `offsets-t-group` and commits.

@@ -1,4 +1,5 @@
-//! Pop consumption through the proxy, black box: Apache RocketMQ 5.3.3
+//! Pop consumption through the proxy, and `migrate-metadata --all
+//! --follow`, black box: Apache RocketMQ 5.3.3
 //! clusters of their own (source masters broker-a and broker-b, target
 //! one master), started with the timer wheel on, which Apache requires
 //! for pop (`pop message is forbidden because timerWheelEnable is false`)
@@ -6,7 +7,10 @@
 //! gates. Apache's 5.x Java push consumer lets the brokers rebalance its
 //! group (QUERY_ASSIGNMENT) and pops the queues they assign in POP mode
 //! (POP_MESSAGE, ACK_MESSAGE, CHANGE_MESSAGE_INVISIBLETIME) while the topic
-//! walks source → target. Needs `tests/peers/install.sh rocketmq`.
+//! walks source → target. Following creates on the target the topics and
+//! groups made on the source afterwards (kept here: it copies every source
+//! topic, which the other binaries' tests expect the target to lack).
+//! Needs `tests/peers/install.sh rocketmq`.
 
 mod support;
 
@@ -47,24 +51,34 @@ fn timer_wheel_clusters() -> &'static (RocketmqCluster, RocketmqCluster) {
     })
 }
 
+/// One admin request with a body to the broker at `addr`, which must
+/// succeed.
+fn admin(addr: &str, code: i32, ext: &[(&str, &str)], body: &[u8]) -> cutover_rocketmq::Frame {
+    let mut header = Header::request(code, 1);
+    for (k, v) in ext {
+        header.set_ext(*k, *v);
+    }
+    let frame = encode(&header, body, Encoding::Json).expect("encode");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the broker");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream.write_all(&frame).expect("write");
+    support::read_frame(&mut stream).expect("an answer")
+}
+
 /// Sets `group`'s mode for `topic` to POP on the broker at `addr` (what
 /// `mqadmin setConsumeMode -m POP` does).
 fn set_pop_mode(addr: &str, topic: &str, group: &str) {
     let body = serde_json::json!({
         "topic": topic, "consumerGroup": group, "mode": "POP", "popShareQueueNum": 0,
     });
-    let frame = encode(
-        &Header::request(SET_MESSAGE_REQUEST_MODE, 1),
+    let answer = admin(
+        addr,
+        SET_MESSAGE_REQUEST_MODE,
+        &[],
         body.to_string().as_bytes(),
-        Encoding::Json,
-    )
-    .expect("encode");
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the broker");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    stream.write_all(&frame).expect("write");
-    let answer = support::read_frame(&mut stream).expect("an answer");
+    );
     assert_eq!(answer.header.code, 0, "{addr}: {:?}", answer.header.remark);
 }
 
@@ -190,4 +204,77 @@ fn pop_consumer_reads_everything_across_the_walk() {
         duplicates, 0,
         "acks that missed their broker are delivered again"
     );
+}
+
+/// `migrate-metadata --all --follow`: a topic (under a `%` namespace) and a
+/// group created on the source after the first copy reach the target by
+/// themselves, and following reports them.
+#[test]
+fn following_creates_topics_and_groups_made_later_on_the_source() {
+    const LATE_TOPIC: &str = "latens%arrivals";
+    const LATE_GROUP: &str = "latens%arrival-readers";
+    let rig = RocketmqRig::start_on(timer_wheel_clusters(), "");
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", "--all", "--follow"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("following"), "{out}");
+    for broker in &rig.source.brokers {
+        let got = admin(
+            &broker.addr(),
+            17,
+            &[
+                ("topic", LATE_TOPIC),
+                ("defaultTopic", "TBW102"),
+                ("readQueueNums", "2"),
+                ("writeQueueNums", "2"),
+                ("perm", "6"),
+                ("topicFilterType", "SINGLE_TAG"),
+                ("topicSysFlag", "0"),
+                ("order", "false"),
+            ],
+            &[],
+        );
+        assert_eq!(got.header.code, 0, "{:?}", got.header.remark);
+        let group =
+            serde_json::json!({"groupName": LATE_GROUP, "retryMaxTimes": 5, "consumeEnable": true});
+        let got = admin(&broker.addr(), 200, &[], group.to_string().as_bytes());
+        assert_eq!(got.header.code, 0, "{:?}", got.header.remark);
+    }
+    let target = rig.target.brokers[0].addr();
+    wait_until(STEP_DEADLINE, "the late topic on the target", || {
+        support::rpc(
+            &rig.target.namesrv(),
+            105,
+            &[("topic", LATE_TOPIC)],
+            Encoding::Json,
+        )
+        .is_some_and(|r| {
+            r.header.code == 0
+                && cutover_rocketmq::TopicRouteData::decode(&r.body).is_ok_and(|d| {
+                    d.queue_datas
+                        .iter()
+                        .map(|q| q.write_queue_nums)
+                        .sum::<i32>()
+                        == 4
+                })
+        })
+    });
+    wait_until(STEP_DEADLINE, "the late group on the target", || {
+        admin(&target, 352, &[("group", LATE_GROUP)], &[])
+            .header
+            .code
+            == 0
+    });
+    let got = admin(&target, 352, &[("group", LATE_GROUP)], &[]);
+    let config: serde_json::Value = serde_json::from_slice(&got.body).expect("group config");
+    assert_eq!(
+        config["retryMaxTimes"], 5,
+        "the source's settings: {config}"
+    );
+    // Asking again reports what following did (and starts nothing new).
+    let (code, out) = rig.ctl(&["migrate-metadata", "orders", "--all", "--follow", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect(&out);
+    let follow = &report["follow"];
+    assert_eq!(follow["following"], true, "{follow}");
+    assert!(follow["created"].as_u64().unwrap_or(0) >= 2, "{follow}");
 }

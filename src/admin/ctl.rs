@@ -94,6 +94,10 @@ enum CtlCommand {
         /// Apply the plan in FILE (as `--export` wrote it, edited or not).
         #[arg(long, value_name = "FILE")]
         import: Option<PathBuf>,
+        /// With `--all`: then keep creating the source's new topics and
+        /// groups on the target while the proxy runs.
+        #[arg(long, requires = "all", conflicts_with = "export")]
+        follow: bool,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -238,13 +242,14 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             all,
             export,
             import,
+            follow,
             json,
         } => {
             if all || import.is_some() {
                 let how = match (export, import) {
                     (Some(file), _) => super::ctl_metadata::How::Export(file),
                     (None, Some(file)) => super::ctl_metadata::How::Import(file),
-                    (None, None) => super::ctl_metadata::How::All,
+                    (None, None) => super::ctl_metadata::How::All { follow },
                 };
                 return super::ctl_metadata::run(socket, &migration, how, json).await;
             }

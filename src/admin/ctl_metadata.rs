@@ -20,8 +20,11 @@ use super::table;
 /// What to do.
 #[derive(Debug)]
 pub enum How {
-    /// Plan and apply.
-    All,
+    /// Plan and apply, then follow the source if asked.
+    All {
+        /// Keep creating the source's new items.
+        follow: bool,
+    },
     /// Plan and write it to the file.
     Export(PathBuf),
     /// Apply the plan in the file.
@@ -39,10 +42,12 @@ pub async fn run(
     json: bool,
 ) -> Result<ExitCode, ClientError> {
     let plan = match &how {
-        How::All | How::Export(_) => match call(socket, migration, "metadata_plan", None).await? {
-            Ok(plan) => plan,
-            Err(code) => return Ok(code),
-        },
+        How::All { .. } | How::Export(_) => {
+            match call(socket, migration, "metadata_plan", None).await? {
+                Ok(plan) => plan,
+                Err(code) => return Ok(code),
+            }
+        }
         How::Import(file) => match read_plan(file) {
             Ok(plan) => plan,
             Err(why) => return Ok(complain(&why)),
@@ -68,11 +73,24 @@ pub async fn run(
         Ok(report) => report,
         Err(code) => return Ok(code),
     };
+    let mut report = report;
+    if let How::All { follow: true } = how {
+        match call(socket, migration, "metadata_follow", None).await? {
+            Ok(state) => report["follow"] = state,
+            Err(code) => return Ok(code),
+        }
+    }
     let mut out = std::io::stdout();
     if json {
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report)?);
     } else {
         let _ = write!(out, "{}", human(&report));
+        if report["follow"].is_object() {
+            let _ = writeln!(
+                out,
+                "following: topics and groups created on the source from now on are created on the target"
+            );
+        }
     }
     Ok(if report["failed"].as_u64() == Some(0) {
         ExitCode::SUCCESS

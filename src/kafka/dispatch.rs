@@ -1,5 +1,6 @@
 //! Which handler a client request goes to. Requests that name partitions
-//! are split by partition (Metadata, Produce, Fetch, ListOffsets); those
+//! are split by partition (Metadata, Produce, Fetch, ListOffsets,
+//! DeleteRecords); those
 //! that belong to a coordinator go to it; the answers that name brokers or
 //! versions are rewritten; everything else goes to the source's bootstrap
 //! endpoints, relabelled only.
@@ -10,7 +11,7 @@ use cutover_kafka::{RequestHeader, decode_response_body};
 
 use super::cluster::Side;
 use super::session::{Close, Out, Reply, Session, answer};
-use super::{fetch, groups, metadata, observe, offsets, produce, rewrite};
+use super::{delete_records, fetch, groups, metadata, observe, offsets, produce, rewrite};
 
 pub(super) async fn route(
     session: &mut Session,
@@ -23,6 +24,7 @@ pub(super) async fn route(
         ApiKey::Produce => produce::route(session, frame, header).await?,
         ApiKey::Fetch => fetch::route(session, frame, header).await?,
         ApiKey::ListOffsets => offsets::route(session, frame, header).await?,
+        ApiKey::DeleteRecords => delete_records::route(session, frame, header).await?,
         ApiKey::FindCoordinator => groups::find_coordinator(session, frame, header).await?,
         ApiKey::ConsumerGroupHeartbeat => groups::refuse_consumer_protocol(session, header)?,
         key if groups::coordinated(key) => groups::route(session, frame, header).await?,

@@ -19,6 +19,7 @@
 pub mod brokers;
 mod bypass;
 pub mod cluster;
+mod delete_records;
 mod dispatch;
 pub mod driver;
 mod fetch;
@@ -361,21 +362,20 @@ fn observed_blob(migration: &str) -> String {
 /// Loads the groups a previous run saw and keeps persisting them.
 async fn remember(shared: &Arc<Shared>, shutdown: &Shutdown) {
     let name = &shared.migration.name;
-    let blob = observed_blob(name);
-    let (saved, prior) =
-        recall::load::<observe::GroupTopics>(shared.store.as_ref(), name, &blob).await;
+    let memory = Arc::new(Memory(shared.clone()));
+    let saved = recall::resume(
+        shared.store.clone(),
+        name,
+        observed_blob(name),
+        &shared.recall,
+        memory,
+        shutdown,
+    )
+    .await;
     if let Some(saved) = saved {
         tracing::info!(migration = %name, groups = saved.len(), "consumer groups seen before the restart restored");
         shared.observed.restore(saved);
     }
-    shared.recall.set_prior(prior);
-    recall::spawn_flush(
-        shared.store.clone(),
-        name.to_string(),
-        blob,
-        Arc::new(Memory(shared.clone())),
-        shutdown,
-    );
 }
 
 /// The groups seen through the proxy, as persisted.

@@ -2,7 +2,7 @@
 //! answer in its virtual space, and the answer translated:
 //!
 //! - latest (-1) and max-timestamp (-3): the open segment's cluster;
-//! - earliest (-2): the first segment's cluster;
+//! - earliest (-2): the first segment whose records are not all deleted;
 //! - a timestamp: on a partition never switched, the source; on a
 //!   spliced one, each segment in turn, oldest first (`offsets_by_time`).
 //!

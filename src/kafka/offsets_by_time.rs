@@ -1,5 +1,6 @@
-//! ListOffsets by timestamp on a spliced partition: the first record at
-//! or after a time may lie in any segment, so the segments are asked in
+//! ListOffsets by timestamp (and earliest) on a spliced partition: the
+//! first record at or after a time, or the first one not deleted, may lie
+//! in any segment, so the segments are asked in
 //! order, oldest first, each of its own cluster's leader: the first whose
 //! cluster finds such a record *inside the segment's range* answers, in
 //! virtual offsets. A record the cluster finds past a closed segment's end
@@ -18,12 +19,16 @@ use cutover_kafka::kafka_protocol::messages::{
 use super::Shared;
 use super::segments::PartitionMap;
 
-/// Whether a query for `timestamp` must search `map`'s segments (a time,
-/// not a sentinel, on a partition with more than one segment).
+/// Whether a query for `timestamp` must search `map`'s segments (a time
+/// or earliest, on a partition with more than one segment: records
+/// deleted up to a closed segment's end send "earliest" to the next).
 #[must_use]
 pub fn spans(map: &PartitionMap, timestamp: i64) -> bool {
-    timestamp >= 0 && map.segments().len() > 1
+    (timestamp >= 0 || timestamp == EARLIEST) && map.segments().len() > 1
 }
+
+/// ListOffsets' "earliest" sentinel.
+const EARLIEST: i64 = -2;
 
 /// What segment `index`'s cluster answering `physical` means.
 #[derive(Debug, PartialEq, Eq)]
@@ -128,7 +133,11 @@ mod tests {
             .appended(Side::Target, 100, 4)
             .unwrap();
         assert!(spans(&map, 1_700_000_000_000));
-        assert!(!spans(&map, -1), "sentinels are not searched");
+        assert!(
+            spans(&map, -2),
+            "earliest too: the first segment may be deleted"
+        );
+        assert!(!spans(&map, -1), "latest is the open segment's");
         assert!(
             !spans(&PartitionMap::default(), 5),
             "one segment: asked whole"

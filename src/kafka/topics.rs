@@ -56,7 +56,8 @@ fn s(x: &str) -> StrBytes {
 
 /// Metadata for `topic` on the cluster behind `upstream`, never creating it.
 /// A topic error of a settling cluster (LEADER_NOT_AVAILABLE while a new
-/// topic elects its leaders) is asked again within the step's deadline.
+/// topic elects its leaders) or a connection dropped before the answer is
+/// asked again within the step's deadline.
 ///
 /// # Errors
 /// When the cluster cannot be asked or answers a topic error other than
@@ -79,10 +80,16 @@ async fn view_once(
             MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),
         ]))
         .with_allow_auto_topic_creation(false);
+    // A broker that drops the connection mid-answer (restarting) is asked
+    // again (the next connection may reach another endpoint); one that
+    // nobody at any endpoint answers fails at once.
     let response: MetadataResponse = shared
         .exchange(upstream, ApiKey::Metadata, 4, &request)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure {
+            retriable: matches!(e, super::probe::ProbeError::Exchange { .. }),
+            message: e.to_string(),
+        })?;
     let brokers = response
         .brokers
         .iter()

@@ -20,8 +20,7 @@
 //!   epoch validation.
 //! - **No per-connection state upstream.** One client connection fans out
 //!   to several upstream connections, so SASL passthrough (which
-//!   authenticates one connection) is not offered; DeleteRecords would
-//!   need per-segment splitting and is not offered either.
+//!   authenticates one connection) is not offered.
 
 use cutover_kafka::VersionRow;
 use cutover_kafka::kafka_protocol::messages::ApiKey;
@@ -60,6 +59,8 @@ pub const SUPPORTED: &[VersionRow] = &[
     (ApiKey::DescribeCluster as i16, 0, 2),
     // Answered by the proxy with a refusal that says why (groups.rs).
     (ApiKey::ConsumerGroupHeartbeat as i16, 0, 1),
+    // Split per segment (`delete_records`).
+    (ApiKey::DeleteRecords as i16, 0, 2),
 ];
 
 /// Why a request may not pass.

@@ -106,7 +106,7 @@ catalogue! {
     ROCKETMQ_SENDS = "cutover_rocketmq_sends_total", Counter, ["migration", "topic", "cluster"],
         "RocketMQ send requests answered by a broker, per topic and cluster.";
     ROCKETMQ_PULLS = "cutover_rocketmq_pulls_total", Counter, ["migration", "topic", "cluster"],
-        "RocketMQ pull requests answered by a broker, per topic and cluster.";
+        "RocketMQ pull and pop requests answered by a broker, per topic and cluster.";
     ROCKETMQ_MESSAGES = "cutover_rocketmq_messages_total", Counter, ["migration", "topic", "cluster", "direction"],
         "RocketMQ messages acknowledged to producers (direction produced) or delivered in pulls (consumed).";
     ROCKETMQ_ERRORS = "cutover_rocketmq_errors_total", Counter, ["migration", "topic", "cluster", "code"],

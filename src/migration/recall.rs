@@ -204,6 +204,27 @@ pub trait Snapshots: Send + Sync + 'static {
     fn snapshot(&self) -> (Self::Data, bool);
 }
 
+/// At start: loads what the previous run persisted as `blob` (returned for
+/// the caller to restore), tells `recall` how that run ended, and keeps
+/// persisting `source` from now on.
+pub async fn resume<S>(
+    store: std::sync::Arc<dyn StateStore>,
+    migration: &str,
+    blob: String,
+    recall: &Recall,
+    source: std::sync::Arc<S>,
+    shutdown: &Shutdown,
+) -> Option<S::Data>
+where
+    S: Snapshots,
+    S::Data: DeserializeOwned,
+{
+    let (saved, prior) = load::<S::Data>(store.as_ref(), migration, &blob).await;
+    recall.set_prior(prior);
+    spawn_flush(store, migration.to_owned(), blob, source, shutdown);
+    saved
+}
+
 /// Writes `source`'s snapshot as `blob` whenever it changed, every
 /// [`FLUSH_EVERY`]; on shutdown, once only flush tasks are left on the
 /// connection tracker, writes a last one marked complete. The task is

@@ -609,8 +609,10 @@ impl Driver for RocketmqDriver {
                     .map_err(|e| format!("the plan does not parse: {e}"))?;
                 super::catalog::apply(&self.shared, &plan).await
             }
+            "metadata_follow" => serde_json::to_value(super::catalog::follow(&self.shared))
+                .map_err(|e| e.to_string()),
             _ => Err(format!(
-                "{action} is not available for rocketmq migrations (actions: metadata_plan, metadata_apply)"
+                "{action} is not available for rocketmq migrations (actions: metadata_plan, metadata_apply, metadata_follow)"
             )),
         }
     }

@@ -67,6 +67,7 @@ pub(crate) struct Shared {
     pub observed: observe::Observed,
     /// Whether `observed` may miss groups a previous run saw.
     pub recall: Recall,
+    catalog_follow: catalog::Follow,
     endpoints: Mutex<EndpointMap>,
     broker_upstreams: crate::proxy::BrokerUpstreams,
     pub advertised_host: String,
@@ -383,20 +384,20 @@ fn observed_blob(migration: &str) -> String {
 /// Loads the groups and members a previous run saw and keeps persisting them.
 async fn remember(shared: &Arc<Shared>, shutdown: &Shutdown) {
     let name = &shared.migration.name;
-    let blob = observed_blob(name);
-    let (saved, prior) = recall::load::<observe::Saved>(shared.store.as_ref(), name, &blob).await;
+    let memory = Arc::new(Memory(shared.clone()));
+    let saved = recall::resume(
+        shared.store.clone(),
+        name,
+        observed_blob(name),
+        &shared.recall,
+        memory,
+        shutdown,
+    )
+    .await;
     if let Some(saved) = saved {
         tracing::info!(migration = %name, topics = saved.topics.len(), groups = saved.members.len(), "consumer groups and members seen before the restart restored");
         shared.observed.restore(saved);
     }
-    shared.recall.set_prior(prior);
-    recall::spawn_flush(
-        shared.store.clone(),
-        name.to_string(),
-        blob,
-        Arc::new(Memory(shared.clone())),
-        shutdown,
-    );
 }
 
 /// The groups and members seen through the proxy, as persisted.
@@ -453,6 +454,7 @@ fn build_shared(
         target_config: target.clone(),
         observed: observe::Observed::default(),
         recall: Recall::default(),
+        catalog_follow: catalog::Follow::default(),
         endpoints: Mutex::new(EndpointMap::new(
             base,
             options.max_brokers,

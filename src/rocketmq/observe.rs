@@ -257,17 +257,20 @@ struct Heartbeat {
     consumer_data_set: Vec<ConsumerData>,
 }
 
+/// A consumer group in a heartbeat body, with the topics it subscribes
+/// (also read by [`super::seen`]).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ConsumerData {
-    group_name: String,
+pub(super) struct ConsumerData {
+    pub(super) group_name: String,
     #[serde(default)]
-    subscription_data_set: Vec<Subscription>,
+    pub(super) subscription_data_set: Vec<Subscription>,
 }
 
+/// One subscription of a [`ConsumerData`].
 #[derive(Deserialize)]
-struct Subscription {
-    topic: String,
+pub(super) struct Subscription {
+    pub(super) topic: String,
 }
 
 /// Messages in a pull response or batch send body: each message starts

@@ -228,26 +228,13 @@ struct Heartbeat {
     #[serde(default)]
     producer_data_set: Vec<GroupName>,
     #[serde(default)]
-    consumer_data_set: Vec<ConsumerData>,
+    consumer_data_set: Vec<super::observe::ConsumerData>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct GroupName {
     group_name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConsumerData {
-    group_name: String,
-    #[serde(default)]
-    subscription_data_set: Vec<Subscription>,
-}
-
-#[derive(Deserialize)]
-struct Subscription {
-    topic: String,
 }
 
 /// Apache's version number as its name (`V5_3_3`), for the versions the
