@@ -201,6 +201,12 @@ impl Accounts {
         Accounts::parse(&shown, &text)
     }
 
+    /// Whether no account is defined (no client could sign).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
     /// Checks a request's signature; returns the account's access key.
     ///
     /// # Errors
@@ -289,6 +295,10 @@ pub fn register(
         }
     }
     let accounts = accounts_file.map(Accounts::load).transpose()?;
+    if accounts.is_some() {
+        // At zero from the start, so a dashboard sees the series.
+        let _ = auth_errors(migration);
+    }
     let mut registry = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
     registry.signers.extend(signers);
     match accounts {
@@ -321,21 +331,33 @@ pub fn accounts(migration: &str) -> Option<Arc<Accounts>> {
         .cloned()
 }
 
+/// Refused client signatures of `migration` (off the hot path: only a
+/// refusal looks it up).
+fn auth_errors(migration: &str) -> metrics::Counter {
+    metrics::counter!(crate::metrics::REQUEST_ERRORS, "migration" => migration.to_owned(), "cluster" => "client", "kind" => "auth")
+}
+
 /// Checks a client request of `migration` from `peer`; a refusal is logged
 /// with the address and held back when the address keeps failing, then
-/// returned as the answer to send.
+/// returned as the answer to send. `admitted`: an earlier request of the
+/// connection passed, so the address's failures were already forgotten
+/// (the throttle's lock stays off the path of every later request).
 pub async fn check_client(
     accounts: &Accounts,
     migration: &str,
     peer: std::net::SocketAddr,
     frame: &Frame,
+    admitted: bool,
 ) -> Result<(), Bytes> {
     match accounts.verify(&frame.header, &frame.body) {
         Ok(_) => {
-            THROTTLE.succeeded(peer.ip());
+            if !admitted {
+                THROTTLE.succeeded(peer.ip());
+            }
             Ok(())
         }
         Err(e) => {
+            auth_errors(migration).increment(1);
             let delay = THROTTLE.failed(peer.ip(), std::time::Instant::now());
             tracing::warn!(
                 migration = %migration,

@@ -47,6 +47,8 @@ enum Close {
     Client,
     Idle,
     Shutdown,
+    /// A request's signature was refused (ACL).
+    Auth,
     Protocol(String),
     Upstream(String),
 }
@@ -111,49 +113,18 @@ pub(super) async fn run(
     let name = shared.migration.name.to_string();
     let mut local = None;
     let mut tag = Tag::new(peer);
-    let (client, pending) = match super::acl::accounts(&name) {
-        Some(accounts) => match admit(&shared, &accounts, client, peer).await {
-            Some(admitted) => admitted,
-            None => return,
-        },
-        None => (client, Vec::new()),
+    let admitted = match super::acl::accounts(&name) {
+        Some(accounts) => admit(&shared, &accounts, client, peer, &shutdown).await,
+        None => Ok((client, Vec::new())),
     };
-    let close = match connect(&shared, &endpoint).await {
-        Ok(upstream) => {
-            local = local_addr(&upstream);
-            if let Some(addr) = &local {
-                shared.observed.local_addr(addr, true);
-            }
-            let (client_r, client_w) = tokio::io::split(client);
-            // The frames read while authenticating come first.
-            let client_r = std::io::Cursor::new(pending).chain(client_r);
-            let (up_r, up_w) = tokio::io::split(upstream);
-            let inflight = InFlight::default();
-            let outstanding = Outstanding::default();
-            let pair = Pair {
-                inflight: &inflight,
-                outstanding: &outstanding,
-            };
-            let reads = requests(
-                &shared, &endpoint, client_r, up_w, pair, &mut tag, &shutdown,
-            );
-            let writes = responses(&shared, &endpoint, up_r, client_w, pair);
-            tokio::pin!(reads, writes);
-            tokio::select! {
-                close = &mut reads => match close {
-                    // Draining: nothing new is read from the client, and the
-                    // answers it is owed (a send, a long-polled pull) are
-                    // relayed first. The proxy-wide grace bounds the wait.
-                    Close::Shutdown => tokio::select! {
-                        close = &mut writes => close,
-                        () = outstanding.settled() => Close::Shutdown,
-                    },
-                    other => other,
-                },
-                close = &mut writes => close,
-            }
+    let close = match admitted {
+        Ok((client, pending)) => {
+            relay(
+                &shared, &endpoint, client, pending, &mut tag, &shutdown, &mut local,
+            )
+            .await
         }
-        Err(reason) => Close::Upstream(reason),
+        Err(close) => close,
     };
     if let Some(addr) = &local {
         shared.observed.local_addr(addr, false);
@@ -163,6 +134,7 @@ pub(super) async fn run(
         Close::Client => "client",
         Close::Idle => "idle",
         Close::Shutdown => "shutdown",
+        Close::Auth => "auth",
         Close::Protocol(_) => "protocol_error",
         Close::Upstream(_) => "upstream",
     };
@@ -184,44 +156,97 @@ pub(super) async fn run(
     }
 }
 
+/// Opens the upstream connection and pumps both directions until one ends;
+/// `pending` (bytes read while admitting the client) is relayed first.
+/// `local` receives the upstream connection's local address.
+async fn relay(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    client: Stream,
+    pending: Vec<u8>,
+    tag: &mut Tag,
+    shutdown: &CancellationToken,
+    local: &mut Option<String>,
+) -> Close {
+    let upstream = match connect(shared, endpoint).await {
+        Ok(upstream) => upstream,
+        Err(reason) => return Close::Upstream(reason),
+    };
+    *local = local_addr(&upstream);
+    if let Some(addr) = local.as_ref() {
+        shared.observed.local_addr(addr, true);
+    }
+    let (client_r, client_w) = tokio::io::split(client);
+    let client_r = std::io::Cursor::new(pending).chain(client_r);
+    let (up_r, up_w) = tokio::io::split(upstream);
+    let inflight = InFlight::default();
+    let outstanding = Outstanding::default();
+    let pair = Pair {
+        inflight: &inflight,
+        outstanding: &outstanding,
+    };
+    let reads = requests(shared, endpoint, client_r, up_w, pair, tag, shutdown);
+    let writes = responses(shared, endpoint, up_r, client_w, pair);
+    tokio::pin!(reads, writes);
+    tokio::select! {
+        close = &mut reads => match close {
+            // Draining: nothing new is read from the client, and the
+            // answers it is owed (a send, a long-polled pull) are
+            // relayed first. The proxy-wide grace bounds the wait.
+            Close::Shutdown => tokio::select! {
+                close = &mut writes => close,
+                () = outstanding.settled() => Close::Shutdown,
+            },
+            other => other,
+        },
+        close = &mut writes => close,
+    }
+}
+
 /// With client accounts configured, reads the client's first request and
 /// checks its signature before any upstream connection opens: a refused
 /// client gets RocketMQ's `NO_PERMISSION` answer and the connection
-/// closes. Returns the client and the bytes read so far.
+/// closes ([`Close::Auth`]). Returns the client and the bytes read so far.
 async fn admit(
     shared: &Shared,
     accounts: &super::acl::Accounts,
     mut client: Stream,
     peer: SocketAddr,
-) -> Option<(Stream, Vec<u8>)> {
+    shutdown: &CancellationToken,
+) -> Result<(Stream, Vec<u8>), Close> {
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     let raw = loop {
         match split_frame(&mut buf.clone(), shared.max_frame) {
             Ok(Some(raw)) => break raw,
             Ok(None) => {}
-            Err(_) => return Some((client, buf.to_vec())),
+            // A bad frame is left to the relay, which reports it.
+            Err(_) => return Ok((client, buf.to_vec())),
         }
         buf.reserve(READ_RESERVE);
-        match tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return None,
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return Err(Close::Shutdown),
+            read = tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)) => read,
+        };
+        match read {
+            Err(_) => return Err(Close::Idle),
+            Ok(Ok(0) | Err(_)) => return Err(Close::Client),
+            Ok(Ok(_)) => {}
         }
     };
-    // A malformed frame is left to the relay, which reports it.
     let Ok(frame) = Frame::parse(raw) else {
-        return Some((client, buf.to_vec()));
+        return Ok((client, buf.to_vec()));
     };
     if frame.header.is_response() {
-        return Some((client, buf.to_vec()));
+        return Ok((client, buf.to_vec()));
     }
-    match super::acl::check_client(accounts, &shared.migration.name, peer, &frame).await {
-        Ok(()) => Some((client, buf.to_vec())),
+    match super::acl::check_client(accounts, &shared.migration.name, peer, &frame, false).await {
+        Ok(()) => Ok((client, buf.to_vec())),
         Err(answer) => {
             if !frame.header.is_oneway() {
                 let _ = client.write_all(&answer).await;
                 let _ = client.flush().await;
             }
-            None
+            Err(Close::Auth)
         }
     }
 }
@@ -343,11 +368,20 @@ async fn requests(
                 frame.raw
             } else {
                 if let Some(accounts) = &accounts
-                    && super::acl::check_client(accounts, &shared.migration.name, peer, &frame)
-                        .await
-                        .is_err()
+                    && super::acl::check_client(
+                        accounts,
+                        &shared.migration.name,
+                        peer,
+                        &frame,
+                        true,
+                    )
+                    .await
+                    .is_err()
                 {
-                    return Close::Protocol("client authentication failed".into());
+                    // Logged and counted by the check; the answer channel
+                    // belongs to the other direction, so the client sees
+                    // the connection close.
+                    return Close::Auth;
                 }
                 if !frame.header.is_oneway() {
                     pair.outstanding.sent();

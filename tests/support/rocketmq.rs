@@ -206,7 +206,7 @@ struct StartingNamesrv {
     dir: TempDir,
 }
 
-fn spawn_namesrv(name: &str) -> StartingNamesrv {
+fn spawn_namesrv(name: &str, jvm: &[String]) -> StartingNamesrv {
     let home = rocketmq_home();
     let dir = tempfile::tempdir().expect("rocketmq temp dir");
     let port = free_port_block(1);
@@ -222,6 +222,7 @@ fn spawn_namesrv(name: &str) -> StartingNamesrv {
     )
     .expect("write namesrv.conf");
     let mut args = server_args(&home, &ns_dir, "namesrv", &["-Xms128m", "-Xmx256m"]);
+    args.extend(jvm.iter().cloned());
     args.extend([
         "org.apache.rocketmq.namesrv.NamesrvStartup".to_owned(),
         "-c".to_owned(),
@@ -243,6 +244,7 @@ fn spawn_broker(
     namesrv_port: u16,
     dir: &Path,
     extra: &str,
+    jvm: &[String],
 ) -> (u16, TiedJvm) {
     let home = rocketmq_home();
     let bdir = dir.join(broker);
@@ -272,6 +274,7 @@ fn spawn_broker(
         "broker",
         &["-Xms256m", "-Xmx256m", "-XX:MaxDirectMemorySize=256m"],
     );
+    args.extend(jvm.iter().cloned());
     args.extend([
         "org.apache.rocketmq.broker.BrokerStartup".to_owned(),
         "-c".to_owned(),
@@ -298,8 +301,20 @@ impl RocketmqCluster {
     /// [`RocketmqCluster::start_all`] with `extra` lines in every broker's
     /// config (e.g. `timerWheelEnable=true\n`).
     pub fn start_all_with(specs: &[(&str, &[&str])], extra: &str) -> Vec<RocketmqCluster> {
-        let mut namesrvs: Vec<StartingNamesrv> =
-            specs.iter().map(|(name, _)| spawn_namesrv(name)).collect();
+        RocketmqCluster::start_all_jvm(specs, extra, &[])
+    }
+
+    /// [`RocketmqCluster::start_all_with`] with `jvm` system properties
+    /// (`-Dtls.server.mode=...`) on every NameServer and broker.
+    pub fn start_all_jvm(
+        specs: &[(&str, &[&str])],
+        extra: &str,
+        jvm: &[String],
+    ) -> Vec<RocketmqCluster> {
+        let mut namesrvs: Vec<StartingNamesrv> = specs
+            .iter()
+            .map(|(name, _)| spawn_namesrv(name, jvm))
+            .collect();
         for ns in &mut namesrvs {
             ns.jvm.wait_line("The Name Server boot success");
         }
@@ -310,28 +325,30 @@ impl RocketmqCluster {
                 brokers
                     .iter()
                     .map(|b| {
-                        let (port, jvm) = spawn_broker(cluster, b, ns.port, ns.dir.path(), extra);
-                        ((*b).to_owned(), port, jvm)
+                        let (port, process) =
+                            spawn_broker(cluster, b, ns.port, ns.dir.path(), extra, jvm);
+                        ((*b).to_owned(), port, process)
                     })
                     .collect()
             })
             .collect();
         for (((cluster, _), ns), brokers) in specs.iter().zip(&namesrvs).zip(&mut starting) {
-            for (name, port, jvm) in brokers.iter_mut() {
+            for (name, port, process) in brokers.iter_mut() {
                 // Seen twice under heavy load: a broker that never printed
                 // its ready line nor exited. A fresh JVM on fresh ports
                 // then started in seconds.
                 let mut attempt = 1;
-                while let Err(why) = jvm.try_wait_line("boot success", BROKER_ATTEMPT_DEADLINE) {
+                while let Err(why) = process.try_wait_line("boot success", BROKER_ATTEMPT_DEADLINE)
+                {
                     assert!(attempt < BROKER_ATTEMPTS, "{why}");
                     let _ = writeln!(
                         std::io::stderr().lock(),
                         "rocketmq: starting {cluster} {name} again: {why}"
                     );
                     let (new_port, new_jvm) =
-                        spawn_broker(cluster, name, ns.port, ns.dir.path(), extra);
+                        spawn_broker(cluster, name, ns.port, ns.dir.path(), extra, jvm);
                     // Dropping the old one kills it.
-                    *jvm = new_jvm;
+                    *process = new_jvm;
                     *port = new_port;
                     attempt += 1;
                 }
