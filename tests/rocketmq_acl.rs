@@ -6,11 +6,12 @@
 //! cluster with that cluster's account: relayed, rewritten (target broker
 //! names) and its own (routes, metadata, offsets, checks).
 //!
-//! The same clusters serve TLS (`tls.server.mode=permissive`, with a
-//! certificate of tests/support/tls.rs) beside plain text, so the last test
-//! runs clients over TLS to the proxy and the proxy over TLS to every
-//! NameServer and broker, while this file's own probes stay plain. Needs
-//! `tests/peers/install.sh rocketmq`.
+//! The clusters also serve TLS, with a certificate of tests/support/tls.rs,
+//! and the proxy reaches them over TLS only: the target's broker speaks
+//! nothing else (`tls.server.mode=enforcing`), while the NameServers and
+//! the source's broker serve plain text beside it (`permissive`), which
+//! this file's own probes use. The last test puts clients on TLS to the
+//! proxy too. Needs `tests/peers/install.sh rocketmq`.
 
 mod support;
 
@@ -50,12 +51,13 @@ fn acl_settings((user, secret): (&str, &str)) -> String {
     )
 }
 
-/// JVM properties of RocketMQ's TLS (`TlsSystemConfig`): TLS and plain
-/// text both served, with the certificate in `certs` (no client
-/// certificate asked); no config file read.
-fn tls_properties(certs: &Path) -> Vec<String> {
+/// JVM properties of RocketMQ's TLS (`TlsSystemConfig`) in `mode`
+/// (`enforcing`: TLS only; `permissive`: TLS and plain text), with the
+/// certificate in `certs` (no client certificate asked) and no config file.
+/// An enforcing broker also registers with its NameServer over TLS.
+fn tls_properties(certs: &Path, mode: &str) -> Vec<String> {
     vec![
-        "-Dtls.server.mode=permissive".to_owned(),
+        format!("-Dtls.server.mode={mode}"),
         "-Dtls.test.mode.enable=false".to_owned(),
         format!(
             "-Dtls.server.certPath={}",
@@ -84,14 +86,17 @@ fn peers() -> &'static Peers {
         let started = Instant::now();
         let certs = tempfile::tempdir().expect("certificate dir");
         support::tls::certificates(certs.path());
-        let jvm = tls_properties(certs.path());
+        let permissive = tls_properties(certs.path(), "permissive");
         let target = {
-            let jvm = jvm.clone();
+            let (namesrv, broker) = (
+                permissive.clone(),
+                tls_properties(certs.path(), "enforcing"),
+            );
             std::thread::spawn(move || {
                 RocketmqCluster::start_all_jvm(
                     &[("AclNew", &["broker-a"])],
                     &acl_settings(TARGET_ACCOUNT),
-                    &jvm,
+                    [&namesrv, &broker],
                 )
                 .pop()
                 .expect("target cluster")
@@ -100,7 +105,7 @@ fn peers() -> &'static Peers {
         let source = RocketmqCluster::start_all_jvm(
             &[("AclOld", &["broker-a"])],
             &acl_settings(SOURCE_ACCOUNT),
-            &jvm,
+            [&permissive, &permissive],
         )
         .pop()
         .expect("source cluster");
@@ -212,25 +217,24 @@ impl AclRig {
         AclRig::start_on(false)
     }
 
-    /// With `tls`, clients reach the proxy over TLS (`migrations[].tls`)
-    /// and the proxy reaches the clusters over TLS (`clusters[].tls`).
+    /// The proxy reaches the clusters over TLS (`clusters[].tls`), checking
+    /// their certificates; with `tls`, clients reach the proxy over TLS too
+    /// (`migrations[].tls`).
     fn start_on(tls: bool) -> AclRig {
         let (source, target) = clusters();
         let certs = peers().certs.path();
-        let (cluster_tls, listener_tls) = if tls {
-            (
-                format!(
-                    ", tls: {{ ca_file: \"{}\" }}",
-                    certs.join("ca.pem").display()
-                ),
-                format!(
-                    "\x20   tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
-                    certs.join("server.pem").display(),
-                    certs.join("server.key").display()
-                ),
+        let cluster_tls = format!(
+            ", tls: {{ ca_file: \"{}\" }}",
+            certs.join("ca.pem").display()
+        );
+        let listener_tls = if tls {
+            format!(
+                "\x20   tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+                certs.join("server.pem").display(),
+                certs.join("server.key").display()
             )
         } else {
-            (String::new(), String::new())
+            String::new()
         };
         static STARTING: Mutex<()> = Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
@@ -352,7 +356,7 @@ fn progress(consumer: &RocketmqClient, more: usize, what: &str) {
 /// bodies and how many of them were never consumed.
 fn walk(rig: &AclRig, topic: &str, last: &str) -> (usize, usize) {
     let started = Instant::now();
-    let (source, target) = clusters();
+    let (source, _) = clusters();
     create_topic(source, topic, SOURCE_ACCOUNT);
     let mut consumer = rig.client(
         "consume",
@@ -376,7 +380,7 @@ fn walk(rig: &AclRig, topic: &str, last: &str) -> (usize, usize) {
         rig.step(topic, "advance", state);
         if state == "dual_write" {
             wait_until(STEP_DEADLINE, "messages written to the target", || {
-                max_offsets(target, topic, TARGET_ACCOUNT) > 20
+                produced_to(rig, topic, "new") > 20.0
             });
         }
         progress(&consumer, 30, &format!("in {state}"));
@@ -405,14 +409,37 @@ fn walk(rig: &AclRig, topic: &str, last: &str) -> (usize, usize) {
         started.elapsed()
     );
     assert!(max_offsets(source, topic, SOURCE_ACCOUNT) > 0);
-    assert!(max_offsets(target, topic, TARGET_ACCOUNT) > 0);
+    assert!(produced_to(rig, topic, "new") > 0.0);
+    let connections = upstream_connections(&rig.proxy);
+    assert!(connections >= 4.0, "TLS connections opened: {connections}");
+    assert_eq!(
+        rig.proxy
+            .metric_sum("cutover_upstream_connect_errors_total", &[]),
+        0.0,
+        "a TLS handshake with a cluster failed:\n{}",
+        rig.proxy.log_tail(50)
+    );
     (acked.len(), lost)
 }
 
-/// Signing clients walk a topic source → target through the proxy: every
-/// acknowledged message is consumed, though neither cluster knows the
-/// clients' account, and the proxy's own requests (metadata copy, route
-/// and offset checks) pass the clusters' authentication.
+/// Sends of `topic` the proxy saw acknowledged by `cluster` (the target's
+/// broker speaks TLS only, so this file cannot ask it directly).
+fn produced_to(rig: &AclRig, topic: &str, cluster: &str) -> f64 {
+    rig.proxy.metric_sum(
+        "cutover_rocketmq_messages_total",
+        &[
+            &format!("topic=\"{topic}\""),
+            &format!("cluster=\"{cluster}\""),
+            "direction=\"produced\"",
+        ],
+    )
+}
+
+/// Signing clients walk a topic source → target through the proxy (plain
+/// text to the proxy, TLS from it): every acknowledged message is consumed,
+/// though neither cluster knows the clients' account, and the proxy's own
+/// requests (metadata copy, route and offset checks) pass the clusters'
+/// authentication.
 #[test]
 fn signed_clients_walk_source_to_target_with_no_loss() {
     let rig = AclRig::start();
@@ -427,9 +454,10 @@ fn signed_clients_walk_source_to_target_with_no_loss() {
 
 /// TLS on both hops, with signing clients: Apache's Java client checks the
 /// proxy's certificate (`--tls-ca`), the proxy checks every NameServer's
-/// and broker's against `clusters[].tls.ca_file`, and a topic walks to
-/// `dual_write` (both clusters written) with every acknowledged message
-/// consumed. A plain-text client gets no answer from the TLS listener.
+/// and broker's against `clusters[].tls.ca_file` (the target's broker
+/// speaks TLS only), and a topic walks to `dual_write` (both clusters
+/// written) with every acknowledged message consumed. A plain-text client
+/// gets no answer from the TLS listener, nor from the target's broker.
 #[test]
 fn tls_clients_and_tls_clusters_walk_with_no_loss() {
     let rig = AclRig::start_on(true);
@@ -437,18 +465,20 @@ fn tls_clients_and_tls_clusters_walk_with_no_loss() {
         signed_rpc(&rig.namesrv, 105, &[("topic", "acl-tls")], CLIENT_ACCOUNT).is_none(),
         "the TLS listener answered plain text"
     );
+    let (_, target) = clusters();
+    assert!(
+        signed_rpc(
+            &target.brokers[0].addr(),
+            30,
+            &[("topic", "acl-tls"), ("queueId", "0")],
+            TARGET_ACCOUNT
+        )
+        .is_none(),
+        "the enforcing broker answered plain text"
+    );
     let (acked, lost) = walk(&rig, "acl-tls", "dual_write");
     assert_eq!(lost, 0);
     assert!(acked > 50, "too few messages: {acked}");
-    let connections = upstream_connections(&rig.proxy);
-    assert!(connections >= 4.0, "TLS connections opened: {connections}");
-    assert_eq!(
-        rig.proxy
-            .metric_sum("cutover_upstream_connect_errors_total", &[]),
-        0.0,
-        "a TLS handshake with a cluster failed:\n{}",
-        rig.proxy.log_tail(50)
-    );
 }
 
 /// The proxy's `cutover_upstream_connections_total`: connections it opened

@@ -301,19 +301,20 @@ impl RocketmqCluster {
     /// [`RocketmqCluster::start_all`] with `extra` lines in every broker's
     /// config (e.g. `timerWheelEnable=true\n`).
     pub fn start_all_with(specs: &[(&str, &[&str])], extra: &str) -> Vec<RocketmqCluster> {
-        RocketmqCluster::start_all_jvm(specs, extra, &[])
+        RocketmqCluster::start_all_jvm(specs, extra, [&[], &[]])
     }
 
-    /// [`RocketmqCluster::start_all_with`] with `jvm` system properties
-    /// (`-Dtls.server.mode=...`) on every NameServer and broker.
+    /// [`RocketmqCluster::start_all_with`] with system properties
+    /// (`-Dtls.server.mode=...`) for every NameServer (`jvm[0]`) and every
+    /// broker (`jvm[1]`).
     pub fn start_all_jvm(
         specs: &[(&str, &[&str])],
         extra: &str,
-        jvm: &[String],
+        [namesrv_jvm, jvm]: [&[String]; 2],
     ) -> Vec<RocketmqCluster> {
         let mut namesrvs: Vec<StartingNamesrv> = specs
             .iter()
-            .map(|(name, _)| spawn_namesrv(name, jvm))
+            .map(|(name, _)| spawn_namesrv(name, namesrv_jvm))
             .collect();
         for ns in &mut namesrvs {
             ns.jvm.wait_line("The Name Server boot success");
