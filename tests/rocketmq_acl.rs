@@ -20,11 +20,13 @@ use std::io::Write as _;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use cutover::rocketmq::acl::Credentials;
 use cutover_rocketmq::{Encoding, Frame, Header, TopicRouteData, encode};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use support::{
     Config, CutoverProcess, RocketmqClient, RocketmqCluster, free_port_block, read_frame, rpc,
     wait_until,
@@ -52,11 +54,24 @@ fn acl_settings((user, secret): (&str, &str)) -> String {
 }
 
 /// JVM properties of RocketMQ's TLS (`TlsSystemConfig`) in `mode`
-/// (`enforcing`: TLS only; `permissive`: TLS and plain text), with the
-/// certificate in `certs` (no client certificate asked) and no config file.
-/// An enforcing broker also registers with its NameServer over TLS.
+/// (`enforcing`: TLS only, and a client certificate signed by the test CA
+/// required; `permissive`: TLS and plain text, no client certificate
+/// asked), with the certificate in `certs` and no config file. An
+/// enforcing broker also registers with its NameServer over TLS.
 fn tls_properties(certs: &Path, mode: &str) -> Vec<String> {
-    vec![
+    let mut properties = if mode == "enforcing" {
+        vec![
+            "-Dtls.server.need.client.auth=require".to_owned(),
+            "-Dtls.server.authClient=true".to_owned(),
+            format!(
+                "-Dtls.server.trustCertPath={}",
+                certs.join("ca.pem").display()
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
+    properties.extend([
         format!("-Dtls.server.mode={mode}"),
         "-Dtls.test.mode.enable=false".to_owned(),
         format!(
@@ -68,7 +83,8 @@ fn tls_properties(certs: &Path, mode: &str) -> Vec<String> {
             certs.join("server.key").display()
         ),
         format!("-Dtls.config.file={}", certs.join("none").display()),
-    ]
+    ]);
+    properties
 }
 
 /// The clusters of this binary and the certificates they serve.
@@ -142,6 +158,58 @@ fn signed_rpc(addr: &str, code: i32, ext: &[(&str, &str)], account: (&str, &str)
         .ok()?;
     stream.write_all(&frame).ok()?;
     read_frame(&mut stream)
+}
+
+/// [`signed_rpc`] over TLS, trusting the test CA and presenting the test
+/// certificate when `client_cert`; why it failed otherwise.
+fn tls_signed_rpc(
+    addr: &str,
+    client_cert: bool,
+    code: i32,
+    ext: &[(&str, &str)],
+    account: (&str, &str),
+) -> Result<Frame, String> {
+    let certs = peers().certs.path();
+    let pem = |file: &str| certs.join(file);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pem("ca.pem")).map_err(|e| e.to_string())? {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    let config = if client_cert {
+        let chain = CertificateDer::pem_file_iter(pem("server.pem"))
+            .map_err(|e| e.to_string())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let key = PrivateKeyDer::from_pem_file(pem("server.key")).map_err(|e| e.to_string())?;
+        builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| e.to_string())?
+    } else {
+        builder.with_no_client_auth()
+    };
+    let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+    let connection =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    let mut header = Header::request(code, 7);
+    for (k, v) in ext {
+        header.set_ext(*k, *v);
+    }
+    Credentials::new(account.0, account.1).sign(&mut header, &[]);
+    let frame = encode(&header, &[], Encoding::Json).map_err(|e| e.to_string())?;
+    tls.write_all(&frame).map_err(|e| e.to_string())?;
+    read_frame(&mut tls).ok_or_else(|| "no answer".to_owned())
 }
 
 /// Creates `topic` on every broker of `cluster`, signed as `account`, and
@@ -223,9 +291,12 @@ impl AclRig {
     fn start_on(tls: bool) -> AclRig {
         let (source, target) = clusters();
         let certs = peers().certs.path();
+        // The test's server certificate doubles as the proxy's client one.
         let cluster_tls = format!(
-            ", tls: {{ ca_file: \"{}\" }}",
-            certs.join("ca.pem").display()
+            ", tls: {{ ca_file: \"{}\", cert_file: \"{}\", key_file: \"{}\" }}",
+            certs.join("ca.pem").display(),
+            certs.join("server.pem").display(),
+            certs.join("server.key").display()
         );
         let listener_tls = if tls {
             format!(
@@ -455,9 +526,10 @@ fn signed_clients_walk_source_to_target_with_no_loss() {
 /// TLS on both hops, with signing clients: Apache's Java client checks the
 /// proxy's certificate (`--tls-ca`), the proxy checks every NameServer's
 /// and broker's against `clusters[].tls.ca_file` (the target's broker
-/// speaks TLS only), and a topic walks to `dual_write` (both clusters
-/// written) with every acknowledged message consumed. A plain-text client
-/// gets no answer from the TLS listener, nor from the target's broker.
+/// speaks TLS only and requires the proxy's client certificate), and a
+/// topic walks to `dual_write` (both clusters written) with every
+/// acknowledged message consumed. A plain-text client gets no answer from
+/// the TLS listener, nor from the target's broker.
 #[test]
 fn tls_clients_and_tls_clusters_walk_with_no_loss() {
     let rig = AclRig::start_on(true);
@@ -479,6 +551,20 @@ fn tls_clients_and_tls_clusters_walk_with_no_loss() {
     let (acked, lost) = walk(&rig, "acl-tls", "dual_write");
     assert_eq!(lost, 0);
     assert!(acked > 50, "too few messages: {acked}");
+    // What the proxy presented: the target's broker wants a client
+    // certificate signed by the CA, and answers nothing without one.
+    let ask = |client_cert| {
+        tls_signed_rpc(
+            &target.brokers[0].addr(),
+            client_cert,
+            30,
+            &[("topic", "acl-tls"), ("queueId", "0")],
+            TARGET_ACCOUNT,
+        )
+    };
+    let answer = ask(true).expect("an answer over mutual TLS");
+    assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
+    assert!(ask(false).is_err(), "answered without a client certificate");
 }
 
 /// The proxy's `cutover_upstream_connections_total`: connections it opened

@@ -509,7 +509,7 @@ pub fn rpc(addr: &str, code: i32, ext: &[(&str, &str)], encoding: Encoding) -> O
 }
 
 /// Reads one whole frame (up to 16 MiB) from a blocking stream.
-pub fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
+pub fn read_frame(stream: &mut impl Read) -> Option<Frame> {
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
