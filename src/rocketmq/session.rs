@@ -216,10 +216,10 @@ async fn admit(
 ) -> Result<(Stream, Vec<u8>), Close> {
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     let raw = loop {
-        match split_frame(&mut buf.clone(), shared.max_frame) {
+        match split_frame(&mut buf, shared.max_frame) {
             Ok(Some(raw)) => break raw,
             Ok(None) => {}
-            // A bad frame is left to the relay, which reports it.
+            // A bad frame (left in `buf`) is for the relay to report.
             Err(_) => return Ok((client, buf.to_vec())),
         }
         buf.reserve(READ_RESERVE);
@@ -233,14 +233,18 @@ async fn admit(
             Ok(Ok(_)) => {}
         }
     };
+    // Relayed first, as read: the whole first frame, then what followed it.
+    let mut pending = Vec::with_capacity(raw.len() + buf.len());
+    pending.extend_from_slice(&raw);
+    pending.extend_from_slice(&buf);
     let Ok(frame) = Frame::parse(raw) else {
-        return Ok((client, buf.to_vec()));
+        return Ok((client, pending));
     };
     if frame.header.is_response() {
-        return Ok((client, buf.to_vec()));
+        return Ok((client, pending));
     }
     match super::acl::check_client(accounts, &shared.migration.name, peer, &frame, false).await {
-        Ok(()) => Ok((client, buf.to_vec())),
+        Ok(()) => Ok((client, pending)),
         Err(answer) => {
             if !frame.header.is_oneway() {
                 let _ = client.write_all(&answer).await;
