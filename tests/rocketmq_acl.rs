@@ -28,8 +28,8 @@ use cutover_rocketmq::{Encoding, Frame, Header, TopicRouteData, encode};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use support::{
-    Config, CutoverProcess, RocketmqClient, RocketmqCluster, free_port_block, read_frame, rpc,
-    wait_until,
+    ClientLib, Config, CutoverProcess, RocketmqClient, RocketmqCluster, free_port_block,
+    read_frame, rpc, wait_until,
 };
 use tempfile::TempDir;
 
@@ -356,6 +356,19 @@ impl AclRig {
         group: &str,
         extra: &[&str],
     ) -> RocketmqClient {
+        self.client_on(ClientLib::V5, mode, id, topic, group, extra)
+    }
+
+    /// A client on `lib` signing as [`CLIENT_ACCOUNT`], on TLS when the rig is.
+    fn client_on(
+        &self,
+        lib: ClientLib,
+        mode: &str,
+        id: &str,
+        topic: &str,
+        group: &str,
+        extra: &[&str],
+    ) -> RocketmqClient {
         let mut args = vec![
             "--namesrv",
             self.namesrv.as_str(),
@@ -372,7 +385,7 @@ impl AclRig {
             args.extend(["--tls-ca", ca.as_str()]);
         }
         args.extend_from_slice(extra);
-        RocketmqClient::start(self.dir.path(), mode, id, &args)
+        RocketmqClient::start_on(lib, self.dir.path(), mode, id, &args)
     }
 
     fn ctl(&self, args: &[&str]) -> (i32, String) {
@@ -565,6 +578,53 @@ fn tls_clients_and_tls_clusters_walk_with_no_loss() {
     let answer = ask(true).expect("an answer over mutual TLS");
     assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
     assert!(ask(false).is_err(), "answered without a client certificate");
+}
+
+/// Apache's 4.9.8 client signs with its own `AclClientRPCHook` (from the
+/// request's header object rather than the encoded fields): the proxy's
+/// check accepts it, and a producer's messages reach a push consumer
+/// through the proxy, every one of them.
+#[test]
+fn java_4_9_client_signs_and_is_relayed() {
+    const TOPIC: &str = "acl-v4";
+    const COUNT: usize = 60;
+    let rig = AclRig::start();
+    let (source, _) = clusters();
+    create_topic(source, TOPIC, SOURCE_ACCOUNT);
+    let mut consumer = rig.client_on(
+        ClientLib::V4,
+        "consume",
+        "acl-v4-c",
+        TOPIC,
+        "acl-v4-readers",
+        &[],
+    );
+    let mut producer = rig.client_on(
+        ClientLib::V4,
+        "produce",
+        "acl-v4-p",
+        TOPIC,
+        "acl-v4-writers",
+        &["--count", &COUNT.to_string()],
+    );
+    wait_until(
+        STEP_DEADLINE,
+        "the 4.9.8 producer sends its messages",
+        || producer.exited(),
+    );
+    let summary = producer.stop(Duration::from_secs(10));
+    assert_eq!(summary["acked"], COUNT, "{summary}");
+    let acked: BTreeSet<String> = producer.lines().into_iter().collect();
+    wait_until(STEP_DEADLINE, "the 4.9.8 consumer reads them all", || {
+        let seen: BTreeSet<String> = consumer.lines().into_iter().collect();
+        acked.is_subset(&seen)
+    });
+    consumer.stop(Duration::from_secs(30));
+    assert_eq!(
+        auth_refusals(&rig.proxy),
+        0.0,
+        "a 4.9.8 request was refused"
+    );
 }
 
 /// The proxy's `cutover_upstream_connections_total`: connections it opened

@@ -57,13 +57,18 @@ fn client_class_path(lib: ClientLib) -> String {
     let dir = match lib {
         ClientLib::V5 => rocketmq_home(),
         ClientLib::V4 => {
-            let dir = peers_dir().join(format!("rocketmq-client-{ROCKETMQ4_CLIENT_VERSION}"));
-            assert!(
-                dir.join(".stamp").is_file(),
-                "rocketmq-client {ROCKETMQ4_CLIENT_VERSION} is not installed in {}: run tests/peers/install.sh rocketmq",
-                dir.display()
-            );
-            dir
+            // The client, then its ACL hook (a jar of its own in 4.x).
+            let [client, acl] = ["client", "acl"].map(|artifact| {
+                let dir =
+                    peers_dir().join(format!("rocketmq-{artifact}-{ROCKETMQ4_CLIENT_VERSION}"));
+                assert!(
+                    dir.join(".stamp").is_file(),
+                    "rocketmq-{artifact} {ROCKETMQ4_CLIENT_VERSION} is not installed in {}: run tests/peers/install.sh rocketmq",
+                    dir.display()
+                );
+                dir
+            });
+            return format!("{}/lib/*:{}/lib/*", client.display(), acl.display());
         }
     };
     format!("{}/lib/*", dir.display())
