@@ -219,8 +219,9 @@ pub struct ClusterConfig {
     /// TLS towards the cluster.
     #[serde(default)]
     pub tls: Option<ClientTlsConfig>,
-    /// Credentials the proxy presents to the cluster (Redis only; `check`
-    /// refuses them on Kafka and RocketMQ clusters).
+    /// Credentials the proxy presents to the cluster (Redis AUTH; RocketMQ
+    /// ACL: `username` is the access key, the password the secret key every
+    /// request is signed with; `check` refuses them on Kafka clusters).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
 }

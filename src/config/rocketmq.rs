@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{MigrationConfig, Protocol, duration};
+use super::{AuthConfig, MigrationConfig, Protocol, duration};
 
 /// `migrations[].rocketmq:` options.
 #[derive(Clone, Debug, Deserialize)]
@@ -33,6 +33,10 @@ pub struct RocketmqOptions {
     /// proxy, and by its queues' max offsets) before `cutover → target`.
     #[serde(with = "duration")]
     pub quiet_window: Duration,
+    /// File of the accounts clients sign their requests with (ACL), one
+    /// `ACCESS_KEY SECRET_KEY` per line; when absent, clients are not
+    /// checked (unsigned clients are accepted).
+    pub accounts_file: Option<std::path::PathBuf>,
 }
 
 /// Enough for most pairs of clusters; every reserved port is checked
@@ -54,6 +58,7 @@ impl Default for RocketmqOptions {
             max_frame_bytes: cutover_rocketmq::DEFAULT_MAX_FRAME,
             target_broker_suffix: DEFAULT_TARGET_BROKER_SUFFIX.into(),
             quiet_window: DEFAULT_QUIET_WINDOW,
+            accounts_file: None,
         }
     }
 }
@@ -159,6 +164,19 @@ pub(super) fn validate(path: &str, migration: &MigrationConfig) -> Vec<(String, 
             "must be above zero".into(),
         );
     }
+    if let Some(file) = &options.accounts_file {
+        match crate::rocketmq::acl::Accounts::load(file) {
+            Err(e) => push(format!("{path}.rocketmq.accounts_file"), e.to_string()),
+            Ok(accounts) if accounts.is_empty() => push(
+                format!("{path}.rocketmq.accounts_file"),
+                format!(
+                    "{} holds no account: no client could sign its requests",
+                    file.display()
+                ),
+            ),
+            Ok(_) => {}
+        }
+    }
     match migration.rocketmq_brokers_base() {
         Some(0) => push(
             format!("{path}.rocketmq.brokers_listen_base"),
@@ -180,6 +198,50 @@ pub(super) fn validate(path: &str, migration: &MigrationConfig) -> Vec<(String, 
             format!("{path}.rocketmq.brokers_listen_base"),
             "listen uses port 65535, so there is no port after it: set brokers_listen_base".into(),
         ),
+    }
+    errors
+}
+
+/// Errors of a RocketMQ cluster's `auth` (ACL: the proxy signs every
+/// request to the cluster with this access key and secret), as (path,
+/// message). Both halves are required: without them the proxy would send
+/// unsigned requests, which an ACL broker refuses.
+pub(super) fn validate_cluster_auth(path: &str, auth: &AuthConfig) -> Vec<(String, String)> {
+    let mut errors = Vec::new();
+    match auth.username.as_deref().map(str::trim) {
+        None | Some("") => errors.push((
+            format!("{path}.auth.username"),
+            "a rocketmq cluster's auth needs username: the access key the proxy signs requests with".into(),
+        )),
+        Some(ak) if ak.chars().any(char::is_whitespace) => errors.push((
+            format!("{path}.auth.username"),
+            "an access key has no spaces".into(),
+        )),
+        Some(_) => {}
+    }
+    match (&auth.password, &auth.password_file) {
+        (None, None) => errors.push((
+            format!("{path}.auth"),
+            "a rocketmq cluster's auth needs password_file (or password): the secret key the proxy signs requests with".into(),
+        )),
+        (Some(p), None) if p.is_empty() => errors.push((
+            format!("{path}.auth.password"),
+            "must not be empty: it is the secret key".into(),
+        )),
+        (None, Some(file)) => {
+            if let Ok(text) = std::fs::read_to_string(file)
+                && text.lines().next().is_none_or(str::is_empty)
+            {
+                errors.push((
+                    format!("{path}.auth.password_file"),
+                    format!(
+                        "{} has an empty first line; it must hold the secret key",
+                        file.display()
+                    ),
+                ));
+            }
+        }
+        _ => {}
     }
     errors
 }

@@ -44,6 +44,13 @@ fn secret_files(config: &Config) -> (Vec<(String, &Path)>, Vec<String>) {
         if let Some(tls) = &migration.tls {
             files.push((format!("{path}.tls.key_file"), tls.key_file.as_path()));
         }
+        if let Some(accounts) = migration
+            .rocketmq
+            .as_ref()
+            .and_then(|r| r.accounts_file.as_deref())
+        {
+            files.push((format!("{path}.rocketmq.accounts_file"), accounts));
+        }
         if let Some(redis) = &migration.redis {
             if let Some(users) = &redis.users_file {
                 files.push((format!("{path}.redis.users_file"), users.as_path()));
@@ -73,6 +80,36 @@ pub fn secret_warnings(config: &Config) -> Vec<String> {
     warnings.extend(inline.into_iter().map(|path| {
         format!("{path}: a password written in the config file; prefer the matching *_file key")
     }));
+    warnings.extend(lent_accounts(config));
+    warnings
+}
+
+/// RocketMQ migrations that sign for an ACL cluster but check no client:
+/// any client reaching the listener then acts as the cluster's account.
+fn lent_accounts(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (i, migration) in config.migrations.iter().enumerate() {
+        if migration.protocol != super::Protocol::Rocketmq
+            || migration.rocketmq_options().accounts_file.is_some()
+        {
+            continue;
+        }
+        let signing: Vec<&str> = config
+            .clusters
+            .iter()
+            .filter(|c| {
+                c.auth.is_some() && (c.name == migration.source || c.name == migration.target)
+            })
+            .map(|c| c.name.as_str())
+            .collect();
+        if !signing.is_empty() {
+            warnings.push(format!(
+                "migrations[{i}].rocketmq.accounts_file: not set, so unsigned clients are accepted and their requests signed as the account of {}; set it unless every client that can reach {} is trusted",
+                signing.join(" and "),
+                migration.listen
+            ));
+        }
+    }
     warnings
 }
 

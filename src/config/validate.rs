@@ -392,7 +392,12 @@ fn validate_cluster(path: &str, cluster: &ClusterConfig, errors: &mut Errors) {
         }
     }
     if let Some(auth) = &cluster.auth {
-        if cluster.protocol != Protocol::Redis {
+        if cluster.protocol == Protocol::Rocketmq {
+            for (p, m) in super::rocketmq::validate_cluster_auth(path, auth) {
+                errors.push(p, m);
+            }
+        }
+        if !matches!(cluster.protocol, Protocol::Redis | Protocol::Rocketmq) {
             errors.push(
                 format!("{path}.auth"),
                 format!(
@@ -800,6 +805,95 @@ migrations:
                 "{prefix} in {errors:#?}"
             );
         }
+    }
+
+    const ROCKETMQ: &str = r#"
+clusters:
+  - { name: old, protocol: rocketmq, endpoints: ["127.0.0.1:9876"] }
+  - { name: new, protocol: rocketmq, endpoints: ["127.0.0.1:9877"] }
+migrations:
+  - name: orders
+    protocol: rocketmq
+    listen: 127.0.0.1:19876
+    source: old
+    target: new
+    topics: [ { match: "*" } ]
+"#;
+
+    #[test]
+    fn rocketmq_acl_settings_that_cannot_sign_are_all_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        let (secret, blank) = (write("ok.secret", "sk\n"), write("blank.secret", "\n"));
+        let (accounts, empty, bad) = (
+            write("accounts", "# clients\nalice s3cret\n"),
+            write("empty", "# nobody\n"),
+            write("bad", "alice\n"),
+        );
+        let good = ROCKETMQ
+            .replace(
+                "endpoints: [\"127.0.0.1:9876\"] }",
+                &format!("endpoints: [\"127.0.0.1:9876\"], auth: {{ username: ak, password_file: \"{secret}\" }} }}"),
+            )
+            .replace(
+                "endpoints: [\"127.0.0.1:9877\"] }",
+                "endpoints: [\"127.0.0.1:9877\"], auth: { username: ak2, password: sk2 } }",
+            );
+        let config = parse(&format!(
+            "{good}    rocketmq: {{ accounts_file: \"{accounts}\" }}\n"
+        ))
+        .unwrap();
+        assert!(
+            config.migrations[0]
+                .rocketmq_options()
+                .accounts_file
+                .is_some()
+        );
+
+        let broken = ROCKETMQ
+            .replace(
+                "endpoints: [\"127.0.0.1:9876\"] }",
+                &format!("endpoints: [\"127.0.0.1:9876\"], auth: {{ password_file: \"{blank}\" }} }}"),
+            )
+            .replace(
+                "endpoints: [\"127.0.0.1:9877\"] }",
+                "endpoints: [\"127.0.0.1:9877\"], auth: { username: \"a k\", users: { u: { password: p } } } }",
+            );
+        let errors = messages(&format!(
+            "{broken}    rocketmq: {{ accounts_file: \"{bad}\" }}\n  - {{ name: o2, protocol: rocketmq, listen: 127.0.0.1:29876, source: old, target: new, topics: [ {{ match: \"*\" }} ], rocketmq: {{ accounts_file: \"{empty}\" }} }}\n"
+        ));
+        let expected = [
+            "clusters[0].auth.username: a rocketmq cluster's auth needs username: the access key the proxy signs requests with".to_owned(),
+            format!("clusters[0].auth.password_file: {blank} has an empty first line; it must hold the secret key"),
+            "clusters[1].auth.username: an access key has no spaces".to_owned(),
+            "clusters[1].auth: a rocketmq cluster's auth needs password_file (or password): the secret key the proxy signs requests with".to_owned(),
+            "clusters[1].auth.users: per-user credentials are supported for redis clusters only".to_owned(),
+            format!("migrations[0].rocketmq.accounts_file: {bad} line 1: expected ACCESS_KEY SECRET_KEY"),
+            format!("migrations[1].rocketmq.accounts_file: {empty} holds no account: no client could sign its requests"),
+        ];
+        for want in &expected {
+            assert!(errors.contains(want), "missing {want}: {errors:#?}");
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn rocketmq_signing_without_client_accounts_is_warned_about() {
+        let text = ROCKETMQ.replace(
+            "endpoints: [\"127.0.0.1:9877\"] }",
+            "endpoints: [\"127.0.0.1:9877\"], auth: { username: ak, password: sk } }",
+        );
+        let warnings = super::super::secret_warnings(&parse(&text).unwrap());
+        assert!(
+            warnings.iter().any(|w| w.starts_with(
+                "migrations[0].rocketmq.accounts_file: not set, so unsigned clients are accepted and their requests signed as the account of new;"
+            )),
+            "{warnings:#?}"
+        );
     }
 
     #[test]

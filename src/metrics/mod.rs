@@ -58,17 +58,19 @@ catalogue! {
     CONNECTIONS_ACCEPTED = "cutover_client_connections_accepted_total", Counter, ["migration"],
         "Client connections accepted on a migration's listener.";
     CONNECTIONS_CLOSED = "cutover_client_connections_closed_total", Counter, ["migration", "reason"],
-        "Client connections closed, by reason (client, idle, protocol_error, shutdown, upstream).";
+        "Client connections closed, by reason (client, idle, protocol_error, shutdown, upstream, auth: credentials refused).";
     REQUESTS = "cutover_requests_total", Counter, ["migration", "topic", "cluster"],
         "Requests forwarded to an upstream cluster, per topic (Redis: keyspace).";
     REQUEST_ERRORS = "cutover_request_errors_total", Counter, ["migration", "cluster", "kind"],
-        "Requests answered with an error, by kind (upstream_unreachable, upstream_timeout, refused, protocol).";
+        "Requests answered with an error, by kind (upstream_unreachable, upstream_timeout, refused, protocol, auth: a client's credentials refused by the proxy).";
     REQUEST_DURATION = "cutover_request_duration_seconds", Histogram, ["migration", "cluster"],
         "Time from forwarding a request upstream to its reply.";
     BYTES = "cutover_bytes_total", Counter, ["migration", "cluster", "direction"],
         "Bytes relayed, direction to_upstream or to_client.";
     UPSTREAM_CONNECT_ERRORS = "cutover_upstream_connect_errors_total", Counter, ["migration", "cluster"],
         "Failed attempts to connect to an upstream cluster.";
+    UPSTREAM_CONNECTS = "cutover_upstream_connections_total", Counter, ["migration", "cluster"],
+        "Connections opened to an upstream cluster (TCP, and TLS when configured).";
     TOPIC_STATE = "cutover_topic_state", Gauge, ["migration", "topic"],
         "Migration state of a topic: 0 source, 1 dual_read, 2 dual_write, 3 cutover, 4 target.";
     TOPIC_EPOCH = "cutover_topic_epoch", Gauge, ["migration", "topic"],
@@ -285,7 +287,14 @@ pub fn register_rocketmq_topic(migration: &str, topic: &str, clusters: [&str; 2]
 
 /// Creates a migration's connection-close counters at zero.
 pub fn register_listener(migration: &str) {
-    for reason in ["client", "idle", "protocol_error", "shutdown", "upstream"] {
+    for reason in [
+        "client",
+        "idle",
+        "protocol_error",
+        "shutdown",
+        "upstream",
+        "auth",
+    ] {
         let _ =
             counter!(CONNECTIONS_CLOSED, "migration" => migration.to_owned(), "reason" => reason);
     }

@@ -59,6 +59,8 @@ pub struct Upstream {
     endpoints: Vec<String>,
     tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
     connect_timeout: Duration,
+    /// Connections opened, made once so connecting allocates no labels.
+    connects: ::metrics::Counter,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -86,7 +88,9 @@ impl Upstream {
         };
         // Registered at zero so the series exists before the first failure.
         let _ = metrics::counter!(metrics::UPSTREAM_CONNECT_ERRORS, "migration" => migration.to_owned(), "cluster" => cluster.name.clone());
+        let connects = metrics::counter!(metrics::UPSTREAM_CONNECTS, "migration" => migration.to_owned(), "cluster" => cluster.name.clone());
         Ok(Upstream {
+            connects,
             cluster: Arc::from(cluster.name.as_str()),
             migration: Arc::from(migration),
             endpoints: cluster.endpoints.clone(),
@@ -109,7 +113,10 @@ impl Upstream {
         let mut last = None;
         for addr in &self.endpoints {
             match self.connect_one(addr).await {
-                Ok(stream) => return Ok(stream),
+                Ok(stream) => {
+                    self.connects.increment(1);
+                    return Ok(stream);
+                }
                 Err(e) => last = Some(e),
             }
         }

@@ -15,6 +15,7 @@
 //!   connection lists (`ctl clients`, the bypass gate);
 //! - [`driver`]: readiness checks for `ctl`.
 
+pub mod acl;
 mod catalog;
 pub mod driver;
 pub mod endpoints;
@@ -433,6 +434,12 @@ fn build_shared(
         )
     })?;
     let settings = ListenerSettings::for_migration(config, &migration.name, mc.tls.as_ref())?;
+    acl::register(
+        &migration.name,
+        [source, target],
+        options.accounts_file.as_deref(),
+    )
+    .map_err(|e| StartError::Setup(e.to_string()))?;
     Ok(Arc::new(Shared {
         migration: migration.clone(),
         store: controller.store().clone(),

@@ -3,6 +3,10 @@
 //! both clusters' NameServers merged per the topic's state; every other
 //! request is relayed to the source's NameServer and its answer relayed back.
 //!
+//! With `rocketmq.accounts_file`, each request's signature is checked
+//! first ([`super::acl`]); a refused one is answered `NO_PERMISSION` and the
+//! connection closes before any NameServer is asked.
+//!
 //! Requests are served in turn on each connection (NameServers answer in
 //! milliseconds, and a client polls routes every 30 s), with one lazily
 //! opened connection per upstream NameServer kept for the client's lifetime.
@@ -78,6 +82,8 @@ pub(super) async fn run(
         source: None,
         target: None,
     };
+    let accounts = super::acl::accounts(&name);
+    let mut admitted = false;
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     let reason = 'conn: loop {
         loop {
@@ -93,6 +99,19 @@ pub(super) async fn run(
             };
             if frame.header.is_response() {
                 continue;
+            }
+            // Checked here too, so a refused client reaches no NameServer:
+            // with accounts configured, only signed clients get routes.
+            if let Some(accounts) = &accounts {
+                if let Err(answer) =
+                    super::acl::check_client(accounts, &name, peer, &frame, admitted).await
+                {
+                    if !frame.header.is_oneway() {
+                        let _ = client.write_all(&answer).await;
+                    }
+                    break 'conn "auth";
+                }
+                admitted = true;
             }
             if let Some(answer) = serve(&shared, &mut upstreams, &frame).await
                 && client.write_all(&answer).await.is_err()

@@ -95,9 +95,12 @@ impl Conn {
     ) -> Result<Frame, RpcError> {
         header.opaque = next_opaque();
         header.flag = 0;
+        if let Some(signer) = super::acl::signer(&self.cluster) {
+            signer.sign(&mut header, body);
+        }
         let frame =
             encode(&header, body, Encoding::Json).map_err(|e| self.protocol(header.code, &e))?;
-        self.call_raw(&frame, header.code, header.opaque, timeout)
+        self.exchange(&frame, header.code, header.opaque, timeout)
             .await
     }
 
@@ -107,6 +110,18 @@ impl Conn {
     /// # Errors
     /// [`RpcError`] when the exchange fails; the connection must then be dropped.
     pub async fn call_raw(
+        &mut self,
+        frame: &Bytes,
+        code: i32,
+        opaque: i32,
+        timeout: Duration,
+    ) -> Result<Frame, RpcError> {
+        let signed = self.signed(frame, code)?;
+        self.exchange(&signed, code, opaque, timeout).await
+    }
+
+    /// Writes `frame` and reads until the response carrying `opaque`.
+    async fn exchange(
         &mut self,
         frame: &Bytes,
         code: i32,
@@ -159,11 +174,23 @@ impl Conn {
     /// # Errors
     /// [`RpcError::Io`] when the write fails.
     pub async fn send_oneway(&mut self, frame: &Bytes) -> Result<(), RpcError> {
+        let frame = &self.signed(frame, 0)?;
         self.stream
             .write_all(frame)
             .await
             .map_err(|e| self.io(&e))?;
         self.stream.flush().await.map_err(|e| self.io(&e))
+    }
+
+    /// `frame` signed with the cluster's credentials when it has any (a
+    /// client's frame relayed as is carries the client's own signature).
+    fn signed(&self, frame: &Bytes, code: i32) -> Result<Bytes, RpcError> {
+        match super::acl::signer(&self.cluster) {
+            Some(signer) => signer
+                .resign_raw(frame.clone())
+                .map_err(|e| self.protocol(code, &e)),
+            None => Ok(frame.clone()),
+        }
     }
 
     fn io(&self, e: &std::io::Error) -> RpcError {

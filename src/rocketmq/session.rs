@@ -47,6 +47,8 @@ enum Close {
     Client,
     Idle,
     Shutdown,
+    /// A request's signature was refused (ACL).
+    Auth,
     Protocol(String),
     Upstream(String),
 }
@@ -111,40 +113,18 @@ pub(super) async fn run(
     let name = shared.migration.name.to_string();
     let mut local = None;
     let mut tag = Tag::new(peer);
-    let close = match connect(&shared, &endpoint).await {
-        Ok(upstream) => {
-            local = local_addr(&upstream);
-            if let Some(addr) = &local {
-                shared.observed.local_addr(addr, true);
-            }
-            let (client_r, client_w) = tokio::io::split(client);
-            let (up_r, up_w) = tokio::io::split(upstream);
-            let inflight = InFlight::default();
-            let outstanding = Outstanding::default();
-            let pair = Pair {
-                inflight: &inflight,
-                outstanding: &outstanding,
-            };
-            let reads = requests(
-                &shared, &endpoint, client_r, up_w, pair, &mut tag, &shutdown,
-            );
-            let writes = responses(&shared, &endpoint, up_r, client_w, pair);
-            tokio::pin!(reads, writes);
-            tokio::select! {
-                close = &mut reads => match close {
-                    // Draining: nothing new is read from the client, and the
-                    // answers it is owed (a send, a long-polled pull) are
-                    // relayed first. The proxy-wide grace bounds the wait.
-                    Close::Shutdown => tokio::select! {
-                        close = &mut writes => close,
-                        () = outstanding.settled() => Close::Shutdown,
-                    },
-                    other => other,
-                },
-                close = &mut writes => close,
-            }
+    let admitted = match super::acl::accounts(&name) {
+        Some(accounts) => admit(&shared, &accounts, client, peer, &shutdown).await,
+        None => Ok((client, Vec::new())),
+    };
+    let close = match admitted {
+        Ok((client, pending)) => {
+            relay(
+                &shared, &endpoint, client, pending, &mut tag, &shutdown, &mut local,
+            )
+            .await
         }
-        Err(reason) => Close::Upstream(reason),
+        Err(close) => close,
     };
     if let Some(addr) = &local {
         shared.observed.local_addr(addr, false);
@@ -154,6 +134,7 @@ pub(super) async fn run(
         Close::Client => "client",
         Close::Idle => "idle",
         Close::Shutdown => "shutdown",
+        Close::Auth => "auth",
         Close::Protocol(_) => "protocol_error",
         Close::Upstream(_) => "upstream",
     };
@@ -171,6 +152,105 @@ pub(super) async fn run(
         }
         _ => {
             tracing::debug!(migration = %name, %peer, %broker, reason, "rocketmq client connection closed")
+        }
+    }
+}
+
+/// Opens the upstream connection and pumps both directions until one ends;
+/// `pending` (bytes read while admitting the client) is relayed first.
+/// `local` receives the upstream connection's local address.
+async fn relay(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    client: Stream,
+    pending: Vec<u8>,
+    tag: &mut Tag,
+    shutdown: &CancellationToken,
+    local: &mut Option<String>,
+) -> Close {
+    let upstream = match connect(shared, endpoint).await {
+        Ok(upstream) => upstream,
+        Err(reason) => return Close::Upstream(reason),
+    };
+    *local = local_addr(&upstream);
+    if let Some(addr) = local.as_ref() {
+        shared.observed.local_addr(addr, true);
+    }
+    let (client_r, client_w) = tokio::io::split(client);
+    let client_r = std::io::Cursor::new(pending).chain(client_r);
+    let (up_r, up_w) = tokio::io::split(upstream);
+    let inflight = InFlight::default();
+    let outstanding = Outstanding::default();
+    let pair = Pair {
+        inflight: &inflight,
+        outstanding: &outstanding,
+    };
+    let reads = requests(shared, endpoint, client_r, up_w, pair, tag, shutdown);
+    let writes = responses(shared, endpoint, up_r, client_w, pair);
+    tokio::pin!(reads, writes);
+    tokio::select! {
+        close = &mut reads => match close {
+            // Draining: nothing new is read from the client, and the
+            // answers it is owed (a send, a long-polled pull) are
+            // relayed first. The proxy-wide grace bounds the wait.
+            Close::Shutdown => tokio::select! {
+                close = &mut writes => close,
+                () = outstanding.settled() => Close::Shutdown,
+            },
+            other => other,
+        },
+        close = &mut writes => close,
+    }
+}
+
+/// With client accounts configured, reads the client's first request and
+/// checks its signature before any upstream connection opens: a refused
+/// client gets RocketMQ's `NO_PERMISSION` answer and the connection
+/// closes ([`Close::Auth`]). Returns the client and the bytes read so far.
+async fn admit(
+    shared: &Shared,
+    accounts: &super::acl::Accounts,
+    mut client: Stream,
+    peer: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Result<(Stream, Vec<u8>), Close> {
+    let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let raw = loop {
+        match split_frame(&mut buf, shared.max_frame) {
+            Ok(Some(raw)) => break raw,
+            Ok(None) => {}
+            // A bad frame (left in `buf`) is for the relay to report.
+            Err(_) => return Ok((client, buf.to_vec())),
+        }
+        buf.reserve(READ_RESERVE);
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return Err(Close::Shutdown),
+            read = tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)) => read,
+        };
+        match read {
+            Err(_) => return Err(Close::Idle),
+            Ok(Ok(0) | Err(_)) => return Err(Close::Client),
+            Ok(Ok(_)) => {}
+        }
+    };
+    // Relayed first, as read: the whole first frame, then what followed it.
+    let mut pending = Vec::with_capacity(raw.len() + buf.len());
+    pending.extend_from_slice(&raw);
+    pending.extend_from_slice(&buf);
+    let Ok(frame) = Frame::parse(raw) else {
+        return Ok((client, pending));
+    };
+    if frame.header.is_response() {
+        return Ok((client, pending));
+    }
+    match super::acl::check_client(accounts, &shared.migration.name, peer, &frame, false).await {
+        Ok(()) => Ok((client, pending)),
+        Err(answer) => {
+            if !frame.header.is_oneway() {
+                let _ = client.write_all(&answer).await;
+                let _ = client.flush().await;
+            }
+            Err(Close::Auth)
         }
     }
 }
@@ -273,6 +353,12 @@ async fn requests(
     let cluster = shared.cluster(endpoint.side).to_owned();
     let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => cluster.clone(), "direction" => "to_upstream");
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
+    let accounts = super::acl::accounts(&shared.migration.name);
+    let signer = super::acl::signer(&cluster);
+    let peer: SocketAddr = tag
+        .peer
+        .parse()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         loop {
             let frame = match split_frame(&mut buf, shared.max_frame)
@@ -285,12 +371,36 @@ async fn requests(
             let out = if frame.header.is_response() {
                 frame.raw
             } else {
+                if let Some(accounts) = &accounts
+                    && super::acl::check_client(
+                        accounts,
+                        &shared.migration.name,
+                        peer,
+                        &frame,
+                        true,
+                    )
+                    .await
+                    .is_err()
+                {
+                    // Logged and counted by the check; the answer channel
+                    // belongs to the other direction, so the client sees
+                    // the connection close.
+                    return Close::Auth;
+                }
                 if !frame.header.is_oneway() {
                     pair.outstanding.sent();
                 }
-                match request(shared, endpoint, &cluster, frame, pair.inflight, tag).await {
+                let out = match request(shared, endpoint, &cluster, frame, pair.inflight, tag).await
+                {
                     Ok(out) => out,
                     Err(why) => return Close::Protocol(why),
+                };
+                match &signer {
+                    Some(signer) => match signer.resign_raw(out) {
+                        Ok(out) => out,
+                        Err(why) => return Close::Protocol(why),
+                    },
+                    None => out,
                 }
             };
             if let Err(e) = upstream.write_all(&out).await {

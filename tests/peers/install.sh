@@ -13,7 +13,8 @@
 #   tansu      tansu 0.6.0 (memory storage) in the venv: only benches/kafka_compare still
 #              runs it (its `tansu proxy` baseline); no test does
 #   rocketmq   Apache RocketMQ 5.3.3 (namesrv, broker, tools, Java client 5.3.3) and the
-#              Java client 4.9.8, jars from Maven Central (Debian openjdk-17-jdk-headless + maven); the test
+#              Java client 4.9.8 with its ACL hook (rocketmq-acl 4.9.8, in a directory of its
+#              own), jars from Maven Central (Debian openjdk-17-jdk-headless + maven); the test
 #              clients tests/peers/rocketmq-java run from source, no build step
 #   fuzz       cargo-fuzz
 #   chromium   Debian chromium + chromium-driver
@@ -308,6 +309,9 @@ ROCKETMQ4_CLIENT_VERSION="4.9.8"
 MAVEN_DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 ROCKETMQ_DIR="$CUTOVER_PEERS/rocketmq-$ROCKETMQ_VERSION"
 ROCKETMQ4_DIR="$CUTOVER_PEERS/rocketmq-client-$ROCKETMQ4_CLIENT_VERSION"
+# AclClientRPCHook is in rocketmq-client for 5.x but in rocketmq-acl for 4.x;
+# kept apart so adding it never touches the client directory in use.
+ROCKETMQ4_ACL_DIR="$CUTOVER_PEERS/rocketmq-acl-$ROCKETMQ4_CLIENT_VERSION"
 # Maven's own download cache stays with the peers, not in ~/.m2.
 MAVEN_REPO="$CUTOVER_PEERS/m2"
 
@@ -366,6 +370,15 @@ install_rocketmq4_client() {
     rocketmq_pom "$ROCKETMQ4_CLIENT_VERSION" rocketmq-client >"$dir/pom.xml"
     maven_copy_jars "$dir"
     echo "rocketmq-client $ROCKETMQ4_CLIENT_VERSION" >"$dir/.stamp"
+}
+
+install_rocketmq4_acl() {
+    local dir=$ROCKETMQ4_ACL_DIR
+    mkdir -p "$dir"
+    rm -f "$dir/.stamp"
+    rocketmq_pom "$ROCKETMQ4_CLIENT_VERSION" rocketmq-acl >"$dir/pom.xml"
+    maven_copy_jars "$dir"
+    echo "rocketmq-acl $ROCKETMQ4_CLIENT_VERSION" >"$dir/.stamp"
 }
 
 FUZZ_ROOT="$CUTOVER_PEERS/cargo"
@@ -517,6 +530,13 @@ main() {
             else
                 install_rocketmq4_client
                 echo "peer rocketmq client 4: installed (rocketmq-client $ROCKETMQ4_CLIENT_VERSION in $ROCKETMQ4_DIR) [$(elapsed "$started")]"
+            fi
+            started=$(now_ms)
+            if jars_present "$ROCKETMQ4_ACL_DIR" "rocketmq-acl $ROCKETMQ4_CLIENT_VERSION"; then
+                echo "peer rocketmq acl 4: present (rocketmq-acl $ROCKETMQ4_CLIENT_VERSION in $ROCKETMQ4_ACL_DIR)"
+            else
+                install_rocketmq4_acl
+                echo "peer rocketmq acl 4: installed (rocketmq-acl $ROCKETMQ4_CLIENT_VERSION in $ROCKETMQ4_ACL_DIR) [$(elapsed "$started")]"
             fi
             ;;
         fuzz)

@@ -57,13 +57,18 @@ fn client_class_path(lib: ClientLib) -> String {
     let dir = match lib {
         ClientLib::V5 => rocketmq_home(),
         ClientLib::V4 => {
-            let dir = peers_dir().join(format!("rocketmq-client-{ROCKETMQ4_CLIENT_VERSION}"));
-            assert!(
-                dir.join(".stamp").is_file(),
-                "rocketmq-client {ROCKETMQ4_CLIENT_VERSION} is not installed in {}: run tests/peers/install.sh rocketmq",
-                dir.display()
-            );
-            dir
+            // The client, then its ACL hook (a jar of its own in 4.x).
+            let [client, acl] = ["client", "acl"].map(|artifact| {
+                let dir =
+                    peers_dir().join(format!("rocketmq-{artifact}-{ROCKETMQ4_CLIENT_VERSION}"));
+                assert!(
+                    dir.join(".stamp").is_file(),
+                    "rocketmq-{artifact} {ROCKETMQ4_CLIENT_VERSION} is not installed in {}: run tests/peers/install.sh rocketmq",
+                    dir.display()
+                );
+                dir
+            });
+            return format!("{}/lib/*:{}/lib/*", client.display(), acl.display());
         }
     };
     format!("{}/lib/*", dir.display())
@@ -206,7 +211,7 @@ struct StartingNamesrv {
     dir: TempDir,
 }
 
-fn spawn_namesrv(name: &str) -> StartingNamesrv {
+fn spawn_namesrv(name: &str, jvm: &[String]) -> StartingNamesrv {
     let home = rocketmq_home();
     let dir = tempfile::tempdir().expect("rocketmq temp dir");
     let port = free_port_block(1);
@@ -222,6 +227,7 @@ fn spawn_namesrv(name: &str) -> StartingNamesrv {
     )
     .expect("write namesrv.conf");
     let mut args = server_args(&home, &ns_dir, "namesrv", &["-Xms128m", "-Xmx256m"]);
+    args.extend(jvm.iter().cloned());
     args.extend([
         "org.apache.rocketmq.namesrv.NamesrvStartup".to_owned(),
         "-c".to_owned(),
@@ -243,6 +249,7 @@ fn spawn_broker(
     namesrv_port: u16,
     dir: &Path,
     extra: &str,
+    jvm: &[String],
 ) -> (u16, TiedJvm) {
     let home = rocketmq_home();
     let bdir = dir.join(broker);
@@ -272,6 +279,7 @@ fn spawn_broker(
         "broker",
         &["-Xms256m", "-Xmx256m", "-XX:MaxDirectMemorySize=256m"],
     );
+    args.extend(jvm.iter().cloned());
     args.extend([
         "org.apache.rocketmq.broker.BrokerStartup".to_owned(),
         "-c".to_owned(),
@@ -298,8 +306,21 @@ impl RocketmqCluster {
     /// [`RocketmqCluster::start_all`] with `extra` lines in every broker's
     /// config (e.g. `timerWheelEnable=true\n`).
     pub fn start_all_with(specs: &[(&str, &[&str])], extra: &str) -> Vec<RocketmqCluster> {
-        let mut namesrvs: Vec<StartingNamesrv> =
-            specs.iter().map(|(name, _)| spawn_namesrv(name)).collect();
+        RocketmqCluster::start_all_jvm(specs, extra, [&[], &[]])
+    }
+
+    /// [`RocketmqCluster::start_all_with`] with system properties
+    /// (`-Dtls.server.mode=...`) for every NameServer (`jvm[0]`) and every
+    /// broker (`jvm[1]`).
+    pub fn start_all_jvm(
+        specs: &[(&str, &[&str])],
+        extra: &str,
+        [namesrv_jvm, jvm]: [&[String]; 2],
+    ) -> Vec<RocketmqCluster> {
+        let mut namesrvs: Vec<StartingNamesrv> = specs
+            .iter()
+            .map(|(name, _)| spawn_namesrv(name, namesrv_jvm))
+            .collect();
         for ns in &mut namesrvs {
             ns.jvm.wait_line("The Name Server boot success");
         }
@@ -310,28 +331,30 @@ impl RocketmqCluster {
                 brokers
                     .iter()
                     .map(|b| {
-                        let (port, jvm) = spawn_broker(cluster, b, ns.port, ns.dir.path(), extra);
-                        ((*b).to_owned(), port, jvm)
+                        let (port, process) =
+                            spawn_broker(cluster, b, ns.port, ns.dir.path(), extra, jvm);
+                        ((*b).to_owned(), port, process)
                     })
                     .collect()
             })
             .collect();
         for (((cluster, _), ns), brokers) in specs.iter().zip(&namesrvs).zip(&mut starting) {
-            for (name, port, jvm) in brokers.iter_mut() {
+            for (name, port, process) in brokers.iter_mut() {
                 // Seen twice under heavy load: a broker that never printed
                 // its ready line nor exited. A fresh JVM on fresh ports
                 // then started in seconds.
                 let mut attempt = 1;
-                while let Err(why) = jvm.try_wait_line("boot success", BROKER_ATTEMPT_DEADLINE) {
+                while let Err(why) = process.try_wait_line("boot success", BROKER_ATTEMPT_DEADLINE)
+                {
                     assert!(attempt < BROKER_ATTEMPTS, "{why}");
                     let _ = writeln!(
                         std::io::stderr().lock(),
                         "rocketmq: starting {cluster} {name} again: {why}"
                     );
                     let (new_port, new_jvm) =
-                        spawn_broker(cluster, name, ns.port, ns.dir.path(), extra);
+                        spawn_broker(cluster, name, ns.port, ns.dir.path(), extra, jvm);
                     // Dropping the old one kills it.
-                    *jvm = new_jvm;
+                    *process = new_jvm;
                     *port = new_port;
                     attempt += 1;
                 }
@@ -491,7 +514,7 @@ pub fn rpc(addr: &str, code: i32, ext: &[(&str, &str)], encoding: Encoding) -> O
 }
 
 /// Reads one whole frame (up to 16 MiB) from a blocking stream.
-pub fn read_frame(stream: &mut TcpStream) -> Option<Frame> {
+pub fn read_frame(stream: &mut impl Read) -> Option<Frame> {
     let mut buf = BytesMut::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {

@@ -18,7 +18,10 @@
 //   java -cp 'LIB/*' Client.java bench --namesrv A --topic T --group G --count N --concurrency C [--size S]
 //
 // Every mode also takes [--poll-ms MS] (route poll and heartbeat interval,
-// default 1000) and [--vip true] (use the broker's VIP port, port - 2).
+// default 1000), [--vip true] (use the broker's VIP port, port - 2),
+// [--access-key AK --secret-key SK] (sign every request, RocketMQ ACL) and
+// [--tls-ca FILE] (TLS to NameServer and brokers, certificates checked
+// against FILE).
 //
 // `produce` sends bodies `P:SEQ` (SEQ from 0) and appends each acknowledged
 // body to FILE as a line; `consume` appends every delivered body to FILE.
@@ -82,6 +85,7 @@ public class Client {
             }
             c.args.put(argv[i].replaceFirst("^--", ""), argv[i + 1]);
         }
+        tlsProperties(c.args);
         String summary;
         switch (argv[0]) {
             case "produce": summary = c.produce(); break;
@@ -140,6 +144,45 @@ public class Client {
         c.setPersistConsumerOffsetInterval(1000);
         c.setVipChannelEnabled(flag("vip"));
         c.setInstanceName(args.getOrDefault("id", get("group")) + "-" + ProcessHandle.current().pid());
+        c.setUseTLS(args.containsKey("tls-ca"));
+    }
+
+    /**
+     * Signs every request (ACL) when --access-key and --secret-key are given.
+     * Built by reflection: the hook ships inside rocketmq-client 5.x but in a
+     * separate rocketmq-acl jar for 4.9.x, and this file must compile on both.
+     */
+    org.apache.rocketmq.remoting.RPCHook hook() {
+        String ak = args.get("access-key");
+        if (ak == null) {
+            return null;
+        }
+        try {
+            Class<?> credentials = Class.forName("org.apache.rocketmq.acl.common.SessionCredentials");
+            Object c = credentials.getConstructor(String.class, String.class).newInstance(ak, get("secret-key"));
+            return (org.apache.rocketmq.remoting.RPCHook) Class
+                .forName("org.apache.rocketmq.acl.common.AclClientRPCHook")
+                .getConstructor(credentials).newInstance(c);
+        } catch (ReflectiveOperationException e) {
+            fail("--access-key needs the ACL hook on the class path: " + e);
+            return null;
+        }
+    }
+
+    /**
+     * `--tls-ca FILE`: TLS to the NameServer and brokers, the server's
+     * certificate checked against FILE (RocketMQ's client otherwise trusts
+     * any certificate). Set before any client class reads TlsSystemConfig.
+     */
+    static void tlsProperties(Map<String, String> args) {
+        String ca = args.get("tls-ca");
+        if (ca == null) {
+            return;
+        }
+        System.setProperty("tls.enable", "true");
+        System.setProperty("tls.test.mode.enable", "false");
+        System.setProperty("tls.client.authServer", "true");
+        System.setProperty("tls.client.trustCertPath", ca);
     }
 
     static String json(String s) {
@@ -152,7 +195,7 @@ public class Client {
         long count = num("count", Long.MAX_VALUE);
         long interval = num("interval-ms", 0);
         int delayLevel = (int) num("delay-level", 0);
-        DefaultMQProducer producer = new DefaultMQProducer(get("group"));
+        DefaultMQProducer producer = new DefaultMQProducer(get("group"), hook());
         configure(producer);
         producer.setRetryTimesWhenSendFailed(2);
         producer.start();
@@ -263,7 +306,8 @@ public class Client {
         }
         AtomicLong received = new AtomicLong();
         PrintWriter out = new PrintWriter(new FileWriter(get("out"), StandardCharsets.UTF_8, true));
-        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(get("group"));
+        DefaultMQPushConsumer consumer = new DefaultMQPushConsumer(get("group"), hook(),
+            new org.apache.rocketmq.client.consumer.rebalance.AllocateMessageQueueAveragely());
         configure(consumer);
         consumer.setConsumeFromWhere(ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET);
         if (flag("broadcast")) {
