@@ -41,18 +41,22 @@
 //!
 //! MB = 10^6 bytes of record values. Rounds alternate the paths so drift
 //! over time hits them alike; the table shows each path's best round per
-//! column and the spread between rounds. Per phase the bench reads
+//! column and the spread between rounds, plus the median over rounds of
+//! each round's ratio to the baselines (the figure least moved by load
+//! that comes and goes on a shared machine). Per phase the bench reads
 //! cutover's utime+stime from /proc/PID/stat before and after and reports
-//! CPU seconds per GB of record values (summed over rounds), and the share
-//! of the phase's requests that cutover split over several upstream
-//! brokers or clusters (`cutover_kafka_split_requests_total` against
-//! `cutover_requests_total`, the topic's series only). CPU% of every
+//! CPU seconds per GB of record values (summed over rounds; 1 s/GB = 1 ms
+//! per MB), and the share of the phase's requests that cutover split over
+//! several upstream brokers or clusters: `cutover_kafka_split_requests_total`
+//! against `cutover_requests_total`, the topic's series only (the latter
+//! counts a request once per cluster it reached, so a split request there
+//! counts once or twice). CPU% of every
 //! process per phase comes from /proc too (100% = one core). Nothing is
 //! asserted about the ratios (issue 19's targets: `source` ≥ 0.95× direct,
 //! splice states ≥ 0.85×); lost or failed records are flagged.
 //!
-//! Environment (defaults finish in about 8 minutes on 2 busy cores):
-//! `KAFKA_BENCH_RECORDS` (200000), `KAFKA_BENCH_RECORD_SIZE` (100 bytes),
+//! Environment (defaults finish in about 6 minutes on 2 busy cores):
+//! `KAFKA_BENCH_RECORDS` (500000), `KAFKA_BENCH_RECORD_SIZE` (100 bytes),
 //! `KAFKA_BENCH_PARTITIONS` (6), `KAFKA_BENCH_ROUNDS` (3),
 //! `KAFKA_BENCH_VIRTUAL_BROKERS` (3), `KAFKA_BENCH_TARGETS`
 //! (comma-separated subset of target names), `CUTOVER_BENCH_KEEP=1` keeps
@@ -122,7 +126,7 @@ struct Params {
 impl Params {
     fn from_env() -> Params {
         Params {
-            records: var("KAFKA_BENCH_RECORDS", 200_000).max(1),
+            records: var("KAFKA_BENCH_RECORDS", 500_000).max(1),
             record_size: var("KAFKA_BENCH_RECORD_SIZE", 100).max(1),
             partitions: var("KAFKA_BENCH_PARTITIONS", 6).max(1),
             rounds: var("KAFKA_BENCH_ROUNDS", 3).max(1),
@@ -315,6 +319,7 @@ struct Measured {
 /// One round of one target.
 struct Run {
     target: &'static str,
+    round: usize,
     produce: Measured,
     consume: Measured,
 }
@@ -496,6 +501,7 @@ fn run(rig: &Rig, home: &Path, target: &Target, round: usize) -> Run {
     );
     Run {
         target: target.name,
+        round,
         produce,
         consume,
     }
@@ -694,6 +700,30 @@ fn cutover_totals(runs: &[Run], target: &str, phase: &str) -> Option<(f64, f64)>
     ))
 }
 
+/// The median over rounds of `target`'s figure divided by `base`'s figure
+/// of the same round: rounds alternate the paths, so this ratio is the one
+/// least moved by load that comes and goes on a shared machine.
+fn median_round_ratio(runs: &[Run], target: &str, base: &str, figure: fn(&Run) -> f64) -> String {
+    let mut ratios: Vec<f64> = of(runs, target)
+        .into_iter()
+        .filter_map(|r| {
+            let b = of(runs, base).into_iter().find(|b| b.round == r.round)?;
+            (figure(b) > 0.0).then(|| figure(r) / figure(b))
+        })
+        .collect();
+    if ratios.is_empty() {
+        return "-".to_owned();
+    }
+    ratios.sort_by(f64::total_cmp);
+    let mid = ratios.len() / 2;
+    let median = if ratios.len() % 2 == 1 {
+        ratios[mid]
+    } else {
+        f64::midpoint(ratios[mid - 1], ratios[mid])
+    };
+    format!("{median:.2}x")
+}
+
 /// Milliseconds as `ProducerPerformance` prints its percentiles (whole ms).
 fn whole_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
@@ -710,8 +740,21 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
             .collect::<Vec<_>>()
             .join(" | ")
     };
-    let vs_header = BASELINES.map(|b| format!("vs {b}")).join(" | ");
-    let vs_rule = "---|".repeat(BASELINES.len());
+    // Median per-round ratios against every baseline row, as table cells.
+    let per_round = |target: &str, figure: fn(&Run) -> f64| {
+        BASELINES
+            .iter()
+            .map(|b| median_round_ratio(runs, target, b, figure))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let vs_header = BASELINES
+        .map(|b| format!("vs {b}"))
+        .into_iter()
+        .chain(BASELINES.map(|b| format!("median round vs {b}")))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let vs_rule = "---|".repeat(2 * BASELINES.len());
     let rounds = params.rounds;
     let mut out = String::new();
     let _ = writeln!(
@@ -739,12 +782,13 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
             .expect("a run");
         let _ = writeln!(
             out,
-            "| {target} | {mb:.2} | {:.0} | {:.0}% | {} | {} | {} |",
+            "| {target} | {mb:.2} | {:.0} | {:.0}% | {} | {} | {} | {} |",
             best.produce.phase.msgs_per_s(),
             100.0 * spread,
             whole_ms(best.produce.phase.p50_ms),
             whole_ms(best.produce.phase.p99_ms),
             vs(mb, &produce_mb),
+            per_round(target, |r| r.produce.phase.mb_per_s()),
         );
     }
     let _ = writeln!(
@@ -771,13 +815,14 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
             .expect("a run");
         let _ = writeln!(
             out,
-            "| {target} | {mb:.2} | {:.0} | {:.0}% | {} | {} |",
+            "| {target} | {mb:.2} | {:.0} | {:.0}% | {} | {} | {} |",
             best.consume.phase.msgs_per_s(),
             100.0 * spread,
             best.consume
                 .join_ms
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
             vs(mb, &consume_mb),
+            per_round(target, |r| r.consume.phase.mb_per_s()),
         );
     }
     let _ = writeln!(
