@@ -49,8 +49,7 @@
 //! per MB), and the share of the phase's requests that cutover split over
 //! several upstream brokers or clusters: `cutover_kafka_split_requests_total`
 //! against `cutover_requests_total`, the topic's series only (the latter
-//! counts a request once per cluster it reached, so a split request there
-//! counts once or twice). CPU% of every
+//! counts a split request once per upstream broker it reached). CPU% of every
 //! process per phase comes from /proc too (100% = one core). Nothing is
 //! asserted about the ratios (issue 19's targets: `source` ≥ 0.95× direct,
 //! splice states ≥ 0.85×); lost or failed records are flagged.
@@ -293,7 +292,7 @@ struct CutoverCost {
     cpu_seconds: f64,
     /// Requests split over several upstream brokers or clusters.
     split: f64,
-    /// Requests forwarded upstream (per topic and cluster, as counted by
+    /// Requests forwarded upstream (one per upstream broker, as counted by
     /// `cutover_requests_total`).
     requests: f64,
 }
