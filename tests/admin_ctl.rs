@@ -365,7 +365,13 @@ fn ctl_walks_a_topic_and_state_survives_sigkill() {
         .map(|l| {
             let cells: Vec<&str> = l.split_whitespace().collect();
             // The actor has spaces (`ctl:u (socket uid N u)`): FORCED is last.
-            vec![cells[1], cells[2], cells[3], cells[4], cells[cells.len() - 1]]
+            vec![
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
+                cells[cells.len() - 1],
+            ]
         })
         .collect();
     assert_eq!(

@@ -363,19 +363,19 @@ fn observed_blob(migration: &str) -> String {
 async fn remember(shared: &Arc<Shared>, shutdown: &Shutdown) {
     let name = &shared.migration.name;
     let memory = Arc::new(Memory(shared.clone()));
-    let saved = recall::resume(
+    recall::resume(
         shared.store.clone(),
         name,
         observed_blob(name),
         &shared.recall,
         memory,
         shutdown,
+        |saved| {
+            tracing::info!(migration = %name, groups = saved.len(), "consumer groups seen before the restart restored");
+            shared.observed.restore(saved);
+        },
     )
     .await;
-    if let Some(saved) = saved {
-        tracing::info!(migration = %name, groups = saved.len(), "consumer groups seen before the restart restored");
-        shared.observed.restore(saved);
-    }
 }
 
 /// The groups seen through the proxy, as persisted.

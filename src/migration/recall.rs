@@ -204,9 +204,11 @@ pub trait Snapshots: Send + Sync + 'static {
     fn snapshot(&self) -> (Self::Data, bool);
 }
 
-/// At start: loads what the previous run persisted as `blob` (returned for
-/// the caller to restore), tells `recall` how that run ended, and keeps
-/// persisting `source` from now on.
+/// At start: loads what the previous run persisted as `blob`, hands it to
+/// `restore`, tells `recall` how that run ended, and only then keeps
+/// persisting `source`: the flusher writes at once, so starting it before
+/// the restore would overwrite the previous run's record with an empty one
+/// (and a crash before the next flush would lose it).
 pub async fn resume<S>(
     store: std::sync::Arc<dyn StateStore>,
     migration: &str,
@@ -214,15 +216,17 @@ pub async fn resume<S>(
     recall: &Recall,
     source: std::sync::Arc<S>,
     shutdown: &Shutdown,
-) -> Option<S::Data>
-where
+    restore: impl FnOnce(S::Data),
+) where
     S: Snapshots,
     S::Data: DeserializeOwned,
 {
     let (saved, prior) = load::<S::Data>(store.as_ref(), migration, &blob).await;
+    if let Some(saved) = saved {
+        restore(saved);
+    }
     recall.set_prior(prior);
     spawn_flush(store, migration.to_owned(), blob, source, shutdown);
-    saved
 }
 
 /// Writes `source`'s snapshot as `blob` whenever it changed, every
