@@ -220,16 +220,7 @@ fn create_topic(cluster: &RocketmqCluster, topic: &str, account: (&str, &str)) {
         let answer = signed_rpc(
             &b.addr(),
             17,
-            &[
-                ("topic", topic),
-                ("defaultTopic", "TBW102"),
-                ("readQueueNums", &q),
-                ("writeQueueNums", &q),
-                ("perm", "6"),
-                ("topicFilterType", "SINGLE_TAG"),
-                ("topicSysFlag", "0"),
-                ("order", "false"),
-            ],
+            &support::create_topic_fields(topic, &q),
             account,
         )
         .expect("UPDATE_AND_CREATE_TOPIC answered");

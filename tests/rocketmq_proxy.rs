@@ -717,20 +717,7 @@ impl Admin {
 
     fn create_topic(&mut self, topic: &str, queues: i32) {
         let q = queues.to_string();
-        let got = self.call(
-            17,
-            &[
-                ("topic", topic),
-                ("defaultTopic", "TBW102"),
-                ("readQueueNums", &q),
-                ("writeQueueNums", &q),
-                ("perm", "6"),
-                ("topicFilterType", "SINGLE_TAG"),
-                ("topicSysFlag", "0"),
-                ("order", "false"),
-            ],
-            &[],
-        );
+        let got = self.call(17, &support::create_topic_fields(topic, &q), &[]);
         assert_eq!(got.header.code, 0, "{topic}: {:?}", got.header.remark);
     }
 

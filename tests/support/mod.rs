@@ -43,8 +43,8 @@ pub use net::{free_port, free_port_block, http_get, tcp_accepts};
 pub use redis_rig::{RawClient, RedisRig};
 pub use redis_server::RedisServer;
 pub use rocketmq::{
-    ClientLib, RocketmqBroker, RocketmqClient, RocketmqCluster, RocketmqRig, read_frame,
-    rocketmq_home, rpc, shared_clusters,
+    ClientLib, RocketmqBroker, RocketmqClient, RocketmqCluster, RocketmqRig, create_topic_fields,
+    read_frame, rocketmq_home, rpc, shared_clusters,
 };
 pub use wait::{wait_until, wait_until_async};
 

@@ -22,6 +22,22 @@ use cutover_rocketmq::{Encoding, Frame, Header, TopicRouteData, encode, next_fra
 use tempfile::TempDir;
 
 use super::child::ChildGuard;
+
+/// The ext fields of UPDATE_AND_CREATE_TOPIC (17) for a readable and
+/// writable topic of `queues` read and write queues.
+#[must_use]
+pub fn create_topic_fields<'a>(topic: &'a str, queues: &'a str) -> [(&'static str, &'a str); 8] {
+    [
+        ("topic", topic),
+        ("defaultTopic", "TBW102"),
+        ("readQueueNums", queues),
+        ("writeQueueNums", queues),
+        ("perm", "6"),
+        ("topicFilterType", "SINGLE_TAG"),
+        ("topicSysFlag", "0"),
+        ("order", "false"),
+    ]
+}
 use super::net::{free_port, free_port_block};
 use super::peers_dir;
 
@@ -445,16 +461,7 @@ impl RocketmqCluster {
             let answer = rpc(
                 &b.addr(),
                 17,
-                &[
-                    ("topic", topic),
-                    ("defaultTopic", "TBW102"),
-                    ("readQueueNums", &q),
-                    ("writeQueueNums", &q),
-                    ("perm", "6"),
-                    ("topicFilterType", "SINGLE_TAG"),
-                    ("topicSysFlag", "0"),
-                    ("order", "false"),
-                ],
+                &create_topic_fields(topic, &q),
                 Encoding::Json,
             )
             .expect("UPDATE_AND_CREATE_TOPIC answered");
