@@ -4,6 +4,7 @@
 //
 //   java -cp 'LIB/*' Client.java produce --namesrv A --topic T --group G --id P --out FILE
 //       [--count N] [--stop-file F] [--interval-ms M] [--delay-level L]
+//       [--send-timeout-ms MS] (one send with its retries, default 3000)
 //   java -cp 'LIB/*' Client.java consume --namesrv A --topic T --group G --out FILE --stop-file F
 //       [--orderly true] [--broadcast true] [--retry-every K]
 //       [--pop true [--pop-invisible-ms MS]]
@@ -195,6 +196,7 @@ public class Client {
         long count = num("count", Long.MAX_VALUE);
         long interval = num("interval-ms", 0);
         int delayLevel = (int) num("delay-level", 0);
+        long sendTimeout = num("send-timeout-ms", 3000);
         DefaultMQProducer producer = new DefaultMQProducer(get("group"), hook());
         configure(producer);
         producer.setRetryTimesWhenSendFailed(2);
@@ -209,7 +211,7 @@ public class Client {
                     if (delayLevel > 0) {
                         m.setDelayTimeLevel(delayLevel);
                     }
-                    SendResult r = producer.send(m, 3000);
+                    SendResult r = producer.send(m, sendTimeout);
                     if (r.getSendStatus() == SendStatus.SEND_OK) {
                         acked++;
                         out.println(body);
