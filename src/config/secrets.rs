@@ -44,6 +44,13 @@ fn secret_files(config: &Config) -> (Vec<(String, &Path)>, Vec<String>) {
         if let Some(tls) = &migration.tls {
             files.push((format!("{path}.tls.key_file"), tls.key_file.as_path()));
         }
+        if let Some(users) = migration
+            .kafka
+            .as_ref()
+            .and_then(|k| k.users_file.as_deref())
+        {
+            files.push((format!("{path}.kafka.users_file"), users));
+        }
         if let Some(redis) = &migration.redis {
             if let Some(users) = &redis.users_file {
                 files.push((format!("{path}.redis.users_file"), users.as_path()));

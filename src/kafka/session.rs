@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::Side;
 use super::link::{Answer, Link};
+use super::sasl::server::{self as sasl_server, ClientLogins, Login, MAX_PREAUTH_FRAME, Step};
 use super::split::Dest;
 use super::versions::admit;
 use super::{Door, Shared, dispatch};
@@ -48,6 +49,9 @@ pub(super) enum Close {
     Shutdown,
     Protocol(String),
     Upstream(String),
+    /// The client's login failed; its refusal is queued, then the
+    /// connection closes.
+    Auth,
 }
 
 /// What a reply writes to the client.
@@ -68,6 +72,9 @@ pub(super) struct Session {
     pub shared: Arc<Shared>,
     links: HashMap<(Side, Option<String>), Link>,
     next_id: i32,
+    peer: SocketAddr,
+    /// Where the client is in its SASL login (only with `kafka.users_file`).
+    login: Login,
 }
 
 impl Session {
@@ -85,7 +92,13 @@ impl Session {
             return Err(Close::Upstream(why));
         }
         if !self.links.contains_key(&key) {
-            let upstream = self.shared.upstream(side, addr).map_err(Close::Upstream)?;
+            let mut upstream = self.shared.upstream(side, addr).map_err(Close::Upstream)?;
+            if let Login::Done {
+                links: Some(links), ..
+            } = &self.login
+            {
+                upstream = upstream.with_handshake(Some(links[side as usize].clone()));
+            }
             let stream = upstream
                 .connect()
                 .await
@@ -95,6 +108,8 @@ impl Session {
                 upstream.cluster,
                 addr.unwrap_or("its bootstrap endpoints")
             );
+            metrics::counter!(metrics::KAFKA_SESSION_LINKS, "migration" => self.shared.migration.name.to_string(), "cluster" => upstream.cluster.to_string())
+                .increment(1);
             let link = Link::new(name, stream, self.shared.max_frame);
             self.links.insert(key.clone(), link);
         }
@@ -238,6 +253,8 @@ pub(super) async fn run(
         shared: shared.clone(),
         links: HashMap::new(),
         next_id: 0,
+        peer,
+        login: Login::default(),
     };
     let reads = requests(&mut session, client_r, tx, &shutdown);
     let writes = responses(&shared, rx, client_w);
@@ -251,6 +268,11 @@ pub(super) async fn run(
                 Close::Client => Close::Shutdown,
                 other => other,
             },
+            // The refusal is queued: write it, then close.
+            Close::Auth => {
+                let _ = writes.await;
+                Close::Auth
+            }
             other => other,
         },
         close = &mut writes => close,
@@ -261,6 +283,7 @@ pub(super) async fn run(
         Close::Shutdown => "shutdown",
         Close::Protocol(_) => "protocol_error",
         Close::Upstream(_) => "upstream",
+        Close::Auth => "auth",
     };
     metrics::counter!(metrics::CONNECTIONS_CLOSED, "migration" => name.clone(), "reason" => reason)
         .increment(1);
@@ -287,10 +310,19 @@ async fn requests(
     shutdown: &CancellationToken,
 ) -> Close {
     let idle = session.shared.idle_timeout;
-    let max_frame = session.shared.max_frame;
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     loop {
         loop {
+            let logins = session
+                .shared
+                .logins
+                .clone()
+                .filter(|_| !session.login.done());
+            let max_frame = if logins.is_some() {
+                MAX_PREAUTH_FRAME.min(session.shared.max_frame)
+            } else {
+                session.shared.max_frame
+            };
             let frame = match next_frame(&mut buf, max_frame) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -300,6 +332,16 @@ async fn requests(
                 Ok(h) => h,
                 Err(e) => return Close::Protocol(e.to_string()),
             };
+            if let Some(logins) = logins {
+                let (reply, close) = before_login(session, &logins, &frame, &header).await;
+                if let Err(close) = queue(session, &replies, reply).await {
+                    return close;
+                }
+                match close {
+                    Some(close) => return close,
+                    None => continue,
+                }
+            }
             if let Err(refused) = admit(header.key, header.api_version) {
                 return Close::Protocol(format!(
                     "request with correlation id {}: {refused}",
@@ -327,6 +369,54 @@ async fn requests(
             Ok(Ok(0) | Err(_)) => return Close::Client,
             Ok(Ok(_)) => {}
         }
+    }
+}
+
+/// A request read before the client logged in, answered by the proxy
+/// (no upstream connection is made for it); the close, when the login
+/// failed or the request is not one a client may send yet.
+async fn before_login(
+    session: &mut Session,
+    logins: &ClientLogins,
+    frame: &Bytes,
+    header: &RequestHeader,
+) -> (Reply, Option<Close>) {
+    let shared = session.shared.clone();
+    let versions = if header.key == cutover_kafka::kafka_protocol::messages::ApiKey::ApiVersions {
+        let (source, target) = tokio::join!(
+            shared.source_versions.rows_of(&shared, &shared.bootstrap),
+            shared.target_versions.rows(&shared)
+        );
+        match (source, target) {
+            (Some(s), Some(t)) => Some(cutover_kafka::intersect_api_versions(&s, &t)),
+            (Some(rows), None) | (None, Some(rows)) => Some(rows.to_vec()),
+            (None, None) => None,
+        }
+    } else {
+        None
+    };
+    let step = sasl_server::step(
+        logins,
+        &mut session.login,
+        frame,
+        header,
+        session.peer,
+        &shared.migration.name,
+        versions.as_deref(),
+    );
+    match step {
+        Step::Answer(out) => (Box::pin(async move { Ok(Out::Frame(out)) }), None),
+        Step::Refuse(out, delay) => (
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(Out::Frame(out))
+            }),
+            Some(Close::Auth),
+        ),
+        Step::Close(why) => (
+            Box::pin(async { Ok(Out::Nothing) }),
+            Some(Close::Protocol(why)),
+        ),
     }
 }
 

@@ -58,11 +58,11 @@ catalogue! {
     CONNECTIONS_ACCEPTED = "cutover_client_connections_accepted_total", Counter, ["migration"],
         "Client connections accepted on a migration's listener.";
     CONNECTIONS_CLOSED = "cutover_client_connections_closed_total", Counter, ["migration", "reason"],
-        "Client connections closed, by reason (client, idle, protocol_error, shutdown, upstream).";
+        "Client connections closed, by reason (client, idle, protocol_error, shutdown, upstream, auth).";
     REQUESTS = "cutover_requests_total", Counter, ["migration", "topic", "cluster"],
         "Requests forwarded to an upstream cluster, per topic (Redis: keyspace).";
     REQUEST_ERRORS = "cutover_request_errors_total", Counter, ["migration", "cluster", "kind"],
-        "Requests answered with an error, by kind (upstream_unreachable, upstream_timeout, refused, protocol).";
+        "Requests answered with an error, by kind (upstream_unreachable, upstream_timeout, refused, protocol, auth).";
     REQUEST_DURATION = "cutover_request_duration_seconds", Histogram, ["migration", "cluster"],
         "Time from forwarding a request upstream to its reply.";
     BYTES = "cutover_bytes_total", Counter, ["migration", "cluster", "direction"],
@@ -97,6 +97,8 @@ catalogue! {
         "Bytes of Kafka record batches produced to or fetched from a cluster, per topic.";
     KAFKA_ERRORS = "cutover_kafka_partition_errors_total", Counter, ["migration", "topic", "cluster", "code"],
         "Kafka Produce and Fetch answers with a partition error, by Kafka error code.";
+    KAFKA_SESSION_LINKS = "cutover_kafka_session_links_total", Counter, ["migration", "cluster"],
+        "Upstream connections opened for Kafka client sessions (each logged in first when the cluster has auth); a client that fails its own login opens none.";
     KAFKA_SPLIT_REQUESTS = "cutover_kafka_split_requests_total", Counter, ["migration", "topic", "api"],
         "Kafka client requests (Produce, Fetch, ListOffsets) the proxy split over several upstream brokers or clusters, once per topic they name; against cutover_requests_total, the share not passed through whole.";
     KAFKA_GROUP_LAG = "cutover_kafka_group_lag", Gauge, ["migration", "group", "topic"],
