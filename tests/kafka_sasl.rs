@@ -393,3 +393,81 @@ fn a_cluster_refusing_the_proxy_is_named_in_a_precise_error() {
         "the password is never logged"
     );
 }
+
+/// librdkafka: one record to each of `TOPICS`, with the delivery outcome.
+const PRODUCE_EACH: &str = r#"
+results = {}
+def cb(err, msg):
+    results[msg.topic()] = str(err) if err else "ok"
+p = Producer({**CONF, "message.timeout.ms": 20000})
+for t in [{TOPICS}]:
+    p.produce(t, value=b"x", on_delivery=cb)
+p.flush(30)
+print(json.dumps(results))
+"#;
+
+#[test]
+fn client_users_reach_each_cluster_as_their_mapped_principal_and_acl_refusals_pass_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old_pw = secret_file(dir.path(), "alice-old.pw", "alice-old-secret");
+    let new_pw = secret_file(dir.path(), "alice-new.pw", "alice-new-secret");
+    let rig = rig(
+        "acl*",
+        "old-secret",
+        ", upstream_identity: client",
+        &format!(", users: {{ alice: {{ username: alice-old, password_file: \"{old_pw}\" }} }}"),
+        &format!(", users: {{ alice: {{ username: alice-new, password_file: \"{new_pw}\" }} }}"),
+    );
+    let boot = source().bootstrap();
+    for topic in ["acl-open", "acl-denied"] {
+        let out = kafka_tool(
+            "org.apache.kafka.tools.TopicCommand",
+            &[
+                "--bootstrap-server",
+                &boot,
+                "--create",
+                "--topic",
+                topic,
+                "--partitions",
+                "1",
+            ],
+        );
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    // Everyone may use acl-denied, except that alice-old (alice's principal
+    // on the source, not the proxy's) may not write to it.
+    for rule in [
+        &["--allow-principal", "User:*", "--operation", "All"][..],
+        &["--deny-principal", "User:alice-old", "--operation", "Write"][..],
+    ] {
+        let mut args = vec![
+            "--bootstrap-server",
+            &boot,
+            "--add",
+            "--topic",
+            "acl-denied",
+        ];
+        args.extend_from_slice(rule);
+        let out = kafka_tool("org.apache.kafka.tools.AclCommand", &args);
+        assert!(out.status.success(), "{}", output_text(&out));
+    }
+    let body = PRODUCE_EACH.replace("{TOPICS}", "\"acl-open\", \"acl-denied\"");
+    let out = rig.python("SCRAM-SHA-256", "alice", "alice-secret", &body);
+    assert_eq!(out["acl-open"], "ok", "{out:#}\n{}", rig.proxy.log_tail(30));
+    assert!(
+        out["acl-denied"]
+            .as_str()
+            .is_some_and(|e| e.contains("TOPIC_AUTHORIZATION_FAILED")),
+        "the broker's refusal of alice-old passes back as it was: {out:#}"
+    );
+    // bob logs in with SCRAM and has no principal on the clusters: refused
+    // at login, naming the cluster.
+    let out = rig.python("SCRAM-SHA-512", "bob", "bob-secret", LOGIN);
+    assert_eq!(out["ok"], false, "{out:#}");
+    assert!(
+        out["errors"]
+            .to_string()
+            .contains("cluster \\\"old\\\" has no credentials for user bob"),
+        "{out:#}"
+    );
+}
