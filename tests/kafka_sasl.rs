@@ -97,6 +97,18 @@ fn rig(
     old_auth: &str,
     new_auth: &str,
 ) -> Rig {
+    rig_with(pattern, old_password, kafka_extra, old_auth, new_auth, "")
+}
+
+/// As [`rig`], `migration_extra` appended to the migration (e.g. `tls:`).
+fn rig_with(
+    pattern: &str,
+    old_password: &str,
+    kafka_extra: &str,
+    old_auth: &str,
+    new_auth: &str,
+    migration_extra: &str,
+) -> Rig {
     let (source, target) = (source(), target());
     let dir = tempfile::tempdir().expect("temp dir");
     let users = dir.path().join("kafka-users");
@@ -121,7 +133,7 @@ fn rig(
          \x20   source: old\n\
          \x20   target: new\n\
          \x20   topics: [ {{ match: \"{pattern}\" }} ]\n\
-         \x20   kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1, users_file: \"{}\"{kafka_extra} }}\n",
+         \x20   kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1, users_file: \"{}\"{kafka_extra} }}\n{migration_extra}",
         source.sasl_endpoints_yaml(),
         target.sasl_endpoints_yaml(),
         users.display()
@@ -470,4 +482,44 @@ fn client_users_reach_each_cluster_as_their_mapped_principal_and_acl_refusals_pa
             .contains("cluster \\\"old\\\" has no credentials for user bob"),
         "{out:#}"
     );
+}
+
+#[test]
+fn clients_log_in_over_tls_with_sasl_ssl() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    support::tls::certificates(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let rig = rig_with(
+        "tls*",
+        "old-secret",
+        "",
+        "",
+        "",
+        &format!(
+            "    tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+            file("server.pem"),
+            file("server.key")
+        ),
+    );
+    let tls = format!(
+        "CONF.update({{\"security.protocol\": \"SASL_SSL\", \"ssl.ca.location\": \"{}\"}})\n",
+        file("ca.pem")
+    );
+    let body = tls.clone()
+        + &PRODUCE
+            .replace("{N}", "50")
+            .replace("{TOPIC}", "tls-events")
+            .replace("{PREFIX}", "t");
+    let out = rig.python("PLAIN", "alice", "alice-secret", &body);
+    assert_eq!(out["delivered"], 50, "{out:#}\n{}", rig.proxy.log_tail(30));
+    let body = tls
+        + &READ_ALL
+            .replace("{N}", "50")
+            .replace("{TOPIC}", "tls-events")
+            .replace("{GROUP}", "tls-reader");
+    let read = rig.python("SCRAM-SHA-512", "bob", "bob-secret", &body);
+    assert_eq!(read["records"], 50, "{read:#}");
+    // Without TLS the listener does not speak Kafka at all.
+    let out = rig.python("PLAIN", "alice", "alice-secret", LOGIN);
+    assert_eq!(out["ok"], false, "{out:#}");
 }
