@@ -19,6 +19,19 @@ use support::{
     free_port, kafka_python, kafka_tool, output_text, spawn_java, wait_until,
 };
 
+/// The test binary's CA and server certificate (`support::tls`): the
+/// source's SASL_SSL listeners and the proxy's TLS listener use them.
+fn certs() -> &'static Path {
+    static CERTS: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CERTS
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            support::tls::certificates(dir.path());
+            dir
+        })
+        .path()
+}
+
 fn source() -> &'static KafkaCluster {
     static SOURCE: OnceLock<KafkaCluster> = OnceLock::new();
     SOURCE.get_or_init(|| {
@@ -27,6 +40,7 @@ fn source() -> &'static KafkaCluster {
                 ("SCRAM-SHA-256", "proxy-old", "old-secret"),
                 ("SCRAM-SHA-256", "alice-old", "alice-old-secret"),
             ],
+            tls_dir: Some(certs().to_owned()),
         };
         KafkaCluster::start_with("sasl-source", 1, Some(&users))
     })
@@ -40,6 +54,7 @@ fn target() -> &'static KafkaCluster {
                 ("SCRAM-SHA-512", "proxy-new", "new-secret"),
                 ("SCRAM-SHA-512", "alice-new", "alice-new-secret"),
             ],
+            tls_dir: None,
         };
         KafkaCluster::start_with("sasl-target", 1, Some(&users))
     })
@@ -97,10 +112,20 @@ fn rig(
     old_auth: &str,
     new_auth: &str,
 ) -> Rig {
-    rig_with(pattern, old_password, kafka_extra, old_auth, new_auth, "")
+    rig_with(
+        pattern,
+        old_password,
+        kafka_extra,
+        old_auth,
+        new_auth,
+        "",
+        None,
+    )
 }
 
-/// As [`rig`], `migration_extra` appended to the migration (e.g. `tls:`).
+/// As [`rig`], `migration_extra` appended to the migration (e.g. `tls:`),
+/// and `old_tls`: the source reached at its SASL_SSL listeners with this
+/// `tls:` value.
 fn rig_with(
     pattern: &str,
     old_password: &str,
@@ -108,6 +133,7 @@ fn rig_with(
     old_auth: &str,
     new_auth: &str,
     migration_extra: &str,
+    old_tls: Option<&str>,
 ) -> Rig {
     let (source, target) = (source(), target());
     let dir = tempfile::tempdir().expect("temp dir");
@@ -122,9 +148,14 @@ fn rig_with(
     let old_pw = secret_file(dir.path(), "old.pw", old_password);
     let new_pw = secret_file(dir.path(), "new.pw", "new-secret");
     let (listen, broker_port) = (free_port(), free_port());
+    let old_endpoints = match old_tls {
+        Some(_) => source.sasl_ssl_endpoints_yaml(),
+        None => source.sasl_endpoints_yaml(),
+    };
+    let old_tls = old_tls.map(|t| format!(", tls: {t}")).unwrap_or_default();
     let config = Config::new().append(&format!(
         "clusters:\n\
-         \x20 - {{ name: old, protocol: kafka, endpoints: {}, auth: {{ mechanism: SCRAM-SHA-256, username: proxy-old, password_file: \"{old_pw}\"{old_auth} }} }}\n\
+         \x20 - {{ name: old, protocol: kafka, endpoints: {}, auth: {{ mechanism: SCRAM-SHA-256, username: proxy-old, password_file: \"{old_pw}\"{old_auth} }}{old_tls} }}\n\
          \x20 - {{ name: new, protocol: kafka, endpoints: {}, auth: {{ mechanism: SCRAM-SHA-512, username: proxy-new, password_file: \"{new_pw}\"{new_auth} }} }}\n\
          migrations:\n\
          \x20 - name: events\n\
@@ -134,7 +165,7 @@ fn rig_with(
          \x20   target: new\n\
          \x20   topics: [ {{ match: \"{pattern}\" }} ]\n\
          \x20   kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1, users_file: \"{}\"{kafka_extra} }}\n{migration_extra}",
-        source.sasl_endpoints_yaml(),
+        old_endpoints,
         target.sasl_endpoints_yaml(),
         users.display()
     ));
@@ -484,11 +515,12 @@ fn client_users_reach_each_cluster_as_their_mapped_principal_and_acl_refusals_pa
     );
 }
 
+/// SASL_SSL on both hops: clients log in over the migration's TLS
+/// listener, and the proxy reaches the source only at its SASL_SSL
+/// listeners (`clusters[].tls`), logging in there.
 #[test]
 fn clients_log_in_over_tls_with_sasl_ssl() {
-    let certs = tempfile::tempdir().expect("temp dir");
-    support::tls::certificates(certs.path());
-    let file = |name: &str| certs.path().join(name).display().to_string();
+    let file = |name: &str| certs().join(name).display().to_string();
     let rig = rig_with(
         "tls*",
         "old-secret",
@@ -500,6 +532,7 @@ fn clients_log_in_over_tls_with_sasl_ssl() {
             file("server.pem"),
             file("server.key")
         ),
+        Some(&format!("{{ ca_file: \"{}\" }}", file("ca.pem"))),
     );
     let tls = format!(
         "CONF.update({{\"security.protocol\": \"SASL_SSL\", \"ssl.ca.location\": \"{}\"}})\n",

@@ -96,6 +96,9 @@ fn java(log4j2: &str, jvm: &[&str]) -> Command {
 pub struct SaslUsers {
     /// `(mechanism, name, password)`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub users: Vec<(&'static str, &'static str, &'static str)>,
+    /// A directory with `server.pem` and `server.key` (`support::tls`):
+    /// each node then also has a SASL_SSL listener with that certificate.
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// One combined KRaft node.
@@ -104,6 +107,8 @@ struct Node {
     port: u16,
     /// The SASL_PLAINTEXT listener's port, when the cluster has one.
     sasl_port: Option<u16>,
+    /// The SASL_SSL listener's port, when the cluster has one.
+    sasl_ssl_port: Option<u16>,
     dir: PathBuf,
     child: ChildGuard,
 }
@@ -180,9 +185,15 @@ impl KafkaCluster {
             let node_dir = dir.path().join(format!("node{}", i + 1));
             fs::create_dir_all(&node_dir).expect("node dir");
             let sasl_port = sasl.map(|_| free_port());
+            let sasl_ssl_port = sasl.and_then(|s| s.tls_dir.as_ref()).map(|_| free_port());
             let mut config = node_config(i + 1, nodes, port, controller, &voters, &node_dir);
             if let (Some(users), Some(sasl_port)) = (sasl, sasl_port) {
                 config = with_sasl(&config, port, sasl_port, users);
+            }
+            if let (Some(dir), Some(ssl_port)) =
+                (sasl.and_then(|s| s.tls_dir.as_ref()), sasl_ssl_port)
+            {
+                config = with_sasl_ssl(&config, ssl_port, dir, &node_dir);
             }
             fs::write(node_dir.join("server.properties"), config).expect("write server.properties");
             format_node(&node_dir, &cluster_id, sasl);
@@ -190,6 +201,7 @@ impl KafkaCluster {
                 id: i + 1,
                 port,
                 sasl_port,
+                sasl_ssl_port,
                 child: spawn_node(name, i + 1, &node_dir),
                 dir: node_dir,
             });
@@ -225,6 +237,24 @@ impl KafkaCluster {
                 format!(
                     "\"127.0.0.1:{}\"",
                     lock(n).sasl_port.expect("a SASL listener")
+                )
+            })
+            .collect();
+        format!("[{}]", quoted.join(", "))
+    }
+
+    /// The SASL_SSL listeners' endpoints as a YAML flow list.
+    ///
+    /// # Panics
+    /// When the cluster was started without them.
+    pub fn sasl_ssl_endpoints_yaml(&self) -> String {
+        let quoted: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "\"127.0.0.1:{}\"",
+                    lock(n).sasl_ssl_port.expect("a SASL_SSL listener")
                 )
             })
             .collect();
@@ -427,6 +457,39 @@ fn with_sasl(config: &str, port: u16, sasl_port: u16, sasl: &SaslUsers) -> Strin
          listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};\n\
          listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
          listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+    );
+    out
+}
+
+/// `config` (already with SASL) with a SASL_SSL listener on `port` too,
+/// its certificate and key from `tls_dir` in a PEM keystore.
+fn with_sasl_ssl(config: &str, port: u16, tls_dir: &Path, node_dir: &Path) -> String {
+    let read = |name: &str| fs::read_to_string(tls_dir.join(name)).expect("test certificate");
+    let keystore = node_dir.join("keystore.pem");
+    fs::write(&keystore, read("server.key") + &read("server.pem")).expect("write keystore");
+    let mut out = String::new();
+    for line in config.lines() {
+        let line = match line.split_once('=') {
+            Some(("listeners" | "advertised.listeners", v)) => {
+                let key = line.split_once('=').map_or("", |(k, _)| k);
+                format!("{key}={v},SASL_SSL://127.0.0.1:{port}")
+            }
+            Some(("listener.security.protocol.map", v)) => {
+                format!("listener.security.protocol.map={v},SASL_SSL:SASL_SSL")
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let _ = write!(
+        out,
+        "listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
+         listener.name.sasl_ssl.ssl.keystore.location={}\n\
+         listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required;\n\
+         listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n",
+        keystore.display()
     );
     out
 }
