@@ -41,6 +41,7 @@ fn source() -> &'static KafkaCluster {
                 ("SCRAM-SHA-256", "alice-old", "alice-old-secret"),
             ],
             tls_dir: Some(certs().to_owned()),
+            reauth_ms: Some(REAUTH_MS),
         };
         KafkaCluster::start_with("sasl-source", 1, Some(&users))
     })
@@ -55,10 +56,15 @@ fn target() -> &'static KafkaCluster {
                 ("SCRAM-SHA-512", "alice-new", "alice-new-secret"),
             ],
             tls_dir: None,
+            reauth_ms: Some(REAUTH_MS),
         };
         KafkaCluster::start_with("sasl-target", 1, Some(&users))
     })
 }
+
+/// Both clusters' `connections.max.reauth.ms`: the proxy's connections
+/// must log in again every few seconds (KIP-368) or be closed by the broker.
+const REAUTH_MS: u32 = 6000;
 
 /// How long the Java client may take to write and read back its records.
 const JAVA_DEADLINE: Duration = Duration::from_secs(150);
@@ -555,4 +561,78 @@ fn clients_log_in_over_tls_with_sasl_ssl() {
     // Without TLS the listener does not speak Kafka at all.
     let out = rig.python("PLAIN", "alice", "alice-secret", LOGIN);
     assert_eq!(out["ok"], false, "{out:#}");
+}
+
+/// librdkafka: a producer and a consumer kept busy for longer than two
+/// broker session lifetimes, one record every 300 ms.
+const LONG_LIVED: &str = r#"
+p = Producer(CONF)
+c = Consumer({**CONF, "group.id": "reauth", "auto.offset.reset": "earliest"})
+c.subscribe(["reauth-events"])
+sent, got, errors = 0, set(), []
+end = time.time() + {SECONDS}
+while time.time() < end:
+    p.produce("reauth-events", value=f"r{sent}".encode())
+    sent += 1
+    p.poll(0)
+    m = c.poll(0.3)
+    if m is not None:
+        if m.error(): errors.append(str(m.error()))
+        else: got.add(m.value().decode())
+left = p.flush(20)
+deadline = time.time() + 30
+while len(got) < sent and time.time() < deadline:
+    m = c.poll(0.5)
+    if m is not None and not m.error(): got.add(m.value().decode())
+c.close()
+print(json.dumps({"sent": sent, "left": left, "consumed": len(got), "errors": errors[:3]}))
+"#;
+
+#[test]
+fn the_proxys_connections_log_in_again_before_the_brokers_sessions_expire() {
+    let rig = rig("reauth*", "old-secret", "", "", "");
+    let out = kafka_tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            &source().bootstrap(),
+            "--create",
+            "--topic",
+            "reauth-events",
+            "--partitions",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let seconds = (REAUTH_MS * 3 / 1000).to_string();
+    let out = rig.python(
+        "SCRAM-SHA-512",
+        "bob",
+        "bob-secret",
+        &LONG_LIVED.replace("{SECONDS}", &seconds),
+    );
+    assert!(out["sent"].as_u64().unwrap_or(0) > 20, "{out:#}");
+    assert_eq!(out["left"], 0, "{out:#}");
+    assert_eq!(
+        out["consumed"],
+        out["sent"],
+        "{out:#}\n{}",
+        rig.proxy.log_tail(30)
+    );
+    assert_eq!(out["errors"], serde_json::json!([]), "{out:#}");
+    let relogins = rig.proxy.metric_sum(
+        "cutover_kafka_reauthentications_total",
+        &["migration=\"events\"", "cluster=\"old\""],
+    );
+    assert!(relogins >= 2.0, "the links logged in again: {relogins}");
+    let closed = rig.proxy.metric_sum(
+        "cutover_client_connections_closed_total",
+        &["migration=\"events\"", "reason=\"upstream\""],
+    );
+    assert_eq!(
+        closed,
+        0.0,
+        "no client connection lost its upstream:\n{}",
+        rig.proxy.log_tail(30)
+    );
 }

@@ -114,6 +114,8 @@ pub(crate) struct Shared {
     /// The source's API versions, for the ApiVersions the proxy answers
     /// itself before a client has logged in.
     source_versions: target_versions::TargetVersions,
+    /// Each cluster's own login (`clusters[].auth`), `[source, target]`.
+    pub cluster_logins: [Arc<sasl::identity::ClusterLogins>; 2],
     /// Client logins (`kafka.users_file`); `None`: clients do not log in.
     pub logins: Option<Arc<sasl::server::ClientLogins>>,
     /// Client producer ids and sequences as each cluster knows them.
@@ -435,7 +437,7 @@ async fn build_shared(
             failures: metrics::counter!(metrics::REQUEST_ERRORS, "migration" => migration.name.to_string(), "cluster" => "client", "kind" => "auth"),
             identity: sasl::identity::ClientIdentity::new(
                 options.upstream_identity(),
-                cluster_logins,
+                cluster_logins.clone(),
             ),
         })),
     };
@@ -469,6 +471,7 @@ async fn build_shared(
         producers: producers::Producers::default(),
         target_versions: target_versions::TargetVersions::default(),
         source_versions: target_versions::TargetVersions::default(),
+        cluster_logins,
         logins,
         handoffs: Arc::default(),
         looked: group_adopt::Looked::default(),

@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::Side;
-use super::link::{Answer, Link};
+use super::link::{Answer, Link, LinkRounds, reauth_deadline};
+use super::sasl::client::SaslLogin;
 use super::sasl::server::{self as sasl_server, ClientLogins, Login, MAX_PREAUTH_FRAME, Step};
 use super::split::Dest;
 use super::versions::admit;
@@ -91,16 +92,25 @@ impl Session {
         if let Some(why) = self.links.get(&key).and_then(Link::failed) {
             return Err(Close::Upstream(why));
         }
+        let due = self
+            .links
+            .get(&key)
+            .and_then(|l| l.reauth_at)
+            .is_some_and(|at| std::time::Instant::now() >= at);
+        if due {
+            self.reauthenticate(side, &key).await?;
+        }
         if !self.links.contains_key(&key) {
             let mut upstream = self.shared.upstream(side, addr).map_err(Close::Upstream)?;
             if let Login::Done {
                 links: Some(links), ..
             } = &self.login
             {
-                upstream = upstream.with_handshake(Some(links[side as usize].clone()));
+                let login: Arc<dyn crate::proxy::Handshake> = links[side as usize].clone();
+                upstream = upstream.with_handshake(Some(login));
             }
-            let stream = upstream
-                .connect()
+            let (stream, lifetime) = upstream
+                .connect_for_lifetime()
                 .await
                 .map_err(|e| Close::Upstream(e.to_string()))?;
             let name = format!(
@@ -110,12 +120,56 @@ impl Session {
             );
             metrics::counter!(metrics::KAFKA_SESSION_LINKS, "migration" => self.shared.migration.name.to_string(), "cluster" => upstream.cluster.to_string())
                 .increment(1);
-            let link = Link::new(name, stream, self.shared.max_frame);
+            let mut link = Link::new(name, stream, self.shared.max_frame);
+            link.reauth_at = lifetime.map(reauth_deadline);
             self.links.insert(key.clone(), link);
         }
         self.links
             .get_mut(&key)
             .ok_or_else(|| Close::Upstream("link vanished".into()))
+    }
+
+    /// The SASL login the session's links to `side` use: the client's
+    /// mapped principal, else the cluster's own.
+    fn sasl_login(&self, side: Side) -> Option<Arc<SaslLogin>> {
+        match &self.login {
+            Login::Done {
+                links: Some(links), ..
+            } => Some(links[side as usize].clone()),
+            _ => self.shared.cluster_logins[side as usize].proxy.clone(),
+        }
+    }
+
+    /// Logs in again on the link at `key` before its broker session
+    /// expires (KIP-368), through the link itself: requests already sent
+    /// are answered first, as the broker processes them in order.
+    async fn reauthenticate(
+        &mut self,
+        side: Side,
+        key: &(Side, Option<String>),
+    ) -> Result<(), Close> {
+        let Some(mut link) = self.links.remove(key) else {
+            return Ok(());
+        };
+        let Some(login) = self.sasl_login(side) else {
+            link.reauth_at = None;
+            self.links.insert(key.clone(), link);
+            return Ok(());
+        };
+        let ids = vec![self.next_id(), self.next_id(), self.next_id()];
+        let mut rounds = LinkRounds {
+            link: &mut link,
+            ids: ids.into_iter(),
+        };
+        let lifetime = login
+            .login(&mut rounds)
+            .await
+            .map_err(|e| Close::Upstream(format!("re-authenticating to {}: {e}", link.name)))?;
+        link.reauth_at = lifetime.map(reauth_deadline);
+        metrics::counter!(metrics::KAFKA_REAUTHENTICATIONS, "migration" => self.shared.migration.name.to_string(), "cluster" => self.shared.cluster_name(side))
+            .increment(1);
+        self.links.insert(key.clone(), link);
+        Ok(())
     }
 
     /// Forgets the link to `addr` of `side` if it failed, so the next

@@ -65,11 +65,12 @@ impl UpstreamError {
 /// anything else is sent on it (Kafka: the SASL login).
 #[async_trait::async_trait]
 pub trait Handshake: Send + Sync + std::fmt::Debug {
-    /// Runs the exchange on `stream`.
+    /// Runs the exchange on `stream`; returns how long the login holds
+    /// when the cluster limits it (Kafka KIP-368 session lifetime).
     ///
     /// # Errors
     /// A sentence: the cluster's refusal, or what failed on the wire.
-    async fn run(&self, stream: &mut Stream) -> Result<(), String>;
+    async fn run(&self, stream: &mut Stream) -> Result<Option<Duration>, String>;
 }
 
 /// How to reach one cluster.
@@ -138,6 +139,15 @@ impl Upstream {
     /// # Errors
     /// [`UpstreamError`] naming the cluster and the last address tried.
     pub async fn connect(&self) -> Result<Stream, UpstreamError> {
+        self.connect_for_lifetime().await.map(|(stream, _)| stream)
+    }
+
+    /// As [`Upstream::connect`], with how long the handshake's login holds
+    /// (`None`: for as long as the connection lives).
+    ///
+    /// # Errors
+    /// [`UpstreamError`] naming the cluster and the last address tried.
+    pub async fn connect_for_lifetime(&self) -> Result<(Stream, Option<Duration>), UpstreamError> {
         let mut last = None;
         for addr in &self.endpoints {
             match self.connect_one(addr).await {
@@ -159,7 +169,7 @@ impl Upstream {
         Err(error)
     }
 
-    async fn connect_one(&self, addr: &str) -> Result<Stream, UpstreamError> {
+    async fn connect_one(&self, addr: &str) -> Result<(Stream, Option<Duration>), UpstreamError> {
         let unreachable = |reason: String| UpstreamError::Unreachable {
             cluster: self.cluster.to_string(),
             addr: addr.to_owned(),
@@ -171,18 +181,19 @@ impl Upstream {
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let mut stream = self.secure(addr, tcp).await?;
+        let mut lifetime = None;
         if let Some(handshake) = &self.handshake {
             let auth = |reason: String| UpstreamError::Auth {
                 cluster: self.cluster.to_string(),
                 addr: addr.to_owned(),
                 reason,
             };
-            tokio::time::timeout(self.connect_timeout, handshake.run(&mut stream))
+            lifetime = tokio::time::timeout(self.connect_timeout, handshake.run(&mut stream))
                 .await
                 .map_err(|_| auth(format!("no answer within {:?}", self.connect_timeout)))?
                 .map_err(auth)?;
         }
-        Ok(stream)
+        Ok((stream, lifetime))
     }
 
     /// TLS on `tcp` when the cluster asks for it.

@@ -99,6 +99,9 @@ pub struct SaslUsers {
     /// A directory with `server.pem` and `server.key` (`support::tls`):
     /// each node then also has a SASL_SSL listener with that certificate.
     pub tls_dir: Option<PathBuf>,
+    /// `connections.max.reauth.ms`: SASL sessions expire after this long
+    /// unless the client logs in again on the connection (KIP-368).
+    pub reauth_ms: Option<u32>,
 }
 
 /// One combined KRaft node.
@@ -431,6 +434,7 @@ fn with_sasl(config: &str, port: u16, sasl_port: u16, sasl: &SaslUsers) -> Strin
         .filter(|(m, _, _)| *m == "PLAIN")
         .map(|(_, name, pw)| format!(" user_{name}=\"{pw}\""))
         .collect();
+    let reauth = sasl.reauth_ms.unwrap_or(0);
     let mut out = String::new();
     for line in config.lines() {
         let line = match line.split_once('=') {
@@ -454,6 +458,7 @@ fn with_sasl(config: &str, port: u16, sasl_port: u16, sasl: &SaslUsers) -> Strin
          authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
          allow.everyone.if.no.acl.found=true\n\
          super.users=User:ANONYMOUS\n\
+         connections.max.reauth.ms={reauth}\n\
          listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};\n\
          listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
          listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n"

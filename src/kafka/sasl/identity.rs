@@ -62,7 +62,7 @@ impl ClusterLogins {
         self.proxy.clone().map(|l| l as Arc<dyn Handshake>)
     }
 
-    fn for_client(&self, user: &str, password: Option<&str>) -> Result<Arc<dyn Handshake>, String> {
+    fn for_client(&self, user: &str, password: Option<&str>) -> Result<Arc<SaslLogin>, String> {
         if let Some(login) = self.mapped.get(user) {
             return Ok(login.clone());
         }
@@ -133,7 +133,7 @@ impl ClientIdentity {
         &self,
         user: &str,
         password: Option<&str>,
-    ) -> Result<Option<[Arc<dyn Handshake>; 2]>, String> {
+    ) -> Result<Option<[Arc<SaslLogin>; 2]>, String> {
         if self.mode == UpstreamIdentity::Proxy {
             return Ok(None);
         }

@@ -23,10 +23,10 @@ use cutover_kafka::kafka_protocol::messages::{
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use cutover_kafka::{RequestHeader, VersionRow, decode_request_body, intersect_api_versions};
 
+use super::client::SaslLogin;
 use super::identity::ClientIdentity;
 use super::scram::{self, Mechanism, ScramServer};
 use super::users::Users;
-use crate::proxy::Handshake;
 use crate::proxy::throttle::AuthThrottle;
 
 /// Kafka's `UNSUPPORTED_SASL_MECHANISM`.
@@ -218,7 +218,7 @@ fn authenticate(
 
 type Failure = (Option<String>, Mechanism, String);
 /// `[source, target]` logins of one client user (`None`: the clusters' own).
-pub type UserLinks = Option<[Arc<dyn Handshake>; 2]>;
+pub type UserLinks = Option<[Arc<SaslLogin>; 2]>;
 
 fn plain(logins: &ClientLogins, token: &[u8]) -> Result<(String, UserLinks), Failure> {
     let (user, password) = scram::parse_plain(token).map_err(|e| (None, Mechanism::Plain, e))?;
