@@ -67,6 +67,31 @@ pub(super) fn validate_cluster_auth(path: &str, cluster: &ClusterConfig) -> Vec<
     errors
 }
 
+/// A Kafka cluster's `auth.users` that no migration would use (they apply
+/// only with `kafka.upstream_identity: client`), as (path, message).
+pub(super) fn validate_unused_users(
+    config: &Config,
+    path: &str,
+    cluster: &ClusterConfig,
+) -> Vec<(String, String)> {
+    let has_users = cluster.auth.as_ref().is_some_and(|a| !a.users.is_empty());
+    if cluster.protocol != Protocol::Kafka || !has_users {
+        return Vec::new();
+    }
+    let used = config.migrations.iter().any(|m| {
+        m.protocol == Protocol::Kafka
+            && (m.source == cluster.name || m.target == cluster.name)
+            && m.kafka_options().upstream_identity() == UpstreamIdentity::Client
+    });
+    if used {
+        return Vec::new();
+    }
+    vec![(
+        format!("{path}.auth.users"),
+        "no migration of this cluster has kafka.upstream_identity: client, so these users would never be used; set it or remove them".into(),
+    )]
+}
+
 /// Errors of a Kafka migration's `users_file` and `upstream_identity`, as
 /// (path, message).
 pub(super) fn validate_migration_auth(

@@ -292,6 +292,9 @@ fn validate(config: &Config, broken: &Broken, errors: &mut Errors) {
     );
     for (path, cluster) in cluster_paths.iter().zip(&config.clusters) {
         validate_cluster(path, cluster, errors);
+        for (p, m) in super::kafka::validate_unused_users(config, path, cluster) {
+            errors.push(p, m);
+        }
     }
     let mut listeners: Vec<(String, SocketAddr)> = Vec::new();
     if let Some(addr) = config.admin.listen {
@@ -835,6 +838,16 @@ migrations:
                 format!("migrations[0].kafka.users_file: {} defines no user: no client could log in (add one with `cutover user add`)", empty.display()),
                 "migrations[0].kafka.upstream_identity: `client` needs clusters \"old\" to have auth with a mechanism (how client users log in to it)".to_owned(),
                 "migrations[0].kafka.upstream_identity: `client` needs clusters \"new\" to have auth with a mechanism (how client users log in to it)".to_owned(),
+            ]
+        );
+        let unused = KAFKA.replace(
+            "endpoints: [\"127.0.0.1:9092\"] }",
+            "endpoints: [\"127.0.0.1:9092\"], auth: { mechanism: PLAIN, username: u, password: p, users: { alice: { password: q } } } }",
+        );
+        assert_eq!(
+            messages(&unused),
+            vec![
+                "clusters[0].auth.users: no migration of this cluster has kafka.upstream_identity: client, so these users would never be used; set it or remove them"
             ]
         );
         let no_file = KAFKA.to_owned() + "    kafka: { upstream_identity: client }\n";
