@@ -636,3 +636,58 @@ fn the_proxys_connections_log_in_again_before_the_brokers_sessions_expire() {
         rig.proxy.log_tail(30)
     );
 }
+
+#[test]
+fn clients_log_in_again_on_their_connections_when_their_session_runs_out() {
+    let rig = rig(
+        "relogin*",
+        "old-secret",
+        ", client_session_lifetime: 4s",
+        "",
+        "",
+    );
+    let out = kafka_tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            &source().bootstrap(),
+            "--create",
+            "--topic",
+            "relogin-events",
+            "--partitions",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", output_text(&out));
+    let body = LONG_LIVED
+        .replace("reauth-events", "relogin-events")
+        .replace("\"reauth\"", "\"relogin\"")
+        .replace("{SECONDS}", "12");
+    let out = rig.python("SCRAM-SHA-512", "bob", "bob-secret", &body);
+    assert_eq!(out["left"], 0, "{out:#}");
+    assert_eq!(
+        out["consumed"],
+        out["sent"],
+        "{out:#}\n{}",
+        rig.proxy.log_tail(30)
+    );
+    assert_eq!(out["errors"], serde_json::json!([]), "{out:#}");
+    let log = rig.proxy.log_tail(500);
+    let again = log
+        .lines()
+        .filter(|l| l.contains("kafka client logged in") && l.contains("again=true"))
+        .count();
+    assert!(
+        again >= 2,
+        "librdkafka logged in again on its connections:\n{log}"
+    );
+    assert!(
+        !log.contains("session expired without logging in again"),
+        "{log}"
+    );
+    let closed = rig.proxy.metric_sum(
+        "cutover_client_connections_closed_total",
+        &["migration=\"events\"", "reason=\"auth\""],
+    );
+    assert_eq!(closed, 0.0, "{log}");
+}

@@ -122,6 +122,20 @@ pub(super) fn validate_migration_auth(
             Err(e) => push(".users_file", e),
         }
     }
+    let lifetime = kafka.client_session_lifetime;
+    if !lifetime.is_zero() {
+        if kafka.users_file.is_none() {
+            push(
+                ".client_session_lifetime",
+                "needs users_file: without it clients do not log in".into(),
+            );
+        } else if lifetime < std::time::Duration::from_secs(1) {
+            push(
+                ".client_session_lifetime",
+                "must be 0s (no expiry) or at least 1s".into(),
+            );
+        }
+    }
     if kafka.upstream_identity() == UpstreamIdentity::Client {
         if kafka.users_file.is_none() {
             push(

@@ -439,6 +439,10 @@ pub struct KafkaOptions {
     /// cluster's `auth`) or `client` (the client's user, mapped per cluster
     /// by `clusters[].auth.users`).
     pub upstream_identity: Option<UpstreamIdentity>,
+    /// How long a client's SASL login holds before the client must log in
+    /// again on its connection (KIP-368); `0s`: for the connection's life.
+    #[serde(with = "duration")]
+    pub client_session_lifetime: Duration,
 }
 
 /// `kafka.switch_start`.
@@ -468,6 +472,7 @@ impl Default for KafkaOptions {
             dual_write_percent: 0,
             users_file: None,
             upstream_identity: None,
+            client_session_lifetime: Duration::ZERO,
         }
     }
 }

@@ -850,6 +850,13 @@ migrations:
                 "clusters[0].auth.users: no migration of this cluster has kafka.upstream_identity: client, so these users would never be used; set it or remove them"
             ]
         );
+        let lifetime = KAFKA.to_owned() + "    kafka: { client_session_lifetime: 10s }\n";
+        assert_eq!(
+            messages(&lifetime),
+            vec![
+                "migrations[0].kafka.client_session_lifetime: needs users_file: without it clients do not log in"
+            ]
+        );
         let no_file = KAFKA.to_owned() + "    kafka: { upstream_identity: client }\n";
         assert!(messages(&no_file).contains(&"migrations[0].kafka.upstream_identity: `client` needs users_file: without it clients have no user of their own to pass on".to_owned()), "{:?}", messages(&no_file));
     }

@@ -439,6 +439,7 @@ async fn build_shared(
                 options.upstream_identity(),
                 cluster_logins.clone(),
             ),
+            session_lifetime: options.client_session_lifetime,
         })),
     };
     let store = controller.store().clone();

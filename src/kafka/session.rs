@@ -76,6 +76,8 @@ pub(super) struct Session {
     peer: SocketAddr,
     /// Where the client is in its SASL login (only with `kafka.users_file`).
     login: Login,
+    /// A login again in progress on a logged-in connection (KIP-368).
+    relogin: Option<Login>,
 }
 
 impl Session {
@@ -309,6 +311,7 @@ pub(super) async fn run(
         next_id: 0,
         peer,
         login: Login::default(),
+        relogin: None,
     };
     let reads = requests(&mut session, client_r, tx, &shutdown);
     let writes = responses(&shared, rx, client_w);
@@ -367,12 +370,9 @@ async fn requests(
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     loop {
         loop {
-            let logins = session
-                .shared
-                .logins
-                .clone()
-                .filter(|_| !session.login.done());
-            let max_frame = if logins.is_some() {
+            let logins = session.shared.logins.clone();
+            let pending = logins.is_some() && !session.login.done();
+            let max_frame = if pending {
                 MAX_PREAUTH_FRAME.min(session.shared.max_frame)
             } else {
                 session.shared.max_frame
@@ -387,13 +387,29 @@ async fn requests(
                 Err(e) => return Close::Protocol(e.to_string()),
             };
             if let Some(logins) = logins {
-                let (reply, close) = before_login(session, &logins, &frame, &header).await;
-                if let Err(close) = queue(session, &replies, reply).await {
-                    return close;
+                let relogin = header.key == ApiKey::SaslHandshake
+                    || (session.relogin.is_some() && header.key == ApiKey::SaslAuthenticate);
+                if pending || relogin {
+                    let (reply, close) = if pending {
+                        before_login(session, &logins, &frame, &header).await
+                    } else {
+                        login_again(session, &logins, &frame, &header)
+                    };
+                    if let Err(close) = queue(session, &replies, reply).await {
+                        return close;
+                    }
+                    match close {
+                        Some(close) => return close,
+                        None => continue,
+                    }
                 }
-                match close {
-                    Some(close) => return close,
-                    None => continue,
+                if session.login.expired(std::time::Instant::now()) {
+                    tracing::warn!(
+                        migration = %session.shared.migration.name, peer = %session.peer,
+                        user = session.login.user().unwrap_or_default(),
+                        "kafka client session expired without logging in again; closing"
+                    );
+                    return Close::Auth;
                 }
             }
             if let Err(refused) = admit(header.key, header.api_version) {
@@ -436,7 +452,7 @@ async fn before_login(
     header: &RequestHeader,
 ) -> (Reply, Option<Close>) {
     let shared = session.shared.clone();
-    let versions = if header.key == cutover_kafka::kafka_protocol::messages::ApiKey::ApiVersions {
+    let versions = if header.key == ApiKey::ApiVersions {
         let (source, target) = tokio::join!(
             shared.source_versions.rows_of(&shared, &shared.bootstrap),
             shared.target_versions.rows(&shared)
@@ -457,7 +473,41 @@ async fn before_login(
         session.peer,
         &shared.migration.name,
         versions.as_deref(),
+        None,
     );
+    reply_to(step)
+}
+
+/// SaslHandshake/SaslAuthenticate on a logged-in connection: the client
+/// logs in again before its session runs out (KIP-368), as the same user.
+fn login_again(
+    session: &mut Session,
+    logins: &ClientLogins,
+    frame: &Bytes,
+    header: &RequestHeader,
+) -> (Reply, Option<Close>) {
+    let mut relogin = session.relogin.take().unwrap_or_default();
+    let user = session.login.user().unwrap_or_default().to_owned();
+    let step = sasl_server::step(
+        logins,
+        &mut relogin,
+        frame,
+        header,
+        session.peer,
+        &session.shared.migration.name,
+        None,
+        Some(&user),
+    );
+    if relogin.done() {
+        session.login = relogin;
+    } else {
+        session.relogin = Some(relogin);
+    }
+    reply_to(step)
+}
+
+/// The reply (and close, if any) for a login step.
+fn reply_to(step: Step) -> (Reply, Option<Close>) {
     match step {
         Step::Answer(out) => (Box::pin(async move { Ok(Out::Frame(out)) }), None),
         Step::Refuse(out, delay) => (

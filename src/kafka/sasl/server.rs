@@ -58,6 +58,9 @@ pub struct ClientLogins {
     pub failures: metrics::Counter,
     /// Whom logged-in clients reach the clusters as.
     pub identity: ClientIdentity,
+    /// How long a client's login holds before it must log in again on its
+    /// connection (KIP-368); zero: for the connection's life.
+    pub session_lifetime: std::time::Duration,
 }
 
 /// Where one session is in its login.
@@ -77,6 +80,8 @@ pub enum Login {
         user: String,
         /// `[source, target]` logins with `upstream_identity: client`.
         links: UserLinks,
+        /// When the login runs out (`kafka.client_session_lifetime`).
+        expires: Option<Instant>,
     },
 }
 
@@ -96,10 +101,27 @@ impl Login {
     pub fn done(&self) -> bool {
         matches!(self, Login::Done { .. })
     }
+
+    /// The logged-in user.
+    #[must_use]
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Login::Done { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// Whether a login's session has run out at `now`.
+    #[must_use]
+    pub fn expired(&self, now: Instant) -> bool {
+        matches!(self, Login::Done { expires: Some(at), .. } if now >= *at)
+    }
 }
 
-/// Handles one request of a session that has not logged in; `versions`
-/// computes the ApiVersions rows the proxy offers.
+/// Handles one request of a session that has not logged in (or that logs
+/// in again as `relogin_of`, KIP-368); `versions` are the ApiVersions rows
+/// the proxy offers.
+#[allow(clippy::too_many_arguments)]
 pub fn step(
     logins: &ClientLogins,
     login: &mut Login,
@@ -108,6 +130,7 @@ pub fn step(
     peer: SocketAddr,
     migration: &str,
     versions: Option<&[VersionRow]>,
+    relogin_of: Option<&str>,
 ) -> Step {
     let id = header.correlation_id;
     let version = header.api_version;
@@ -143,7 +166,14 @@ pub fn step(
             let Ok(request) = decode_request_body::<SaslAuthenticateRequest>(frame, header) else {
                 return Step::Close("SaslAuthenticate that does not decode".into());
             };
-            authenticate(logins, login, &request.auth_bytes, header, peer, migration)
+            authenticate(
+                logins,
+                login,
+                &request.auth_bytes,
+                header,
+                (peer, migration),
+                relogin_of,
+            )
         }
         key => Step::Close(format!(
             "{key:?} before SASL authentication (the listener requires a SASL login: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
@@ -156,14 +186,30 @@ fn authenticate(
     login: &mut Login,
     token: &[u8],
     header: &RequestHeader,
-    peer: SocketAddr,
-    migration: &str,
+    (peer, migration): (SocketAddr, &str),
+    relogin_of: Option<&str>,
 ) -> Step {
     let (id, version) = (header.correlation_id, header.api_version);
+    // KIP-368 lifetimes need SaslAuthenticate v1+ to tell the client.
+    let lifetime = Some(logins.session_lifetime).filter(|l| !l.is_zero() && version >= 1);
+    let expires = lifetime.map(|l| Instant::now() + l);
+    let same_user = |user: &str, mechanism| match relogin_of {
+        Some(was) if was != user => Err((
+            Some(user.to_owned()),
+            mechanism,
+            format!("a connection logged in as {was} cannot log in again as another user"),
+        )),
+        _ => Ok(()),
+    };
     let outcome = match std::mem::take(login) {
-        Login::Handshaken(Mechanism::Plain) => plain(logins, token).map(|(user, links)| {
-            *login = Login::Done { user, links };
-            Bytes::new()
+        Login::Handshaken(Mechanism::Plain) => plain(logins, token).and_then(|(user, links)| {
+            same_user(&user, Mechanism::Plain)?;
+            *login = Login::Done {
+                user,
+                links,
+                expires,
+            };
+            Ok(Bytes::new())
         }),
         Login::Handshaken(mechanism) => {
             scram_first(logins, mechanism, token).map(|(server, user, out)| {
@@ -172,12 +218,21 @@ fn authenticate(
             })
         }
         Login::Scram(server, user, mechanism) => match server.finish(token) {
-            Ok(out) => match logins.identity.resolve(&user, None) {
+            Ok(out) => match same_user(&user, mechanism).and_then(|()| {
+                logins
+                    .identity
+                    .resolve(&user, None)
+                    .map_err(|e| (Some(user.clone()), mechanism, e))
+            }) {
                 Ok(links) => {
-                    *login = Login::Done { user, links };
+                    *login = Login::Done {
+                        user,
+                        links,
+                        expires,
+                    };
                     Ok(Bytes::from(out))
                 }
-                Err(e) => Err((Some(user), mechanism, e)),
+                Err(e) => Err(e),
             },
             Err(e) => Err((Some(user), mechanism, e)),
         },
@@ -187,11 +242,14 @@ fn authenticate(
     };
     match outcome {
         Ok(token) => {
+            let mut body = SaslAuthenticateResponse::default().with_auth_bytes(token);
             if let Login::Done { user, .. } = &*login {
                 logins.throttle.succeeded(peer.ip());
-                tracing::info!(%migration, %peer, %user, "kafka client logged in");
+                let again = relogin_of.is_some();
+                tracing::info!(%migration, %peer, %user, again, "kafka client logged in");
+                body.session_lifetime_ms =
+                    lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
             }
-            let body = SaslAuthenticateResponse::default().with_auth_bytes(token);
             match encode(ApiKey::SaslAuthenticate, version, id, &body) {
                 Ok(out) => Step::Answer(out),
                 Err(e) => Step::Close(e),
@@ -313,6 +371,7 @@ mod tests {
             throttle: AuthThrottle::default(),
             failures: metrics::Counter::noop(),
             identity: ClientIdentity::new(UpstreamIdentity::Proxy, [cluster("a"), cluster("b")]),
+            session_lifetime: std::time::Duration::ZERO,
         }
     }
 
@@ -327,6 +386,15 @@ mod tests {
     }
 
     fn run(logins: &ClientLogins, login: &mut Login, req: (Bytes, RequestHeader)) -> Step {
+        run_as(logins, login, req, None)
+    }
+
+    fn run_as(
+        logins: &ClientLogins,
+        login: &mut Login,
+        req: (Bytes, RequestHeader),
+        relogin_of: Option<&str>,
+    ) -> Step {
         step(
             logins,
             login,
@@ -335,7 +403,56 @@ mod tests {
             "127.0.0.1:5".parse().unwrap(),
             "m",
             None,
+            relogin_of,
         )
+    }
+
+    #[test]
+    fn a_login_again_must_be_the_same_user_and_sessions_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut logins = logins(dir.path());
+        logins.session_lifetime = std::time::Duration::from_secs(60);
+        let handshake = frame(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        );
+        let plain = frame(
+            ApiKey::SaslAuthenticate,
+            1,
+            &SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from(scram::plain_message("alice", "pw"))),
+        );
+        let mut login = Login::default();
+        assert!(matches!(
+            run(&logins, &mut login, handshake.clone()),
+            Step::Answer(_)
+        ));
+        let Step::Answer(out) = run(&logins, &mut login, plain.clone()) else {
+            panic!("PLAIN login expected to pass");
+        };
+        let done: SaslAuthenticateResponse =
+            decode_response_body(&out, ApiKey::SaslAuthenticate as i16, 1).unwrap();
+        assert_eq!(done.session_lifetime_ms, 60_000);
+        assert!(!login.expired(Instant::now()));
+        assert!(login.expired(Instant::now() + std::time::Duration::from_secs(61)));
+        let mut again = Login::default();
+        assert!(matches!(
+            run_as(&logins, &mut again, handshake, Some("bob")),
+            Step::Answer(_)
+        ));
+        let Step::Refuse(out, _) = run_as(&logins, &mut again, plain, Some("bob")) else {
+            panic!("another user must be refused");
+        };
+        let refused: SaslAuthenticateResponse =
+            decode_response_body(&out, ApiKey::SaslAuthenticate as i16, 1).unwrap();
+        assert!(
+            refused
+                .error_message
+                .unwrap()
+                .as_str()
+                .ends_with("a connection logged in as bob cannot log in again as another user")
+        );
     }
 
     #[test]
