@@ -9,6 +9,10 @@
 //! logged with the client's address, counted in
 //! `cutover_request_errors_total{kind="auth"}`, held back per address by
 //! [`crate::proxy::throttle::AuthThrottle`], and the connection is closed.
+//!
+//! With `kafka.client_session_lifetime`, each login holds that long
+//! (KIP-368): the client is told, logs in again on its connection as the
+//! same user, and a connection that does not is closed by the session.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
