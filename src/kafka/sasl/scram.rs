@@ -1,5 +1,6 @@
 //! SASL mechanisms' arithmetic, free of I/O: SCRAM-SHA-256/512 (RFC 5802,
-//! RFC 7677) for both ends of a connection, and SASL/PLAIN's message.
+//! RFC 7677) credentials and the client end of an exchange (the server end
+//! is `scram_server`), and SASL/PLAIN's message.
 //! Both the proxy's own logins to brokers and the clients' logins to the
 //! proxy are built on it, so one set of tests covers both directions.
 //!
@@ -53,7 +54,7 @@ impl Mechanism {
         Mechanism::ALL.into_iter().find(|m| m.as_str() == name)
     }
 
-    fn algorithms(
+    pub(super) fn algorithms(
         self,
     ) -> Option<(
         hmac::Algorithm,
@@ -103,7 +104,7 @@ impl std::fmt::Debug for ScramCredential {
     }
 }
 
-fn hmac_of(alg: hmac::Algorithm, key: &[u8], data: &[u8]) -> Vec<u8> {
+pub(super) fn hmac_of(alg: hmac::Algorithm, key: &[u8], data: &[u8]) -> Vec<u8> {
     hmac::sign(&hmac::Key::new(alg, key), data)
         .as_ref()
         .to_vec()
@@ -131,7 +132,7 @@ fn keys(mechanism: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> 
     )
 }
 
-fn hash(mechanism: Mechanism, data: &[u8]) -> Vec<u8> {
+pub(super) fn hash(mechanism: Mechanism, data: &[u8]) -> Vec<u8> {
     mechanism
         .algorithms()
         .map(|(_, _, d)| digest::digest(d, data).as_ref().to_vec())
@@ -209,25 +210,8 @@ pub fn escape_name(name: &str) -> String {
     name.replace('=', "=3D").replace(',', "=2C")
 }
 
-fn unescape_name(name: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(at) = rest.find('=') {
-        out.push_str(&rest[..at]);
-        let code = rest.get(at..at + 3);
-        out.push(match code {
-            Some("=2C") => ',',
-            Some("=3D") => '=',
-            _ => return Err("user name has a stray '='".into()),
-        });
-        rest = &rest[at + 3..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// `k=v` attributes of a SCRAM message, in order.
-fn attributes(message: &str) -> Result<Vec<(char, &str)>, String> {
+pub(super) fn attributes(message: &str) -> Result<Vec<(char, &str)>, String> {
     message
         .split(',')
         .map(|part| {
@@ -240,7 +224,7 @@ fn attributes(message: &str) -> Result<Vec<(char, &str)>, String> {
         .collect()
 }
 
-fn attribute<'a>(attrs: &[(char, &'a str)], key: char) -> Result<&'a str, String> {
+pub(super) fn attribute<'a>(attrs: &[(char, &'a str)], key: char) -> Result<&'a str, String> {
     attrs
         .iter()
         .find(|(k, _)| *k == key)
@@ -248,7 +232,7 @@ fn attribute<'a>(attrs: &[(char, &'a str)], key: char) -> Result<&'a str, String
         .ok_or_else(|| format!("SCRAM message lacks '{key}='"))
 }
 
-fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+pub(super) fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
     a.iter().zip(b).map(|(x, y)| x ^ y).collect()
 }
 
@@ -337,144 +321,6 @@ impl ScramClient {
     }
 }
 
-/// A client's client-first-message, parsed.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ClientFirst {
-    /// The user name (unescaped).
-    pub user: String,
-    /// The client's nonce.
-    pub nonce: String,
-    /// `n=...,r=...[,ext]`, kept for the AuthMessage.
-    pub bare: String,
-}
-
-/// Parses a client-first-message.
-///
-/// # Errors
-/// A sentence for channel binding, an authzid other than the user, token
-/// authentication, or a malformed message.
-pub fn parse_client_first(message: &[u8]) -> Result<ClientFirst, String> {
-    let text = std::str::from_utf8(message).map_err(|_| "client-first is not UTF-8")?;
-    let mut parts = text.splitn(3, ',');
-    let (Some(cbind), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err("client-first lacks the GS2 header".into());
-    };
-    if cbind != "n" && cbind != "y" {
-        return Err("channel binding is not supported".into());
-    }
-    // Kafka's SCRAM extensions (`name=value` after the nonce, KIP-86).
-    let (bare_attrs, extensions): (Vec<&str>, Vec<&str>) = bare
-        .split(',')
-        .partition(|p| p.as_bytes().get(1) == Some(&b'='));
-    if extensions.iter().any(|e| e.starts_with("tokenauth=")) {
-        return Err("delegation tokens are not supported by the proxy".into());
-    }
-    let joined = bare_attrs.join(",");
-    let attrs = attributes(&joined)?;
-    let user = unescape_name(attribute(&attrs, 'n')?)?;
-    if !authzid.is_empty()
-        && authzid.strip_prefix("a=").map(unescape_name) != Some(Ok(user.clone()))
-    {
-        return Err("an authorization id other than the user is not supported".into());
-    }
-    let nonce = attribute(&attrs, 'r')?.to_owned();
-    if nonce.is_empty() {
-        return Err("empty client nonce".into());
-    }
-    Ok(ClientFirst {
-        user,
-        nonce,
-        bare: bare.to_owned(),
-    })
-}
-
-/// The server side of one SCRAM exchange, after the client-first-message.
-pub struct ScramServer {
-    mechanism: Mechanism,
-    credential: ScramCredential,
-    /// Whether the user exists: an unknown user gets a made-up salt and
-    /// fails at the end, so names cannot be probed.
-    known: bool,
-    nonce: String,
-    first_bare: String,
-    server_first: String,
-}
-
-impl ScramServer {
-    /// Answers `first` for `credential` (`None`: unknown user) with the
-    /// server nonce part `server_nonce`; returns the server-first-message.
-    ///
-    /// # Errors
-    /// When the random source fails (unknown users only).
-    pub fn start(
-        mechanism: Mechanism,
-        first: &ClientFirst,
-        credential: Option<ScramCredential>,
-        server_nonce: &str,
-    ) -> Result<(ScramServer, Vec<u8>), String> {
-        let known = credential.is_some();
-        let credential = match credential {
-            Some(c) => c,
-            None => ScramCredential::generate(mechanism, server_nonce.as_bytes(), MIN_ITERATIONS)?,
-        };
-        let nonce = format!("{}{server_nonce}", first.nonce);
-        let server_first = format!(
-            "r={nonce},s={},i={}",
-            b64(&credential.salt),
-            credential.iterations
-        );
-        let message = server_first.clone().into_bytes();
-        Ok((
-            ScramServer {
-                mechanism,
-                credential,
-                known,
-                nonce,
-                first_bare: first.bare.clone(),
-                server_first,
-            },
-            message,
-        ))
-    }
-
-    /// Checks the client-final-message; on success returns the
-    /// server-final-message.
-    ///
-    /// # Errors
-    /// A sentence for a wrong proof (wrong password), unknown user, nonce
-    /// mismatch or malformed message.
-    pub fn finish(&self, client_final: &[u8]) -> Result<Vec<u8>, String> {
-        let text = std::str::from_utf8(client_final).map_err(|_| "client-final is not UTF-8")?;
-        let (without_proof, proof) = text
-            .rsplit_once(",p=")
-            .ok_or("client-final lacks the proof")?;
-        let attrs = attributes(without_proof)?;
-        if attribute(&attrs, 'r')? != self.nonce {
-            return Err("the client-final nonce is not the one agreed".into());
-        }
-        let binding = attribute(&attrs, 'c')?;
-        if binding != "biws" && binding != "eSws" {
-            return Err("channel binding is not supported".into());
-        }
-        let proof = unb64(proof)?;
-        let (mac, _, _) = self.mechanism.algorithms().ok_or("PLAIN is not SCRAM")?;
-        let auth_message = format!("{},{},{without_proof}", self.first_bare, self.server_first);
-        let signature = hmac_of(mac, &self.credential.stored_key, auth_message.as_bytes());
-        if proof.len() != signature.len() {
-            return Err("the proof has the wrong length".into());
-        }
-        let client_key = xor(&proof, &signature);
-        let matches =
-            bool::from(hash(self.mechanism, &client_key).ct_eq(&self.credential.stored_key));
-        if !matches || !self.known {
-            return Err("invalid credentials".into());
-        }
-        let server_signature = hmac_of(mac, &self.credential.server_key, auth_message.as_bytes());
-        Ok(format!("v={}", b64(&server_signature)).into_bytes())
-    }
-}
-
 /// The SASL/PLAIN message `authzid NUL user NUL password`.
 #[must_use]
 pub fn plain_message(user: &str, password: &str) -> Vec<u8> {
@@ -504,6 +350,7 @@ pub fn parse_plain(message: &[u8]) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::scram_server::{ScramServer, parse_client_first};
     use super::*;
 
     /// RFC 7677 §3: user "user", password "pencil".

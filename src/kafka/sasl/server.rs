@@ -29,7 +29,8 @@ use cutover_kafka::{RequestHeader, VersionRow, decode_request_body, intersect_ap
 
 use super::client::SaslLogin;
 use super::identity::ClientIdentity;
-use super::scram::{self, Mechanism, ScramServer};
+use super::scram::{self, Mechanism};
+use super::scram_server::{self, ScramServer};
 use super::users::Users;
 use crate::proxy::throttle::AuthThrottle;
 
@@ -299,7 +300,7 @@ fn scram_first(
     mechanism: Mechanism,
     token: &[u8],
 ) -> Result<(ScramServer, String, Bytes), Failure> {
-    let first = scram::parse_client_first(token).map_err(|e| (None, mechanism, e))?;
+    let first = scram_server::parse_client_first(token).map_err(|e| (None, mechanism, e))?;
     let credential = logins
         .users
         .current()
