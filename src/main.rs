@@ -1,4 +1,4 @@
-//! The `cutover` binary: `run`, `check` and `ctl`. The only place for anyhow.
+//! The `cutover` binary: `run`, `check`, `ctl` and `user`. The only place for anyhow.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,60 @@ enum Command {
     },
     /// Talk to a running proxy over its admin socket.
     Ctl(CtlArgs),
+    /// Manage the Kafka users clients log in to the proxy as.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user, or replace its entry for the mechanism, in a users file
+    /// (SCRAM salted keys, never the password; like `kafka-configs
+    /// --add-config SCRAM-...`). The password is read from --password-file,
+    /// else from the first line of stdin.
+    Add {
+        /// The users file (`migrations[].kafka.users_file`); created mode 0600.
+        #[arg(long)]
+        users_file: PathBuf,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512 (PLAIN logins are checked against either).
+        #[arg(long)]
+        mechanism: String,
+        /// The user name.
+        #[arg(long)]
+        name: String,
+        /// A file whose first line is the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// PBKDF2 iterations (4096 is Kafka's default and floor).
+        #[arg(long, default_value_t = cutover::kafka::sasl::users::DEFAULT_ITERATIONS)]
+        iterations: u32,
+    },
+}
+
+fn user_add(
+    users_file: &std::path::Path,
+    mechanism: &str,
+    name: &str,
+    password_file: Option<&std::path::Path>,
+    iterations: u32,
+) -> Result<(), String> {
+    use cutover::kafka::sasl::{Mechanism, users};
+    let mechanism = Mechanism::parse(mechanism).ok_or_else(|| {
+        format!("unknown mechanism \"{mechanism}\": SCRAM-SHA-256 or SCRAM-SHA-512")
+    })?;
+    let text = match password_file {
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+            line
+        }
+    };
+    let password = text.lines().next().unwrap_or_default();
+    users::add(users_file, name, mechanism, password, iterations)
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -91,6 +145,30 @@ fn main() -> anyhow::Result<ExitCode> {
             runtime.block_on(cutover::app::run(config))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::User(UserCommand::Add {
+            users_file,
+            mechanism,
+            name,
+            password_file,
+            iterations,
+        }) => Ok(
+            match user_add(
+                &users_file,
+                &mechanism,
+                &name,
+                password_file.as_deref(),
+                iterations,
+            ) {
+                Ok(()) => {
+                    println!("{}: {name} {mechanism} written", users_file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            },
+        ),
         Command::Ctl(args) => Ok(runtime.block_on(ctl::run(args)).unwrap_or_else(|e| {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -170,7 +170,8 @@ migrations:
 }
 
 /// The file a new user wrote: a protocol typo, a bad listen port, an
-/// `endpoint` typo, an unknown cluster name and auth on a Kafka cluster.
+/// `endpoint` typo, an unknown cluster name and Kafka auth without a SASL
+/// mechanism.
 /// Before, the first two hid the rest until they were fixed.
 #[test]
 fn five_mistakes_in_items_that_do_not_parse_are_reported_in_one_run() {
@@ -200,7 +201,7 @@ migrations:
         "  clusters[0].protocol: unknown variant `kafak`",
         "  clusters[1].endpoint: unknown field `endpoint`",
         "  clusters[1]: missing field `endpoints`",
-        "  clusters[2].auth: authentication towards kafka clusters is not supported yet",
+        "  clusters[2].auth.mechanism: is required for a kafka cluster: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
         "  migrations[0].listen: ",
         "  migrations[0].target: unknown cluster \"events-neww\"",
     ] {

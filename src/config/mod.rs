@@ -5,6 +5,7 @@
 //! from a generic YAML value, so one typo does not hide the next one.
 
 mod duration;
+mod kafka;
 mod redis;
 mod rocketmq;
 mod secrets;
@@ -219,9 +220,9 @@ pub struct ClusterConfig {
     /// TLS towards the cluster.
     #[serde(default)]
     pub tls: Option<ClientTlsConfig>,
-    /// Credentials the proxy presents to the cluster (Redis AUTH; RocketMQ
-    /// ACL: `username` is the access key, the password the secret key every
-    /// request is signed with; `check` refuses them on Kafka clusters).
+    /// Credentials the proxy presents to the cluster (Redis AUTH; Kafka
+    /// SASL; RocketMQ ACL: `username` is the access key, the password the
+    /// secret key every request is signed with).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
 }
@@ -253,10 +254,13 @@ pub struct ServerTlsConfig {
     pub key_file: PathBuf,
 }
 
-/// Credentials (Redis AUTH, SASL PLAIN, RocketMQ ACL).
+/// Credentials (Redis AUTH, Kafka SASL).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
+    /// Kafka: the SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`).
+    #[serde(default)]
+    pub mechanism: Option<String>,
     /// User name; Redis `default` when absent.
     #[serde(default)]
     pub username: Option<String>,
@@ -266,9 +270,9 @@ pub struct AuthConfig {
     /// File whose first line is the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// Redis, with `upstream_identity: client`: the credentials this cluster
-    /// knows a client user by, when they differ from the client's own
-    /// (client user name → cluster user and password).
+    /// With `upstream_identity: client` (Redis and Kafka): the credentials
+    /// this cluster knows a client user by, when they differ from the
+    /// client's own (client user name → cluster user and password).
     #[serde(default)]
     pub users: BTreeMap<String, MappedUser>,
 }
@@ -288,7 +292,7 @@ pub struct MappedUser {
     pub password_file: Option<PathBuf>,
 }
 
-/// Whom a Redis session's upstream connections authenticate as.
+/// Whom a session's upstream connections authenticate as (Redis, Kafka).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamIdentity {
@@ -428,6 +432,18 @@ pub struct KafkaOptions {
     /// Share of each topic's partitions (lowest numbers first) switched to
     /// the target on entering `dual_write`; `ctl shift` changes it per topic.
     pub dual_write_percent: u8,
+    /// SCRAM credentials clients must log in with (SASL PLAIN or
+    /// SCRAM-SHA-256/512); none: clients connect without SASL. Reloaded
+    /// when it changes; written by `cutover user add`.
+    pub users_file: Option<PathBuf>,
+    /// Whom sessions reach the clusters as: `proxy` (default, each
+    /// cluster's `auth`) or `client` (the client's user, mapped per cluster
+    /// by `clusters[].auth.users`).
+    pub upstream_identity: Option<UpstreamIdentity>,
+    /// How long a client's SASL login holds before the client must log in
+    /// again on its connection (KIP-368); `0s`: for the connection's life.
+    #[serde(with = "duration")]
+    pub client_session_lifetime: Duration,
 }
 
 /// `kafka.switch_start`.
@@ -455,6 +471,9 @@ impl Default for KafkaOptions {
             max_frame_bytes: cutover_kafka::DEFAULT_MAX_FRAME,
             switch_start: SwitchStart::default(),
             dual_write_percent: 0,
+            users_file: None,
+            upstream_identity: None,
+            client_session_lifetime: Duration::ZERO,
         }
     }
 }

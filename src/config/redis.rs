@@ -86,7 +86,7 @@ fn users_file_errors(file: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Errors of `clusters[].auth.users` (Redis only), as (path, message).
+/// Errors of `clusters[].auth.users` (Redis and Kafka), as (path, message).
 pub(super) fn validate_mapped_users(
     path: &str,
     protocol: Protocol,
@@ -96,10 +96,10 @@ pub(super) fn validate_mapped_users(
     if auth.users.is_empty() {
         return errors;
     }
-    if protocol != Protocol::Redis {
+    if protocol == Protocol::Rocketmq {
         errors.push((
             format!("{path}.auth.users"),
-            "per-user credentials are supported for redis clusters only".into(),
+            "per-user credentials are supported for redis and kafka clusters only".into(),
         ));
     }
     for (name, user) in &auth.users {

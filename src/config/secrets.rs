@@ -51,6 +51,13 @@ fn secret_files(config: &Config) -> (Vec<(String, &Path)>, Vec<String>) {
         {
             files.push((format!("{path}.rocketmq.accounts_file"), accounts));
         }
+        if let Some(users) = migration
+            .kafka
+            .as_ref()
+            .and_then(|k| k.users_file.as_deref())
+        {
+            files.push((format!("{path}.kafka.users_file"), users));
+        }
         if let Some(redis) = &migration.redis {
             if let Some(users) = &redis.users_file {
                 files.push((format!("{path}.redis.users_file"), users.as_path()));

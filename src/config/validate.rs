@@ -292,6 +292,9 @@ fn validate(config: &Config, broken: &Broken, errors: &mut Errors) {
     );
     for (path, cluster) in cluster_paths.iter().zip(&config.clusters) {
         validate_cluster(path, cluster, errors);
+        for (p, m) in super::kafka::validate_unused_users(config, path, cluster) {
+            errors.push(p, m);
+        }
     }
     let mut listeners: Vec<(String, SocketAddr)> = Vec::new();
     if let Some(addr) = config.admin.listen {
@@ -397,14 +400,8 @@ fn validate_cluster(path: &str, cluster: &ClusterConfig, errors: &mut Errors) {
                 errors.push(p, m);
             }
         }
-        if !matches!(cluster.protocol, Protocol::Redis | Protocol::Rocketmq) {
-            errors.push(
-                format!("{path}.auth"),
-                format!(
-                    "authentication towards {} clusters is not supported yet; remove auth (the proxy would connect without credentials)",
-                    cluster.protocol.as_str()
-                ),
-            );
+        for (p, m) in super::kafka::validate_cluster_auth(path, cluster) {
+            errors.push(p, m);
         }
         match (&auth.password, &auth.password_file) {
             (Some(_), Some(_)) => {
@@ -492,6 +489,9 @@ fn validate_migration(
     }
     validate_topics(path, migration, errors);
     validate_kafka(path, migration, errors);
+    for (p, m) in super::kafka::validate_migration_auth(config, path, migration) {
+        errors.push(p, m);
+    }
     for (p, m) in super::rocketmq::validate(path, migration) {
         errors.push(p, m);
     }
@@ -766,16 +766,95 @@ migrations:
             "endpoints: [\"127.0.0.1:9092\"], auth: { username: u, password: p } }",
         );
         let errors = messages(&text);
-        assert_eq!(errors.len(), 1, "{errors:#?}");
         assert_eq!(
-            errors[0],
-            "clusters[0].auth: authentication towards kafka clusters is not supported yet; remove auth (the proxy would connect without credentials)"
+            errors,
+            vec![
+                "clusters[0].auth.mechanism: is required for a kafka cluster: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+            ]
         );
         let redis = VALID.replace(
             "endpoints: [\"127.0.0.1:6379\"] }",
             "endpoints: [\"127.0.0.1:6379\"], auth: { password: p } }",
         );
         parse(&redis).unwrap();
+        let redis = VALID.replace(
+            "endpoints: [\"127.0.0.1:6379\"] }",
+            "endpoints: [\"127.0.0.1:6379\"], auth: { password: p, mechanism: PLAIN } }",
+        );
+        assert_eq!(
+            messages(&redis),
+            vec!["clusters[0].auth.mechanism: only kafka clusters take a SASL mechanism"]
+        );
+    }
+
+    #[test]
+    fn kafka_sasl_settings_work_or_are_refused_precisely() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        crate::kafka::sasl::users::add(
+            &users,
+            "alice",
+            crate::kafka::sasl::Mechanism::ScramSha256,
+            "pw",
+            4096,
+        )
+        .unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "secret\n").unwrap();
+        let good = KAFKA
+            .replace(
+                "endpoints: [\"127.0.0.1:9092\"] }",
+                &format!("endpoints: [\"127.0.0.1:9092\"], auth: {{ mechanism: SCRAM-SHA-512, username: u, password_file: \"{}\", users: {{ alice: {{ username: a1, password_file: \"{}\" }} }} }} }}", pw.display(), pw.display()),
+            )
+            .replace(
+                "endpoints: [\"127.0.0.1:9093\"] }",
+                &format!("endpoints: [\"127.0.0.1:9093\"], auth: {{ mechanism: PLAIN, username: u, password_file: \"{}\" }} }}", pw.display()),
+            )
+            + &format!("    kafka: {{ users_file: \"{}\", upstream_identity: client }}\n", users.display());
+        let config = parse(&good).unwrap();
+        assert_eq!(
+            config.migrations[0].kafka_options().upstream_identity(),
+            super::super::UpstreamIdentity::Client
+        );
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "# nobody\n").unwrap();
+        let bad = KAFKA.replace(
+            "endpoints: [\"127.0.0.1:9092\"] }",
+            "endpoints: [\"127.0.0.1:9092\"], auth: { mechanism: GSSAPI } }",
+        ) + &format!(
+            "    kafka: {{ users_file: \"{}\", upstream_identity: client }}\n",
+            empty.display()
+        );
+        assert_eq!(
+            messages(&bad),
+            vec![
+                "clusters[0].auth.mechanism: unknown SASL mechanism \"GSSAPI\": PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (GSSAPI and OAUTHBEARER are not supported)".to_owned(),
+                "clusters[0].auth.username: is required for a kafka cluster's SASL login".to_owned(),
+                "clusters[0].auth: needs password_file (or password) for the SASL login".to_owned(),
+                format!("migrations[0].kafka.users_file: {} defines no user: no client could log in (add one with `cutover user add`)", empty.display()),
+                "migrations[0].kafka.upstream_identity: `client` needs clusters \"old\" to have auth with a mechanism (how client users log in to it)".to_owned(),
+                "migrations[0].kafka.upstream_identity: `client` needs clusters \"new\" to have auth with a mechanism (how client users log in to it)".to_owned(),
+            ]
+        );
+        let unused = KAFKA.replace(
+            "endpoints: [\"127.0.0.1:9092\"] }",
+            "endpoints: [\"127.0.0.1:9092\"], auth: { mechanism: PLAIN, username: u, password: p, users: { alice: { password: q } } } }",
+        );
+        assert_eq!(
+            messages(&unused),
+            vec![
+                "clusters[0].auth.users: no migration of this cluster has kafka.upstream_identity: client, so these users would never be used; set it or remove them"
+            ]
+        );
+        let lifetime = KAFKA.to_owned() + "    kafka: { client_session_lifetime: 10s }\n";
+        assert_eq!(
+            messages(&lifetime),
+            vec![
+                "migrations[0].kafka.client_session_lifetime: needs users_file: without it clients do not log in"
+            ]
+        );
+        let no_file = KAFKA.to_owned() + "    kafka: { upstream_identity: client }\n";
+        assert!(messages(&no_file).contains(&"migrations[0].kafka.upstream_identity: `client` needs users_file: without it clients have no user of their own to pass on".to_owned()), "{:?}", messages(&no_file));
     }
 
     #[test]

@@ -48,6 +48,9 @@ struct Queue {
 pub struct Link {
     /// Where it goes (`cluster` name and address), for messages.
     pub name: String,
+    /// When the connection's SASL login must be renewed (KIP-368): the
+    /// broker limited its session.
+    pub reauth_at: Option<std::time::Instant>,
     writer: BufWriter<WriteHalf<Stream>>,
     queue: Arc<Mutex<Queue>>,
     reader: JoinHandle<()>,
@@ -68,6 +71,7 @@ impl Link {
         let reader = tokio::spawn(read_answers(read, queue.clone(), max_frame, name.clone()));
         Link {
             name,
+            reauth_at: None,
             writer: BufWriter::with_capacity(WRITE_BUFFER, write),
             queue,
             reader,
@@ -194,4 +198,48 @@ async fn read_answers(
         }
     };
     fail(&queue, &why);
+}
+
+/// Share of a broker's session lifetime after which the proxy logs in
+/// again (the Java client picks 85-95%): early enough that a request never
+/// meets an expired session, late enough to keep re-logins rare.
+const REAUTH_AT_SHARE: f64 = 0.85;
+
+/// When a login that holds for `lifetime` should be renewed.
+#[must_use]
+pub fn reauth_deadline(lifetime: std::time::Duration) -> std::time::Instant {
+    std::time::Instant::now() + lifetime.mul_f64(REAUTH_AT_SHARE)
+}
+
+/// A login's rounds through a live link (KIP-368 re-authentication): the
+/// requests queue behind the ones already sent, as the broker expects.
+pub struct LinkRounds<'a> {
+    /// The link.
+    pub link: &'a mut Link,
+    /// Correlation ids of the session's id space, one per round.
+    pub ids: std::vec::IntoIter<i32>,
+}
+
+#[async_trait::async_trait]
+impl crate::kafka::sasl::client::Rounds for LinkRounds<'_> {
+    async fn round(
+        &mut self,
+        make: &(dyn Fn(i32) -> Result<Bytes, String> + Sync),
+    ) -> Result<Bytes, String> {
+        let id = self
+            .ids
+            .next()
+            .ok_or("a login with more rounds than expected")?;
+        let frame = make(id)?;
+        let rx = self
+            .link
+            .send(&[&frame], id, true)
+            .await?
+            .ok_or("no answer expected")?;
+        self.link.flush().await?;
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(format!("{} went away", self.link.name)),
+        }
+    }
 }

@@ -43,6 +43,7 @@ mod producers;
 mod reconcile;
 mod retry;
 pub mod rewrite;
+pub mod sasl;
 pub mod segments;
 mod session;
 pub mod splice;
@@ -110,6 +111,13 @@ pub(crate) struct Shared {
     watermarks: traffic::Watermarks,
     /// The target's API versions, for the clients' ApiVersions.
     target_versions: target_versions::TargetVersions,
+    /// The source's API versions, for the ApiVersions the proxy answers
+    /// itself before a client has logged in.
+    source_versions: target_versions::TargetVersions,
+    /// Each cluster's own login (`clusters[].auth`), `[source, target]`.
+    pub cluster_logins: [Arc<sasl::identity::ClusterLogins>; 2],
+    /// Client logins (`kafka.users_file`); `None`: clients do not log in.
+    pub logins: Option<Arc<sasl::server::ClientLogins>>,
     /// Client producer ids and sequences as each cluster knows them.
     pub producers: producers::Producers,
     /// Groups looked at for adoption by the target.
@@ -308,6 +316,9 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> Result<(), StartError> {
     let (shared, settings) = build_shared(config, &migration, &controller).await?;
+    if let Some(logins) = &shared.logins {
+        logins.users.watch(migration.name.clone(), &shutdown.token);
+    }
     remember(&shared, &shutdown).await;
     // Taken before the driver is installed, so no transition runs until
     // routing agrees with the persisted states.
@@ -409,6 +420,28 @@ async fn build_shared(
         )
     })?;
     let settings = ListenerSettings::for_migration(config, &migration.name, mc.tls.as_ref())?;
+    let cluster_logins = |c| {
+        sasl::identity::ClusterLogins::of(c)
+            .map(Arc::new)
+            .map_err(StartError::Setup)
+    };
+    let cluster_logins = [cluster_logins(source)?, cluster_logins(target)?];
+    let handshakes = [cluster_logins[0].handshake(), cluster_logins[1].handshake()];
+    let source_upstream = source_upstream.with_handshake(handshakes[0].clone());
+    let target_upstream = target_upstream.with_handshake(handshakes[1].clone());
+    let logins = match &options.users_file {
+        None => None,
+        Some(file) => Some(Arc::new(sasl::server::ClientLogins {
+            users: sasl::users::Users::open(file).map_err(StartError::Setup)?,
+            throttle: crate::proxy::throttle::AuthThrottle::default(),
+            failures: metrics::counter!(metrics::REQUEST_ERRORS, "migration" => migration.name.to_string(), "cluster" => "client", "kind" => "auth"),
+            identity: sasl::identity::ClientIdentity::new(
+                options.upstream_identity(),
+                cluster_logins.clone(),
+            ),
+            session_lifetime: options.client_session_lifetime,
+        })),
+    };
     let store = controller.store().clone();
     let maps = splice::load(store.as_ref(), &migration.name)
         .await
@@ -432,11 +465,15 @@ async fn build_shared(
             source,
             target,
             config.proxy.connect_timeout,
-        ),
+        )
+        .with_handshakes(handshakes),
         splice: splice::Splice::new(maps),
         watermarks: traffic::Watermarks::default(),
         producers: producers::Producers::default(),
         target_versions: target_versions::TargetVersions::default(),
+        source_versions: target_versions::TargetVersions::default(),
+        cluster_logins,
+        logins,
         handoffs: Arc::default(),
         looked: group_adopt::Looked::default(),
         transitions: Arc::default(),

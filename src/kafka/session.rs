@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::Side;
-use super::link::{Answer, Link};
+use super::link::{Answer, Link, LinkRounds, reauth_deadline};
+use super::sasl::client::SaslLogin;
+use super::sasl::server::{self as sasl_server, ClientLogins, Login, MAX_PREAUTH_FRAME, Step};
 use super::split::Dest;
 use super::versions::admit;
 use super::{Door, Shared, dispatch};
@@ -48,6 +50,9 @@ pub(super) enum Close {
     Shutdown,
     Protocol(String),
     Upstream(String),
+    /// The client's login failed; its refusal is queued, then the
+    /// connection closes.
+    Auth,
 }
 
 /// What a reply writes to the client.
@@ -68,6 +73,11 @@ pub(super) struct Session {
     pub shared: Arc<Shared>,
     links: HashMap<(Side, Option<String>), Link>,
     next_id: i32,
+    peer: SocketAddr,
+    /// Where the client is in its SASL login (only with `kafka.users_file`).
+    login: Login,
+    /// A login again in progress on a logged-in connection (KIP-368).
+    relogin: Option<Login>,
 }
 
 impl Session {
@@ -84,10 +94,25 @@ impl Session {
         if let Some(why) = self.links.get(&key).and_then(Link::failed) {
             return Err(Close::Upstream(why));
         }
+        let due = self
+            .links
+            .get(&key)
+            .and_then(|l| l.reauth_at)
+            .is_some_and(|at| std::time::Instant::now() >= at);
+        if due {
+            self.reauthenticate(side, &key).await?;
+        }
         if !self.links.contains_key(&key) {
-            let upstream = self.shared.upstream(side, addr).map_err(Close::Upstream)?;
-            let stream = upstream
-                .connect()
+            let mut upstream = self.shared.upstream(side, addr).map_err(Close::Upstream)?;
+            if let Login::Done {
+                links: Some(links), ..
+            } = &self.login
+            {
+                let login: Arc<dyn crate::proxy::Handshake> = links[side as usize].clone();
+                upstream = upstream.with_handshake(Some(login));
+            }
+            let (stream, lifetime) = upstream
+                .connect_for_lifetime()
                 .await
                 .map_err(|e| Close::Upstream(e.to_string()))?;
             let name = format!(
@@ -95,12 +120,58 @@ impl Session {
                 upstream.cluster,
                 addr.unwrap_or("its bootstrap endpoints")
             );
-            let link = Link::new(name, stream, self.shared.max_frame);
+            metrics::counter!(metrics::KAFKA_SESSION_LINKS, "migration" => self.shared.migration.name.to_string(), "cluster" => upstream.cluster.to_string())
+                .increment(1);
+            let mut link = Link::new(name, stream, self.shared.max_frame);
+            link.reauth_at = lifetime.map(reauth_deadline);
             self.links.insert(key.clone(), link);
         }
         self.links
             .get_mut(&key)
             .ok_or_else(|| Close::Upstream("link vanished".into()))
+    }
+
+    /// The SASL login the session's links to `side` use: the client's
+    /// mapped principal, else the cluster's own.
+    fn sasl_login(&self, side: Side) -> Option<Arc<SaslLogin>> {
+        match &self.login {
+            Login::Done {
+                links: Some(links), ..
+            } => Some(links[side as usize].clone()),
+            _ => self.shared.cluster_logins[side as usize].proxy.clone(),
+        }
+    }
+
+    /// Logs in again on the link at `key` before its broker session
+    /// expires (KIP-368), through the link itself: requests already sent
+    /// are answered first, as the broker processes them in order.
+    async fn reauthenticate(
+        &mut self,
+        side: Side,
+        key: &(Side, Option<String>),
+    ) -> Result<(), Close> {
+        let Some(mut link) = self.links.remove(key) else {
+            return Ok(());
+        };
+        let Some(login) = self.sasl_login(side) else {
+            link.reauth_at = None;
+            self.links.insert(key.clone(), link);
+            return Ok(());
+        };
+        let ids = vec![self.next_id(), self.next_id(), self.next_id()];
+        let mut rounds = LinkRounds {
+            link: &mut link,
+            ids: ids.into_iter(),
+        };
+        let lifetime = login
+            .login(&mut rounds)
+            .await
+            .map_err(|e| Close::Upstream(format!("re-authenticating to {}: {e}", link.name)))?;
+        link.reauth_at = lifetime.map(reauth_deadline);
+        metrics::counter!(metrics::KAFKA_REAUTHENTICATIONS, "migration" => self.shared.migration.name.to_string(), "cluster" => self.shared.cluster_name(side))
+            .increment(1);
+        self.links.insert(key.clone(), link);
+        Ok(())
     }
 
     /// Forgets the link to `addr` of `side` if it failed, so the next
@@ -238,6 +309,9 @@ pub(super) async fn run(
         shared: shared.clone(),
         links: HashMap::new(),
         next_id: 0,
+        peer,
+        login: Login::default(),
+        relogin: None,
     };
     let reads = requests(&mut session, client_r, tx, &shutdown);
     let writes = responses(&shared, rx, client_w);
@@ -251,6 +325,11 @@ pub(super) async fn run(
                 Close::Client => Close::Shutdown,
                 other => other,
             },
+            // The refusal is queued: write it, then close.
+            Close::Auth => {
+                let _ = writes.await;
+                Close::Auth
+            }
             other => other,
         },
         close = &mut writes => close,
@@ -261,6 +340,7 @@ pub(super) async fn run(
         Close::Shutdown => "shutdown",
         Close::Protocol(_) => "protocol_error",
         Close::Upstream(_) => "upstream",
+        Close::Auth => "auth",
     };
     metrics::counter!(metrics::CONNECTIONS_CLOSED, "migration" => name.clone(), "reason" => reason)
         .increment(1);
@@ -287,10 +367,16 @@ async fn requests(
     shutdown: &CancellationToken,
 ) -> Close {
     let idle = session.shared.idle_timeout;
-    let max_frame = session.shared.max_frame;
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     loop {
         loop {
+            let logins = session.shared.logins.clone();
+            let pending = logins.is_some() && !session.login.done();
+            let max_frame = if pending {
+                MAX_PREAUTH_FRAME.min(session.shared.max_frame)
+            } else {
+                session.shared.max_frame
+            };
             let frame = match next_frame(&mut buf, max_frame) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
@@ -300,6 +386,32 @@ async fn requests(
                 Ok(h) => h,
                 Err(e) => return Close::Protocol(e.to_string()),
             };
+            if let Some(logins) = logins {
+                let relogin = header.key == ApiKey::SaslHandshake
+                    || (session.relogin.is_some() && header.key == ApiKey::SaslAuthenticate);
+                if pending || relogin {
+                    let (reply, close) = if pending {
+                        before_login(session, &logins, &frame, &header).await
+                    } else {
+                        login_again(session, &logins, &frame, &header)
+                    };
+                    if let Err(close) = queue(session, &replies, reply).await {
+                        return close;
+                    }
+                    match close {
+                        Some(close) => return close,
+                        None => continue,
+                    }
+                }
+                if session.login.expired(std::time::Instant::now()) {
+                    tracing::warn!(
+                        migration = %session.shared.migration.name, peer = %session.peer,
+                        user = session.login.user().unwrap_or_default(),
+                        "kafka client session expired without logging in again; closing"
+                    );
+                    return Close::Auth;
+                }
+            }
             if let Err(refused) = admit(header.key, header.api_version) {
                 return Close::Protocol(format!(
                     "request with correlation id {}: {refused}",
@@ -327,6 +439,88 @@ async fn requests(
             Ok(Ok(0) | Err(_)) => return Close::Client,
             Ok(Ok(_)) => {}
         }
+    }
+}
+
+/// A request read before the client logged in, answered by the proxy
+/// (no upstream connection is made for it); the close, when the login
+/// failed or the request is not one a client may send yet.
+async fn before_login(
+    session: &mut Session,
+    logins: &ClientLogins,
+    frame: &Bytes,
+    header: &RequestHeader,
+) -> (Reply, Option<Close>) {
+    let shared = session.shared.clone();
+    let versions = if header.key == ApiKey::ApiVersions {
+        let (source, target) = tokio::join!(
+            shared.source_versions.rows_of(&shared, &shared.bootstrap),
+            shared.target_versions.rows(&shared)
+        );
+        match (source, target) {
+            (Some(s), Some(t)) => Some(cutover_kafka::intersect_api_versions(&s, &t)),
+            (Some(rows), None) | (None, Some(rows)) => Some(rows.to_vec()),
+            (None, None) => None,
+        }
+    } else {
+        None
+    };
+    let step = sasl_server::step(
+        logins,
+        &mut session.login,
+        frame,
+        header,
+        session.peer,
+        &shared.migration.name,
+        versions.as_deref(),
+        None,
+    );
+    reply_to(step)
+}
+
+/// SaslHandshake/SaslAuthenticate on a logged-in connection: the client
+/// logs in again before its session runs out (KIP-368), as the same user.
+fn login_again(
+    session: &mut Session,
+    logins: &ClientLogins,
+    frame: &Bytes,
+    header: &RequestHeader,
+) -> (Reply, Option<Close>) {
+    let mut relogin = session.relogin.take().unwrap_or_default();
+    let user = session.login.user().unwrap_or_default().to_owned();
+    let step = sasl_server::step(
+        logins,
+        &mut relogin,
+        frame,
+        header,
+        session.peer,
+        &session.shared.migration.name,
+        None,
+        Some(&user),
+    );
+    if relogin.done() {
+        session.login = relogin;
+    } else {
+        session.relogin = Some(relogin);
+    }
+    reply_to(step)
+}
+
+/// The reply (and close, if any) for a login step.
+fn reply_to(step: Step) -> (Reply, Option<Close>) {
+    match step {
+        Step::Answer(out) => (Box::pin(async move { Ok(Out::Frame(out)) }), None),
+        Step::Refuse(out, delay) => (
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                Ok(Out::Frame(out))
+            }),
+            Some(Close::Auth),
+        ),
+        Step::Close(why) => (
+            Box::pin(async { Ok(Out::Nothing) }),
+            Some(Close::Protocol(why)),
+        ),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The target's API versions, for the ApiVersions answer clients get: the
+//! The target's API versions (and, for the answer the proxy gives before a
+//! client has logged in, the source's), for the ApiVersions answer clients get: the
 //! proxy's table ∩ the source's answer ∩ the target's, so a client never
 //! negotiates a version one of the clusters would refuse once its
 //! partitions move there (Kafka 4 removed old versions, KIP-896; an older
@@ -52,12 +53,22 @@ impl TargetVersions {
     /// The target's `(api_key, min, max)` rows, asked when due; `None`
     /// while the target has never answered.
     pub async fn rows(&self, shared: &Shared) -> Option<Arc<Vec<VersionRow>>> {
+        self.rows_of(shared, &shared.target).await
+    }
+
+    /// The same for `upstream` (the source, for the ApiVersions the proxy
+    /// answers before a client has logged in).
+    pub async fn rows_of(
+        &self,
+        shared: &Shared,
+        upstream: &crate::proxy::Upstream,
+    ) -> Option<Arc<Vec<VersionRow>>> {
         let mut cached = self.cached.lock().await;
         let now = Instant::now();
         if cached.due(now) {
             cached.asked = Some(now);
             let deadline = shared.connect_timeout.min(ASK_DEADLINE);
-            match probe::api_versions(&shared.target, deadline, shared.max_frame).await {
+            match probe::api_versions(upstream, deadline, shared.max_frame).await {
                 Ok(answer) if answer.error_code == 0 => {
                     let rows = answer
                         .api_keys
@@ -68,12 +79,13 @@ impl TargetVersions {
                 }
                 Ok(answer) => tracing::warn!(
                     migration = %shared.migration.name,
+                    cluster = %upstream.cluster,
                     error = %super::retry::describe(answer.error_code),
-                    "the target refused ApiVersions; clients are offered the source's versions"
+                    "the cluster refused ApiVersions; clients are offered the other's versions"
                 ),
                 Err(e) => tracing::warn!(
-                    migration = %shared.migration.name, error = %e,
-                    "the target did not answer ApiVersions; clients are offered the source's versions"
+                    migration = %shared.migration.name, cluster = %upstream.cluster, error = %e,
+                    "the cluster did not answer ApiVersions; clients are offered the other's versions"
                 ),
             }
         }

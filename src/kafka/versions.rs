@@ -20,7 +20,9 @@
 //!   epoch validation.
 //! - **No per-connection state upstream.** One client connection fans out
 //!   to several upstream connections, so SASL passthrough (which
-//!   authenticates one connection) is not offered.
+//!   authenticates one connection) is not offered: clients log in to the
+//!   proxy itself (`sasl::server`, before this table applies) and the
+//!   proxy logs in to each cluster on every connection it opens.
 
 use cutover_kafka::VersionRow;
 use cutover_kafka::kafka_protocol::messages::ApiKey;

@@ -99,6 +99,10 @@ catalogue! {
         "Bytes of Kafka record batches produced to or fetched from a cluster, per topic.";
     KAFKA_ERRORS = "cutover_kafka_partition_errors_total", Counter, ["migration", "topic", "cluster", "code"],
         "Kafka Produce and Fetch answers with a partition error, by Kafka error code.";
+    KAFKA_SESSION_LINKS = "cutover_kafka_session_links_total", Counter, ["migration", "cluster"],
+        "Upstream connections opened for Kafka client sessions (each logged in first when the cluster has auth); a client that fails its own login opens none.";
+    KAFKA_REAUTHENTICATIONS = "cutover_kafka_reauthentications_total", Counter, ["migration", "cluster"],
+        "SASL re-logins (KIP-368) on live Kafka client sessions' upstream connections, before the broker's session lifetime ran out.";
     KAFKA_SPLIT_REQUESTS = "cutover_kafka_split_requests_total", Counter, ["migration", "topic", "api"],
         "Kafka client requests (Produce, Fetch, ListOffsets) the proxy split over several upstream brokers or clusters, once per topic they name; against cutover_requests_total, the share not passed through whole.";
     KAFKA_GROUP_LAG = "cutover_kafka_group_lag", Gauge, ["migration", "group", "topic"],

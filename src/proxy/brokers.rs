@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::config::ClusterConfig;
 
+use super::upstream::Handshake;
 use super::{Side, Upstream};
 
 /// The per-broker upstreams of one migration.
@@ -17,6 +18,7 @@ pub struct BrokerUpstreams {
     migration: Arc<str>,
     clusters: [ClusterConfig; 2],
     connect_timeout: Duration,
+    handshakes: [Option<Arc<dyn Handshake>>; 2],
     cache: Mutex<HashMap<(Side, String), Upstream>>,
 }
 
@@ -33,8 +35,17 @@ impl BrokerUpstreams {
             migration,
             clusters: [source.clone(), target.clone()],
             connect_timeout,
+            handshakes: [None, None],
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs `handshakes` (`[source, target]`) on every new connection to
+    /// a broker of that side (Kafka: the proxy's SASL login).
+    #[must_use]
+    pub fn with_handshakes(mut self, handshakes: [Option<Arc<dyn Handshake>>; 2]) -> Self {
+        self.handshakes = handshakes;
+        self
     }
 
     /// The upstream for the broker at `addr` of `side`'s cluster.
@@ -53,7 +64,8 @@ impl BrokerUpstreams {
             ..base.clone()
         };
         let upstream = Upstream::new(&self.migration, &config, self.connect_timeout)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .with_handshake(self.handshakes[side as usize].clone());
         cache.insert(key, upstream.clone());
         Ok(upstream)
     }

@@ -14,7 +14,7 @@ pub use brokers::BrokerUpstreams;
 pub use listener::{Handler, ListenerSettings, serve};
 pub use side::Side;
 pub use stream::Stream;
-pub use upstream::{Upstream, UpstreamError};
+pub use upstream::{Handshake, Upstream, UpstreamError};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -1,5 +1,6 @@
-//! Connecting to an upstream cluster, with a timeout, optional TLS, and an
-//! error that names the cluster and the address that failed.
+//! Connecting to an upstream cluster, with a timeout, optional TLS, the
+//! protocol's login ([`Handshake`], e.g. Kafka SASL) on every connection,
+//! and an error that names the cluster and the address that failed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,17 @@ pub enum UpstreamError {
         /// The OS error or "timed out after ...".
         reason: String,
     },
+    /// The cluster refused the proxy's login (or the login failed on the
+    /// wire); other endpoints are not tried, they would refuse it as well.
+    #[error("cluster \"{cluster}\" at {addr}: authentication failed: {reason}")]
+    Auth {
+        /// Cluster name.
+        cluster: String,
+        /// Endpoint.
+        addr: String,
+        /// The cluster's own message, or what went wrong.
+        reason: String,
+    },
     /// The TLS handshake failed.
     #[error("cluster \"{cluster}\" at {addr}: TLS handshake failed: {source}")]
     Tls {
@@ -42,11 +54,23 @@ impl UpstreamError {
     #[must_use]
     pub fn cluster(&self) -> &str {
         match self {
-            UpstreamError::Unreachable { cluster, .. } | UpstreamError::Tls { cluster, .. } => {
-                cluster
-            }
+            UpstreamError::Unreachable { cluster, .. }
+            | UpstreamError::Auth { cluster, .. }
+            | UpstreamError::Tls { cluster, .. } => cluster,
         }
     }
+}
+
+/// A protocol's first exchange on each fresh upstream connection, before
+/// anything else is sent on it (Kafka: the SASL login).
+#[async_trait::async_trait]
+pub trait Handshake: Send + Sync + std::fmt::Debug {
+    /// Runs the exchange on `stream`; returns how long the login holds
+    /// when the cluster limits it (Kafka KIP-368 session lifetime).
+    ///
+    /// # Errors
+    /// A sentence: the cluster's refusal, or what failed on the wire.
+    async fn run(&self, stream: &mut Stream) -> Result<Option<Duration>, String>;
 }
 
 /// How to reach one cluster.
@@ -61,6 +85,7 @@ pub struct Upstream {
     connect_timeout: Duration,
     /// Connections opened, made once so connecting allocates no labels.
     connects: ::metrics::Counter,
+    handshake: Option<Arc<dyn Handshake>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -96,7 +121,15 @@ impl Upstream {
             endpoints: cluster.endpoints.clone(),
             tls,
             connect_timeout,
+            handshake: None,
         })
+    }
+
+    /// The same cluster, with `handshake` run on every new connection.
+    #[must_use]
+    pub fn with_handshake(mut self, handshake: Option<Arc<dyn Handshake>>) -> Self {
+        self.handshake = handshake;
+        self
     }
 
     /// The configured endpoints, in order.
@@ -110,12 +143,25 @@ impl Upstream {
     /// # Errors
     /// [`UpstreamError`] naming the cluster and the last address tried.
     pub async fn connect(&self) -> Result<Stream, UpstreamError> {
+        self.connect_for_lifetime().await.map(|(stream, _)| stream)
+    }
+
+    /// As [`Upstream::connect`], with how long the handshake's login holds
+    /// (`None`: for as long as the connection lives).
+    ///
+    /// # Errors
+    /// [`UpstreamError`] naming the cluster and the last address tried.
+    pub async fn connect_for_lifetime(&self) -> Result<(Stream, Option<Duration>), UpstreamError> {
         let mut last = None;
         for addr in &self.endpoints {
             match self.connect_one(addr).await {
                 Ok(stream) => {
                     self.connects.increment(1);
                     return Ok(stream);
+                }
+                Err(e @ UpstreamError::Auth { .. }) => {
+                    last = Some(e);
+                    break;
                 }
                 Err(e) => last = Some(e),
             }
@@ -130,7 +176,7 @@ impl Upstream {
         Err(error)
     }
 
-    async fn connect_one(&self, addr: &str) -> Result<Stream, UpstreamError> {
+    async fn connect_one(&self, addr: &str) -> Result<(Stream, Option<Duration>), UpstreamError> {
         let unreachable = |reason: String| UpstreamError::Unreachable {
             cluster: self.cluster.to_string(),
             addr: addr.to_owned(),
@@ -141,6 +187,24 @@ impl Upstream {
             .map_err(|_| unreachable(format!("timed out after {:?}", self.connect_timeout)))?
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
+        let mut stream = self.secure(addr, tcp).await?;
+        let mut lifetime = None;
+        if let Some(handshake) = &self.handshake {
+            let auth = |reason: String| UpstreamError::Auth {
+                cluster: self.cluster.to_string(),
+                addr: addr.to_owned(),
+                reason,
+            };
+            lifetime = tokio::time::timeout(self.connect_timeout, handshake.run(&mut stream))
+                .await
+                .map_err(|_| auth(format!("no answer within {:?}", self.connect_timeout)))?
+                .map_err(auth)?;
+        }
+        Ok((stream, lifetime))
+    }
+
+    /// TLS on `tcp` when the cluster asks for it.
+    async fn secure(&self, addr: &str, tcp: TcpStream) -> Result<Stream, UpstreamError> {
         let Some((config, server_name)) = &self.tls else {
             return Ok(Stream::Plain(tcp));
         };

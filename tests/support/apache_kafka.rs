@@ -89,10 +89,29 @@ fn java(log4j2: &str, jvm: &[&str]) -> Command {
     cmd
 }
 
+/// A SASL listener beside PLAINTEXT (PEERS.md's recipe): PLAIN users in
+/// the listener's JAAS line, SCRAM users created at format time
+/// (`StorageTool format -S`), the way an operator provisions a new cluster.
+#[derive(Clone, Debug, Default)]
+pub struct SaslUsers {
+    /// `(mechanism, name, password)`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub users: Vec<(&'static str, &'static str, &'static str)>,
+    /// A directory with `server.pem` and `server.key` (`support::tls`):
+    /// each node then also has a SASL_SSL listener with that certificate.
+    pub tls_dir: Option<PathBuf>,
+    /// `connections.max.reauth.ms`: SASL sessions expire after this long
+    /// unless the client logs in again on the connection (KIP-368).
+    pub reauth_ms: Option<u32>,
+}
+
 /// One combined KRaft node.
 struct Node {
     id: usize,
     port: u16,
+    /// The SASL_PLAINTEXT listener's port, when the cluster has one.
+    sasl_port: Option<u16>,
+    /// The SASL_SSL listener's port, when the cluster has one.
+    sasl_ssl_port: Option<u16>,
     dir: PathBuf,
     child: ChildGuard,
 }
@@ -128,9 +147,15 @@ impl KafkaCluster {
     /// # Panics
     /// When Kafka is not installed, or no attempt got every node ready.
     pub fn start(name: &str, nodes: usize) -> KafkaCluster {
+        KafkaCluster::start_with(name, nodes, None)
+    }
+
+    /// As [`KafkaCluster::start`], each node also listening for SASL
+    /// clients (PLAIN and SCRAM-SHA-256/512) with `sasl`'s users.
+    pub fn start_with(name: &str, nodes: usize, sasl: Option<&SaslUsers>) -> KafkaCluster {
         let mut last = String::new();
         for attempt in 1..=START_ATTEMPTS {
-            match KafkaCluster::try_start(name, nodes) {
+            match KafkaCluster::try_start(name, nodes, sasl) {
                 Ok(cluster) => return cluster,
                 Err(e) => {
                     eprintln!("kafka {name}: start attempt {attempt} failed: {e}");
@@ -141,7 +166,11 @@ impl KafkaCluster {
         panic!("kafka {name} did not start in {START_ATTEMPTS} attempts; the last: {last}");
     }
 
-    fn try_start(name: &str, nodes: usize) -> Result<KafkaCluster, String> {
+    fn try_start(
+        name: &str,
+        nodes: usize,
+        sasl: Option<&SaslUsers>,
+    ) -> Result<KafkaCluster, String> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("kafka-{name}-"))
             .tempdir()
@@ -158,12 +187,24 @@ impl KafkaCluster {
         for (i, &(port, controller)) in ports.iter().enumerate() {
             let node_dir = dir.path().join(format!("node{}", i + 1));
             fs::create_dir_all(&node_dir).expect("node dir");
-            let config = node_config(i + 1, nodes, port, controller, &voters, &node_dir);
+            let sasl_port = sasl.map(|_| free_port());
+            let sasl_ssl_port = sasl.and_then(|s| s.tls_dir.as_ref()).map(|_| free_port());
+            let mut config = node_config(i + 1, nodes, port, controller, &voters, &node_dir);
+            if let (Some(users), Some(sasl_port)) = (sasl, sasl_port) {
+                config = with_sasl(&config, port, sasl_port, users);
+            }
+            if let (Some(dir), Some(ssl_port)) =
+                (sasl.and_then(|s| s.tls_dir.as_ref()), sasl_ssl_port)
+            {
+                config = with_sasl_ssl(&config, ssl_port, dir, &node_dir);
+            }
             fs::write(node_dir.join("server.properties"), config).expect("write server.properties");
-            format_node(&node_dir, &cluster_id);
+            format_node(&node_dir, &cluster_id, sasl);
             started.push(Node {
                 id: i + 1,
                 port,
+                sasl_port,
+                sasl_ssl_port,
                 child: spawn_node(name, i + 1, &node_dir),
                 dir: node_dir,
             });
@@ -183,6 +224,51 @@ impl KafkaCluster {
         self.ports()
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The SASL listeners' endpoints as a YAML flow list.
+    ///
+    /// # Panics
+    /// When the cluster was started without SASL.
+    pub fn sasl_endpoints_yaml(&self) -> String {
+        let quoted: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "\"127.0.0.1:{}\"",
+                    lock(n).sasl_port.expect("a SASL listener")
+                )
+            })
+            .collect();
+        format!("[{}]", quoted.join(", "))
+    }
+
+    /// The SASL_SSL listeners' endpoints as a YAML flow list.
+    ///
+    /// # Panics
+    /// When the cluster was started without them.
+    pub fn sasl_ssl_endpoints_yaml(&self) -> String {
+        let quoted: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "\"127.0.0.1:{}\"",
+                    lock(n).sasl_ssl_port.expect("a SASL_SSL listener")
+                )
+            })
+            .collect();
+        format!("[{}]", quoted.join(", "))
+    }
+
+    /// The SASL listeners' `bootstrap.servers`.
+    pub fn sasl_bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", lock(n).sasl_port.expect("a SASL listener")))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -337,14 +423,99 @@ fn node_config(
     config
 }
 
-/// `StorageTool format` of one node with the cluster's id.
-fn format_node(dir: &Path, cluster_id: &str) {
+/// `config` with a SASL_PLAINTEXT listener on `sasl_port` beside the
+/// PLAINTEXT one on `port` (which brokers keep using between them, as the
+/// super user ANONYMOUS), and ACLs enforced: everything is allowed to
+/// every user until a test denies something.
+fn with_sasl(config: &str, port: u16, sasl_port: u16, sasl: &SaslUsers) -> String {
+    let plain_users: String = sasl
+        .users
+        .iter()
+        .filter(|(m, _, _)| *m == "PLAIN")
+        .map(|(_, name, pw)| format!(" user_{name}=\"{pw}\""))
+        .collect();
+    let reauth = sasl.reauth_ms.unwrap_or(0);
+    let mut out = String::new();
+    for line in config.lines() {
+        let line = match line.split_once('=') {
+            Some(("listeners", v)) => {
+                format!("listeners={v},SASL_PLAINTEXT://127.0.0.1:{sasl_port}")
+            }
+            Some(("advertised.listeners", _)) => format!(
+                "advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}"
+            ),
+            Some(("listener.security.protocol.map", v)) => {
+                format!("listener.security.protocol.map={v},SASL_PLAINTEXT:SASL_PLAINTEXT")
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let _ = write!(
+        out,
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512\n\
+         authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+         allow.everyone.if.no.acl.found=true\n\
+         super.users=User:ANONYMOUS\n\
+         connections.max.reauth.ms={reauth}\n\
+         listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required{plain_users};\n\
+         listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n"
+    );
+    out
+}
+
+/// `config` (already with SASL) with a SASL_SSL listener on `port` too,
+/// its certificate and key from `tls_dir` in a PEM keystore.
+fn with_sasl_ssl(config: &str, port: u16, tls_dir: &Path, node_dir: &Path) -> String {
+    let read = |name: &str| fs::read_to_string(tls_dir.join(name)).expect("test certificate");
+    let keystore = node_dir.join("keystore.pem");
+    fs::write(&keystore, read("server.key") + &read("server.pem")).expect("write keystore");
+    let mut out = String::new();
+    for line in config.lines() {
+        let line = match line.split_once('=') {
+            Some(("listeners" | "advertised.listeners", v)) => {
+                let key = line.split_once('=').map_or("", |(k, _)| k);
+                format!("{key}={v},SASL_SSL://127.0.0.1:{port}")
+            }
+            Some(("listener.security.protocol.map", v)) => {
+                format!("listener.security.protocol.map={v},SASL_SSL:SASL_SSL")
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let _ = write!(
+        out,
+        "listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
+         listener.name.sasl_ssl.ssl.keystore.location={}\n\
+         listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required;\n\
+         listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;\n",
+        keystore.display()
+    );
+    out
+}
+
+/// `StorageTool format` of one node with the cluster's id, creating the
+/// SCRAM users of `sasl` (`-S`).
+fn format_node(dir: &Path, cluster_id: &str, sasl: Option<&SaslUsers>) {
     let config = dir.join("server.properties");
+    let scram: Vec<String> = sasl
+        .map(|s| s.users.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|(m, _, _)| m.starts_with("SCRAM"))
+        .flat_map(|(m, name, pw)| ["-S".to_owned(), format!("{m}=[name={name},password={pw}]")])
+        .collect();
     let out = run_bounded(
         java("tools-log4j2.properties", TOOL_JVM)
             .arg("kafka.tools.StorageTool")
             .args(["format", "-t", cluster_id, "-c"])
             .arg(&config)
+            .args(&scram)
             .arg("-g"),
         TOOL_DEADLINE,
         "StorageTool format",

@@ -28,8 +28,8 @@ use std::env;
 use std::path::PathBuf;
 
 pub use apache_kafka::{
-    KAFKA_VERSION, KafkaCluster, TOOL_DEADLINE, finish_java, kafka_home, kafka_tool, output_text,
-    spawn_java,
+    KAFKA_VERSION, KafkaCluster, SaslUsers, TOOL_DEADLINE, finish_java, kafka_home, kafka_tool,
+    output_text, spawn_java,
 };
 pub use child::ChildGuard;
 pub use cutover_process::{Config, CutoverProcess, cutover_bin};

@@ -1,7 +1,8 @@
 // Produces COUNT records with the Java client's defaults (idempotent,
 // acks=all, 5 in flight) to TOPIC through BOOTSTRAP, then reads them back
 // with a consumer in GROUP and commits. Prints one JSON line the Rust tests
-// assert on. Usage: java -cp 'libs/*' ProduceConsume.java BOOTSTRAP TOPIC GROUP COUNT
+// assert on. Usage: java -cp 'libs/*' ProduceConsume.java BOOTSTRAP TOPIC GROUP COUNT [PROPS]
+// PROPS: a properties file added to both clients (e.g. SASL settings).
 import java.time.Duration;
 import java.util.*;
 import java.util.concurrent.*;
@@ -14,7 +15,12 @@ public class ProduceConsume {
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0], topic = args[1], group = args[2];
         int count = Integer.parseInt(args[3]);
+        Properties extra = new Properties();
+        if (args.length > 4) {
+            try (java.io.FileReader r = new java.io.FileReader(args[4])) { extra.load(r); }
+        }
         Properties p = new Properties();
+        p.putAll(extra);
         p.put("bootstrap.servers", bootstrap);
         p.put("key.serializer", StringSerializer.class.getName());
         p.put("value.serializer", StringSerializer.class.getName());
@@ -32,6 +38,7 @@ public class ProduceConsume {
             }
         }
         Properties c = new Properties();
+        c.putAll(extra);
         c.put("bootstrap.servers", bootstrap);
         c.put("group.id", group);
         c.put("auto.offset.reset", "earliest");

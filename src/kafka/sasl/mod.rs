@@ -1,0 +1,14 @@
+//! Kafka SASL on both sides of the proxy: the proxy logging in to each
+//! cluster (`client`, with the cluster's `auth` or a client's mapped
+//! principal, `identity`), and clients logging in to the proxy (`server`,
+//! against `users`). The mechanisms' arithmetic is in `scram` and `scram_server`.
+
+pub mod client;
+pub mod identity;
+pub mod scram;
+pub mod scram_server;
+pub mod server;
+pub mod users;
+
+pub use scram::Mechanism;
+pub use users::load as load_users;

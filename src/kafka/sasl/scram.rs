@@ -1,0 +1,471 @@
+//! SASL mechanisms' arithmetic, free of I/O: SCRAM-SHA-256/512 (RFC 5802,
+//! RFC 7677) credentials and the client end of an exchange (the server end
+//! is `scram_server`), and SASL/PLAIN's message.
+//! Both the proxy's own logins to brokers and the clients' logins to the
+//! proxy are built on it, so one set of tests covers both directions.
+//!
+//! Hashing is ring's (already linked for TLS); base64 is the standard
+//! alphabet with padding, as Kafka writes it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ring::{digest, hmac, pbkdf2};
+use subtle::ConstantTimeEq as _;
+
+/// The SASL mechanisms the proxy speaks, both ways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mechanism {
+    /// SASL/PLAIN: the password travels (use TLS).
+    Plain,
+    /// SCRAM with SHA-256.
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    ScramSha512,
+}
+
+/// Kafka's floor for SCRAM iterations; clients refuse fewer.
+pub const MIN_ITERATIONS: u32 = 4096;
+/// A ceiling, so a hostile or broken server cannot make the proxy spin.
+pub const MAX_ITERATIONS: u32 = 1_000_000;
+/// Salt bytes for new credentials (Kafka uses a 32-byte salt as well).
+const SALT_LEN: usize = 32;
+
+impl Mechanism {
+    /// Every mechanism, in the order the proxy offers them.
+    pub const ALL: [Mechanism; 3] = [
+        Mechanism::Plain,
+        Mechanism::ScramSha256,
+        Mechanism::ScramSha512,
+    ];
+
+    /// The SASL name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    /// From the SASL name (case-sensitive, as Kafka).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Mechanism> {
+        Mechanism::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    pub(super) fn algorithms(
+        self,
+    ) -> Option<(
+        hmac::Algorithm,
+        pbkdf2::Algorithm,
+        &'static digest::Algorithm,
+    )> {
+        match self {
+            Mechanism::Plain => None,
+            Mechanism::ScramSha256 => Some((
+                hmac::HMAC_SHA256,
+                pbkdf2::PBKDF2_HMAC_SHA256,
+                &digest::SHA256,
+            )),
+            Mechanism::ScramSha512 => Some((
+                hmac::HMAC_SHA512,
+                pbkdf2::PBKDF2_HMAC_SHA512,
+                &digest::SHA512,
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a SCRAM server keeps of a password: never the password itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramCredential {
+    /// Salt of the PBKDF2 derivation.
+    pub salt: Vec<u8>,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// H(ClientKey).
+    pub stored_key: Vec<u8>,
+    /// HMAC(SaltedPassword, "Server Key").
+    pub server_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramCredential")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn hmac_of(alg: hmac::Algorithm, key: &[u8], data: &[u8]) -> Vec<u8> {
+    hmac::sign(&hmac::Key::new(alg, key), data)
+        .as_ref()
+        .to_vec()
+}
+
+fn salted_password(mechanism: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
+    let Some((_, pbkdf, digest_alg)) = mechanism.algorithms() else {
+        return Vec::new();
+    };
+    let mut out = vec![0; digest_alg.output_len()];
+    let rounds = std::num::NonZeroU32::new(iterations.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+    pbkdf2::derive(pbkdf, rounds, salt, password, &mut out);
+    out
+}
+
+/// ClientKey and ServerKey of a password.
+fn keys(mechanism: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> (Vec<u8>, Vec<u8>) {
+    let Some((mac, _, _)) = mechanism.algorithms() else {
+        return (Vec::new(), Vec::new());
+    };
+    let salted = salted_password(mechanism, password, salt, iterations);
+    (
+        hmac_of(mac, &salted, b"Client Key"),
+        hmac_of(mac, &salted, b"Server Key"),
+    )
+}
+
+pub(super) fn hash(mechanism: Mechanism, data: &[u8]) -> Vec<u8> {
+    mechanism
+        .algorithms()
+        .map(|(_, _, d)| digest::digest(d, data).as_ref().to_vec())
+        .unwrap_or_default()
+}
+
+impl ScramCredential {
+    /// The credential of `password` with `salt` and `iterations`.
+    #[must_use]
+    pub fn derive(mechanism: Mechanism, password: &[u8], salt: Vec<u8>, iterations: u32) -> Self {
+        let (client_key, server_key) = keys(mechanism, password, &salt, iterations);
+        ScramCredential {
+            stored_key: hash(mechanism, &client_key),
+            server_key,
+            salt,
+            iterations,
+        }
+    }
+
+    /// The credential of `password` with a fresh random salt.
+    ///
+    /// # Errors
+    /// When the system's random source fails.
+    pub fn generate(
+        mechanism: Mechanism,
+        password: &[u8],
+        iterations: u32,
+    ) -> Result<Self, String> {
+        let mut salt = vec![0; SALT_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+            .map_err(|_| "the system random source failed".to_owned())?;
+        Ok(ScramCredential::derive(
+            mechanism, password, salt, iterations,
+        ))
+    }
+
+    /// Whether `password` is the one this credential was made of (SASL/PLAIN
+    /// checked against SCRAM entries), in constant time.
+    #[must_use]
+    pub fn matches_password(&self, mechanism: Mechanism, password: &[u8]) -> bool {
+        let other =
+            ScramCredential::derive(mechanism, password, self.salt.clone(), self.iterations);
+        bool::from(other.stored_key.ct_eq(&self.stored_key))
+    }
+}
+
+/// A fresh nonce: 24 random bytes, base64 (printable, no comma).
+///
+/// # Errors
+/// When the system's random source fails.
+pub fn nonce() -> Result<String, String> {
+    let mut bytes = [0_u8; 24];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| "the system random source failed".to_owned())?;
+    Ok(B64.encode(bytes))
+}
+
+/// Base64 as Kafka writes SCRAM values.
+#[must_use]
+pub fn b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+/// Base64 read back.
+///
+/// # Errors
+/// When `text` is not base64.
+pub fn unb64(text: &str) -> Result<Vec<u8>, String> {
+    B64.decode(text).map_err(|e| format!("not base64 ({e})"))
+}
+
+/// A SCRAM user name as the wire writes it (`,` → `=2C`, `=` → `=3D`).
+#[must_use]
+pub fn escape_name(name: &str) -> String {
+    name.replace('=', "=3D").replace(',', "=2C")
+}
+
+/// `k=v` attributes of a SCRAM message, in order.
+pub(super) fn attributes(message: &str) -> Result<Vec<(char, &str)>, String> {
+    message
+        .split(',')
+        .map(|part| {
+            let mut chars = part.chars();
+            match (chars.next(), chars.next()) {
+                (Some(k), Some('=')) if k.is_ascii_alphabetic() => Ok((k, &part[2..])),
+                _ => Err(format!("malformed SCRAM attribute {part:?}")),
+            }
+        })
+        .collect()
+}
+
+pub(super) fn attribute<'a>(attrs: &[(char, &'a str)], key: char) -> Result<&'a str, String> {
+    attrs
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| format!("SCRAM message lacks '{key}='"))
+}
+
+pub(super) fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
+    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
+}
+
+/// The proxy logging in to a broker with SCRAM: three messages.
+pub struct ScramClient {
+    mechanism: Mechanism,
+    password: Vec<u8>,
+    nonce: String,
+    first_bare: String,
+    /// Expected server signature once the final message is sent.
+    server_signature: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    /// Starts a login of `user`; [`ScramClient::first`] is the first message.
+    #[must_use]
+    pub fn new(mechanism: Mechanism, user: &str, password: &str, nonce: String) -> Self {
+        let first_bare = format!("n={},r={nonce}", escape_name(user));
+        ScramClient {
+            mechanism,
+            password: password.as_bytes().to_vec(),
+            nonce,
+            first_bare,
+            server_signature: None,
+        }
+    }
+
+    /// client-first-message.
+    #[must_use]
+    pub fn first(&self) -> Vec<u8> {
+        format!("n,,{}", self.first_bare).into_bytes()
+    }
+
+    /// client-final-message for the server-first-message `server_first`.
+    ///
+    /// # Errors
+    /// A sentence when the server's message is malformed, does not extend
+    /// our nonce, or asks for fewer iterations than Kafka allows.
+    pub fn answer(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
+        let text = std::str::from_utf8(server_first).map_err(|_| "server-first is not UTF-8")?;
+        let attrs = attributes(text)?;
+        let nonce = attribute(&attrs, 'r')?;
+        let salt = unb64(attribute(&attrs, 's')?)?;
+        let iterations: u32 = attribute(&attrs, 'i')?
+            .parse()
+            .map_err(|_| "SCRAM iteration count is not a number")?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err("the server's nonce does not extend ours".into());
+        }
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(format!(
+                "the server asks for {iterations} iterations, outside {MIN_ITERATIONS}-{MAX_ITERATIONS}"
+            ));
+        }
+        let (mac, _, _) = self.mechanism.algorithms().ok_or("PLAIN is not SCRAM")?;
+        let (client_key, server_key) = keys(self.mechanism, &self.password, &salt, iterations);
+        let stored_key = hash(self.mechanism, &client_key);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{text},{without_proof}", self.first_bare);
+        let signature = hmac_of(mac, &stored_key, auth_message.as_bytes());
+        let proof = xor(&client_key, &signature);
+        self.server_signature = Some(hmac_of(mac, &server_key, auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", b64(&proof)).into_bytes())
+    }
+
+    /// Checks the server-final-message (the server proves it knows the key).
+    ///
+    /// # Errors
+    /// The server's own error (`e=`), or a signature that does not match.
+    pub fn verify(&self, server_final: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(server_final).map_err(|_| "server-final is not UTF-8")?;
+        let attrs = attributes(text)?;
+        if let Ok(error) = attribute(&attrs, 'e') {
+            return Err(format!("the server said {error}"));
+        }
+        let got = unb64(attribute(&attrs, 'v')?)?;
+        let expected = self
+            .server_signature
+            .as_deref()
+            .ok_or("no final message sent yet")?;
+        if bool::from(got.ct_eq(expected)) {
+            Ok(())
+        } else {
+            Err("the server's signature does not match: it does not hold this user's key".into())
+        }
+    }
+}
+
+/// The SASL/PLAIN message `authzid NUL user NUL password`.
+#[must_use]
+pub fn plain_message(user: &str, password: &str) -> Vec<u8> {
+    format!("\0{user}\0{password}").into_bytes()
+}
+
+/// Splits a SASL/PLAIN message into (user, password).
+///
+/// # Errors
+/// A malformed message, or an authorization id other than the user.
+pub fn parse_plain(message: &[u8]) -> Result<(String, String), String> {
+    let text = std::str::from_utf8(message).map_err(|_| "PLAIN message is not UTF-8")?;
+    let mut parts = text.split('\0');
+    let (Some(authzid), Some(user), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("PLAIN message is not authzid NUL user NUL password".into());
+    };
+    if user.is_empty() {
+        return Err("PLAIN message has an empty user name".into());
+    }
+    if !authzid.is_empty() && authzid != user {
+        return Err("an authorization id other than the user is not supported".into());
+    }
+    Ok((user.to_owned(), password.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scram_server::{ScramServer, parse_client_first};
+    use super::*;
+
+    /// RFC 7677 §3: user "user", password "pencil".
+    #[test]
+    fn rfc7677_exchange_from_both_ends() {
+        let mut client = ScramClient::new(
+            Mechanism::ScramSha256,
+            "user",
+            "pencil",
+            "rOprNGfwEbeRWgbNEkqO".into(),
+        );
+        assert_eq!(client.first(), b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+        let server_first =
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let last = client.answer(server_first).unwrap();
+        assert_eq!(
+            String::from_utf8(last).unwrap(),
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+        );
+        client
+            .verify(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=")
+            .unwrap();
+        assert!(client.verify(b"v=AAAA").is_err());
+
+        let salt = unb64("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let credential = ScramCredential::derive(Mechanism::ScramSha256, b"pencil", salt, 4096);
+        let first = parse_client_first(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO").unwrap();
+        let (server, message) = ScramServer::start(
+            Mechanism::ScramSha256,
+            &first,
+            Some(credential.clone()),
+            "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+        )
+        .unwrap();
+        assert_eq!(message, server_first);
+        let done = server
+            .finish(b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+            .unwrap();
+        assert_eq!(done, b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        assert!(credential.matches_password(Mechanism::ScramSha256, b"pencil"));
+        assert!(!credential.matches_password(Mechanism::ScramSha256, b"pencil2"));
+    }
+
+    #[test]
+    fn sha512_round_trip_and_wrong_password_or_unknown_user_fail() {
+        for (password, known, ok) in [
+            ("right", true, true),
+            ("wrong", true, false),
+            ("right", false, false),
+        ] {
+            let credential =
+                ScramCredential::generate(Mechanism::ScramSha512, b"right", 4096).unwrap();
+            let mut client =
+                ScramClient::new(Mechanism::ScramSha512, "a,b=c", password, nonce().unwrap());
+            let first = parse_client_first(&client.first()).unwrap();
+            assert_eq!(first.user, "a,b=c");
+            let (server, server_first) = ScramServer::start(
+                Mechanism::ScramSha512,
+                &first,
+                known.then_some(credential),
+                "xyz",
+            )
+            .unwrap();
+            let last = client.answer(&server_first).unwrap();
+            match server.finish(&last) {
+                Ok(v) => {
+                    assert!(ok);
+                    client.verify(&v).unwrap();
+                }
+                Err(e) => {
+                    assert!(!ok);
+                    assert_eq!(e, "invalid credentials");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_refused_with_reasons() {
+        assert!(
+            parse_client_first(b"p=tls-unique,,n=u,r=x")
+                .unwrap_err()
+                .contains("channel binding")
+        );
+        assert!(
+            parse_client_first(b"n,a=other,n=u,r=x")
+                .unwrap_err()
+                .contains("authorization id")
+        );
+        assert!(
+            parse_client_first(b"n,,n=u,r=x,tokenauth=true")
+                .unwrap_err()
+                .contains("tokens")
+        );
+        assert!(parse_client_first(b"n,,n=u").unwrap_err().contains("'r='"));
+        let mut client = ScramClient::new(Mechanism::ScramSha256, "u", "p", "abc".into());
+        assert!(
+            client
+                .answer(b"r=zzz,s=AAAA,i=4096")
+                .unwrap_err()
+                .contains("nonce")
+        );
+        assert!(
+            client
+                .answer(b"r=abcd,s=AAAA,i=10")
+                .unwrap_err()
+                .contains("iterations")
+        );
+        assert_eq!(parse_plain(b"\0u\0p").unwrap(), ("u".into(), "p".into()));
+        assert!(parse_plain(b"x\0u\0p").is_err());
+        assert!(parse_plain(b"u\0p").is_err());
+        assert_eq!(
+            Mechanism::parse("SCRAM-SHA-512"),
+            Some(Mechanism::ScramSha512)
+        );
+        assert_eq!(Mechanism::parse("scram-sha-512"), None);
+    }
+}
