@@ -950,7 +950,7 @@ migrations:
             format!("clusters[0].auth.password_file: {blank} has an empty first line; it must hold the secret key"),
             "clusters[1].auth.username: an access key has no spaces".to_owned(),
             "clusters[1].auth: a rocketmq cluster's auth needs password_file (or password): the secret key the proxy signs requests with".to_owned(),
-            "clusters[1].auth.users: per-user credentials are supported for redis clusters only".to_owned(),
+            "clusters[1].auth.users: per-user credentials are supported for redis and kafka clusters only".to_owned(),
             format!("migrations[0].rocketmq.accounts_file: {bad} line 1: expected ACCESS_KEY SECRET_KEY"),
             format!("migrations[1].rocketmq.accounts_file: {empty} holds no account: no client could sign its requests"),
         ];
