@@ -22,8 +22,9 @@ use super::Shared;
 use super::cluster::Side;
 use super::retry::{Failure, STEP_DEADLINE, retrying};
 
-/// Fetch version: the last that names topics rather than ids.
-const FETCH_VERSION: i16 = 12;
+/// Fetch version: v4, the first with isolation levels and the oldest Apache
+/// Kafka 4 still answers; every source from 0.11 on knows it.
+const FETCH_VERSION: i16 = 4;
 /// Bytes one read asks for; a larger first batch still comes whole (KIP-74).
 const READ_MAX_BYTES: i32 = 1 << 20;
 /// Reads per partition; what is left unread after them counts as data.
@@ -96,18 +97,13 @@ async fn read(
         .with_min_bytes(1)
         .with_max_bytes(READ_MAX_BYTES)
         .with_isolation_level(0)
-        .with_session_id(0)
-        .with_session_epoch(-1)
         .with_topics(vec![
             FetchTopic::default()
                 .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
                 .with_partitions(vec![
                     FetchPartition::default()
                         .with_partition(partition)
-                        .with_current_leader_epoch(-1)
                         .with_fetch_offset(offset)
-                        .with_last_fetched_epoch(-1)
-                        .with_log_start_offset(-1)
                         .with_partition_max_bytes(READ_MAX_BYTES),
                 ]),
         ]);
