@@ -231,6 +231,14 @@ fn bypassed_on_source(proxy: &CutoverProcess) -> f64 {
         .sum()
 }
 
+/// The sum of the "N record offset(s) past the switch" a check names.
+fn offsets_past_the_switch(reason: &str) -> u64 {
+    reason
+        .split(" record offset(s) past the switch")
+        .filter_map(|before| before.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 #[test]
 fn writes_to_the_source_after_cutover_are_alarmed_refused_and_served_after_a_rollback() {
     let rig = rig("payments");
@@ -256,7 +264,9 @@ print(json.dumps({"ok": True}))
         );
     }
     // In cutover every partition writes to the target; a producer that
-    // still talks to the source directly writes past the switch.
+    // still talks to the source directly writes past the switch: six plain
+    // records, and one committed transaction of two records to partition
+    // 0, whose COMMIT marker takes an offset there too.
     let wrote = rig.python(
         r#"
 produce(BOOT, 10, 100)
@@ -265,15 +275,22 @@ p = Producer({"bootstrap.servers": SOURCE, "acks": "all", "linger.ms": 0})
 for i in range(6):
     p.produce(TOPIC, key=str(i % 5).encode(), value=f"m{200 + i}".encode())
     assert p.flush(30) == 0
+t = Producer({"bootstrap.servers": SOURCE, "transactional.id": TOPIC + "-around"})
+t.init_transactions(30)
+t.begin_transaction()
+for i in range(2):
+    t.produce(TOPIC, value=f"m{300 + i}".encode(), partition=0)
+t.commit_transaction(30)
 print(json.dumps({"ok": True}))
 "#,
     );
     assert_eq!(wrote["ok"], true);
+    // Eight data records bypassed the proxy; the marker is not one of them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while bypassed_on_source(&rig.proxy) < 6.0 {
+    while bypassed_on_source(&rig.proxy) < 8.0 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the bypass gauge never reached 6: {}",
+            "the bypass gauge never reached 8: {}",
             bypassed_on_source(&rig.proxy)
         );
         std::thread::sleep(std::time::Duration::from_millis(250));
@@ -282,9 +299,15 @@ print(json.dumps({"ok": True}))
     let (passed, reason) = check(&checks, "no_writes_bypassing_to_source");
     assert!(!passed && reason.contains(&format!("{t}/")), "{reason}");
     assert!(reason.contains("roll back"), "says what to do: {reason}");
+    assert_eq!(
+        offsets_past_the_switch(reason),
+        8,
+        "data records only, not the COMMIT marker: {reason}"
+    );
+    assert_eq!(bypassed_on_source(&rig.proxy), 8.0, "the gauge too");
     // Roll back to dual_write with nothing shifted: every partition's new
     // source segment starts at the first bypassing record, so a reader
-    // through the proxy gets all 36 records.
+    // through the proxy gets all 38 records (and skips the marker).
     let out = rig.proxy.ctl(&["rollback", "events", &t]);
     assert!(
         out.status.success(),
@@ -303,7 +326,7 @@ c = Consumer({"bootstrap.servers": BOOT, "group.id": "reader", "auto.offset.rese
               "enable.auto.commit": False, **GROUP_OPTS})
 c.subscribe([TOPIC])
 got, deadline = set(), time.time() + 60
-while len(got) < 36 and time.time() < deadline:
+while len(got) < 38 and time.time() < deadline:
     m = c.poll(0.5)
     if m is None or m.error(): continue
     got.add(m.value().decode())
@@ -317,9 +340,11 @@ print(json.dumps({"read": sorted(got)}))
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(read.len(), 36, "{read:?}");
+    assert_eq!(read.len(), 38, "{read:?}");
     assert!(
-        (200..206).all(|i| read.contains(&format!("m{i}").as_str())),
+        (200..206)
+            .chain(300..302)
+            .all(|i| read.contains(&format!("m{i}").as_str())),
         "the bypassing records are served: {read:?}"
     );
 }

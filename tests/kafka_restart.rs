@@ -9,7 +9,11 @@
 //!
 //! Then two brokers restarted one after the other while a group consumes
 //! along: every acknowledged record reaches the group within seconds of
-//! the last restart.
+//! the last restart. Like any rolling restart, the next broker goes only
+//! once the cluster is whole again (`KafkaCluster::restart` waits until no
+//! partition is under-replicated): killing it while the first is still
+//! out of some ISR leaves partitions under `min.insync.replicas`, and the
+//! cluster itself, not the proxy, stalls producers and the group.
 //!
 //! Also a partition leader moved by reassignment and preferred election
 //! (KIP-951): the answer a raw client gets from the old leader through the

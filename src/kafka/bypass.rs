@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::cluster::Side;
 use super::segments::{PartitionMap, SegmentMaps};
-use super::topics;
+use super::{past_end, topics};
 use crate::metrics;
 
 /// How often the watcher reads the log ends.
@@ -47,7 +47,9 @@ pub fn closed_ends(map: &PartitionMap) -> Vec<(Side, i64)> {
 }
 
 /// Per cluster, the records written to `topic` around the proxy past the
-/// end of each switched partition's last segment there, by partition.
+/// end of each switched partition's last segment there, by partition:
+/// data records only, since a transaction coordinator may write a marker
+/// there without any client writing around the proxy.
 ///
 /// # Errors
 /// When a cluster cannot be asked.
@@ -66,11 +68,17 @@ pub(crate) async fn bypassed(
     for (side, parts) in ends {
         let partitions: Vec<i32> = parts.iter().map(|(p, _)| *p).collect();
         let leo = topics::list_offsets(shared, side, topic, &partitions, -1, 0).await?;
-        let grown: Vec<(i32, i64)> = parts
-            .iter()
-            .filter_map(|(p, end)| Some((*p, leo.get(p)? - end)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
+        let mut grown = Vec::new();
+        for (p, end) in parts {
+            let Some(&leo) = leo.get(&p).filter(|leo| **leo > end) else {
+                continue;
+            };
+            // A transaction marker past the end is not a write (past_end).
+            let n = past_end::data_offsets(shared, side, topic, p, end, leo).await?;
+            if n > 0 {
+                grown.push((p, n));
+            }
+        }
         out.insert(side, grown);
     }
     Ok(out)

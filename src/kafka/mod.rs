@@ -37,6 +37,7 @@ mod moves;
 pub mod observe;
 mod offsets;
 mod offsets_by_time;
+mod past_end;
 pub mod probe;
 mod produce;
 mod producers;

@@ -15,9 +15,10 @@
 //!   `groups_move_to_target` refuse for one heartbeat interval
 //!   (`migration::recall`).
 //! - `no_writes_bypassing_to_source`: no partition's source log grew past
-//!   the end of its last source segment. Such records were written around
-//!   the proxy after the switch; they are not hidden: a rollback appends
-//!   a segment that starts exactly there, so consumers read them.
+//!   the end of its last source segment by a data record. Such records
+//!   were written around the proxy after the switch; they are not hidden:
+//!   a rollback appends a segment that starts exactly there, so consumers
+//!   read them. A transaction marker there is not a write (`past_end`).
 //! - `groups_move_to_target` (see `group_move`): which groups move with
 //!   the topic and which stay on the source.
 

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::child::ChildGuard;
 use super::net::free_port;
 use super::peers_dir;
+use super::wait::wait_until;
 
 /// The pinned version `tests/peers/install.sh kafka` installs.
 pub const KAFKA_VERSION: &str = "4.1.1";
@@ -30,6 +31,8 @@ pub const KAFKA_VERSION: &str = "4.1.1";
 /// How long one node may take from spawn to its ready line (about 6 s for
 /// one node alone, 16 s for three on 2 busy cores).
 const READY_DEADLINE: Duration = Duration::from_secs(90);
+/// How long a restarted node may take to rejoin every ISR.
+const REPLICATED_DEADLINE: Duration = Duration::from_secs(120);
 
 /// How long a tool (`TopicCommand`, `StorageTool`, ...) may run.
 pub const TOOL_DEADLINE: Duration = Duration::from_secs(90);
@@ -303,14 +306,54 @@ impl KafkaCluster {
         lock(&self.nodes[id - 1]).child.kill();
     }
 
-    /// Starts node `id` again on its ports and data and waits until ready.
+    /// Starts node `id` again on its ports and data, waits until ready and
+    /// then until the cluster is whole again ([`Self::wait_replicated`]),
+    /// so the next disruption meets every partition fully replicated.
     pub fn restart(&self, id: usize) {
-        let mut node = lock(&self.nodes[id - 1]);
-        node.child.kill();
-        node.child = spawn_node(&self.name, node.id, &node.dir.clone());
-        if let Err(e) = wait_node_ready(&mut node) {
-            panic!("{e}");
+        {
+            let mut node = lock(&self.nodes[id - 1]);
+            node.child.kill();
+            node.child = spawn_node(&self.name, node.id, &node.dir.clone());
+            if let Err(e) = wait_node_ready(&mut node) {
+                panic!("{e}");
+            }
         }
+        self.wait_replicated(REPLICATED_DEADLINE);
+    }
+
+    /// Waits until no partition (internal topics included) is
+    /// under-replicated: a node that was down is back in every ISR.
+    /// "Kafka Server started" comes before that; killing the next node
+    /// earlier leaves partitions (`__consumer_offsets` too) under
+    /// `min.insync.replicas=2`, so producers and groups stall until it
+    /// catches up, for longer than a client's deadlines on a loaded host.
+    ///
+    /// # Panics
+    /// When partitions are still under-replicated at `deadline`.
+    pub fn wait_replicated(&self, deadline: Duration) {
+        let start = Instant::now();
+        let (mut first, mut looks) = (None, 0);
+        wait_until(deadline, "every partition fully replicated", || {
+            looks += 1;
+            let out = self.tool(
+                "org.apache.kafka.tools.TopicCommand",
+                &["--describe", "--under-replicated-partitions"],
+            );
+            let listed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let whole = out.status.success() && listed.is_empty();
+            first.get_or_insert(if out.status.success() {
+                listed
+            } else {
+                output_text(&out)
+            });
+            whole
+        });
+        println!(
+            "kafka {}: every partition fully replicated after {:.1?} ({looks} look(s)); first look:\n{}",
+            self.name,
+            start.elapsed(),
+            first.unwrap_or_default()
+        );
     }
 
     /// Runs a Kafka tool (`main` is its class) against this cluster's
