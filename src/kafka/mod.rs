@@ -433,7 +433,7 @@ async fn build_shared(
     let logins = match &options.users_file {
         None => None,
         Some(file) => Some(Arc::new(sasl::server::ClientLogins {
-            users: sasl::users::Users::open(file).map_err(StartError::Setup)?,
+            users: sasl::users::open(file).map_err(StartError::Setup)?,
             throttle: crate::proxy::throttle::AuthThrottle::default(),
             failures: metrics::counter!(metrics::REQUEST_ERRORS, "migration" => migration.name.to_string(), "cluster" => "client", "kind" => "auth"),
             identity: sasl::identity::ClientIdentity::new(

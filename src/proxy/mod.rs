@@ -4,6 +4,7 @@
 
 pub mod brokers;
 pub mod listener;
+pub mod reload;
 pub mod side;
 pub mod stream;
 pub mod throttle;

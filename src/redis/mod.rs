@@ -164,7 +164,7 @@ async fn build_shared(
     ];
     let identity = options.upstream_identity();
     let users = match &options.users_file {
-        Some(file) => Some(users::Users::open(file).map_err(StartError::Setup)?),
+        Some(file) => Some(users::open(file).map_err(StartError::Setup)?),
         None => None,
     };
     let keyspaces: Vec<_> = migration

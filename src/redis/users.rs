@@ -7,16 +7,12 @@
 //! user, so a user's command and key restrictions on the source keep
 //! applying through the proxy.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use cutover_redis::acl::UserTable;
-use tokio_util::sync::CancellationToken;
 
-/// How often the users file's modification time is looked at.
-const RELOAD_POLL: Duration = Duration::from_secs(1);
+use crate::proxy::reload::Reloading;
 
 /// Reads and parses a users file, errors as sentences.
 ///
@@ -32,62 +28,12 @@ pub fn load(path: &Path) -> Result<UserTable, String> {
 }
 
 /// The current user table, replaced whole when the file changes.
-pub struct Users {
-    path: PathBuf,
-    table: ArcSwap<UserTable>,
-}
+pub type Users = Reloading<UserTable>;
 
-impl Users {
-    /// Loads `path` once.
-    ///
-    /// # Errors
-    /// As [`load`].
-    pub fn open(path: &Path) -> Result<Arc<Users>, String> {
-        let table = load(path)?;
-        Ok(Arc::new(Users {
-            path: path.to_owned(),
-            table: ArcSwap::from_pointee(table),
-        }))
-    }
-
-    /// The table as of now.
-    #[must_use]
-    pub fn current(&self) -> Arc<UserTable> {
-        self.table.load_full()
-    }
-
-    /// Reloads the file whenever its modification time changes, until
-    /// `shutdown`. A file that no longer parses keeps the last good table
-    /// (and says so): locking everybody out on a typo would be worse.
-    pub fn watch(self: &Arc<Self>, migration: Arc<str>, shutdown: &CancellationToken) {
-        let users = self.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut seen = modified(&users.path);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(RELOAD_POLL) => {}
-                }
-                let now = modified(&users.path);
-                if now == seen {
-                    continue;
-                }
-                seen = now;
-                match load(&users.path) {
-                    Ok(table) => {
-                        tracing::info!(%migration, users = table.len(), "redis users file reloaded");
-                        users.table.store(Arc::new(table));
-                    }
-                    Err(error) => {
-                        tracing::warn!(%migration, %error, "redis users file not reloaded; the previous users stay in force");
-                    }
-                }
-            }
-        });
-    }
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// Loads `path` once; [`Reloading::watch`] keeps it current.
+///
+/// # Errors
+/// As [`load`].
+pub fn open(path: &Path) -> Result<Arc<Users>, String> {
+    Reloading::open(path, "redis users file", load)
 }

@@ -372,7 +372,7 @@ mod tests {
             Arc::new(ClusterLogins::of(&config).unwrap())
         };
         ClientLogins {
-            users: Users::open(&path).unwrap(),
+            users: crate::kafka::sasl::users::open(&path).unwrap(),
             throttle: AuthThrottle::default(),
             failures: metrics::Counter::noop(),
             identity: ClientIdentity::new(UpstreamIdentity::Proxy, [cluster("a"), cluster("b")]),
