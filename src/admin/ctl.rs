@@ -276,25 +276,34 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             topic,
             actions,
             json,
-        } => {
-            let mut path = String::from(if actions {
-                "/api/v1/actions?"
-            } else {
-                "/api/v1/history?"
-            });
-            if let Some(m) = &migration {
-                path.push_str(&format!("migration={m}&"));
-            }
-            if let Some(t) = &topic {
-                path.push_str(&format!("topic={t}"));
-            }
-            let answer = client::call(socket, Method::GET, &path, None).await?;
-            if actions {
-                print_or(json, &answer, || print_actions(&answer.body))
-            } else {
-                print_or(json, &answer, || print_history(&answer.body))
-            }
-        }
+        } => history(socket, migration, topic, actions, json).await,
+    }
+}
+
+/// `ctl history`: state moves, or with `actions` every other admin action.
+async fn history(
+    socket: &std::path::Path,
+    migration: Option<String>,
+    topic: Option<String>,
+    actions: bool,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let mut path = String::from(if actions {
+        "/api/v1/actions?"
+    } else {
+        "/api/v1/history?"
+    });
+    if let Some(m) = &migration {
+        path.push_str(&format!("migration={m}&"));
+    }
+    if let Some(t) = &topic {
+        path.push_str(&format!("topic={t}"));
+    }
+    let answer = client::call(socket, Method::GET, &path, None).await?;
+    if actions {
+        print_or(json, &answer, || print_actions(&answer.body))
+    } else {
+        print_or(json, &answer, || print_history(&answer.body))
     }
 }
 
