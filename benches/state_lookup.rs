@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use cutover::migration::{MigrationHandle, State};
+use cutover::migration::{MigrationHandle, State, Unobserved};
 
 const CONFIG: &str = r#"
 clusters:
@@ -45,11 +45,15 @@ fn migration() -> MigrationHandle {
         Err(errors) => panic!("bench config is invalid: {errors:?}"),
     };
     let migration = config.migrations.into_iter().next().expect("one migration");
-    MigrationHandle::new(Arc::new(migration), |topic| match topic {
-        "sessions" => (State::DualWrite, 3),
-        "users" => (State::DualRead, 2),
-        _ => (State::Source, 0),
-    })
+    MigrationHandle::new(
+        &migration.spec(),
+        Arc::new(Unobserved),
+        |topic| match topic {
+            "sessions" => (State::DualWrite, 3),
+            "users" => (State::DualRead, 2),
+            _ => (State::Source, 0),
+        },
+    )
 }
 
 /// Resolve then load, as a session does per request.

@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::admin::{self, AdminError, AdminState};
-use crate::config::{Config, Protocol};
+use crate::config::{Config, MigrationConfig, Protocol};
 use crate::metrics;
-use crate::migration::Controller;
 use crate::migration::store::{FileStore, StateStore, StoreError};
+use crate::migration::{Action, Controller, Observer, Outcome, TopicHandle};
 use crate::proxy::Shutdown;
 use crate::{kafka, redis, rocketmq};
 
@@ -39,6 +39,31 @@ pub enum StartError {
 /// How long metric histograms may go without upkeep before they grow.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
+/// Exports what the migration core reports as the topic series of
+/// [`metrics`] (state, epoch, transitions).
+struct TopicSeries;
+
+impl Observer for TopicSeries {
+    fn registered(&self, topic: &TopicHandle) {
+        self.published(topic);
+        metrics::register_topic(&topic.migration, &topic.name);
+    }
+
+    fn published(&self, topic: &TopicHandle) {
+        let (state, epoch) = topic.snapshot();
+        metrics::publish_topic_state(&topic.migration, &topic.name, state.index(), epoch);
+    }
+
+    fn transitioned(&self, topic: &TopicHandle, action: Action, outcome: &Outcome) {
+        let outcome = match outcome {
+            Outcome::Moved { .. } => "moved",
+            Outcome::Refused { .. } => "refused",
+            Outcome::Failed { .. } => "failed",
+        };
+        metrics::record_transition(&topic.migration, &topic.name, action.as_str(), outcome);
+    }
+}
+
 /// Runs the proxy until SIGTERM (drain for the configured grace) or SIGINT (stop now).
 ///
 /// # Errors
@@ -56,10 +81,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         }
     });
     let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.state.file)?);
-    let controller = Arc::new(Controller::bootstrap(&config, store).await?);
+    let specs: Vec<_> = config
+        .migrations
+        .iter()
+        .map(MigrationConfig::spec)
+        .collect();
+    let controller = Arc::new(Controller::bootstrap(&specs, store, Arc::new(TopicSeries)).await?);
     let shutdown = Shutdown::new();
-    for migration in controller.migrations() {
-        let started = match migration.config.protocol {
+    // The controller keeps the config's order.
+    for (mc, migration) in config.migrations.iter().zip(controller.migrations()) {
+        let started = match mc.protocol {
             Protocol::Redis => {
                 redis::start(
                     &config,
@@ -95,6 +126,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     }
     let admin_state = AdminState {
         controller: controller.clone(),
+        config: Arc::new(config.clone()),
         metrics: prometheus,
     };
     let admin_tasks = admin::start(&config.admin, admin_state, shutdown.token.clone()).await?;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod kafka;
 pub mod metrics;
 pub mod migration;
+pub mod pattern;
 pub mod proxy;
 pub mod redis;
 pub mod rocketmq;

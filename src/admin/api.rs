@@ -142,14 +142,16 @@ async fn status(Extract(state): Extract<AdminState>) -> Json<StatusView> {
         .controller
         .migrations()
         .iter()
-        .map(|m| {
+        // The controller keeps the config's order.
+        .zip(&state.config.migrations)
+        .map(|(m, mc)| {
             let driver = m.driver();
             MigrationView {
                 name: m.name.to_string(),
-                protocol: m.config.protocol,
-                source: m.config.source.clone(),
-                target: m.config.target.clone(),
-                listen: m.config.listen.to_string(),
+                protocol: mc.protocol,
+                source: mc.source.clone(),
+                target: mc.target.clone(),
+                listen: mc.listen.to_string(),
                 served: driver.is_some(),
                 topics: m
                     .topics()

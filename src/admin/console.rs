@@ -352,11 +352,13 @@ fn migrations_view(state: &ConsoleState) -> Vec<Value> {
         .controller
         .migrations()
         .iter()
-        .map(|m| {
+        // The controller keeps the config's order.
+        .zip(&state.admin.config.migrations)
+        .map(|(m, mc)| {
             let name = &*m.name;
             let clusters = [
-                ("source", m.config.source.as_str()),
-                ("target", m.config.target.as_str()),
+                ("source", mc.source.as_str()),
+                ("target", mc.target.as_str()),
             ];
             let cluster_views: Vec<Value> = clusters
                 .iter()
@@ -426,10 +428,10 @@ fn migrations_view(state: &ConsoleState) -> Vec<Value> {
                 .collect();
             json!({
                 "name": name,
-                "protocol": m.config.protocol,
-                "source": m.config.source,
-                "target": m.config.target,
-                "listen": m.config.listen.to_string(),
+                "protocol": mc.protocol,
+                "source": mc.source,
+                "target": mc.target,
+                "listen": mc.listen.to_string(),
                 "served": driver.is_some(),
                 "clients": {"now": clients, "series": clients_series},
                 "errors_by_kind": sampler.errors_by_kind(&s, name),

@@ -52,6 +52,9 @@ pub enum AdminError {
 pub struct AdminState {
     /// The migration core.
     pub controller: Arc<Controller>,
+    /// The configuration the proxy runs (migrations' protocol, clusters
+    /// and listeners, which the core does not know).
+    pub config: Arc<crate::config::Config>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::migration::State;
+use crate::migration::{MigrationSpec, State};
+use crate::pattern::Pattern;
 pub use rocketmq::{
     DEFAULT_QUIET_WINDOW, DEFAULT_ROCKETMQ_MAX_BROKERS, DEFAULT_TARGET_BROKER_SUFFIX,
     RocketmqOptions, rocketmq_broker_ports,
@@ -75,6 +76,12 @@ impl Config {
     #[must_use]
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
         self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// The migration named `name`.
+    #[must_use]
+    pub fn migration(&self, name: &str) -> Option<&MigrationConfig> {
+        self.migrations.iter().find(|m| m.name == name)
     }
 }
 
@@ -337,6 +344,24 @@ pub struct MigrationConfig {
 }
 
 impl MigrationConfig {
+    /// What the migration core needs of this migration: its named
+    /// keyspaces (Redis), compiled, and whether its topics are discovered
+    /// from traffic (Kafka, RocketMQ). Validation has compiled every
+    /// pattern already, so none is dropped here.
+    #[must_use]
+    pub fn spec(&self) -> MigrationSpec {
+        MigrationSpec {
+            name: self.name.clone(),
+            initial_state: self.initial_state,
+            keyspaces: self
+                .topics
+                .iter()
+                .filter_map(|t| Some((t.name.clone()?, Pattern::compile(&t.pattern).ok()?)))
+                .collect(),
+            discovers_topics: self.protocol != Protocol::Redis,
+        }
+    }
+
     /// The Kafka options, defaults filled in when the section is absent.
     #[must_use]
     pub fn kafka_options(&self) -> KafkaOptions {

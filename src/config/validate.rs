@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_norway::{Mapping, Value};
 
 use super::{ClusterConfig, Config, MigrationConfig, Protocol};
-use crate::migration::pattern::Pattern;
+use crate::pattern::Pattern;
 
 /// One problem in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]

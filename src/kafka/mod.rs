@@ -69,10 +69,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::metrics;
-use crate::migration::pattern::Pattern;
-use crate::migration::recall::{self, Recall};
 use crate::migration::store::StateStore;
 use crate::migration::{Controller, MigrationHandle, State};
+use crate::pattern::Pattern;
+use crate::proxy::recall::{self, Recall};
 use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
 use brokers::VirtualBrokers;
 use cluster::{ClusterLayout, Side};
@@ -332,7 +332,7 @@ pub async fn start(
     tokio::spawn(reconcile::run(shared.clone(), reconciling));
     tokio::spawn(bypass::watch(shared.clone(), shutdown.token.clone()));
     metrics::register_listener(&migration.name);
-    let listen = migration.config.listen;
+    let listen = crate::proxy::migration_config(config, &migration)?.listen;
     let mut doors = vec![(listen, Door::Bootstrap)];
     doors.extend(
         shared
@@ -408,7 +408,7 @@ async fn build_shared(
     migration: &Arc<MigrationHandle>,
     controller: &Controller,
 ) -> Result<(Arc<Shared>, ListenerSettings), StartError> {
-    let mc = &migration.config;
+    let mc = crate::proxy::migration_config(config, migration)?;
     let options = mc.kafka_options();
     let crate::proxy::MigrationClusters {
         source,

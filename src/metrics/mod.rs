@@ -16,8 +16,6 @@ pub use live::{Labels, Live, LiveHistogram, SeriesKey, bucket_quantile, live};
 /// with the catalogue constant beside the macro.
 pub use ::metrics::{counter, gauge, histogram};
 
-use crate::migration::{Action, Outcome, TopicHandle};
-
 /// Kind of a catalogued metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -199,34 +197,40 @@ pub fn publish_redis_progress(
     gauge!(REDIS_BACKFILL_PERCENT, &labels).set(backfill_percent.unwrap_or(0.0));
 }
 
-/// Exports a topic's state and epoch gauges.
-pub fn publish_topic_state(topic: &TopicHandle) {
-    let (state, epoch) = topic.snapshot();
+/// The `action` label values of [`TRANSITIONS`].
+pub const TRANSITION_ACTIONS: &[&str] = &["advance", "rollback"];
+
+/// The `outcome` label values of [`TRANSITIONS`].
+pub const TRANSITION_OUTCOMES: &[&str] = &["moved", "refused", "failed"];
+
+/// Exports a topic's state (its index, 0 `source` to 4 `target`) and epoch.
+pub fn publish_topic_state(migration: &str, topic: &str, state: u8, epoch: u64) {
     let labels = [
-        ("migration", topic.migration.to_string()),
-        ("topic", topic.name.to_string()),
+        ("migration", migration.to_owned()),
+        ("topic", topic.to_owned()),
     ];
-    gauge!(TOPIC_STATE, &labels).set(f64::from(state.index()));
+    gauge!(TOPIC_STATE, &labels).set(f64::from(state));
     #[allow(clippy::cast_precision_loss)] // epochs stay far below 2^52
     gauge!(TOPIC_EPOCH, &labels).set(epoch as f64);
 }
 
-/// Counts an advance/rollback outcome.
-pub fn record_transition(topic: &TopicHandle, action: Action, outcome: &Outcome) {
-    let outcome = match outcome {
-        Outcome::Moved { .. } => "moved",
-        Outcome::Refused { .. } => "refused",
-        Outcome::Failed { .. } => "failed",
-    };
-    transitions_counter(topic, action, outcome).increment(1);
+/// Counts an advance/rollback outcome (values of [`TRANSITION_ACTIONS`]
+/// and [`TRANSITION_OUTCOMES`]).
+pub fn record_transition(
+    migration: &str,
+    topic: &str,
+    action: &'static str,
+    outcome: &'static str,
+) {
+    transitions_counter(migration, topic, action, outcome).increment(1);
 }
 
 /// Creates a topic's transition counters at zero, so dashboards see the
 /// series (and `rate()` works) before the first advance.
-pub fn register_topic(topic: &TopicHandle) {
-    for action in [Action::Advance, Action::Rollback] {
-        for outcome in ["moved", "refused", "failed"] {
-            let _ = transitions_counter(topic, action, outcome);
+pub fn register_topic(migration: &str, topic: &str) {
+    for action in TRANSITION_ACTIONS {
+        for outcome in TRANSITION_OUTCOMES {
+            let _ = transitions_counter(migration, topic, action, outcome);
         }
     }
 }
@@ -305,15 +309,16 @@ pub fn register_listener(migration: &str) {
 }
 
 fn transitions_counter(
-    topic: &TopicHandle,
-    action: Action,
+    migration: &str,
+    topic: &str,
+    action: &'static str,
     outcome: &'static str,
 ) -> ::metrics::Counter {
     counter!(
         TRANSITIONS,
-        "migration" => topic.migration.to_string(),
-        "topic" => topic.name.to_string(),
-        "action" => action.as_str(),
+        "migration" => migration.to_owned(),
+        "topic" => topic.to_owned(),
+        "action" => action,
         "outcome" => outcome
     )
 }

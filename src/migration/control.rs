@@ -9,11 +9,10 @@ use serde::Serialize;
 
 use super::driver::{Driver, NotServed};
 use super::machine::{self, CheckResult, Refusal, TopicRecord, Transition};
-use super::registry::{MigrationHandle, TopicHandle};
+use super::observer::Observer;
+use super::registry::{MigrationHandle, MigrationSpec, TopicHandle};
 use super::state::{Action, State};
 use super::store::{AdminAction, StateStore, StoreError};
-use crate::config::Config;
-use crate::metrics;
 
 /// A control request could not be carried out at all.
 #[derive(Debug, thiserror::Error)]
@@ -112,20 +111,22 @@ fn now_ms() -> u64 {
 }
 
 impl Controller {
-    /// Builds the registry from config and the store: every named keyspace
-    /// resumes in its persisted state, or is registered in the initial state.
+    /// Builds the registry from the migrations' specs and the store: every
+    /// named keyspace resumes in its persisted state, or is registered in
+    /// the initial state; `observer` hears of every topic from then on.
     ///
     /// # Errors
     /// When the store cannot be read or written.
     pub async fn bootstrap(
-        config: &Config,
+        specs: &[MigrationSpec],
         store: Arc<dyn StateStore>,
+        observer: Arc<dyn Observer>,
     ) -> Result<Self, StoreError> {
         let snapshot = store.load().await?;
         let mut migrations = Vec::new();
-        for migration in &config.migrations {
+        for migration in specs {
             let mut to_register = Vec::new();
-            let handle = MigrationHandle::new(Arc::new(migration.clone()), |topic| {
+            let handle = MigrationHandle::new(migration, observer.clone(), |topic| {
                 let key = (migration.name.clone(), topic.to_owned());
                 match snapshot.get(&key) {
                     Some(record) => (record.state, record.epoch),
@@ -147,7 +148,7 @@ impl Controller {
             for ((m, topic), record) in &snapshot {
                 if *m == migration.name
                     && handle.topic(topic).is_none()
-                    && migration.protocol != crate::config::Protocol::Redis
+                    && migration.discovers_topics
                 {
                     handle.insert_discovered(TopicHandle::new(
                         handle.name.clone(),
@@ -158,8 +159,7 @@ impl Controller {
                 }
             }
             for topic in handle.topics() {
-                metrics::publish_topic_state(&topic);
-                metrics::register_topic(&topic);
+                observer.registered(&topic);
             }
             migrations.push(Arc::new(handle));
         }
@@ -265,7 +265,7 @@ impl Controller {
         let mut outcomes = Vec::with_capacity(topics.len());
         for topic in topics {
             let outcome = self.move_topic(&handle, &topic, action, force, actor).await;
-            metrics::record_transition(&topic, action, &outcome);
+            handle.observer().transitioned(&topic, action, &outcome);
             outcomes.push(outcome);
         }
         Ok(outcomes)
@@ -335,7 +335,7 @@ impl Controller {
             ));
         }
         topic.publish(transition.to, transition.epoch);
-        metrics::publish_topic_state(topic);
+        handle.observer().published(topic);
         tracing::info!(
             migration = %handle.name, topic = %topic.name, from = %transition.from,
             to = %transition.to, epoch = transition.epoch, forced = transition.forced, actor,

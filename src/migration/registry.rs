@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::driver::Driver;
-use super::pattern::Pattern;
+use super::observer::Observer;
 use super::state::State;
-use crate::config::MigrationConfig;
+use crate::pattern::Pattern;
 
 /// One topic (Redis keyspace) of one migration.
 #[derive(Debug)]
@@ -60,12 +60,32 @@ fn pack(state: State, epoch: u64) -> u64 {
     (epoch << 8) | u64::from(state.index())
 }
 
+/// What the core needs to know of one configured migration. The
+/// configuration layer builds it, so the core depends on no config format
+/// and knows no protocol by name.
+#[derive(Clone, Debug)]
+pub struct MigrationSpec {
+    /// Migration name.
+    pub name: String,
+    /// Where a topic the store has never seen starts.
+    pub initial_state: State,
+    /// Named keyspaces (Redis) in config order: name and pattern.
+    pub keyspaces: Vec<(String, Pattern)>,
+    /// Whether topics are discovered from traffic (Kafka, RocketMQ), so the
+    /// ones a previous run persisted are listed again at start.
+    pub discovers_topics: bool,
+}
+
 /// One migration's topics and its protocol driver.
 pub struct MigrationHandle {
-    /// The migration's configuration.
-    pub config: Arc<MigrationConfig>,
     /// Name, shared with topic handles.
     pub name: Arc<str>,
+    /// Where a newly discovered topic starts.
+    initial_state: State,
+    /// Whether topics are discovered from traffic.
+    discovers_topics: bool,
+    /// Told of every topic's registration and state.
+    observer: Arc<dyn Observer>,
     /// Patterns in config order with the keyspace each names (Redis).
     keyspaces: Vec<(Pattern, Arc<TopicHandle>)>,
     /// Topics discovered from traffic (Kafka, RocketMQ).
@@ -84,26 +104,28 @@ impl std::fmt::Debug for MigrationHandle {
 impl MigrationHandle {
     /// A migration whose named keyspaces start at the given (state, epoch).
     ///
-    /// `initial` is called per named topic pattern and returns its persisted position.
+    /// `initial` is called per named keyspace and returns its persisted position.
     pub fn new(
-        config: Arc<MigrationConfig>,
+        spec: &MigrationSpec,
+        observer: Arc<dyn Observer>,
         mut initial: impl FnMut(&str) -> (State, u64),
     ) -> Self {
-        let name: Arc<str> = Arc::from(config.name.as_str());
-        let keyspaces = config
-            .topics
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let keyspaces = spec
+            .keyspaces
             .iter()
-            .filter_map(|topic| {
-                let topic_name = topic.name.as_deref()?;
-                let pattern = Pattern::compile(&topic.pattern).ok()?;
+            .map(|(topic_name, pattern)| {
                 let (state, epoch) = initial(topic_name);
-                let handle = TopicHandle::new(name.clone(), Arc::from(topic_name), state, epoch);
-                Some((pattern, Arc::new(handle)))
+                let handle =
+                    TopicHandle::new(name.clone(), Arc::from(topic_name.as_str()), state, epoch);
+                (pattern.clone(), Arc::new(handle))
             })
             .collect();
         MigrationHandle {
-            config,
             name,
+            initial_state: spec.initial_state,
+            discovers_topics: spec.discovers_topics,
+            observer,
             keyspaces,
             discovered: dashmap::DashMap::new(),
             driver: OnceLock::new(),
@@ -148,6 +170,18 @@ impl MigrationHandle {
             .or_else(|| self.discovered.get(name).map(|e| e.value().clone()))
     }
 
+    /// Whether topics are discovered from traffic rather than named.
+    #[must_use]
+    pub fn discovers_topics(&self) -> bool {
+        self.discovers_topics
+    }
+
+    /// Where this migration's topics are reported.
+    #[must_use]
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.observer
+    }
+
     /// Adds a topic discovered from traffic; returns the existing one if known.
     pub fn insert_discovered(&self, handle: TopicHandle) -> Arc<TopicHandle> {
         self.discovered
@@ -166,7 +200,7 @@ impl MigrationHandle {
         store: &dyn super::store::StateStore,
         name: &str,
     ) -> Option<Arc<TopicHandle>> {
-        let initial = super::TopicRecord::initial(self.config.initial_state);
+        let initial = super::TopicRecord::initial(self.initial_state);
         match store.register(&self.name, name, initial).await {
             Ok(record) => {
                 let handle = self.insert_discovered(TopicHandle::new(
@@ -175,11 +209,10 @@ impl MigrationHandle {
                     record.state,
                     record.epoch,
                 ));
-                crate::metrics::publish_topic_state(&handle);
-                crate::metrics::register_topic(&handle);
+                self.observer.registered(&handle);
                 tracing::info!(
                     migration = %self.name, topic = %name, state = %record.state,
-                    protocol = self.config.protocol.as_str(), "topic discovered"
+                    "topic discovered"
                 );
                 Some(handle)
             }
@@ -209,26 +242,20 @@ impl MigrationHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::parse;
+    use crate::migration::observer::Unobserved;
 
     #[test]
     fn first_matching_keyspace_wins_and_persisted_positions_are_used() {
-        let config = parse(
-            r#"
-clusters:
-  - { name: a, protocol: redis, endpoints: ["127.0.0.1:1"] }
-  - { name: b, protocol: redis, endpoints: ["127.0.0.1:2"] }
-migrations:
-  - name: m
-    protocol: redis
-    listen: 127.0.0.1:3
-    source: a
-    target: b
-    topics: [ { name: s, match: "session:*" }, { name: rest, match: "*" } ]
-"#,
-        )
-        .unwrap();
-        let migration = MigrationHandle::new(Arc::new(config.migrations[0].clone()), |name| {
+        let spec = MigrationSpec {
+            name: "m".into(),
+            initial_state: State::Source,
+            keyspaces: vec![
+                ("s".into(), Pattern::compile("session:*").unwrap()),
+                ("rest".into(), Pattern::compile("*").unwrap()),
+            ],
+            discovers_topics: false,
+        };
+        let migration = MigrationHandle::new(&spec, Arc::new(Unobserved), |name| {
             if name == "s" {
                 (State::Cutover, 9)
             } else {

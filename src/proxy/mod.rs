@@ -1,9 +1,11 @@
 //! Protocol-independent plumbing every session stands on: listeners with a
 //! connection limit, TLS on either side, upstream connections with a
-//! connect timeout, and one shutdown token that reaches every task.
+//! connect timeout, one shutdown token that reaches every task, and
+//! [`recall`]: what a restarted proxy remembers of its own observations.
 
 pub mod brokers;
 pub mod listener;
+pub mod recall;
 pub mod reload;
 pub mod side;
 pub mod stream;
@@ -61,10 +63,8 @@ impl<'a> MigrationClusters<'a> {
                 .cluster(name)
                 .ok_or_else(|| StartError::Setup(format!("unknown cluster \"{name}\"")))
         };
-        let (source, target) = (
-            cluster(&migration.config.source)?,
-            cluster(&migration.config.target)?,
-        );
+        let mc = migration_config(config, migration)?;
+        let (source, target) = (cluster(&mc.source)?, cluster(&mc.target)?);
         let upstream = |c| {
             Upstream::new(&migration.name, c, config.proxy.connect_timeout)
                 .map_err(|e| StartError::Setup(e.to_string()))
@@ -75,6 +75,20 @@ impl<'a> MigrationClusters<'a> {
             upstreams: [upstream(source)?, upstream(target)?],
         })
     }
+}
+
+/// `migration`'s section of `config` (a validated config has one per
+/// registered migration).
+///
+/// # Errors
+/// [`StartError::Setup`] when the config has no migration by that name.
+pub fn migration_config<'a>(
+    config: &'a crate::config::Config,
+    migration: &crate::migration::MigrationHandle,
+) -> Result<&'a crate::config::MigrationConfig, StartError> {
+    config
+        .migration(&migration.name)
+        .ok_or_else(|| StartError::Setup(format!("unknown migration \"{}\"", migration.name)))
 }
 
 /// The one shutdown signal and the set of tasks it must drain.

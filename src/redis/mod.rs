@@ -125,13 +125,13 @@ pub async fn start(
     )));
     backfill::resume(&shared, &shutdown.token).await;
     crate::metrics::register_listener(&migration.name);
-    let listen = migration.config.listen;
+    let mc = crate::proxy::migration_config(config, &migration)?;
+    let listen = mc.listen;
     let listener = crate::proxy::listener::bind(listen).map_err(|source| StartError::Bind {
         addr: listen,
         source,
     })?;
-    let settings =
-        ListenerSettings::for_migration(config, &migration.name, migration.config.tls.as_ref())?;
+    let settings = ListenerSettings::for_migration(config, &migration.name, mc.tls.as_ref())?;
     tracing::info!(migration = %migration.name, %listen, "redis listener ready");
     tokio::spawn(crate::proxy::serve(
         listener,
@@ -147,7 +147,10 @@ async fn build_shared(
     migration: &Arc<MigrationHandle>,
     controller: &Controller,
 ) -> Result<Arc<Shared>, StartError> {
-    let options = migration.config.redis.clone().unwrap_or_default();
+    let options = crate::proxy::migration_config(config, migration)?
+        .redis
+        .clone()
+        .unwrap_or_default();
     let crate::proxy::MigrationClusters {
         source,
         target,

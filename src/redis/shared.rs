@@ -16,7 +16,7 @@ use super::side::{Credentials, Side};
 use crate::config::{RedisOptions, UpstreamIdentity};
 use crate::metrics as m;
 use crate::migration::MigrationHandle;
-use crate::migration::pattern::Pattern;
+use crate::pattern::Pattern;
 use crate::proxy::Upstream;
 use crate::proxy::throttle::AuthThrottle;
 

@@ -39,8 +39,8 @@ use super::Shared;
 use super::endpoints::Side;
 use super::inventory::{self, Via, masters};
 use super::offsets::{self, Brokers, Queue};
-use crate::migration::recall;
 use crate::migration::{CheckResult, Driver, State};
+use crate::proxy::recall;
 
 /// The RocketMQ driver.
 pub struct RocketmqDriver {

@@ -41,10 +41,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClusterConfig, Config};
 use crate::metrics;
-use crate::migration::pattern::Pattern;
-use crate::migration::recall::{self, Recall};
 use crate::migration::store::StateStore;
 use crate::migration::{Controller, MigrationHandle};
+use crate::pattern::Pattern;
+use crate::proxy::recall::{self, Recall};
 use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
 use endpoints::{Assignment, Endpoint, EndpointError, EndpointMap, Side};
 use route::Plan;
@@ -307,7 +307,7 @@ pub async fn start(
             [shared.cluster(Side::Source), shared.cluster(Side::Target)],
         );
     }
-    let listen = migration.config.listen;
+    let listen = crate::proxy::migration_config(config, &migration)?.listen;
     let listener = crate::proxy::listener::bind(listen).map_err(|source| StartError::Bind {
         addr: listen,
         source,
@@ -421,7 +421,7 @@ fn build_shared(
     controller: &Controller,
     shutdown: &Shutdown,
 ) -> Result<Arc<Shared>, StartError> {
-    let mc = &migration.config;
+    let mc = crate::proxy::migration_config(config, migration)?;
     let options = mc.rocketmq_options();
     let crate::proxy::MigrationClusters {
         source,

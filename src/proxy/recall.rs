@@ -21,9 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::store::StateStore;
-use super::{CheckKind, CheckResult};
-use crate::proxy::Shutdown;
+use super::Shutdown;
+use crate::migration::store::StateStore;
+use crate::migration::{CheckKind, CheckResult};
 
 /// How long clients take to show themselves again after the proxy starts:
 /// a RocketMQ client heartbeats every broker every 30 s by default, and a
