@@ -22,11 +22,11 @@ use cutover_kafka::kafka_protocol::messages::{
 use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
 
 use super::cluster::Side;
-use super::group_offsets::to_virtual;
+use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::rewrite::encode;
 use super::segments::PartitionMap;
-use super::session::{Close, Out, Reply, Session, answer, client_id};
 use super::split::group_by;
+use super::translate::to_virtual;
 
 /// "Up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;

@@ -10,7 +10,7 @@ use cutover_kafka::kafka_protocol::messages::{ApiKey, DescribeClusterResponse};
 use cutover_kafka::{RequestHeader, decode_response_body};
 
 use super::cluster::Side;
-use super::session::{Close, Out, Reply, Session, answer};
+use super::relay::{Close, Out, Reply, Session, answer};
 use super::{delete_records, fetch, groups, metadata, observe, offsets, produce, rewrite};
 
 pub(super) async fn route(

@@ -40,11 +40,11 @@ use cutover_kafka::kafka_protocol::messages::ApiKey;
 
 use super::Shared;
 use super::cluster::Side;
-use super::observe::Produced;
+use super::observe::{self, Produced};
 use super::probe;
 use super::topics::{self, TopicShape};
 use super::versions::SUPPORTED;
-use super::{group_admin, group_move, moves, splice_checks, switch};
+use super::{group_admin, group_move, moves, splice_checks};
 use crate::migration::{CheckResult, Driver, State};
 
 /// APIs the target must offer, within the proxy's versions, before clients'
@@ -276,7 +276,7 @@ impl KafkaDriver {
         let first = self.commits(topic, &groups, &partitions).await;
         tokio::time::sleep(SETTLE).await;
         let leo = || async {
-            switch::refresh_layout(shared, Side::Source, topic).await?;
+            topics::refresh_layout(shared, Side::Source, topic).await?;
             topics::list_offsets(shared, Side::Source, topic, &partitions, -1, 0).await
         };
         let leo_before = leo().await;
@@ -292,7 +292,7 @@ impl KafkaDriver {
         } else {
             consumers
         };
-        let consumers = shared.recall.hedge(GROUPS, consumers);
+        let consumers = shared.recall.hedge(observe::GROUPS, consumers);
 
         let producers = producers_verdict(
             shared,
@@ -386,9 +386,6 @@ impl Driver for KafkaDriver {
         }
     }
 }
-
-/// What the consumer checks rely on having seen, in a restart's refusal.
-pub(crate) const GROUPS: &str = "consumer groups (and their topics)";
 
 /// Commits per group and partition, or why a group's could not be read.
 type Commits = BTreeMap<String, Result<HashMap<i32, i64>, String>>;

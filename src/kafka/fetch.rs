@@ -25,8 +25,8 @@ use cutover_kafka::{
 };
 
 use super::hints;
+use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::rewrite::encode;
-use super::session::{Close, Out, Reply, Session, answer, client_id};
 use super::splice::ReadAt;
 use super::split::group_by;
 use super::traffic;

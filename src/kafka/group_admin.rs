@@ -22,9 +22,9 @@ use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::Shared;
 use super::cluster::Side;
-use super::group_offsets::from_target;
 use super::probe;
 use super::retry::{Failure, STEP_DEADLINE, describe, retrying};
+use super::translate::from_target;
 use crate::proxy::Upstream;
 
 /// OffsetFetch v8: one group, and a null topic list means "every topic".

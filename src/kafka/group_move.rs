@@ -18,7 +18,7 @@
 //!    take the moved members out of the old group.
 //!
 //! A position inside a source segment (a group still reading there, moved
-//! with `--force`) travels in the commit metadata (see `group_offsets`),
+//! with `--force`) travels in the commit metadata (see `translate`),
 //! so nothing is skipped or read twice.
 
 use std::collections::BTreeSet;
@@ -31,7 +31,7 @@ use super::cluster::Side;
 use super::group_admin::{
     Committed, GroupOffsets, commit_all, fetch_all, leave, list_groups, stale_members, strangers,
 };
-use super::group_offsets::{from_target, to_target};
+use super::translate::{from_target, to_target};
 use crate::migration::{CheckResult, State};
 
 /// Longest a move waits for the group's members to rejoin (a client
@@ -50,7 +50,7 @@ fn other(side: Side) -> Side {
 }
 
 /// Translates offsets `from` one cluster's terms to the other's (see
-/// `group_offsets::to_target` and `from_target`).
+/// `translate::to_target` and `from_target`).
 ///
 /// # Errors
 /// The partitions the target cannot hold an offset for (they write to the

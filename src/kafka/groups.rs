@@ -15,12 +15,13 @@ use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use cutover_kafka::{RequestHeader, decode_response_body, request_header_version};
 
 use super::Shared;
+use super::adoption::subscribed_topics;
 use super::cluster::{CoordinatorKind, Side};
 use super::observe::Reader;
+use super::relay::{Close, Out, Reply, Session, answer};
 use super::rewrite;
-use super::session::{Close, Out, Reply, Session, answer};
 use super::split::Dest;
-use super::{group_adopt, group_handoff, group_offsets};
+use super::{group_handoff, group_offsets};
 
 /// The coordinator a request of `key` needs, and where its key sits.
 enum KeyAt {
@@ -195,8 +196,8 @@ async fn adopt(shared: &Shared, group: &str, frame: &[u8], header: &RequestHeade
     if shared.splice.group_home(group) == Side::Target || !shared.any_topic_in_target() {
         return;
     }
-    if let Some(topics) = group_adopt::subscribed_topics(frame, header) {
-        group_adopt::adopt_if_new(shared, group, topics).await;
+    if let Some(topics) = subscribed_topics(frame, header) {
+        shared.adoption.adopt_if_new(shared, group, topics).await;
     }
 }
 

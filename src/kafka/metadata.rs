@@ -36,8 +36,8 @@ use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
 
 use super::brokers::VirtualBrokers;
 use super::cluster::Side;
+use super::relay::{Close, Out, Reply, Session, answer};
 use super::rewrite::encode;
-use super::session::{Close, Out, Reply, Session, answer};
 use super::split::Dest;
 use crate::migration::State;
 

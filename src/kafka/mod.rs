@@ -16,6 +16,7 @@
 //! - [`probe`], `topics`, [`driver`]: the proxy's own requests and the
 //!   readiness checks for `ctl`.
 
+mod adoption;
 pub mod brokers;
 mod bypass;
 pub mod cluster;
@@ -42,6 +43,7 @@ pub mod probe;
 mod produce;
 mod producers;
 mod reconcile;
+mod relay;
 mod retry;
 pub mod rewrite;
 pub mod sasl;
@@ -54,6 +56,7 @@ mod switch;
 mod target_versions;
 mod topics;
 mod traffic;
+mod translate;
 mod txn;
 pub mod versions;
 
@@ -121,8 +124,9 @@ pub(crate) struct Shared {
     pub logins: Option<Arc<sasl::server::ClientLogins>>,
     /// Client producer ids and sequences as each cluster knows them.
     pub producers: producers::Producers,
-    /// Groups looked at for adoption by the target.
-    looked: group_adopt::Looked,
+    /// Adoption of new groups by the target (`group_adopt`), as the
+    /// request path asks for it.
+    adoption: Box<dyn adoption::GroupAdoption>,
     /// Group members heard through the proxy, and groups handing off.
     pub handoffs: Arc<group_handoff::Handoffs>,
     /// Serializes transitions, shifts and the start-up reconciliation.
@@ -476,7 +480,7 @@ async fn build_shared(
         cluster_logins,
         logins,
         handoffs: Arc::default(),
-        looked: group_adopt::Looked::default(),
+        adoption: Box::new(group_adopt::Looked::default()),
         transitions: Arc::default(),
         switching: tokio::sync::Mutex::new(()),
         switch_start: options.switch_start,

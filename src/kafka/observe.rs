@@ -29,6 +29,9 @@ use std::time::Instant;
 use cutover_kafka::kafka_protocol::messages::ApiKey;
 use cutover_kafka::{Batch, batches};
 
+/// What the consumer checks rely on having seen, in a restart's refusal.
+pub(crate) const GROUPS: &str = "consumer groups (and their topics)";
+
 /// Groups remembered at most.
 pub const MAX_GROUPS: usize = 1024;
 /// Topics remembered per group at most.

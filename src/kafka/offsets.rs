@@ -18,9 +18,9 @@ use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
 
 use super::cluster::Side;
 use super::offsets_by_time;
+use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::rewrite::encode;
 use super::segments::PartitionMap;
-use super::session::{Close, Out, Reply, Session, answer, client_id};
 use super::split::group_by;
 
 const EARLIEST: i64 = -2;

@@ -29,8 +29,9 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::cluster::Side;
 use super::moves;
+use super::observe;
 use super::segments::PartitionMap;
-use super::{bypass, switch};
+use super::{bypass, switch, topics};
 use super::{group_admin, group_move};
 use crate::migration::{CheckResult, State};
 
@@ -66,7 +67,7 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
         .map(|p| (p, source_ends(&shared.splice.map(topic, p))))
         .collect();
     let consumers = shared.recall.hedge(
-        super::driver::GROUPS,
+        observe::GROUPS,
         consumers_past(shared, topic, count, &ends).await,
     );
     let grew: Vec<String> = match bypass::bypassed(shared, &shared.splice.snapshot(), topic).await {
@@ -92,10 +93,9 @@ pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResu
             ),
         )
     };
-    let moves = shared.recall.hedge(
-        super::driver::GROUPS,
-        group_move::check(shared, topic).await,
-    );
+    let moves = shared
+        .recall
+        .hedge(observe::GROUPS, group_move::check(shared, topic).await);
     vec![consumers, writes, moves]
 }
 
@@ -203,7 +203,7 @@ pub(crate) async fn target_records(shared: &Shared, topic: &str) -> CheckResult 
         Ok(c) => c,
         Err(e) => return cannot_count(NAME, &e),
     };
-    if let Err(e) = switch::refresh_layout(shared, Side::Target, topic).await {
+    if let Err(e) = topics::refresh_layout(shared, Side::Target, topic).await {
         return cannot_count(NAME, &e);
     }
     let (mut records, mut partitions) = (0i64, 0);

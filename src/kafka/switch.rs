@@ -16,18 +16,11 @@
 
 use std::time::Duration;
 
-use cutover_kafka::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use cutover_kafka::kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, TopicName,
-};
-use cutover_kafka::kafka_protocol::protocol::StrBytes;
-
 use super::Shared;
 use super::cluster::Side;
-use super::probe::exchange;
 use super::segments::PartitionMap;
 use super::splice::FENCE_DRAIN_MAX;
-use super::topics;
+use super::topics::{self, refresh_layout};
 use crate::config::SwitchStart;
 use crate::metrics;
 
@@ -190,29 +183,6 @@ async fn settled_end(
         }
         tokio::time::sleep(TRANSACTION_POLL).await;
     }
-}
-
-/// Learns `topic`'s leaders on `side` (the switch may run before any
-/// client asked that cluster).
-pub(crate) async fn refresh_layout(shared: &Shared, side: Side, topic: &str) -> Result<(), String> {
-    let request = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
-            TopicName(StrBytes::from_string(topic.to_owned())),
-        ))]))
-        .with_allow_auto_topic_creation(false);
-    let upstream = shared.upstream(side, None)?;
-    let response: MetadataResponse = exchange(
-        &upstream,
-        ApiKey::Metadata,
-        4,
-        &request,
-        shared.connect_timeout,
-        shared.max_frame,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    shared.layout_mut(side).learn(&response);
-    Ok(())
 }
 
 /// One ListOffsets answer for `topic`/`partition` from its leader on `side`.

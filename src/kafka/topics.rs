@@ -321,7 +321,7 @@ pub(crate) async fn list_offsets(
             if again {
                 // Best effort: the request below fails again if the
                 // leaders are still unknown.
-                let _ = super::switch::refresh_layout(shared, side, topic).await;
+                let _ = refresh_layout(shared, side, topic).await;
             }
             list_offsets_once(shared, side, topic, partitions, timestamp, isolation).await
         }
@@ -389,4 +389,21 @@ async fn list_offsets_once(
         )));
     }
     Ok(out)
+}
+
+/// Learns `topic`'s leaders on `side` (the switch may run before any
+/// client asked that cluster).
+pub(crate) async fn refresh_layout(shared: &Shared, side: Side, topic: &str) -> Result<(), String> {
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_string(topic.to_owned())),
+        ))]))
+        .with_allow_auto_topic_creation(false);
+    let upstream = shared.upstream(side, None)?;
+    let response: MetadataResponse = shared
+        .exchange(&upstream, ApiKey::Metadata, 4, &request)
+        .await
+        .map_err(|e| e.to_string())?;
+    shared.layout_mut(side).learn(&response);
+    Ok(())
 }

@@ -34,9 +34,9 @@ use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use cutover_kafka::{RequestHeader, decode_request_body};
 
 use super::cluster::{CoordinatorKind, Side};
+use super::relay::{Close, Out, Reply, Session};
 use super::retry;
 use super::rewrite;
-use super::session::{Close, Out, Reply, Session};
 use super::split::Dest;
 
 /// How long the proxy keeps asking the target's coordinator while it
