@@ -120,7 +120,7 @@ impl ClusterLayout {
     }
 
     /// The partition count last seen for `topic`.
-    #[must_use]
+    #[cfg(test)]
     pub fn partition_count(&self, topic: &str) -> Option<i32> {
         self.partition_counts.get(topic).copied()
     }

@@ -6,58 +6,45 @@
 //! at. Topics seen in Metadata answers that match the migration's patterns
 //! are registered durably so `ctl` can move them.
 //!
+//! Layout: the data plane (`session`) and the control plane (`control`)
+//! meet only in the routing view (`splice`), the shared leaves below and
+//! [`Shared`]; neither imports the other (the test `adapter_layout` fails
+//! on a cycle between files or folders). This file is the composition
+//! root: it holds `Shared` and starts the listeners, the driver and the
+//! watches.
+//!
+//! - [`session`]: one client connection and the per-API handlers (data plane);
+//! - [`control`]: checks, transitions, switches, group moves, watches
+//!   (control plane);
+//! - [`splice`]: the per-partition offset splice both planes read;
+//! - [`sasl`]: client logins and the proxy's own logins to each cluster;
+//! - [`adoption`]: the one thing a request asks of the control plane;
 //! - [`brokers`]: the virtual brokers (ports, leaders, coordinators);
 //! - [`cluster`]: each real cluster's layout as last seen;
-//! - [`segments`] and [`splice`]: the per-partition offset splice;
-//! - `session`, `link`, `dispatch` and the per-API handlers (`metadata`,
-//!   `produce`, `fetch`, `offsets`, `groups`): one client connection;
-//! - [`versions`]: the API versions offered and the admission check;
+//! - [`group_handoff`]: members heard through the proxy and groups handing
+//!   off (written by both planes);
+//! - [`observe`]: groups, commits and produce counts seen in the traffic,
+//!   read by the checks;
+//! - [`producers`]: idempotent producers' ids and sequences per cluster;
+//! - [`probe`] and [`retry`]: the proxy's own requests and their retries;
 //! - [`rewrite`]: answers naming brokers or versions;
-//! - [`probe`], `topics`, [`driver`]: the proxy's own requests and the
-//!   readiness checks for `ctl`.
+//! - [`target_versions`]: each cluster's API versions, cached;
+//! - [`versions`]: the API versions offered and the admission check.
 
 mod adoption;
-pub mod brokers;
-mod bypass;
-pub mod cluster;
-mod delete_records;
-mod dispatch;
-pub mod driver;
-mod fetch;
-mod gate;
-mod group_admin;
-mod group_adopt;
+mod brokers;
+mod cluster;
+mod control;
 mod group_handoff;
-mod group_move;
-mod group_offsets;
-mod groups;
-mod hints;
-mod link;
-mod metadata;
-mod moves;
-pub mod observe;
-mod offsets;
-mod offsets_by_time;
-mod past_end;
-pub mod probe;
-mod produce;
+mod observe;
+mod probe;
 mod producers;
-mod reconcile;
-mod relay;
 mod retry;
-pub mod rewrite;
+mod rewrite;
 pub mod sasl;
-pub mod segments;
 mod session;
-pub mod splice;
-mod splice_checks;
-mod split;
-mod switch;
+mod splice;
 mod target_versions;
-mod topics;
-mod traffic;
-mod translate;
-mod txn;
 pub mod versions;
 
 use std::net::SocketAddr;
@@ -79,7 +66,7 @@ use crate::migration::{Controller, MigrationHandle, State};
 use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
 use brokers::VirtualBrokers;
 use cluster::{ClusterLayout, Side};
-use split::Dest;
+use splice::split::Dest;
 
 /// Which listener a connection arrived at (for logs: every door serves
 /// every request).
@@ -110,9 +97,9 @@ pub(crate) struct Shared {
     /// Upstreams per broker address, so TLS files are read once per broker.
     broker_upstreams: crate::proxy::BrokerUpstreams,
     /// The segment maps sessions route by.
-    pub splice: splice::Splice,
+    pub splice: splice::routing::Splice,
     /// Last seen high watermarks, for consumer-group lag.
-    watermarks: traffic::Watermarks,
+    watermarks: session::traffic::Watermarks,
     /// The target's API versions, for the clients' ApiVersions.
     target_versions: target_versions::TargetVersions,
     /// The source's API versions, for the ApiVersions the proxy answers
@@ -224,13 +211,13 @@ impl Shared {
     pub(crate) async fn persist_maps(
         &self,
         what: &str,
-        change: impl FnOnce(&mut segments::SegmentMaps),
+        change: impl FnOnce(&mut splice::segments::SegmentMaps),
     ) -> Result<(), String> {
         let mut all = self.splice.snapshot();
         change(&mut all);
         let bytes = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
         self.store
-            .put_blob(&splice::blob_name(&self.migration.name), bytes)
+            .put_blob(&splice::routing::blob_name(&self.migration.name), bytes)
             .await
             .map_err(|e| format!("persisting {what}: {e}"))?;
         self.splice.replace(all);
@@ -304,7 +291,7 @@ impl Handler for KafkaHandler {
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()> {
-        session::run(self.shared.clone(), self.door, client, peer, shutdown).boxed()
+        session::connection::run(self.shared.clone(), self.door, client, peer, shutdown).boxed()
     }
 }
 
@@ -332,9 +319,12 @@ pub async fn start(
         .clone()
         .try_lock_owned()
         .map_err(|e| StartError::Setup(e.to_string()))?;
-    migration.set_driver(Arc::new(driver::KafkaDriver::new(shared.clone())));
-    tokio::spawn(reconcile::run(shared.clone(), reconciling));
-    tokio::spawn(bypass::watch(shared.clone(), shutdown.token.clone()));
+    migration.set_driver(Arc::new(control::driver::KafkaDriver::new(shared.clone())));
+    tokio::spawn(control::reconcile::run(shared.clone(), reconciling));
+    tokio::spawn(control::bypass::watch(
+        shared.clone(),
+        shutdown.token.clone(),
+    ));
     metrics::register_listener(&migration.name);
     let listen = migration.config.listen;
     let mut doors = vec![(listen, Door::Bootstrap)];
@@ -448,7 +438,7 @@ async fn build_shared(
         })),
     };
     let store = controller.store().clone();
-    let maps = splice::load(store.as_ref(), &migration.name)
+    let maps = splice::routing::load(store.as_ref(), &migration.name)
         .await
         .map_err(StartError::Setup)?;
     let shared = Arc::new(Shared {
@@ -472,15 +462,15 @@ async fn build_shared(
             config.proxy.connect_timeout,
         )
         .with_handshakes(handshakes),
-        splice: splice::Splice::new(maps),
-        watermarks: traffic::Watermarks::default(),
+        splice: splice::routing::Splice::new(maps),
+        watermarks: session::traffic::Watermarks::default(),
         producers: producers::Producers::default(),
         target_versions: target_versions::TargetVersions::default(),
         source_versions: target_versions::TargetVersions::default(),
         cluster_logins,
         logins,
         handoffs: Arc::default(),
-        adoption: Box::new(group_adopt::Looked::default()),
+        adoption: Box::new(control::group_adopt::Looked::default()),
         transitions: Arc::default(),
         switching: tokio::sync::Mutex::new(()),
         switch_start: options.switch_start,
