@@ -14,7 +14,7 @@ use super::Shared;
 use super::observe::Reader;
 
 /// Adoption of new groups by the target, as the request path sees it.
-pub(crate) trait GroupAdoption: Send + Sync {
+pub(super) trait GroupAdoption: Send + Sync {
     /// Makes the target coordinate `group` if it is new and every topic in
     /// `topics` is in `target`; resolves to whether it does now.
     fn adopt_if_new<'a>(
@@ -29,7 +29,7 @@ pub(crate) trait GroupAdoption: Send + Sync {
 /// consumer subscription (`None` when it is not a consumer group or does
 /// not parse).
 #[must_use]
-pub fn subscribed_topics(frame: &[u8], header: &RequestHeader) -> Option<BTreeSet<String>> {
+pub(super) fn subscribed_topics(frame: &[u8], header: &RequestHeader) -> Option<BTreeSet<String>> {
     let v = header.api_version;
     let mut r = Reader::new(frame.get(header.body_offset..)?, v >= 6);
     r.string()?;

@@ -80,24 +80,24 @@ pub(crate) enum Door {
 
 /// Everything the sessions of one Kafka migration share.
 pub(crate) struct Shared {
-    pub migration: Arc<MigrationHandle>,
+    migration: Arc<MigrationHandle>,
     store: Arc<dyn StateStore>,
     patterns: Vec<Pattern>,
     /// The source at its configured endpoints.
-    pub bootstrap: Upstream,
+    bootstrap: Upstream,
     /// The target at its configured endpoints.
-    pub target: Upstream,
+    target: Upstream,
     /// Groups, commits and produce counts seen in the proxy's own traffic.
-    pub observed: observe::Observed,
+    observed: observe::Observed,
     /// Whether `observed` may miss groups a previous run saw.
-    pub recall: Recall,
+    recall: Recall,
     /// The brokers clients see.
-    pub brokers: VirtualBrokers,
+    brokers: VirtualBrokers,
     layouts: [RwLock<ClusterLayout>; 2],
     /// Upstreams per broker address, so TLS files are read once per broker.
     broker_upstreams: crate::proxy::BrokerUpstreams,
     /// The segment maps sessions route by.
-    pub splice: splice::routing::Splice,
+    splice: splice::routing::Splice,
     /// Last seen high watermarks, for consumer-group lag.
     watermarks: session::traffic::Watermarks,
     /// The target's API versions, for the clients' ApiVersions.
@@ -106,26 +106,26 @@ pub(crate) struct Shared {
     /// itself before a client has logged in.
     source_versions: target_versions::TargetVersions,
     /// Each cluster's own login (`clusters[].auth`), `[source, target]`.
-    pub cluster_logins: [Arc<sasl::identity::ClusterLogins>; 2],
+    cluster_logins: [Arc<sasl::identity::ClusterLogins>; 2],
     /// Client logins (`kafka.users_file`); `None`: clients do not log in.
-    pub logins: Option<Arc<sasl::server::ClientLogins>>,
+    logins: Option<Arc<sasl::server::ClientLogins>>,
     /// Client producer ids and sequences as each cluster knows them.
-    pub producers: producers::Producers,
+    producers: producers::Producers,
     /// Adoption of new groups by the target (`group_adopt`), as the
     /// request path asks for it.
     adoption: Box<dyn adoption::GroupAdoption>,
     /// Group members heard through the proxy, and groups handing off.
-    pub handoffs: Arc<group_handoff::Handoffs>,
+    handoffs: Arc<group_handoff::Handoffs>,
     /// Serializes transitions, shifts and the start-up reconciliation.
-    pub transitions: Arc<tokio::sync::Mutex<()>>,
+    transitions: Arc<tokio::sync::Mutex<()>>,
     /// Serializes switches, so each persists every map with its change.
     switching: tokio::sync::Mutex<()>,
     switch_start: crate::config::SwitchStart,
     dual_write_percent: u8,
-    pub advertised_host: String,
-    pub max_frame: usize,
-    pub idle_timeout: Duration,
-    pub connect_timeout: Duration,
+    advertised_host: String,
+    max_frame: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl Shared {
@@ -133,7 +133,7 @@ impl Shared {
     ///
     /// # Errors
     /// When the cluster's TLS files cannot be used.
-    pub fn upstream(&self, side: Side, addr: Option<&str>) -> Result<Upstream, String> {
+    fn upstream(&self, side: Side, addr: Option<&str>) -> Result<Upstream, String> {
         let Some(addr) = addr else {
             return Ok(match side {
                 Side::Source => self.bootstrap.clone(),
@@ -145,7 +145,7 @@ impl Shared {
 
     /// The configured name of `side`'s cluster.
     #[must_use]
-    pub fn cluster_name(&self, side: Side) -> String {
+    fn cluster_name(&self, side: Side) -> String {
         match side {
             Side::Source => self.bootstrap.cluster.to_string(),
             Side::Target => self.target.cluster.to_string(),
@@ -153,14 +153,14 @@ impl Shared {
     }
 
     /// `side`'s layout, for reading.
-    pub fn layout(&self, side: Side) -> RwLockReadGuard<'_, ClusterLayout> {
+    fn layout(&self, side: Side) -> RwLockReadGuard<'_, ClusterLayout> {
         self.layouts[side as usize]
             .read()
             .unwrap_or_else(|e| e.into_inner())
     }
 
     /// `side`'s layout, for learning.
-    pub fn layout_mut(&self, side: Side) -> RwLockWriteGuard<'_, ClusterLayout> {
+    fn layout_mut(&self, side: Side) -> RwLockWriteGuard<'_, ClusterLayout> {
         self.layouts[side as usize]
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -169,7 +169,7 @@ impl Shared {
     /// The real leader of `topic`/`partition` on `side` (its bootstrap
     /// endpoints while unknown).
     #[must_use]
-    pub fn dest(&self, side: Side, topic: &str, partition: i32) -> Dest {
+    fn dest(&self, side: Side, topic: &str, partition: i32) -> Dest {
         Dest {
             side,
             addr: self
@@ -184,7 +184,7 @@ impl Shared {
     ///
     /// # Errors
     /// [`probe::ProbeError`] when the cluster cannot be reached or answers nonsense.
-    pub(crate) async fn exchange<Req: Encodable, Resp: Decodable>(
+    async fn exchange<Req: Encodable, Resp: Decodable>(
         &self,
         upstream: &Upstream,
         key: ApiKey,
@@ -208,7 +208,7 @@ impl Shared {
     ///
     /// # Errors
     /// When the state store refuses the write (nothing changed then).
-    pub(crate) async fn persist_maps(
+    async fn persist_maps(
         &self,
         what: &str,
         change: impl FnOnce(&mut splice::segments::SegmentMaps),
@@ -226,7 +226,7 @@ impl Shared {
 
     /// Whether any of the migration's topics is in `target`.
     #[must_use]
-    pub fn any_topic_in_target(&self) -> bool {
+    fn any_topic_in_target(&self) -> bool {
         self.migration
             .topics()
             .iter()
@@ -235,7 +235,7 @@ impl Shared {
 
     /// Whether any topic reads or writes the target, so Metadata must ask it too.
     #[must_use]
-    pub fn target_in_use(&self) -> bool {
+    fn target_in_use(&self) -> bool {
         self.splice.any_on_target()
             || self
                 .migration
@@ -246,14 +246,14 @@ impl Shared {
 
     /// An upstream for one `host:port` of the target cluster (its
     /// controller, for CreateTopics), with the target's TLS settings.
-    pub fn target_at(&self, addr: &str) -> Result<Upstream, String> {
+    fn target_at(&self, addr: &str) -> Result<Upstream, String> {
         self.upstream(Side::Target, Some(addr))
     }
 
     /// Registers the topics among `names` that match the migration's
     /// patterns and are not known yet: durably first (the store keeps an
     /// existing record), then in the live registry, so `ctl` can move them.
-    pub async fn discover(&self, names: &[String]) {
+    async fn discover(&self, names: &[String]) {
         for name in names {
             if self.migration.topic(name).is_some()
                 || !self.patterns.iter().any(|p| p.matches(name.as_bytes()))

@@ -24,12 +24,12 @@ use crate::kafka::splice::segments::{PartitionMap, SegmentMaps};
 use crate::metrics;
 
 /// How often the watcher reads the log ends.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where the partition's last segment on each cluster that no longer
 /// receives its writes ends (physical, exclusive).
 #[must_use]
-pub fn closed_ends(map: &PartitionMap) -> Vec<(Side, i64)> {
+fn closed_ends(map: &PartitionMap) -> Vec<(Side, i64)> {
     let segments = map.segments();
     let writer = map.writer();
     [Side::Source, Side::Target]
@@ -54,7 +54,7 @@ pub fn closed_ends(map: &PartitionMap) -> Vec<(Side, i64)> {
 ///
 /// # Errors
 /// When a cluster cannot be asked.
-pub(crate) async fn bypassed(
+pub(super) async fn bypassed(
     shared: &Shared,
     maps: &SegmentMaps,
     topic: &str,

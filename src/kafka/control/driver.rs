@@ -62,12 +62,12 @@ const TARGET_NEEDS: &[ApiKey] = &[
 ];
 
 /// How long before the sampling window proxied produce counts are taken.
-pub const SETTLE: Duration = Duration::from_secs(1);
+const SETTLE: Duration = Duration::from_secs(1);
 /// How long source offsets are watched for writes and commits.
-pub const WINDOW: Duration = Duration::from_millis(1500);
+pub(crate) const WINDOW: Duration = Duration::from_millis(1500);
 
 /// The Kafka driver.
-pub struct KafkaDriver {
+pub(crate) struct KafkaDriver {
     shared: Arc<Shared>,
 }
 

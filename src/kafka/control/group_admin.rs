@@ -35,15 +35,15 @@ const OFFSET_COMMIT_ADMIN: i16 = 5;
 
 /// One committed offset and its metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Committed {
+pub(super) struct Committed {
     /// The offset, in the terms of the cluster holding it.
-    pub offset: i64,
+    pub(crate) offset: i64,
     /// The metadata committed with it.
-    pub metadata: Option<String>,
+    pub(crate) metadata: Option<String>,
 }
 
 /// A group's committed offsets, by topic and partition.
-pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
+pub(super) type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
 fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_owned())
@@ -94,7 +94,7 @@ async fn find_coordinator(shared: &Shared, side: Side, group: &str) -> Result<Up
 ///
 /// # Errors
 /// When the coordinator cannot be asked or reports an error.
-pub(crate) async fn fetch_all(
+pub(super) async fn fetch_all(
     shared: &Shared,
     side: Side,
     group: &str,
@@ -180,7 +180,7 @@ pub(crate) async fn committed(
 }
 
 /// Commits `offsets` to `group` on `side` as an admin (no member).
-pub(crate) async fn commit_all(
+pub(super) async fn commit_all(
     shared: &Shared,
     side: Side,
     group: &str,
@@ -266,7 +266,7 @@ async fn commit_once(
 /// The members of `group` on `side` that were never heard through the
 /// proxy: consumers connected to that cluster directly. (Members the proxy
 /// knows may linger there from before an earlier move.)
-pub(crate) async fn strangers(
+pub(super) async fn strangers(
     shared: &Shared,
     side: Side,
     group: &str,
@@ -282,7 +282,7 @@ pub(crate) async fn strangers(
 /// there from an earlier generation (a member that did not rejoin before
 /// an earlier move). The cluster refuses an admin's commit while they
 /// stay, until its session timeout expires them.
-pub(crate) async fn stale_members(
+pub(super) async fn stale_members(
     shared: &Shared,
     side: Side,
     group: &str,
@@ -306,12 +306,12 @@ async fn members(shared: &Shared, side: Side, group: &str) -> Result<Vec<String>
 /// One member of a group as its coordinator describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Member {
-    pub id: String,
+    pub(crate) id: String,
     /// Where the member connects from, as the coordinator saw it.
-    pub host: String,
+    pub(crate) host: String,
     /// The topics assigned to it (empty while the group rebalances, or for
     /// a protocol other than the consumer's).
-    pub topics: BTreeSet<String>,
+    pub(crate) topics: BTreeSet<String>,
 }
 
 /// The topics of a consumer-protocol assignment (its version first).
@@ -332,11 +332,7 @@ fn assigned_topics(assignment: &Bytes) -> BTreeSet<String> {
 }
 
 /// Every member of `group` on `side`, with its host and assigned topics.
-pub(crate) async fn describe_members(
-    shared: &Shared,
-    side: Side,
-    group: &str,
-) -> Result<Vec<Member>, String> {
+async fn describe_members(shared: &Shared, side: Side, group: &str) -> Result<Vec<Member>, String> {
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
     let response: DescribeGroupsResponse = retrying(STEP_DEADLINE, || async {
         let upstream = find_coordinator(shared, side, group).await?;
@@ -369,7 +365,7 @@ pub(crate) async fn describe_members(
 /// Takes `members` out of `group` on `side` after the group moved away, so
 /// the old cluster does not keep them (and a move back finds it empty).
 /// Best effort: a member left behind only expires later.
-pub(crate) async fn leave(shared: &Shared, side: Side, group: &str, members: &[String]) {
+pub(super) async fn leave(shared: &Shared, side: Side, group: &str, members: &[String]) {
     if members.is_empty() {
         return;
     }
@@ -401,7 +397,7 @@ pub(crate) async fn leave(shared: &Shared, side: Side, group: &str, members: &[S
 /// # Errors
 /// When the brokers cannot be found or one of them cannot list its groups:
 /// a partial list would hide groups, so none is returned.
-pub(crate) async fn list_groups(shared: &Shared) -> Result<BTreeSet<String>, String> {
+pub(super) async fn list_groups(shared: &Shared) -> Result<BTreeSet<String>, String> {
     let mut out = BTreeSet::new();
     let base = shared.bootstrap.clone();
     let brokers = probe::brokers(&base, shared.connect_timeout, shared.max_frame)
@@ -449,7 +445,7 @@ pub(crate) async fn list_groups(shared: &Shared) -> Result<BTreeSet<String>, Str
 /// # Errors
 /// When the source's groups cannot be listed or one cannot be described:
 /// a group not asked about could be one of them.
-pub(crate) async fn unseen_consumers(
+pub(super) async fn unseen_consumers(
     shared: &Shared,
     topic: &str,
     seen: &[String],

@@ -22,7 +22,7 @@ use crate::migration::State;
 
 /// Groups already looked at, with the subscription they were looked at for.
 #[derive(Debug, Default)]
-pub struct Looked(DashMap<String, BTreeSet<String>>);
+pub(crate) struct Looked(DashMap<String, BTreeSet<String>>);
 
 impl GroupAdoption for Looked {
     fn adopt_if_new<'a>(

@@ -90,7 +90,7 @@ fn translate(shared: &Shared, from: Side, offsets: &GroupOffsets) -> Result<Grou
 /// # Errors
 /// Why the move was abandoned (the group stays where it was; nothing was
 /// persisted, though offsets may already have been written to `to`).
-pub(crate) async fn move_group(shared: &Shared, group: &str, to: Side) -> Result<usize, String> {
+pub(super) async fn move_group(shared: &Shared, group: &str, to: Side) -> Result<usize, String> {
     let _one_at_a_time = shared.switching.lock().await;
     let from = other(to);
     if shared.splice.group_home(group) == to {
@@ -149,11 +149,11 @@ pub(crate) async fn move_group(shared: &Shared, group: &str, to: Side) -> Result
 
 /// What a topic's transition did to the groups that use it.
 #[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct GroupMoves {
+pub(crate) struct GroupMoves {
     /// Groups moved, with how many partitions' offsets they carried.
-    pub moved: Vec<(String, usize)>,
+    pub(crate) moved: Vec<(String, usize)>,
     /// Groups that stay where they are, and why.
-    pub stayed: Vec<(String, String)>,
+    pub(super) stayed: Vec<(String, String)>,
 }
 
 /// Whether `topic` is in `target` once `arriving` (the topic whose
@@ -169,15 +169,15 @@ fn in_target(shared: &Shared, topic: &str, arriving: &str) -> bool {
 /// Which groups that committed on `topic` move to the target when it
 /// arrives in `target`.
 #[derive(Debug, Default)]
-pub struct MovePlan {
+pub(crate) struct MovePlan {
     /// Groups whose committed topics will all be in `target`.
-    pub movable: Vec<String>,
+    movable: Vec<String>,
     /// Groups that stay on the source, and why.
-    pub stayed: Vec<(String, String)>,
+    pub(super) stayed: Vec<(String, String)>,
     /// Groups the source lists with commits on `topic` that never used it
     /// through the proxy, with their committed positions: the proxy cannot
     /// account for what they read, so they are never moved silently.
-    pub unseen: Vec<(String, String)>,
+    pub(super) unseen: Vec<(String, String)>,
 }
 
 /// The groups of `topic` still on the source (seen through the proxy or
@@ -242,7 +242,7 @@ pub(crate) async fn plan(shared: &Shared, topic: &str) -> Result<MovePlan, Strin
 ///
 /// # Errors
 /// The first move that failed.
-pub(crate) async fn follow_topic(
+pub(super) async fn follow_topic(
     shared: &Shared,
     topic: &str,
     from: State,
@@ -292,7 +292,7 @@ pub(crate) async fn follow_topic(
 /// move with `topic` and those that stay on the source; fails when a group
 /// that would move has members on the target that never came through the
 /// proxy (the move would refuse).
-pub(crate) async fn check(shared: &Shared, topic: &str) -> CheckResult {
+pub(super) async fn check(shared: &Shared, topic: &str) -> CheckResult {
     const NAME: &str = "groups_move_to_target";
     let plan = match plan(shared, topic).await {
         Ok(p) => p,
@@ -349,7 +349,7 @@ pub(crate) async fn check(shared: &Shared, topic: &str) -> CheckResult {
 }
 
 /// Moves `groups` back to `home` after a failed or aborted transition.
-pub(crate) async fn undo(shared: &Shared, groups: &[(String, usize)], home: Side) {
+async fn undo(shared: &Shared, groups: &[(String, usize)], home: Side) {
     for (group, _) in groups.iter().rev() {
         if let Err(e) = move_group(shared, group, home).await {
             tracing::error!(

@@ -21,14 +21,14 @@
 //! - `group_adopt`: the target coordinating a group new in `target`
 //!   (installed as [`super::adoption::GroupAdoption`]).
 
-pub(super) mod bypass;
-pub(super) mod driver;
+pub(crate) mod bypass;
+pub(crate) mod driver;
 mod group_admin;
-pub(super) mod group_adopt;
+pub(crate) mod group_adopt;
 mod group_move;
 mod moves;
 mod past_end;
-pub(super) mod reconcile;
+pub(crate) mod reconcile;
 mod splice_checks;
 mod switch;
 mod topics;

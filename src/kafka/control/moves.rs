@@ -23,7 +23,7 @@ use crate::migration::State;
 
 /// The partitions that write to the target in `state`.
 #[must_use]
-pub fn on_target(state: State, count: i32, shifted: &BTreeSet<i32>) -> BTreeSet<i32> {
+pub(super) fn on_target(state: State, count: i32, shifted: &BTreeSet<i32>) -> BTreeSet<i32> {
     match state {
         State::Source | State::DualRead => BTreeSet::new(),
         State::DualWrite => shifted.iter().copied().filter(|p| *p < count).collect(),
@@ -33,7 +33,7 @@ pub fn on_target(state: State, count: i32, shifted: &BTreeSet<i32>) -> BTreeSet<
 
 /// The lowest `percent`% of `count` partitions (rounded up).
 #[must_use]
-pub fn percent_of(count: i32, percent: u8) -> BTreeSet<i32> {
+pub(super) fn percent_of(count: i32, percent: u8) -> BTreeSet<i32> {
     let n = (i64::from(count.max(0)) * i64::from(percent.min(100)) + 99) / 100;
     (0..i32::try_from(n).unwrap_or(count)).collect()
 }
@@ -57,7 +57,7 @@ pub(crate) async fn partition_count(shared: &Shared, topic: &str) -> Result<i32,
 ///
 /// # Errors
 /// The first switch that failed, after the ones before it were undone.
-pub(crate) async fn apply(
+pub(super) async fn apply(
     shared: &Shared,
     topic: &str,
     state: State,

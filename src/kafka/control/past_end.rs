@@ -35,7 +35,7 @@ const MAX_READS: usize = 16;
 ///
 /// # Errors
 /// When the partition's leader cannot be asked or answers an error.
-pub(crate) async fn data_offsets(
+pub(super) async fn data_offsets(
     shared: &Shared,
     side: Side,
     topic: &str,
@@ -63,7 +63,7 @@ pub(crate) async fn data_offsets(
 /// In a records blob read from `from`: the offset after its last whole
 /// batch (`from` when none) and how many offsets in `from..leo` its data
 /// batches hold.
-pub(crate) fn count_data(records: &[u8], from: i64, leo: i64) -> (i64, i64) {
+fn count_data(records: &[u8], from: i64, leo: i64) -> (i64, i64) {
     let (mut next, mut data) = (from, 0);
     for item in batches(records) {
         let Ok(Batch::Whole(view)) = item else {

@@ -55,7 +55,7 @@ fn source_ends(map: &PartitionMap) -> Option<(i64, i64)> {
 const CONSUMERS: &str = "consumers_past_source_segments";
 
 /// The checks before `cutover → target`.
-pub(crate) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResult> {
+pub(super) async fn before_target(shared: &Shared, topic: &str) -> Vec<CheckResult> {
     const WRITES: &str = "no_writes_bypassing_to_source";
     let count = match moves::partition_count(shared, topic).await {
         Ok(c) => c,
@@ -200,7 +200,7 @@ async fn consumers_past(
 /// switch to it for the first time, and what `kafka.switch_start` does
 /// with them. An information, never a gate: when the target cannot be
 /// asked it says so, and `target_reachable` is the gate that refuses.
-pub(crate) async fn target_records(shared: &Shared, topic: &str) -> CheckResult {
+pub(super) async fn target_records(shared: &Shared, topic: &str) -> CheckResult {
     const NAME: &str = "target_records_before_switch";
     let count = match moves::partition_count(shared, topic).await {
         Ok(c) => c,
@@ -302,7 +302,7 @@ pub(crate) async fn shift(shared: &Shared, topic: &str, params: &Value) -> Resul
 
 /// Per partition: the cluster receiving writes and the segments; and the
 /// consumer groups the target coordinates.
-pub(crate) fn status(shared: &Shared, topic: &str) -> Value {
+pub(super) fn status(shared: &Shared, topic: &str) -> Value {
     let maps = shared.splice.snapshot();
     let partitions: Vec<Value> = maps
         .partitions(topic)

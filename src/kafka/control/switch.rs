@@ -40,21 +40,21 @@ const TRANSACTION_POLL: Duration = Duration::from_millis(50);
 
 /// What one switch did.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Switched {
+pub(super) struct Switched {
     /// The partition.
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// The cluster that received writes before.
-    pub from: Side,
+    pub(crate) from: Side,
     /// The cluster receiving them now.
-    pub to: Side,
+    pub(crate) to: Side,
     /// The closing cluster's end offset (physical) when fenced.
-    pub closing_end: i64,
+    pub(crate) closing_end: i64,
     /// The new segment's physical start on `to`.
-    pub physical_start: i64,
+    pub(crate) physical_start: i64,
     /// The new segment's virtual start.
-    pub virtual_start: i64,
+    pub(crate) virtual_start: i64,
     /// How long produce on the partition was held, in milliseconds.
-    pub fenced_ms: f64,
+    fenced_ms: f64,
 }
 
 /// Moves `topic`/`partition`'s writes to `to`; `None` when it already writes there.
@@ -62,7 +62,7 @@ pub struct Switched {
 /// # Errors
 /// Why the switch was abandoned (produce then continues on the cluster it
 /// was on; nothing was persisted).
-pub(crate) async fn switch(
+pub(super) async fn switch(
     shared: &Shared,
     topic: &str,
     partition: i32,

@@ -32,22 +32,22 @@ const RESOURCE_TOPIC: i8 = 2;
 
 /// One topic as a cluster's Metadata shows it.
 #[derive(Debug, Clone)]
-pub struct TopicShape {
+pub(super) struct TopicShape {
     /// `(partition, leader node id)`, sorted by partition.
-    pub partitions: Vec<(i32, i32)>,
+    pub(crate) partitions: Vec<(i32, i32)>,
     /// Replicas of the first partition.
-    pub replication: usize,
+    pub(super) replication: usize,
 }
 
 /// A cluster's Metadata answer for one topic.
 #[derive(Debug, Clone)]
-pub struct ClusterView {
+pub(crate) struct ClusterView {
     /// `(node id, "host:port")`.
-    pub brokers: Vec<(i32, String)>,
+    pub(crate) brokers: Vec<(i32, String)>,
     /// Controller node id (-1 when unknown).
-    pub controller: i32,
+    pub(crate) controller: i32,
     /// The topic, `None` when the cluster does not have it.
-    pub topic: Option<TopicShape>,
+    pub(crate) topic: Option<TopicShape>,
 }
 
 fn s(x: &str) -> StrBytes {
@@ -194,7 +194,7 @@ async fn source_configs_once(
 /// source's partition count, replication factor (capped at the target's
 /// broker count) and topic configs, or reports how the existing one compares.
 /// Never modifies an existing target topic.
-pub(crate) async fn migrate(shared: &Shared, topic: &str) -> Value {
+pub(super) async fn migrate(shared: &Shared, topic: &str) -> Value {
     match migrate_inner(shared, topic).await {
         Ok(report) => report,
         Err(reason) => json!({ "topic": topic, "outcome": "error", "reason": reason }),
@@ -306,7 +306,7 @@ fn present(topic: &str, source: usize, target: usize) -> Value {
 ///
 /// # Errors
 /// When a leader cannot be asked or reports an error for a partition.
-pub(crate) async fn list_offsets(
+pub(super) async fn list_offsets(
     shared: &Shared,
     side: Side,
     topic: &str,
@@ -393,7 +393,7 @@ async fn list_offsets_once(
 
 /// Learns `topic`'s leaders on `side` (the switch may run before any
 /// client asked that cluster).
-pub(crate) async fn refresh_layout(shared: &Shared, side: Side, topic: &str) -> Result<(), String> {
+pub(super) async fn refresh_layout(shared: &Shared, side: Side, topic: &str) -> Result<(), String> {
     let request = MetadataRequest::default()
         .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
             TopicName(StrBytes::from_string(topic.to_owned())),

@@ -36,7 +36,7 @@ const READ_RESERVE: usize = 16 * 1024;
 const WINDOW: usize = 64;
 const CLIENT_WRITE_BUFFER: usize = 64 * 1024;
 
-pub(in crate::kafka) async fn run(
+pub(crate) async fn run(
     shared: Arc<Shared>,
     door: Door,
     client: Stream,

@@ -35,7 +35,7 @@ const HIGH_WATERMARK: i64 = -1;
 /// deleting before virtual `offset`, and the cluster whose answer gives
 /// the new low watermark.
 #[must_use]
-pub fn plan(map: &PartitionMap, offset: i64) -> (Vec<(Side, i64)>, Side) {
+pub(crate) fn plan(map: &PartitionMap, offset: i64) -> (Vec<(Side, i64)>, Side) {
     let segments = map.segments();
     let last = if offset == HIGH_WATERMARK {
         segments.len().saturating_sub(1)

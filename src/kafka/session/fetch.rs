@@ -32,7 +32,7 @@ use crate::kafka::splice::routing::ReadAt;
 use crate::kafka::splice::split::group_by;
 
 /// Longest wait of each part of a split fetch.
-pub const SPLIT_MAX_WAIT_MS: i32 = 100;
+const SPLIT_MAX_WAIT_MS: i32 = 100;
 
 pub(super) async fn route(
     session: &mut Session,
@@ -209,7 +209,7 @@ fn merge(merged: &mut FetchResponse, part: FetchResponse) {
 ///
 /// # Errors
 /// When its records are not v2 batches.
-pub fn translate(p: &mut PartitionData, at: &ReadAt) -> Result<(), FrameError> {
+pub(crate) fn translate(p: &mut PartitionData, at: &ReadAt) -> Result<(), FrameError> {
     let loc = at.located;
     p.preferred_read_replica = BrokerId(-1);
     p.current_leader = Default::default();
@@ -250,7 +250,7 @@ pub fn translate(p: &mut PartitionData, at: &ReadAt) -> Result<(), FrameError> {
 ///
 /// # Errors
 /// When the blob holds something other than v2 batches.
-pub fn translate_records(
+fn translate_records(
     records: &Bytes,
     delta: i64,
     physical_end: Option<i64>,

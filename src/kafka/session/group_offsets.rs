@@ -19,7 +19,7 @@ use crate::kafka::splice::split::Dest;
 use crate::kafka::splice::translate::{add_refused, commit_to_target, fetched_to_virtual};
 
 /// OffsetCommit of a group the target coordinates, sent to `dest`.
-pub(super) async fn commit(
+pub(crate) async fn commit(
     session: &mut Session,
     dest: Dest,
     frame: Bytes,

@@ -58,7 +58,7 @@ fn key_at(key: ApiKey) -> Option<KeyAt> {
 /// request has none (an InitProducerId without transactional id) or is
 /// not a coordinator request.
 #[must_use]
-pub fn coordinator_key(frame: &[u8], header: &RequestHeader) -> Option<(CoordinatorKind, String)> {
+fn coordinator_key(frame: &[u8], header: &RequestHeader) -> Option<(CoordinatorKind, String)> {
     let at = key_at(header.key)?;
     let flexible = request_header_version(header.api_key, header.api_version) == Some(2);
     let mut r = Reader::new(frame.get(header.body_offset..)?, flexible);
@@ -77,7 +77,7 @@ pub fn coordinator_key(frame: &[u8], header: &RequestHeader) -> Option<(Coordina
 
 /// Whether requests of `key` go to a coordinator.
 #[must_use]
-pub fn coordinated(key: ApiKey) -> bool {
+pub(crate) fn coordinated(key: ApiKey) -> bool {
     key_at(key).is_some()
 }
 
@@ -155,7 +155,7 @@ async fn hand_off(
 const INVALID_REQUEST: i16 = 42;
 
 /// Why a consumer of the new group protocol is refused, in its own words.
-pub const CONSUMER_PROTOCOL_REFUSED: &str = "cutover does not support the consumer group protocol \
+const CONSUMER_PROTOCOL_REFUSED: &str = "cutover does not support the consumer group protocol \
      (KIP-848, group.protocol=consumer) yet: set group.protocol=classic";
 
 /// ConsumerGroupHeartbeat (KIP-848), answered by the proxy itself with
@@ -302,7 +302,7 @@ async fn coordinator(
 
 /// FindCoordinator: asked of the home cluster; the answer's real
 /// coordinators are remembered and replaced by virtual ones.
-pub(super) async fn find_coordinator(
+pub(crate) async fn find_coordinator(
     session: &mut Session,
     frame: Bytes,
     header: &RequestHeader,

@@ -17,17 +17,17 @@ use crate::kafka::cluster::Side;
 
 /// What an answer's hints said, and whether the answer was changed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Hints {
+pub(crate) struct Hints {
     /// `(topic, partition, leader node id)` per partition with a known leader.
-    pub leaders: Vec<(String, i32, i32)>,
+    pub(crate) leaders: Vec<(String, i32, i32)>,
     /// `(node id, "host:port")` of the brokers named.
-    pub endpoints: Vec<(i32, String)>,
+    pub(crate) endpoints: Vec<(i32, String)>,
     /// Whether anything was removed (the answer must be re-encoded).
-    pub stripped: bool,
+    pub(super) stripped: bool,
 }
 
 /// Removes the hints from a Produce answer, returning them.
-pub fn strip_produce(body: &mut ProduceResponse) -> Hints {
+pub(super) fn strip_produce(body: &mut ProduceResponse) -> Hints {
     let mut hints = Hints::default();
     for topic in &mut body.responses {
         for p in &mut topic.partition_responses {
@@ -49,7 +49,7 @@ pub fn strip_produce(body: &mut ProduceResponse) -> Hints {
 
 /// Removes the hints (and preferred read replicas) from a Fetch answer,
 /// returning them.
-pub fn strip_fetch(body: &mut FetchResponse) -> Hints {
+pub(super) fn strip_fetch(body: &mut FetchResponse) -> Hints {
     let mut hints = Hints::default();
     for topic in &mut body.responses {
         for p in &mut topic.partitions {
@@ -89,7 +89,7 @@ impl Hints {
 /// Routes by what `hints` said of `side`: each partition's new leader,
 /// when its address is named or already known (an unknown broker is left
 /// to the next Metadata).
-pub fn learn(shared: &Shared, side: Side, hints: &Hints) {
+pub(crate) fn learn(shared: &Shared, side: Side, hints: &Hints) {
     if hints.leaders.is_empty() {
         return;
     }

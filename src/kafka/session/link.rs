@@ -30,7 +30,7 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const READ_RESERVE: usize = 16 * 1024;
 
 /// An answer, or why none will come.
-pub type Answer = Result<Bytes, String>;
+pub(crate) type Answer = Result<Bytes, String>;
 
 struct Waiter {
     correlation_id: i32,
@@ -45,12 +45,12 @@ struct Queue {
 }
 
 /// A session's connection to one upstream broker.
-pub struct Link {
+pub(super) struct Link {
     /// Where it goes (`cluster` name and address), for messages.
-    pub name: String,
+    pub(crate) name: String,
     /// When the connection's SASL login must be renewed (KIP-368): the
     /// broker limited its session.
-    pub reauth_at: Option<std::time::Instant>,
+    pub(super) reauth_at: Option<std::time::Instant>,
     writer: BufWriter<WriteHalf<Stream>>,
     queue: Arc<Mutex<Queue>>,
     reader: JoinHandle<()>,
@@ -65,7 +65,7 @@ impl Drop for Link {
 
 impl Link {
     /// Wraps a connected stream; `max_frame` bounds answers.
-    pub fn new(name: String, stream: Stream, max_frame: usize) -> Link {
+    pub(crate) fn new(name: String, stream: Stream, max_frame: usize) -> Link {
         let (read, write) = tokio::io::split(stream);
         let queue = Arc::new(Mutex::new(Queue::default()));
         let reader = tokio::spawn(read_answers(read, queue.clone(), max_frame, name.clone()));
@@ -82,7 +82,7 @@ impl Link {
     /// Whether the connection has failed (the session then drops it and
     /// connects again on the next request).
     #[must_use]
-    pub fn failed(&self) -> Option<String> {
+    pub(crate) fn failed(&self) -> Option<String> {
         lock(&self.queue).failed.clone()
     }
 
@@ -93,7 +93,7 @@ impl Link {
     ///
     /// # Errors
     /// Why the connection cannot take it.
-    pub async fn send(
+    pub(super) async fn send(
         &mut self,
         parts: &[&[u8]],
         correlation_id: i32,
@@ -125,7 +125,7 @@ impl Link {
     ///
     /// # Errors
     /// Why the write failed.
-    pub async fn flush(&mut self) -> Result<(), String> {
+    pub(crate) async fn flush(&mut self) -> Result<(), String> {
         if !self.dirty {
             return Ok(());
         }
@@ -207,17 +207,17 @@ const REAUTH_AT_SHARE: f64 = 0.85;
 
 /// When a login that holds for `lifetime` should be renewed.
 #[must_use]
-pub fn reauth_deadline(lifetime: std::time::Duration) -> std::time::Instant {
+pub(super) fn reauth_deadline(lifetime: std::time::Duration) -> std::time::Instant {
     std::time::Instant::now() + lifetime.mul_f64(REAUTH_AT_SHARE)
 }
 
 /// A login's rounds through a live link (KIP-368 re-authentication): the
 /// requests queue behind the ones already sent, as the broker expects.
-pub struct LinkRounds<'a> {
+pub(super) struct LinkRounds<'a> {
     /// The link.
-    pub link: &'a mut Link,
+    pub(super) link: &'a mut Link,
     /// Correlation ids of the session's id space, one per round.
-    pub ids: std::vec::IntoIter<i32>,
+    pub(crate) ids: std::vec::IntoIter<i32>,
 }
 
 #[async_trait::async_trait]

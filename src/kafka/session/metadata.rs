@@ -196,7 +196,7 @@ fn discovered(source: &MetadataResponse) -> Vec<String> {
 /// `real_leader(topic, partition)`, a hash while unknown), no epochs;
 /// topics in `target` state described by the target when it knows them.
 #[must_use]
-pub fn virtual_view(
+fn virtual_view(
     mut source: MetadataResponse,
     target: Option<&MetadataResponse>,
     brokers: &VirtualBrokers,

@@ -21,7 +21,7 @@
 //! - `hints`: KIP-951 leader hints stripped from answers and learnt;
 //! - `traffic`: per-topic metrics and group lag from what a request holds.
 
-pub(super) mod connection;
+pub(crate) mod connection;
 mod delete_records;
 mod dispatch;
 mod fetch;
@@ -34,5 +34,5 @@ mod offsets;
 mod offsets_by_time;
 mod produce;
 mod relay;
-pub(super) mod traffic;
+pub(crate) mod traffic;
 mod txn;

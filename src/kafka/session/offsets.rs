@@ -28,7 +28,7 @@ const EARLIEST: i64 = -2;
 /// Which cluster answers a ListOffsets query for `timestamp`, and the
 /// `virtual - physical` delta of its answer.
 #[must_use]
-pub fn plan(map: &PartitionMap, timestamp: i64) -> (Side, i64) {
+pub(crate) fn plan(map: &PartitionMap, timestamp: i64) -> (Side, i64) {
     let segment = if timestamp == EARLIEST {
         map.segments()
             .first()

@@ -23,7 +23,7 @@ use crate::kafka::splice::segments::PartitionMap;
 /// or earliest, on a partition with more than one segment: records
 /// deleted up to a closed segment's end send "earliest" to the next).
 #[must_use]
-pub fn spans(map: &PartitionMap, timestamp: i64) -> bool {
+pub(super) fn spans(map: &PartitionMap, timestamp: i64) -> bool {
     (timestamp >= 0 || timestamp == EARLIEST) && map.segments().len() > 1
 }
 
@@ -32,7 +32,7 @@ const EARLIEST: i64 = -2;
 
 /// What segment `index`'s cluster answering `physical` means.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// The answer, in virtual offsets.
     Found(i64),
     /// Not in this segment: ask the next.
@@ -43,7 +43,7 @@ pub enum Step {
 /// at `physical` (-1: none). Before the segment's start it is clamped to
 /// the start (records before it are not part of the virtual space).
 #[must_use]
-pub fn step(map: &PartitionMap, index: usize, physical: i64) -> Step {
+pub(crate) fn step(map: &PartitionMap, index: usize, physical: i64) -> Step {
     let Some(segment) = map.segments().get(index) else {
         return Step::Next;
     };
@@ -55,7 +55,7 @@ pub fn step(map: &PartitionMap, index: usize, physical: i64) -> Step {
 }
 
 /// The client's answer for `asked` (a time on `topic`'s spliced partition).
-pub async fn resolve(
+pub(crate) async fn resolve(
     shared: &Shared,
     topic: &TopicName,
     asked: &ListOffsetsPartition,

@@ -38,7 +38,7 @@ pub(crate) enum Close {
 }
 
 /// What a reply writes to the client.
-pub(crate) enum Out {
+pub(super) enum Out {
     /// Nothing (Produce with acks=0).
     Nothing,
     /// A frame already carrying the client's correlation id.
@@ -48,23 +48,23 @@ pub(crate) enum Out {
 }
 
 /// A queued answer to one client request.
-pub(crate) type Reply = BoxFuture<'static, Result<Out, Close>>;
+pub(super) type Reply = BoxFuture<'static, Result<Out, Close>>;
 
 /// The request half's state: the links and the session's correlation ids.
-pub(crate) struct Session {
-    pub shared: Arc<Shared>,
+pub(super) struct Session {
+    pub(crate) shared: Arc<Shared>,
     links: HashMap<(Side, Option<String>), Link>,
     next_id: i32,
-    pub peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     /// Where the client is in its SASL login (only with `kafka.users_file`).
-    pub login: Login,
+    pub(crate) login: Login,
     /// A login again in progress on a logged-in connection (KIP-368).
-    pub relogin: Option<Login>,
+    pub(super) relogin: Option<Login>,
 }
 
 impl Session {
     /// A session of a client at `peer` with no link yet and not logged in.
-    pub fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
         Self {
             shared,
             links: HashMap::new(),
@@ -76,7 +76,7 @@ impl Session {
     }
 
     /// The next correlation id of the session's own id space.
-    pub fn next_id(&mut self) -> i32 {
+    fn next_id(&mut self) -> i32 {
         self.next_id = self.next_id.wrapping_add(1) & i32::MAX;
         self.next_id
     }
@@ -172,7 +172,7 @@ impl Session {
     /// request connects again. Only for requests that carry no order with
     /// the ones before (Metadata): a failed link's answers owed already
     /// failed their replies.
-    pub fn forget_failed(&mut self, side: Side, addr: Option<&str>) {
+    pub(super) fn forget_failed(&mut self, side: Side, addr: Option<&str>) {
         let key = (side, addr.map(str::to_owned));
         if self.links.get(&key).and_then(Link::failed).is_some() {
             self.links.remove(&key);
@@ -182,7 +182,7 @@ impl Session {
     /// Forwards the client's request frame unchanged but for the
     /// correlation id; returns the answer's receiver unless `answered` is
     /// false.
-    pub async fn forward(
+    pub(super) async fn forward(
         &mut self,
         side: Side,
         addr: Option<&str>,
@@ -205,7 +205,7 @@ impl Session {
 
     /// Sends a request the proxy encoded itself (a split part or its own),
     /// with the client's id and `client_id` in the header.
-    pub async fn send<T: Encodable>(
+    pub(super) async fn send<T: Encodable>(
         &mut self,
         dest: &Dest,
         key: ApiKey,
@@ -235,7 +235,7 @@ impl Session {
     ///
     /// # Errors
     /// [`Close::Upstream`] when the link fails or the answer does not decode.
-    pub async fn call<Req: Encodable, Resp: Decodable>(
+    pub(crate) async fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
         dest: &Dest,
         key: ApiKey,
@@ -262,7 +262,7 @@ impl Session {
     }
 
     /// Pushes every link's buffered requests to its socket.
-    pub async fn flush(&mut self) -> Result<(), Close> {
+    pub(crate) async fn flush(&mut self) -> Result<(), Close> {
         for link in self.links.values_mut() {
             link.flush().await.map_err(Close::Upstream)?;
         }
@@ -283,7 +283,7 @@ pub(crate) async fn answer(rx: oneshot::Receiver<Answer>) -> Result<Bytes, Close
 }
 
 /// The client id of a request, for the proxy's own re-encoded parts.
-pub(crate) fn client_id(frame: &[u8], header: &RequestHeader) -> Option<StrBytes> {
+pub(super) fn client_id(frame: &[u8], header: &RequestHeader) -> Option<StrBytes> {
     header
         .client_id(frame)
         .map(|id| StrBytes::from_string(String::from_utf8_lossy(id).into_owned()))

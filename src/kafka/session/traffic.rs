@@ -33,7 +33,7 @@ type GroupCommits = HashMap<i32, i64>;
 /// so it follows producers between commits and one member's commit does
 /// not hide the partitions the other members hold.
 #[derive(Debug, Default)]
-pub struct Watermarks {
+pub(crate) struct Watermarks {
     hw: DashMap<(String, i32), i64>,
     commits: DashMap<String, HashMap<String, GroupCommits>>,
 }
@@ -104,7 +104,7 @@ fn publish_lag(shared: &Shared, topic: &str) {
 
 /// Records (offsets) in a records blob, from batch headers only.
 #[must_use]
-pub fn record_count(records: &[u8]) -> u64 {
+fn record_count(records: &[u8]) -> u64 {
     batches(records)
         .filter_map(|b| match b {
             Ok(Batch::Whole(v)) => Some(u64::try_from(v.last_offset_delta()).unwrap_or(0) + 1),
@@ -156,7 +156,7 @@ fn counted(
 
 /// Records per partition of a Produce request (for [`produce_answered`]).
 #[must_use]
-pub fn partition_counts(
+pub(crate) fn partition_counts(
     request: &cutover_kafka::kafka_protocol::messages::ProduceRequest,
 ) -> HashMap<(String, i32), i64> {
     request
@@ -204,7 +204,7 @@ pub(crate) fn split<'a>(shared: &Shared, api: &'static str, topics: impl Iterato
 }
 
 /// Time from sending to answer of a request to `side`.
-pub(crate) fn latency(shared: &Shared, side: Side, started: std::time::Instant) {
+pub(super) fn latency(shared: &Shared, side: Side, started: std::time::Instant) {
     metrics::histogram!(metrics::REQUEST_DURATION, "migration" => shared.migration.name.to_string(), "cluster" => shared.cluster_name(side))
         .record(started.elapsed().as_secs_f64());
 }
@@ -217,7 +217,7 @@ pub(crate) fn latency(shared: &Shared, side: Side, started: std::time::Instant) 
 /// (base offset + records, physical): the switch closes a segment no
 /// earlier than that, whatever a broker's high watermark says (it may lag
 /// behind writes it acknowledged with acks=1, or be read stale).
-pub(crate) fn produce_answered(
+pub(super) fn produce_answered(
     shared: &Shared,
     side: Side,
     body: &ProduceResponse,
@@ -254,7 +254,7 @@ pub(crate) fn produce_answered(
 /// `translated` answer may come from a closed segment, whose watermark
 /// stops at the segment's end: it may only raise the one remembered, or a
 /// consumer reading old records would make its group's lag look small.
-pub(crate) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, translated: bool) {
+pub(super) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, translated: bool) {
     for t in &body.responses {
         let topic = t.topic.0.as_str();
         let (mut records, mut bytes) = (0u64, 0u64);
@@ -305,7 +305,7 @@ pub(crate) fn committed(shared: &Shared, commits: &[(String, String, i32, i64)])
 /// A Produce answer in virtual offsets: each partition's log now ends at
 /// least at base offset + records, so the groups' lag grows with writes
 /// even while no consumer fetches.
-pub(crate) fn produce_ends(
+pub(super) fn produce_ends(
     shared: &Shared,
     body: &ProduceResponse,
     counts: &HashMap<(String, i32), i64>,

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 /// One key's gate. Two wake-ups, so a request backing out of a raised
 /// fence wakes the draining change but never itself.
 #[derive(Debug, Default)]
-pub struct Gate {
+struct Gate {
     inflight: AtomicUsize,
     fenced: AtomicBool,
     /// The in-flight count reached zero.
@@ -34,7 +34,7 @@ pub struct Gate {
 /// A request counted in flight until dropped (when its answer arrived,
 /// or at once when none is expected).
 #[derive(Debug)]
-pub struct Inflight(Arc<Gate>);
+pub(crate) struct Inflight(Arc<Gate>);
 
 impl Drop for Inflight {
     fn drop(&mut self) {
@@ -47,10 +47,10 @@ impl Drop for Inflight {
 /// A raised fence; lowered when dropped, so every error path releases
 /// the held requests.
 #[derive(Debug)]
-pub struct Fence {
+pub(crate) struct Fence {
     gate: Arc<Gate>,
     /// When it was raised (the fenced window is measured from here).
-    pub since: Instant,
+    pub(crate) since: Instant,
 }
 
 impl Drop for Fence {
@@ -65,7 +65,7 @@ impl Fence {
     ///
     /// # Errors
     /// How many were still in flight at the deadline.
-    pub async fn drained(&self, within: Duration) -> Result<(), usize> {
+    pub(crate) async fn drained(&self, within: Duration) -> Result<(), usize> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.gate.drained.notified();
@@ -84,7 +84,7 @@ impl Fence {
 
 /// The gates of one kind of key, created on first use.
 #[derive(Debug)]
-pub struct Gates<K: Eq + Hash> {
+pub(crate) struct Gates<K: Eq + Hash> {
     gates: DashMap<K, Arc<Gate>>,
 }
 
@@ -106,7 +106,7 @@ impl<K: Eq + Hash + Clone> Gates<K> {
 
     /// Counts a request in flight on `key`, unless its fence is raised
     /// (then nothing is counted and the caller waits with [`Gates::enter`]).
-    pub fn try_enter(&self, key: &K) -> Option<Inflight> {
+    pub(crate) fn try_enter(&self, key: &K) -> Option<Inflight> {
         let gate = self.gate(key);
         gate.inflight.fetch_add(1, Ordering::SeqCst);
         let guard = Inflight(gate);
@@ -120,7 +120,7 @@ impl<K: Eq + Hash + Clone> Gates<K> {
     /// no give-up: a request let through while fenced could reach the
     /// upstream the change is reading. Every change lowers its fence on
     /// every path, bounded by its own time limits.
-    pub async fn enter(&self, key: &K) -> Inflight {
+    pub(crate) async fn enter(&self, key: &K) -> Inflight {
         loop {
             let gate = self.gate(key);
             let notified = gate.released.notified();
@@ -133,7 +133,7 @@ impl<K: Eq + Hash + Clone> Gates<K> {
 
     /// Raises `key`'s fence.
     #[must_use]
-    pub fn fence(&self, key: &K) -> Fence {
+    pub(crate) fn fence(&self, key: &K) -> Fence {
         let gate = self.gate(key);
         gate.fenced.store(true, Ordering::SeqCst);
         Fence {

@@ -11,8 +11,8 @@
 //! - `translate`: a target-coordinated group's committed offsets between
 //!   virtual and target-physical.
 
-pub(super) mod gate;
-pub(super) mod routing;
-pub(super) mod segments;
-pub(super) mod split;
-pub(super) mod translate;
+pub(crate) mod gate;
+pub(crate) mod routing;
+pub(crate) mod segments;
+pub(crate) mod split;
+pub(crate) mod translate;

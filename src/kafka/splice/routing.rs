@@ -15,35 +15,35 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use super::gate::Gates;
-pub use super::gate::{Fence, Inflight};
+use super::gate::{Fence, Inflight};
 use super::segments::{Located, PartitionMap, SegmentMaps};
 use crate::kafka::cluster::Side;
 use crate::migration::store::StateStore;
 
 /// Where a partition's writes go and how their offsets translate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shift {
+pub(crate) struct Shift {
     /// The cluster receiving the writes.
-    pub side: Side,
+    pub(crate) side: Side,
     /// `virtual - physical` in the open segment.
-    pub delta: i64,
+    pub(crate) delta: i64,
     /// The partition's virtual log start (its first segment's start).
-    pub log_start: i64,
+    pub(crate) log_start: i64,
 }
 
 /// A read position resolved: the segment, and the partition's virtual log start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ReadAt {
+pub(crate) struct ReadAt {
     /// Where the offset lives.
-    pub located: Located,
+    pub(crate) located: Located,
     /// The partition's virtual log start.
-    pub log_start: i64,
+    pub(crate) log_start: i64,
 }
 
 impl ReadAt {
     /// Whether reading here needs no translation at all.
     #[must_use]
-    pub fn is_plain(&self) -> bool {
+    pub(crate) fn is_plain(&self) -> bool {
         self.located.delta == 0
             && self.located.physical_end.is_none()
             && self.located.side == Side::Source
@@ -51,16 +51,16 @@ impl ReadAt {
 }
 
 /// Longest a switch waits for in-flight produces before it aborts.
-pub const FENCE_DRAIN_MAX: Duration = Duration::from_secs(5);
+pub(crate) const FENCE_DRAIN_MAX: Duration = Duration::from_secs(5);
 
 /// One migration's splice state.
 #[derive(Debug, Default)]
-pub struct Splice {
+pub(crate) struct Splice {
     maps: RwLock<SegmentMaps>,
     /// Per partition, its produces.
     gates: Gates<(String, i32)>,
     /// Per consumer group, its offset requests (while its coordination moves).
-    pub groups: Gates<String>,
+    pub(crate) groups: Gates<String>,
     /// Per cluster and partition, the physical end of what the proxy has
     /// been acknowledged there.
     ends: DashMap<(Side, String, i32), i64>,
@@ -69,7 +69,7 @@ pub struct Splice {
 impl Splice {
     /// Starts from persisted maps.
     #[must_use]
-    pub fn new(maps: SegmentMaps) -> Self {
+    pub(crate) fn new(maps: SegmentMaps) -> Self {
         Splice {
             maps: RwLock::new(maps),
             gates: Gates::default(),
@@ -89,21 +89,21 @@ impl Splice {
     /// Counts a produce in flight on `topic`/`partition` and says where it
     /// goes, unless the partition is fenced (then nothing is counted and
     /// the caller waits with [`Splice::begin`]).
-    pub fn try_begin(&self, topic: &str, partition: i32) -> Option<(Shift, Inflight)> {
+    pub(crate) fn try_begin(&self, topic: &str, partition: i32) -> Option<(Shift, Inflight)> {
         let guard = self.gates.try_enter(&(topic.to_owned(), partition))?;
         Some((self.produce_shift(topic, partition), guard))
     }
 
     /// [`Splice::try_begin`], waiting while the partition is fenced
     /// (see [`Gates::enter`]).
-    pub async fn begin(&self, topic: &str, partition: i32) -> (Shift, Inflight) {
+    pub(crate) async fn begin(&self, topic: &str, partition: i32) -> (Shift, Inflight) {
         let guard = self.gates.enter(&(topic.to_owned(), partition)).await;
         (self.produce_shift(topic, partition), guard)
     }
 
     /// Records that `side`'s log of `topic`/`partition` reaches at least
     /// `end` (an acknowledged produce ended there).
-    pub fn written(&self, side: Side, topic: &str, partition: i32, end: i64) {
+    pub(crate) fn written(&self, side: Side, topic: &str, partition: i32, end: i64) {
         let mut e = self
             .ends
             .entry((side, topic.to_owned(), partition))
@@ -114,7 +114,7 @@ impl Splice {
     /// The end of what the proxy was acknowledged on `side`'s
     /// `topic`/`partition`, if it wrote there since it started.
     #[must_use]
-    pub fn acknowledged_end(&self, side: Side, topic: &str, partition: i32) -> Option<i64> {
+    pub(crate) fn acknowledged_end(&self, side: Side, topic: &str, partition: i32) -> Option<i64> {
         self.ends
             .get(&(side, topic.to_owned(), partition))
             .map(|e| *e)
@@ -122,13 +122,13 @@ impl Splice {
 
     /// Raises `topic`/`partition`'s fence.
     #[must_use]
-    pub fn fence(&self, topic: &str, partition: i32) -> Fence {
+    pub(crate) fn fence(&self, topic: &str, partition: i32) -> Fence {
         self.gates.fence(&(topic.to_owned(), partition))
     }
 
     #[cfg(test)]
     /// Installs a new map for one partition (after it was persisted).
-    pub fn install(&self, topic: &str, partition: i32, map: PartitionMap) {
+    fn install(&self, topic: &str, partition: i32, map: PartitionMap) {
         self.maps
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -136,19 +136,19 @@ impl Splice {
     }
 
     /// Replaces every map and shift set (after they were persisted).
-    pub fn replace(&self, maps: SegmentMaps) {
+    pub(crate) fn replace(&self, maps: SegmentMaps) {
         *self.maps.write().unwrap_or_else(|e| e.into_inner()) = maps;
     }
 
     /// A copy of every map, to persist with one change applied.
     #[must_use]
-    pub fn snapshot(&self) -> SegmentMaps {
+    pub(crate) fn snapshot(&self) -> SegmentMaps {
         self.maps.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Where `topic`/`partition`'s writes go now.
     #[must_use]
-    pub fn produce_shift(&self, topic: &str, partition: i32) -> Shift {
+    pub(crate) fn produce_shift(&self, topic: &str, partition: i32) -> Shift {
         self.with_map(topic, partition, |map| {
             let open = map.open();
             Shift {
@@ -161,7 +161,7 @@ impl Splice {
 
     /// Where `virtual_offset` of `topic`/`partition` is read from.
     #[must_use]
-    pub fn locate(&self, topic: &str, partition: i32, virtual_offset: i64) -> ReadAt {
+    pub(crate) fn locate(&self, topic: &str, partition: i32, virtual_offset: i64) -> ReadAt {
         self.with_map(topic, partition, |map| ReadAt {
             located: map.locate(virtual_offset),
             log_start: map.segments().first().map_or(0, |s| s.virtual_start),
@@ -170,19 +170,19 @@ impl Splice {
 
     /// Whether `topic`/`partition` has never switched (no copy of its map).
     #[must_use]
-    pub fn is_identity(&self, topic: &str, partition: i32) -> bool {
+    pub(crate) fn is_identity(&self, topic: &str, partition: i32) -> bool {
         self.with_map(topic, partition, PartitionMap::is_identity)
     }
 
     /// A copy of one partition's map.
     #[must_use]
-    pub fn map(&self, topic: &str, partition: i32) -> PartitionMap {
+    pub(crate) fn map(&self, topic: &str, partition: i32) -> PartitionMap {
         self.with_map(topic, partition, Clone::clone)
     }
 
     /// The cluster coordinating consumer group `group`.
     #[must_use]
-    pub fn group_home(&self, group: &str) -> Side {
+    pub(crate) fn group_home(&self, group: &str) -> Side {
         self.maps
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -191,7 +191,7 @@ impl Splice {
 
     /// Whether any partition of the migration reads or writes the target.
     #[must_use]
-    pub fn any_on_target(&self) -> bool {
+    pub(crate) fn any_on_target(&self) -> bool {
         let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
         maps.any_spliced()
     }
@@ -199,7 +199,7 @@ impl Splice {
 
 /// Name of the state-store blob holding a migration's segment maps.
 #[must_use]
-pub fn blob_name(migration: &str) -> String {
+pub(crate) fn blob_name(migration: &str) -> String {
     format!("kafka-segments-{migration}")
 }
 
@@ -208,7 +208,7 @@ pub fn blob_name(migration: &str) -> String {
 /// # Errors
 /// When the store cannot be read or holds maps that do not parse: routing
 /// by a guess could lose or repeat records, so the proxy refuses to start.
-pub async fn load(store: &dyn StateStore, migration: &str) -> Result<SegmentMaps, String> {
+pub(crate) async fn load(store: &dyn StateStore, migration: &str) -> Result<SegmentMaps, String> {
     let name = blob_name(migration);
     match store.get_blob(&name).await {
         Ok(None) => Ok(SegmentMaps::default()),

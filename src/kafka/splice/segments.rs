@@ -20,33 +20,33 @@ use crate::kafka::cluster::Side;
 
 /// One segment's starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Segment {
+pub(crate) struct Segment {
     /// The cluster holding the segment's records.
-    pub side: Side,
+    pub(crate) side: Side,
     /// Its first physical offset in that cluster.
-    pub physical_start: i64,
+    pub(crate) physical_start: i64,
     /// The virtual offset clients see for `physical_start`.
-    pub virtual_start: i64,
+    pub(crate) virtual_start: i64,
 }
 
 /// Where a virtual offset lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Located {
+pub(crate) struct Located {
     /// Index of the segment in the map.
-    pub index: usize,
+    pub(crate) index: usize,
     /// Its cluster.
-    pub side: Side,
+    pub(crate) side: Side,
     /// The physical offset there.
-    pub physical: i64,
+    pub(crate) physical: i64,
     /// `virtual - physical` inside this segment.
-    pub delta: i64,
+    pub(crate) delta: i64,
     /// Physical end (exclusive) of a closed segment; `None` for the open one.
-    pub physical_end: Option<i64>,
+    pub(crate) physical_end: Option<i64>,
 }
 
 /// A segment could not be appended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpliceError {
+pub(crate) enum SpliceError {
     /// The closing cluster's end lies before the open segment's start.
     #[error(
         "the {side} end offset {end} is below the open segment's start {start}: the partition was truncated or recreated"
@@ -66,7 +66,7 @@ pub enum SpliceError {
 
 /// One partition's segments, oldest first, never empty.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionMap {
+pub(crate) struct PartitionMap {
     segments: Vec<Segment>,
 }
 
@@ -85,19 +85,19 @@ impl Default for PartitionMap {
 impl PartitionMap {
     /// The segments, oldest first.
     #[must_use]
-    pub fn segments(&self) -> &[Segment] {
+    pub(crate) fn segments(&self) -> &[Segment] {
         &self.segments
     }
 
     /// Whether every offset is its own virtual offset on the source.
     #[must_use]
-    pub fn is_identity(&self) -> bool {
+    pub(crate) fn is_identity(&self) -> bool {
         *self == PartitionMap::default()
     }
 
     /// The open segment, which receives writes.
     #[must_use]
-    pub fn open(&self) -> Segment {
+    pub(crate) fn open(&self) -> Segment {
         self.segments.last().copied().unwrap_or(Segment {
             side: Side::Source,
             physical_start: 0,
@@ -107,14 +107,14 @@ impl PartitionMap {
 
     /// The cluster receiving the partition's writes.
     #[must_use]
-    pub fn writer(&self) -> Side {
+    pub(crate) fn writer(&self) -> Side {
         self.open().side
     }
 
     /// The segment holding `virtual_offset`; offsets below the first
     /// segment's start (and negative sentinels) resolve to the first.
     #[must_use]
-    pub fn locate(&self, virtual_offset: i64) -> Located {
+    pub(crate) fn locate(&self, virtual_offset: i64) -> Located {
         let index = self
             .segments
             .iter()
@@ -125,7 +125,7 @@ impl PartitionMap {
 
     /// `virtual_offset` resolved inside segment `index`.
     #[must_use]
-    pub fn at(&self, index: usize, virtual_offset: i64) -> Located {
+    pub(crate) fn at(&self, index: usize, virtual_offset: i64) -> Located {
         let s = self
             .segments
             .get(index)
@@ -148,7 +148,7 @@ impl PartitionMap {
     /// The virtual offset of `physical` in the open segment (produce
     /// answers, high watermarks of the writing cluster).
     #[must_use]
-    pub fn open_to_virtual(&self, physical: i64) -> i64 {
+    fn open_to_virtual(&self, physical: i64) -> i64 {
         let s = self.open();
         physical + (s.virtual_start - s.physical_start)
     }
@@ -160,7 +160,7 @@ impl PartitionMap {
     /// # Errors
     /// [`SpliceError`] when `side` already writes or the end precedes the
     /// open segment's start.
-    pub fn appended(
+    pub(crate) fn appended(
         &self,
         side: Side,
         closing_end: i64,
@@ -195,7 +195,7 @@ impl PartitionMap {
 
 /// Every partition's map for one migration; absent partitions are identity.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentMaps {
+pub(crate) struct SegmentMaps {
     topics: HashMap<String, HashMap<i32, PartitionMap>>,
     /// Per topic, the partitions `dual_write` puts on the target (`ctl shift`).
     #[serde(default)]
@@ -209,20 +209,20 @@ pub struct SegmentMaps {
 impl SegmentMaps {
     /// The map of `topic`/`partition` (identity when never switched).
     #[must_use]
-    pub fn get(&self, topic: &str, partition: i32) -> Option<&PartitionMap> {
+    pub(crate) fn get(&self, topic: &str, partition: i32) -> Option<&PartitionMap> {
         self.topics.get(topic)?.get(&partition)
     }
 
     #[cfg(test)]
     /// The cluster receiving writes for `topic`/`partition`.
     #[must_use]
-    pub fn writer(&self, topic: &str, partition: i32) -> Side {
+    pub(crate) fn writer(&self, topic: &str, partition: i32) -> Side {
         self.get(topic, partition)
             .map_or(Side::Source, PartitionMap::writer)
     }
 
     /// Replaces one partition's map.
-    pub fn set(&mut self, topic: &str, partition: i32, map: PartitionMap) {
+    pub(crate) fn set(&mut self, topic: &str, partition: i32, map: PartitionMap) {
         self.topics
             .entry(topic.to_owned())
             .or_default()
@@ -231,18 +231,18 @@ impl SegmentMaps {
 
     /// The partitions of `topic` that `dual_write` puts on the target.
     #[must_use]
-    pub fn shifted(&self, topic: &str) -> BTreeSet<i32> {
+    pub(crate) fn shifted(&self, topic: &str) -> BTreeSet<i32> {
         self.shifted.get(topic).cloned().unwrap_or_default()
     }
 
     /// Sets them.
-    pub fn set_shifted(&mut self, topic: &str, partitions: BTreeSet<i32>) {
+    pub(crate) fn set_shifted(&mut self, topic: &str, partitions: BTreeSet<i32>) {
         self.shifted.insert(topic.to_owned(), partitions);
     }
 
     /// The cluster coordinating consumer group `group`.
     #[must_use]
-    pub fn group_home(&self, group: &str) -> Side {
+    pub(crate) fn group_home(&self, group: &str) -> Side {
         if self.moved_groups.contains(group) {
             Side::Target
         } else {
@@ -251,7 +251,7 @@ impl SegmentMaps {
     }
 
     /// Records which cluster coordinates `group`.
-    pub fn set_group_home(&mut self, group: &str, home: Side) {
+    pub(crate) fn set_group_home(&mut self, group: &str, home: Side) {
         match home {
             Side::Target => self.moved_groups.insert(group.to_owned()),
             Side::Source => self.moved_groups.remove(group),
@@ -260,13 +260,13 @@ impl SegmentMaps {
 
     /// The groups the target coordinates.
     #[must_use]
-    pub fn moved_groups(&self) -> &BTreeSet<String> {
+    pub(crate) fn moved_groups(&self) -> &BTreeSet<String> {
         &self.moved_groups
     }
 
     /// Every switched partition of `topic`, sorted.
     #[must_use]
-    pub fn partitions(&self, topic: &str) -> Vec<(i32, &PartitionMap)> {
+    pub(crate) fn partitions(&self, topic: &str) -> Vec<(i32, &PartitionMap)> {
         let mut out: Vec<_> = self
             .topics
             .get(topic)
@@ -278,7 +278,7 @@ impl SegmentMaps {
 
     /// Whether any partition of any topic is not identity.
     #[must_use]
-    pub fn any_spliced(&self) -> bool {
+    pub(super) fn any_spliced(&self) -> bool {
         self.topics
             .values()
             .any(|m| m.values().any(|p| !p.is_identity()))

@@ -9,24 +9,24 @@ use crate::kafka::cluster::Side;
 /// NOT_LEADER, the client refreshes its metadata through the proxy, and
 /// the proxy learns the leader from that answer).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Dest {
+pub(crate) struct Dest {
     /// The cluster.
-    pub side: Side,
+    pub(crate) side: Side,
     /// `host:port` of the broker.
-    pub addr: Option<String>,
+    pub(crate) addr: Option<String>,
 }
 
 impl Dest {
     /// The cluster's bootstrap endpoints.
     #[must_use]
-    pub fn bootstrap(side: Side) -> Dest {
+    pub(crate) fn bootstrap(side: Side) -> Dest {
         Dest { side, addr: None }
     }
 }
 
 /// Groups `items` by destination, keeping the order destinations and
 /// items were first seen.
-pub fn group_by<T>(items: impl IntoIterator<Item = (Dest, T)>) -> Vec<(Dest, Vec<T>)> {
+pub(crate) fn group_by<T>(items: impl IntoIterator<Item = (Dest, T)>) -> Vec<(Dest, Vec<T>)> {
     let mut groups: Vec<(Dest, Vec<T>)> = Vec::new();
     for (dest, item) in items {
         match groups.iter_mut().find(|(d, _)| *d == dest) {

@@ -26,14 +26,14 @@ use super::segments::PartitionMap;
 use crate::kafka::cluster::Side;
 
 /// The error a partition answers when its offset cannot be held on the target.
-pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 /// `physical` of `side` as a virtual offset: in the last of `side`'s
 /// segments starting at or before it (a closed one clamps at its end);
 /// before the first, that segment's start, since records there were never
 /// part of the virtual space. `None` when `side` holds no segment.
 #[must_use]
-pub fn to_virtual(map: &PartitionMap, side: Side, physical: i64) -> Option<i64> {
+pub(crate) fn to_virtual(map: &PartitionMap, side: Side, physical: i64) -> Option<i64> {
     if physical < 0 {
         return Some(physical);
     }
@@ -51,7 +51,7 @@ pub fn to_virtual(map: &PartitionMap, side: Side, physical: i64) -> Option<i64> 
 
 /// Prefix of the commit metadata that keeps a virtual position the target
 /// cannot hold (see [`to_target`]).
-pub const VIRTUAL_MARK: &str = "cutover-virtual:";
+const VIRTUAL_MARK: &str = "cutover-virtual:";
 
 /// A committed virtual position as the target group holds it: its physical
 /// offset when it lies in a target segment; inside a source segment (a
@@ -61,7 +61,7 @@ pub const VIRTUAL_MARK: &str = "cutover-virtual:";
 /// the target resumes at the first record the target has). `None` when no
 /// target segment follows: the partition writes to the source.
 #[must_use]
-pub fn to_target(
+pub(crate) fn to_target(
     map: &PartitionMap,
     virtual_offset: i64,
     metadata: Option<&str>,
@@ -84,7 +84,7 @@ pub fn to_target(
 /// see them: the virtual position kept by [`to_target`], else the physical
 /// offset translated (`None` when the target holds no segment).
 #[must_use]
-pub fn from_target(
+pub(crate) fn from_target(
     map: &PartitionMap,
     physical: i64,
     metadata: Option<&str>,
@@ -105,7 +105,7 @@ pub fn from_target(
 /// Translates every partition of `request` to what the target group holds
 /// (see [`to_target`]); returns the partitions that cannot be, removed
 /// from the request.
-pub fn commit_to_target(
+pub(crate) fn commit_to_target(
     request: &mut OffsetCommitRequest,
     map: impl Fn(&str, i32) -> PartitionMap,
 ) -> Vec<(TopicName, i32)> {
@@ -134,7 +134,7 @@ pub fn commit_to_target(
 }
 
 /// Translates an OffsetFetch answer of the target to virtual offsets.
-pub fn fetched_to_virtual(
+pub(crate) fn fetched_to_virtual(
     response: &mut OffsetFetchResponse,
     map: impl Fn(&str, i32) -> PartitionMap,
 ) {
@@ -153,7 +153,7 @@ pub fn fetched_to_virtual(
 }
 
 /// Adds the refused partitions to an OffsetCommit answer.
-pub fn add_refused(response: &mut OffsetCommitResponse, refused: &[(TopicName, i32)]) {
+pub(crate) fn add_refused(response: &mut OffsetCommitResponse, refused: &[(TopicName, i32)]) {
     for (name, partition) in refused {
         let p = OffsetCommitResponsePartition::default()
             .with_partition_index(*partition)
