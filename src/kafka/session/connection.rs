@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::dispatch;
+use super::link::explain;
 use super::relay::{Close, Out, Reply, Session};
 use crate::kafka::Door;
 use crate::kafka::Shared;
@@ -68,24 +69,21 @@ pub(crate) async fn run(
         },
         close = &mut writes => close,
     };
-    let reason = match &close {
-        Close::Client => "client",
-        Close::Idle => "idle",
-        Close::Shutdown => "shutdown",
-        Close::Protocol(_) => "protocol_error",
-        Close::Upstream(_) => "upstream",
-        Close::Auth => "auth",
-    };
+    let reason = close.reason();
     metrics::counter!(metrics::CONNECTIONS_CLOSED, "migration" => name.clone(), "reason" => reason)
         .increment(1);
-    match close {
-        Close::Protocol(why) => {
+    let party = close.party();
+    match &close {
+        Close::Protocol { .. } => {
             metrics::counter!(metrics::REQUEST_ERRORS, "migration" => name.clone(), "cluster" => "client", "kind" => "protocol")
                 .increment(1);
-            tracing::warn!(migration = %name, %peer, ?door, reason = %why, "closing kafka client connection");
+            tracing::warn!(migration = %name, %peer, ?door, ?party, reason = %explain(&close), "closing kafka client connection");
         }
-        Close::Upstream(why) => {
-            tracing::warn!(migration = %name, %peer, ?door, reason = %why, "closing kafka client connection: upstream failed");
+        Close::Upstream { .. } => {
+            tracing::warn!(migration = %name, %peer, ?door, ?party, reason = %explain(&close), "closing kafka client connection: upstream failed");
+        }
+        Close::Internal { .. } => {
+            tracing::error!(migration = %name, %peer, ?door, ?party, reason = %explain(&close), "closing kafka client connection: the proxy failed");
         }
         _ => {
             tracing::debug!(migration = %name, %peer, ?door, reason, "kafka client connection closed");
@@ -114,11 +112,11 @@ async fn requests(
             let frame = match next_frame(&mut buf, max_frame) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(e) => return Close::Protocol(e.to_string()),
+                Err(e) => return Close::protocol_by("reading a request frame", e),
             };
             let header = match peek_request(&frame) {
                 Ok(h) => h,
-                Err(e) => return Close::Protocol(e.to_string()),
+                Err(e) => return Close::protocol_by("reading a request header", e),
             };
             if let Some(logins) = logins {
                 let relogin = header.key == ApiKey::SaslHandshake
@@ -147,10 +145,10 @@ async fn requests(
                 }
             }
             if let Err(refused) = admit(header.key, header.api_version) {
-                return Close::Protocol(format!(
-                    "request with correlation id {}: {refused}",
-                    header.correlation_id
-                ));
+                return Close::protocol_by(
+                    format!("request with correlation id {}", header.correlation_id),
+                    refused,
+                );
             }
             let reply = match dispatch::route(session, frame, &header).await {
                 Ok(reply) => reply,
@@ -253,7 +251,7 @@ fn reply_to(step: Step) -> (Reply, Option<Close>) {
         ),
         Step::Close(why) => (
             Box::pin(async { Ok(Out::Nothing) }),
-            Some(Close::Protocol(why)),
+            Some(Close::protocol(why)),
         ),
     }
 }

@@ -78,8 +78,8 @@ pub(super) async fn route(
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let request: DeleteRecordsRequest =
-        decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let request: DeleteRecordsRequest = decode_request_body(&frame, header)
+        .map_err(|e| Close::protocol_by("decoding the request", e))?;
     let mut items = Vec::new();
     let mut asked: Vec<(TopicName, i32, PartitionMap, Side)> = Vec::new();
     for topic in &request.topics {
@@ -124,7 +124,7 @@ pub(super) async fn route(
                 true,
             )
             .await?
-            .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+            .ok_or_else(|| Close::internal("no answer expected"))?;
         pending.push((dest.side, rx));
     }
     Ok(Box::pin(async move {
@@ -134,7 +134,7 @@ pub(super) async fn route(
         for (side, rx) in pending {
             let part: DeleteRecordsResponse =
                 decode_response_body(&answer(rx).await?, ApiKey::DeleteRecords as i16, version)
-                    .map_err(|e| Close::Upstream(format!("DeleteRecords answer: {e}")))?;
+                    .map_err(|e| Close::upstream_by(side, "its DeleteRecords answer", e))?;
             throttle = part.throttle_time_ms.max(throttle);
             for t in part.topics {
                 for p in t.partitions {
@@ -144,7 +144,7 @@ pub(super) async fn route(
         }
         let merged = merge(asked, &results).with_throttle_time_ms(throttle);
         let frame = encode(ApiKey::DeleteRecords, version, id, &merged)
-            .map_err(|e| Close::Upstream(format!("encoding the DeleteRecords answer: {e}")))?;
+            .map_err(|e| Close::internal_by("encoding the DeleteRecords answer", e))?;
         Ok(Out::Frame(frame))
     }))
 }

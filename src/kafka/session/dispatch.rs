@@ -38,7 +38,7 @@ pub(super) async fn route(
         ApiKey::ApiVersions | ApiKey::DescribeCluster => rewritten(session, frame, header).await?,
         _ => {
             let rx = session.forward(Side::Source, None, &frame, true).await?;
-            let rx = rx.ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+            let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
             let id = header.correlation_id;
             Box::pin(async move { Ok(Out::Relabelled(answer(rx).await?, id)) })
         }
@@ -87,15 +87,17 @@ async fn rewritten(
         && let Some(refusal) =
             rewrite::api_versions_too_new(header.api_version, header.correlation_id)
     {
-        let refusal = refusal.map_err(|e| Close::Protocol(e.to_string()))?;
+        let refusal = refusal.map_err(|e| Close::protocol_by("decoding the request", e))?;
         return Ok(Box::pin(async move { Ok(Out::Frame(refusal)) }));
     }
     let rx = session.forward(Side::Source, None, &frame, true).await?;
-    let rx = rx.ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+    let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
     let shared = session.shared.clone();
     let (key, id, version) = (header.key, header.correlation_id, header.api_version);
     Ok(Box::pin(async move {
-        let failed = |e: cutover_kafka::FrameError| Close::Upstream(format!("{key:?} answer: {e}"));
+        let failed = |e: cutover_kafka::FrameError| {
+            Close::upstream_by(Side::Source, format!("its {key:?} answer"), e)
+        };
         if key == ApiKey::ApiVersions {
             let (frame, target) = tokio::join!(answer(rx), shared.target_versions.rows(&shared));
             let frame = frame?;

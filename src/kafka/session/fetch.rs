@@ -39,8 +39,8 @@ pub(super) async fn route(
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let request: FetchRequest =
-        decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let request: FetchRequest = decode_request_body(&frame, header)
+        .map_err(|e| Close::protocol_by("decoding the request", e))?;
     let mut reads: HashMap<(String, i32), ReadAt> = HashMap::new();
     let mut items = Vec::new();
     for (ti, topic) in request.topics.iter().enumerate() {
@@ -64,7 +64,7 @@ pub(super) async fn route(
             (d.side, d.addr)
         });
         let rx = session.forward(side, addr.as_deref(), &frame, true).await?;
-        let rx = rx.ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+        let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
         let shared = session.shared.clone();
         return Ok(Box::pin(async move {
             let frame = answer(rx).await?;
@@ -83,7 +83,7 @@ pub(super) async fn route(
             hints::learn(&shared, side, &hints);
             encode(ApiKey::Fetch, version, id, &body)
                 .map(Out::Frame)
-                .map_err(|e| Close::Upstream(format!("encoding the Fetch answer: {e}")))
+                .map_err(|e| Close::internal_by("encoding the Fetch answer", e))
         }));
     }
     let split = groups.len() > 1;
@@ -101,7 +101,7 @@ pub(super) async fn route(
         let rx = session
             .send(&dest, ApiKey::Fetch, version, client.clone(), &part, true)
             .await?
-            .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+            .ok_or_else(|| Close::internal("no answer expected"))?;
         pending.push((dest.side, rx));
     }
     let shared = session.shared.clone();
@@ -111,15 +111,15 @@ pub(super) async fn route(
             let frame = answer(rx).await?;
             let mut part: FetchResponse =
                 decode_response_body(&frame, ApiKey::Fetch as i16, version)
-                    .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
+                    .map_err(|e| Close::upstream_by(side, "its Fetch answer", e))?;
             hints::learn(&shared, side, &hints::strip_fetch(&mut part));
             translate_all(&mut part, &reads)
-                .map_err(|e| Close::Upstream(format!("Fetch answer: {e}")))?;
+                .map_err(|e| Close::upstream_by(side, "its Fetch answer", e))?;
             traffic::fetched(&shared, side, &part, true);
             merge(&mut merged, part);
         }
         let frame = encode(ApiKey::Fetch, version, id, &merged)
-            .map_err(|e| Close::Upstream(format!("encoding the Fetch answer: {e}")))?;
+            .map_err(|e| Close::internal_by("encoding the Fetch answer", e))?;
         Ok(Out::Frame(frame))
     }))
 }

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use crate::kafka::Shared;
+use crate::kafka::cluster::Side;
 use crate::kafka::rewrite::encode;
 use crate::kafka::splice::gate::Inflight;
 use crate::kafka::splice::split::Dest;
@@ -26,8 +27,8 @@ pub(crate) async fn commit(
     header: &RequestHeader,
     inflight: Inflight,
 ) -> Result<Reply, Close> {
-    let mut request: OffsetCommitRequest =
-        decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let mut request: OffsetCommitRequest = decode_request_body(&frame, header)
+        .map_err(|e| Close::protocol_by("decoding the request", e))?;
     let shared = session.shared.clone();
     let refused = commit_to_target(&mut request, |t, p| shared.splice.map(t, p));
     if !refused.is_empty() {
@@ -41,10 +42,12 @@ pub(crate) async fn commit(
     let rx = session
         .send(&dest, ApiKey::OffsetCommit, version, client, &request, true)
         .await?
-        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+        .ok_or_else(|| Close::internal("no answer expected"))?;
+    let side = dest.side;
     Ok(Box::pin(async move {
         let answer = Answered {
             rx,
+            side,
             inflight,
             key: ApiKey::OffsetCommit,
             version,
@@ -67,12 +70,14 @@ pub(super) async fn fetch(
     let rx = session
         .forward(dest.side, dest.addr.as_deref(), &frame, true)
         .await?
-        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+        .ok_or_else(|| Close::internal("no answer expected"))?;
     let shared: std::sync::Arc<Shared> = session.shared.clone();
     let (id, version) = (header.correlation_id, header.api_version);
+    let side = dest.side;
     Ok(Box::pin(async move {
         let answer = Answered {
             rx,
+            side,
             inflight,
             key: ApiKey::OffsetFetch,
             version,
@@ -89,6 +94,7 @@ pub(super) async fn fetch(
 /// An upstream answer still to come for a counted offset request.
 struct Answered {
     rx: oneshot::Receiver<super::link::Answer>,
+    side: Side,
     inflight: Inflight,
     key: ApiKey,
     version: i16,
@@ -106,10 +112,10 @@ impl Answered {
         drop(self.inflight);
         let key = self.key;
         let mut body: T = decode_response_body(&frame, key as i16, self.version)
-            .map_err(|e| Close::Upstream(format!("{key:?} answer: {e}")))?;
+            .map_err(|e| Close::upstream_by(self.side, format!("its {key:?} answer"), e))?;
         change(&mut body);
         let out = encode(key, self.version, self.id, &body)
-            .map_err(|e| Close::Upstream(format!("encoding the {key:?} answer: {e}")))?;
+            .map_err(|e| Close::internal_by(format!("encoding the {key:?} answer"), e))?;
         Ok(Out::Frame(out))
     }
 }

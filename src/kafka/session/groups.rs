@@ -125,7 +125,7 @@ async fn hand_off(
                 header.correlation_id,
                 &body,
             )
-            .map_err(|e| Close::Protocol(format!("encoding a Heartbeat answer: {e}")))?;
+            .map_err(|e| Close::internal_by("encoding a Heartbeat answer", e))?;
             Ok(Some(Box::pin(async move { Ok(Out::Frame(out)) })))
         }
         ApiKey::JoinGroup => {
@@ -143,7 +143,7 @@ async fn hand_off(
             }
             // Routed as a fresh request: the new coordinator never issued the old id.
             let peeked = cutover_kafka::peek_request(&blank)
-                .map_err(|e| Close::Protocol(format!("re-reading a JoinGroup: {e}")))?;
+                .map_err(|e| Close::internal_by("re-reading the JoinGroup it rebuilt", e))?;
             Box::pin(route(session, blank, &peeked)).await.map(Some)
         }
         _ => Ok(None),
@@ -186,7 +186,7 @@ pub(super) fn refuse_consumer_protocol(
         header.correlation_id,
         &body,
     )
-    .map_err(|e| Close::Protocol(format!("encoding a ConsumerGroupHeartbeat answer: {e}")))?;
+    .map_err(|e| Close::internal_by("encoding a ConsumerGroupHeartbeat answer", e))?;
     Ok(Box::pin(async move { Ok(Out::Frame(out)) }))
 }
 
@@ -257,7 +257,7 @@ pub(super) async fn route(
             let rx = session
                 .forward(home, dest.addr.as_deref(), &frame, true)
                 .await?
-                .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+                .ok_or_else(|| Close::internal("no answer expected"))?;
             let id = header.correlation_id;
             Ok(Box::pin(async move {
                 let frame = answer(rx).await?;
@@ -312,13 +312,14 @@ pub(crate) async fn find_coordinator(
     let rx = session
         .forward(home, None, &frame, true)
         .await?
-        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+        .ok_or_else(|| Close::internal("no answer expected"))?;
     let shared = session.shared.clone();
     let (id, version) = (header.correlation_id, header.api_version);
     Ok(Box::pin(async move {
         let frame = answer(rx).await?;
-        let failed =
-            |e: cutover_kafka::FrameError| Close::Upstream(format!("FindCoordinator answer: {e}"));
+        let failed = |e: cutover_kafka::FrameError| {
+            Close::upstream_by(home, "its FindCoordinator answer", e)
+        };
         let body: FindCoordinatorResponse =
             decode_response_body(&frame, ApiKey::FindCoordinator as i16, version)
                 .map_err(failed)?;

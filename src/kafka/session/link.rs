@@ -17,11 +17,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use cutover_kafka::{next_frame, response_correlation_id};
+use cutover_kafka::{FrameError, next_frame, response_correlation_id};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::kafka::cluster::Side;
 use crate::proxy::Stream;
 
 /// Bytes buffered before a write reaches the socket; larger frames go
@@ -30,7 +31,48 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const READ_RESERVE: usize = 16 * 1024;
 
 /// An answer, or why none will come.
-pub(crate) type Answer = Result<Bytes, String>;
+pub(crate) type Answer = Result<Bytes, Arc<LinkError>>;
+
+/// Why a link failed: every request waiting on it fails with the same
+/// error, so it is shared.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection to {link} failed")]
+pub(crate) struct LinkError {
+    /// The cluster the link goes to.
+    pub(crate) side: Side,
+    link: String,
+    #[source]
+    fault: LinkFault,
+}
+
+/// What went wrong on a link.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkFault {
+    #[error("writing")]
+    Write(#[source] std::io::Error),
+    #[error("reading")]
+    Read(#[source] std::io::Error),
+    #[error("the broker closed the connection")]
+    Closed,
+    #[error("an answer does not frame")]
+    Frame(#[source] FrameError),
+    #[error("the broker answered correlation id {got:?} while {due} was due")]
+    Order { got: Option<i32>, due: i32 },
+    #[error("the broker sent an answer nobody asked for")]
+    Unasked,
+}
+
+/// An error and its sources, one sentence each (for a log line).
+pub(crate) fn explain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}
 
 struct Waiter {
     correlation_id: i32,
@@ -41,13 +83,14 @@ struct Waiter {
 struct Queue {
     waiters: VecDeque<Waiter>,
     /// Set once the connection failed; later sends fail at once.
-    failed: Option<String>,
+    failed: Option<Arc<LinkError>>,
 }
 
 /// A session's connection to one upstream broker.
 pub(super) struct Link {
     /// Where it goes (`cluster` name and address), for messages.
     pub(crate) name: String,
+    side: Side,
     /// When the connection's SASL login must be renewed (KIP-368): the
     /// broker limited its session.
     pub(super) reauth_at: Option<std::time::Instant>,
@@ -65,12 +108,18 @@ impl Drop for Link {
 
 impl Link {
     /// Wraps a connected stream; `max_frame` bounds answers.
-    pub(crate) fn new(name: String, stream: Stream, max_frame: usize) -> Link {
+    pub(crate) fn new(side: Side, name: String, stream: Stream, max_frame: usize) -> Link {
         let (read, write) = tokio::io::split(stream);
         let queue = Arc::new(Mutex::new(Queue::default()));
-        let reader = tokio::spawn(read_answers(read, queue.clone(), max_frame, name.clone()));
+        let reader = tokio::spawn(read_answers(
+            read,
+            queue.clone(),
+            max_frame,
+            (side, name.clone()),
+        ));
         Link {
             name,
+            side,
             reauth_at: None,
             writer: BufWriter::with_capacity(WRITE_BUFFER, write),
             queue,
@@ -82,7 +131,7 @@ impl Link {
     /// Whether the connection has failed (the session then drops it and
     /// connects again on the next request).
     #[must_use]
-    pub(crate) fn failed(&self) -> Option<String> {
+    pub(crate) fn failed(&self) -> Option<Arc<LinkError>> {
         lock(&self.queue).failed.clone()
     }
 
@@ -98,7 +147,7 @@ impl Link {
         parts: &[&[u8]],
         correlation_id: i32,
         answered: bool,
-    ) -> Result<Option<oneshot::Receiver<Answer>>, String> {
+    ) -> Result<Option<oneshot::Receiver<Answer>>, Arc<LinkError>> {
         let rx = {
             let mut q = lock(&self.queue);
             if let Some(why) = &q.failed {
@@ -112,9 +161,7 @@ impl Link {
         };
         for part in parts {
             if let Err(e) = self.writer.write_all(part).await {
-                let why = format!("writing to {}: {e}", self.name);
-                fail(&self.queue, &why);
-                return Err(why);
+                return Err(fail(&self.queue, self.error(LinkFault::Write(e))));
             }
         }
         self.dirty = true;
@@ -125,16 +172,23 @@ impl Link {
     ///
     /// # Errors
     /// Why the write failed.
-    pub(crate) async fn flush(&mut self) -> Result<(), String> {
+    pub(crate) async fn flush(&mut self) -> Result<(), Arc<LinkError>> {
         if !self.dirty {
             return Ok(());
         }
         self.dirty = false;
-        self.writer.flush().await.map_err(|e| {
-            let why = format!("writing to {}: {e}", self.name);
-            fail(&self.queue, &why);
-            why
-        })
+        match self.writer.flush().await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(fail(&self.queue, self.error(LinkFault::Write(e)))),
+        }
+    }
+
+    fn error(&self, fault: LinkFault) -> LinkError {
+        LinkError {
+            side: self.side,
+            link: self.name.clone(),
+            fault,
+        }
     }
 }
 
@@ -142,22 +196,26 @@ fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
     queue.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn fail(queue: &Mutex<Queue>, why: &str) {
+fn fail(queue: &Mutex<Queue>, error: LinkError) -> Arc<LinkError> {
     let mut q = lock(queue);
-    if q.failed.is_none() {
-        q.failed = Some(why.to_owned());
-    }
+    let error = q.failed.get_or_insert_with(|| Arc::new(error)).clone();
     for w in q.waiters.drain(..) {
-        let _ = w.tx.send(Err(why.to_owned()));
+        let _ = w.tx.send(Err(error.clone()));
     }
+    error
 }
 
 async fn read_answers(
     mut read: ReadHalf<Stream>,
     queue: Arc<Mutex<Queue>>,
     max_frame: usize,
-    name: String,
+    (side, link): (Side, String),
 ) {
+    let error = |fault| LinkError {
+        side,
+        link: link.clone(),
+        fault,
+    };
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
     let why = loop {
         loop {
@@ -165,7 +223,7 @@ async fn read_answers(
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
-                    fail(&queue, &format!("answer from {name}: {e}"));
+                    fail(&queue, error(LinkFault::Frame(e)));
                     return;
                 }
             };
@@ -176,28 +234,25 @@ async fn read_answers(
                     let _ = w.tx.send(Ok(frame));
                 }
                 Some(w) => {
-                    let why = format!(
-                        "{name} answered correlation id {id:?} while {} was due",
-                        w.correlation_id
-                    );
-                    let _ = w.tx.send(Err(why.clone()));
-                    fail(&queue, &why);
+                    let due = w.correlation_id;
+                    let why = fail(&queue, error(LinkFault::Order { got: id, due }));
+                    let _ = w.tx.send(Err(why));
                     return;
                 }
                 None => {
-                    fail(&queue, &format!("{name} sent an answer nobody asked for"));
+                    fail(&queue, error(LinkFault::Unasked));
                     return;
                 }
             }
         }
         buf.reserve(READ_RESERVE);
         match read.read_buf(&mut buf).await {
-            Ok(0) => break format!("{name} closed the connection"),
+            Ok(0) => break LinkFault::Closed,
             Ok(_) => {}
-            Err(e) => break format!("reading from {name}: {e}"),
+            Err(e) => break LinkFault::Read(e),
         }
     };
-    fail(&queue, &why);
+    fail(&queue, error(why));
 }
 
 /// Share of a broker's session lifetime after which the proxy logs in
@@ -234,11 +289,12 @@ impl crate::kafka::sasl::client::Rounds for LinkRounds<'_> {
         let rx = self
             .link
             .send(&[&frame], id, true)
-            .await?
+            .await
+            .map_err(|e| explain(&e))?
             .ok_or("no answer expected")?;
-        self.link.flush().await?;
+        self.link.flush().await.map_err(|e| explain(&e))?;
         match rx.await {
-            Ok(answer) => answer,
+            Ok(answer) => answer.map_err(|e| explain(&e)),
             Err(_) => Err(format!("{} went away", self.link.name)),
         }
     }

@@ -34,7 +34,8 @@ use cutover_kafka::kafka_protocol::messages::{
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
 
-use super::relay::{Close, Out, Reply, Session, answer};
+use super::link::explain;
+use super::relay::{Cause, Close, Out, Reply, Session, answer};
 use crate::kafka::brokers::VirtualBrokers;
 use crate::kafka::cluster::Side;
 use crate::kafka::rewrite::encode;
@@ -50,13 +51,13 @@ pub(super) async fn route(
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let request: MetadataRequest =
-        decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let request: MetadataRequest = decode_request_body(&frame, header)
+        .map_err(|e| Close::protocol_by("decoding the request", e))?;
     session.forget_failed(Side::Source, None);
     let source = session
         .forward(Side::Source, None, &frame, true)
         .await?
-        .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+        .ok_or_else(|| Close::internal("no answer expected"))?;
     let target = if session.shared.target_in_use() {
         // Never creates topics there: the target's copy is made by
         // `ctl migrate-metadata`, with the source's partition count and configs.
@@ -85,12 +86,16 @@ pub(super) async fn route(
     let (id, version) = (header.correlation_id, header.api_version);
     Ok(Box::pin(async move {
         let failed = |side: Side, e: cutover_kafka::FrameError| {
-            Close::Upstream(format!("Metadata answer from the {}: {e}", side.as_str()))
+            Close::upstream_by(side, "its Metadata answer", e)
         };
         let source: MetadataResponse = match answer(source).await {
             Ok(frame) => decode_response_body(&frame, ApiKey::Metadata as i16, version)
                 .map_err(|e| failed(Side::Source, e))?,
-            Err(Close::Upstream(why)) => elsewhere(&shared, &request, version, &why).await?,
+            Err(
+                failed @ Close::Upstream {
+                    side: Side::Source, ..
+                },
+            ) => elsewhere(&shared, &request, version, failed).await?,
             Err(other) => return Err(other),
         };
         shared.layout_mut(Side::Source).learn(&source);
@@ -120,7 +125,7 @@ pub(super) async fn route(
             shared.discover(&seen).await;
         }
         let frame = encode(ApiKey::Metadata, version, id, &body)
-            .map_err(|e| Close::Upstream(format!("encoding the Metadata answer: {e}")))?;
+            .map_err(|e| Close::internal_by("encoding the Metadata answer", e))?;
         Ok(Out::Frame(frame))
     }))
 }
@@ -132,7 +137,7 @@ const ELSEWHERE_DEADLINE: Duration = Duration::from_secs(10);
 /// The client's Metadata `request` asked of the source's brokers, each on
 /// a fresh connection of the proxy's own (configured endpoints first, then
 /// every broker the proxy has seen), until one answers: the connection
-/// that carried it failed (`why`).
+/// that carried it failed (`failed`).
 ///
 /// # Errors
 /// [`Close::Upstream`] when none answers within [`ELSEWHERE_DEADLINE`].
@@ -140,7 +145,7 @@ async fn elsewhere(
     shared: &crate::kafka::Shared,
     request: &MetadataRequest,
     version: i16,
-    why: &str,
+    failed: Close,
 ) -> Result<MetadataResponse, Close> {
     let mut candidates: Vec<String> = shared.bootstrap.endpoints().to_vec();
     for addr in shared.layout(Side::Source).broker_addrs() {
@@ -148,28 +153,30 @@ async fn elsewhere(
             candidates.push(addr);
         }
     }
-    tracing::info!(migration = %shared.migration.name, reason = %why, brokers = candidates.len(),
+    tracing::info!(migration = %shared.migration.name, reason = %explain(&failed), brokers = candidates.len(),
         "a source connection failed under a Metadata; asking the other brokers");
     let deadline = tokio::time::Instant::now() + ELSEWHERE_DEADLINE;
-    let mut last = why.to_owned();
+    let mut last: Cause = Box::new(failed);
     while tokio::time::Instant::now() < deadline {
         for addr in &candidates {
             let upstream = shared
                 .upstream(Side::Source, Some(addr))
-                .map_err(Close::Upstream)?;
+                .map_err(|e| Close::upstream_by(Side::Source, "its TLS settings", e))?;
             match shared
                 .exchange(&upstream, ApiKey::Metadata, version, request)
                 .await
             {
                 Ok(body) => return Ok(body),
-                Err(e) => last = e.to_string(),
+                Err(e) => last = Box::new(e),
             }
         }
         tokio::time::sleep(ELSEWHERE_PAUSE).await;
     }
-    Err(Close::Upstream(format!(
-        "no source broker answered Metadata within {ELSEWHERE_DEADLINE:?}: {last}"
-    )))
+    Err(Close::upstream_by(
+        Side::Source,
+        format!("no broker answered Metadata within {ELSEWHERE_DEADLINE:?}"),
+        last,
+    ))
 }
 
 /// Pause between rounds over every broker.

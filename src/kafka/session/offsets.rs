@@ -45,8 +45,8 @@ pub(super) async fn route(
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let request: ListOffsetsRequest =
-        decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let request: ListOffsetsRequest = decode_request_body(&frame, header)
+        .map_err(|e| Close::protocol_by("decoding the request", e))?;
     let mut deltas: HashMap<(String, i32), i64> = HashMap::new();
     let mut items = Vec::new();
     let mut by_time = Vec::new();
@@ -77,7 +77,7 @@ pub(super) async fn route(
         let rx = session
             .forward(Side::Source, addr.as_deref(), &frame, true)
             .await?;
-        let rx = rx.ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+        let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
         return Ok(Box::pin(async move {
             Ok(Out::Relabelled(answer(rx).await?, id))
         }));
@@ -119,8 +119,8 @@ pub(super) async fn route(
                 true,
             )
             .await?
-            .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
-        pending.push(rx);
+            .ok_or_else(|| Close::internal("no answer expected"))?;
+        pending.push((dest.side, rx));
     }
     let shared = session.shared.clone();
     let isolation = request.isolation_level;
@@ -138,11 +138,11 @@ pub(super) async fn route(
                 ),
             }
         }
-        for rx in pending {
+        for (side, rx) in pending {
             let frame = answer(rx).await?;
             let part: ListOffsetsResponse =
                 decode_response_body(&frame, ApiKey::ListOffsets as i16, version)
-                    .map_err(|e| Close::Upstream(format!("ListOffsets answer: {e}")))?;
+                    .map_err(|e| Close::upstream_by(side, "its ListOffsets answer", e))?;
             merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
             for mut topic in part.topics {
                 for p in &mut topic.partitions {
@@ -159,7 +159,7 @@ pub(super) async fn route(
             }
         }
         let frame = encode(ApiKey::ListOffsets, version, id, &merged)
-            .map_err(|e| Close::Upstream(format!("encoding the ListOffsets answer: {e}")))?;
+            .map_err(|e| Close::internal_by("encoding the ListOffsets answer", e))?;
         Ok(Out::Frame(frame))
     }))
 }

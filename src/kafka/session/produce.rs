@@ -39,8 +39,8 @@ pub(super) async fn route(
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let mut request: ProduceRequest =
-        decode_request_body(&frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let mut request: ProduceRequest = decode_request_body(&frame, header)
+        .map_err(|e| Close::protocol_by("decoding the request", e))?;
     let mut rewritten = false;
     let answered = request.acks != 0;
     let mut shifts: HashMap<(String, i32), Shift> = HashMap::new();
@@ -123,7 +123,7 @@ pub(super) async fn route(
                 hints::learn(&shared, dest.side, &hints);
                 encode(ApiKey::Produce, version, id, &body)
                     .map(Out::Frame)
-                    .map_err(|e| Close::Upstream(format!("encoding the Produce answer: {e}")))
+                    .map_err(|e| Close::internal_by("encoding the Produce answer", e))
             }),
             None => Box::pin(async { Ok(Out::Nothing) }),
         });
@@ -177,14 +177,14 @@ pub(super) async fn route(
             traffic::latency(&shared, side, started);
             let mut part: ProduceResponse =
                 decode_response_body(&frame, ApiKey::Produce as i16, version)
-                    .map_err(|e| Close::Upstream(format!("Produce answer: {e}")))?;
+                    .map_err(|e| Close::upstream_by(side, "its Produce answer", e))?;
             traffic::produce_answered(&shared, side, &part, &counts, false);
             hints::learn(&shared, side, &hints::strip_produce(&mut part));
             merge(&mut merged, part, &shifts);
         }
         traffic::produce_ends(&shared, &merged, &counts);
         let frame = encode(ApiKey::Produce, version, id, &merged)
-            .map_err(|e| Close::Upstream(format!("encoding the Produce answer: {e}")))?;
+            .map_err(|e| Close::internal_by("encoding the Produce answer", e))?;
         Ok(Out::Frame(frame))
     }))
 }
@@ -216,7 +216,7 @@ async fn producer_ids(
                 continue;
             }
             let txn = txn.ok_or_else(|| {
-                Close::Protocol("a transactional batch without a transactional id".into())
+                Close::protocol("a transactional batch without a transactional id")
             })?;
             transaction_on_target(session, txn, id, epoch).await?;
         }
@@ -257,7 +257,7 @@ async fn producer_ids(
             plan.epoch,
             plan.base_sequence,
         )
-        .map_err(|e| Close::Protocol(format!("rewriting a batch of {topic}/{partition}: {e}")))?;
+        .map_err(|e| Close::protocol_by(format!("rewriting a batch of {topic}/{partition}"), e))?;
     }
     Ok(Some(copy.freeze()))
 }
@@ -285,7 +285,7 @@ async fn transaction_on_target(
         .shared
         .producers
         .opened_on_target(txn, own)
-        .map_err(|e| Close::Upstream(format!("transactional id {txn}: {e}")))
+        .map_err(|e| Close::internal_by(format!("transactional id {txn}"), e))
 }
 
 /// A fresh idempotent producer id of the proxy's own on `side`. A cluster
@@ -316,11 +316,13 @@ async fn init_producer(session: &mut Session, side: Side) -> Result<(i64, i16), 
         if !retry::is_waited_out(body.error_code)
             || tokio::time::Instant::now() + backoff > deadline
         {
-            return Err(Close::Upstream(format!(
-                "the {} refused a producer id: {}; idempotent writes cannot move there",
-                side.as_str(),
-                retry::describe(body.error_code)
-            )));
+            return Err(Close::upstream(
+                side,
+                format!(
+                    "it refused a producer id: {}; idempotent writes cannot move there",
+                    retry::describe(body.error_code)
+                ),
+            ));
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));

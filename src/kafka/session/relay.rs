@@ -16,7 +16,7 @@ use cutover_kafka::{RequestHeader, decode_response_body, encode_request};
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use super::link::{Answer, Link, LinkRounds, reauth_deadline};
+use super::link::{Answer, Link, LinkError, LinkRounds, reauth_deadline};
 use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
 use crate::kafka::sasl::client::SaslLogin;
@@ -25,16 +25,150 @@ use crate::kafka::splice::split::Dest;
 use crate::metrics;
 
 /// Why a connection ended (the `reason` label of `CONNECTIONS_CLOSED`).
-#[derive(Debug)]
+///
+/// Each variant says whose failure it was (see [`Close::party`]), and a
+/// failure keeps the error that caused it, so the close reason counted and
+/// logged is the true one.
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum Close {
+    #[error("the client closed the connection")]
     Client,
+    #[error("the client sent nothing within the idle timeout")]
     Idle,
+    #[error("the proxy is shutting down")]
     Shutdown,
-    Protocol(String),
-    Upstream(String),
     /// The client's login failed; its refusal is queued, then the
     /// connection closes.
+    #[error("the client's login failed")]
     Auth,
+    /// The client sent what the proxy cannot serve.
+    #[error("the client broke the protocol: {context}")]
+    Protocol {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// A cluster failed: it could not be reached or logged in to, its
+    /// connection broke, or its answer does not decode.
+    #[error("the {} failed: {context}", side.as_str())]
+    Upstream {
+        side: Side,
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+    /// The proxy's own work failed: encoding what it built, or a state it
+    /// should never reach. Neither the client's fault nor a cluster's.
+    #[error("the proxy failed: {context}")]
+    Internal {
+        context: String,
+        #[source]
+        cause: Option<Cause>,
+    },
+}
+
+/// The error behind a failure, kept for the log.
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whose failure closed a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Party {
+    /// The client: it left, idled, failed its login or broke the protocol.
+    Client,
+    /// The source cluster.
+    Source,
+    /// The target cluster.
+    Target,
+    /// The proxy itself (including its shutdown).
+    Internal,
+}
+
+impl Close {
+    /// The client sent what cannot be served.
+    pub(crate) fn protocol(context: impl Into<String>) -> Self {
+        Self::Protocol {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// The client sent what cannot be served, as `cause` says.
+    pub(crate) fn protocol_by(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Protocol {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// `side` failed.
+    pub(crate) fn upstream(side: Side, context: impl Into<String>) -> Self {
+        Self::Upstream {
+            side,
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// `side` failed, as `cause` says.
+    pub(crate) fn upstream_by(
+        side: Side,
+        context: impl Into<String>,
+        cause: impl Into<Cause>,
+    ) -> Self {
+        Self::Upstream {
+            side,
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// The proxy failed at its own work.
+    pub(crate) fn internal(context: impl Into<String>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            cause: None,
+        }
+    }
+
+    /// The proxy failed at its own work, as `cause` says.
+    pub(crate) fn internal_by(context: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            cause: Some(cause.into()),
+        }
+    }
+
+    /// A request's link failed (the side is the link's).
+    pub(crate) fn link(error: Arc<LinkError>) -> Self {
+        Self::upstream_by(error.side, "its connection failed", error)
+    }
+
+    /// Whose failure it was.
+    pub(crate) fn party(&self) -> Party {
+        match self {
+            Self::Client | Self::Idle | Self::Auth | Self::Protocol { .. } => Party::Client,
+            Self::Upstream {
+                side: Side::Source, ..
+            } => Party::Source,
+            Self::Upstream {
+                side: Side::Target, ..
+            } => Party::Target,
+            Self::Shutdown | Self::Internal { .. } => Party::Internal,
+        }
+    }
+
+    /// The `reason` label of `CONNECTIONS_CLOSED`.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Idle => "idle",
+            Self::Shutdown => "shutdown",
+            Self::Auth => "auth",
+            Self::Protocol { .. } => "protocol_error",
+            Self::Upstream { .. } => "upstream",
+            Self::Internal { .. } => "internal",
+        }
+    }
 }
 
 /// What a reply writes to the client.
@@ -85,8 +219,8 @@ impl Session {
     /// endpoints), connecting on first use.
     async fn link(&mut self, side: Side, addr: Option<&str>) -> Result<&mut Link, Close> {
         let key = (side, addr.map(str::to_owned));
-        if let Some(why) = self.links.get(&key).and_then(Link::failed) {
-            return Err(Close::Upstream(why));
+        if let Some(error) = self.links.get(&key).and_then(Link::failed) {
+            return Err(Close::link(error));
         }
         let due = self
             .links
@@ -97,7 +231,10 @@ impl Session {
             self.reauthenticate(side, &key).await?;
         }
         if !self.links.contains_key(&key) {
-            let mut upstream = self.shared.upstream(side, addr).map_err(Close::Upstream)?;
+            let mut upstream = self
+                .shared
+                .upstream(side, addr)
+                .map_err(|e| Close::upstream_by(side, "its TLS settings", e))?;
             if let Login::Done {
                 links: Some(links), ..
             } = &self.login
@@ -108,7 +245,7 @@ impl Session {
             let (stream, lifetime) = upstream
                 .connect_for_lifetime()
                 .await
-                .map_err(|e| Close::Upstream(e.to_string()))?;
+                .map_err(|e| Close::upstream_by(side, "connecting", e))?;
             let name = format!(
                 "cluster \"{}\" at {}",
                 upstream.cluster,
@@ -116,13 +253,13 @@ impl Session {
             );
             metrics::counter!(metrics::KAFKA_SESSION_LINKS, "migration" => self.shared.migration.name.to_string(), "cluster" => upstream.cluster.to_string())
                 .increment(1);
-            let mut link = Link::new(name, stream, self.shared.max_frame);
+            let mut link = Link::new(side, name, stream, self.shared.max_frame);
             link.reauth_at = lifetime.map(reauth_deadline);
             self.links.insert(key.clone(), link);
         }
         self.links
             .get_mut(&key)
-            .ok_or_else(|| Close::Upstream("link vanished".into()))
+            .ok_or_else(|| Close::internal("the link just made is gone"))
     }
 
     /// The SASL login the session's links to `side` use: the client's
@@ -157,10 +294,9 @@ impl Session {
             link: &mut link,
             ids: ids.into_iter(),
         };
-        let lifetime = login
-            .login(&mut rounds)
-            .await
-            .map_err(|e| Close::Upstream(format!("re-authenticating to {}: {e}", link.name)))?;
+        let lifetime = login.login(&mut rounds).await.map_err(|e| {
+            Close::upstream_by(side, format!("re-authenticating to {}", link.name), e)
+        })?;
         link.reauth_at = lifetime.map(reauth_deadline);
         metrics::counter!(metrics::KAFKA_REAUTHENTICATIONS, "migration" => self.shared.migration.name.to_string(), "cluster" => self.shared.cluster_name(side))
             .increment(1);
@@ -193,14 +329,14 @@ impl Session {
         let id_bytes = id.to_be_bytes();
         let (head, rest) = (frame.get(..8), frame.get(12..));
         let (Some(head), Some(rest)) = (head, rest) else {
-            return Err(Close::Protocol("request shorter than its header".into()));
+            return Err(Close::protocol("request shorter than its header"));
         };
         self.count_out(side, frame.len());
         self.link(side, addr)
             .await?
             .send(&[head, &id_bytes, rest], id, answered)
             .await
-            .map_err(Close::Upstream)
+            .map_err(Close::link)
     }
 
     /// Sends a request the proxy encoded itself (a split part or its own),
@@ -221,13 +357,13 @@ impl Session {
             .with_correlation_id(id)
             .with_client_id(client_id);
         let frame = encode_request(&header, body)
-            .map_err(|e| Close::Protocol(format!("re-encoding {key:?} v{version}: {e}")))?;
+            .map_err(|e| Close::internal_by(format!("re-encoding {key:?} v{version}"), e))?;
         self.count_out(dest.side, frame.len());
         self.link(dest.side, dest.addr.as_deref())
             .await?
             .send(&[&frame], id, answered)
             .await
-            .map_err(Close::Upstream)
+            .map_err(Close::link)
     }
 
     /// The proxy's own request to `dest`, sent at once and its answer
@@ -245,15 +381,11 @@ impl Session {
         let rx = self
             .send(dest, key, version, None, body, true)
             .await?
-            .ok_or_else(|| Close::Upstream("no answer expected".into()))?;
+            .ok_or_else(|| Close::internal("no answer expected"))?;
         self.flush().await?;
         let frame = answer(rx).await?;
-        decode_response_body(&frame, key as i16, version).map_err(|e| {
-            Close::Upstream(format!(
-                "{key:?} answer from the {}: {e}",
-                dest.side.as_str()
-            ))
-        })
+        decode_response_body(&frame, key as i16, version)
+            .map_err(|e| Close::upstream_by(dest.side, format!("its {key:?} answer"), e))
     }
 
     fn count_out(&self, side: Side, len: usize) {
@@ -264,7 +396,7 @@ impl Session {
     /// Pushes every link's buffered requests to its socket.
     pub(crate) async fn flush(&mut self) -> Result<(), Close> {
         for link in self.links.values_mut() {
-            link.flush().await.map_err(Close::Upstream)?;
+            link.flush().await.map_err(Close::link)?;
         }
         Ok(())
     }
@@ -277,8 +409,9 @@ impl Session {
 pub(crate) async fn answer(rx: oneshot::Receiver<Answer>) -> Result<Bytes, Close> {
     match rx.await {
         Ok(Ok(frame)) => Ok(frame),
-        Ok(Err(why)) => Err(Close::Upstream(why)),
-        Err(_) => Err(Close::Upstream("the upstream link closed".into())),
+        Ok(Err(error)) => Err(Close::link(error)),
+        // The link went away without failing its waiters: a session bug.
+        Err(_) => Err(Close::internal("the link was dropped with answers owed")),
     }
 }
 
@@ -287,4 +420,50 @@ pub(super) fn client_id(frame: &[u8], header: &RequestHeader) -> Option<StrBytes
     header
         .client_id(frame)
         .map(|id| StrBytes::from_string(String::from_utf8_lossy(id).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::session::link::explain;
+
+    #[test]
+    fn each_close_names_whose_failure_it_was_and_a_documented_reason() {
+        let cases = [
+            (Close::Client, Party::Client, "client"),
+            (Close::Idle, Party::Client, "idle"),
+            (Close::Auth, Party::Client, "auth"),
+            (Close::protocol("short"), Party::Client, "protocol_error"),
+            (Close::Shutdown, Party::Internal, "shutdown"),
+            (
+                Close::upstream(Side::Source, "refused"),
+                Party::Source,
+                "upstream",
+            ),
+            (
+                Close::upstream(Side::Target, "refused"),
+                Party::Target,
+                "upstream",
+            ),
+            (
+                Close::internal("no answer expected"),
+                Party::Internal,
+                "internal",
+            ),
+        ];
+        for (close, party, reason) in cases {
+            assert_eq!((close.party(), close.reason()), (party, reason), "{close}");
+        }
+    }
+
+    #[test]
+    fn a_failure_keeps_its_cause_for_the_log() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let close = Close::upstream_by(Side::Target, "connecting", io);
+        assert!(std::error::Error::source(&close).is_some());
+        assert_eq!(
+            explain(&close),
+            "the target failed: connecting: reset by peer"
+        );
+    }
 }

@@ -74,10 +74,13 @@ pub(super) async fn begin_on_target(session: &mut Session, txn: &str) -> Result<
     )
     .await?;
     if answer.error_code != 0 {
-        return Err(Close::Upstream(format!(
-            "the target refused transactional id {txn} a producer id: {}; its transactional writes cannot move there",
-            retry::describe(answer.error_code)
-        )));
+        return Err(Close::upstream(
+            Side::Target,
+            format!(
+                "it refused transactional id {txn} a producer id: {}; its transactional writes cannot move there",
+                retry::describe(answer.error_code)
+            ),
+        ));
     }
     Ok((answer.producer_id.0, answer.producer_epoch))
 }
@@ -90,8 +93,8 @@ pub(super) async fn end_on_target(
     frame: &Bytes,
     header: &RequestHeader,
 ) -> Result<Option<Reply>, Close> {
-    let request: EndTxnRequest =
-        decode_request_body(frame, header).map_err(|e| Close::Protocol(e.to_string()))?;
+    let request: EndTxnRequest = decode_request_body(frame, header)
+        .map_err(|e| Close::protocol_by("decoding the request", e))?;
     let txn = request.transactional_id.0.to_string();
     let Some((id, epoch)) = session.shared.producers.open_on_target(&txn) else {
         return Ok(None);
@@ -127,7 +130,7 @@ pub(super) async fn end_on_target(
         header.correlation_id,
         &body,
     )
-    .map_err(|e| Close::Protocol(format!("encoding an EndTxn answer: {e}")))?;
+    .map_err(|e| Close::internal_by("encoding an EndTxn answer", e))?;
     Ok(Some(Box::pin(async move { Ok(Out::Frame(out)) })))
 }
 
@@ -169,7 +172,7 @@ async fn end_on_source(
         .await?;
     }
     let out = rewrite::encode(ApiKey::EndTxn, version, header.correlation_id, &answer)
-        .map_err(|e| Close::Protocol(format!("encoding an EndTxn answer: {e}")))?;
+        .map_err(|e| Close::internal_by("encoding an EndTxn answer", e))?;
     Ok(Box::pin(async move { Ok(Out::Frame(out)) }))
 }
 
