@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
-use super::gate::Gates;
-use super::gate::{Fence, Inflight};
+use super::gate::{Fence, Gates, Inflight};
 use super::segments::{Located, PartitionMap, SegmentMaps};
 use crate::kafka::cluster::Side;
 use crate::migration::store::StateStore;
