@@ -16,7 +16,7 @@
 /// The virtual brokers of one migration: node ids `0..count` at ports
 /// `base..base + count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VirtualBrokers {
+pub(super) struct VirtualBrokers {
     base: u16,
     count: u16,
 }
@@ -25,7 +25,7 @@ impl VirtualBrokers {
     /// `count` brokers from port `base` on (the config validation keeps
     /// `base + count` within the port range and `count` ≥ 1).
     #[must_use]
-    pub const fn new(base: u16, count: u16) -> Self {
+    pub(super) const fn new(base: u16, count: u16) -> Self {
         VirtualBrokers {
             base,
             count: if count == 0 { 1 } else { count },
@@ -33,13 +33,13 @@ impl VirtualBrokers {
     }
 
     /// Every `(node_id, port)`.
-    pub fn nodes(&self) -> impl Iterator<Item = (i32, u16)> + '_ {
+    pub(super) fn nodes(&self) -> impl Iterator<Item = (i32, u16)> + '_ {
         (0..self.count).map_while(|i| Some((i32::from(i), self.base.checked_add(i)?)))
     }
 
     /// The port of `node_id`, if it is one of ours.
     #[must_use]
-    pub fn port(&self, node_id: i32) -> Option<u16> {
+    pub(super) fn port(&self, node_id: i32) -> Option<u16> {
         let i = u16::try_from(node_id).ok().filter(|i| *i < self.count)?;
         self.base.checked_add(i)
     }
@@ -48,7 +48,7 @@ impl VirtualBrokers {
     /// land on consecutive brokers, from a per-topic offset, so one topic's
     /// partitions spread over every door.
     #[must_use]
-    pub fn leader_of(&self, topic: &str, partition: i32) -> i32 {
+    pub(super) fn leader_of(&self, topic: &str, partition: i32) -> i32 {
         let start = stable_hash(topic.as_bytes()) % u64::from(self.count);
         let step = u64::from(partition.unsigned_abs()) % u64::from(self.count);
         i32::try_from((start + step) % u64::from(self.count)).unwrap_or(0)
@@ -59,13 +59,13 @@ impl VirtualBrokers {
     /// stands for one broker, and a client's request to one door names
     /// partitions of one upstream broker (passed through whole, not split).
     #[must_use]
-    pub fn door_of(&self, node_id: i32) -> i32 {
+    pub(super) fn door_of(&self, node_id: i32) -> i32 {
         node_id.rem_euclid(i32::from(self.count))
     }
 
     /// The virtual coordinator of a group or transactional id.
     #[must_use]
-    pub fn coordinator_of(&self, key: &str) -> i32 {
+    pub(super) fn coordinator_of(&self, key: &str) -> i32 {
         i32::try_from(stable_hash(key.as_bytes()) % u64::from(self.count)).unwrap_or(0)
     }
 }

@@ -9,11 +9,11 @@ use std::collections::HashMap;
 
 use cutover_kafka::kafka_protocol::messages::MetadataResponse;
 
-pub use crate::proxy::Side;
+pub(crate) use crate::proxy::Side;
 
 /// FindCoordinator key types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CoordinatorKind {
+pub(super) enum CoordinatorKind {
     /// A consumer group (key type 0).
     Group,
     /// A transactional id (key type 1).
@@ -23,7 +23,7 @@ pub enum CoordinatorKind {
 impl CoordinatorKind {
     /// From the wire's key type; other types (share groups) are not routed.
     #[must_use]
-    pub fn from_key_type(key_type: i8) -> Option<Self> {
+    pub(super) fn from_key_type(key_type: i8) -> Option<Self> {
         match key_type {
             0 => Some(CoordinatorKind::Group),
             1 => Some(CoordinatorKind::Transaction),
@@ -40,7 +40,7 @@ const MAX_COORDINATORS: usize = 65_536;
 
 /// One cluster's layout as last seen.
 #[derive(Debug, Default)]
-pub struct ClusterLayout {
+pub(super) struct ClusterLayout {
     brokers: HashMap<i32, String>,
     leaders: HashMap<(String, i32), i32>,
     partition_counts: HashMap<String, i32>,
@@ -49,7 +49,7 @@ pub struct ClusterLayout {
 
 impl ClusterLayout {
     /// Learns brokers, leaders and partition counts from a Metadata answer.
-    pub fn learn(&mut self, metadata: &MetadataResponse) {
+    pub(super) fn learn(&mut self, metadata: &MetadataResponse) {
         for b in &metadata.brokers {
             self.brokers
                 .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
@@ -73,7 +73,7 @@ impl ClusterLayout {
     /// Learns one partition's new leader from a KIP-951 hint (a Produce or
     /// Fetch answer's `CurrentLeader`, with the `NodeEndpoints` it names),
     /// so the next request goes there without waiting for a Metadata.
-    pub fn learn_leader(
+    pub(super) fn learn_leader(
         &mut self,
         topic: &str,
         partition: i32,
@@ -91,14 +91,14 @@ impl ClusterLayout {
 
     /// The address of `topic`/`partition`'s leader, when known.
     #[must_use]
-    pub fn leader(&self, topic: &str, partition: i32) -> Option<&str> {
+    pub(super) fn leader(&self, topic: &str, partition: i32) -> Option<&str> {
         let node = self.leaders.get(&(topic.to_owned(), partition))?;
         self.brokers.get(node).map(String::as_str)
     }
 
     /// The node id of `topic`/`partition`'s leader, when known and live.
     #[must_use]
-    pub fn leader_id(&self, topic: &str, partition: i32) -> Option<i32> {
+    pub(super) fn leader_id(&self, topic: &str, partition: i32) -> Option<i32> {
         self.leaders
             .get(&(topic.to_owned(), partition))
             .copied()
@@ -107,26 +107,26 @@ impl ClusterLayout {
 
     /// The address of broker `node_id`, when known.
     #[must_use]
-    pub fn broker(&self, node_id: i32) -> Option<&str> {
+    pub(super) fn broker(&self, node_id: i32) -> Option<&str> {
         self.brokers.get(&node_id).map(String::as_str)
     }
 
     /// Every known broker's `host:port`, by node id.
     #[must_use]
-    pub fn broker_addrs(&self) -> Vec<String> {
+    pub(super) fn broker_addrs(&self) -> Vec<String> {
         let mut known: Vec<(&i32, &String)> = self.brokers.iter().collect();
         known.sort();
         known.into_iter().map(|(_, addr)| addr.clone()).collect()
     }
 
     /// The partition count last seen for `topic`.
-    #[must_use]
-    pub fn partition_count(&self, topic: &str) -> Option<i32> {
+    #[cfg(test)]
+    pub(super) fn partition_count(&self, topic: &str) -> Option<i32> {
         self.partition_counts.get(topic).copied()
     }
 
     /// Records a coordinator's address.
-    pub fn set_coordinator(&mut self, kind: CoordinatorKind, key: &str, addr: String) {
+    pub(super) fn set_coordinator(&mut self, kind: CoordinatorKind, key: &str, addr: String) {
         if self.coordinators.len() > MAX_COORDINATORS {
             self.coordinators.clear();
         }
@@ -135,7 +135,7 @@ impl ClusterLayout {
 
     /// A coordinator's address, when known.
     #[must_use]
-    pub fn coordinator(&self, kind: CoordinatorKind, key: &str) -> Option<&str> {
+    pub(super) fn coordinator(&self, kind: CoordinatorKind, key: &str) -> Option<&str> {
         self.coordinators
             .get(&(kind, key.to_owned()))
             .map(String::as_str)

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 use super::observe::Reader;
 
 /// Kafka's REBALANCE_IN_PROGRESS error code.
-pub const REBALANCE_IN_PROGRESS: i16 = 27;
+pub(super) const REBALANCE_IN_PROGRESS: i16 = 27;
 /// How long a member counts as present after it was last heard from, when
 /// its JoinGroup did not say its session timeout.
 const DEFAULT_SESSION: Duration = Duration::from_secs(10);
@@ -36,7 +36,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// What a group request says about its member.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MemberSeen {
+pub(super) enum MemberSeen {
     /// Heard from (heartbeat, sync), with the session timeout a join states.
     Alive(String, Option<Duration>),
     /// Left the group.
@@ -45,7 +45,7 @@ pub enum MemberSeen {
 
 /// Reads the member a Heartbeat, JoinGroup, SyncGroup or LeaveGroup names.
 #[must_use]
-pub fn member_of(frame: &[u8], header: &RequestHeader) -> Option<MemberSeen> {
+pub(super) fn member_of(frame: &[u8], header: &RequestHeader) -> Option<MemberSeen> {
     let v = header.api_version;
     let body = frame.get(header.body_offset..)?;
     match header.key {
@@ -92,7 +92,7 @@ pub fn member_of(frame: &[u8], header: &RequestHeader) -> Option<MemberSeen> {
 /// of refusing (Kafka) or waiting on (tansu) an id it never issued.
 /// `None` when the frame does not parse or already names no member.
 #[must_use]
-pub fn without_member_id(frame: &[u8], header: &RequestHeader) -> Option<Bytes> {
+pub(super) fn without_member_id(frame: &[u8], header: &RequestHeader) -> Option<Bytes> {
     let v = header.api_version;
     let at = header.body_offset;
     let mut r = Reader::new(frame.get(at..)?, v >= 6);
@@ -115,7 +115,7 @@ pub fn without_member_id(frame: &[u8], header: &RequestHeader) -> Option<Bytes> 
 
 /// One group's hand-off in progress.
 #[derive(Debug, Default)]
-pub struct Handoff {
+struct Handoff {
     /// Members whose JoinGroup is held.
     waiting: Mutex<HashSet<String>>,
     /// A member started waiting.
@@ -126,7 +126,7 @@ pub struct Handoff {
 
 /// A hand-off under way; ends (releasing the held JoinGroups) when dropped.
 #[derive(Debug)]
-pub struct HandoffGuard {
+pub(crate) struct HandoffGuard {
     handoffs: Arc<Handoffs>,
     group: String,
     handoff: Arc<Handoff>,
@@ -145,7 +145,7 @@ impl HandoffGuard {
     ///
     /// # Errors
     /// The members that did not rejoin in time.
-    pub async fn rejoined(&self, within: Duration) -> Result<Vec<String>, Vec<String>> {
+    pub(super) async fn rejoined(&self, within: Duration) -> Result<Vec<String>, Vec<String>> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.handoff.joined.notified();
@@ -182,7 +182,7 @@ impl HandoffGuard {
 /// The members of every group as heard through the proxy, and the
 /// hand-offs under way.
 #[derive(Debug, Default)]
-pub struct Handoffs {
+pub(super) struct Handoffs {
     active: DashMap<String, Arc<Handoff>>,
     /// Per group, member id → until when it counts as present.
     members: DashMap<String, HashMap<String, (Instant, Duration)>>,
@@ -191,7 +191,7 @@ pub struct Handoffs {
 impl Handoffs {
     /// Starts `group`'s hand-off.
     #[must_use]
-    pub fn begin(self: &Arc<Self>, group: &str) -> HandoffGuard {
+    pub(super) fn begin(self: &Arc<Self>, group: &str) -> HandoffGuard {
         let handoff = Arc::new(Handoff::default());
         self.active.insert(group.to_owned(), handoff.clone());
         HandoffGuard {
@@ -203,12 +203,12 @@ impl Handoffs {
 
     /// Whether `group` is handing off.
     #[must_use]
-    pub fn active(&self, group: &str) -> bool {
+    pub(super) fn active(&self, group: &str) -> bool {
         self.active.contains_key(group)
     }
 
     /// Records what a group request says about its member.
-    pub fn heard(&self, group: &str, seen: MemberSeen) {
+    pub(super) fn heard(&self, group: &str, seen: MemberSeen) {
         let mut members = self.members.entry(group.to_owned()).or_default();
         // Ids of members long gone are forgotten (a restarted client joins
         // under a new one), so the map stays as small as the group.
@@ -235,7 +235,7 @@ impl Handoffs {
     /// cluster without its id (which issues it a new one), so the id is
     /// dead and a later hand-off must not wait for it. It stays known to
     /// [`Self::heard_of`], since the cluster the group left may still list it.
-    pub fn retire(&self, group: &str, member: &str) {
+    pub(super) fn retire(&self, group: &str, member: &str) {
         if let Some(mut members) = self.members.get_mut(group)
             && let Some(entry) = members.get_mut(member)
         {
@@ -245,7 +245,7 @@ impl Handoffs {
 
     /// The members of `group` heard from within their session timeout.
     #[must_use]
-    pub fn members(&self, group: &str) -> Vec<String> {
+    pub(super) fn members(&self, group: &str) -> Vec<String> {
         self.members
             .get(group)
             .map(|m| {
@@ -260,7 +260,7 @@ impl Handoffs {
     /// Whether `member` of `group` was ever heard through the proxy (it
     /// may since have moved with the group and left a stale entry behind).
     #[must_use]
-    pub fn heard_of(&self, group: &str, member: &str) -> bool {
+    pub(super) fn heard_of(&self, group: &str, member: &str) -> bool {
         self.members
             .get(group)
             .is_some_and(|m| m.contains_key(member))
@@ -268,7 +268,7 @@ impl Handoffs {
 
     /// Holds a JoinGroup of `member` until `group`'s hand-off ends (at once
     /// when none is under way).
-    pub async fn hold_join(&self, group: &str, member: Option<&str>) {
+    pub(super) async fn hold_join(&self, group: &str, member: Option<&str>) {
         let Some(handoff) = self.active.get(group).map(|h| h.clone()) else {
             return;
         };

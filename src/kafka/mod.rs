@@ -6,55 +6,45 @@
 //! at. Topics seen in Metadata answers that match the migration's patterns
 //! are registered durably so `ctl` can move them.
 //!
+//! Layout: the data plane (`session`) and the control plane (`control`)
+//! meet only in the routing view (`splice`), the shared leaves below and
+//! [`Shared`]; neither imports the other (the test `adapter_layout` fails
+//! on a cycle between files or folders). This file is the composition
+//! root: it holds `Shared` and starts the listeners, the driver and the
+//! watches.
+//!
+//! - [`session`]: one client connection and the per-API handlers (data plane);
+//! - [`control`]: checks, transitions, switches, group moves, watches
+//!   (control plane);
+//! - [`splice`]: the per-partition offset splice both planes read;
+//! - [`sasl`]: client logins and the proxy's own logins to each cluster;
+//! - [`adoption`]: the one thing a request asks of the control plane;
 //! - [`brokers`]: the virtual brokers (ports, leaders, coordinators);
 //! - [`cluster`]: each real cluster's layout as last seen;
-//! - [`segments`] and [`splice`]: the per-partition offset splice;
-//! - `session`, `link`, `dispatch` and the per-API handlers (`metadata`,
-//!   `produce`, `fetch`, `offsets`, `groups`): one client connection;
-//! - [`versions`]: the API versions offered and the admission check;
+//! - [`group_handoff`]: members heard through the proxy and groups handing
+//!   off (written by both planes);
+//! - [`observe`]: groups, commits and produce counts seen in the traffic,
+//!   read by the checks;
+//! - [`producers`]: idempotent producers' ids and sequences per cluster;
+//! - [`probe`] and [`retry`]: the proxy's own requests and their retries;
 //! - [`rewrite`]: answers naming brokers or versions;
-//! - [`probe`], `topics`, [`driver`]: the proxy's own requests and the
-//!   readiness checks for `ctl`.
+//! - [`target_versions`]: each cluster's API versions, cached;
+//! - [`versions`]: the API versions offered and the admission check.
 
-pub mod brokers;
-mod bypass;
-pub mod cluster;
-mod delete_records;
-mod dispatch;
-pub mod driver;
-mod fetch;
-mod gate;
-mod group_admin;
-mod group_adopt;
+mod adoption;
+mod brokers;
+mod cluster;
+mod control;
 mod group_handoff;
-mod group_move;
-mod group_offsets;
-mod groups;
-mod hints;
-mod link;
-mod metadata;
-mod moves;
-pub mod observe;
-mod offsets;
-mod offsets_by_time;
-mod past_end;
-pub mod probe;
-mod produce;
+mod observe;
+mod probe;
 mod producers;
-mod reconcile;
 mod retry;
-pub mod rewrite;
+mod rewrite;
 pub mod sasl;
-pub mod segments;
 mod session;
-pub mod splice;
-mod splice_checks;
-mod split;
-mod switch;
+mod splice;
 mod target_versions;
-mod topics;
-mod traffic;
-mod txn;
 pub mod versions;
 
 use std::net::SocketAddr;
@@ -76,7 +66,7 @@ use crate::proxy::recall::{self, Recall};
 use crate::proxy::{Handler, ListenerSettings, Shutdown, StartError, Stream, Upstream};
 use brokers::VirtualBrokers;
 use cluster::{ClusterLayout, Side};
-use split::Dest;
+use splice::split::Dest;
 
 /// Which listener a connection arrived at (for logs: every door serves
 /// every request).
@@ -90,51 +80,52 @@ pub(crate) enum Door {
 
 /// Everything the sessions of one Kafka migration share.
 pub(crate) struct Shared {
-    pub migration: Arc<MigrationHandle>,
+    migration: Arc<MigrationHandle>,
     store: Arc<dyn StateStore>,
     patterns: Vec<Pattern>,
     /// The source at its configured endpoints.
-    pub bootstrap: Upstream,
+    bootstrap: Upstream,
     /// The target at its configured endpoints.
-    pub target: Upstream,
+    target: Upstream,
     /// Groups, commits and produce counts seen in the proxy's own traffic.
-    pub observed: observe::Observed,
+    observed: observe::Observed,
     /// Whether `observed` may miss groups a previous run saw.
-    pub recall: Recall,
+    recall: Recall,
     /// The brokers clients see.
-    pub brokers: VirtualBrokers,
+    brokers: VirtualBrokers,
     layouts: [RwLock<ClusterLayout>; 2],
     /// Upstreams per broker address, so TLS files are read once per broker.
     broker_upstreams: crate::proxy::BrokerUpstreams,
     /// The segment maps sessions route by.
-    pub splice: splice::Splice,
+    splice: splice::routing::Splice,
     /// Last seen high watermarks, for consumer-group lag.
-    watermarks: traffic::Watermarks,
+    watermarks: session::traffic::Watermarks,
     /// The target's API versions, for the clients' ApiVersions.
     target_versions: target_versions::TargetVersions,
     /// The source's API versions, for the ApiVersions the proxy answers
     /// itself before a client has logged in.
     source_versions: target_versions::TargetVersions,
     /// Each cluster's own login (`clusters[].auth`), `[source, target]`.
-    pub cluster_logins: [Arc<sasl::identity::ClusterLogins>; 2],
+    cluster_logins: [Arc<sasl::identity::ClusterLogins>; 2],
     /// Client logins (`kafka.users_file`); `None`: clients do not log in.
-    pub logins: Option<Arc<sasl::server::ClientLogins>>,
+    logins: Option<Arc<sasl::server::ClientLogins>>,
     /// Client producer ids and sequences as each cluster knows them.
-    pub producers: producers::Producers,
-    /// Groups looked at for adoption by the target.
-    looked: group_adopt::Looked,
+    producers: producers::Producers,
+    /// Adoption of new groups by the target (`group_adopt`), as the
+    /// request path asks for it.
+    adoption: Box<dyn adoption::GroupAdoption>,
     /// Group members heard through the proxy, and groups handing off.
-    pub handoffs: Arc<group_handoff::Handoffs>,
+    handoffs: Arc<group_handoff::Handoffs>,
     /// Serializes transitions, shifts and the start-up reconciliation.
-    pub transitions: Arc<tokio::sync::Mutex<()>>,
+    transitions: Arc<tokio::sync::Mutex<()>>,
     /// Serializes switches, so each persists every map with its change.
     switching: tokio::sync::Mutex<()>,
     switch_start: crate::config::SwitchStart,
     dual_write_percent: u8,
-    pub advertised_host: String,
-    pub max_frame: usize,
-    pub idle_timeout: Duration,
-    pub connect_timeout: Duration,
+    advertised_host: String,
+    max_frame: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
 }
 
 impl Shared {
@@ -142,7 +133,7 @@ impl Shared {
     ///
     /// # Errors
     /// When the cluster's TLS files cannot be used.
-    pub fn upstream(&self, side: Side, addr: Option<&str>) -> Result<Upstream, String> {
+    fn upstream(&self, side: Side, addr: Option<&str>) -> Result<Upstream, String> {
         let Some(addr) = addr else {
             return Ok(match side {
                 Side::Source => self.bootstrap.clone(),
@@ -154,7 +145,7 @@ impl Shared {
 
     /// The configured name of `side`'s cluster.
     #[must_use]
-    pub fn cluster_name(&self, side: Side) -> String {
+    fn cluster_name(&self, side: Side) -> String {
         match side {
             Side::Source => self.bootstrap.cluster.to_string(),
             Side::Target => self.target.cluster.to_string(),
@@ -162,14 +153,14 @@ impl Shared {
     }
 
     /// `side`'s layout, for reading.
-    pub fn layout(&self, side: Side) -> RwLockReadGuard<'_, ClusterLayout> {
+    fn layout(&self, side: Side) -> RwLockReadGuard<'_, ClusterLayout> {
         self.layouts[side as usize]
             .read()
             .unwrap_or_else(|e| e.into_inner())
     }
 
     /// `side`'s layout, for learning.
-    pub fn layout_mut(&self, side: Side) -> RwLockWriteGuard<'_, ClusterLayout> {
+    fn layout_mut(&self, side: Side) -> RwLockWriteGuard<'_, ClusterLayout> {
         self.layouts[side as usize]
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -178,7 +169,7 @@ impl Shared {
     /// The real leader of `topic`/`partition` on `side` (its bootstrap
     /// endpoints while unknown).
     #[must_use]
-    pub fn dest(&self, side: Side, topic: &str, partition: i32) -> Dest {
+    fn dest(&self, side: Side, topic: &str, partition: i32) -> Dest {
         Dest {
             side,
             addr: self
@@ -193,7 +184,7 @@ impl Shared {
     ///
     /// # Errors
     /// [`probe::ProbeError`] when the cluster cannot be reached or answers nonsense.
-    pub(crate) async fn exchange<Req: Encodable, Resp: Decodable>(
+    async fn exchange<Req: Encodable, Resp: Decodable>(
         &self,
         upstream: &Upstream,
         key: ApiKey,
@@ -217,16 +208,16 @@ impl Shared {
     ///
     /// # Errors
     /// When the state store refuses the write (nothing changed then).
-    pub(crate) async fn persist_maps(
+    async fn persist_maps(
         &self,
         what: &str,
-        change: impl FnOnce(&mut segments::SegmentMaps),
+        change: impl FnOnce(&mut splice::segments::SegmentMaps),
     ) -> Result<(), String> {
         let mut all = self.splice.snapshot();
         change(&mut all);
         let bytes = serde_json::to_vec(&all).map_err(|e| e.to_string())?;
         self.store
-            .put_blob(&splice::blob_name(&self.migration.name), bytes)
+            .put_blob(&splice::routing::blob_name(&self.migration.name), bytes)
             .await
             .map_err(|e| format!("persisting {what}: {e}"))?;
         self.splice.replace(all);
@@ -235,7 +226,7 @@ impl Shared {
 
     /// Whether any of the migration's topics is in `target`.
     #[must_use]
-    pub fn any_topic_in_target(&self) -> bool {
+    fn any_topic_in_target(&self) -> bool {
         self.migration
             .topics()
             .iter()
@@ -244,7 +235,7 @@ impl Shared {
 
     /// Whether any topic reads or writes the target, so Metadata must ask it too.
     #[must_use]
-    pub fn target_in_use(&self) -> bool {
+    fn target_in_use(&self) -> bool {
         self.splice.any_on_target()
             || self
                 .migration
@@ -255,14 +246,14 @@ impl Shared {
 
     /// An upstream for one `host:port` of the target cluster (its
     /// controller, for CreateTopics), with the target's TLS settings.
-    pub fn target_at(&self, addr: &str) -> Result<Upstream, String> {
+    fn target_at(&self, addr: &str) -> Result<Upstream, String> {
         self.upstream(Side::Target, Some(addr))
     }
 
     /// Registers the topics among `names` that match the migration's
     /// patterns and are not known yet: durably first (the store keeps an
     /// existing record), then in the live registry, so `ctl` can move them.
-    pub async fn discover(&self, names: &[String]) {
+    async fn discover(&self, names: &[String]) {
         for name in names {
             if self.migration.topic(name).is_some()
                 || !self.patterns.iter().any(|p| p.matches(name.as_bytes()))
@@ -300,7 +291,7 @@ impl Handler for KafkaHandler {
         peer: SocketAddr,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()> {
-        session::run(self.shared.clone(), self.door, client, peer, shutdown).boxed()
+        session::connection::run(self.shared.clone(), self.door, client, peer, shutdown).boxed()
     }
 }
 
@@ -328,9 +319,12 @@ pub async fn start(
         .clone()
         .try_lock_owned()
         .map_err(|e| StartError::Setup(e.to_string()))?;
-    migration.set_driver(Arc::new(driver::KafkaDriver::new(shared.clone())));
-    tokio::spawn(reconcile::run(shared.clone(), reconciling));
-    tokio::spawn(bypass::watch(shared.clone(), shutdown.token.clone()));
+    migration.set_driver(Arc::new(control::driver::KafkaDriver::new(shared.clone())));
+    tokio::spawn(control::reconcile::run(shared.clone(), reconciling));
+    tokio::spawn(control::bypass::watch(
+        shared.clone(),
+        shutdown.token.clone(),
+    ));
     metrics::register_listener(&migration.name);
     let listen = crate::proxy::migration_config(config, &migration)?.listen;
     let mut doors = vec![(listen, Door::Bootstrap)];
@@ -444,7 +438,7 @@ async fn build_shared(
         })),
     };
     let store = controller.store().clone();
-    let maps = splice::load(store.as_ref(), &migration.name)
+    let maps = splice::routing::load(store.as_ref(), &migration.name)
         .await
         .map_err(StartError::Setup)?;
     let shared = Arc::new(Shared {
@@ -468,15 +462,15 @@ async fn build_shared(
             config.proxy.connect_timeout,
         )
         .with_handshakes(handshakes),
-        splice: splice::Splice::new(maps),
-        watermarks: traffic::Watermarks::default(),
+        splice: splice::routing::Splice::new(maps),
+        watermarks: session::traffic::Watermarks::default(),
         producers: producers::Producers::default(),
         target_versions: target_versions::TargetVersions::default(),
         source_versions: target_versions::TargetVersions::default(),
         cluster_logins,
         logins,
         handoffs: Arc::default(),
-        looked: group_adopt::Looked::default(),
+        adoption: Box::new(control::group_adopt::Looked::default()),
         transitions: Arc::default(),
         switching: tokio::sync::Mutex::new(()),
         switch_start: options.switch_start,

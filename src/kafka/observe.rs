@@ -29,29 +29,32 @@ use std::time::Instant;
 use cutover_kafka::kafka_protocol::messages::ApiKey;
 use cutover_kafka::{Batch, batches};
 
+/// What the consumer checks rely on having seen, in a restart's refusal.
+pub(super) const GROUPS: &str = "consumer groups (and their topics)";
+
 /// Groups remembered at most.
-pub const MAX_GROUPS: usize = 1024;
+const MAX_GROUPS: usize = 1024;
 /// Topics remembered per group at most.
-pub const MAX_TOPICS_PER_GROUP: usize = 256;
+const MAX_TOPICS_PER_GROUP: usize = 256;
 /// Produce counters (topic/partition) kept at most.
-pub const MAX_PARTITIONS: usize = 65_536;
+pub(super) const MAX_PARTITIONS: usize = 65_536;
 /// Group/topic pairs written in a snapshot at most, and the longest name
 /// kept there (Kafka's topic names stop at 249 bytes): about 8 MiB at most.
-pub const MAX_PERSISTED_PAIRS: usize = 16_384;
+const MAX_PERSISTED_PAIRS: usize = 16_384;
 /// See [`MAX_PERSISTED_PAIRS`].
-pub const MAX_PERSISTED_NAME: usize = 255;
+const MAX_PERSISTED_NAME: usize = 255;
 
 /// The persisted form: each group with the topics it named.
-pub type GroupTopics = BTreeMap<String, Vec<String>>;
+pub(super) type GroupTopics = BTreeMap<String, Vec<String>>;
 
 /// Per-partition produce counts: offsets relayed in requests, and offsets of
 /// requests whose answer (or, for acks=0, whose forwarding) is done.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Produced {
+pub(super) struct Produced {
     /// Offsets carried by Produce requests forwarded.
-    pub requested: u64,
+    pub(super) requested: u64,
     /// Offsets carried by Produce requests answered.
-    pub answered: u64,
+    pub(super) answered: u64,
 }
 
 #[derive(Debug, Default)]
@@ -73,7 +76,7 @@ struct Inner {
 
 /// The observations of one migration's sessions.
 #[derive(Debug, Default)]
-pub struct Observed {
+pub(super) struct Observed {
     inner: Mutex<Inner>,
     /// Bumped when the set of groups or of their topics changes.
     changes: AtomicU64,
@@ -81,21 +84,21 @@ pub struct Observed {
 
 /// What one request told (parsed before forwarding).
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// Group ids with the topics the request named for each.
-    pub groups: Vec<(String, Vec<String>)>,
+    pub(super) groups: Vec<(String, Vec<String>)>,
     /// OffsetCommit: (group, topic, partition, offset).
-    pub commits: Vec<(String, String, i32, i64)>,
+    pub(super) commits: Vec<(String, String, i32, i64)>,
     /// Produce: (topic, partition, offsets), and whether an answer follows.
-    pub produced: Vec<(String, i32, u64)>,
+    pub(super) produced: Vec<(String, i32, u64)>,
     /// Produce with acks≠0.
-    pub answered: bool,
+    pub(super) answered: bool,
 }
 
 impl Observed {
     /// Records what a request shows; returns the produce counts to confirm
     /// when its answer arrives (empty when none is expected).
-    pub fn request(&self, seen: Seen) -> Vec<(String, i32, u64)> {
+    pub(super) fn request(&self, seen: Seen) -> Vec<(String, i32, u64)> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let mut changed = false;
@@ -140,13 +143,13 @@ impl Observed {
     }
 
     /// How many times the set of groups or their topics changed.
-    pub fn changes(&self) -> u64 {
+    pub(super) fn changes(&self) -> u64 {
         self.changes.load(Ordering::Relaxed)
     }
 
     /// The groups with their topics, for the next start; `false` with it
     /// when something was left out to stay within [`MAX_PERSISTED_PAIRS`].
-    pub fn snapshot(&self) -> (GroupTopics, bool) {
+    pub(super) fn snapshot(&self) -> (GroupTopics, bool) {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = GroupTopics::new();
         let (mut pairs, mut whole) = (0usize, true);
@@ -173,7 +176,7 @@ impl Observed {
 
     /// Seeds the groups of a snapshot from the previous run, as seen
     /// longest ago (the first evicted), within the bounds.
-    pub fn restore(&self, saved: GroupTopics) {
+    pub(super) fn restore(&self, saved: GroupTopics) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for (name, topics) in saved {
             if inner.groups.len() >= MAX_GROUPS {
@@ -186,7 +189,7 @@ impl Observed {
     }
 
     /// A Produce request's answer came back.
-    pub fn answered(&self, produced: &[(String, i32, u64)]) {
+    pub(super) fn answered(&self, produced: &[(String, i32, u64)]) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for (topic, partition, n) in produced {
             if let Some(p) = inner.produced.get_mut(&(topic.clone(), *partition)) {
@@ -197,7 +200,7 @@ impl Observed {
 
     /// Groups that may have offsets for `topic`: those that named it, and
     /// those whose requests named no topic yet.
-    pub fn groups_for(&self, topic: &str) -> Vec<String> {
+    pub(super) fn groups_for(&self, topic: &str) -> Vec<String> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<String> = inner
             .groups
@@ -212,7 +215,13 @@ impl Observed {
     /// The offset the proxy can account for in `group`'s commit of
     /// `topic`/`partition`: the highest it relayed, else the baseline taken
     /// now from `committed` (the first time the checks look).
-    pub fn accounted(&self, group: &str, topic: &str, partition: i32, committed: i64) -> i64 {
+    pub(super) fn accounted(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        committed: i64,
+    ) -> i64 {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let g = inner.groups.entry(group.to_owned()).or_default();
         let key = (topic.to_owned(), partition);
@@ -223,7 +232,7 @@ impl Observed {
     }
 
     /// Produce counts for `topic`, by partition.
-    pub fn produced(&self, topic: &str) -> HashMap<i32, Produced> {
+    pub(super) fn produced(&self, topic: &str) -> HashMap<i32, Produced> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner
             .produced
@@ -257,7 +266,7 @@ impl Inner {
 
 /// Whether requests of `key` carry something [`parse`] reads.
 #[must_use]
-pub fn observed(key: ApiKey) -> bool {
+pub(super) fn observed(key: ApiKey) -> bool {
     matches!(
         key,
         ApiKey::FindCoordinator
@@ -272,7 +281,7 @@ pub fn observed(key: ApiKey) -> bool {
 /// A body that does not parse yields what was read before the fault (the
 /// broker answers the client's mistake; the proxy only loses an observation).
 #[must_use]
-pub fn parse(key: ApiKey, version: i16, body: &[u8]) -> Seen {
+pub(super) fn parse(key: ApiKey, version: i16, body: &[u8]) -> Seen {
     let mut seen = Seen::default();
     let _ = parse_into(key, version, body, &mut seen);
     seen
@@ -453,7 +462,7 @@ impl<'a> Reader<'a> {
         Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
 
-    pub(super) fn uvarint(&mut self) -> Option<u64> {
+    fn uvarint(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.take(1)?[0];

@@ -17,7 +17,7 @@ use crate::proxy::{Upstream, UpstreamError};
 
 /// A probe failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
+pub(super) enum ProbeError {
     /// No connection.
     #[error(transparent)]
     Connect(#[from] UpstreamError),
@@ -44,7 +44,7 @@ const API_VERSIONS_VERSION: i16 = 0;
 /// # Errors
 /// [`ProbeError`] when the cluster cannot be reached or answers nonsense
 /// within `deadline`.
-pub async fn brokers(
+pub(super) async fn brokers(
     upstream: &Upstream,
     deadline: Duration,
     max_frame: usize,
@@ -75,7 +75,7 @@ pub async fn brokers(
 /// # Errors
 /// [`ProbeError`] when the cluster cannot be reached or answers nonsense
 /// within `deadline`.
-pub async fn api_versions(
+pub(super) async fn api_versions(
     upstream: &Upstream,
     deadline: Duration,
     max_frame: usize,
@@ -96,7 +96,7 @@ pub async fn api_versions(
 /// # Errors
 /// [`ProbeError`] when the cluster cannot be reached or answers nonsense
 /// within `deadline`.
-pub async fn exchange<Req: Encodable, Resp: Decodable>(
+pub(super) async fn exchange<Req: Encodable, Resp: Decodable>(
     upstream: &Upstream,
     key: ApiKey,
     version: i16,

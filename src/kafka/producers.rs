@@ -48,7 +48,7 @@ type Table = (HashMap<(i64, i16), ClientProducer>, u64);
 
 /// The producer-id and sequence state of one migration.
 #[derive(Debug, Default)]
-pub struct Producers {
+pub(super) struct Producers {
     inner: Mutex<Table>,
     /// Per transactional id, the proxy's transaction open on the target
     /// (its producer id and epoch there), until the client's EndTxn ends it
@@ -59,23 +59,23 @@ pub struct Producers {
 /// Why a transaction cannot be opened on the target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{MAX_PRODUCERS} transactions are open on the target already")]
-pub struct TooManyTransactions;
+pub(crate) struct TooManyTransactions;
 
 /// How to write one batch to a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rewrite {
+pub(crate) struct Rewrite {
     /// Producer id there.
-    pub producer_id: i64,
+    pub(super) producer_id: i64,
     /// Epoch there.
-    pub epoch: i16,
+    pub(super) epoch: i16,
     /// Base sequence there.
-    pub base_sequence: i32,
+    pub(super) base_sequence: i32,
 }
 
 impl Producers {
     /// The proxy's producer id on `side` for a client producer, if obtained.
     #[must_use]
-    pub fn proxy_id(&self, producer_id: i64, epoch: i16, side: Side) -> Option<(i64, i16)> {
+    pub(super) fn proxy_id(&self, producer_id: i64, epoch: i16, side: Side) -> Option<(i64, i16)> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner
             .0
@@ -84,7 +84,7 @@ impl Producers {
     }
 
     /// Records the proxy's producer id on `side` for a client producer.
-    pub fn set_proxy_id(&self, producer_id: i64, epoch: i16, side: Side, id: (i64, i16)) {
+    pub(super) fn set_proxy_id(&self, producer_id: i64, epoch: i16, side: Side, id: (i64, i16)) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (map, clock) = &mut *inner;
         *clock += 1;
@@ -107,7 +107,11 @@ impl Producers {
     ///
     /// # Errors
     /// When [`MAX_PRODUCERS`] transactions are open on the target already.
-    pub fn opened_on_target(&self, txn: &str, id: (i64, i16)) -> Result<(), TooManyTransactions> {
+    pub(super) fn opened_on_target(
+        &self,
+        txn: &str,
+        id: (i64, i16),
+    ) -> Result<(), TooManyTransactions> {
         let mut open = self
             .open_on_target
             .lock()
@@ -121,7 +125,7 @@ impl Producers {
 
     /// The proxy's transaction of `txn` open on the target, if any.
     #[must_use]
-    pub fn open_on_target(&self, txn: &str) -> Option<(i64, i16)> {
+    pub(super) fn open_on_target(&self, txn: &str) -> Option<(i64, i16)> {
         self.open_on_target
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -130,7 +134,7 @@ impl Producers {
     }
 
     /// The proxy's transaction of `txn` on the target has ended.
-    pub fn closed_on_target(&self, txn: &str) {
+    pub(super) fn closed_on_target(&self, txn: &str) {
         self.open_on_target
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -143,7 +147,7 @@ impl Producers {
     /// idempotent) or the proxy's id on `side` is not obtained yet.
     #[must_use]
     #[allow(clippy::too_many_arguments)]
-    pub fn plan(
+    pub(super) fn plan(
         &self,
         producer_id: i64,
         epoch: i16,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 /// How long the proxy keeps asking again on a retriable error: the step
 /// that needs the answer waits this long at most.
-pub(crate) const STEP_DEADLINE: Duration = Duration::from_secs(30);
+pub(super) const STEP_DEADLINE: Duration = Duration::from_secs(30);
 /// The first pause between attempts, doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -28,14 +28,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 const WAITED_OUT: [i16; 7] = [5, 6, 3, 7, 14, 15, 16];
 
 /// Whether the proxy asks again after `code`.
-pub(crate) fn is_waited_out(code: i16) -> bool {
+pub(super) fn is_waited_out(code: i16) -> bool {
     WAITED_OUT.contains(&code)
 }
 
 /// Kafka's name of an error code, as its tools print it
 /// ("COORDINATOR_NOT_AVAILABLE"); "UNKNOWN(code)" for a code this build does
 /// not know.
-pub(crate) fn error_name(code: i16) -> String {
+fn error_name(code: i16) -> String {
     match ResponseError::try_from_code(code) {
         None => "NONE".to_owned(),
         Some(ResponseError::Unknown(c)) => format!("UNKNOWN({c})"),
@@ -44,7 +44,7 @@ pub(crate) fn error_name(code: i16) -> String {
 }
 
 /// "COORDINATOR_NOT_AVAILABLE (error code 15)".
-pub(crate) fn describe(code: i16) -> String {
+pub(super) fn describe(code: i16) -> String {
     format!("{} (error code {code})", error_name(code))
 }
 
@@ -62,15 +62,15 @@ fn screaming_snake(camel: &str) -> String {
 
 /// Why one attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
+pub(super) struct Failure {
     /// Whether asking again may succeed.
-    pub retriable: bool,
-    pub message: String,
+    pub(super) retriable: bool,
+    pub(super) message: String,
 }
 
 impl Failure {
     /// A failure that asking again cannot cure.
-    pub(crate) fn fatal(message: impl Into<String>) -> Failure {
+    pub(super) fn fatal(message: impl Into<String>) -> Failure {
         Failure {
             retriable: false,
             message: message.into(),
@@ -79,7 +79,7 @@ impl Failure {
 
     /// A cluster's answer `code`; retriable when the code is one a settling
     /// cluster answers. `what` is the sentence the code completes.
-    pub(crate) fn code(code: i16, what: impl std::fmt::Display) -> Failure {
+    pub(super) fn code(code: i16, what: impl std::fmt::Display) -> Failure {
         Failure {
             retriable: is_waited_out(code),
             message: format!("{what}: {}", describe(code)),
@@ -99,7 +99,7 @@ impl From<String> for Failure {
 ///
 /// # Errors
 /// The last failure's message.
-pub(crate) async fn retrying<T, F, Fut>(deadline: Duration, mut attempt: F) -> Result<T, String>
+pub(super) async fn retrying<T, F, Fut>(deadline: Duration, mut attempt: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Failure>>,

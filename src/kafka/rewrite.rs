@@ -36,7 +36,7 @@ const API_VERSIONS_ERROR_AT: usize = 8;
 ///
 /// # Errors
 /// When the broker's answer does not decode.
-pub fn api_versions(
+pub(super) fn api_versions(
     frame: &Bytes,
     version: i16,
     correlation_id: i32,
@@ -77,7 +77,7 @@ pub fn api_versions(
 ///
 /// # Errors
 /// When the answer cannot be encoded (never for v0).
-pub fn api_versions_too_new(
+pub(super) fn api_versions_too_new(
     version: i16,
     correlation_id: i32,
 ) -> Option<Result<Bytes, FrameError>> {
@@ -101,11 +101,11 @@ pub fn api_versions_too_new(
 /// What a FindCoordinator request asked: the key kind, and in v0-3 the key
 /// (those answers do not repeat it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Asked {
+pub(super) struct Asked {
     /// Group or transaction.
-    pub kind: CoordinatorKind,
+    pub(super) kind: CoordinatorKind,
     /// The single key of a v0-3 request.
-    pub key: Option<String>,
+    pub(super) key: Option<String>,
 }
 
 /// The client's FindCoordinator answer: each live coordinator is passed
@@ -114,7 +114,7 @@ pub struct Asked {
 ///
 /// # Errors
 /// When the answer cannot be encoded at `version`.
-pub fn find_coordinator(
+pub(super) fn find_coordinator(
     mut body: FindCoordinatorResponse,
     version: i16,
     correlation_id: i32,
@@ -152,7 +152,7 @@ pub fn find_coordinator(
 ///
 /// # Errors
 /// When the answer cannot be encoded at `version`.
-pub fn describe_cluster(
+pub(super) fn describe_cluster(
     mut body: DescribeClusterResponse,
     version: i16,
     correlation_id: i32,
@@ -178,7 +178,7 @@ pub fn describe_cluster(
 ///
 /// # Errors
 /// When kafka-protocol cannot encode `body` at `version`.
-pub fn encode<T: Encodable>(
+pub(super) fn encode<T: Encodable>(
     key: ApiKey,
     version: i16,
     correlation_id: i32,

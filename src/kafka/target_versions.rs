@@ -23,15 +23,15 @@ use super::Shared;
 use super::probe;
 
 /// How long the target's rows are used before it is asked again.
-pub const REFRESH: Duration = Duration::from_secs(300);
+const REFRESH: Duration = Duration::from_secs(300);
 /// How long after a failed ask the target is asked again.
-pub const RETRY: Duration = Duration::from_secs(10);
+const RETRY: Duration = Duration::from_secs(10);
 /// The longest a client's ApiVersions waits for the target.
 const ASK_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The target's rows as last asked.
 #[derive(Debug, Default)]
-pub struct TargetVersions {
+pub(super) struct TargetVersions {
     cached: Mutex<Cached>,
 }
 
@@ -52,13 +52,13 @@ impl Cached {
 impl TargetVersions {
     /// The target's `(api_key, min, max)` rows, asked when due; `None`
     /// while the target has never answered.
-    pub async fn rows(&self, shared: &Shared) -> Option<Arc<Vec<VersionRow>>> {
+    pub(super) async fn rows(&self, shared: &Shared) -> Option<Arc<Vec<VersionRow>>> {
         self.rows_of(shared, &shared.target).await
     }
 
     /// The same for `upstream` (the source, for the ApiVersions the proxy
     /// answers before a client has logged in).
-    pub async fn rows_of(
+    pub(super) async fn rows_of(
         &self,
         shared: &Shared,
         upstream: &crate::proxy::Upstream,

@@ -67,7 +67,7 @@ pub const SUPPORTED: &[VersionRow] = &[
 
 /// Why a request may not pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// The key is known to kafka-protocol but not served by the proxy.
     #[error("API key {key:?} ({api_key}) is not served by the proxy")]
     Key {
@@ -96,7 +96,7 @@ pub enum Refused {
 ///
 /// # Errors
 /// [`Refused`] naming the key and, for versions, the advertised range.
-pub fn admit(key: ApiKey, version: i16) -> Result<(), Refused> {
+pub(super) fn admit(key: ApiKey, version: i16) -> Result<(), Refused> {
     if key == ApiKey::ApiVersions {
         return Ok(());
     }

@@ -29,11 +29,11 @@ const CLIENT_ID: &str = "cutover";
 
 /// A user and password to log in with (the password never printed).
 #[derive(Clone)]
-pub struct SaslLogin {
+pub(crate) struct SaslLogin {
     /// How.
-    pub mechanism: Mechanism,
+    pub(super) mechanism: Mechanism,
     /// Who.
-    pub username: String,
+    pub(super) username: String,
     password: String,
 }
 
@@ -49,7 +49,7 @@ impl std::fmt::Debug for SaslLogin {
 impl SaslLogin {
     /// A login of `username` with `password`.
     #[must_use]
-    pub fn new(mechanism: Mechanism, username: String, password: String) -> Self {
+    pub(crate) fn new(mechanism: Mechanism, username: String, password: String) -> Self {
         SaslLogin {
             mechanism,
             username,
@@ -63,7 +63,7 @@ impl SaslLogin {
 /// connection does it on the raw stream; a live one (KIP-368
 /// re-authentication) through its pipelined link.
 #[async_trait::async_trait]
-pub trait Rounds: Send {
+pub(crate) trait Rounds: Send {
     /// Sends what `make` encodes and returns the answer frame.
     ///
     /// # Errors
@@ -80,7 +80,7 @@ impl SaslLogin {
     ///
     /// # Errors
     /// The broker's refusal, or what failed.
-    pub async fn login(&self, rounds: &mut dyn Rounds) -> Result<Option<Duration>, String> {
+    pub(crate) async fn login(&self, rounds: &mut dyn Rounds) -> Result<Option<Duration>, String> {
         let offered: SaslHandshakeResponse = call(
             rounds,
             ApiKey::SaslHandshake,

@@ -17,11 +17,11 @@ use crate::proxy::Handshake;
 
 /// One cluster's logins.
 #[derive(Debug)]
-pub struct ClusterLogins {
+pub(crate) struct ClusterLogins {
     name: String,
     /// The cluster's own login (`clusters[].auth`), used by the control
     /// plane and, by default, by every session.
-    pub proxy: Option<Arc<SaslLogin>>,
+    pub(crate) proxy: Option<Arc<SaslLogin>>,
     mechanism: Option<Mechanism>,
     mapped: HashMap<String, Arc<SaslLogin>>,
 }
@@ -31,7 +31,7 @@ impl ClusterLogins {
     ///
     /// # Errors
     /// A password file that cannot be read, or an unknown mechanism.
-    pub fn of(cluster: &ClusterConfig) -> Result<ClusterLogins, String> {
+    pub(crate) fn of(cluster: &ClusterConfig) -> Result<ClusterLogins, String> {
         let mut logins = ClusterLogins {
             name: cluster.name.clone(),
             proxy: None,
@@ -58,7 +58,7 @@ impl ClusterLogins {
 
     /// The login as a handshake for [`crate::proxy::Upstream`].
     #[must_use]
-    pub fn handshake(&self) -> Option<Arc<dyn Handshake>> {
+    pub(crate) fn handshake(&self) -> Option<Arc<dyn Handshake>> {
         self.proxy.clone().map(|l| l as Arc<dyn Handshake>)
     }
 
@@ -112,7 +112,7 @@ fn secret(inline: Option<&String>, file: Option<&Path>) -> Result<String, String
 }
 
 /// Whom logged-in clients' sessions reach `[source, target]` as.
-pub struct ClientIdentity {
+pub(crate) struct ClientIdentity {
     mode: UpstreamIdentity,
     clusters: [Arc<ClusterLogins>; 2],
 }
@@ -120,7 +120,7 @@ pub struct ClientIdentity {
 impl ClientIdentity {
     /// For `mode` over the two clusters' logins.
     #[must_use]
-    pub fn new(mode: UpstreamIdentity, clusters: [Arc<ClusterLogins>; 2]) -> Self {
+    pub(crate) fn new(mode: UpstreamIdentity, clusters: [Arc<ClusterLogins>; 2]) -> Self {
         ClientIdentity { mode, clusters }
     }
 
@@ -129,7 +129,7 @@ impl ClientIdentity {
     ///
     /// # Errors
     /// When a cluster has no credentials for the user.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         user: &str,
         password: Option<&str>,

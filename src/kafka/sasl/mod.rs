@@ -3,12 +3,12 @@
 //! principal, `identity`), and clients logging in to the proxy (`server`,
 //! against `users`). The mechanisms' arithmetic is in `scram` and `scram_server`.
 
-pub mod client;
-pub mod identity;
-pub mod scram;
-pub mod scram_server;
-pub mod server;
+pub(crate) mod client;
+pub(crate) mod identity;
+pub(crate) mod scram;
+pub(crate) mod scram_server;
+pub(crate) mod server;
 pub mod users;
 
 pub use scram::Mechanism;
-pub use users::load as load_users;
+pub(crate) use users::load as load_users;

@@ -24,15 +24,15 @@ pub enum Mechanism {
 }
 
 /// Kafka's floor for SCRAM iterations; clients refuse fewer.
-pub const MIN_ITERATIONS: u32 = 4096;
+pub(super) const MIN_ITERATIONS: u32 = 4096;
 /// A ceiling, so a hostile or broken server cannot make the proxy spin.
-pub const MAX_ITERATIONS: u32 = 1_000_000;
+pub(super) const MAX_ITERATIONS: u32 = 1_000_000;
 /// Salt bytes for new credentials (Kafka uses a 32-byte salt as well).
 const SALT_LEN: usize = 32;
 
 impl Mechanism {
     /// Every mechanism, in the order the proxy offers them.
-    pub const ALL: [Mechanism; 3] = [
+    pub(super) const ALL: [Mechanism; 3] = [
         Mechanism::Plain,
         Mechanism::ScramSha256,
         Mechanism::ScramSha512,
@@ -40,7 +40,7 @@ impl Mechanism {
 
     /// The SASL name.
     #[must_use]
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::ScramSha256 => "SCRAM-SHA-256",
@@ -85,15 +85,15 @@ impl std::fmt::Display for Mechanism {
 
 /// What a SCRAM server keeps of a password: never the password itself.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ScramCredential {
+pub(crate) struct ScramCredential {
     /// Salt of the PBKDF2 derivation.
-    pub salt: Vec<u8>,
+    pub(super) salt: Vec<u8>,
     /// PBKDF2 iterations.
-    pub iterations: u32,
+    pub(super) iterations: u32,
     /// H(ClientKey).
-    pub stored_key: Vec<u8>,
+    pub(super) stored_key: Vec<u8>,
     /// HMAC(SaltedPassword, "Server Key").
-    pub server_key: Vec<u8>,
+    pub(super) server_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for ScramCredential {
@@ -132,7 +132,7 @@ fn keys(mechanism: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> 
     )
 }
 
-pub(super) fn hash(mechanism: Mechanism, data: &[u8]) -> Vec<u8> {
+pub(crate) fn hash(mechanism: Mechanism, data: &[u8]) -> Vec<u8> {
     mechanism
         .algorithms()
         .map(|(_, _, d)| digest::digest(d, data).as_ref().to_vec())
@@ -142,7 +142,12 @@ pub(super) fn hash(mechanism: Mechanism, data: &[u8]) -> Vec<u8> {
 impl ScramCredential {
     /// The credential of `password` with `salt` and `iterations`.
     #[must_use]
-    pub fn derive(mechanism: Mechanism, password: &[u8], salt: Vec<u8>, iterations: u32) -> Self {
+    pub(crate) fn derive(
+        mechanism: Mechanism,
+        password: &[u8],
+        salt: Vec<u8>,
+        iterations: u32,
+    ) -> Self {
         let (client_key, server_key) = keys(mechanism, password, &salt, iterations);
         ScramCredential {
             stored_key: hash(mechanism, &client_key),
@@ -156,7 +161,7 @@ impl ScramCredential {
     ///
     /// # Errors
     /// When the system's random source fails.
-    pub fn generate(
+    pub(super) fn generate(
         mechanism: Mechanism,
         password: &[u8],
         iterations: u32,
@@ -172,7 +177,7 @@ impl ScramCredential {
     /// Whether `password` is the one this credential was made of (SASL/PLAIN
     /// checked against SCRAM entries), in constant time.
     #[must_use]
-    pub fn matches_password(&self, mechanism: Mechanism, password: &[u8]) -> bool {
+    pub(super) fn matches_password(&self, mechanism: Mechanism, password: &[u8]) -> bool {
         let other =
             ScramCredential::derive(mechanism, password, self.salt.clone(), self.iterations);
         bool::from(other.stored_key.ct_eq(&self.stored_key))
@@ -183,7 +188,7 @@ impl ScramCredential {
 ///
 /// # Errors
 /// When the system's random source fails.
-pub fn nonce() -> Result<String, String> {
+pub(super) fn nonce() -> Result<String, String> {
     let mut bytes = [0_u8; 24];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| "the system random source failed".to_owned())?;
@@ -192,7 +197,7 @@ pub fn nonce() -> Result<String, String> {
 
 /// Base64 as Kafka writes SCRAM values.
 #[must_use]
-pub fn b64(bytes: &[u8]) -> String {
+pub(super) fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
@@ -200,18 +205,18 @@ pub fn b64(bytes: &[u8]) -> String {
 ///
 /// # Errors
 /// When `text` is not base64.
-pub fn unb64(text: &str) -> Result<Vec<u8>, String> {
+pub(super) fn unb64(text: &str) -> Result<Vec<u8>, String> {
     B64.decode(text).map_err(|e| format!("not base64 ({e})"))
 }
 
 /// A SCRAM user name as the wire writes it (`,` → `=2C`, `=` → `=3D`).
 #[must_use]
-pub fn escape_name(name: &str) -> String {
+fn escape_name(name: &str) -> String {
     name.replace('=', "=3D").replace(',', "=2C")
 }
 
 /// `k=v` attributes of a SCRAM message, in order.
-pub(super) fn attributes(message: &str) -> Result<Vec<(char, &str)>, String> {
+pub(crate) fn attributes(message: &str) -> Result<Vec<(char, &str)>, String> {
     message
         .split(',')
         .map(|part| {
@@ -237,7 +242,7 @@ pub(super) fn xor(a: &[u8], b: &[u8]) -> Vec<u8> {
 }
 
 /// The proxy logging in to a broker with SCRAM: three messages.
-pub struct ScramClient {
+pub(super) struct ScramClient {
     mechanism: Mechanism,
     password: Vec<u8>,
     nonce: String,
@@ -249,7 +254,7 @@ pub struct ScramClient {
 impl ScramClient {
     /// Starts a login of `user`; [`ScramClient::first`] is the first message.
     #[must_use]
-    pub fn new(mechanism: Mechanism, user: &str, password: &str, nonce: String) -> Self {
+    pub(crate) fn new(mechanism: Mechanism, user: &str, password: &str, nonce: String) -> Self {
         let first_bare = format!("n={},r={nonce}", escape_name(user));
         ScramClient {
             mechanism,
@@ -262,7 +267,7 @@ impl ScramClient {
 
     /// client-first-message.
     #[must_use]
-    pub fn first(&self) -> Vec<u8> {
+    pub(crate) fn first(&self) -> Vec<u8> {
         format!("n,,{}", self.first_bare).into_bytes()
     }
 
@@ -271,7 +276,7 @@ impl ScramClient {
     /// # Errors
     /// A sentence when the server's message is malformed, does not extend
     /// our nonce, or asks for fewer iterations than Kafka allows.
-    pub fn answer(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
+    pub(crate) fn answer(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
         let text = std::str::from_utf8(server_first).map_err(|_| "server-first is not UTF-8")?;
         let attrs = attributes(text)?;
         let nonce = attribute(&attrs, 'r')?;
@@ -302,7 +307,7 @@ impl ScramClient {
     ///
     /// # Errors
     /// The server's own error (`e=`), or a signature that does not match.
-    pub fn verify(&self, server_final: &[u8]) -> Result<(), String> {
+    pub(super) fn verify(&self, server_final: &[u8]) -> Result<(), String> {
         let text = std::str::from_utf8(server_final).map_err(|_| "server-final is not UTF-8")?;
         let attrs = attributes(text)?;
         if let Ok(error) = attribute(&attrs, 'e') {
@@ -323,7 +328,7 @@ impl ScramClient {
 
 /// The SASL/PLAIN message `authzid NUL user NUL password`.
 #[must_use]
-pub fn plain_message(user: &str, password: &str) -> Vec<u8> {
+pub(super) fn plain_message(user: &str, password: &str) -> Vec<u8> {
     format!("\0{user}\0{password}").into_bytes()
 }
 
@@ -331,7 +336,7 @@ pub fn plain_message(user: &str, password: &str) -> Vec<u8> {
 ///
 /// # Errors
 /// A malformed message, or an authorization id other than the user.
-pub fn parse_plain(message: &[u8]) -> Result<(String, String), String> {
+pub(super) fn parse_plain(message: &[u8]) -> Result<(String, String), String> {
     let text = std::str::from_utf8(message).map_err(|_| "PLAIN message is not UTF-8")?;
     let mut parts = text.split('\0');
     let (Some(authzid), Some(user), Some(password), None) =

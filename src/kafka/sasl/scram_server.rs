@@ -11,13 +11,13 @@ use super::scram::{
 
 /// A client's client-first-message, parsed.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ClientFirst {
+pub(crate) struct ClientFirst {
     /// The user name (unescaped).
-    pub user: String,
+    pub(crate) user: String,
     /// The client's nonce.
-    pub nonce: String,
+    pub(super) nonce: String,
     /// `n=...,r=...[,ext]`, kept for the AuthMessage.
-    pub bare: String,
+    bare: String,
 }
 
 /// Parses a client-first-message.
@@ -25,7 +25,7 @@ pub struct ClientFirst {
 /// # Errors
 /// A sentence for channel binding, an authzid other than the user, token
 /// authentication, or a malformed message.
-pub fn parse_client_first(message: &[u8]) -> Result<ClientFirst, String> {
+pub(super) fn parse_client_first(message: &[u8]) -> Result<ClientFirst, String> {
     let text = std::str::from_utf8(message).map_err(|_| "client-first is not UTF-8")?;
     let mut parts = text.splitn(3, ',');
     let (Some(cbind), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next())
@@ -62,7 +62,7 @@ pub fn parse_client_first(message: &[u8]) -> Result<ClientFirst, String> {
 }
 
 /// The server side of one SCRAM exchange, after the client-first-message.
-pub struct ScramServer {
+pub(crate) struct ScramServer {
     mechanism: Mechanism,
     credential: ScramCredential,
     /// Whether the user exists: an unknown user gets a made-up salt and
@@ -79,7 +79,7 @@ impl ScramServer {
     ///
     /// # Errors
     /// When the random source fails (unknown users only).
-    pub fn start(
+    pub(crate) fn start(
         mechanism: Mechanism,
         first: &ClientFirst,
         credential: Option<ScramCredential>,
@@ -116,7 +116,7 @@ impl ScramServer {
     /// # Errors
     /// A sentence for a wrong proof (wrong password), unknown user, nonce
     /// mismatch or malformed message.
-    pub fn finish(&self, client_final: &[u8]) -> Result<Vec<u8>, String> {
+    pub(super) fn finish(&self, client_final: &[u8]) -> Result<Vec<u8>, String> {
         let text = std::str::from_utf8(client_final).map_err(|_| "client-final is not UTF-8")?;
         let (without_proof, proof) = text
             .rsplit_once(",p=")

@@ -39,38 +39,38 @@ const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 /// Kafka's `ILLEGAL_SASL_STATE`.
 const ILLEGAL_SASL_STATE: i16 = 34;
 /// Kafka's `SASL_AUTHENTICATION_FAILED`.
-pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
 /// Largest frame read before a client has logged in (Kafka's own
 /// `sasl.server.max.receive.size` default), so an anonymous peer cannot
 /// make the proxy buffer a large frame.
-pub const MAX_PREAUTH_FRAME: usize = 512 * 1024;
+pub(crate) const MAX_PREAUTH_FRAME: usize = 512 * 1024;
 
 /// The versions of the login keys the proxy answers, added to the
 /// ApiVersions answer it gives before login. SaslHandshake v0 (tokens
 /// outside Kafka framing) is not offered.
-pub const LOGIN_ROWS: &[VersionRow] = &[
+const LOGIN_ROWS: &[VersionRow] = &[
     (ApiKey::SaslHandshake as i16, 1, 1),
     (ApiKey::SaslAuthenticate as i16, 0, 2),
 ];
 
 /// What every session of a migration needs to log clients in.
-pub struct ClientLogins {
+pub(crate) struct ClientLogins {
     /// The users file, reloaded when it changes.
-    pub users: Arc<Users>,
+    pub(crate) users: Arc<Users>,
     /// Slows repeated failures per address.
-    pub throttle: AuthThrottle,
+    pub(crate) throttle: AuthThrottle,
     /// `cutover_request_errors_total{kind="auth"}` of the migration.
-    pub failures: metrics::Counter,
+    pub(crate) failures: metrics::Counter,
     /// Whom logged-in clients reach the clusters as.
-    pub identity: ClientIdentity,
+    pub(crate) identity: ClientIdentity,
     /// How long a client's login holds before it must log in again on its
     /// connection (KIP-368); zero: for the connection's life.
-    pub session_lifetime: std::time::Duration,
+    pub(crate) session_lifetime: std::time::Duration,
 }
 
 /// Where one session is in its login.
 #[derive(Default)]
-pub enum Login {
+pub(crate) enum Login {
     /// Nothing asked yet (or ApiVersions only).
     #[default]
     Start,
@@ -91,7 +91,7 @@ pub enum Login {
 }
 
 /// What the session does with a request read before login.
-pub enum Step {
+pub(crate) enum Step {
     /// Answer with this frame and read on.
     Answer(Bytes),
     /// Answer with this frame after `delay`, then close: the login failed.
@@ -103,13 +103,13 @@ pub enum Step {
 impl Login {
     /// Whether the session has logged in.
     #[must_use]
-    pub fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         matches!(self, Login::Done { .. })
     }
 
     /// The logged-in user.
     #[must_use]
-    pub fn user(&self) -> Option<&str> {
+    pub(crate) fn user(&self) -> Option<&str> {
         match self {
             Login::Done { user, .. } => Some(user),
             _ => None,
@@ -118,7 +118,7 @@ impl Login {
 
     /// Whether a login's session has run out at `now`.
     #[must_use]
-    pub fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn expired(&self, now: Instant) -> bool {
         matches!(self, Login::Done { expires: Some(at), .. } if now >= *at)
     }
 }
@@ -127,7 +127,7 @@ impl Login {
 /// in again as `relogin_of`, KIP-368); `versions` are the ApiVersions rows
 /// the proxy offers.
 #[allow(clippy::too_many_arguments)]
-pub fn step(
+pub(crate) fn step(
     logins: &ClientLogins,
     login: &mut Login,
     frame: &Bytes,
@@ -281,7 +281,7 @@ fn authenticate(
 
 type Failure = (Option<String>, Mechanism, String);
 /// `[source, target]` logins of one client user (`None`: the clusters' own).
-pub type UserLinks = Option<[Arc<SaslLogin>; 2]>;
+type UserLinks = Option<[Arc<SaslLogin>; 2]>;
 
 fn plain(logins: &ClientLogins, token: &[u8]) -> Result<(String, UserLinks), Failure> {
     let (user, password) = scram::parse_plain(token).map_err(|e| (None, Mechanism::Plain, e))?;

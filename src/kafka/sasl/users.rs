@@ -27,7 +27,7 @@ const MAX_NAME: usize = 256;
 
 /// Every user's SCRAM credentials, by (name, mechanism).
 #[derive(Debug, Default)]
-pub struct UserTable {
+pub(crate) struct UserTable {
     entries: HashMap<(String, Mechanism), ScramCredential>,
 }
 
@@ -36,7 +36,7 @@ impl UserTable {
     ///
     /// # Errors
     /// One sentence per bad line, with its number.
-    pub fn parse(text: &str) -> Result<UserTable, Vec<String>> {
+    pub(crate) fn parse(text: &str) -> Result<UserTable, Vec<String>> {
         let mut table = UserTable::default();
         let mut errors = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -65,27 +65,27 @@ impl UserTable {
     }
 
     /// How many (user, mechanism) entries.
-    #[must_use]
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether there is no entry.
     #[must_use]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// `user`'s credential for a SCRAM `mechanism`.
     #[must_use]
-    pub fn scram(&self, user: &str, mechanism: Mechanism) -> Option<&ScramCredential> {
+    pub(super) fn scram(&self, user: &str, mechanism: Mechanism) -> Option<&ScramCredential> {
         self.entries.get(&(user.to_owned(), mechanism))
     }
 
     /// Whether `password` is `user`'s (SASL/PLAIN), checked against the
     /// user's SCRAM-SHA-256 entry, else its SCRAM-SHA-512 one.
     #[must_use]
-    pub fn check_plain(&self, user: &str, password: &str) -> bool {
+    pub(super) fn check_plain(&self, user: &str, password: &str) -> bool {
         [Mechanism::ScramSha256, Mechanism::ScramSha512]
             .into_iter()
             .find_map(|m| self.scram(user, m).map(|c| (m, c)))
@@ -152,7 +152,7 @@ fn parse_line(line: &str) -> Result<(String, Mechanism, ScramCredential), String
 ///
 /// # Errors
 /// Empty, too long, or with spaces or control characters.
-pub fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME {
         return Err(format!("a user name is 1 to {MAX_NAME} bytes"));
     }
@@ -166,7 +166,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 
 /// One entry as the file writes it.
 #[must_use]
-pub fn entry_line(name: &str, mechanism: Mechanism, c: &ScramCredential) -> String {
+fn entry_line(name: &str, mechanism: Mechanism, c: &ScramCredential) -> String {
     format!(
         "{name} {mechanism} salt={},stored_key={},server_key={},iterations={}",
         scram::b64(&c.salt),
@@ -180,7 +180,7 @@ pub fn entry_line(name: &str, mechanism: Mechanism, c: &ScramCredential) -> Stri
 ///
 /// # Errors
 /// The file cannot be read, or some lines are invalid (all listed).
-pub fn load(path: &Path) -> Result<UserTable, String> {
+pub(crate) fn load(path: &Path) -> Result<UserTable, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     UserTable::parse(&text).map_err(|errors| format!("{}: {}", path.display(), errors.join("; ")))
@@ -261,13 +261,13 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
 }
 
 /// The current user table, replaced whole when the file changes.
-pub type Users = Reloading<UserTable>;
+pub(super) type Users = Reloading<UserTable>;
 
 /// Loads `path` once; [`Reloading::watch`] keeps it current.
 ///
 /// # Errors
 /// As [`load`].
-pub fn open(path: &Path) -> Result<Arc<Users>, String> {
+pub(crate) fn open(path: &Path) -> Result<Arc<Users>, String> {
     Reloading::open(path, "kafka users file", load)
 }
 

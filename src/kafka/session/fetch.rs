@@ -1,0 +1,353 @@
+//! Fetch: each partition is read from the segment its virtual fetch offset
+//! falls in, on that cluster's real leader; answers are merged with every
+//! offset moved into the partition's virtual space (record batch base
+//! offsets, which lie outside the CRC; high watermark; last stable offset;
+//! log start; aborted transactions), and batches past the end of a closed
+//! segment are cut off so a reader crosses into the next segment exactly
+//! at its virtual start.
+//!
+//! Upstream fetches are always session-less (KIP-227 session id 0, epoch
+//! -1): one client fetch may become several upstream fetches whose
+//! partition sets change as partitions switch, which broker-side sessions
+//! cannot follow. When a fetch is split, each part long-polls at most
+//! [`SPLIT_MAX_WAIT_MS`], so data on one cluster is not held back by an
+//! idle partition on the other for the client's whole wait.
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use cutover_kafka::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use cutover_kafka::kafka_protocol::messages::fetch_response::PartitionData;
+use cutover_kafka::kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use cutover_kafka::{
+    Batch, FrameError, RequestHeader, batches, decode_request_body, decode_response_body,
+    shift_base_offsets,
+};
+
+use super::hints;
+use super::relay::{Close, Out, Reply, Session, answer, client_id};
+use super::traffic;
+use crate::kafka::rewrite::encode;
+use crate::kafka::splice::routing::ReadAt;
+use crate::kafka::splice::split::group_by;
+
+/// Longest wait of each part of a split fetch.
+const SPLIT_MAX_WAIT_MS: i32 = 100;
+
+pub(super) async fn route(
+    session: &mut Session,
+    frame: Bytes,
+    header: &RequestHeader,
+) -> Result<Reply, Close> {
+    let request: FetchRequest = decode_request_body(&frame, header)
+        .map_err(|e| Close::protocol_by("decoding the request", e))?;
+    let mut reads: HashMap<(String, i32), ReadAt> = HashMap::new();
+    let mut items = Vec::new();
+    for (ti, topic) in request.topics.iter().enumerate() {
+        let name = topic.topic.0.as_str();
+        for (pi, p) in topic.partitions.iter().enumerate() {
+            let at = session
+                .shared
+                .splice
+                .locate(name, p.partition, p.fetch_offset);
+            let dest = session.shared.dest(at.located.side, name, p.partition);
+            reads.insert((name.to_owned(), p.partition), at);
+            items.push((dest, (ti, pi)));
+        }
+    }
+    let groups = group_by(items);
+    let (id, version) = (header.correlation_id, header.api_version);
+    let sessionless = version < 7 || (request.session_id == 0 && request.session_epoch == -1);
+    if groups.len() <= 1 && sessionless && reads.values().all(ReadAt::is_plain) {
+        let dest = groups.into_iter().next().map(|g| g.0);
+        let (side, addr) = dest.map_or((crate::kafka::cluster::Side::Source, None), |d| {
+            (d.side, d.addr)
+        });
+        let rx = session.forward(side, addr.as_deref(), &frame, true).await?;
+        let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
+        let shared = session.shared.clone();
+        return Ok(Box::pin(async move {
+            let frame = answer(rx).await?;
+            // Decoded for the counts and hints only: records stay shared
+            // slices of the frame, and a hint-free answer is relayed as is.
+            let Ok(mut body) =
+                decode_response_body::<FetchResponse>(&frame, ApiKey::Fetch as i16, version)
+            else {
+                return Ok(Out::Relabelled(frame, id));
+            };
+            traffic::fetched(&shared, side, &body, false);
+            let hints = hints::strip_fetch(&mut body);
+            if !hints.stripped {
+                return Ok(Out::Relabelled(frame, id));
+            }
+            hints::learn(&shared, side, &hints);
+            encode(ApiKey::Fetch, version, id, &body)
+                .map(Out::Frame)
+                .map_err(|e| Close::internal_by("encoding the Fetch answer", e))
+        }));
+    }
+    let split = groups.len() > 1;
+    if split {
+        traffic::split(
+            &session.shared,
+            "Fetch",
+            request.topics.iter().map(|t| t.topic.0.as_str()),
+        );
+    }
+    let client = client_id(&frame, header);
+    let mut pending = Vec::new();
+    for (dest, parts) in groups {
+        let part = subset(&request, &parts, &reads, split);
+        let rx = session
+            .send(&dest, ApiKey::Fetch, version, client.clone(), &part, true)
+            .await?
+            .ok_or_else(|| Close::internal("no answer expected"))?;
+        pending.push((dest.side, rx));
+    }
+    let shared = session.shared.clone();
+    Ok(Box::pin(async move {
+        let mut merged = FetchResponse::default();
+        for (side, rx) in pending {
+            let frame = answer(rx).await?;
+            let mut part: FetchResponse =
+                decode_response_body(&frame, ApiKey::Fetch as i16, version)
+                    .map_err(|e| Close::upstream_by(side, "its Fetch answer", e))?;
+            hints::learn(&shared, side, &hints::strip_fetch(&mut part));
+            translate_all(&mut part, &reads)
+                .map_err(|e| Close::upstream_by(side, "its Fetch answer", e))?;
+            traffic::fetched(&shared, side, &part, true);
+            merge(&mut merged, part);
+        }
+        let frame = encode(ApiKey::Fetch, version, id, &merged)
+            .map_err(|e| Close::internal_by("encoding the Fetch answer", e))?;
+        Ok(Out::Frame(frame))
+    }))
+}
+
+/// The upstream fetch for `parts` (topic index, partition index): physical
+/// offsets, no epochs (clients were shown none), no fetch session.
+fn subset(
+    request: &FetchRequest,
+    parts: &[(usize, usize)],
+    reads: &HashMap<(String, i32), ReadAt>,
+    split: bool,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for &(ti, pi) in parts {
+        let Some(topic) = request.topics.get(ti) else {
+            continue;
+        };
+        let Some(p) = topic.partitions.get(pi) else {
+            continue;
+        };
+        let physical = reads
+            .get(&(topic.topic.0.to_string(), p.partition))
+            .map_or(p.fetch_offset, |r| r.located.physical);
+        let part = FetchPartition::default()
+            .with_partition(p.partition)
+            .with_current_leader_epoch(-1)
+            .with_fetch_offset(physical)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(p.partition_max_bytes);
+        match topics.iter_mut().find(|t| t.topic == topic.topic) {
+            Some(t) => t.partitions.push(part),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic.topic.clone())
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let max_wait = if split {
+        request.max_wait_ms.min(SPLIT_MAX_WAIT_MS)
+    } else {
+        request.max_wait_ms
+    };
+    FetchRequest::default()
+        .with_replica_id(request.replica_id)
+        .with_max_wait_ms(max_wait)
+        .with_min_bytes(request.min_bytes)
+        .with_max_bytes(request.max_bytes)
+        .with_isolation_level(request.isolation_level)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics)
+        .with_rack_id(request.rack_id.clone())
+}
+
+/// Moves one upstream answer into virtual space.
+fn translate_all(
+    part: &mut FetchResponse,
+    reads: &HashMap<(String, i32), ReadAt>,
+) -> Result<(), FrameError> {
+    for topic in &mut part.responses {
+        for p in &mut topic.partitions {
+            if let Some(at) = reads.get(&(topic.topic.0.to_string(), p.partition_index)) {
+                translate(p, at)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds one (translated) upstream answer to the client's.
+fn merge(merged: &mut FetchResponse, part: FetchResponse) {
+    merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
+    if merged.error_code == 0 {
+        merged.error_code = part.error_code;
+    }
+    for mut topic in part.responses {
+        match merged.responses.iter_mut().find(|t| t.topic == topic.topic) {
+            Some(t) => t.partitions.append(&mut topic.partitions),
+            None => merged.responses.push(topic),
+        }
+    }
+}
+
+/// Moves one partition's answer into virtual space.
+///
+/// # Errors
+/// When its records are not v2 batches.
+pub(crate) fn translate(p: &mut PartitionData, at: &ReadAt) -> Result<(), FrameError> {
+    let loc = at.located;
+    p.preferred_read_replica = BrokerId(-1);
+    p.current_leader = Default::default();
+    if p.error_code != 0 {
+        return Ok(());
+    }
+    let to_virtual = |physical: i64| match loc.physical_end {
+        // A closed segment ends where the next begins, whatever its
+        // cluster's log has grown to since (writes that bypassed the proxy).
+        Some(end) if physical >= end => end + loc.delta,
+        _ => physical + loc.delta,
+    };
+    p.high_watermark = to_virtual(p.high_watermark);
+    if p.last_stable_offset >= 0 {
+        p.last_stable_offset = to_virtual(p.last_stable_offset);
+    }
+    if p.log_start_offset >= 0 {
+        p.log_start_offset = if loc.index == 0 {
+            p.log_start_offset + loc.delta
+        } else {
+            at.log_start
+        };
+    }
+    if let Some(aborted) = &mut p.aborted_transactions {
+        for a in aborted.iter_mut() {
+            a.first_offset += loc.delta;
+        }
+    }
+    if let Some(records) = &p.records {
+        p.records = Some(translate_records(records, loc.delta, loc.physical_end)?);
+    }
+    Ok(())
+}
+
+/// A records blob with batches at or past `physical_end` cut off and every
+/// remaining base offset moved by `delta`; untouched (no copy) when there
+/// is nothing to change.
+///
+/// # Errors
+/// When the blob holds something other than v2 batches.
+fn translate_records(
+    records: &Bytes,
+    delta: i64,
+    physical_end: Option<i64>,
+) -> Result<Bytes, FrameError> {
+    let mut cut = records.len();
+    if let Some(end) = physical_end {
+        for item in batches(records) {
+            let (offset, base) = match item? {
+                Batch::Whole(view) => (view.range().start, view.base_offset()),
+                Batch::Partial { offset, .. } => {
+                    let base = records
+                        .get(offset..offset + 8)
+                        .map(|b| i64::from_be_bytes(b.try_into().unwrap_or_default()));
+                    (offset, base.unwrap_or(i64::MAX))
+                }
+            };
+            if base >= end {
+                cut = offset;
+                break;
+            }
+        }
+    }
+    let kept = records.slice(..cut);
+    if delta == 0 {
+        return Ok(kept);
+    }
+    let mut copy = BytesMut::from(&kept[..]);
+    shift_base_offsets(&mut copy, delta)?;
+    Ok(copy.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::cluster::Side;
+    use crate::kafka::splice::segments::PartitionMap;
+
+    /// A minimal v2 batch at `base` holding `count` offsets.
+    fn batch(base: i64, count: i32) -> Vec<u8> {
+        let mut b = vec![0u8; 61];
+        b[..8].copy_from_slice(&base.to_be_bytes());
+        b[8..12].copy_from_slice(&49i32.to_be_bytes());
+        b[16] = 2;
+        b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+        b
+    }
+
+    fn bases(records: &Bytes) -> Vec<i64> {
+        batches(records)
+            .map(|b| match b.unwrap() {
+                Batch::Whole(v) => v.base_offset(),
+                Batch::Partial { .. } => -1,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_are_shifted_and_cut_at_the_segment_end() {
+        let blob: Bytes = [batch(95, 3), batch(98, 2), batch(100, 4)].concat().into();
+        let out = translate_records(&blob, 0, Some(100)).unwrap();
+        assert_eq!(
+            bases(&out),
+            [95, 98],
+            "the batch at the end belongs to nobody"
+        );
+        let out = translate_records(&blob, 1000, None).unwrap();
+        assert_eq!(bases(&out), [1095, 1098, 1100]);
+        let same = translate_records(&blob, 0, None).unwrap();
+        assert_eq!(same.as_ptr(), blob.as_ptr(), "nothing to change: no copy");
+    }
+
+    #[test]
+    fn watermarks_of_a_closed_segment_stop_at_its_end() {
+        let map = PartitionMap::default()
+            .appended(Side::Target, 100, 0)
+            .unwrap();
+        let source = ReadAt {
+            located: map.locate(50),
+            log_start: 0,
+        };
+        let mut p = PartitionData::default()
+            .with_high_watermark(130)
+            .with_log_start_offset(0);
+        translate(&mut p, &source).unwrap();
+        assert_eq!((p.high_watermark, p.log_start_offset), (100, 0));
+        let target = ReadAt {
+            located: map.locate(100),
+            log_start: 0,
+        };
+        let mut p = PartitionData::default()
+            .with_high_watermark(7)
+            .with_last_stable_offset(7)
+            .with_log_start_offset(0);
+        translate(&mut p, &target).unwrap();
+        assert_eq!(
+            (p.high_watermark, p.last_stable_offset, p.log_start_offset),
+            (107, 107, 0)
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! The routing view both planes share (DESIGN.md §2 Kafka, the offset
+//! splice): the control plane publishes it (switches, group moves), the
+//! data plane reads it per request. Modules here import only `cluster`.
+//!
+//! - `segments`: a partition's append-only segment map and the
+//!   virtual ↔ physical offset translations;
+//! - `routing`: the live splice of one migration: every segment map, the
+//!   per-partition produce fences, group homes, persisted in the store;
+//! - `gate`: wait out the requests in flight on a key and hold new ones;
+//! - `split`: where one partition's part of a request goes;
+//! - `translate`: a target-coordinated group's committed offsets between
+//!   virtual and target-physical.
+
+pub(crate) mod gate;
+pub(crate) mod routing;
+pub(crate) mod segments;
+pub(crate) mod split;
+pub(crate) mod translate;
