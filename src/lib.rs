@@ -4,8 +4,8 @@
 //! integration tests and benchmarks can drive them directly.
 //!
 //! Modules, leaves first (each imports only those above it):
-//! - [`pattern`], [`metrics`], [`telemetry`]: leaves (glob patterns, the
-//!   metric catalogue and recorder, logging);
+//! - [`pattern`], [`metrics`], [`telemetry`], [`credentials`]: leaves (glob
+//!   patterns, the metric catalogue and recorder, logging, credential files);
 //! - [`migration`]: the core (states, transitions, store, registry,
 //!   controller), knowing no protocol, config format or metrics system;
 //! - [`config`]: the YAML configuration and its validation;
@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod app;
 pub mod config;
+pub mod credentials;
 pub mod kafka;
 pub mod metrics;
 pub mod migration;

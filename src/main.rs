@@ -66,7 +66,7 @@ enum UserCommand {
         #[arg(long)]
         password_file: Option<PathBuf>,
         /// PBKDF2 iterations (4096 is Kafka's default and floor).
-        #[arg(long, default_value_t = cutover::kafka::sasl::users::DEFAULT_ITERATIONS)]
+        #[arg(long, default_value_t = cutover::credentials::kafka_users::DEFAULT_ITERATIONS)]
         iterations: u32,
     },
 }
@@ -78,7 +78,7 @@ fn user_add(
     password_file: Option<&std::path::Path>,
     iterations: u32,
 ) -> Result<(), String> {
-    use cutover::kafka::sasl::{Mechanism, users};
+    use cutover::credentials::{kafka_users as users, scram::Mechanism};
     let mechanism = Mechanism::parse(mechanism).ok_or_else(|| {
         format!("unknown mechanism \"{mechanism}\": SCRAM-SHA-256 or SCRAM-SHA-512")
     })?;

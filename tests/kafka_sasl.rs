@@ -625,16 +625,18 @@ fn the_proxys_connections_log_in_again_before_the_brokers_sessions_expire() {
         &["migration=\"events\"", "cluster=\"old\""],
     );
     assert!(relogins >= 2.0, "the links logged in again: {relogins}");
-    let closed = rig.proxy.metric_sum(
-        "cutover_client_connections_closed_total",
-        &["migration=\"events\"", "reason=\"upstream\""],
-    );
-    assert_eq!(
-        closed,
-        0.0,
-        "no client connection lost its upstream:\n{}",
-        rig.proxy.log_tail(30)
-    );
+    for reason in ["upstream", "internal"] {
+        let closed = rig.proxy.metric_sum(
+            "cutover_client_connections_closed_total",
+            &["migration=\"events\"", &format!("reason=\"{reason}\"")],
+        );
+        assert_eq!(
+            closed,
+            0.0,
+            "no client connection closed for reason {reason}:\n{}",
+            rig.proxy.log_tail(30)
+        );
+    }
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! `kafka.upstream_identity`, so `check` accepts exactly what the proxy
 //! can do and names what it cannot.
 
-use crate::kafka::sasl::{Mechanism, load_users};
+use crate::credentials::kafka_users::load as load_users;
+use crate::credentials::scram::Mechanism;
 
 use super::{AuthConfig, ClusterConfig, Config, MigrationConfig, Protocol, UpstreamIdentity};
 

@@ -791,10 +791,10 @@ migrations:
     fn kafka_sasl_settings_work_or_are_refused_precisely() {
         let dir = tempfile::tempdir().unwrap();
         let users = dir.path().join("users");
-        crate::kafka::sasl::users::add(
+        crate::credentials::kafka_users::add(
             &users,
             "alice",
-            crate::kafka::sasl::Mechanism::ScramSha256,
+            crate::credentials::scram::Mechanism::ScramSha256,
             "pw",
             4096,
         )

@@ -56,7 +56,7 @@ catalogue! {
     CONNECTIONS_ACCEPTED = "cutover_client_connections_accepted_total", Counter, ["migration"],
         "Client connections accepted on a migration's listener.";
     CONNECTIONS_CLOSED = "cutover_client_connections_closed_total", Counter, ["migration", "reason"],
-        "Client connections closed, by reason (client, idle, protocol_error, shutdown, upstream, auth: credentials refused).";
+        "Client connections closed, by reason (client, idle, protocol_error, shutdown, upstream, auth: credentials refused, internal: the proxy's own failure).";
     REQUESTS = "cutover_requests_total", Counter, ["migration", "topic", "cluster"],
         "Requests forwarded to an upstream cluster, per topic (Redis: keyspace).";
     REQUEST_ERRORS = "cutover_request_errors_total", Counter, ["migration", "cluster", "kind"],
@@ -302,6 +302,7 @@ pub fn register_listener(migration: &str) {
         "shutdown",
         "upstream",
         "auth",
+        "internal",
     ] {
         let _ =
             counter!(CONNECTIONS_CLOSED, "migration" => migration.to_owned(), "reason" => reason);

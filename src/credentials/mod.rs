@@ -1,0 +1,9 @@
+//! Credential files and the key derivations behind them, shared by config
+//! validation, `cutover user add` and the adapters that check logins (a
+//! leaf: it imports no other module of the crate).
+//!
+//! - [`scram`]: SCRAM-SHA-256/512 mechanisms and stored credentials;
+//! - [`kafka_users`]: the Kafka users file (`kafka.users_file`).
+
+pub mod kafka_users;
+pub mod scram;
