@@ -415,7 +415,7 @@ fn a_wrong_password_is_refused_without_an_upstream_connection() {
 }
 
 #[test]
-fn a_cluster_refusing_the_proxy_is_named_in_a_precise_error() {
+fn a_cluster_refusing_the_proxy_is_named_in_a_precise_error_until_its_password_file_is_fixed() {
     let rig = rig("refused*", "not-the-password", "", "", "");
     let out = rig.python("SCRAM-SHA-512", "bob", "bob-secret", LOGIN);
     assert_eq!(out["ok"], false, "{out:#}");
@@ -441,6 +441,15 @@ fn a_cluster_refusing_the_proxy_is_named_in_a_precise_error() {
         !log.contains("not-the-password"),
         "the password is never logged"
     );
+
+    // The operator fixes the password file: the next login uses it, with
+    // the same proxy process (the file is read at every login).
+    let pid = rig.proxy.pid();
+    secret_file(rig._dir.path(), "old.pw", "old-secret");
+    let out = rig.python("SCRAM-SHA-512", "bob", "bob-secret", LOGIN);
+    assert_eq!(out["ok"], true, "{out:#}\n{}", rig.proxy.log_tail(30));
+    assert!(rig.links() > 0.0, "the client reached the source");
+    assert_eq!(rig.proxy.pid(), pid, "no restart");
 }
 
 /// librdkafka: one record to each of `TOPICS`, with the delivery outcome.

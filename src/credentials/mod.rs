@@ -3,7 +3,9 @@
 //! leaf: it imports no other module of the crate).
 //!
 //! - [`scram`]: SCRAM-SHA-256/512 mechanisms and stored credentials;
-//! - [`kafka_users`]: the Kafka users file (`kafka.users_file`).
+//! - [`kafka_users`]: the Kafka users file (`kafka.users_file`);
+//! - [`secret`]: a password inline or in a file read at every use.
 
 pub mod kafka_users;
 pub mod scram;
+pub mod secret;

@@ -4,6 +4,7 @@
 //! links and the control plane's own connections alike) through
 //! [`crate::proxy::Handshake`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +17,7 @@ use cutover_kafka::{decode_response_body, encode_request, next_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::scram::{self, Mechanism, ScramClient};
+use crate::credentials::secret::Secret;
 use crate::proxy::{Handshake, Stream};
 
 /// SaslHandshake v1: KIP-152 framing (tokens inside SaslAuthenticate).
@@ -27,14 +29,16 @@ const MAX_ANSWER: usize = 512 * 1024;
 /// The client id the broker logs for the proxy's logins.
 const CLIENT_ID: &str = "cutover";
 
-/// A user and password to log in with (the password never printed).
+/// A user and password to log in with (the password never printed; a
+/// password file is read again at every login, so a rotated password
+/// applies to the next connection or re-authentication).
 #[derive(Clone)]
 pub(crate) struct SaslLogin {
     /// How.
     pub(super) mechanism: Mechanism,
     /// Who.
     pub(super) username: String,
-    password: String,
+    password: Arc<Secret>,
 }
 
 impl std::fmt::Debug for SaslLogin {
@@ -49,11 +53,11 @@ impl std::fmt::Debug for SaslLogin {
 impl SaslLogin {
     /// A login of `username` with `password`.
     #[must_use]
-    pub(crate) fn new(mechanism: Mechanism, username: String, password: String) -> Self {
+    pub(crate) fn new(mechanism: Mechanism, username: String, password: Secret) -> Self {
         SaslLogin {
             mechanism,
             username,
-            password,
+            password: Arc::new(password),
         }
     }
 }
@@ -101,21 +105,14 @@ impl SaslLogin {
                 }
             ));
         }
+        let password = self.password.current();
         let last = match self.mechanism {
             Mechanism::Plain => {
-                token(
-                    rounds,
-                    &scram::plain_message(&self.username, &self.password),
-                )
-                .await?
+                token(rounds, &scram::plain_message(&self.username, &password)).await?
             }
             Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
-                let mut login = ScramClient::new(
-                    self.mechanism,
-                    &self.username,
-                    &self.password,
-                    scram::nonce()?,
-                );
+                let mut login =
+                    ScramClient::new(self.mechanism, &self.username, &password, scram::nonce()?);
                 let server_first = token(rounds, &login.first()).await?;
                 let last = login.answer(&server_first.auth_bytes)?;
                 let server_final = token(rounds, &last).await?;

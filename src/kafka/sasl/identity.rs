@@ -7,12 +7,12 @@
 //! the client's own name and password with the cluster's mechanism.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::client::SaslLogin;
 use super::scram::Mechanism;
 use crate::config::{AuthConfig, ClusterConfig, UpstreamIdentity};
+use crate::credentials::secret::Secret;
 use crate::proxy::Handshake;
 
 /// One cluster's logins.
@@ -49,7 +49,7 @@ impl ClusterLogins {
         })?;
         logins.mechanism = Some(mechanism);
         if let Some(user) = &auth.username {
-            let password = secret(auth.password.as_ref(), auth.password_file.as_deref())?;
+            let password = Secret::new(auth.password.as_ref(), auth.password_file.as_deref())?;
             logins.proxy = Some(Arc::new(SaslLogin::new(mechanism, user.clone(), password)));
         }
         logins.mapped = mapped(mechanism, auth)?;
@@ -70,7 +70,7 @@ impl ClusterLogins {
             (Some(mechanism), Some(password)) => Ok(Arc::new(SaslLogin::new(
                 mechanism,
                 user.to_owned(),
-                password.to_owned(),
+                Secret::inline(password.to_owned()),
             ))),
             _ => Err(format!(
                 "cluster \"{}\" has no credentials for user {user} (add clusters[].auth.users.{user})",
@@ -87,7 +87,7 @@ fn mapped(
     auth.users
         .iter()
         .map(|(client, user)| {
-            let password = secret(user.password.as_ref(), user.password_file.as_deref())?;
+            let password = Secret::new(user.password.as_ref(), user.password_file.as_deref())?;
             let name = user.username.clone().unwrap_or_else(|| client.clone());
             Ok((
                 client.clone(),
@@ -95,20 +95,6 @@ fn mapped(
             ))
         })
         .collect()
-}
-
-/// A secret given inline or as the first line of a file.
-fn secret(inline: Option<&String>, file: Option<&Path>) -> Result<String, String> {
-    match (inline, file) {
-        (Some(p), _) => Ok(p.clone()),
-        (None, Some(file)) => Ok(std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned()),
-        (None, None) => Err("no password or password_file".into()),
-    }
 }
 
 /// Whom logged-in clients' sessions reach `[source, target]` as.
