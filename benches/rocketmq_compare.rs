@@ -26,6 +26,10 @@
 //!    msgs/s from the first delivered message to the last (the group's
 //!    start-up and rebalance are left out), polled every 20 ms.
 //!
+//! On paths through cutover, cutover's own CPU time (utime + stime from
+//! `/proc/PID/stat` before and after each phase) is reported per send and
+//! per consumed message, per round and as a table (lowest and mean).
+//!
 //! Rounds are interleaved across paths and the table shows each path's best
 //! round per column, with the spread between rounds. Nothing is asserted
 //! about the ratios (issue 4's target: cutover `source` ≥ 0.9x direct
@@ -370,6 +374,10 @@ struct Run {
     target: &'static str,
     send: Phase,
     consume: Phase,
+    /// cutover's CPU microseconds per send and per consumed message
+    /// (utime + stime from /proc/PID/stat around each phase), on paths
+    /// through cutover.
+    cost: Option<(f64, f64)>,
 }
 
 impl compare::Round for Run {
@@ -434,21 +442,43 @@ fn run(rig: &Rig, target: &Target, round: usize) -> Run {
     rig.source.create_topic(&topic, p.queues);
     (target.prepare)(target, &topic);
 
+    let ticks = || {
+        target
+            .cutover
+            .as_ref()
+            .map(|c| common::cpu_ticks(c.child.pid()))
+    };
+    let at_start = ticks();
     let (send, expected) = send_phase(rig, target, &topic, &format!("{slug}-{round}"));
+    let after_send = ticks();
     let consume = consume_phase(rig, target, &topic, &format!("{slug}-{round}"), expected);
+    let after_consume = ticks();
+    let micros = |from: Option<u64>, to: Option<u64>, n: u64| {
+        let used = to?.saturating_sub(from?) as f64 / common::clock_ticks_per_second();
+        Some(1e6 * used / n.max(1) as f64)
+    };
+    let cost = micros(at_start, after_send, send.messages).zip(micros(
+        after_send,
+        after_consume,
+        consume.messages,
+    ));
     println!(
-        "  round {round} {:<16} send {:>7.0} msg/s (p50 {} p99 {} ms) | consume {:>7.0} msg/s{}",
+        "  round {round} {:<16} send {:>7.0} msg/s (p50 {} p99 {} ms) | consume {:>7.0} msg/s{}{}",
         target.name,
         send.msgs_per_s(),
         fmt_ms(send.p50_ms),
         fmt_ms(send.p99_ms),
         consume.msgs_per_s(),
+        cost.map_or_else(String::new, |(s, c)| format!(
+            " [cutover {s:.1} us CPU/send, {c:.1} us/msg consumed]"
+        )),
         compare::flag_problems(&[&send, &consume]),
     );
     Run {
         target: target.name,
         send,
         consume,
+        cost,
     }
 }
 
@@ -579,6 +609,34 @@ fn consume_phase(rig: &Rig, target: &Target, topic: &str, id: &str, expected: u6
     }
 }
 
+/// cutover's CPU per send and per consumed message, per path: the lowest
+/// round and the mean of all rounds (the machine is shared, so the lowest
+/// is the least disturbed).
+fn cost_table(out: &mut String, runs: &[Run], targets: &[&str]) {
+    let _ = writeln!(
+        out,
+        "\n| target | cutover CPU us/send (lowest, mean) | cutover CPU us/msg consumed (lowest, mean) |"
+    );
+    let _ = writeln!(out, "|---|---|---|");
+    for target in targets {
+        let costs: Vec<(f64, f64)> = of(runs, target).iter().filter_map(|r| r.cost).collect();
+        if costs.is_empty() {
+            continue;
+        }
+        let n = costs.len() as f64;
+        let low = |f: fn(&(f64, f64)) -> f64| costs.iter().map(f).fold(f64::INFINITY, f64::min);
+        let mean = |f: fn(&(f64, f64)) -> f64| costs.iter().map(f).sum::<f64>() / n;
+        let _ = writeln!(
+            out,
+            "| {target} | {:.1}, {:.1} | {:.1}, {:.1} |",
+            low(|c| c.0),
+            mean(|c| c.0),
+            low(|c| c.1),
+            mean(|c| c.1),
+        );
+    }
+}
+
 fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
     let send = |t: &str| best_of(of(runs, t).iter().map(|r| r.send.msgs_per_s()));
     let consume = |t: &str| best_of(of(runs, t).iter().map(|r| r.consume.msgs_per_s()));
@@ -616,6 +674,7 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
         );
     }
     compare::cpu_table(&mut out, runs, targets, &["send", "consume"]);
+    cost_table(&mut out, runs, targets);
     compare::list_problems(
         &mut out,
         runs,
