@@ -13,7 +13,11 @@
 //! [`TARGETS`] whose setup returns the NameServer address clients use:
 //! - `direct`: the source NameServer itself;
 //! - `cutover source`: one RocketMQ migration matching every topic, in
-//!   `source`; clients reach its NameServer facade and its broker endpoints.
+//!   `source`; clients reach its NameServer facade and its broker endpoints;
+//! - `cutover dual_write`: the same in its own cutover process, each fresh
+//!   topic created on the target (`ctl migrate-metadata`) and advanced to
+//!   `dual_write`, so sends split between both clusters and the consumer
+//!   reads both (the target broker's CPU is watched too).
 //!
 //! For every path and round a fresh topic with `ROCKETMQ_BENCH_QUEUES`
 //! queues is created on both source brokers, then:
@@ -41,7 +45,7 @@
 //! `ROCKETMQ_BENCH_ROUNDS` (3), `ROCKETMQ_BENCH_TARGETS` (comma-separated
 //! subset of target names), `CUTOVER_BENCH_KEEP=1` keeps the scratch dir.
 //!
-//! Adding a path (e.g. `cutover dual_write`): append to [`TARGETS`] a setup
+//! Adding a path (e.g. `cutover cutover`): append to [`TARGETS`] a setup
 //! that starts what it needs and returns a [`Target`]; its `prepare` hook
 //! runs for every fresh topic before any load, which is where
 //! `ctl migrate-metadata` and `ctl advance` belong.
@@ -71,7 +75,15 @@ const TOPIC_PREFIX: &str = "bench-";
 const ROCKETMQ_VERSION: &str = "5.3.3";
 
 /// Paths to measure, in table order; `ROCKETMQ_BENCH_TARGETS` picks a subset.
-const TARGETS: &[(&str, Setup)] = &[("direct", direct), ("cutover source", cutover_source)];
+const TARGETS: &[(&str, Setup)] = &[
+    ("direct", direct),
+    ("cutover source", cutover_source),
+    ("cutover dual_write", cutover_dual_write),
+];
+/// The migration every cutover path configures (one per cutover process).
+const MIGRATION: &str = "orders";
+/// How long moving a fresh topic to its path's state may take.
+const STEP_DEADLINE: Duration = Duration::from_secs(60);
 /// The row ratios are taken against.
 const BASELINE: &str = "direct";
 
@@ -313,18 +325,37 @@ fn direct(rig: &Rig) -> Target {
 }
 
 fn cutover_source(rig: &Rig) -> Target {
+    through_cutover(rig, "cutover source")
+}
+
+/// `dual_write`: the route offers the source's queues and the target's,
+/// both writable, so sends split between the clusters (the target's by
+/// their advertised write queue counts) and the consumer reads both.
+fn cutover_dual_write(rig: &Rig) -> Target {
+    let mut target = through_cutover(rig, "cutover dual_write");
+    target.prepare = prepare_dual_write;
+    target
+        .watch
+        .push(("target broker", rig.target.broker_pid()));
+    target
+}
+
+/// `name` through a cutover process of its own (config and state under
+/// `rig.dir/<slug>`), with one RocketMQ migration of every topic, in
+/// `source`.
+fn through_cutover(rig: &Rig, name: &'static str) -> Target {
     let listen = common::free_port();
     // max_brokers 4 reserves exactly 8 ports from base: the broker
     // endpoints of both clusters and their VIP ports two below.
     let base = compare::free_port_run(8);
-    let dir = rig.dir.join("cutover-source");
+    let dir = rig.dir.join(compare::slug(name));
     std::fs::create_dir_all(&dir).expect("cutover dir");
     let (source, target) = (rig.source.namesrv(), rig.target.namesrv());
     let cutover = Cutover::start_migration(
         &dir,
         listen,
         &Migration {
-            name: "orders",
+            name: MIGRATION,
             protocol: "rocketmq",
             clusters: ["rmq-old", "rmq-new"],
             endpoints: [&source, &target],
@@ -332,12 +363,44 @@ fn cutover_source(rig: &Rig) -> Target {
             extra: &format!("rocketmq: {{ brokers_listen_base: {base}, max_brokers: 4 }}"),
         },
     );
-    Target::through_cutover(
-        "cutover source",
-        listen,
-        cutover,
-        ("broker", rig.source.broker_pid()),
-    )
+    Target::through_cutover(name, listen, cutover, ("broker", rig.source.broker_pid()))
+}
+
+/// Registers the fresh `topic` with the proxy (a route request does),
+/// creates it on the target (`ctl migrate-metadata`) and advances it
+/// `source → dual_read → dual_write` without `--force`: on a fresh topic
+/// every readiness check holds, so a refusal past [`STEP_DEADLINE`] is a
+/// finding. Each step is retried until then (the target's NameServer
+/// learns a created topic moments later).
+fn prepare_dual_write(target: &Target, topic: &str) {
+    let cutover = target.cutover.as_ref().expect("a path through cutover");
+    let started = Instant::now();
+    for step in [
+        ["migrate-metadata", MIGRATION, topic],
+        ["advance", MIGRATION, topic],
+        ["advance", MIGRATION, topic],
+    ] {
+        loop {
+            let _ = rpc(&target.addr, 105, &[("topic", topic)]);
+            let (ok, out) = cutover.ctl(&step);
+            if ok {
+                break;
+            }
+            assert!(
+                started.elapsed() < STEP_DEADLINE,
+                "ctl {} for {topic}: {out}",
+                step.join(" ")
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    let (_, status) = cutover.ctl(&["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains(topic) && l.contains("dual_write")),
+        "{topic} not in dual_write:\n{status}"
+    );
 }
 
 /// Apache RocketMQ's install dir, or a clean skip telling how to install it.

@@ -531,6 +531,13 @@ async fn requests(
     let plain = checks.accounts.is_none()
         && checks.signer.is_none()
         && endpoint.virtual_name == endpoint.real_name;
+    // One shutdown waiter and one idle timer for the connection's life:
+    // registering either per read would lock the token's waiter list and
+    // the timer wheel for every batch.
+    let cancelled = shutdown.cancelled();
+    let mut last_read = tokio::time::Instant::now();
+    let idle = tokio::time::sleep_until(idle_deadline(last_read, shared.idle_timeout));
+    tokio::pin!(cancelled, idle);
     loop {
         loop {
             let raw = match split_frame(&mut buf, shared.max_frame) {
@@ -564,16 +571,33 @@ async fn requests(
             return Close::broker(side, BrokerError::Write(e));
         }
         buf.reserve(READ_RESERVE);
-        let read = tokio::select! {
-            () = shutdown.cancelled() => return Close::Shutdown,
-            read = tokio::time::timeout(shared.idle_timeout, client.read_buf(&mut buf)) => read,
+        let read = loop {
+            tokio::select! {
+                () = &mut cancelled => return Close::Shutdown,
+                read = client.read_buf(&mut buf) => break read,
+                () = &mut idle => {
+                    // Woken once per idle timeout, not per read: the
+                    // deadline follows the last read lazily.
+                    let deadline = idle_deadline(last_read, shared.idle_timeout);
+                    if deadline <= tokio::time::Instant::now() {
+                        return Close::Idle;
+                    }
+                    idle.as_mut().reset(deadline);
+                }
+            }
         };
         match read {
-            Err(_) => return Close::Idle,
-            Ok(Ok(0) | Err(_)) => return Close::ClientGone,
-            Ok(Ok(_)) => {}
+            Ok(0) | Err(_) => return Close::ClientGone,
+            Ok(_) => last_read = tokio::time::Instant::now(),
         }
     }
+}
+
+/// When a connection last read at `from` is idle (far in the future for a
+/// timeout too large to add).
+fn idle_deadline(from: tokio::time::Instant, idle: std::time::Duration) -> tokio::time::Instant {
+    const FAR: std::time::Duration = std::time::Duration::from_secs(30 * 365 * 86_400);
+    from.checked_add(idle.min(FAR)).unwrap_or(from)
 }
 
 /// The ACL checks of one connection's requests.
