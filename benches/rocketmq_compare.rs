@@ -13,7 +13,11 @@
 //! [`TARGETS`] whose setup returns the NameServer address clients use:
 //! - `direct`: the source NameServer itself;
 //! - `cutover source`: one RocketMQ migration matching every topic, in
-//!   `source`; clients reach its NameServer facade and its broker endpoints.
+//!   `source`; clients reach its NameServer facade and its broker endpoints;
+//! - `cutover dual_write`: the same in its own cutover process, each fresh
+//!   topic created on the target (`ctl migrate-metadata`) and advanced to
+//!   `dual_write`, so sends split between both clusters and the consumer
+//!   reads both (the target broker's CPU is watched too).
 //!
 //! For every path and round a fresh topic with `ROCKETMQ_BENCH_QUEUES`
 //! queues is created on both source brokers, then:
@@ -26,6 +30,10 @@
 //!    msgs/s from the first delivered message to the last (the group's
 //!    start-up and rebalance are left out), polled every 20 ms.
 //!
+//! On paths through cutover, cutover's own CPU time (utime + stime from
+//! `/proc/PID/stat` before and after each phase) is reported per send and
+//! per consumed message, per round and as a table (lowest and mean).
+//!
 //! Rounds are interleaved across paths and the table shows each path's best
 //! round per column, with the spread between rounds. Nothing is asserted
 //! about the ratios (issue 4's target: cutover `source` ≥ 0.9x direct
@@ -37,7 +45,7 @@
 //! `ROCKETMQ_BENCH_ROUNDS` (3), `ROCKETMQ_BENCH_TARGETS` (comma-separated
 //! subset of target names), `CUTOVER_BENCH_KEEP=1` keeps the scratch dir.
 //!
-//! Adding a path (e.g. `cutover dual_write`): append to [`TARGETS`] a setup
+//! Adding a path (e.g. `cutover cutover`): append to [`TARGETS`] a setup
 //! that starts what it needs and returns a [`Target`]; its `prepare` hook
 //! runs for every fresh topic before any load, which is where
 //! `ctl migrate-metadata` and `ctl advance` belong.
@@ -67,7 +75,15 @@ const TOPIC_PREFIX: &str = "bench-";
 const ROCKETMQ_VERSION: &str = "5.3.3";
 
 /// Paths to measure, in table order; `ROCKETMQ_BENCH_TARGETS` picks a subset.
-const TARGETS: &[(&str, Setup)] = &[("direct", direct), ("cutover source", cutover_source)];
+const TARGETS: &[(&str, Setup)] = &[
+    ("direct", direct),
+    ("cutover source", cutover_source),
+    ("cutover dual_write", cutover_dual_write),
+];
+/// The migration every cutover path configures (one per cutover process).
+const MIGRATION: &str = "orders";
+/// How long moving a fresh topic to its path's state may take.
+const STEP_DEADLINE: Duration = Duration::from_secs(60);
 /// The row ratios are taken against.
 const BASELINE: &str = "direct";
 
@@ -309,18 +325,37 @@ fn direct(rig: &Rig) -> Target {
 }
 
 fn cutover_source(rig: &Rig) -> Target {
+    through_cutover(rig, "cutover source")
+}
+
+/// `dual_write`: the route offers the source's queues and the target's,
+/// both writable, so sends split between the clusters (the target's by
+/// their advertised write queue counts) and the consumer reads both.
+fn cutover_dual_write(rig: &Rig) -> Target {
+    let mut target = through_cutover(rig, "cutover dual_write");
+    target.prepare = prepare_dual_write;
+    target
+        .watch
+        .push(("target broker", rig.target.broker_pid()));
+    target
+}
+
+/// `name` through a cutover process of its own (config and state under
+/// `rig.dir/<slug>`), with one RocketMQ migration of every topic, in
+/// `source`.
+fn through_cutover(rig: &Rig, name: &'static str) -> Target {
     let listen = common::free_port();
     // max_brokers 4 reserves exactly 8 ports from base: the broker
     // endpoints of both clusters and their VIP ports two below.
     let base = compare::free_port_run(8);
-    let dir = rig.dir.join("cutover-source");
+    let dir = rig.dir.join(compare::slug(name));
     std::fs::create_dir_all(&dir).expect("cutover dir");
     let (source, target) = (rig.source.namesrv(), rig.target.namesrv());
     let cutover = Cutover::start_migration(
         &dir,
         listen,
         &Migration {
-            name: "orders",
+            name: MIGRATION,
             protocol: "rocketmq",
             clusters: ["rmq-old", "rmq-new"],
             endpoints: [&source, &target],
@@ -328,12 +363,44 @@ fn cutover_source(rig: &Rig) -> Target {
             extra: &format!("rocketmq: {{ brokers_listen_base: {base}, max_brokers: 4 }}"),
         },
     );
-    Target::through_cutover(
-        "cutover source",
-        listen,
-        cutover,
-        ("broker", rig.source.broker_pid()),
-    )
+    Target::through_cutover(name, listen, cutover, ("broker", rig.source.broker_pid()))
+}
+
+/// Registers the fresh `topic` with the proxy (a route request does),
+/// creates it on the target (`ctl migrate-metadata`) and advances it
+/// `source → dual_read → dual_write` without `--force`: on a fresh topic
+/// every readiness check holds, so a refusal past [`STEP_DEADLINE`] is a
+/// finding. Each step is retried until then (the target's NameServer
+/// learns a created topic moments later).
+fn prepare_dual_write(target: &Target, topic: &str) {
+    let cutover = target.cutover.as_ref().expect("a path through cutover");
+    let started = Instant::now();
+    for step in [
+        ["migrate-metadata", MIGRATION, topic],
+        ["advance", MIGRATION, topic],
+        ["advance", MIGRATION, topic],
+    ] {
+        loop {
+            let _ = rpc(&target.addr, 105, &[("topic", topic)]);
+            let (ok, out) = cutover.ctl(&step);
+            if ok {
+                break;
+            }
+            assert!(
+                started.elapsed() < STEP_DEADLINE,
+                "ctl {} for {topic}: {out}",
+                step.join(" ")
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+    let (_, status) = cutover.ctl(&["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains(topic) && l.contains("dual_write")),
+        "{topic} not in dual_write:\n{status}"
+    );
 }
 
 /// Apache RocketMQ's install dir, or a clean skip telling how to install it.
@@ -370,6 +437,10 @@ struct Run {
     target: &'static str,
     send: Phase,
     consume: Phase,
+    /// cutover's CPU microseconds per send and per consumed message
+    /// (utime + stime from /proc/PID/stat around each phase), on paths
+    /// through cutover.
+    cost: Option<(f64, f64)>,
 }
 
 impl compare::Round for Run {
@@ -434,21 +505,43 @@ fn run(rig: &Rig, target: &Target, round: usize) -> Run {
     rig.source.create_topic(&topic, p.queues);
     (target.prepare)(target, &topic);
 
+    let ticks = || {
+        target
+            .cutover
+            .as_ref()
+            .map(|c| common::cpu_ticks(c.child.pid()))
+    };
+    let at_start = ticks();
     let (send, expected) = send_phase(rig, target, &topic, &format!("{slug}-{round}"));
+    let after_send = ticks();
     let consume = consume_phase(rig, target, &topic, &format!("{slug}-{round}"), expected);
+    let after_consume = ticks();
+    let micros = |from: Option<u64>, to: Option<u64>, n: u64| {
+        let used = to?.saturating_sub(from?) as f64 / common::clock_ticks_per_second();
+        Some(1e6 * used / n.max(1) as f64)
+    };
+    let cost = micros(at_start, after_send, send.messages).zip(micros(
+        after_send,
+        after_consume,
+        consume.messages,
+    ));
     println!(
-        "  round {round} {:<16} send {:>7.0} msg/s (p50 {} p99 {} ms) | consume {:>7.0} msg/s{}",
+        "  round {round} {:<16} send {:>7.0} msg/s (p50 {} p99 {} ms) | consume {:>7.0} msg/s{}{}",
         target.name,
         send.msgs_per_s(),
         fmt_ms(send.p50_ms),
         fmt_ms(send.p99_ms),
         consume.msgs_per_s(),
+        cost.map_or_else(String::new, |(s, c)| format!(
+            " [cutover {s:.1} us CPU/send, {c:.1} us/msg consumed]"
+        )),
         compare::flag_problems(&[&send, &consume]),
     );
     Run {
         target: target.name,
         send,
         consume,
+        cost,
     }
 }
 
@@ -579,6 +672,34 @@ fn consume_phase(rig: &Rig, target: &Target, topic: &str, id: &str, expected: u6
     }
 }
 
+/// cutover's CPU per send and per consumed message, per path: the lowest
+/// round and the mean of all rounds (the machine is shared, so the lowest
+/// is the least disturbed).
+fn cost_table(out: &mut String, runs: &[Run], targets: &[&str]) {
+    let _ = writeln!(
+        out,
+        "\n| target | cutover CPU us/send (lowest, mean) | cutover CPU us/msg consumed (lowest, mean) |"
+    );
+    let _ = writeln!(out, "|---|---|---|");
+    for target in targets {
+        let costs: Vec<(f64, f64)> = of(runs, target).iter().filter_map(|r| r.cost).collect();
+        if costs.is_empty() {
+            continue;
+        }
+        let n = costs.len() as f64;
+        let low = |f: fn(&(f64, f64)) -> f64| costs.iter().map(f).fold(f64::INFINITY, f64::min);
+        let mean = |f: fn(&(f64, f64)) -> f64| costs.iter().map(f).sum::<f64>() / n;
+        let _ = writeln!(
+            out,
+            "| {target} | {:.1}, {:.1} | {:.1}, {:.1} |",
+            low(|c| c.0),
+            mean(|c| c.0),
+            low(|c| c.1),
+            mean(|c| c.1),
+        );
+    }
+}
+
 fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
     let send = |t: &str| best_of(of(runs, t).iter().map(|r| r.send.msgs_per_s()));
     let consume = |t: &str| best_of(of(runs, t).iter().map(|r| r.consume.msgs_per_s()));
@@ -616,6 +737,7 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
         );
     }
     compare::cpu_table(&mut out, runs, targets, &["send", "consume"]);
+    cost_table(&mut out, runs, targets);
     compare::list_problems(
         &mut out,
         runs,

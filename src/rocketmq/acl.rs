@@ -21,7 +21,7 @@ use std::sync::{Arc, LazyLock, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use cutover_rocketmq::{Frame, Header, ResponseCode, encode};
+use cutover_rocketmq::{Frame, FrameError, Header, ResponseCode, encode};
 use ring::hmac;
 
 use crate::config::ClusterConfig;
@@ -117,12 +117,12 @@ impl Credentials {
     /// Re-encodes an encoded request signed as this account.
     ///
     /// # Errors
-    /// The frame's decoder or encoder error, as text.
-    pub fn resign_raw(&self, raw: Bytes) -> Result<Bytes, String> {
-        let frame = Frame::parse(raw).map_err(|e| e.to_string())?;
+    /// The frame's decoder or encoder error.
+    pub fn resign_raw(&self, raw: Bytes) -> Result<Bytes, FrameError> {
+        let frame = Frame::parse(raw)?;
         let mut header = frame.header;
         self.sign(&mut header, &frame.body);
-        encode(&header, &frame.body, frame.encoding).map_err(|e| e.to_string())
+        encode(&header, &frame.body, frame.encoding)
     }
 
     fn verify(&self, header: &Header, body: &[u8], given: &str) -> bool {

@@ -327,7 +327,7 @@ impl RocketmqDriver {
         const NAME: &str = "source_inbound_zero";
         let window = self.shared.quiet_window;
         let cluster = self.shared.cluster(Side::Source);
-        if let Some(at) = self.shared.observed.last_sent(topic, Side::Source) {
+        if let Some(at) = self.shared.handles.last_sent(topic, Side::Source) {
             let ago = at.elapsed();
             if ago < window {
                 return CheckResult::fail(
@@ -350,7 +350,7 @@ impl RocketmqDriver {
         };
         let via_proxy = self
             .shared
-            .observed
+            .handles
             .last_sent(topic, Side::Source)
             .is_some_and(|at| at >= started);
         if after != before || via_proxy {

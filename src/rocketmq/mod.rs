@@ -9,6 +9,8 @@
 //! - `namesrv`: the NameServer facade sessions;
 //! - `session`: the broker endpoint sessions (pumps, name translation,
 //!   observation, metrics);
+//! - `handles`: pre-resolved per-topic metric handles, published
+//!   immutably for the sessions' hot path;
 //! - [`rpc`]: the proxy's own requests;
 //! - [`observe`]: what traffic teaches the checks; [`seen`]: the clients
 //!   relayed for; `inventory`: those joined with the source brokers' own
@@ -19,6 +21,7 @@ pub mod acl;
 mod catalog;
 pub mod driver;
 pub mod endpoints;
+mod handles;
 mod inventory;
 mod metadata;
 mod namesrv;
@@ -65,6 +68,8 @@ pub(crate) struct Shared {
     source_config: ClusterConfig,
     target_config: ClusterConfig,
     pub observed: observe::Observed,
+    /// Per-topic metric handles (and last-send times) the sessions read.
+    pub handles: handles::Handles,
     /// Whether `observed` may miss groups a previous run saw.
     pub recall: Recall,
     catalog_follow: catalog::Follow,
@@ -214,6 +219,7 @@ impl Shared {
                     name,
                     [self.cluster(Side::Source), self.cluster(Side::Target)],
                 );
+                self.handles.publish_both(name);
             }
         }
     }
@@ -306,6 +312,7 @@ pub async fn start(
             &topic.name,
             [shared.cluster(Side::Source), shared.cluster(Side::Target)],
         );
+        shared.handles.publish_both(&topic.name);
     }
     let listen = crate::proxy::migration_config(config, &migration)?.listen;
     let listener = crate::proxy::listener::bind(listen).map_err(|source| StartError::Bind {
@@ -453,6 +460,7 @@ fn build_shared(
         source_config: source.clone(),
         target_config: target.clone(),
         observed: observe::Observed::default(),
+        handles: handles::Handles::new(&migration.name, [&source.name, &target.name]),
         recall: Recall::default(),
         catalog_follow: catalog::Follow::default(),
         endpoints: Mutex::new(EndpointMap::new(

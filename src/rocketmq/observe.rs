@@ -1,7 +1,6 @@
 //! What the proxy learns from the traffic it relays, for the readiness
 //! checks and the per-topic metrics: consumer groups per topic and their
-//! members' client ids (from heartbeats), when a topic last received a
-//! message on the source, and which local addresses the proxy's own
+//! members' client ids (from heartbeats), and which local addresses the proxy's own
 //! upstream connections use (a broker lists those as the client address of
 //! proxied consumers), and the clients themselves ([`super::seen`]).
 //!
@@ -18,8 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-
-use super::endpoints::Side;
 
 /// Topics whose groups are remembered at most.
 pub const MAX_TOPICS: usize = 4096;
@@ -57,7 +54,6 @@ pub struct Observed {
     groups: Mutex<Groups>,
     /// Bumped when a topic's groups or a group's members change.
     changes: AtomicU64,
-    last_send: Mutex<HashMap<(String, Side), Instant>>,
     local_addrs: Mutex<HashSet<String>>,
     /// The clients relayed for, for the endpoint inventory.
     pub clients: super::seen::ClientTable,
@@ -170,24 +166,6 @@ impl Observed {
                 }
             }
         }
-    }
-
-    /// A send of `topic` was relayed to `side`.
-    pub fn sent(&self, topic: &str, side: Side) {
-        self.last_send
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((topic.to_owned(), side), Instant::now());
-    }
-
-    /// When a send of `topic` was last relayed to `side`.
-    #[must_use]
-    pub fn last_sent(&self, topic: &str, side: Side) -> Option<Instant> {
-        self.last_send
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(topic.to_owned(), side))
-            .copied()
     }
 
     /// An upstream connection from `addr` opened (`true`) or closed.

@@ -101,6 +101,85 @@ pub(crate) fn decode(src: &[u8]) -> Result<Header, FrameError> {
     })
 }
 
+/// What [`peek`] found: the header's fixed fields and the borrowed values
+/// of the asked ext keys.
+pub(crate) struct BinaryPeek<'a, const N: usize> {
+    pub code: i32,
+    pub language: Language,
+    pub version: i32,
+    pub opaque: i32,
+    pub flag: i32,
+    pub values: [Option<&'a str>; N],
+}
+
+/// Ext fields a peek tracks for duplicates; a header with more is left to
+/// the full decoder.
+const MAX_PEEK_KEYS: usize = 48;
+
+/// A big-endian field at `at`, if the bytes are there.
+fn be<const W: usize>(src: &[u8], at: usize) -> Option<[u8; W]> {
+    src.get(at..at.checked_add(W)?)?.try_into().ok()
+}
+
+/// A length-prefixed block at `at` (non-positive length: absent) and the
+/// offset after it, if it fits in `src`.
+fn block(src: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let len = i32::from_be_bytes(be(src, at)?);
+    let start = at + 4;
+    match usize::try_from(len) {
+        Ok(len) if len > 0 => Some((src.get(start..start.checked_add(len)?)?, start + len)),
+        _ => Some((&src[..0], start)),
+    }
+}
+
+/// Reads a binary header's fixed fields and the values of `keys` without
+/// building the ext map, or `None` when only [`decode`] can say what the
+/// header means: anything it would refuse, and the rare well-formed
+/// headers whose keys or asked values are not UTF-8 (the full decoder
+/// replaces bad bytes) or with more than [`MAX_PEEK_KEYS`] ext fields. So
+/// a `Some` always agrees with [`decode`]. Every length is checked before
+/// it is used.
+pub(crate) fn peek<'a, const N: usize>(
+    src: &'a [u8],
+    keys: [&str; N],
+) -> Option<BinaryPeek<'a, N>> {
+    let code = i16::from_be_bytes(be(src, 0)?);
+    let language = *src.get(2)?;
+    let version = i16::from_be_bytes(be(src, 3)?);
+    let opaque = i32::from_be_bytes(be(src, 5)?);
+    let flag = i32::from_be_bytes(be(src, 9)?);
+    let (_remark, after) = block(src, 13)?;
+    let (mut ext, _) = block(src, after)?;
+    let mut values = [None; N];
+    let mut seen: [&[u8]; MAX_PEEK_KEYS] = [&[]; MAX_PEEK_KEYS];
+    let mut count = 0;
+    while !ext.is_empty() {
+        let key_len = usize::try_from(i16::from_be_bytes(be(ext, 0)?)).ok()?;
+        let key = ext.get(2..2 + key_len)?;
+        let at = 2 + key_len;
+        let val_len = usize::try_from(i32::from_be_bytes(be(ext, at)?)).ok()?;
+        let val = ext.get(at + 4..(at + 4).checked_add(val_len)?)?;
+        let key = std::str::from_utf8(key).ok()?;
+        if count == MAX_PEEK_KEYS || seen[..count].contains(&key.as_bytes()) {
+            return None;
+        }
+        seen[count] = key.as_bytes();
+        count += 1;
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            values[i] = Some(std::str::from_utf8(val).ok()?);
+        }
+        ext = &ext[at + 4 + val_len..];
+    }
+    Some(BinaryPeek {
+        code: i32::from(code),
+        language: Language(language),
+        version: i32::from(version),
+        opaque,
+        flag,
+        values,
+    })
+}
+
 /// Appends the binary form of `h` to `out`.
 ///
 /// `code` and `version` are truncated to 16 bits like Java's `(short)` cast.

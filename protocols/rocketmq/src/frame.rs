@@ -18,7 +18,7 @@ use crate::{FrameError, Header, binary, json};
 pub const LEN_PREFIX: usize = 4;
 
 /// Bytes of the two length words in front of the header.
-const WORDS: usize = 8;
+pub(crate) const WORDS: usize = 8;
 
 /// Largest header the 24-bit header-length field can declare.
 pub const MAX_HEADER_LEN: usize = 0x00ff_ffff;

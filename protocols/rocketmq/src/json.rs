@@ -238,6 +238,180 @@ impl Visitor<'_> for ExtValueVisitor {
     }
 }
 
+/// What [`peek`] found: the header's fixed fields and the borrowed values
+/// of the asked ext keys.
+pub(crate) struct JsonPeek<'a, const N: usize> {
+    pub code: i32,
+    pub language: Language,
+    pub version: i32,
+    pub opaque: i32,
+    pub flag: i32,
+    pub values: [Option<&'a str>; N],
+}
+
+/// Reads a JSON header's fixed fields and the values of `keys` without
+/// building the ext map, or `None` when only [`decode`] can say what the
+/// header means: anything it would refuse, and the rare well-formed
+/// headers this reader does not borrow from (escaped keys or asked
+/// values, non-string asked values, unknown top-level keys, more than
+/// [`MAX_PEEK_KEYS`] ext fields). So a `Some` always agrees with
+/// [`decode`].
+pub(crate) fn peek<'a, const N: usize>(src: &'a [u8], keys: [&str; N]) -> Option<JsonPeek<'a, N>> {
+    let mut de = serde_json::Deserializer::from_slice(src);
+    let peek = de.deserialize_map(PeekVisitor { keys }).ok()?;
+    de.end().ok()?;
+    Some(peek)
+}
+
+/// Ext fields a peek tracks for duplicates; a header with more is left to
+/// the full decoder (a V2 send carries about 14).
+pub(crate) const MAX_PEEK_KEYS: usize = 48;
+
+struct PeekVisitor<'k, const N: usize> {
+    keys: [&'k str; N],
+}
+
+/// A peek that must be left to the full decoder; the text is never shown.
+fn give_up<E: de::Error>() -> E {
+    E::custom("left to the full decoder")
+}
+
+impl<'de, const N: usize> Visitor<'de> for PeekVisitor<'_, N> {
+    type Value = JsonPeek<'de, N>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a RemotingCommand header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut p = JsonPeek {
+            code: 0,
+            language: Language::default(),
+            version: 0,
+            opaque: 0,
+            flag: 0,
+            values: [None; N],
+        };
+        let mut seen = 0u8;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            let Some(bit) = FIELDS.iter().position(|f| *f == key) else {
+                return Err(give_up());
+            };
+            if seen & (1 << bit) != 0 {
+                return Err(give_up());
+            }
+            seen |= 1 << bit;
+            match key {
+                "code" => p.code = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                "language" => p.language = map.next_value::<LanguageField>()?.0,
+                "version" => p.version = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                "opaque" => p.opaque = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                "flag" => p.flag = map.next_value::<Option<i32>>()?.unwrap_or(0),
+                "remark" => match Scalar::next(&mut map)? {
+                    Scalar::Str(_) | Scalar::Escaped | Scalar::Null => {}
+                    Scalar::Bool | Scalar::Other => return Err(give_up()),
+                },
+                "extFields" => {
+                    map.next_value_seed(PeekExt {
+                        keys: &self.keys,
+                        values: &mut p.values,
+                    })?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// A JSON value as far as a peek needs to know it, without copying.
+enum Scalar<'de> {
+    /// A string without escapes, borrowed from the header.
+    Str(&'de str),
+    /// A string with escapes (reading it would copy).
+    Escaped,
+    /// `null`.
+    Null,
+    /// `true` or `false` (the full decoder keeps its text).
+    Bool,
+    /// A number, array or object: left to the full decoder, which keeps
+    /// an integer's text and refuses the rest.
+    Other,
+}
+
+impl<'de> Scalar<'de> {
+    /// Reads the next value of `map` as its raw text: serde_json skips it
+    /// (escapes included) without copying, and checks its syntax.
+    fn next<A: MapAccess<'de>>(map: &mut A) -> Result<Self, A::Error> {
+        let raw = map.next_value::<&'de serde_json::value::RawValue>()?.get();
+        Ok(match raw.as_bytes().first() {
+            Some(b'"') if raw.contains('\\') => Scalar::Escaped,
+            Some(b'"') => Scalar::Str(&raw[1..raw.len() - 1]),
+            Some(b'n') => Scalar::Null,
+            Some(b't' | b'f') => Scalar::Bool,
+            _ => Scalar::Other,
+        })
+    }
+}
+
+/// The `extFields` object of a peek: fills the asked values, checks keys
+/// are unique like [`ExtBuilder`] does.
+struct PeekExt<'p, 'k, 'de, const N: usize> {
+    keys: &'p [&'k str; N],
+    values: &'p mut [Option<&'de str>; N],
+}
+
+impl<'de, const N: usize> de::DeserializeSeed<'de> for PeekExt<'_, '_, 'de, N> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for PeekExt<'_, '_, 'de, N> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of string ext fields")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: [&str; MAX_PEEK_KEYS] = [""; MAX_PEEK_KEYS];
+        let mut count = 0;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if count == MAX_PEEK_KEYS || seen[..count].contains(&key) {
+                return Err(give_up());
+            }
+            seen[count] = key;
+            count += 1;
+            let value = Scalar::next(&mut map)?;
+            match (self.keys.iter().position(|k| *k == key), value) {
+                (_, Scalar::Other) | (Some(_), Scalar::Escaped | Scalar::Bool) => {
+                    return Err(give_up());
+                }
+                (Some(i), Scalar::Str(v)) => self.values[i] = Some(v),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Appends the JSON form of `h` to `out`, in fastjson's canonical layout.
 pub(crate) fn encode(h: &Header, out: &mut Vec<u8>) {
     use std::io::Write as _;

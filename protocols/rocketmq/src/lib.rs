@@ -13,6 +13,8 @@
 //!   even when the header is bad;
 //! - [`Header`] with [`Header::is_response`], [`Header::ext`],
 //!   [`Header::set_ext`] ...; [`RequestCode`] and [`ResponseCode`] constants;
+//! - [`peek`] reads code, opaque, flag and a few named ext fields in place,
+//!   without building the header (the relay's hot path);
 //! - [`encode`] writes a header and body back as a frame;
 //! - [`TopicRouteData`], [`ClusterInfo`] and the [`PERM_READ`] family.
 //!
@@ -28,6 +30,7 @@ mod error;
 mod frame;
 mod header;
 mod json;
+mod peek;
 pub mod selfcheck;
 
 pub use body::{
@@ -40,3 +43,4 @@ pub use frame::{
     peek_lengths, split_frame,
 };
 pub use header::{FLAG_ONEWAY, FLAG_RESPONSE, Header, Language, RequestCode, ResponseCode};
+pub use peek::{Peek, peek};

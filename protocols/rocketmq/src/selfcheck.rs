@@ -7,6 +7,7 @@
 
 use bytes::BytesMut;
 
+use crate::peek::peek;
 use crate::{
     ClusterInfo, Encoding, Frame, Header, LEN_PREFIX, Language, TopicRouteData, encode, next_frame,
     quote_integer_keys, split_frame,
@@ -19,7 +20,8 @@ pub const SMALL_MAX_FRAME: usize = 4096;
 /// the declared one, strict prefixes are incomplete, the body is the tail of
 /// the raw bytes; a decoded header re-encodes in its own encoding to the
 /// same header and body, and in the other encoding to the same header up to
-/// what that encoding cannot carry. Framing errors consume nothing; header
+/// what that encoding cannot carry; a header [`peek`] reads agrees with the
+/// full decoder, and it reads none the decoder refuses. Framing errors consume nothing; header
 /// errors consume exactly one frame.
 ///
 /// # Panics
@@ -53,6 +55,10 @@ pub fn check_frames(data: &[u8]) {
                     "a header error consumes its frame"
                 );
                 assert!(!e.to_string().is_empty());
+                assert!(
+                    peek(&raw, PEEK_KEYS).is_none(),
+                    "peek read a header parse refused"
+                );
                 continue;
             }
         };
@@ -67,8 +73,36 @@ pub fn check_frames(data: &[u8]) {
                 frame.raw.len()
             );
         }
+        check_peek(&frame);
         check_reencode(&frame);
     }
+}
+
+/// Ext keys [`check_peek`] asks for: those the relay routes by.
+const PEEK_KEYS: [&str; 6] = ["topic", "b", "a", "queueId", "n", "bname"];
+
+/// A peek that answers agrees with the full decoder field by field.
+fn check_peek(frame: &Frame) {
+    let Some(p) = peek(&frame.raw, PEEK_KEYS) else {
+        return;
+    };
+    let h = &frame.header;
+    assert_eq!(
+        (p.code, p.language, p.version, p.opaque, p.flag, p.encoding),
+        (
+            h.code,
+            h.language,
+            h.version,
+            h.opaque,
+            h.flag,
+            frame.encoding
+        ),
+        "peek disagrees with the full decoder"
+    );
+    for (key, value) in PEEK_KEYS.iter().zip(p.values) {
+        assert_eq!(value, h.ext(key), "peeked ext field {key}");
+    }
+    assert_eq!(&frame.raw[p.body_range(frame.raw.len())], &frame.body[..]);
 }
 
 fn check_reencode(frame: &Frame) {
