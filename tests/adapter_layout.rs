@@ -1,7 +1,8 @@
-//! Import layout of the protocol adapters (issue 19): no import cycle
-//! between the files of an adapter, none between its top-level folders,
-//! and the planes kept apart (a session never imports the control plane,
-//! nor the reverse; the routing view imports neither).
+//! Import layout (issue 19): no import cycle between the crate's top-level
+//! modules, leaves that stay leaves, adapters that never import each other;
+//! inside an adapter no import cycle between its files, none between its
+//! top-level folders, and the planes kept apart (a session never imports
+//! the control plane, nor the reverse; the routing view imports neither).
 //!
 //! The graph is read from the source: every `use` tree and every inline
 //! `super::…`, `self::…` or `crate::<adapter>::…` path outside comments and
@@ -25,6 +26,13 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("kafka", "splice", "session"),
     ("kafka", "splice", "control"),
 ];
+
+/// Top-level modules that import no other module of the crate.
+const LEAVES: &[&str] = &["pattern", "metrics", "telemetry", "credentials"];
+/// The core: imports leaves only.
+const CORE: &str = "migration";
+/// The protocol adapters, which never import each other.
+const ADAPTERS: &[&str] = &["redis", "kafka", "rocketmq"];
 
 /// A module path inside one adapter (`[]` is the adapter's root).
 type Module = Vec<String>;
@@ -348,6 +356,99 @@ fn planes_import_each_other_only_through_the_shared_leaves() {
         "forbidden imports:\n{}",
         crossings.join("\n")
     );
+}
+
+/// Top-level module → the top-level modules its production code names
+/// (`crate::x…` in `use` trees and inline paths); `lib.rs` and `main.rs`
+/// (the roots) left out.
+fn crate_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut edges = BTreeMap::new();
+    for entry in fs::read_dir(&src).expect("readable src") {
+        let path = entry.expect("readable entry").path();
+        let name = path
+            .file_stem()
+            .expect("named")
+            .to_string_lossy()
+            .into_owned();
+        if name == "lib" || name == "main" {
+            continue;
+        }
+        let sources: Vec<String> = if path.is_dir() {
+            read_adapter(&name).into_iter().map(|(_, s)| s).collect()
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            vec![fs::read_to_string(&path).expect("readable file")]
+        } else {
+            continue;
+        };
+        let mut to = BTreeSet::new();
+        for source in &sources {
+            let code = production_code(source);
+            let mut paths = named_paths(&code, &name);
+            let mut from = 0;
+            while let Some(i) = code[from..].find("crate::") {
+                let at = from + i;
+                let end = code[at..]
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .map_or(code.len(), |n| at + n);
+                paths.push(code[at..end].to_owned());
+                from = end.max(at + 7);
+            }
+            for path in paths {
+                let mut segments = path.split("::");
+                if segments.next() == Some("crate")
+                    && let Some(module) = segments.next().filter(|m| !m.is_empty())
+                    && module != name
+                {
+                    to.insert(module.to_owned());
+                }
+            }
+        }
+        edges.insert(name, to);
+    }
+    edges
+}
+
+#[test]
+fn top_level_modules_form_no_cycle_and_keep_their_roles() {
+    let edges = crate_graph();
+    for expected in LEAVES.iter().chain([&CORE]).chain(ADAPTERS) {
+        assert!(
+            edges.contains_key(*expected),
+            "no module {expected} in src: {edges:?}"
+        );
+    }
+    let as_modules: BTreeMap<Module, BTreeSet<Module>> = edges
+        .iter()
+        .map(|(k, v)| (vec![k.clone()], v.iter().map(|m| vec![m.clone()]).collect()))
+        .collect();
+    let found = cycles(&as_modules);
+    assert!(
+        found.is_empty(),
+        "import cycles between top-level modules:\n{}",
+        show(&found)
+    );
+    let mut wrong = Vec::new();
+    for leaf in LEAVES {
+        if !edges[*leaf].is_empty() {
+            wrong.push(format!("leaf {leaf} imports {:?}", edges[*leaf]));
+        }
+    }
+    let beyond_leaves: Vec<_> = edges[CORE]
+        .iter()
+        .filter(|m| !LEAVES.contains(&m.as_str()))
+        .collect();
+    if !beyond_leaves.is_empty() {
+        wrong.push(format!("{CORE} imports {beyond_leaves:?} (leaves only)"));
+    }
+    for adapter in ADAPTERS {
+        for other in ADAPTERS.iter().filter(|o| *o != adapter) {
+            if edges[*adapter].contains(*other) {
+                wrong.push(format!("adapter {adapter} imports adapter {other}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 /// The parser itself: a cycle written the ways the adapters write imports

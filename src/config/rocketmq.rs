@@ -165,7 +165,7 @@ pub(super) fn validate(path: &str, migration: &MigrationConfig) -> Vec<(String, 
         );
     }
     if let Some(file) = &options.accounts_file {
-        match crate::rocketmq::acl::Accounts::load(file) {
+        match crate::credentials::rocketmq_accounts::load(file) {
             Err(e) => push(format!("{path}.rocketmq.accounts_file"), e.to_string()),
             Ok(accounts) if accounts.is_empty() => push(
                 format!("{path}.rocketmq.accounts_file"),

@@ -4,8 +4,10 @@
 //!
 //! - [`scram`]: SCRAM-SHA-256/512 mechanisms and stored credentials;
 //! - [`kafka_users`]: the Kafka users file (`kafka.users_file`);
+//! - [`rocketmq_accounts`]: the RocketMQ accounts file (`rocketmq.accounts_file`);
 //! - [`secret`]: a password inline or in a file read at every use.
 
 pub mod kafka_users;
+pub mod rocketmq_accounts;
 pub mod scram;
 pub mod secret;

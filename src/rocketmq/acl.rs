@@ -25,6 +25,7 @@ use cutover_rocketmq::{Frame, FrameError, Header, ResponseCode, encode};
 use ring::hmac;
 
 use crate::config::ClusterConfig;
+use crate::credentials::rocketmq_accounts::{self, AccountsError};
 use crate::proxy::throttle::AuthThrottle;
 
 /// Ext field naming the account.
@@ -34,13 +35,11 @@ pub const SIGNATURE: &str = "Signature";
 /// Ext field of temporary (STS) credentials; a client's token means
 /// nothing to a cluster the proxy signs for with its own account.
 pub const SECURITY_TOKEN: &str = "SecurityToken";
-/// Accounts an accounts file may hold; bounds memory for a wrong file.
-const MAX_ACCOUNTS: usize = 10_000;
 
 /// Why credentials could not be loaded or a signature was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AclError {
-    /// The accounts or secret file could not be read.
+    /// A cluster's secret file could not be read.
     #[error("cannot read {path}: {reason}")]
     Read {
         /// The file.
@@ -48,20 +47,9 @@ pub enum AclError {
         /// The I/O error.
         reason: String,
     },
-    /// A line of the accounts file is not `ACCESS_KEY SECRET_KEY`.
-    #[error("{path} line {line}: expected ACCESS_KEY SECRET_KEY")]
-    Syntax {
-        /// The file.
-        path: String,
-        /// 1-based line number.
-        line: usize,
-    },
-    /// More accounts than the proxy keeps.
-    #[error("{path}: more than {MAX_ACCOUNTS} accounts")]
-    TooMany {
-        /// The file.
-        path: String,
-    },
+    /// The accounts file cannot be used.
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
     /// The request carries no `AccessKey`.
     #[error("the request is not signed (no AccessKey)")]
     Unsigned,
@@ -159,46 +147,31 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Parses an accounts file: one `ACCESS_KEY SECRET_KEY` per line,
-    /// blank lines and `#` comments ignored.
+    /// The accounts of an accounts file's text (`path` names it in errors).
     ///
     /// # Errors
-    /// [`AclError::Syntax`] or [`AclError::TooMany`] naming `path`.
+    /// [`AclError::Accounts`] naming `path`.
     pub fn parse(path: &str, text: &str) -> Result<Self, AclError> {
-        let mut by_key = HashMap::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            let (Some(ak), Some(sk), None) = (words.next(), words.next(), words.next()) else {
-                return Err(AclError::Syntax {
-                    path: path.to_owned(),
-                    line: n + 1,
-                });
-            };
-            if by_key.len() >= MAX_ACCOUNTS {
-                return Err(AclError::TooMany {
-                    path: path.to_owned(),
-                });
-            }
-            by_key.insert(ak.to_owned(), Credentials::new(ak, sk));
-        }
-        Ok(Accounts { by_key })
+        Ok(Accounts::of(rocketmq_accounts::parse(path, text)?))
     }
 
     /// Reads and parses an accounts file.
     ///
     /// # Errors
-    /// [`AclError`] when the file cannot be read or parsed.
+    /// [`AclError::Accounts`] when the file cannot be read or parsed.
     pub fn load(path: &Path) -> Result<Self, AclError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| AclError::Read {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
-        Accounts::parse(&shown, &text)
+        Ok(Accounts::of(rocketmq_accounts::load(path)?))
+    }
+
+    fn of(pairs: Vec<(String, String)>) -> Self {
+        let by_key = pairs
+            .into_iter()
+            .map(|(ak, sk)| {
+                let credentials = Credentials::new(&ak, &sk);
+                (ak, credentials)
+            })
+            .collect();
+        Accounts { by_key }
     }
 
     /// Whether no account is defined (no client could sign).
