@@ -9,12 +9,12 @@
 //! resumes where it stopped.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use super::backfill_state::Progress;
 use super::copier::Item;
 use super::keyspace::Keyspace;
 use super::route::route;
@@ -29,96 +29,6 @@ const SCAN_COUNT: usize = 500;
 const BATCH_DRAINED: usize = 64;
 /// Longest wait for a batch's copies before scanning on.
 const BATCH_DRAIN_WAIT: Duration = Duration::from_secs(2);
-
-/// Persisted progress of one keyspace's backfill.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Progress {
-    /// Copying from this side (`source` in dual_write, `target` in cutover).
-    pub from: String,
-    /// The keyspace's epoch when the backfill started; a transition voids it.
-    pub epoch: u64,
-    /// (side, database, cursor) still to scan: the authoritative side's
-    /// keys are copied, and keys found only on the other side are deleted
-    /// there (the copier finds them absent on the authoritative side).
-    pub pending: Vec<(String, u32, u64)>,
-    /// Keys seen by SCAN (all keyspaces).
-    pub visited: u64,
-    /// Keys in the scanned databases when the backfill started.
-    pub total: u64,
-    /// Keys of this keyspace handed to the copier.
-    pub queued: u64,
-    /// Every database scanned and every queued copy landed.
-    pub complete: bool,
-    /// Milliseconds since the Unix epoch.
-    pub started_ms: u64,
-    /// Set when complete.
-    pub completed_ms: Option<u64>,
-    /// Why the backfill stopped, if it failed.
-    pub error: Option<String>,
-}
-
-impl Progress {
-    /// Percent of keys visited (100 when complete).
-    #[must_use]
-    pub fn percent(&self) -> f64 {
-        if self.complete {
-            return 100.0;
-        }
-        #[allow(clippy::cast_precision_loss)]
-        let ratio = if self.total == 0 {
-            0.0
-        } else {
-            self.visited as f64 / self.total as f64
-        };
-        (ratio * 100.0).min(99.9)
-    }
-}
-
-/// Live backfill state per keyspace.
-#[derive(Default)]
-pub struct Entry {
-    progress: std::sync::Mutex<Option<Progress>>,
-    running: AtomicBool,
-    /// Completed by this process (a restart may have lost un-copied writes).
-    completed_here: AtomicBool,
-    /// Since the backfill completed here, the keyspace has been in a
-    /// converging state only (dual_write, cutover): every write was copied.
-    converging_since: AtomicBool,
-    /// [`Copier::failed_copies`] of the keyspace when the backfill completed.
-    ///
-    /// [`Copier::failed_copies`]: super::copier::Copier::failed_copies
-    failures_at_completion: AtomicU64,
-}
-
-/// Backfill entries for every keyspace of a migration.
-pub struct Registry {
-    entries: Vec<Entry>,
-}
-
-impl Registry {
-    /// One entry per keyspace.
-    #[must_use]
-    pub fn new(keyspaces: usize) -> Self {
-        Registry {
-            entries: (0..keyspaces).map(|_| Entry::default()).collect(),
-        }
-    }
-
-    fn progress(&self, keyspace: usize) -> Option<Progress> {
-        self.entries[keyspace]
-            .progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set(&self, keyspace: usize, progress: Progress) {
-        *self.entries[keyspace]
-            .progress
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(progress);
-    }
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()

@@ -11,11 +11,11 @@ use cutover_redis::{
     Class, CommandFlags, CommandSpec, KeyRef, KeySpecFlags, Request, encode, keys, lookup,
 };
 
+use super::classify::{distinct_keyspaces, flush_refusal, flushes_everything, is_write, release};
 use super::keyspace::Keyspace;
 use super::route::{Merge, Route, route, splittable};
 use super::session::{After, Parked, Session, Shadow, Waiter};
 use super::side::Side;
-use super::transaction::flushes_everything;
 
 /// After a failed connect, shadow reads leave that side alone this long,
 /// so a down target costs clients nothing in `dual_read`.
@@ -495,24 +495,9 @@ fn after_write(writes: &[&Resolved], route: Route, db: u32) -> Option<Box<After>
     })
 }
 
-/// Write commands plus scripts (which may write; read-only variants excepted).
-pub(super) fn is_write(spec: &CommandSpec) -> bool {
-    spec.is_write()
-        || (spec.class() == Class::Scripting && !spec.name.ends_with("_ro") && spec.has_keys())
-}
-
 /// `CLIENT KILL ID <id>`: the one form that names a proxy client.
 fn is_kill_by_id(args: &[Bytes]) -> bool {
     args.len() == 4 && args[2].eq_ignore_ascii_case(b"id")
-}
-
-/// The refusal of FLUSHALL, FLUSHDB, SWAPDB or FUNCTION FLUSH while a
-/// keyspace converges, saying how an operator does it safely.
-pub(super) fn flush_refusal(name: &str, states: &str) -> String {
-    let command = name.to_uppercase().replace('|', " ");
-    format!(
-        "{command} is refused while a keyspace converges ({states}): it changes every key at once, on one cluster only, while the other still holds them. Roll the converging keyspaces back to source or advance them to target first, or run {command} directly on both clusters, target first, then source"
-    )
 }
 
 /// The first key of a request found without validating it (a key at a
@@ -537,22 +522,4 @@ fn same_db_copy(spec: &CommandSpec, request: &Request) -> bool {
             .iter()
             .skip(3)
             .any(|a| a.eq_ignore_ascii_case(b"db"))
-}
-
-pub(super) fn distinct_keyspaces<'a>(
-    keyspaces: impl Iterator<Item = &'a Arc<Keyspace>>,
-) -> Vec<Arc<Keyspace>> {
-    let mut out: Vec<Arc<Keyspace>> = Vec::new();
-    for keyspace in keyspaces {
-        if !out.iter().any(|k| Arc::ptr_eq(k, keyspace)) {
-            out.push(keyspace.clone());
-        }
-    }
-    out
-}
-
-pub(super) fn release(keyspaces: &[Arc<Keyspace>]) {
-    for keyspace in keyspaces {
-        keyspace.end_write();
-    }
 }

@@ -1,8 +1,31 @@
 //! Redis migrations: the client listener, per-connection sessions that
 //! route each command by its keyspace's state, and the convergence engine
 //! that keeps the non-authoritative cluster identical.
+//!
+//! Data plane (one client connection):
+//! - `session`: reads pipelined requests, sends each where its keyspace's
+//!   state says, answers in order; [`slots`]: the replies' order;
+//! - `commands`: what to do with each command (answer, forward, split,
+//!   refuse); `classify`: which commands write or flush everything;
+//! - `connection`: HELLO, AUTH, SELECT, CLIENT … answered and mirrored;
+//! - `transaction` and `txn`: MULTI/EXEC and its state; `pubsub`: pub/sub
+//!   and commands that reach both clusters;
+//! - [`side`]: one upstream connection of a session; [`clients`]: client
+//!   ids as clients see them; [`users`]: the ACL users clients log in as.
+//!
+//! Shared by both planes: [`shared`] (a migration's keyspaces, upstreams,
+//! copier, metric handles); [`keyspace`] (the write fence and counts);
+//! [`route`] (where each state sends reads, writes and copies).
+//!
+//! Control plane (convergence and checks):
+//! - [`copier`]: copies each written key's current state to the other side;
+//! - [`backfill`] (with `backfill_state`), [`verify`] and [`scan`]: copying
+//!   and sampling whole keyspaces;
+//! - [`driver`]: readiness checks and the fence of a transition.
 
 pub mod backfill;
+mod backfill_state;
+mod classify;
 pub mod clients;
 mod commands;
 mod connection;
@@ -17,6 +40,7 @@ pub mod shared;
 pub mod side;
 pub mod slots;
 mod transaction;
+mod txn;
 pub mod users;
 pub mod verify;
 
@@ -211,7 +235,7 @@ async fn build_shared(
         idle_timeout: config.proxy.idle_timeout,
         upstream_timeout: config.proxy.upstream_timeout,
         store: controller.store().clone(),
-        backfills: backfill::Registry::new(keyspace_count),
+        backfills: backfill_state::Registry::new(keyspace_count),
         clients: clients::Clients::default(),
         identity,
         users,

@@ -90,7 +90,7 @@ pub(super) struct Parked {
     pub request: cutover_redis::Request,
     pub keyspace: Arc<Keyspace>,
     /// The transaction, when the parked request is EXEC.
-    pub txn: Option<super::transaction::Txn>,
+    pub txn: Option<super::txn::Txn>,
 }
 
 /// One client's session state.
@@ -106,7 +106,7 @@ pub(super) struct Session {
     /// The user the client authenticated as, with `upstream_identity:
     /// client` (None: `default`).
     pub user: Option<super::side::Credentials>,
-    pub multi: Option<super::transaction::Txn>,
+    pub multi: Option<super::txn::Txn>,
     pub watch_side: Option<Side>,
     /// The connection holding the WATCH was lost: EXEC must abort.
     pub watch_lost: bool,

@@ -104,7 +104,7 @@ pub struct Shared {
     /// Durable store (backfill cursors).
     pub store: Arc<dyn crate::migration::store::StateStore>,
     /// Backfill progress per keyspace.
-    pub backfills: super::backfill::Registry,
+    pub backfills: super::backfill_state::Registry,
     /// Client ids as clients see them, with the upstream connections behind each.
     pub clients: super::clients::Clients,
     /// ACL users clients authenticate as (`redis.users_file`).

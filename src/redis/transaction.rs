@@ -8,14 +8,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use cutover_redis::{CommandSpec, KeyRef, Request, encode};
 
-use super::commands::{distinct_keyspaces, is_write, release};
-use super::keyspace::Keyspace;
+use super::classify::{distinct_keyspaces, flushes_everything, is_write, release};
 use super::route::route;
 use super::session::{After, Parked, Session, Waiter};
 use super::side::Side;
+use super::txn::Txn;
 
 /// Commands one transaction may queue: Redis keeps the queue, the proxy
 /// only the written keys, but those must be bounded too.
@@ -23,23 +22,6 @@ const MAX_QUEUED: usize = 100_000;
 
 /// Redis's own EXEC reply after a queue-time error.
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
-
-/// A transaction between MULTI and EXEC.
-#[derive(Default)]
-pub(super) struct Txn {
-    /// The cluster MULTI was relayed to, once a command was queued.
-    side: Option<Side>,
-    /// Every keyspace a queued command named, with its authoritative side then.
-    keyspaces: Vec<(Arc<Keyspace>, Side)>,
-    /// Keys queued commands may write, converged after EXEC.
-    touched: Vec<(Arc<Keyspace>, Bytes)>,
-    /// Commands queued so far.
-    queued: usize,
-    /// Set when EXEC must abort: empty when the proxy answered a queued
-    /// command with an error (EXEC then aborts in Redis's words, as after
-    /// any queue-time error), else the proxy's reason.
-    failed: Option<String>,
-}
 
 /// Connection-scoped commands the proxy itself implements: they cannot be
 /// queued upstream, where they would change only one connection's state.
@@ -60,13 +42,6 @@ fn proxy_scoped(name: &str) -> bool {
             | "client|tracking"
             | "client|caching"
     )
-}
-
-impl Txn {
-    /// The cluster holding the upstream MULTI, if one was sent.
-    pub(super) fn side(&self) -> Option<Side> {
-        self.side
-    }
 }
 
 impl Session {
@@ -120,7 +95,7 @@ impl Session {
                 ));
             }
             if self.shared.any_converging() && flushes_everything(spec.name) {
-                return Err(super::commands::flush_refusal(
+                return Err(super::classify::flush_refusal(
                     spec.name,
                     &self.shared.describe_states(),
                 ));
@@ -348,9 +323,4 @@ impl Session {
             self.watch_lost = true;
         }
     }
-}
-
-/// Commands that write every key of a database or of the server.
-pub(super) fn flushes_everything(name: &str) -> bool {
-    matches!(name, "flushall" | "flushdb" | "swapdb" | "function|flush")
 }

@@ -11,10 +11,18 @@
 //!   observation, metrics);
 //! - `handles`: pre-resolved per-topic metric handles, published
 //!   immutably for the sessions' hot path;
+//! - `pop`: server-side rebalance and pop consumption through the proxy;
+//! - [`acl`]: signature checks of clients' requests and re-signing with
+//!   each cluster's account;
 //! - [`rpc`]: the proxy's own requests;
 //! - [`observe`]: what traffic teaches the checks; [`seen`]: the clients
-//!   relayed for; `inventory`: those joined with the source brokers' own
-//!   connection lists (`ctl clients`, the bypass gate);
+//!   relayed for; `heartbeat`: the heartbeat body both read;
+//!   `inventory`: those joined with the source brokers' own connection
+//!   lists (`ctl clients`, the bypass gate);
+//! - `offsets`: queue and group offsets of a cluster (backlog and bypass
+//!   checks);
+//! - `metadata`, `catalog`: `ctl migrate-metadata` for one topic and for
+//!   the whole source cluster;
 //! - [`driver`]: readiness checks for `ctl`.
 
 pub mod acl;
@@ -22,6 +30,7 @@ mod catalog;
 pub mod driver;
 pub mod endpoints;
 mod handles;
+mod heartbeat;
 mod inventory;
 mod metadata;
 mod namesrv;

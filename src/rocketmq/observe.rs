@@ -11,6 +11,7 @@
 //! [`MAX_TOPICS`] topics of [`MAX_GROUPS_PER_TOPIC`] groups, members of
 //! [`MAX_MEMBER_GROUPS`] groups, [`MAX_MEMBERS`] per group.
 
+use super::heartbeat::ConsumerData;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -233,22 +234,6 @@ struct Heartbeat {
     client_id: String,
     #[serde(default)]
     consumer_data_set: Vec<ConsumerData>,
-}
-
-/// A consumer group in a heartbeat body, with the topics it subscribes
-/// (also read by [`super::seen`]).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ConsumerData {
-    pub(super) group_name: String,
-    #[serde(default)]
-    pub(super) subscription_data_set: Vec<Subscription>,
-}
-
-/// One subscription of a [`ConsumerData`].
-#[derive(Deserialize)]
-pub(super) struct Subscription {
-    pub(super) topic: String,
 }
 
 /// Messages in a pull response or batch send body: each message starts

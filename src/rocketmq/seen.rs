@@ -228,7 +228,7 @@ struct Heartbeat {
     #[serde(default)]
     producer_data_set: Vec<GroupName>,
     #[serde(default)]
-    consumer_data_set: Vec<super::observe::ConsumerData>,
+    consumer_data_set: Vec<super::heartbeat::ConsumerData>,
 }
 
 #[derive(Deserialize)]
