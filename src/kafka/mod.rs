@@ -23,6 +23,8 @@
 //! - [`cluster`]: each real cluster's layout as last seen;
 //! - [`group_handoff`]: members heard through the proxy and groups handing
 //!   off (written by both planes);
+//! - [`meters`]: metric handles resolved once, per migration and per
+//!   topic, that the data plane counts with;
 //! - [`observe`]: groups, commits and produce counts seen in the traffic,
 //!   read by the checks;
 //! - [`producers`]: idempotent producers' ids and sequences per cluster;
@@ -36,6 +38,7 @@ mod brokers;
 mod cluster;
 mod control;
 mod group_handoff;
+mod meters;
 mod observe;
 mod probe;
 mod producers;
@@ -89,6 +92,8 @@ pub(crate) struct Shared {
     target: Upstream,
     /// Groups, commits and produce counts seen in the proxy's own traffic.
     observed: observe::Observed,
+    /// The metric handles sessions count with.
+    meters: meters::Meters,
     /// Whether `observed` may miss groups a previous run saw.
     recall: Recall,
     /// The brokers clients see.
@@ -441,6 +446,10 @@ async fn build_shared(
     let maps = splice::routing::load(store.as_ref(), &migration.name)
         .await
         .map_err(StartError::Setup)?;
+    let meters = meters::Meters::new(
+        &migration.name,
+        [&source_upstream.cluster, &target_upstream.cluster],
+    );
     let shared = Arc::new(Shared {
         migration: migration.clone(),
         store,
@@ -452,6 +461,7 @@ async fn build_shared(
         bootstrap: source_upstream,
         target: target_upstream,
         observed: observe::Observed::default(),
+        meters,
         recall: Recall::default(),
         brokers: VirtualBrokers::new(base, options.virtual_brokers),
         layouts: Default::default(),

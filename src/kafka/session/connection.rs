@@ -279,7 +279,7 @@ async fn responses(
     mut replies: mpsc::Receiver<Reply>,
     client: impl AsyncWrite + Unpin,
 ) -> Close {
-    let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => "client", "direction" => "to_client");
+    let bytes = shared.meters.to_client().clone();
     let mut client = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, client);
     loop {
         let reply = if let Ok(reply) = replies.try_recv() {

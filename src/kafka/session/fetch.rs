@@ -27,6 +27,7 @@ use cutover_kafka::{
 use super::hints;
 use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::traffic;
+use crate::kafka::meters::SplitApi;
 use crate::kafka::rewrite::encode;
 use crate::kafka::splice::routing::ReadAt;
 use crate::kafka::splice::split::group_by;
@@ -90,7 +91,7 @@ pub(super) async fn route(
     if split {
         traffic::split(
             &session.shared,
-            "Fetch",
+            SplitApi::Fetch,
             request.topics.iter().map(|t| t.topic.0.as_str()),
         );
     }

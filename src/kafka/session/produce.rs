@@ -28,6 +28,7 @@ use super::link::Answer;
 use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::traffic;
 use crate::kafka::cluster::Side;
+use crate::kafka::meters::SplitApi;
 use crate::kafka::retry;
 use crate::kafka::rewrite::encode;
 use crate::kafka::splice::routing::Shift;
@@ -131,7 +132,7 @@ pub(super) async fn route(
     if groups.len() > 1 {
         traffic::split(
             &session.shared,
-            "Produce",
+            SplitApi::Produce,
             request.topic_data.iter().map(|t| t.name.0.as_str()),
         );
     }

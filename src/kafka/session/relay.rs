@@ -389,8 +389,7 @@ impl Session {
     }
 
     fn count_out(&self, side: Side, len: usize) {
-        metrics::counter!(metrics::BYTES, "migration" => self.shared.migration.name.to_string(), "cluster" => self.shared.cluster_name(side), "direction" => "to_upstream")
-            .increment(len as u64);
+        self.shared.meters.to_upstream(side).increment(len as u64);
     }
 
     /// Pushes every link's buffered requests to its socket.

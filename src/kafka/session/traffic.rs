@@ -14,6 +14,8 @@ use dashmap::DashMap;
 
 use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
+use crate::kafka::meters::Direction;
+use crate::kafka::meters::SplitApi;
 use crate::metrics;
 
 /// High watermarks remembered at most (for lag).
@@ -113,45 +115,19 @@ fn record_count(records: &[u8]) -> u64 {
         .sum()
 }
 
-fn add(
-    name: &'static str,
-    shared: &Shared,
-    topic: &str,
-    side: Side,
-    extra: (&'static str, String),
-    n: u64,
-) {
-    metrics::counter!(name, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "cluster" => shared.cluster_name(side), extra.0 => extra.1)
-        .increment(n);
-}
-
 /// One request's worth of a topic's traffic to or from `side`.
 fn counted(
     shared: &Shared,
     topic: &str,
     side: Side,
-    direction: &'static str,
+    direction: Direction,
     records: u64,
     bytes: u64,
 ) {
-    metrics::counter!(metrics::REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "cluster" => shared.cluster_name(side))
-        .increment(1);
-    add(
-        metrics::KAFKA_RECORDS,
-        shared,
-        topic,
-        side,
-        ("direction", direction.into()),
-        records,
-    );
-    add(
-        metrics::KAFKA_RECORD_BYTES,
-        shared,
-        topic,
-        side,
-        ("direction", direction.into()),
-        bytes,
-    );
+    let meters = shared.meters.topic(topic);
+    meters.requests(side).increment(1);
+    meters.records(side, direction).increment(records);
+    meters.record_bytes(side, direction).increment(bytes);
 }
 
 /// Records per partition of a Produce request (for [`produce_answered`]).
@@ -189,23 +165,24 @@ pub(crate) fn produced<'a>(
         }
     }
     for (topic, (records, bytes)) in per_topic {
-        counted(shared, topic, side, "produced", records, bytes);
+        counted(shared, topic, side, Direction::Produced, records, bytes);
     }
 }
 
 /// A client request of `api` split over several upstream brokers or
 /// clusters: counted once per topic it names.
-pub(crate) fn split<'a>(shared: &Shared, api: &'static str, topics: impl Iterator<Item = &'a str>) {
+pub(crate) fn split<'a>(shared: &Shared, api: SplitApi, topics: impl Iterator<Item = &'a str>) {
     let topics: std::collections::HashSet<&str> = topics.collect();
     for topic in topics {
-        metrics::counter!(metrics::KAFKA_SPLIT_REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "api" => api)
-            .increment(1);
+        shared.meters.topic(topic).split(api).increment(1);
     }
 }
 
 /// Time from sending to answer of a request to `side`.
 pub(super) fn latency(shared: &Shared, side: Side, started: std::time::Instant) {
-    metrics::histogram!(metrics::REQUEST_DURATION, "migration" => shared.migration.name.to_string(), "cluster" => shared.cluster_name(side))
+    shared
+        .meters
+        .duration(side)
         .record(started.elapsed().as_secs_f64());
 }
 
@@ -237,14 +214,10 @@ pub(super) fn produce_answered(
             }
         }
         for p in t.partition_responses.iter().filter(|p| p.error_code != 0) {
-            add(
-                metrics::KAFKA_ERRORS,
-                shared,
-                &t.name,
-                side,
-                ("code", p.error_code.to_string()),
-                1,
-            );
+            shared
+                .meters
+                .topic(t.name.0.as_str())
+                .error(side, p.error_code);
         }
     }
 }
@@ -260,14 +233,7 @@ pub(super) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, transla
         let (mut records, mut bytes) = (0u64, 0u64);
         for p in &t.partitions {
             if p.error_code != 0 {
-                add(
-                    metrics::KAFKA_ERRORS,
-                    shared,
-                    topic,
-                    side,
-                    ("code", p.error_code.to_string()),
-                    1,
-                );
+                shared.meters.topic(topic).error(side, p.error_code);
                 continue;
             }
             if translated {
@@ -284,7 +250,7 @@ pub(super) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, transla
                 bytes += r.len() as u64;
             }
         }
-        counted(shared, topic, side, "fetched", records, bytes);
+        counted(shared, topic, side, Direction::Fetched, records, bytes);
         publish_lag(shared, topic);
     }
 }
