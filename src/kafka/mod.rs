@@ -27,6 +27,7 @@
 //!   topic, that the data plane counts with;
 //! - [`observe`]: groups, commits and produce counts seen in the traffic,
 //!   read by the checks;
+//! - [`partition_key`]: `(topic, partition)` map keys found by `&str`;
 //! - [`producers`]: idempotent producers' ids and sequences per cluster;
 //! - [`probe`] and [`retry`]: the proxy's own requests and their retries;
 //! - [`rewrite`]: answers naming brokers or versions;
@@ -40,6 +41,7 @@ mod control;
 mod group_handoff;
 mod meters;
 mod observe;
+mod partition_key;
 mod probe;
 mod producers;
 mod retry;
@@ -177,10 +179,7 @@ impl Shared {
     fn dest(&self, side: Side, topic: &str, partition: i32) -> Dest {
         Dest {
             side,
-            addr: self
-                .layout(side)
-                .leader(topic, partition)
-                .map(str::to_owned),
+            addr: self.layout(side).leader(topic, partition).cloned(),
         }
     }
 

@@ -245,7 +245,10 @@ pub(super) async fn route(
         Some((kind, key)) => coordinator(session, home, *kind, key).await?,
         None => None,
     };
-    let dest = Dest { side: home, addr };
+    let dest = Dest {
+        side: home,
+        addr: addr.map(Into::into),
+    };
     match (home, header.key, inflight) {
         (Side::Target, ApiKey::OffsetCommit, Some(guard)) => {
             group_offsets::commit(session, dest, frame, header, guard).await

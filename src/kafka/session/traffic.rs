@@ -16,6 +16,7 @@ use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
 use crate::kafka::meters::Direction;
 use crate::kafka::meters::SplitApi;
+use crate::kafka::partition_key::{Key, PartitionKey, key};
 use crate::metrics;
 
 /// High watermarks remembered at most (for lag).
@@ -36,7 +37,7 @@ type GroupCommits = HashMap<i32, i64>;
 /// not hide the partitions the other members hold.
 #[derive(Debug, Default)]
 pub(crate) struct Watermarks {
-    hw: DashMap<(String, i32), i64>,
+    hw: DashMap<Key, i64>,
     commits: DashMap<String, HashMap<String, GroupCommits>>,
 }
 
@@ -44,8 +45,12 @@ impl Watermarks {
     /// A watermark a Fetch answer reported (authoritative, may go down
     /// when a topic is recreated).
     fn note(&self, topic: &str, partition: i32, hw: i64) {
-        if self.hw.len() >= MAX_WATERMARKS && !self.hw.contains_key(&(topic.to_owned(), partition))
-        {
+        let asked = key(topic, partition);
+        if let Some(mut known) = self.hw.get_mut(&asked as &dyn PartitionKey) {
+            *known = hw;
+            return;
+        }
+        if self.hw.len() >= MAX_WATERMARKS {
             return;
         }
         self.hw.insert((topic.to_owned(), partition), hw);
@@ -53,7 +58,8 @@ impl Watermarks {
 
     /// A log end a Produce answer implies: raises the watermark only.
     fn raise(&self, topic: &str, partition: i32, end: i64) {
-        if let Some(mut hw) = self.hw.get_mut(&(topic.to_owned(), partition)) {
+        let asked = key(topic, partition);
+        if let Some(mut hw) = self.hw.get_mut(&asked as &dyn PartitionKey) {
             *hw = (*hw).max(end);
             return;
         }
@@ -61,7 +67,8 @@ impl Watermarks {
     }
 
     fn get(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.hw.get(&(topic.to_owned(), partition)).map(|v| *v)
+        let asked = key(topic, partition);
+        self.hw.get(&asked as &dyn PartitionKey).map(|v| *v)
     }
 
     fn commit(&self, group: &str, topic: &str, partition: i32, offset: i64) {
@@ -167,6 +174,69 @@ pub(crate) fn produced<'a>(
     for (topic, (records, bytes)) in per_topic {
         counted(shared, topic, side, Direction::Produced, records, bytes);
     }
+}
+
+/// One topic's share of a Produce request sent whole to `side`.
+pub(super) fn produced_topic(shared: &Shared, side: Side, topic: &str, records: u64, bytes: u64) {
+    counted(shared, topic, side, Direction::Produced, records, bytes);
+}
+
+/// One partition of a Produce answer from `side` whose offsets are
+/// virtual (nothing shifted): errors by code; an acknowledged write
+/// tells the splice where the partition's log now ends and raises the
+/// watermark for lag (see [`produce_answered`]). `records` is what the
+/// request carried there.
+pub(super) fn produce_partition(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    partition: i32,
+    (error_code, base_offset): (i16, i64),
+    records: Option<u64>,
+) {
+    if error_code != 0 {
+        shared.meters.topic(topic).error(side, error_code);
+        return;
+    }
+    let (true, Some(n)) = (base_offset >= 0, records) else {
+        return;
+    };
+    let end = base_offset + i64::try_from(n).unwrap_or(i64::MAX);
+    shared.splice.written(side, topic, partition, end);
+    shared.watermarks.raise(topic, partition, end);
+}
+
+/// The lag gauges of `topic`, after an answer moved its watermarks.
+pub(super) fn lag_moved(shared: &Shared, topic: &str) {
+    publish_lag(shared, topic);
+}
+
+/// One partition of a Fetch answer from `side` relayed as is: errors by
+/// code, else its watermark for lag; the records and bytes it holds.
+pub(super) fn fetched_partition(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    (partition, error_code, high_watermark): (i32, i16, i64),
+    records: &[u8],
+) -> (u64, u64) {
+    if error_code != 0 {
+        shared.meters.topic(topic).error(side, error_code);
+        return (0, 0);
+    }
+    shared.watermarks.note(topic, partition, high_watermark);
+    (record_count(records), records.len() as u64)
+}
+
+/// One topic of a Fetch answer relayed as is: its traffic, then its lag.
+pub(super) fn fetched_topic(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    (records, bytes): (u64, u64),
+) {
+    counted(shared, topic, side, Direction::Fetched, records, bytes);
+    publish_lag(shared, topic);
 }
 
 /// A client request of `api` split over several upstream brokers or

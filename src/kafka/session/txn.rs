@@ -223,7 +223,7 @@ async fn coordinator(
     if !find && let Some(addr) = session.shared.layout(side).coordinator(kind, txn) {
         return Ok(Dest {
             side,
-            addr: Some(addr.to_owned()),
+            addr: Some(addr.into()),
         });
     }
     let request = FindCoordinatorRequest::default()
@@ -242,6 +242,6 @@ async fn coordinator(
         .set_coordinator(kind, txn, addr.clone());
     Ok(Dest {
         side,
-        addr: Some(addr),
+        addr: Some(addr.into()),
     })
 }
