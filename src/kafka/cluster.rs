@@ -41,7 +41,7 @@ const MAX_PARTITIONS: usize = 262_144;
 const MAX_COORDINATORS: usize = 65_536;
 
 /// One cluster's layout as last seen.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct ClusterLayout {
     /// `host:port` per node id (shared: routes clone it without copying).
     brokers: HashMap<i32, Arc<str>>,

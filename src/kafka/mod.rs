@@ -53,7 +53,9 @@ mod target_versions;
 pub mod versions;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use cutover_kafka::kafka_protocol::messages::ApiKey;
@@ -100,7 +102,9 @@ pub(crate) struct Shared {
     recall: Recall,
     /// The brokers clients see.
     brokers: VirtualBrokers,
-    layouts: [RwLock<ClusterLayout>; 2],
+    /// Each cluster's layout, published whole: sessions read it per
+    /// partition without a lock; what learns of a change publishes a copy.
+    layouts: [ArcSwap<ClusterLayout>; 2],
     /// Upstreams per broker address, so TLS files are read once per broker.
     broker_upstreams: crate::proxy::BrokerUpstreams,
     /// The segment maps sessions route by.
@@ -160,17 +164,20 @@ impl Shared {
     }
 
     /// `side`'s layout, for reading.
-    fn layout(&self, side: Side) -> RwLockReadGuard<'_, ClusterLayout> {
-        self.layouts[side as usize]
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+    fn layout(&self, side: Side) -> arc_swap::Guard<Arc<ClusterLayout>> {
+        self.layouts[side as usize].load()
     }
 
-    /// `side`'s layout, for learning.
-    fn layout_mut(&self, side: Side) -> RwLockWriteGuard<'_, ClusterLayout> {
-        self.layouts[side as usize]
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+    /// Learns into `side`'s layout: a copy with `change` applied is
+    /// published (`change` runs again on the newer copy if another change
+    /// was published meanwhile). Changes come from Metadata and
+    /// FindCoordinator answers and leader hints, not from every request.
+    fn update_layout(&self, side: Side, mut change: impl FnMut(&mut ClusterLayout)) {
+        self.layouts[side as usize].rcu(|current| {
+            let mut next = ClusterLayout::clone(current);
+            change(&mut next);
+            next
+        });
     }
 
     /// The real leader of `topic`/`partition` on `side` (its bootstrap

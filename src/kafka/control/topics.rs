@@ -404,6 +404,6 @@ pub(super) async fn refresh_layout(shared: &Shared, side: Side, topic: &str) -> 
         .exchange(&upstream, ApiKey::Metadata, 4, &request)
         .await
         .map_err(|e| e.to_string())?;
-    shared.layout_mut(side).learn(&response);
+    shared.update_layout(side, |l| l.learn(&response));
     Ok(())
 }

@@ -298,8 +298,7 @@ async fn coordinator(
     let addr = format!("{}:{}", found.host, found.port);
     session
         .shared
-        .layout_mut(side)
-        .set_coordinator(kind, key, addr.clone());
+        .update_layout(side, |l| l.set_coordinator(kind, key, addr.clone()));
     Ok(Some(addr))
 }
 
@@ -336,7 +335,9 @@ pub(crate) async fn find_coordinator(
             &asked,
             &shared.advertised_host,
             &shared.brokers,
-            &mut |kind, key, addr| shared.layout_mut(home).set_coordinator(kind, key, addr),
+            &mut |kind, key, addr| {
+                shared.update_layout(home, |l| l.set_coordinator(kind, key, addr.clone()));
+            },
         )
         .map_err(failed)?;
         Ok(Out::Frame(out))

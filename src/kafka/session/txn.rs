@@ -238,8 +238,7 @@ async fn coordinator(
     let addr = format!("{}:{}", found.host, found.port);
     session
         .shared
-        .layout_mut(side)
-        .set_coordinator(kind, txn, addr.clone());
+        .update_layout(side, |l| l.set_coordinator(kind, txn, addr.clone()));
     Ok(Dest {
         side,
         addr: Some(addr.into()),
