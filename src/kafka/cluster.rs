@@ -6,9 +6,11 @@
 //! view follows without polling of its own) and by FindCoordinator answers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cutover_kafka::kafka_protocol::messages::MetadataResponse;
 
+use crate::kafka::partition_key::{Key, PartitionKey, key};
 pub(crate) use crate::proxy::Side;
 
 /// FindCoordinator key types.
@@ -39,10 +41,11 @@ const MAX_PARTITIONS: usize = 262_144;
 const MAX_COORDINATORS: usize = 65_536;
 
 /// One cluster's layout as last seen.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct ClusterLayout {
-    brokers: HashMap<i32, String>,
-    leaders: HashMap<(String, i32), i32>,
+    /// `host:port` per node id (shared: routes clone it without copying).
+    brokers: HashMap<i32, Arc<str>>,
+    leaders: HashMap<Key, i32>,
     partition_counts: HashMap<String, i32>,
     coordinators: HashMap<(CoordinatorKind, String), String>,
 }
@@ -52,7 +55,7 @@ impl ClusterLayout {
     pub(super) fn learn(&mut self, metadata: &MetadataResponse) {
         for b in &metadata.brokers {
             self.brokers
-                .insert(b.node_id.0, format!("{}:{}", b.host, b.port));
+                .insert(b.node_id.0, format!("{}:{}", b.host, b.port).into());
         }
         if self.leaders.len() > MAX_PARTITIONS {
             self.leaders.clear();
@@ -81,7 +84,7 @@ impl ClusterLayout {
         endpoints: &[(i32, String)],
     ) {
         for (node, addr) in endpoints {
-            self.brokers.insert(*node, addr.clone());
+            self.brokers.insert(*node, Arc::from(addr.as_str()));
         }
         if self.leaders.len() > MAX_PARTITIONS {
             self.leaders.clear();
@@ -91,16 +94,18 @@ impl ClusterLayout {
 
     /// The address of `topic`/`partition`'s leader, when known.
     #[must_use]
-    pub(super) fn leader(&self, topic: &str, partition: i32) -> Option<&str> {
-        let node = self.leaders.get(&(topic.to_owned(), partition))?;
-        self.brokers.get(node).map(String::as_str)
+    pub(super) fn leader(&self, topic: &str, partition: i32) -> Option<&Arc<str>> {
+        let asked = key(topic, partition);
+        let node = self.leaders.get(&asked as &dyn PartitionKey)?;
+        self.brokers.get(node)
     }
 
     /// The node id of `topic`/`partition`'s leader, when known and live.
     #[must_use]
     pub(super) fn leader_id(&self, topic: &str, partition: i32) -> Option<i32> {
+        let asked = key(topic, partition);
         self.leaders
-            .get(&(topic.to_owned(), partition))
+            .get(&asked as &dyn PartitionKey)
             .copied()
             .filter(|n| *n >= 0)
     }
@@ -108,15 +113,18 @@ impl ClusterLayout {
     /// The address of broker `node_id`, when known.
     #[must_use]
     pub(super) fn broker(&self, node_id: i32) -> Option<&str> {
-        self.brokers.get(&node_id).map(String::as_str)
+        self.brokers.get(&node_id).map(|a| &**a)
     }
 
     /// Every known broker's `host:port`, by node id.
     #[must_use]
     pub(super) fn broker_addrs(&self) -> Vec<String> {
-        let mut known: Vec<(&i32, &String)> = self.brokers.iter().collect();
+        let mut known: Vec<(&i32, &Arc<str>)> = self.brokers.iter().collect();
         known.sort();
-        known.into_iter().map(|(_, addr)| addr.clone()).collect()
+        known
+            .into_iter()
+            .map(|(_, addr)| addr.to_string())
+            .collect()
     }
 
     /// The partition count last seen for `topic`.
@@ -182,11 +190,11 @@ mod tests {
         let mut layout = ClusterLayout::default();
         assert_eq!(layout.leader("t", 0), None);
         layout.learn(&metadata(111));
-        assert_eq!(layout.leader("t", 0), Some("h:1"));
+        assert_eq!(layout.leader("t", 0).map(|a| &**a), Some("h:1"));
         assert_eq!(layout.partition_count("t"), Some(1));
         assert_eq!(layout.partition_count("gone"), None);
         layout.learn(&metadata(112));
-        assert_eq!(layout.leader("t", 0), Some("h:2"));
+        assert_eq!(layout.leader("t", 0).map(|a| &**a), Some("h:2"));
     }
 
     #[test]

@@ -23,8 +23,11 @@
 //! - [`cluster`]: each real cluster's layout as last seen;
 //! - [`group_handoff`]: members heard through the proxy and groups handing
 //!   off (written by both planes);
+//! - [`meters`]: metric handles resolved once, per migration and per
+//!   topic, that the data plane counts with;
 //! - [`observe`]: groups, commits and produce counts seen in the traffic,
 //!   read by the checks;
+//! - [`partition_key`]: `(topic, partition)` map keys found by `&str`;
 //! - [`producers`]: idempotent producers' ids and sequences per cluster;
 //! - [`probe`] and [`retry`]: the proxy's own requests and their retries;
 //! - [`rewrite`]: answers naming brokers or versions;
@@ -36,7 +39,9 @@ mod brokers;
 mod cluster;
 mod control;
 mod group_handoff;
+mod meters;
 mod observe;
+mod partition_key;
 mod probe;
 mod producers;
 mod retry;
@@ -48,7 +53,9 @@ mod target_versions;
 pub mod versions;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use cutover_kafka::kafka_protocol::messages::ApiKey;
@@ -89,11 +96,15 @@ pub(crate) struct Shared {
     target: Upstream,
     /// Groups, commits and produce counts seen in the proxy's own traffic.
     observed: observe::Observed,
+    /// The metric handles sessions count with.
+    meters: meters::Meters,
     /// Whether `observed` may miss groups a previous run saw.
     recall: Recall,
     /// The brokers clients see.
     brokers: VirtualBrokers,
-    layouts: [RwLock<ClusterLayout>; 2],
+    /// Each cluster's layout, published whole: sessions read it per
+    /// partition without a lock; what learns of a change publishes a copy.
+    layouts: [ArcSwap<ClusterLayout>; 2],
     /// Upstreams per broker address, so TLS files are read once per broker.
     broker_upstreams: crate::proxy::BrokerUpstreams,
     /// The segment maps sessions route by.
@@ -153,17 +164,20 @@ impl Shared {
     }
 
     /// `side`'s layout, for reading.
-    fn layout(&self, side: Side) -> RwLockReadGuard<'_, ClusterLayout> {
-        self.layouts[side as usize]
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+    fn layout(&self, side: Side) -> arc_swap::Guard<Arc<ClusterLayout>> {
+        self.layouts[side as usize].load()
     }
 
-    /// `side`'s layout, for learning.
-    fn layout_mut(&self, side: Side) -> RwLockWriteGuard<'_, ClusterLayout> {
-        self.layouts[side as usize]
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+    /// Learns into `side`'s layout: a copy with `change` applied is
+    /// published (`change` runs again on the newer copy if another change
+    /// was published meanwhile). Changes come from Metadata and
+    /// FindCoordinator answers and leader hints, not from every request.
+    fn update_layout(&self, side: Side, mut change: impl FnMut(&mut ClusterLayout)) {
+        self.layouts[side as usize].rcu(|current| {
+            let mut next = ClusterLayout::clone(current);
+            change(&mut next);
+            next
+        });
     }
 
     /// The real leader of `topic`/`partition` on `side` (its bootstrap
@@ -172,10 +186,7 @@ impl Shared {
     fn dest(&self, side: Side, topic: &str, partition: i32) -> Dest {
         Dest {
             side,
-            addr: self
-                .layout(side)
-                .leader(topic, partition)
-                .map(str::to_owned),
+            addr: self.layout(side).leader(topic, partition).cloned(),
         }
     }
 
@@ -441,6 +452,10 @@ async fn build_shared(
     let maps = splice::routing::load(store.as_ref(), &migration.name)
         .await
         .map_err(StartError::Setup)?;
+    let meters = meters::Meters::new(
+        &migration.name,
+        [&source_upstream.cluster, &target_upstream.cluster],
+    );
     let shared = Arc::new(Shared {
         migration: migration.clone(),
         store,
@@ -452,6 +467,7 @@ async fn build_shared(
         bootstrap: source_upstream,
         target: target_upstream,
         observed: observe::Observed::default(),
+        meters,
         recall: Recall::default(),
         brokers: VirtualBrokers::new(base, options.virtual_brokers),
         layouts: Default::default(),

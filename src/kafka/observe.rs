@@ -22,8 +22,10 @@
 //! and produce counts are not kept: the checks sample them afresh.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Instant;
 
 use cutover_kafka::kafka_protocol::messages::ApiKey;
@@ -71,13 +73,111 @@ struct Group {
 #[derive(Debug, Default)]
 struct Inner {
     groups: HashMap<String, Group>,
-    produced: HashMap<(String, i32), Produced>,
+}
+
+/// One partition's produce counts, counted without a lock by every
+/// session producing to it.
+#[derive(Debug, Default)]
+pub(super) struct ProduceCount {
+    requested: AtomicU64,
+    answered: AtomicU64,
+}
+
+impl ProduceCount {
+    /// A request carrying `n` offsets was forwarded (and, when no answer
+    /// follows, is done).
+    pub(super) fn requested(&self, n: u64, answered: bool) {
+        self.requested.fetch_add(n, Ordering::SeqCst);
+        if !answered {
+            self.answered.fetch_add(n, Ordering::SeqCst);
+        }
+    }
+
+    /// The answer to a request carrying `n` offsets came back.
+    pub(super) fn answered(&self, n: u64) {
+        self.answered.fetch_add(n, Ordering::SeqCst);
+    }
+
+    fn read(&self) -> Produced {
+        // Answered first: a request's answer is counted after the request,
+        // so the pair read never shows more answered than requested.
+        let answered = self.answered.load(Ordering::SeqCst);
+        Produced {
+            requested: self.requested.load(Ordering::SeqCst),
+            answered,
+        }
+    }
+}
+
+/// Produce counts per topic, then partition: immutable maps published with
+/// arc-swap, so the request path finds its counter without a lock or an
+/// allocation; a partition seen the first time publishes a new map.
+#[derive(Debug, Default)]
+struct ProduceCounts {
+    topics: ArcSwap<HashMap<Arc<str>, Arc<TopicCounts>>>,
+    /// Partitions counted so far (bounded by [`MAX_PARTITIONS`]).
+    partitions: AtomicUsize,
+}
+
+type TopicCounts = ArcSwap<HashMap<i32, Arc<ProduceCount>>>;
+
+impl ProduceCounts {
+    fn get(&self, topic: &str, partition: i32) -> Option<Arc<ProduceCount>> {
+        let topics = self.topics.load();
+        topics.get(topic)?.load().get(&partition).cloned()
+    }
+
+    /// `topic`/`partition`'s counter, added when first seen (`None` past
+    /// the bound).
+    fn counter(&self, topic: &str, partition: i32) -> Option<Arc<ProduceCount>> {
+        if let Some(found) = self.get(topic, partition) {
+            return Some(found);
+        }
+        if self.partitions.load(Ordering::SeqCst) >= MAX_PARTITIONS {
+            return None;
+        }
+        let mut parts = None;
+        self.topics.rcu(|map| {
+            if let Some(found) = map.get(topic) {
+                parts = Some(found.clone());
+                return map.clone();
+            }
+            let fresh = Arc::new(TopicCounts::default());
+            parts = Some(fresh.clone());
+            let mut next = HashMap::clone(map);
+            next.insert(Arc::from(topic), fresh);
+            Arc::new(next)
+        });
+        let parts = parts?;
+        let mut counter = None;
+        parts.rcu(|map| {
+            if let Some(found) = map.get(&partition) {
+                counter = Some(found.clone());
+                return map.clone();
+            }
+            let fresh = Arc::new(ProduceCount::default());
+            counter = Some(fresh.clone());
+            let mut next = HashMap::clone(map);
+            next.insert(partition, fresh);
+            Arc::new(next)
+        });
+        // Counted once per partition added (a lost race adds none).
+        if let Some(c) = &counter
+            && self
+                .get(topic, partition)
+                .is_some_and(|g| Arc::ptr_eq(&g, c))
+        {
+            self.partitions.fetch_add(1, Ordering::SeqCst);
+        }
+        counter
+    }
 }
 
 /// The observations of one migration's sessions.
 #[derive(Debug, Default)]
 pub(super) struct Observed {
     inner: Mutex<Inner>,
+    produced: ProduceCounts,
     /// Bumped when the set of groups or of their topics changes.
     changes: AtomicU64,
 }
@@ -120,16 +220,10 @@ impl Observed {
                 *e = (*e).max(offset);
             }
         }
+        drop(inner);
         for (topic, partition, n) in &seen.produced {
-            let len = inner.produced.len();
-            let key = (topic.clone(), *partition);
-            if len >= MAX_PARTITIONS && !inner.produced.contains_key(&key) {
-                continue;
-            }
-            let p = inner.produced.entry(key).or_default();
-            p.requested += n;
-            if !seen.answered {
-                p.answered += n;
+            if let Some(count) = self.produce_counter(topic, *partition) {
+                count.requested(*n, seen.answered);
             }
         }
         if changed {
@@ -189,13 +283,19 @@ impl Observed {
     }
 
     /// A Produce request's answer came back.
+    #[cfg(test)]
     pub(super) fn answered(&self, produced: &[(String, i32, u64)]) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         for (topic, partition, n) in produced {
-            if let Some(p) = inner.produced.get_mut(&(topic.clone(), *partition)) {
-                p.answered += n;
+            if let Some(p) = self.produced.get(topic, *partition) {
+                p.answered(*n);
             }
         }
+    }
+
+    /// The produce counter of `topic`/`partition` (`None` past
+    /// [`MAX_PARTITIONS`]), found without a lock once it exists.
+    pub(super) fn produce_counter(&self, topic: &str, partition: i32) -> Option<Arc<ProduceCount>> {
+        self.produced.counter(topic, partition)
     }
 
     /// Groups that may have offsets for `topic`: those that named it, and
@@ -233,13 +333,11 @@ impl Observed {
 
     /// Produce counts for `topic`, by partition.
     pub(super) fn produced(&self, topic: &str) -> HashMap<i32, Produced> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner
-            .produced
-            .iter()
-            .filter(|((t, _), _)| t == topic)
-            .map(|((_, p), c)| (*p, *c))
-            .collect()
+        let topics = self.produced.topics.load();
+        let Some(parts) = topics.get(topic) else {
+            return HashMap::new();
+        };
+        parts.load().iter().map(|(p, c)| (*p, c.read())).collect()
     }
 }
 
@@ -264,16 +362,14 @@ impl Inner {
     }
 }
 
-/// Whether requests of `key` carry something [`parse`] reads.
+/// Whether requests of `key` carry something [`parse`] reads before they
+/// are routed. Produce is not among them: its handler walks the request
+/// anyway and counts each partition on its [`ProduceCount`].
 #[must_use]
 pub(super) fn observed(key: ApiKey) -> bool {
     matches!(
         key,
-        ApiKey::FindCoordinator
-            | ApiKey::JoinGroup
-            | ApiKey::OffsetCommit
-            | ApiKey::OffsetFetch
-            | ApiKey::Produce
+        ApiKey::FindCoordinator | ApiKey::JoinGroup | ApiKey::OffsetCommit | ApiKey::OffsetFetch
     )
 }
 
@@ -517,15 +613,39 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn tags(&mut self) -> Option<()> {
+        self.tagged().map(|_| ())
+    }
+
+    /// Skips a tagged-field section; how many fields it held (0 in a
+    /// version that has none).
+    pub(super) fn tagged(&mut self) -> Option<u64> {
         if !self.flexible {
-            return Some(());
+            return Some(0);
         }
-        for _ in 0..self.uvarint()? {
+        let count = self.uvarint()?;
+        for _ in 0..count {
             self.uvarint()?;
             let n = usize::try_from(self.uvarint()?).ok()?;
             self.skip(n)?;
         }
+        Some(count)
+    }
+
+    /// Skips a nullable string.
+    pub(super) fn skip_string(&mut self) -> Option<()> {
+        if let Some(n) = self.len(false)? {
+            self.skip(n)?;
+        }
         Some(())
+    }
+
+    /// A nullable string borrowed from the body; `None` (outside) when it
+    /// is not UTF-8.
+    pub(super) fn str(&mut self) -> Option<Option<&'a str>> {
+        let Some(n) = self.len(false)? else {
+            return Some(None);
+        };
+        std::str::from_utf8(self.take(n)?).ok().map(Some)
     }
 }
 

@@ -337,7 +337,7 @@ async fn list_offsets_once(
     timestamp: i64,
     isolation: i8,
 ) -> Result<HashMap<i32, i64>, Failure> {
-    let mut by_leader: HashMap<Option<String>, Vec<i32>> = HashMap::new();
+    let mut by_leader: HashMap<Option<std::sync::Arc<str>>, Vec<i32>> = HashMap::new();
     for &p in partitions {
         by_leader
             .entry(shared.dest(side, topic, p).addr)
@@ -404,6 +404,6 @@ pub(super) async fn refresh_layout(shared: &Shared, side: Side, topic: &str) -> 
         .exchange(&upstream, ApiKey::Metadata, 4, &request)
         .await
         .map_err(|e| e.to_string())?;
-    shared.layout_mut(side).learn(&response);
+    shared.update_layout(side, |l| l.learn(&response));
     Ok(())
 }

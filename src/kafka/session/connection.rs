@@ -30,9 +30,14 @@ use crate::kafka::versions::admit;
 use crate::metrics;
 use crate::proxy::Stream;
 
-/// Read buffer kept free before each read; larger frames grow it once
+/// Read buffer room made when it runs low; larger frames grow it once
 /// their prefix is seen (`next_frame` reserves).
 const READ_RESERVE: usize = 16 * 1024;
+/// Free room below which the buffer grows before a read. Frames split off
+/// it still share its memory, so growing before every read would allocate
+/// a new buffer per request; growing only when nearly full allocates once
+/// per [`READ_RESERVE`] or so of traffic.
+const READ_MIN_SPARE: usize = 4 * 1024;
 /// Replies queued per connection before the session stops reading.
 const WINDOW: usize = 64;
 const CLIENT_WRITE_BUFFER: usize = 64 * 1024;
@@ -161,7 +166,9 @@ async fn requests(
         if let Err(close) = session.flush().await {
             return close;
         }
-        buf.reserve(READ_RESERVE);
+        if buf.capacity() - buf.len() < READ_MIN_SPARE {
+            buf.reserve(READ_RESERVE);
+        }
         let read = tokio::select! {
             () = shutdown.cancelled() => return Close::Shutdown,
             read = tokio::time::timeout(idle, client.read_buf(&mut buf)) => read,
@@ -279,7 +286,7 @@ async fn responses(
     mut replies: mpsc::Receiver<Reply>,
     client: impl AsyncWrite + Unpin,
 ) -> Close {
-    let bytes = metrics::counter!(metrics::BYTES, "migration" => shared.migration.name.to_string(), "cluster" => "client", "direction" => "to_client");
+    let bytes = shared.meters.to_client().clone();
     let mut client = BufWriter::with_capacity(CLIENT_WRITE_BUFFER, client);
     loop {
         let reply = if let Ok(reply) = replies.try_recv() {

@@ -25,7 +25,7 @@ pub(super) async fn route(
     frame: Bytes,
     header: &RequestHeader,
 ) -> Result<Reply, Close> {
-    let confirm = observe_request(session, &frame, header);
+    observe_request(session, &frame, header);
     let reply = match header.key {
         ApiKey::Metadata => metadata::route(session, frame, header).await?,
         ApiKey::Produce => produce::route(session, frame, header).await?,
@@ -43,33 +43,21 @@ pub(super) async fn route(
             Box::pin(async move { Ok(Out::Relabelled(answer(rx).await?, id)) })
         }
     };
-    if confirm.is_empty() {
-        return Ok(reply);
-    }
-    let shared = session.shared.clone();
-    Ok(Box::pin(async move {
-        let out = reply.await?;
-        shared.observed.answered(&confirm);
-        Ok(out)
-    }))
+    Ok(reply)
 }
 
-/// Records what the bypass checks need from the request; returns the
-/// produce counts to confirm once it is answered.
-fn observe_request(
-    session: &Session,
-    frame: &Bytes,
-    header: &RequestHeader,
-) -> Vec<(String, i32, u64)> {
+/// Records what the bypass checks need from the request (groups and
+/// commits; Produce counts itself, see `produce`).
+fn observe_request(session: &Session, frame: &Bytes, header: &RequestHeader) {
     if !observe::observed(header.key) {
-        return Vec::new();
+        return;
     }
     let body = frame.get(header.body_offset..).unwrap_or_default();
     let seen = observe::parse(header.key, header.api_version, body);
     if !seen.commits.is_empty() {
         super::traffic::committed(&session.shared, &seen.commits);
     }
-    session.shared.observed.request(seen)
+    session.shared.observed.request(seen);
 }
 
 /// ApiVersions and DescribeCluster: asked of the source, rewritten

@@ -27,14 +27,100 @@ use cutover_kafka::{
 use super::hints;
 use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::traffic;
+use super::walk;
+use crate::kafka::cluster::Side;
+use crate::kafka::meters::SplitApi;
 use crate::kafka::rewrite::encode;
 use crate::kafka::splice::routing::ReadAt;
-use crate::kafka::splice::split::group_by;
+use crate::kafka::splice::split::{Dest, group_by};
 
 /// Longest wait of each part of a split fetch.
 const SPLIT_MAX_WAIT_MS: i32 = 100;
 
 pub(super) async fn route(
+    session: &mut Session,
+    frame: Bytes,
+    header: &RequestHeader,
+) -> Result<Reply, Close> {
+    match fast(session, &frame, header).await? {
+        Some(reply) => Ok(reply),
+        None => general(session, frame, header).await,
+    }
+}
+
+/// The `source`-state path: a session-less fetch whose every partition is
+/// read untranslated from one broker. The request is walked once and
+/// forwarded as the client sent it; the answer is walked once for its
+/// counts and relayed as the broker sent it, unless it carries leader
+/// hints to strip. `None` when the request needs the general path.
+async fn fast(
+    session: &mut Session,
+    frame: &Bytes,
+    header: &RequestHeader,
+) -> Result<Option<Reply>, Close> {
+    let shared = session.shared.clone();
+    let body = frame.get(header.body_offset..).unwrap_or_default();
+    let (mut dest, mut plain): (Option<Dest>, bool) = (None, true);
+    let walked = walk::fetch_request(body, header.api_version, |p| {
+        let at = shared.splice.locate(p.topic, p.partition, p.fetch_offset);
+        let here = shared.dest(at.located.side, p.topic, p.partition);
+        plain = at.is_plain() && dest.as_ref().is_none_or(|d| *d == here);
+        dest = Some(here);
+        plain
+    });
+    if walked != Some(true) || !plain {
+        return Ok(None);
+    }
+    let dest = dest.unwrap_or_else(|| Dest::bootstrap(Side::Source));
+    let side = dest.side;
+    let rx = session
+        .forward(side, dest.addr.as_deref(), frame, true)
+        .await?;
+    let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
+    let (id, version) = (header.correlation_id, header.api_version);
+    Ok(Some(Box::pin(async move {
+        let frame = answer(rx).await?;
+        // Per topic: records and bytes of its partitions so far.
+        let sums = std::cell::Cell::new((0u64, 0u64));
+        let walked = walk::fetch_answer(
+            &frame,
+            version,
+            |_| sums.set((0, 0)),
+            |p| {
+                let (records, bytes) = traffic::fetched_partition(
+                    &shared,
+                    side,
+                    p.topic,
+                    (p.partition, p.error_code, p.high_watermark),
+                    p.records,
+                );
+                let (r, b) = sums.get();
+                sums.set((r + records, b + bytes));
+            },
+            |topic| traffic::fetched_topic(&shared, side, topic, sums.get()),
+        );
+        if !walked.is_some_and(|w| w.hinted) {
+            return Ok(Out::Relabelled(frame, id));
+        }
+        let Ok(mut body) =
+            decode_response_body::<FetchResponse>(&frame, ApiKey::Fetch as i16, version)
+        else {
+            return Ok(Out::Relabelled(frame, id));
+        };
+        let hints = hints::strip_fetch(&mut body);
+        if !hints.stripped {
+            return Ok(Out::Relabelled(frame, id));
+        }
+        hints::learn(&shared, side, &hints);
+        encode(ApiKey::Fetch, version, id, &body)
+            .map(Out::Frame)
+            .map_err(|e| Close::internal_by("encoding the Fetch answer", e))
+    })))
+}
+
+/// The general path: the request decoded, each partition located in its
+/// segment, split per destination, and the answers translated and merged.
+async fn general(
     session: &mut Session,
     frame: Bytes,
     header: &RequestHeader,
@@ -57,40 +143,11 @@ pub(super) async fn route(
     }
     let groups = group_by(items);
     let (id, version) = (header.correlation_id, header.api_version);
-    let sessionless = version < 7 || (request.session_id == 0 && request.session_epoch == -1);
-    if groups.len() <= 1 && sessionless && reads.values().all(ReadAt::is_plain) {
-        let dest = groups.into_iter().next().map(|g| g.0);
-        let (side, addr) = dest.map_or((crate::kafka::cluster::Side::Source, None), |d| {
-            (d.side, d.addr)
-        });
-        let rx = session.forward(side, addr.as_deref(), &frame, true).await?;
-        let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
-        let shared = session.shared.clone();
-        return Ok(Box::pin(async move {
-            let frame = answer(rx).await?;
-            // Decoded for the counts and hints only: records stay shared
-            // slices of the frame, and a hint-free answer is relayed as is.
-            let Ok(mut body) =
-                decode_response_body::<FetchResponse>(&frame, ApiKey::Fetch as i16, version)
-            else {
-                return Ok(Out::Relabelled(frame, id));
-            };
-            traffic::fetched(&shared, side, &body, false);
-            let hints = hints::strip_fetch(&mut body);
-            if !hints.stripped {
-                return Ok(Out::Relabelled(frame, id));
-            }
-            hints::learn(&shared, side, &hints);
-            encode(ApiKey::Fetch, version, id, &body)
-                .map(Out::Frame)
-                .map_err(|e| Close::internal_by("encoding the Fetch answer", e))
-        }));
-    }
     let split = groups.len() > 1;
     if split {
         traffic::split(
             &session.shared,
-            "Fetch",
+            SplitApi::Fetch,
             request.topics.iter().map(|t| t.topic.0.as_str()),
         );
     }

@@ -245,7 +245,10 @@ pub(super) async fn route(
         Some((kind, key)) => coordinator(session, home, *kind, key).await?,
         None => None,
     };
-    let dest = Dest { side: home, addr };
+    let dest = Dest {
+        side: home,
+        addr: addr.map(Into::into),
+    };
     match (home, header.key, inflight) {
         (Side::Target, ApiKey::OffsetCommit, Some(guard)) => {
             group_offsets::commit(session, dest, frame, header, guard).await
@@ -295,8 +298,7 @@ async fn coordinator(
     let addr = format!("{}:{}", found.host, found.port);
     session
         .shared
-        .layout_mut(side)
-        .set_coordinator(kind, key, addr.clone());
+        .update_layout(side, |l| l.set_coordinator(kind, key, addr.clone()));
     Ok(Some(addr))
 }
 
@@ -333,7 +335,9 @@ pub(crate) async fn find_coordinator(
             &asked,
             &shared.advertised_host,
             &shared.brokers,
-            &mut |kind, key, addr| shared.layout_mut(home).set_coordinator(kind, key, addr),
+            &mut |kind, key, addr| {
+                shared.update_layout(home, |l| l.set_coordinator(kind, key, addr.clone()));
+            },
         )
         .map_err(failed)?;
         Ok(Out::Frame(out))

@@ -93,13 +93,14 @@ pub(crate) fn learn(shared: &Shared, side: Side, hints: &Hints) {
     if hints.leaders.is_empty() {
         return;
     }
-    let mut layout = shared.layout_mut(side);
-    for (topic, partition, leader) in &hints.leaders {
-        let named = hints.endpoints.iter().any(|(node, _)| node == leader);
-        if named || layout.broker(*leader).is_some() {
-            layout.learn_leader(topic, *partition, *leader, &hints.endpoints);
+    shared.update_layout(side, |layout| {
+        for (topic, partition, leader) in &hints.leaders {
+            let named = hints.endpoints.iter().any(|(node, _)| node == leader);
+            if named || layout.broker(*leader).is_some() {
+                layout.learn_leader(topic, *partition, *leader, &hints.endpoints);
+            }
         }
-    }
+    });
 }
 
 #[cfg(test)]

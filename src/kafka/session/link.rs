@@ -29,6 +29,11 @@ use crate::proxy::Stream;
 /// straight through.
 const WRITE_BUFFER: usize = 64 * 1024;
 const READ_RESERVE: usize = 16 * 1024;
+/// Free room below which the buffer grows before a read. Frames split off
+/// it still share its memory, so growing before every read would allocate
+/// a new buffer per request; growing only when nearly full allocates once
+/// per [`READ_RESERVE`] or so of traffic.
+const READ_MIN_SPARE: usize = 4 * 1024;
 
 /// An answer, or why none will come.
 pub(crate) type Answer = Result<Bytes, Arc<LinkError>>;
@@ -245,7 +250,9 @@ async fn read_answers(
                 }
             }
         }
-        buf.reserve(READ_RESERVE);
+        if buf.capacity() - buf.len() < READ_MIN_SPARE {
+            buf.reserve(READ_RESERVE);
+        }
         match read.read_buf(&mut buf).await {
             Ok(0) => break LinkFault::Closed,
             Ok(_) => {}

@@ -98,7 +98,7 @@ pub(super) async fn route(
             ) => elsewhere(&shared, &request, version, failed).await?,
             Err(other) => return Err(other),
         };
-        shared.layout_mut(Side::Source).learn(&source);
+        shared.update_layout(Side::Source, |l| l.learn(&source));
         let target = match target {
             Some(rx) => {
                 let body: MetadataResponse = decode_response_body(
@@ -107,7 +107,7 @@ pub(super) async fn route(
                     TARGET_VERSION,
                 )
                 .map_err(|e| failed(Side::Target, e))?;
-                shared.layout_mut(Side::Target).learn(&body);
+                shared.update_layout(Side::Target, |l| l.learn(&body));
                 Some(body)
             }
             None => None,

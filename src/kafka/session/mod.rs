@@ -19,7 +19,9 @@
 //!   (OffsetCommit/OffsetFetch of a target-coordinated group), `txn`
 //!   (transactions writing to the target);
 //! - `hints`: KIP-951 leader hints stripped from answers and learnt;
-//! - `traffic`: per-topic metrics and group lag from what a request holds.
+//! - `traffic`: per-topic metrics and group lag from what a request holds;
+//! - `walk`: single-pass reads of Produce and Fetch requests and answers
+//!   for the paths that relay them untouched.
 
 pub(crate) mod connection;
 mod delete_records;
@@ -36,3 +38,4 @@ mod produce;
 mod relay;
 pub(crate) mod traffic;
 mod txn;
+mod walk;

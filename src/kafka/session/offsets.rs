@@ -19,6 +19,7 @@ use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
 use super::offsets_by_time;
 use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use crate::kafka::cluster::Side;
+use crate::kafka::meters::SplitApi;
 use crate::kafka::rewrite::encode;
 use crate::kafka::splice::segments::PartitionMap;
 use crate::kafka::splice::split::group_by;
@@ -85,7 +86,7 @@ pub(super) async fn route(
     if groups.len() > 1 {
         super::traffic::split(
             &session.shared,
-            "ListOffsets",
+            SplitApi::ListOffsets,
             request.topics.iter().map(|t| t.name.0.as_str()),
         );
     }

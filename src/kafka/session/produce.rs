@@ -4,11 +4,15 @@
 //! translated into the partition's virtual space.
 //!
 //! A request whose partitions all go to one broker with untranslated
-//! offsets is forwarded as the client sent it and its answer relayed as
-//! the broker sent it: the `source` state's cost is one decode of the
-//! request (records are not copied) and nothing on the answer.
+//! offsets and no producer id to rewrite (the `source` state) is
+//! forwarded as the client sent it and its answer relayed as the broker
+//! sent it: the request is walked once (topics, partitions, batch
+//! headers, nothing decoded or copied) and the answer read once for its
+//! per-partition outcome (see `walk`). Anything else is decoded and split.
 
 use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,14 +31,313 @@ use super::hints;
 use super::link::Answer;
 use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::traffic;
+use super::walk;
 use crate::kafka::cluster::Side;
+use crate::kafka::meters::SplitApi;
+use crate::kafka::observe::ProduceCount;
 use crate::kafka::retry;
 use crate::kafka::rewrite::encode;
+use crate::kafka::splice::gate::Inflight;
 use crate::kafka::splice::routing::Shift;
 use crate::kafka::splice::split::{Dest, group_by};
 use std::time::Instant;
 
 pub(super) async fn route(
+    session: &mut Session,
+    frame: Bytes,
+    header: &RequestHeader,
+) -> Result<Reply, Close> {
+    let body = frame.get(header.body_offset..).unwrap_or_default();
+    let mut parts = Few::Empty;
+    let walked = walk::produce_request(body, header.api_version, |p| {
+        parts.push(Part::of(&p, header.body_offset));
+        true
+    });
+    let Some(head) = walked else {
+        // Not what the walk expects: the decoder says what is wrong.
+        return slow(session, frame, header, Few::Empty).await;
+    };
+    let answered = head.acks != 0;
+    for part in parts.iter_mut() {
+        let topic = part.topic_in(&frame);
+        part.count = session
+            .shared
+            .observed
+            .produce_counter(topic, part.partition);
+        if let Some(count) = part.count.as_ref().filter(|_| part.offsets > 0) {
+            count.requested(part.offsets, answered);
+        }
+    }
+    match fast(session, &frame, header, &mut parts, answered).await? {
+        Some(reply) => Ok(reply),
+        None => slow(session, frame, header, parts).await,
+    }
+}
+
+/// One partition of a Produce request as the walk read it: what its answer
+/// is checked against, and its counters.
+struct Part {
+    /// The topic's name, in the request frame.
+    topic: Range<usize>,
+    partition: i32,
+    /// Offsets the bypass checks count (batches up to the first that is
+    /// not whole).
+    offsets: u64,
+    /// Records counted in metrics and the splice (every whole batch).
+    records: u64,
+    bytes: u64,
+    /// Whether a batch carries a producer id (idempotent or transactional).
+    idempotent: bool,
+    count: Option<Arc<ProduceCount>>,
+    /// The write counted in flight (fast path).
+    inflight: Option<Inflight>,
+}
+
+impl Part {
+    fn of(p: &walk::ProducePart<'_>, body_offset: usize) -> Part {
+        let (mut offsets, mut whole, mut records, mut idempotent) = (0u64, true, 0u64, false);
+        for batch in batches(p.records) {
+            if let Ok(Batch::Whole(view)) = batch {
+                let n = u64::try_from(view.last_offset_delta()).unwrap_or(0) + 1;
+                records += n;
+                if whole {
+                    offsets += n;
+                }
+                idempotent |= view.producer_id() >= 0;
+            } else {
+                whole = false;
+            }
+        }
+        Part {
+            topic: body_offset + p.topic_at.start..body_offset + p.topic_at.end,
+            partition: p.partition,
+            offsets,
+            records,
+            bytes: p.records.len() as u64,
+            idempotent,
+            count: None,
+            inflight: None,
+        }
+    }
+
+    fn topic_in<'a>(&self, frame: &'a [u8]) -> &'a str {
+        frame
+            .get(self.topic.clone())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The answer to a request carrying this partition came back.
+    fn confirm(&self) {
+        if let Some(count) = self.count.as_ref().filter(|_| self.offsets > 0) {
+            count.answered(self.offsets);
+        }
+    }
+}
+
+/// A few items without a heap allocation for the first (most requests
+/// name one partition).
+enum Few<T> {
+    Empty,
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Few<T> {
+    fn push(&mut self, item: T) {
+        *self = match std::mem::replace(self, Few::Empty) {
+            Few::Empty => Few::One(item),
+            Few::One(first) => Few::Many(vec![first, item]),
+            Few::Many(mut all) => {
+                all.push(item);
+                Few::Many(all)
+            }
+        };
+    }
+
+    fn as_slice(&self) -> &[T] {
+        match self {
+            Few::Empty => &[],
+            Few::One(one) => std::slice::from_ref(one),
+            Few::Many(all) => all,
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.as_slice().iter()
+    }
+
+    fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+        match self {
+            Few::Empty => [].iter_mut(),
+            Few::One(one) => std::slice::from_mut(one).iter_mut(),
+            Few::Many(all) => all.iter_mut(),
+        }
+    }
+}
+
+/// The `source`-state path: every partition writes, unshifted and without
+/// producer ids to rewrite, to one broker. The request is forwarded as the
+/// client sent it and the answer relayed as the broker sent it, read once
+/// for its outcome; `None` (nothing counted in flight) when the request
+/// needs the general path.
+async fn fast(
+    session: &mut Session,
+    frame: &Bytes,
+    header: &RequestHeader,
+    parts: &mut Few<Part>,
+    answered: bool,
+) -> Result<Option<Reply>, Close> {
+    let mut dest: Option<Dest> = None;
+    for part in parts.iter_mut() {
+        let topic = part.topic_in(frame);
+        let (shift, guard) = match session.shared.splice.try_begin(topic, part.partition) {
+            Some(ready) => ready,
+            None => {
+                // Fenced: push what this session buffered upstream first,
+                // so the switch's drain is not waiting on us.
+                session.flush().await?;
+                session.shared.splice.begin(topic, part.partition).await
+            }
+        };
+        part.inflight = Some(guard);
+        // `producer_ids` leaves such batches untouched: the client's own
+        // ids on a partition that never switched.
+        let plain_ids = !part.idempotent
+            || (shift.side == Side::Source
+                && session.shared.splice.is_identity(topic, part.partition));
+        let here = session.shared.dest(shift.side, topic, part.partition);
+        let same = dest.as_ref().is_none_or(|d| *d == here);
+        if shift.delta != 0 || !plain_ids || !same {
+            for part in parts.iter_mut() {
+                part.inflight = None;
+            }
+            return Ok(None);
+        }
+        dest = Some(here);
+    }
+    let dest = dest.unwrap_or_else(|| Dest::bootstrap(Side::Source));
+    each_topic(frame, parts.as_slice(), |topic, records, bytes| {
+        traffic::produced_topic(&session.shared, dest.side, topic, records, bytes);
+    });
+    let rx = session
+        .forward(dest.side, dest.addr.as_deref(), frame, answered)
+        .await?;
+    let Some(rx) = rx else {
+        return Ok(Some(Box::pin(async { Ok(Out::Nothing) })));
+    };
+    let shared = session.shared.clone();
+    let (id, version) = (header.correlation_id, header.api_version);
+    let request = frame.clone();
+    let mut parts = std::mem::replace(parts, Few::Empty);
+    let started = Instant::now();
+    Ok(Some(Box::pin(async move {
+        let answer = answer(rx).await;
+        for part in parts.iter_mut() {
+            part.inflight = None;
+        }
+        let frame = answer?;
+        traffic::latency(&shared, dest.side, started);
+        let mut last: Option<&str> = None;
+        let walked = walk::produce_answer(&frame, version, |p| {
+            if let Some(done) = last.filter(|t| *t != p.topic) {
+                traffic::lag_moved(&shared, done);
+            }
+            last = Some(p.topic);
+            let records = parts
+                .iter()
+                .find(|q| q.partition == p.partition && q.topic_in(&request) == p.topic)
+                .map(|q| q.records);
+            traffic::produce_partition(
+                &shared,
+                dest.side,
+                p.topic,
+                p.partition,
+                (p.error_code, p.base_offset),
+                records,
+            );
+        });
+        if let Some(done) = last {
+            traffic::lag_moved(&shared, done);
+        }
+        let hinted = walked == Some(true);
+        for part in parts.iter() {
+            part.confirm();
+        }
+        if !hinted {
+            return Ok(Out::Relabelled(frame, id));
+        }
+        let Ok(mut body) =
+            decode_response_body::<ProduceResponse>(&frame, ApiKey::Produce as i16, version)
+        else {
+            return Ok(Out::Relabelled(frame, id));
+        };
+        let hints = hints::strip_produce(&mut body);
+        if !hints.stripped {
+            return Ok(Out::Relabelled(frame, id));
+        }
+        hints::learn(&shared, dest.side, &hints);
+        encode(ApiKey::Produce, version, id, &body)
+            .map(Out::Frame)
+            .map_err(|e| Close::internal_by("encoding the Produce answer", e))
+    })))
+}
+
+/// Partitions per request above which topics are summed in a map rather
+/// than by comparing names.
+const FEW_PARTS: usize = 32;
+
+/// Calls `f` once per topic of `parts` with its records and bytes summed.
+fn each_topic(frame: &[u8], parts: &[Part], mut f: impl FnMut(&str, u64, u64)) {
+    if parts.len() > FEW_PARTS {
+        let mut sums: HashMap<&str, (u64, u64)> = HashMap::new();
+        for q in parts {
+            let e = sums.entry(q.topic_in(frame)).or_default();
+            *e = (e.0 + q.records, e.1 + q.bytes);
+        }
+        for (topic, (records, bytes)) in sums {
+            f(topic, records, bytes);
+        }
+        return;
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let topic = part.topic_in(frame);
+        if parts[..i].iter().any(|q| q.topic_in(frame) == topic) {
+            continue;
+        }
+        let (records, bytes) = parts[i..]
+            .iter()
+            .filter(|q| q.topic_in(frame) == topic)
+            .fold((0, 0), |(r, b), q| (r + q.records, b + q.bytes));
+        f(topic, records, bytes);
+    }
+}
+
+/// The general path: the request decoded, split per destination where
+/// partitions go to different brokers or clusters, shifted or carrying
+/// producer ids to rewrite; `parts` are confirmed once answered.
+async fn slow(
+    session: &mut Session,
+    frame: Bytes,
+    header: &RequestHeader,
+    parts: Few<Part>,
+) -> Result<Reply, Close> {
+    let reply = general(session, frame, header).await?;
+    if parts.iter().all(|p| p.count.is_none() || p.offsets == 0) {
+        return Ok(reply);
+    }
+    Ok(Box::pin(async move {
+        let out = reply.await?;
+        if !matches!(out, Out::Nothing) {
+            for part in parts.iter() {
+                part.confirm();
+            }
+        }
+        Ok(out)
+    }))
+}
+
+async fn general(
     session: &mut Session,
     frame: Bytes,
     header: &RequestHeader,
@@ -131,7 +434,7 @@ pub(super) async fn route(
     if groups.len() > 1 {
         traffic::split(
             &session.shared,
-            "Produce",
+            SplitApi::Produce,
             request.topic_data.iter().map(|t| t.name.0.as_str()),
         );
     }

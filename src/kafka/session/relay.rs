@@ -5,7 +5,6 @@
 //! that reads requests and writes replies is `session`; it dispatches to
 //! the handlers, which see only this.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -171,6 +170,9 @@ impl Close {
     }
 }
 
+/// A link's cluster and broker address (`None`: its bootstrap endpoints).
+type LinkKey = (Side, Option<Arc<str>>);
+
 /// What a reply writes to the client.
 pub(super) enum Out {
     /// Nothing (Produce with acks=0).
@@ -187,7 +189,10 @@ pub(super) type Reply = BoxFuture<'static, Result<Out, Close>>;
 /// The request half's state: the links and the session's correlation ids.
 pub(super) struct Session {
     pub(crate) shared: Arc<Shared>,
-    links: HashMap<(Side, Option<String>), Link>,
+    /// One per cluster and broker address (`None`: the bootstrap
+    /// endpoints): a handful, found by comparing, so no key is built per
+    /// request.
+    links: Vec<(LinkKey, Link)>,
     next_id: i32,
     pub(crate) peer: SocketAddr,
     /// Where the client is in its SASL login (only with `kafka.users_file`).
@@ -201,7 +206,7 @@ impl Session {
     pub(crate) fn new(shared: Arc<Shared>, peer: SocketAddr) -> Self {
         Self {
             shared,
-            links: HashMap::new(),
+            links: Vec::new(),
             next_id: 0,
             peer,
             login: Login::default(),
@@ -215,51 +220,68 @@ impl Session {
         self.next_id
     }
 
+    /// Where the link to `addr` of `side` is in `links`.
+    fn find(&self, side: Side, addr: Option<&str>) -> Option<usize> {
+        self.links
+            .iter()
+            .position(|((s, a), _)| *s == side && a.as_deref() == addr)
+    }
+
     /// The link to `addr` of `side` (`None`: the cluster's bootstrap
     /// endpoints), connecting on first use.
     async fn link(&mut self, side: Side, addr: Option<&str>) -> Result<&mut Link, Close> {
-        let key = (side, addr.map(str::to_owned));
-        if let Some(error) = self.links.get(&key).and_then(Link::failed) {
-            return Err(Close::link(error));
-        }
-        let due = self
-            .links
-            .get(&key)
-            .and_then(|l| l.reauth_at)
-            .is_some_and(|at| std::time::Instant::now() >= at);
-        if due {
-            self.reauthenticate(side, &key).await?;
-        }
-        if !self.links.contains_key(&key) {
-            let mut upstream = self
-                .shared
-                .upstream(side, addr)
-                .map_err(|e| Close::upstream_by(side, "its TLS settings", e))?;
-            if let Login::Done {
-                links: Some(links), ..
-            } = &self.login
-            {
-                let login: Arc<dyn crate::proxy::Handshake> = links[side as usize].clone();
-                upstream = upstream.with_handshake(Some(login));
+        let mut at = self.find(side, addr);
+        if let Some(i) = at {
+            let link = &self.links[i].1;
+            if let Some(error) = link.failed() {
+                return Err(Close::link(error));
             }
-            let (stream, lifetime) = upstream
-                .connect_for_lifetime()
-                .await
-                .map_err(|e| Close::upstream_by(side, "connecting", e))?;
-            let name = format!(
-                "cluster \"{}\" at {}",
-                upstream.cluster,
-                addr.unwrap_or("its bootstrap endpoints")
-            );
-            metrics::counter!(metrics::KAFKA_SESSION_LINKS, "migration" => self.shared.migration.name.to_string(), "cluster" => upstream.cluster.to_string())
-                .increment(1);
-            let mut link = Link::new(side, name, stream, self.shared.max_frame);
-            link.reauth_at = lifetime.map(reauth_deadline);
-            self.links.insert(key.clone(), link);
+            if link
+                .reauth_at
+                .is_some_and(|at| std::time::Instant::now() >= at)
+            {
+                self.reauthenticate(side, i).await?;
+                at = self.find(side, addr);
+            }
         }
+        let i = match at {
+            Some(i) => i,
+            None => self.connect(side, addr).await?,
+        };
         self.links
-            .get_mut(&key)
+            .get_mut(i)
+            .map(|(_, link)| link)
             .ok_or_else(|| Close::internal("the link just made is gone"))
+    }
+
+    /// Connects a new link to `addr` of `side`; its place in `links`.
+    async fn connect(&mut self, side: Side, addr: Option<&str>) -> Result<usize, Close> {
+        let mut upstream = self
+            .shared
+            .upstream(side, addr)
+            .map_err(|e| Close::upstream_by(side, "its TLS settings", e))?;
+        if let Login::Done {
+            links: Some(links), ..
+        } = &self.login
+        {
+            let login: Arc<dyn crate::proxy::Handshake> = links[side as usize].clone();
+            upstream = upstream.with_handshake(Some(login));
+        }
+        let (stream, lifetime) = upstream
+            .connect_for_lifetime()
+            .await
+            .map_err(|e| Close::upstream_by(side, "connecting", e))?;
+        let name = format!(
+            "cluster \"{}\" at {}",
+            upstream.cluster,
+            addr.unwrap_or("its bootstrap endpoints")
+        );
+        metrics::counter!(metrics::KAFKA_SESSION_LINKS, "migration" => self.shared.migration.name.to_string(), "cluster" => upstream.cluster.to_string())
+            .increment(1);
+        let mut link = Link::new(side, name, stream, self.shared.max_frame);
+        link.reauth_at = lifetime.map(reauth_deadline);
+        self.links.push(((side, addr.map(Arc::from)), link));
+        Ok(self.links.len() - 1)
     }
 
     /// The SASL login the session's links to `side` use: the client's
@@ -276,17 +298,14 @@ impl Session {
     /// Logs in again on the link at `key` before its broker session
     /// expires (KIP-368), through the link itself: requests already sent
     /// are answered first, as the broker processes them in order.
-    async fn reauthenticate(
-        &mut self,
-        side: Side,
-        key: &(Side, Option<String>),
-    ) -> Result<(), Close> {
-        let Some(mut link) = self.links.remove(key) else {
+    async fn reauthenticate(&mut self, side: Side, at: usize) -> Result<(), Close> {
+        if at >= self.links.len() {
             return Ok(());
-        };
+        }
+        let (key, mut link) = self.links.swap_remove(at);
         let Some(login) = self.sasl_login(side) else {
             link.reauth_at = None;
-            self.links.insert(key.clone(), link);
+            self.links.push((key, link));
             return Ok(());
         };
         let ids = vec![self.next_id(), self.next_id(), self.next_id()];
@@ -300,7 +319,7 @@ impl Session {
         link.reauth_at = lifetime.map(reauth_deadline);
         metrics::counter!(metrics::KAFKA_REAUTHENTICATIONS, "migration" => self.shared.migration.name.to_string(), "cluster" => self.shared.cluster_name(side))
             .increment(1);
-        self.links.insert(key.clone(), link);
+        self.links.push((key, link));
         Ok(())
     }
 
@@ -309,9 +328,10 @@ impl Session {
     /// the ones before (Metadata): a failed link's answers owed already
     /// failed their replies.
     pub(super) fn forget_failed(&mut self, side: Side, addr: Option<&str>) {
-        let key = (side, addr.map(str::to_owned));
-        if self.links.get(&key).and_then(Link::failed).is_some() {
-            self.links.remove(&key);
+        if let Some(at) = self.find(side, addr)
+            && self.links[at].1.failed().is_some()
+        {
+            self.links.swap_remove(at);
         }
     }
 
@@ -389,13 +409,12 @@ impl Session {
     }
 
     fn count_out(&self, side: Side, len: usize) {
-        metrics::counter!(metrics::BYTES, "migration" => self.shared.migration.name.to_string(), "cluster" => self.shared.cluster_name(side), "direction" => "to_upstream")
-            .increment(len as u64);
+        self.shared.meters.to_upstream(side).increment(len as u64);
     }
 
     /// Pushes every link's buffered requests to its socket.
     pub(crate) async fn flush(&mut self) -> Result<(), Close> {
-        for link in self.links.values_mut() {
+        for (_, link) in &mut self.links {
             link.flush().await.map_err(Close::link)?;
         }
         Ok(())

@@ -14,6 +14,9 @@ use dashmap::DashMap;
 
 use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
+use crate::kafka::meters::Direction;
+use crate::kafka::meters::SplitApi;
+use crate::kafka::partition_key::{Key, PartitionKey, key};
 use crate::metrics;
 
 /// High watermarks remembered at most (for lag).
@@ -34,7 +37,7 @@ type GroupCommits = HashMap<i32, i64>;
 /// not hide the partitions the other members hold.
 #[derive(Debug, Default)]
 pub(crate) struct Watermarks {
-    hw: DashMap<(String, i32), i64>,
+    hw: DashMap<Key, i64>,
     commits: DashMap<String, HashMap<String, GroupCommits>>,
 }
 
@@ -42,8 +45,12 @@ impl Watermarks {
     /// A watermark a Fetch answer reported (authoritative, may go down
     /// when a topic is recreated).
     fn note(&self, topic: &str, partition: i32, hw: i64) {
-        if self.hw.len() >= MAX_WATERMARKS && !self.hw.contains_key(&(topic.to_owned(), partition))
-        {
+        let asked = key(topic, partition);
+        if let Some(mut known) = self.hw.get_mut(&asked as &dyn PartitionKey) {
+            *known = hw;
+            return;
+        }
+        if self.hw.len() >= MAX_WATERMARKS {
             return;
         }
         self.hw.insert((topic.to_owned(), partition), hw);
@@ -51,7 +58,8 @@ impl Watermarks {
 
     /// A log end a Produce answer implies: raises the watermark only.
     fn raise(&self, topic: &str, partition: i32, end: i64) {
-        if let Some(mut hw) = self.hw.get_mut(&(topic.to_owned(), partition)) {
+        let asked = key(topic, partition);
+        if let Some(mut hw) = self.hw.get_mut(&asked as &dyn PartitionKey) {
             *hw = (*hw).max(end);
             return;
         }
@@ -59,7 +67,8 @@ impl Watermarks {
     }
 
     fn get(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.hw.get(&(topic.to_owned(), partition)).map(|v| *v)
+        let asked = key(topic, partition);
+        self.hw.get(&asked as &dyn PartitionKey).map(|v| *v)
     }
 
     fn commit(&self, group: &str, topic: &str, partition: i32, offset: i64) {
@@ -113,45 +122,19 @@ fn record_count(records: &[u8]) -> u64 {
         .sum()
 }
 
-fn add(
-    name: &'static str,
-    shared: &Shared,
-    topic: &str,
-    side: Side,
-    extra: (&'static str, String),
-    n: u64,
-) {
-    metrics::counter!(name, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "cluster" => shared.cluster_name(side), extra.0 => extra.1)
-        .increment(n);
-}
-
 /// One request's worth of a topic's traffic to or from `side`.
 fn counted(
     shared: &Shared,
     topic: &str,
     side: Side,
-    direction: &'static str,
+    direction: Direction,
     records: u64,
     bytes: u64,
 ) {
-    metrics::counter!(metrics::REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "cluster" => shared.cluster_name(side))
-        .increment(1);
-    add(
-        metrics::KAFKA_RECORDS,
-        shared,
-        topic,
-        side,
-        ("direction", direction.into()),
-        records,
-    );
-    add(
-        metrics::KAFKA_RECORD_BYTES,
-        shared,
-        topic,
-        side,
-        ("direction", direction.into()),
-        bytes,
-    );
+    let meters = shared.meters.topic(topic);
+    meters.requests(side).increment(1);
+    meters.records(side, direction).increment(records);
+    meters.record_bytes(side, direction).increment(bytes);
 }
 
 /// Records per partition of a Produce request (for [`produce_answered`]).
@@ -189,23 +172,87 @@ pub(crate) fn produced<'a>(
         }
     }
     for (topic, (records, bytes)) in per_topic {
-        counted(shared, topic, side, "produced", records, bytes);
+        counted(shared, topic, side, Direction::Produced, records, bytes);
     }
+}
+
+/// One topic's share of a Produce request sent whole to `side`.
+pub(super) fn produced_topic(shared: &Shared, side: Side, topic: &str, records: u64, bytes: u64) {
+    counted(shared, topic, side, Direction::Produced, records, bytes);
+}
+
+/// One partition of a Produce answer from `side` whose offsets are
+/// virtual (nothing shifted): errors by code; an acknowledged write
+/// tells the splice where the partition's log now ends and raises the
+/// watermark for lag (see [`produce_answered`]). `records` is what the
+/// request carried there.
+pub(super) fn produce_partition(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    partition: i32,
+    (error_code, base_offset): (i16, i64),
+    records: Option<u64>,
+) {
+    if error_code != 0 {
+        shared.meters.topic(topic).error(side, error_code);
+        return;
+    }
+    let (true, Some(n)) = (base_offset >= 0, records) else {
+        return;
+    };
+    let end = base_offset + i64::try_from(n).unwrap_or(i64::MAX);
+    shared.splice.written(side, topic, partition, end);
+    shared.watermarks.raise(topic, partition, end);
+}
+
+/// The lag gauges of `topic`, after an answer moved its watermarks.
+pub(super) fn lag_moved(shared: &Shared, topic: &str) {
+    publish_lag(shared, topic);
+}
+
+/// One partition of a Fetch answer from `side` relayed as is: errors by
+/// code, else its watermark for lag; the records and bytes it holds.
+pub(super) fn fetched_partition(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    (partition, error_code, high_watermark): (i32, i16, i64),
+    records: &[u8],
+) -> (u64, u64) {
+    if error_code != 0 {
+        shared.meters.topic(topic).error(side, error_code);
+        return (0, 0);
+    }
+    shared.watermarks.note(topic, partition, high_watermark);
+    (record_count(records), records.len() as u64)
+}
+
+/// One topic of a Fetch answer relayed as is: its traffic, then its lag.
+pub(super) fn fetched_topic(
+    shared: &Shared,
+    side: Side,
+    topic: &str,
+    (records, bytes): (u64, u64),
+) {
+    counted(shared, topic, side, Direction::Fetched, records, bytes);
+    publish_lag(shared, topic);
 }
 
 /// A client request of `api` split over several upstream brokers or
 /// clusters: counted once per topic it names.
-pub(crate) fn split<'a>(shared: &Shared, api: &'static str, topics: impl Iterator<Item = &'a str>) {
+pub(crate) fn split<'a>(shared: &Shared, api: SplitApi, topics: impl Iterator<Item = &'a str>) {
     let topics: std::collections::HashSet<&str> = topics.collect();
     for topic in topics {
-        metrics::counter!(metrics::KAFKA_SPLIT_REQUESTS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned(), "api" => api)
-            .increment(1);
+        shared.meters.topic(topic).split(api).increment(1);
     }
 }
 
 /// Time from sending to answer of a request to `side`.
 pub(super) fn latency(shared: &Shared, side: Side, started: std::time::Instant) {
-    metrics::histogram!(metrics::REQUEST_DURATION, "migration" => shared.migration.name.to_string(), "cluster" => shared.cluster_name(side))
+    shared
+        .meters
+        .duration(side)
         .record(started.elapsed().as_secs_f64());
 }
 
@@ -237,14 +284,10 @@ pub(super) fn produce_answered(
             }
         }
         for p in t.partition_responses.iter().filter(|p| p.error_code != 0) {
-            add(
-                metrics::KAFKA_ERRORS,
-                shared,
-                &t.name,
-                side,
-                ("code", p.error_code.to_string()),
-                1,
-            );
+            shared
+                .meters
+                .topic(t.name.0.as_str())
+                .error(side, p.error_code);
         }
     }
 }
@@ -260,14 +303,7 @@ pub(super) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, transla
         let (mut records, mut bytes) = (0u64, 0u64);
         for p in &t.partitions {
             if p.error_code != 0 {
-                add(
-                    metrics::KAFKA_ERRORS,
-                    shared,
-                    topic,
-                    side,
-                    ("code", p.error_code.to_string()),
-                    1,
-                );
+                shared.meters.topic(topic).error(side, p.error_code);
                 continue;
             }
             if translated {
@@ -284,7 +320,7 @@ pub(super) fn fetched(shared: &Shared, side: Side, body: &FetchResponse, transla
                 bytes += r.len() as u64;
             }
         }
-        counted(shared, topic, side, "fetched", records, bytes);
+        counted(shared, topic, side, Direction::Fetched, records, bytes);
         publish_lag(shared, topic);
     }
 }

@@ -223,7 +223,7 @@ async fn coordinator(
     if !find && let Some(addr) = session.shared.layout(side).coordinator(kind, txn) {
         return Ok(Dest {
             side,
-            addr: Some(addr.to_owned()),
+            addr: Some(addr.into()),
         });
     }
     let request = FindCoordinatorRequest::default()
@@ -238,10 +238,9 @@ async fn coordinator(
     let addr = format!("{}:{}", found.host, found.port);
     session
         .shared
-        .layout_mut(side)
-        .set_coordinator(kind, txn, addr.clone());
+        .update_layout(side, |l| l.set_coordinator(kind, txn, addr.clone()));
     Ok(Dest {
         side,
-        addr: Some(addr),
+        addr: Some(addr.into()),
     })
 }

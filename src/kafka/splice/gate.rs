@@ -11,6 +11,7 @@
 //! the change reads the upstream, and every request released afterwards
 //! sees the new state.
 
+use std::borrow::Borrow;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -98,16 +99,38 @@ impl<K: Eq + Hash> Default for Gates<K> {
 
 impl<K: Eq + Hash + Clone> Gates<K> {
     fn gate(&self, key: &K) -> Arc<Gate> {
+        self.gate_of(key, || key.clone())
+    }
+
+    /// The gate of `key`, asked by a borrowed form; `owned` makes the key
+    /// only when the gate is created.
+    fn gate_of<Q>(&self, key: &Q, owned: impl FnOnce() -> K) -> Arc<Gate>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(g) = self.gates.get(key) {
             return g.clone();
         }
-        self.gates.entry(key.clone()).or_default().clone()
+        self.gates.entry(owned()).or_default().clone()
     }
 
     /// Counts a request in flight on `key`, unless its fence is raised
     /// (then nothing is counted and the caller waits with [`Gates::enter`]).
     pub(crate) fn try_enter(&self, key: &K) -> Option<Inflight> {
-        let gate = self.gate(key);
+        self.try_enter_gate(self.gate(key))
+    }
+
+    /// [`Gates::try_enter`] by a borrowed key (see [`Gates::gate_of`]).
+    pub(crate) fn try_enter_by<Q>(&self, key: &Q, owned: impl FnOnce() -> K) -> Option<Inflight>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.try_enter_gate(self.gate_of(key, owned))
+    }
+
+    fn try_enter_gate(&self, gate: Arc<Gate>) -> Option<Inflight> {
         gate.inflight.fetch_add(1, Ordering::SeqCst);
         let guard = Inflight(gate);
         if guard.0.fenced.load(Ordering::SeqCst) {

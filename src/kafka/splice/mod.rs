@@ -1,6 +1,7 @@
 //! The routing view both planes share (DESIGN.md §2 Kafka, the offset
 //! splice): the control plane publishes it (switches, group moves), the
-//! data plane reads it per request. Modules here import only `cluster`.
+//! data plane reads it per request. Modules here import only `cluster`
+//! and `partition_key`.
 //!
 //! - `segments`: a partition's append-only segment map and the
 //!   virtual ↔ physical offset translations;

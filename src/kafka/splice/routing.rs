@@ -9,14 +9,16 @@
 //! after its end offset was read, and every write released after the
 //! switch sees the new map.
 
-use std::sync::RwLock;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 
 use super::gate::{Fence, Gates, Inflight};
 use super::segments::{Located, PartitionMap, SegmentMaps};
 use crate::kafka::cluster::Side;
+use crate::kafka::partition_key::{Key, PartitionKey, key};
 use crate::migration::store::StateStore;
 
 /// Where a partition's writes go and how their offsets translate.
@@ -55,14 +57,16 @@ pub(crate) const FENCE_DRAIN_MAX: Duration = Duration::from_secs(5);
 /// One migration's splice state.
 #[derive(Debug, Default)]
 pub(crate) struct Splice {
-    maps: RwLock<SegmentMaps>,
+    /// Published whole: sessions read it without a lock; a change
+    /// (persisted first) publishes a new one.
+    maps: ArcSwap<SegmentMaps>,
     /// Per partition, its produces.
     gates: Gates<(String, i32)>,
     /// Per consumer group, its offset requests (while its coordination moves).
     pub(crate) groups: Gates<String>,
-    /// Per cluster and partition, the physical end of what the proxy has
-    /// been acknowledged there.
-    ends: DashMap<(Side, String, i32), i64>,
+    /// Per cluster (`[source, target]`) and partition, the physical end of
+    /// what the proxy has been acknowledged there.
+    ends: [DashMap<Key, i64>; 2],
 }
 
 impl Splice {
@@ -70,15 +74,15 @@ impl Splice {
     #[must_use]
     pub(crate) fn new(maps: SegmentMaps) -> Self {
         Splice {
-            maps: RwLock::new(maps),
+            maps: ArcSwap::from_pointee(maps),
             gates: Gates::default(),
             groups: Gates::default(),
-            ends: DashMap::new(),
+            ends: Default::default(),
         }
     }
 
     fn with_map<T>(&self, topic: &str, partition: i32, f: impl FnOnce(&PartitionMap) -> T) -> T {
-        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
+        let maps = self.maps.load();
         match maps.get(topic, partition) {
             Some(map) => f(map),
             None => f(&PartitionMap::default()),
@@ -89,7 +93,10 @@ impl Splice {
     /// goes, unless the partition is fenced (then nothing is counted and
     /// the caller waits with [`Splice::begin`]).
     pub(crate) fn try_begin(&self, topic: &str, partition: i32) -> Option<(Shift, Inflight)> {
-        let guard = self.gates.try_enter(&(topic.to_owned(), partition))?;
+        let asked = key(topic, partition);
+        let guard = self.gates.try_enter_by(&asked as &dyn PartitionKey, || {
+            (topic.to_owned(), partition)
+        })?;
         Some((self.produce_shift(topic, partition), guard))
     }
 
@@ -103,10 +110,13 @@ impl Splice {
     /// Records that `side`'s log of `topic`/`partition` reaches at least
     /// `end` (an acknowledged produce ended there).
     pub(crate) fn written(&self, side: Side, topic: &str, partition: i32, end: i64) {
-        let mut e = self
-            .ends
-            .entry((side, topic.to_owned(), partition))
-            .or_insert(end);
+        let ends = &self.ends[side as usize];
+        let asked = key(topic, partition);
+        if let Some(mut e) = ends.get_mut(&asked as &dyn PartitionKey) {
+            *e = (*e).max(end);
+            return;
+        }
+        let mut e = ends.entry((topic.to_owned(), partition)).or_insert(end);
         *e = (*e).max(end);
     }
 
@@ -114,8 +124,9 @@ impl Splice {
     /// `topic`/`partition`, if it wrote there since it started.
     #[must_use]
     pub(crate) fn acknowledged_end(&self, side: Side, topic: &str, partition: i32) -> Option<i64> {
-        self.ends
-            .get(&(side, topic.to_owned(), partition))
+        let asked = key(topic, partition);
+        self.ends[side as usize]
+            .get(&asked as &dyn PartitionKey)
             .map(|e| *e)
     }
 
@@ -128,21 +139,20 @@ impl Splice {
     #[cfg(test)]
     /// Installs a new map for one partition (after it was persisted).
     fn install(&self, topic: &str, partition: i32, map: PartitionMap) {
-        self.maps
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .set(topic, partition, map);
+        let mut next = SegmentMaps::clone(&self.maps.load());
+        next.set(topic, partition, map);
+        self.maps.store(Arc::new(next));
     }
 
     /// Replaces every map and shift set (after they were persisted).
     pub(crate) fn replace(&self, maps: SegmentMaps) {
-        *self.maps.write().unwrap_or_else(|e| e.into_inner()) = maps;
+        self.maps.store(Arc::new(maps));
     }
 
     /// A copy of every map, to persist with one change applied.
     #[must_use]
     pub(crate) fn snapshot(&self) -> SegmentMaps {
-        self.maps.read().unwrap_or_else(|e| e.into_inner()).clone()
+        SegmentMaps::clone(&self.maps.load())
     }
 
     /// Where `topic`/`partition`'s writes go now.
@@ -182,17 +192,13 @@ impl Splice {
     /// The cluster coordinating consumer group `group`.
     #[must_use]
     pub(crate) fn group_home(&self, group: &str) -> Side {
-        self.maps
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .group_home(group)
+        self.maps.load().group_home(group)
     }
 
     /// Whether any partition of the migration reads or writes the target.
     #[must_use]
     pub(crate) fn any_on_target(&self) -> bool {
-        let maps = self.maps.read().unwrap_or_else(|e| e.into_inner());
-        maps.any_spliced()
+        self.maps.load().any_spliced()
     }
 }
 

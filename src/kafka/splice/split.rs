@@ -2,6 +2,8 @@
 //! request's partitions by destination (in first-seen order, so a request
 //! that stays whole keeps its layout).
 
+use std::sync::Arc;
+
 use crate::kafka::cluster::Side;
 
 /// A real broker of one cluster; `addr: None` is the cluster's bootstrap
@@ -13,7 +15,7 @@ pub(crate) struct Dest {
     /// The cluster.
     pub(crate) side: Side,
     /// `host:port` of the broker.
-    pub(crate) addr: Option<String>,
+    pub(crate) addr: Option<Arc<str>>,
 }
 
 impl Dest {
