@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cutover_rocketmq::{Encoding, Header, RequestCode, ResponseCode, TopicRouteData, encode};
 
 use super::common::wait_until;
-use super::support::{Config, RocketmqCluster, free_port_block, read_frame, rpc};
+use super::support::{RocketmqCluster, read_frame, rocketmq_migration, rpc};
 use super::{Row, measure, start_proxy};
 
 const TOPIC: &str = "alloc-bench";
@@ -24,23 +24,7 @@ pub fn run(n: u64) -> Vec<Row> {
     let target = clusters.pop().expect("target cluster");
     let source = clusters.pop().expect("source cluster");
     source.create_topic(TOPIC, 4);
-    let listen = free_port_block(1);
-    let base = free_port_block(8);
-    let config = Config::new().append(&format!(
-        "clusters:\n\
-         \x20 - {{ name: old, protocol: rocketmq, endpoints: [\"{}\"] }}\n\
-         \x20 - {{ name: new, protocol: rocketmq, endpoints: [\"{}\"] }}\n\
-         migrations:\n\
-         \x20 - name: orders\n\
-         \x20   protocol: rocketmq\n\
-         \x20   listen: 127.0.0.1:{listen}\n\
-         \x20   source: old\n\
-         \x20   target: new\n\
-         \x20   topics: [ {{ match: \"*\" }} ]\n\
-         \x20   rocketmq: {{ brokers_listen_base: {base}, max_brokers: 4 }}\n",
-        source.namesrv(),
-        target.namesrv(),
-    ));
+    let (listen, config) = rocketmq_migration(&source, &target, "");
     start_proxy(&config.write(), listen);
     let namesrv = format!("127.0.0.1:{listen}");
     // The route the proxy answers names its endpoint for broker-a.

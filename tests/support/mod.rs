@@ -44,7 +44,7 @@ pub use redis_rig::{RawClient, RedisRig};
 pub use redis_server::RedisServer;
 pub use rocketmq::{
     ClientLib, RocketmqBroker, RocketmqClient, RocketmqCluster, RocketmqRig, create_topic_fields,
-    read_frame, rocketmq_home, rpc, shared_clusters,
+    read_frame, rocketmq_home, rocketmq_migration, rpc, shared_clusters,
 };
 pub use wait::{wait_until, wait_until_async};
 

@@ -644,6 +644,36 @@ pub struct RocketmqRig {
     pub dir: TempDir,
 }
 
+/// The config of one RocketMQ migration `orders` (every topic) from
+/// `source` to `target` on free ports, `extra` appended to its `rocketmq:`
+/// options; returns the NameServer port clients use with it.
+pub fn rocketmq_migration(
+    source: &RocketmqCluster,
+    target: &RocketmqCluster,
+    extra: &str,
+) -> (u16, super::Config) {
+    let listen = free_port_block(1);
+    // max_brokers 4 reserves exactly these 8 ports (4 endpoints and their
+    // VIP ports); the default 16 would reach past the block.
+    let base = free_port_block(8);
+    let config = super::Config::new().append(&format!(
+        "clusters:\n\
+         \x20 - {{ name: old, protocol: rocketmq, endpoints: [\"{}\"] }}\n\
+         \x20 - {{ name: new, protocol: rocketmq, endpoints: [\"{}\"] }}\n\
+         migrations:\n\
+         \x20 - name: orders\n\
+         \x20   protocol: rocketmq\n\
+         \x20   listen: 127.0.0.1:{listen}\n\
+         \x20   source: old\n\
+         \x20   target: new\n\
+         \x20   topics: [ {{ match: \"*\" }} ]\n\
+         \x20   rocketmq: {{ brokers_listen_base: {base}, max_brokers: 4{extra} }}\n",
+        source.namesrv(),
+        target.namesrv(),
+    ));
+    (listen, config)
+}
+
 impl RocketmqRig {
     /// Starts the proxy (and the clusters, on first use); `extra` is
     /// appended to the migration's `rocketmq:` options (e.g.
@@ -662,25 +692,7 @@ impl RocketmqRig {
         // run in parallel, so one proxy starts at a time.
         static STARTING: Mutex<()> = Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
-        let listen = free_port_block(1);
-        // max_brokers 4 reserves exactly these 8 ports (4 endpoints and
-        // their VIP ports); the default 16 would reach past the block.
-        let base = free_port_block(8);
-        let config = super::Config::new().append(&format!(
-            "clusters:\n\
-             \x20 - {{ name: old, protocol: rocketmq, endpoints: [\"{}\"] }}\n\
-             \x20 - {{ name: new, protocol: rocketmq, endpoints: [\"{}\"] }}\n\
-             migrations:\n\
-             \x20 - name: orders\n\
-             \x20   protocol: rocketmq\n\
-             \x20   listen: 127.0.0.1:{listen}\n\
-             \x20   source: old\n\
-             \x20   target: new\n\
-             \x20   topics: [ {{ match: \"*\" }} ]\n\
-             \x20   rocketmq: {{ brokers_listen_base: {base}, max_brokers: 4{extra} }}\n",
-            source.namesrv(),
-            target.namesrv(),
-        ));
+        let (listen, config) = rocketmq_migration(source, target, extra);
         let proxy = super::CutoverProcess::start(config);
         RocketmqRig {
             source,

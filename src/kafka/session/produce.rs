@@ -391,15 +391,7 @@ async fn general(
             .into_iter()
             .next()
             .map_or(Dest::bootstrap(Side::Source), |g| g.0);
-        traffic::produced(
-            &session.shared,
-            dest.side,
-            request.topic_data.iter().flat_map(|t| {
-                t.partition_data
-                    .iter()
-                    .map(|p| (t.name.0.as_str(), p.records.as_ref()))
-            }),
-        );
+        traffic::produced(&session.shared, dest.side, &request.topic_data);
         let rx = session
             .forward(dest.side, dest.addr.as_deref(), &frame, answered)
             .await?;
@@ -442,15 +434,7 @@ async fn general(
     let mut pending: Vec<(Side, oneshot::Receiver<Answer>)> = Vec::new();
     for (dest, parts) in groups {
         let part = subset(&request, &parts);
-        traffic::produced(
-            &session.shared,
-            dest.side,
-            part.topic_data.iter().flat_map(|t| {
-                t.partition_data
-                    .iter()
-                    .map(|p| (t.name.0.as_str(), p.records.as_ref()))
-            }),
-        );
+        traffic::produced(&session.shared, dest.side, &part.topic_data);
         let rx = session
             .send(
                 &dest,

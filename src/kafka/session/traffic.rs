@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use bytes::Bytes;
+use cutover_kafka::kafka_protocol::messages::produce_request::TopicProduceData;
 use cutover_kafka::kafka_protocol::messages::{FetchResponse, ProduceResponse};
 use cutover_kafka::{Batch, batches};
 use dashmap::DashMap;
@@ -157,12 +157,14 @@ pub(crate) fn partition_counts(
         .collect()
 }
 
-/// A Produce part sent to `side`: `(topic, records blob)` per partition.
-pub(crate) fn produced<'a>(
-    shared: &Shared,
-    side: Side,
-    parts: impl Iterator<Item = (&'a str, Option<&'a Bytes>)>,
-) {
+/// The records and bytes of a Produce (or a part of one) sent to `side`,
+/// counted per topic.
+pub(crate) fn produced(shared: &Shared, side: Side, topics: &[TopicProduceData]) {
+    let parts = topics.iter().flat_map(|t| {
+        t.partition_data
+            .iter()
+            .map(|p| (t.name.0.as_str(), p.records.as_ref()))
+    });
     let mut per_topic: HashMap<&str, (u64, u64)> = HashMap::new();
     for (topic, records) in parts {
         let e = per_topic.entry(topic).or_default();
