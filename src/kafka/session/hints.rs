@@ -38,12 +38,11 @@ pub(super) fn strip_produce(body: &mut ProduceResponse) -> Hints {
             p.current_leader = Default::default();
         }
     }
-    for e in body.node_endpoints.drain(..) {
-        hints
-            .endpoints
-            .push((e.node_id.0, format!("{}:{}", e.host, e.port)));
-        hints.stripped = true;
-    }
+    hints.take_endpoints(
+        body.node_endpoints
+            .drain(..)
+            .map(|e| (e.node_id.0, format!("{}:{}", e.host, e.port))),
+    );
     hints
 }
 
@@ -68,16 +67,24 @@ pub(super) fn strip_fetch(body: &mut FetchResponse) -> Hints {
             p.current_leader = Default::default();
         }
     }
-    for e in body.node_endpoints.drain(..) {
-        hints
-            .endpoints
-            .push((e.node_id.0, format!("{}:{}", e.host, e.port)));
-        hints.stripped = true;
-    }
+    hints.take_endpoints(
+        body.node_endpoints
+            .drain(..)
+            .map(|e| (e.node_id.0, format!("{}:{}", e.host, e.port))),
+    );
     hints
 }
 
 impl Hints {
+    /// Keeps an answer's `NodeEndpoints` (Produce and Fetch each have their
+    /// own type of them) as `(node id, "host:port")`.
+    fn take_endpoints(&mut self, endpoints: impl Iterator<Item = (i32, String)>) {
+        for endpoint in endpoints {
+            self.endpoints.push(endpoint);
+            self.stripped = true;
+        }
+    }
+
     fn note_leader(&mut self, topic: &str, partition: i32, leader: BrokerId) {
         self.stripped = true;
         if leader.0 >= 0 {
