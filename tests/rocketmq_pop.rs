@@ -67,6 +67,18 @@ fn admin(addr: &str, code: i32, ext: &[(&str, &str)], body: &[u8]) -> cutover_ro
     support::read_frame(&mut stream).expect("an answer")
 }
 
+/// `group`'s config in the subscription group table of the broker at
+/// `addr` (GET_ALL_SUBSCRIPTIONGROUP_CONFIG, which creates nothing).
+fn group_config(addr: &str, group: &str) -> Option<serde_json::Value> {
+    let got = admin(addr, 201, &[], &[]);
+    assert_eq!(got.header.code, 0, "{:?}", got.header.remark);
+    let body = cutover_rocketmq::quote_integer_keys(&got.body);
+    let mut table: serde_json::Value = serde_json::from_slice(&body).expect("group table");
+    table["subscriptionGroupTable"]
+        .get_mut(group)
+        .map(serde_json::Value::take)
+}
+
 /// Sets `group`'s mode for `topic` to POP on the broker at `addr` (what
 /// `mqadmin setConsumeMode -m POP` does).
 fn set_pop_mode(addr: &str, topic: &str, group: &str) {
@@ -258,14 +270,13 @@ fn following_creates_topics_and_groups_made_later_on_the_source() {
                 })
         })
     });
+    // Read from the group table: asking for one group (code 352) makes a
+    // broker with autoCreateSubscriptionGroup create it with defaults,
+    // which would race the follower.
     wait_until(STEP_DEADLINE, "the late group on the target", || {
-        admin(&target, 352, &[("group", LATE_GROUP)], &[])
-            .header
-            .code
-            == 0
+        group_config(&target, LATE_GROUP).is_some()
     });
-    let got = admin(&target, 352, &[("group", LATE_GROUP)], &[]);
-    let config: serde_json::Value = serde_json::from_slice(&got.body).expect("group config");
+    let config = group_config(&target, LATE_GROUP).expect("the late group");
     assert_eq!(
         config["retryMaxTimes"], 5,
         "the source's settings: {config}"
