@@ -528,9 +528,11 @@ async fn requests(
     };
     // Requests on this endpoint pass as received unless a signature is
     // checked or replaced, or broker names are translated.
-    let plain = checks.accounts.is_none()
-        && checks.signer.is_none()
-        && endpoint.virtual_name == endpoint.real_name;
+    let unsigned = checks.accounts.is_none() && checks.signer.is_none();
+    let plain = unsigned && endpoint.virtual_name == endpoint.real_name;
+    // On a target endpoint sends carry the virtual broker name, swapped for
+    // the real one in place rather than by decoding the header.
+    let renames = unsigned && !plain;
     // One shutdown waiter and one idle timer for the connection's life:
     // registering either per read would lock the token's waiter list and
     // the timer wheel for every batch.
@@ -548,14 +550,20 @@ async fn requests(
             let out = match peek(&raw, KEYS) {
                 Some(p) if p.is_response() => raw,
                 Some(p) if plain => {
-                    {
-                        let req = Req::peeked(&p, &raw);
-                        if !req.oneway {
-                            pair.outstanding.sent();
-                        }
-                        note(shared, endpoint, &req, pair.inflight, tag).await;
-                    }
+                    noted(shared, endpoint, &p, &raw, pair, tag).await;
                     raw
+                }
+                Some(p) if renames && RequestCode::is_send(p.code) => {
+                    match renamed_send(endpoint, &raw, p.encoding) {
+                        Some(out) => {
+                            noted(shared, endpoint, &p, &raw, pair, tag).await;
+                            out
+                        }
+                        None => match decoded(shared, endpoint, raw, pair, tag, &checks).await {
+                            Ok(out) => out,
+                            Err(close) => return close,
+                        },
+                    }
                 }
                 _ => match decoded(shared, endpoint, raw, pair, tag, &checks).await {
                     Ok(out) => out,
@@ -591,6 +599,49 @@ async fn requests(
             Ok(_) => last_read = tokio::time::Instant::now(),
         }
     }
+}
+
+/// Observes, counts and remembers a request read in place.
+async fn noted(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    p: &cutover_rocketmq::Peek<'_, 5>,
+    raw: &Bytes,
+    pair: Pair<'_>,
+    tag: &mut Tag,
+) {
+    let req = Req::peeked(p, raw);
+    if !req.oneway {
+        pair.outstanding.sent();
+    }
+    note(shared, endpoint, &req, pair.inflight, tag).await;
+}
+
+/// The ext keys that name a broker on a send: the V2 key and the RPC
+/// header's (5.x clients send both).
+const SEND_BROKER_KEYS: [&str; 3] = ["n", "bname", "brokerName"];
+
+/// A send with the virtual broker name replaced by the real one in place
+/// (the frame itself when it names none); `None` when only the full
+/// decoder can do it.
+fn renamed_send(endpoint: &Endpoint, raw: &Bytes, encoding: Encoding) -> Option<Bytes> {
+    let p = peek(raw, SEND_BROKER_KEYS)?;
+    let unused = cutover_rocketmq::Edit { old: "", new: "" };
+    let mut edits = [unused; SEND_BROKER_KEYS.len()];
+    let mut count = 0;
+    for old in p.values.into_iter().flatten() {
+        if old == endpoint.virtual_name {
+            edits[count] = cutover_rocketmq::Edit {
+                old,
+                new: &endpoint.real_name,
+            };
+            count += 1;
+        }
+    }
+    if count == 0 {
+        return Some(raw.clone());
+    }
+    cutover_rocketmq::replace_values(raw, encoding, &edits[..count])
 }
 
 /// When a connection last read at `from` is idle (far in the future for a
@@ -951,4 +1002,49 @@ async fn min_offset_answer(
     tracing::debug!(migration = %shared.migration.name, %topic, queue_id, offset = %min,
         "target queue has no offset for the group; starting it at the queue's min offset");
     encode(&head, &[], pending.encoding).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target_endpoint() -> Endpoint {
+        Endpoint {
+            side: Side::Target,
+            upstream: "127.0.0.1:10911".into(),
+            real_name: "broker-a".into(),
+            virtual_name: "broker-a@new".into(),
+            port: 20000,
+            vip_port: 19998,
+        }
+    }
+
+    /// A 5.x send names the broker twice (`n` and `bname`): both become
+    /// the real name in place, in both encodings, and equal what the full
+    /// decoder's path ([`to_real`]) writes.
+    #[test]
+    fn a_send_to_a_target_broker_is_renamed_in_place_like_the_decoder_does() {
+        let endpoint = target_endpoint();
+        let mut h = Header::request(RequestCode::SEND_MESSAGE_V2, 9);
+        h.set_ext("a", "producers");
+        h.set_ext("b", "orders");
+        h.set_ext("n", "broker-a@new");
+        h.set_ext("bname", "broker-a@new");
+        for encoding in [Encoding::Json, Encoding::Binary] {
+            let raw = encode(&h, b"body", encoding).unwrap();
+            let fast = renamed_send(&endpoint, &raw, encoding).expect("in place");
+            let slow = to_real(&endpoint, Frame::parse(raw.clone()).unwrap()).unwrap();
+            assert_eq!(fast, slow, "{encoding:?}");
+            let got = Frame::parse(fast).unwrap();
+            assert_eq!(
+                (got.header.ext("n"), got.header.ext("bname")),
+                (Some("broker-a"), Some("broker-a"))
+            );
+        }
+        // Naming another broker (or none): relayed as received.
+        h.set_ext("n", "broker-b@new");
+        h.remove_ext("bname");
+        let raw = encode(&h, b"", Encoding::Json).unwrap();
+        assert_eq!(renamed_send(&endpoint, &raw, Encoding::Json), Some(raw));
+    }
 }

@@ -15,6 +15,8 @@
 //!   [`Header::set_ext`] ...; [`RequestCode`] and [`ResponseCode`] constants;
 //! - [`peek`] reads code, opaque, flag and a few named ext fields in place,
 //!   without building the header (the relay's hot path);
+//! - [`replace_values`] swaps peeked ext values in place (a broker's
+//!   virtual name for its real one) without re-encoding the header;
 //! - [`encode`] writes a header and body back as a frame;
 //! - [`TopicRouteData`], [`ClusterInfo`] and the [`PERM_READ`] family.
 //!
@@ -31,6 +33,7 @@ mod frame;
 mod header;
 mod json;
 mod peek;
+mod rewrite;
 pub mod selfcheck;
 
 pub use body::{
@@ -44,3 +47,4 @@ pub use frame::{
 };
 pub use header::{FLAG_ONEWAY, FLAG_RESPONSE, Header, Language, RequestCode, ResponseCode};
 pub use peek::{Peek, peek};
+pub use rewrite::{Edit, replace_values};
