@@ -6,6 +6,9 @@
 //! topic the ones that name the topic too, in an immutable map published
 //! with arc-swap and read by `&str` without allocating or locking.
 //!
+//! Each topic also keeps its partitions' last seen high watermarks
+//! ([`crate::kafka::marks`]), which the data plane writes on every answer.
+//!
 //! Handles are resolved on first use (not eagerly) so a series appears in
 //! the export exactly when it did before: a topic's `requests` series for
 //! a cluster only once a request of that topic went there.
@@ -17,6 +20,7 @@ use arc_swap::ArcSwap;
 use metrics::{Counter, Histogram};
 
 use crate::kafka::cluster::Side;
+use crate::kafka::marks::PartitionMarks;
 use crate::metrics as names;
 
 /// Topics whose handles are kept at most; beyond, each use resolves its
@@ -77,6 +81,8 @@ pub(crate) struct TopicMeters {
     record_bytes: [[OnceLock<Counter>; 2]; 2],
     /// `kafka_split_requests{topic, api}` per API.
     split: [OnceLock<Counter>; 3],
+    /// Last seen high watermark per partition (for the lag gauge).
+    marks: PartitionMarks,
 }
 
 /// The per-migration handles and the published per-topic map.
@@ -211,6 +217,11 @@ impl Topic<'_> {
         let [m, t, c] = self.labels(side);
         let labels = [m, t, c, ("direction", direction.label().to_owned())];
         metrics::counter!(name, &labels)
+    }
+
+    /// This topic's last seen high watermarks.
+    pub(crate) fn marks(&self) -> &PartitionMarks {
+        &self.handles.marks
     }
 
     /// A request of `api` naming this topic split over several brokers.

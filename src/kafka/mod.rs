@@ -23,6 +23,10 @@
 //! - [`cluster`]: each real cluster's layout as last seen;
 //! - [`group_handoff`]: members heard through the proxy and groups handing
 //!   off (written by both planes);
+//! - [`lag`]: group commits and the lag gauge, published off the request
+//!   path;
+//! - [`marks`]: each partition's last seen high watermark, written by
+//!   answers without a lock;
 //! - [`meters`]: metric handles resolved once, per migration and per
 //!   topic, that the data plane counts with;
 //! - [`observe`]: groups, commits and produce counts seen in the traffic,
@@ -39,6 +43,8 @@ mod brokers;
 mod cluster;
 mod control;
 mod group_handoff;
+mod lag;
+mod marks;
 mod meters;
 mod observe;
 mod partition_key;
@@ -109,8 +115,8 @@ pub(crate) struct Shared {
     broker_upstreams: crate::proxy::BrokerUpstreams,
     /// The segment maps sessions route by.
     splice: splice::routing::Splice,
-    /// Last seen high watermarks, for consumer-group lag.
-    watermarks: session::traffic::Watermarks,
+    /// Group commits relayed, for consumer-group lag.
+    commits: lag::Commits,
     /// The target's API versions, for the clients' ApiVersions.
     target_versions: target_versions::TargetVersions,
     /// The source's API versions, for the ApiVersions the proxy answers
@@ -336,6 +342,7 @@ pub async fn start(
         shared.clone(),
         shutdown.token.clone(),
     ));
+    tokio::spawn(lag::publish_every(shared.clone(), shutdown.token.clone()));
     metrics::register_listener(&migration.name);
     let listen = crate::proxy::migration_config(config, &migration)?.listen;
     let mut doors = vec![(listen, Door::Bootstrap)];
@@ -479,7 +486,7 @@ async fn build_shared(
         )
         .with_handshakes(handshakes),
         splice: splice::routing::Splice::new(maps),
-        watermarks: session::traffic::Watermarks::default(),
+        commits: lag::Commits::default(),
         producers: producers::Producers::default(),
         target_versions: target_versions::TargetVersions::default(),
         source_versions: target_versions::TargetVersions::default(),

@@ -238,12 +238,7 @@ async fn fast(
         }
         let frame = answer?;
         traffic::latency(&shared, dest.side, started);
-        let mut last: Option<&str> = None;
         let walked = walk::produce_answer(&frame, version, |p| {
-            if let Some(done) = last.filter(|t| *t != p.topic) {
-                traffic::lag_moved(&shared, done);
-            }
-            last = Some(p.topic);
             let records = parts
                 .iter()
                 .find(|q| q.partition == p.partition && q.topic_in(&request) == p.topic)
@@ -257,9 +252,6 @@ async fn fast(
                 records,
             );
         });
-        if let Some(done) = last {
-            traffic::lag_moved(&shared, done);
-        }
         let hinted = walked == Some(true);
         for part in parts.iter() {
             part.confirm();
