@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use tokio::sync::Notify;
+
+use super::published::Published;
 
 /// One key's gate. Two wake-ups, so a request backing out of a raised
 /// fence wakes the draining change but never itself.
@@ -83,16 +84,17 @@ impl Fence {
     }
 }
 
-/// The gates of one kind of key, created on first use.
+/// The gates of one kind of key, created on first use and found without
+/// a lock.
 #[derive(Debug)]
 pub(crate) struct Gates<K: Eq + Hash> {
-    gates: DashMap<K, Arc<Gate>>,
+    gates: Published<K, Gate>,
 }
 
 impl<K: Eq + Hash> Default for Gates<K> {
     fn default() -> Self {
         Gates {
-            gates: DashMap::new(),
+            gates: Published::default(),
         }
     }
 }
@@ -109,10 +111,7 @@ impl<K: Eq + Hash + Clone> Gates<K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        if let Some(g) = self.gates.get(key) {
-            return g.clone();
-        }
-        self.gates.entry(owned()).or_default().clone()
+        self.gates.get_or_create(key, owned)
     }
 
     /// Counts a request in flight on `key`, unless its fence is raised

@@ -8,11 +8,13 @@
 //! - `routing`: the live splice of one migration: every segment map, the
 //!   per-partition produce fences, group homes, persisted in the store;
 //! - `gate`: wait out the requests in flight on a key and hold new ones;
+//! - `published`: a map read without a lock, copied when a key is added;
 //! - `split`: where one partition's part of a request goes;
 //! - `translate`: a target-coordinated group's committed offsets between
 //!   virtual and target-physical.
 
 pub(crate) mod gate;
+mod published;
 pub(crate) mod routing;
 pub(crate) mod segments;
 pub(crate) mod split;

@@ -10,12 +10,13 @@
 //! switch sees the new map.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
 
 use super::gate::{Fence, Gates, Inflight};
+use super::published::Published;
 use super::segments::{Located, PartitionMap, SegmentMaps};
 use crate::kafka::cluster::Side;
 use crate::kafka::partition_key::{Key, PartitionKey, key};
@@ -66,7 +67,18 @@ pub(crate) struct Splice {
     pub(crate) groups: Gates<String>,
     /// Per cluster (`[source, target]`) and partition, the physical end of
     /// what the proxy has been acknowledged there.
-    ends: [DashMap<Key, i64>; 2],
+    ends: [Published<Key, End>; 2],
+}
+
+/// The physical end of what was acknowledged on one partition, raised by
+/// every acknowledged produce (`i64::MIN` until the first).
+#[derive(Debug)]
+struct End(AtomicI64);
+
+impl Default for End {
+    fn default() -> Self {
+        End(AtomicI64::new(i64::MIN))
+    }
 }
 
 impl Splice {
@@ -112,12 +124,12 @@ impl Splice {
     pub(crate) fn written(&self, side: Side, topic: &str, partition: i32, end: i64) {
         let ends = &self.ends[side as usize];
         let asked = key(topic, partition);
-        if let Some(mut e) = ends.get_mut(&asked as &dyn PartitionKey) {
-            *e = (*e).max(end);
-            return;
+        let raise = |e: &End| e.0.fetch_max(end, Ordering::SeqCst);
+        if ends.with(&asked as &dyn PartitionKey, raise).is_none() {
+            raise(&ends.get_or_create(&asked as &dyn PartitionKey, || {
+                (topic.to_owned(), partition)
+            }));
         }
-        let mut e = ends.entry((topic.to_owned(), partition)).or_insert(end);
-        *e = (*e).max(end);
     }
 
     /// The end of what the proxy was acknowledged on `side`'s
@@ -126,8 +138,8 @@ impl Splice {
     pub(crate) fn acknowledged_end(&self, side: Side, topic: &str, partition: i32) -> Option<i64> {
         let asked = key(topic, partition);
         self.ends[side as usize]
-            .get(&asked as &dyn PartitionKey)
-            .map(|e| *e)
+            .with(&asked as &dyn PartitionKey, |e| e.0.load(Ordering::SeqCst))
+            .filter(|e| *e != i64::MIN)
     }
 
     /// Raises `topic`/`partition`'s fence.
