@@ -11,9 +11,13 @@
 //! partition sets change as partitions switch, which broker-side sessions
 //! cannot follow. When a fetch is split, each part long-polls at most
 //! [`SPLIT_MAX_WAIT_MS`], so data on one cluster is not held back by an
-//! idle partition on the other for the client's whole wait.
+//! idle partition on the other for the client's whole wait; and when a
+//! partition of the fetch is known to have records past the client's
+//! offset (its last seen high watermark is higher), no part waits at all,
+//! since the client gets records anyway (see [`zero_wait`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use cutover_kafka::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -144,6 +148,7 @@ async fn general(
     let groups = group_by(items);
     let (id, version) = (header.correlation_id, header.api_version);
     let split = groups.len() > 1;
+    let zero_wait = split && zero_wait(session, &request);
     if split {
         traffic::split(
             &session.shared,
@@ -154,7 +159,10 @@ async fn general(
     let client = client_id(&frame, header);
     let mut pending = Vec::new();
     for (dest, parts) in groups {
-        let part = subset(&request, &parts, &reads, split);
+        let mut part = subset(&request, &parts, &reads, split);
+        if zero_wait {
+            part.max_wait_ms = 0;
+        }
         let rx = session
             .send(&dest, ApiKey::Fetch, version, client.clone(), &part, true)
             .await?
@@ -162,6 +170,7 @@ async fn general(
         pending.push((dest.side, rx));
     }
     let shared = session.shared.clone();
+    let came_back_empty = session.zero_wait_came_back_empty.clone();
     Ok(Box::pin(async move {
         let mut merged = FetchResponse::default();
         for (side, rx) in pending {
@@ -175,10 +184,46 @@ async fn general(
             traffic::fetched(&shared, side, &part, true);
             merge(&mut merged, part);
         }
+        if zero_wait && !holds_records(&merged) {
+            came_back_empty.store(true, Ordering::Relaxed);
+        }
         let frame = encode(ApiKey::Fetch, version, id, &merged)
             .map_err(|e| Close::internal_by("encoding the Fetch answer", e))?;
         Ok(Out::Frame(frame))
     }))
+}
+
+/// Whether the parts of a split fetch should answer at once: some
+/// partition's last seen high watermark is past the client's offset, so
+/// records are there and waiting on the idle parts would only delay them.
+/// A zero-wait fetch that nonetheless came back empty (a watermark seen
+/// higher than the log now ends) makes the next split fetch of the
+/// connection long-poll, so a stale watermark cannot make a client spin.
+fn zero_wait(session: &Session, request: &FetchRequest) -> bool {
+    if session
+        .zero_wait_came_back_empty
+        .swap(false, Ordering::Relaxed)
+    {
+        return false;
+    }
+    request.topics.iter().any(|t| {
+        let marks = session.shared.meters.topic(t.topic.0.as_str());
+        t.partitions.iter().any(|p| {
+            marks
+                .marks()
+                .get(p.partition)
+                .is_some_and(|hw| hw > p.fetch_offset)
+        })
+    })
+}
+
+/// Whether a merged Fetch answer carries any record batch.
+fn holds_records(answer: &FetchResponse) -> bool {
+    answer.responses.iter().any(|t| {
+        t.partitions
+            .iter()
+            .any(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()))
+    })
 }
 
 /// The upstream fetch for `parts` (topic index, partition index): physical

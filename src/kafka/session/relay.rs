@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use bytes::Bytes;
 use cutover_kafka::kafka_protocol::messages::{ApiKey, RequestHeader as KpRequestHeader};
@@ -199,6 +200,9 @@ pub(super) struct Session {
     pub(crate) login: Login,
     /// A login again in progress on a logged-in connection (KIP-368).
     pub(super) relogin: Option<Login>,
+    /// The last split fetch asked to answer at once came back without
+    /// records (see `fetch::zero_wait`); set by its answer.
+    pub(super) zero_wait_came_back_empty: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -211,6 +215,7 @@ impl Session {
             peer,
             login: Login::default(),
             relogin: None,
+            zero_wait_came_back_empty: Arc::default(),
         }
     }
 
