@@ -284,6 +284,12 @@ impl AclRig {
     /// their certificates; with `tls`, clients reach the proxy over TLS too
     /// (`migrations[].tls`).
     fn start_on(tls: bool) -> AclRig {
+        AclRig::start_as(tls, SOURCE_ACCOUNT)
+    }
+
+    /// [`AclRig::start_on`], signing towards the source as `source_account`
+    /// (its secret in the file `old.secret` of the rig's directory).
+    fn start_as(tls: bool, source_account: (&str, &str)) -> AclRig {
         let (source, target) = clusters();
         let certs = peers().certs.path();
         // The test's server certificate doubles as the proxy's client one.
@@ -305,7 +311,7 @@ impl AclRig {
         static STARTING: Mutex<()> = Mutex::new(());
         let _one_at_a_time = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("temp dir");
-        let old = secret_file(dir.path(), "old.secret", &format!("{}\n", SOURCE_ACCOUNT.1));
+        let old = secret_file(dir.path(), "old.secret", &format!("{}\n", source_account.1));
         let new = secret_file(dir.path(), "new.secret", &format!("{}\n", TARGET_ACCOUNT.1));
         let accounts = secret_file(
             dir.path(),
@@ -331,7 +337,7 @@ impl AclRig {
              \x20   rocketmq: {{ brokers_listen_base: {base}, max_brokers: 4, quiet_window: 1s, accounts_file: \"{accounts}\" }}\n\
              {listener_tls}",
             source.namesrv(),
-            SOURCE_ACCOUNT.0,
+            source_account.0,
             target.namesrv(),
             TARGET_ACCOUNT.0,
         ));
@@ -774,4 +780,137 @@ fn wrong_secret_is_refused_without_reaching_the_cluster() {
     assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
     assert!(rig.proxy.bytes_upstream() > bytes);
     assert!(upstream_connections(&rig.proxy) > connections);
+}
+
+/// Creates (`AUTH_CREATE_USER`, 3001) or updates (`AUTH_UPDATE_USER`,
+/// 3002) a user of the broker at `addr`, as the source's own account would
+/// with `mqadmin createUser` / `updateUser`.
+fn set_user(addr: &str, code: i32, (user, secret): (&str, &str)) {
+    let mut header = Header::request(code, 11);
+    header.set_ext("username", user);
+    let body =
+        serde_json::json!({"username": user, "password": secret, "userType": "Normal"}).to_string();
+    Credentials::new(SOURCE_ACCOUNT.0, SOURCE_ACCOUNT.1).sign(&mut header, body.as_bytes());
+    let frame = encode(&header, body.as_bytes(), Encoding::Json).expect("encode");
+    let mut stream = TcpStream::connect(addr).expect("connect to the broker");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(&frame).expect("write");
+    let answer = read_frame(&mut stream).expect("an answer");
+    assert_eq!(answer.header.code, 0, "{code}: {:?}", answer.header.remark);
+}
+
+/// One more request (GET_MAX_OFFSET) signed as `account` on an open
+/// connection.
+fn on_connection(
+    stream: &mut TcpStream,
+    opaque: i32,
+    ext: &[(&str, &str)],
+    account: (&str, &str),
+) -> Frame {
+    let mut header = Header::request(30, opaque);
+    for (k, v) in ext {
+        header.set_ext(*k, *v);
+    }
+    Credentials::new(account.0, account.1).sign(&mut header, &[]);
+    let frame = encode(&header, &[], Encoding::Json).expect("encode");
+    stream.write_all(&frame).expect("write to the proxy");
+    read_frame(stream).expect("an answer on the same connection")
+}
+
+/// A cluster's secret rotates without a restart, and connections already
+/// open follow it: every RocketMQ request is signed, so unlike a Kafka
+/// login the new secret must reach requests on open connections. The
+/// cluster first stops accepting the old secret (checked at the broker),
+/// which the proxy's requests then meet; once the secret file is
+/// rewritten, the same client connection is served again.
+#[test]
+fn a_rotated_cluster_secret_reaches_open_connections_without_a_restart() {
+    const TOPIC: &str = "acl-rotate";
+    const BEFORE: (&str, &str) = ("rotator", "rotsecret1");
+    const AFTER: (&str, &str) = ("rotator", "rotsecret2");
+    let (source, _) = clusters();
+    let broker = source.brokers[0].addr();
+    set_user(&broker, 3001, BEFORE);
+    create_topic(source, TOPIC, SOURCE_ACCOUNT);
+    let rig = AclRig::start_as(false, BEFORE);
+    let endpoint = rig.broker_endpoint(TOPIC);
+    let ext = [("topic", TOPIC), ("queueId", "0")];
+    let mut stream = TcpStream::connect(&endpoint).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let answer = on_connection(&mut stream, 1, &ext, CLIENT_ACCOUNT);
+    assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
+
+    set_user(&broker, 3002, AFTER);
+    wait_until(
+        Duration::from_secs(30),
+        "the broker refusing the old secret",
+        || signed_rpc(&broker, 30, &ext, BEFORE).is_some_and(|f| f.header.code == 16),
+    );
+    let answer = on_connection(&mut stream, 2, &ext, CLIENT_ACCOUNT);
+    assert_eq!(
+        answer.header.code, 16,
+        "the proxy still signs with the old secret: {:?}",
+        answer.header.remark
+    );
+    secret_file(rig.dir.path(), "old.secret", &format!("{}\n", AFTER.1));
+    let mut opaque = 3;
+    wait_until(
+        Duration::from_secs(10),
+        "the open connection served with the new secret",
+        || {
+            opaque += 1;
+            on_connection(&mut stream, opaque, &ext, CLIENT_ACCOUNT)
+                .header
+                .code
+                == 0
+        },
+    );
+    let log = rig.proxy.log_tail(400);
+    assert!(log.contains("the cluster's secret file changed"), "{log}");
+}
+
+/// A later request of an admitted connection that fails the signature
+/// check gets RocketMQ's NO_PERMISSION answer (its own opaque, the
+/// broker's wording), as a first request would, and then the connection
+/// closes, counted with reason `auth`.
+#[test]
+fn a_refused_later_request_is_answered_then_closed() {
+    const TOPIC: &str = "acl-later";
+    let rig = AclRig::start();
+    let (source, _) = clusters();
+    create_topic(source, TOPIC, SOURCE_ACCOUNT);
+    let endpoint = rig.broker_endpoint(TOPIC);
+    let ext = [("topic", TOPIC), ("queueId", "0")];
+    let mut stream = TcpStream::connect(&endpoint).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let answer = on_connection(&mut stream, 1, &ext, CLIENT_ACCOUNT);
+    assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
+    let closed = || {
+        rig.proxy.metric_sum(
+            "cutover_client_connections_closed_total",
+            &["reason=\"auth\""],
+        )
+    };
+    let before = closed();
+    let wrong = (CLIENT_ACCOUNT.0, "not-the-secret");
+    let answer = on_connection(&mut stream, 2, &ext, wrong);
+    assert_eq!(answer.header.opaque, 2);
+    let remark = refused(Some(answer), "a later request with a wrong secret");
+    assert_eq!(
+        remark,
+        format!("check signature failed for AccessKey {}.", CLIENT_ACCOUNT.0)
+    );
+    assert!(
+        read_frame(&mut stream).is_none(),
+        "the connection closes after the refusal"
+    );
+    wait_until(Duration::from_secs(10), "the close counted", || {
+        closed() > before
+    });
 }

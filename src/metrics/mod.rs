@@ -104,7 +104,7 @@ catalogue! {
     KAFKA_SPLIT_REQUESTS = "cutover_kafka_split_requests_total", Counter, ["migration", "topic", "api"],
         "Kafka client requests (Produce, Fetch, ListOffsets) the proxy split over several upstream brokers or clusters, once per topic they name; against cutover_requests_total, the share not passed through whole.";
     KAFKA_GROUP_LAG = "cutover_kafka_group_lag", Gauge, ["migration", "group", "topic"],
-        "Records a consumer group has yet to commit on a topic: last seen high watermarks minus its last commit through the proxy.";
+        "Records a consumer group has yet to commit on a topic: last seen high watermarks minus its last commit through the proxy (published once a second).";
     ROCKETMQ_ROUTES = "cutover_rocketmq_routes_total", Counter, ["migration", "topic"],
         "Route requests for a migrated RocketMQ topic answered by the proxy's NameServer.";
     ROCKETMQ_SENDS = "cutover_rocketmq_sends_total", Counter, ["migration", "topic", "cluster"],

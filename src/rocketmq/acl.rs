@@ -12,11 +12,17 @@
 //!
 //! Credentials are registered per cluster and per migration when a
 //! migration starts, so every path that sends a request (the broker
-//! sessions, the NameServer facade, the checks) finds them by name.
+//! sessions, the NameServer facade, the checks) finds them by name. A
+//! cluster's `password_file` is read again while it runs, so its secret
+//! rotates without a restart ([`ClusterSigner`]).
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -26,6 +32,7 @@ use ring::hmac;
 
 use crate::config::ClusterConfig;
 use crate::credentials::rocketmq_accounts::{self, AccountsError};
+use crate::credentials::secret::Secret;
 use crate::proxy::throttle::AuthThrottle;
 
 /// Ext field naming the account.
@@ -216,39 +223,109 @@ pub fn refusal(request: &Frame, error: &AclError) -> Result<Bytes, String> {
 /// Signing credentials per cluster name, accounts per migration name.
 #[derive(Default)]
 struct Registry {
-    signers: HashMap<String, Arc<Credentials>>,
+    signers: HashMap<String, Arc<ClusterSigner>>,
     accounts: HashMap<String, Arc<Accounts>>,
 }
 
 static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(RwLock::default);
 static THROTTLE: LazyLock<AuthThrottle> = LazyLock::new(AuthThrottle::default);
 
-/// The credentials of a cluster's `auth` (user name = access key, password
-/// = secret key), if it has any.
+/// How often a cluster's secret file is read again for signing.
+pub const SECRET_RELOAD_EVERY: Duration = Duration::from_secs(1);
+
+/// A cluster's signing credentials (user name = access key, password =
+/// secret key). Unlike a Kafka login, every RocketMQ request is signed, so
+/// a rotated secret must reach connections already open: the secret file
+/// is read again at most once per [`SECRET_RELOAD_EVERY`], by whichever
+/// request first finds it due, and the credentials rebuilt when it
+/// changed. Reading them otherwise takes no lock.
+pub struct ClusterSigner {
+    access_key: String,
+    secret: Secret,
+    /// The credentials of `signed_with`.
+    current: ArcSwap<Credentials>,
+    signed_with: Mutex<String>,
+    /// Milliseconds after `born` of the last read of the file.
+    checked: AtomicU64,
+    born: Instant,
+}
+
+impl std::fmt::Debug for ClusterSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSigner")
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterSigner {
+    fn new(access_key: &str, secret: Secret) -> Self {
+        let now = secret.current();
+        ClusterSigner {
+            access_key: access_key.to_owned(),
+            current: ArcSwap::from_pointee(Credentials::new(access_key, &now)),
+            signed_with: Mutex::new(now),
+            secret,
+            checked: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// The credentials to sign with now.
+    #[must_use]
+    pub fn credentials(&self) -> Arc<Credentials> {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.checked.load(Ordering::Relaxed);
+        let every = u64::try_from(SECRET_RELOAD_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(last) >= every
+            && self
+                .checked
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.reload();
+        }
+        self.current.load_full()
+    }
+
+    fn reload(&self) {
+        let secret = self.secret.current();
+        let mut signed_with = self.signed_with.lock().unwrap_or_else(|e| e.into_inner());
+        if *signed_with != secret {
+            tracing::info!(access_key = %self.access_key, "the cluster's secret file changed: signing with the new secret");
+            self.current
+                .store(Arc::new(Credentials::new(&self.access_key, &secret)));
+            *signed_with = secret;
+        }
+    }
+}
+
+/// The signer of a cluster's `auth`, if it has a user name and a secret.
 ///
 /// # Errors
 /// [`AclError::Read`] when the password file cannot be read.
-pub fn cluster_credentials(cluster: &ClusterConfig) -> Result<Option<Credentials>, AclError> {
+pub fn cluster_signer(cluster: &ClusterConfig) -> Result<Option<ClusterSigner>, AclError> {
     let Some(auth) = &cluster.auth else {
         return Ok(None);
     };
     let Some(ak) = &auth.username else {
         return Ok(None);
     };
-    let secret = match (&auth.password, &auth.password_file) {
-        (Some(p), _) => p.clone(),
-        (None, Some(file)) => std::fs::read_to_string(file)
-            .map_err(|e| AclError::Read {
-                path: file.display().to_string(),
-                reason: e.to_string(),
-            })?
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned(),
-        (None, None) => return Ok(None),
-    };
-    Ok(Some(Credentials::new(ak, &secret)))
+    if auth.password.is_none() && auth.password_file.is_none() {
+        return Ok(None);
+    }
+    let secret =
+        Secret::new(auth.password.as_ref(), auth.password_file.as_deref()).map_err(|reason| {
+            AclError::Read {
+                path: auth
+                    .password_file
+                    .as_ref()
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_default(),
+                reason,
+            }
+        })?;
+    Ok(Some(ClusterSigner::new(ak, secret)))
 }
 
 /// Registers the signing credentials of both clusters and the migration's
@@ -263,7 +340,7 @@ pub fn register(
 ) -> Result<(), AclError> {
     let mut signers = Vec::new();
     for cluster in clusters {
-        if let Some(c) = cluster_credentials(cluster)? {
+        if let Some(c) = cluster_signer(cluster)? {
             signers.push((cluster.name.clone(), Arc::new(c)));
         }
     }
@@ -281,9 +358,9 @@ pub fn register(
     Ok(())
 }
 
-/// The credentials requests to `cluster` are signed with, if any.
+/// The signer of requests to `cluster`, if it signs.
 #[must_use]
-pub fn signer(cluster: &str) -> Option<Arc<Credentials>> {
+pub fn signer(cluster: &str) -> Option<Arc<ClusterSigner>> {
     REGISTRY
         .read()
         .unwrap_or_else(|e| e.into_inner())

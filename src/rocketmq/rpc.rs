@@ -96,7 +96,7 @@ impl Conn {
         header.opaque = next_opaque();
         header.flag = 0;
         if let Some(signer) = super::acl::signer(&self.cluster) {
-            signer.sign(&mut header, body);
+            signer.credentials().sign(&mut header, body);
         }
         let frame =
             encode(&header, body, Encoding::Json).map_err(|e| self.protocol(header.code, &e))?;
@@ -187,6 +187,7 @@ impl Conn {
     fn signed(&self, frame: &Bytes, code: i32) -> Result<Bytes, RpcError> {
         match super::acl::signer(&self.cluster) {
             Some(signer) => signer
+                .credentials()
                 .resign_raw(frame.clone())
                 .map_err(|e| self.protocol(code, &e)),
             None => Ok(frame.clone()),

@@ -37,7 +37,7 @@ use cutover_rocketmq::{
     split_frame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -73,6 +73,10 @@ enum Close {
     /// A request's signature was refused (ACL).
     #[error("the client's signature was refused")]
     Auth,
+    /// A later request's signature was refused: the answer to send before
+    /// closing (it goes out through the answer direction).
+    #[error("the client's signature was refused")]
+    Refused(Bytes),
     /// The client sent bytes that cannot be framed or a header that
     /// cannot be read.
     #[error("the client sent a malformed frame")]
@@ -97,7 +101,7 @@ impl Close {
             Close::ClientGone => "client",
             Close::Idle => "idle",
             Close::Shutdown => "shutdown",
-            Close::Auth => "auth",
+            Close::Auth | Close::Refused(_) => "auth",
             Close::ClientFrame(_) => "protocol_error",
             Close::Broker { .. } => "upstream",
             Close::Internal(_) => "internal",
@@ -127,6 +131,10 @@ impl Close {
         Close::Broker { side, source }
     }
 }
+
+/// How long a refused request's answer may take to reach the client
+/// before its connection closes anyway.
+const REFUSAL_WRITE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the answer to a remembered request is awaited for.
 struct Pending {
@@ -300,8 +308,19 @@ async fn relay(
     let conn = ConnMetrics::new(shared, endpoint.side);
     let up_w = BufWriter::with_capacity(WRITE_BUFFER, up_w);
     let client_w = BufWriter::with_capacity(WRITE_BUFFER, client_w);
-    let reads = requests(shared, endpoint, client_r, up_w, pair, tag, shutdown, &conn);
-    let writes = responses(shared, endpoint, up_r, client_w, pair, &conn);
+    // With client accounts, a refused request is answered (NO_PERMISSION)
+    // through the answer direction, which owns the client's writer.
+    let (said, heard) = match super::acl::accounts(&shared.migration.name) {
+        Some(_) => {
+            let (said, heard) = oneshot::channel();
+            (Some(said), Some(heard))
+        }
+        None => (None, None),
+    };
+    let reads = requests(
+        shared, endpoint, client_r, up_w, pair, tag, shutdown, &conn, said,
+    );
+    let writes = responses(shared, endpoint, up_r, client_w, pair, &conn, heard);
     tokio::pin!(reads, writes);
     tokio::select! {
         close = &mut reads => match close {
@@ -312,6 +331,10 @@ async fn relay(
                 close = &mut writes => close,
                 () = outstanding.settled() => Close::Shutdown,
             },
+            Close::Auth => {
+                let _ = tokio::time::timeout(REFUSAL_WRITE, &mut writes).await;
+                Close::Auth
+            }
             other => other,
         },
         close = &mut writes => close,
@@ -515,6 +538,7 @@ async fn requests(
     tag: &mut Tag,
     shutdown: &CancellationToken,
     conn: &ConnMetrics,
+    mut last_word: Option<oneshot::Sender<Bytes>>,
 ) -> Close {
     let side = endpoint.side;
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
@@ -548,27 +572,31 @@ async fn requests(
                 Err(e) => return Close::ClientFrame(e),
             };
             let out = match peek(&raw, KEYS) {
-                Some(p) if p.is_response() => raw,
+                Some(p) if p.is_response() => Ok(raw),
                 Some(p) if plain => {
                     noted(shared, endpoint, &p, &raw, pair, tag).await;
-                    raw
+                    Ok(raw)
                 }
                 Some(p) if renames && RequestCode::is_send(p.code) => {
                     match renamed_send(endpoint, &raw, p.encoding) {
                         Some(out) => {
                             noted(shared, endpoint, &p, &raw, pair, tag).await;
-                            out
+                            Ok(out)
                         }
-                        None => match decoded(shared, endpoint, raw, pair, tag, &checks).await {
-                            Ok(out) => out,
-                            Err(close) => return close,
-                        },
+                        None => decoded(shared, endpoint, raw, pair, tag, &checks).await,
                     }
                 }
-                _ => match decoded(shared, endpoint, raw, pair, tag, &checks).await {
-                    Ok(out) => out,
-                    Err(close) => return close,
-                },
+                _ => decoded(shared, endpoint, raw, pair, tag, &checks).await,
+            };
+            let out = match out {
+                Ok(out) => out,
+                Err(Close::Refused(answer)) => {
+                    if let Some(tx) = last_word.take() {
+                        let _ = tx.send(answer);
+                    }
+                    return Close::Auth;
+                }
+                Err(close) => return close,
             };
             if let Err(e) = upstream.write_all(&out).await {
                 return Close::broker(side, BrokerError::Write(e));
@@ -654,7 +682,7 @@ fn idle_deadline(from: tokio::time::Instant, idle: std::time::Duration) -> tokio
 /// The ACL checks of one connection's requests.
 struct Checks {
     accounts: Option<Arc<super::acl::Accounts>>,
-    signer: Option<Arc<super::acl::Credentials>>,
+    signer: Option<Arc<super::acl::ClusterSigner>>,
     peer: SocketAddr,
 }
 
@@ -674,13 +702,12 @@ async fn decoded(
         return Ok(frame.raw);
     }
     if let Some(accounts) = &checks.accounts
-        && super::acl::check_client(accounts, &shared.migration.name, checks.peer, &frame, true)
-            .await
-            .is_err()
+        && let Err(answer) =
+            super::acl::check_client(accounts, &shared.migration.name, checks.peer, &frame, true)
+                .await
     {
-        // Logged and counted by the check; the answer channel belongs to
-        // the other direction, so the client sees the connection close.
-        return Err(Close::Auth);
+        // Logged and counted by the check; answered, then closed.
+        return Err(Close::Refused(answer));
     }
     if !frame.header.is_oneway() {
         pair.outstanding.sent();
@@ -692,7 +719,10 @@ async fn decoded(
         to_real(endpoint, frame).map_err(Close::Internal)?
     };
     match &checks.signer {
-        Some(signer) => signer.resign_raw(out).map_err(Close::Internal),
+        Some(signer) => signer
+            .credentials()
+            .resign_raw(out)
+            .map_err(Close::Internal),
         None => Ok(out),
     }
 }
@@ -836,6 +866,7 @@ async fn responses(
     mut client: impl AsyncWrite + Unpin,
     pair: Pair<'_>,
     conn: &ConnMetrics,
+    mut last_word: Option<oneshot::Receiver<Bytes>>,
 ) -> Close {
     let side = endpoint.side;
     let mut buf = BytesMut::with_capacity(READ_RESERVE);
@@ -856,7 +887,23 @@ async fn responses(
             return Close::ClientGone;
         }
         buf.reserve(READ_RESERVE);
-        match upstream.read_buf(&mut buf).await {
+        let read = match last_word.as_mut() {
+            None => upstream.read_buf(&mut buf).await,
+            Some(heard) => tokio::select! {
+                read = upstream.read_buf(&mut buf) => read,
+                answer = heard => {
+                    last_word = None;
+                    if let Ok(answer) = answer {
+                        // A refused request's answer, the last one sent.
+                        let _ = client.write_all(&answer).await;
+                        let _ = client.flush().await;
+                        return Close::Auth;
+                    }
+                    continue;
+                }
+            },
+        };
+        match read {
             Ok(0) => return Close::broker(side, BrokerError::Closed),
             Ok(_) => {}
             Err(e) => return Close::broker(side, BrokerError::Read(e)),
