@@ -21,7 +21,7 @@ mod records;
 mod split;
 
 pub use records::{ControlType, RecordSpan, RecordsError, control_type, record_spans};
-pub use split::{has_offset_gaps, split_dense, split_dense_from};
+pub use split::{has_offset_gaps, increment_sequence, split_dense, split_dense_from};
 
 /// Bytes before `batchLength` counts: baseOffset + batchLength.
 pub const LOG_OVERHEAD: usize = 12;

@@ -33,8 +33,8 @@ mod wire;
 
 pub use batch::{
     Batch, BatchView, ControlType, RecordSpan, RecordsError, batches, control_type, crc_is_valid,
-    has_offset_gaps, record_spans, set_attributes, set_base_offset, set_producer,
-    shift_base_offsets, split_dense, split_dense_from,
+    has_offset_gaps, increment_sequence, record_spans, set_attributes, set_base_offset,
+    set_producer, shift_base_offsets, split_dense, split_dense_from,
 };
 pub use codec::{decode_request_body, decode_response_body, encode_request, encode_response};
 pub use correlation::{

@@ -143,16 +143,18 @@ fn piece(view: &BatchView<'_>, run: Vec<&RecordSpan>) -> Vec<u8> {
         put_at(&mut out, MAX_TIMESTAMP_AT, &max_timestamp.to_be_bytes());
     }
     if view.base_sequence() >= 0 {
-        let sequence = next_sequence(view.base_sequence(), first);
+        let sequence = increment_sequence(view.base_sequence(), first);
         put_at(&mut out, BASE_SEQUENCE_AT, &sequence.to_be_bytes());
     }
     reseal(&mut out);
     out
 }
 
-/// `sequence + by`, wrapping past `i32::MAX` to 0 as Kafka's producer
-/// sequences do (`DefaultRecordBatch.incrementSequence`).
-fn next_sequence(sequence: i32, by: i32) -> i32 {
+/// `sequence + by` for a non-negative `sequence` and `by`, wrapping past
+/// `i32::MAX` to 0 as Kafka's producer sequences do
+/// (`DefaultRecordBatch.incrementSequence`).
+#[must_use]
+pub fn increment_sequence(sequence: i32, by: i32) -> i32 {
     let sum = i64::from(sequence) + i64::from(by);
     i32::try_from(sum % (i64::from(i32::MAX) + 1)).unwrap_or(0)
 }
@@ -167,8 +169,8 @@ mod tests {
 
     #[test]
     fn sequences_wrap_like_kafkas() {
-        assert_eq!(next_sequence(5, 3), 8);
-        assert_eq!(next_sequence(i32::MAX, 1), 0);
-        assert_eq!(next_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(increment_sequence(5, 3), 8);
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
     }
 }
