@@ -1,7 +1,9 @@
 //! Record batches (magic v2) inside a `records` blob: a read-only view of
-//! each batch header, and the two in-place patches the offset splice needs:
-//! the base offset (outside the CRC, so the CRC stays valid) and the
-//! producer id/epoch/sequence (inside it, so the CRC-32C is recomputed).
+//! each batch header, and the in-place patches the offset splice and the
+//! history copy need: the base offset (outside the CRC, so the CRC stays
+//! valid), the producer id/epoch/sequence and the attributes (inside it, so
+//! the CRC-32C is recomputed). `records` walks an uncompressed batch's
+//! records; `split` cuts a batch with offset gaps into dense ones.
 //!
 //! Layout, offsets from the start of a batch:
 //! baseOffset i64 @0, batchLength i32 @8 (bytes after this field),
@@ -14,6 +16,12 @@
 use std::ops::Range;
 
 use crate::FrameError;
+
+mod records;
+mod split;
+
+pub use records::{ControlType, RecordSpan, RecordsError, control_type, record_spans};
+pub use split::{has_offset_gaps, increment_sequence, split_dense, split_dense_from};
 
 /// Bytes before `batchLength` counts: baseOffset + batchLength.
 pub const LOG_OVERHEAD: usize = 12;
@@ -270,9 +278,30 @@ pub fn set_producer(
     fields[8..10].copy_from_slice(&epoch.to_be_bytes());
     fields[10..].copy_from_slice(&base_sequence.to_be_bytes());
     batch[PRODUCER_AT..PRODUCER_AT + fields.len()].copy_from_slice(&fields);
+    reseal(batch);
+    Ok(())
+}
+
+/// Sets the attributes of the whole v2 batch at the start of `batch`, then
+/// recomputes its CRC-32C. The bits are written as given: changing the
+/// compression or control bits without changing the records makes a batch
+/// no broker can read; the history copy clears only the transactional bit.
+///
+/// # Errors
+/// The errors of [`BatchView::new`]: the batch must be whole and v2.
+pub fn set_attributes(batch: &mut [u8], attributes: i16) -> Result<(), FrameError> {
+    let len = BatchView::new(batch)?.bytes.len();
+    let batch = &mut batch[..len];
+    batch[CRC_FROM..CRC_FROM + 2].copy_from_slice(&attributes.to_be_bytes());
+    reseal(batch);
+    Ok(())
+}
+
+/// Stores the CRC-32C of `batch` (exactly one whole batch) after its
+/// content changed.
+fn reseal(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[CRC_FROM..]);
     batch[CRC_AT..CRC_FROM].copy_from_slice(&crc.to_be_bytes());
-    Ok(())
 }
 
 /// Whether the batch at the start of `batch` is whole and its stored CRC-32C

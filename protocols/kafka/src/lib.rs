@@ -14,7 +14,9 @@
 //!   for the few API keys routing must understand;
 //! - [`intersect_api_versions`] and [`TOPIC_ID_CAPS`] for ApiVersions (the
 //!   proxy's own table of versions lives with its Kafka session);
-//! - [`batches`], [`set_base_offset`], [`set_producer`] for record batches.
+//! - [`batches`], [`set_base_offset`], [`set_producer`] for record batches;
+//!   [`set_attributes`], [`split_dense`] and [`control_type`] for the
+//!   history copy.
 
 #![warn(missing_docs)]
 
@@ -30,7 +32,9 @@ mod versions;
 mod wire;
 
 pub use batch::{
-    Batch, BatchView, batches, crc_is_valid, set_base_offset, set_producer, shift_base_offsets,
+    Batch, BatchView, ControlType, RecordSpan, RecordsError, batches, control_type, crc_is_valid,
+    has_offset_gaps, increment_sequence, record_spans, set_attributes, set_base_offset,
+    set_producer, shift_base_offsets, split_dense, split_dense_from,
 };
 pub use codec::{decode_request_body, decode_response_body, encode_request, encode_response};
 pub use correlation::{

@@ -48,6 +48,78 @@ pub(crate) fn uvarint_at(
     })
 }
 
+/// Reads an unsigned varint of at most `max_bytes` bytes (5 for a 32-bit,
+/// 10 for a 64-bit value) at `at`; returns it and the offset after it.
+fn uvarlong_at(
+    b: &[u8],
+    at: usize,
+    max_bytes: usize,
+    what: &'static str,
+) -> Result<(u64, usize), FrameError> {
+    let mut value: u64 = 0;
+    for i in 0..max_bytes {
+        let pos = at + i;
+        let Some(&byte) = b.get(pos) else {
+            return Err(FrameError::Truncated {
+                what,
+                needed: pos + 1,
+                available: b.len(),
+            });
+        };
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok((value, pos + 1));
+        }
+    }
+    Err(FrameError::Malformed {
+        what,
+        reason: "varint longer than its type",
+        offset: at,
+    })
+}
+
+/// Reads a zigzag-encoded signed 32-bit varint (record fields) at `at`.
+pub(crate) fn varint_at(
+    b: &[u8],
+    at: usize,
+    what: &'static str,
+) -> Result<(i32, usize), FrameError> {
+    let (raw, next) = uvarlong_at(b, at, 5, what)?;
+    let raw = u32::try_from(raw).map_err(|_| FrameError::Malformed {
+        what,
+        reason: "varint longer than 32 bits",
+        offset: at,
+    })?;
+    Ok(((raw >> 1) as i32 ^ -((raw & 1) as i32), next))
+}
+
+/// Reads a zigzag-encoded signed 64-bit varint (timestamp deltas) at `at`.
+pub(crate) fn varlong_at(
+    b: &[u8],
+    at: usize,
+    what: &'static str,
+) -> Result<(i64, usize), FrameError> {
+    let (raw, next) = uvarlong_at(b, at, 10, what)?;
+    Ok(((raw >> 1) as i64 ^ -((raw & 1) as i64), next))
+}
+
+/// Appends `v` as a zigzag-encoded signed 32-bit varint.
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i32) {
+    let mut raw = ((v << 1) ^ (v >> 31)) as u32;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+/// Bytes [`put_varint`] writes for `v`.
+pub(crate) fn varint_len(v: i32) -> usize {
+    let raw = ((v << 1) ^ (v >> 31)) as u32;
+    let bits = 32 - raw.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
 /// Skips a tagged-field section (count, then tag + size + bytes each) at
 /// `at`; returns the offset after it.
 pub(crate) fn skip_tagged_fields(
@@ -92,6 +164,24 @@ mod tests {
             uvarint_at(&[0x80], 0, "t"),
             Err(FrameError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn signed_varints_round_trip() {
+        for v in [0, 1, -1, 63, -64, 64, 300, -300, i32::MAX, i32::MIN] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+            assert_eq!(varint_at(&out, 0, "t").unwrap(), (v, out.len()));
+            assert_eq!(varlong_at(&out, 0, "t").unwrap(), (i64::from(v), out.len()));
+        }
+        // zigzag: 1 is -1, 2 is 1; a 64-bit delta needs the long reader.
+        assert_eq!(varint_at(&[1], 0, "t").unwrap(), (-1, 1));
+        assert_eq!(varint_at(&[2], 0, "t").unwrap(), (1, 1));
+        let big = [0xfe, 0xff, 0xff, 0xff, 0x1f];
+        assert_eq!(varlong_at(&big, 0, "t").unwrap(), (i64::from(u32::MAX), 5));
+        assert!(varint_at(&big, 0, "t").is_err());
+        assert!(varlong_at(&[0xff; 11], 0, "t").is_err());
     }
 
     #[test]

@@ -19,13 +19,16 @@
 //! - `group_admin`: the proxy's own requests about consumer groups;
 //! - `group_move`: moving a group's coordination between clusters;
 //! - `group_adopt`: the target coordinating a group new in `target`
-//!   (installed as [`super::adoption::GroupAdoption`]).
+//!   (installed as [`super::adoption::GroupAdoption`]);
+//! - `history`: the history copy of each partition's source log onto the
+//!   target (issue 16).
 
 pub(crate) mod bypass;
 pub(crate) mod driver;
 mod group_admin;
 pub(crate) mod group_adopt;
 mod group_move;
+mod history;
 mod moves;
 mod past_end;
 pub(crate) mod reconcile;
