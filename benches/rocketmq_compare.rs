@@ -17,7 +17,9 @@
 //! - `cutover dual_write`: the same in its own cutover process, each fresh
 //!   topic created on the target (`ctl migrate-metadata`) and advanced to
 //!   `dual_write`, so sends split between both clusters and the consumer
-//!   reads both (the target broker's CPU is watched too).
+//!   reads both (the target broker's CPU is watched too);
+//! - `cutover cutover`: likewise advanced one step further, so sends go to
+//!   the target only and the consumer reads both clusters.
 //!
 //! For every path and round a fresh topic with `ROCKETMQ_BENCH_QUEUES`
 //! queues is created on both source brokers, then:
@@ -32,7 +34,8 @@
 //!
 //! On paths through cutover, cutover's own CPU time (utime + stime from
 //! `/proc/PID/stat` before and after each phase) is reported per send and
-//! per consumed message, per round and as a table (lowest and mean).
+//! per consumed message, per round and as a table (lowest and mean); µs
+//! per send is also CPU seconds per million messages.
 //!
 //! Rounds are interleaved across paths and the table shows each path's best
 //! round per column, with the spread between rounds. Nothing is asserted
@@ -45,7 +48,7 @@
 //! `ROCKETMQ_BENCH_ROUNDS` (3), `ROCKETMQ_BENCH_TARGETS` (comma-separated
 //! subset of target names), `CUTOVER_BENCH_KEEP=1` keeps the scratch dir.
 //!
-//! Adding a path (e.g. `cutover cutover`): append to [`TARGETS`] a setup
+//! Adding a path: append to [`TARGETS`] a setup
 //! that starts what it needs and returns a [`Target`]; its `prepare` hook
 //! runs for every fresh topic before any load, which is where
 //! `ctl migrate-metadata` and `ctl advance` belong.
@@ -79,6 +82,7 @@ const TARGETS: &[(&str, Setup)] = &[
     ("direct", direct),
     ("cutover source", cutover_source),
     ("cutover dual_write", cutover_dual_write),
+    ("cutover cutover", cutover_cutover),
 ];
 /// The migration every cutover path configures (one per cutover process).
 const MIGRATION: &str = "orders";
@@ -340,6 +344,17 @@ fn cutover_dual_write(rig: &Rig) -> Target {
     target
 }
 
+/// `cutover`: sends go to the target only; consumers read both clusters
+/// (the source's queues until they are drained).
+fn cutover_cutover(rig: &Rig) -> Target {
+    let mut target = through_cutover(rig, "cutover cutover");
+    target.prepare = prepare_cutover;
+    target
+        .watch
+        .push(("target broker", rig.target.broker_pid()));
+    target
+}
+
 /// `name` through a cutover process of its own (config and state under
 /// `rig.dir/<slug>`), with one RocketMQ migration of every topic, in
 /// `source`.
@@ -366,20 +381,31 @@ fn through_cutover(rig: &Rig, name: &'static str) -> Target {
     Target::through_cutover(name, listen, cutover, ("broker", rig.source.broker_pid()))
 }
 
-/// Registers the fresh `topic` with the proxy (a route request does),
-/// creates it on the target (`ctl migrate-metadata`) and advances it
-/// `source → dual_read → dual_write` without `--force`: on a fresh topic
-/// every readiness check holds, so a refusal past [`STEP_DEADLINE`] is a
-/// finding. Each step is retried until then (the target's NameServer
-/// learns a created topic moments later).
 fn prepare_dual_write(target: &Target, topic: &str) {
+    prepare_state(target, topic, "dual_write");
+}
+
+fn prepare_cutover(target: &Target, topic: &str) {
+    prepare_state(target, topic, "cutover");
+}
+
+/// Registers the fresh `topic` with the proxy (a route request does),
+/// creates it on the target (`ctl migrate-metadata`) and advances it from
+/// `source` to `state` without `--force`: on a fresh topic every readiness
+/// check holds, so a refusal past [`STEP_DEADLINE`] is a finding. Each
+/// step is retried until then (the target's NameServer learns a created
+/// topic moments later).
+fn prepare_state(target: &Target, topic: &str, state: &str) {
     let cutover = target.cutover.as_ref().expect("a path through cutover");
     let started = Instant::now();
-    for step in [
-        ["migrate-metadata", MIGRATION, topic],
-        ["advance", MIGRATION, topic],
-        ["advance", MIGRATION, topic],
-    ] {
+    let advances = ["dual_read", "dual_write", "cutover"]
+        .iter()
+        .position(|s| *s == state)
+        .expect("a state reached by advancing")
+        + 1;
+    let mut steps = vec![["migrate-metadata", MIGRATION, topic]];
+    steps.extend(std::iter::repeat_n(["advance", MIGRATION, topic], advances));
+    for step in steps {
         loop {
             let _ = rpc(&target.addr, 105, &[("topic", topic)]);
             let (ok, out) = cutover.ctl(&step);
@@ -398,8 +424,8 @@ fn prepare_dual_write(target: &Target, topic: &str) {
     assert!(
         status
             .lines()
-            .any(|l| l.contains(topic) && l.contains("dual_write")),
-        "{topic} not in dual_write:\n{status}"
+            .any(|l| l.contains(topic) && l.contains(state)),
+        "{topic} not in {state}:\n{status}"
     );
 }
 
