@@ -220,56 +220,26 @@ fn pop_consumer_reads_everything_across_the_walk() {
 
 /// `migrate-metadata --all --follow`: a topic (under a `%` namespace) and a
 /// group created on the source after the first copy reach the target by
-/// themselves, and following reports them.
+/// themselves, and following reports them; after a restart of the proxy
+/// it follows again without being asked (the state store records it).
 #[test]
 fn following_creates_topics_and_groups_made_later_on_the_source() {
     const LATE_TOPIC: &str = "latens%arrivals";
     const LATE_GROUP: &str = "latens%arrival-readers";
-    let rig = RocketmqRig::start_on(timer_wheel_clusters(), "");
+    const AFTER_RESTART: &str = "latens%after-restart";
+    let mut rig = RocketmqRig::start_on(timer_wheel_clusters(), "");
     let (code, out) = rig.ctl(&["migrate-metadata", "orders", "--all", "--follow"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("following"), "{out}");
     for broker in &rig.source.brokers {
-        let got = admin(
-            &broker.addr(),
-            17,
-            &[
-                ("topic", LATE_TOPIC),
-                ("defaultTopic", "TBW102"),
-                ("readQueueNums", "2"),
-                ("writeQueueNums", "2"),
-                ("perm", "6"),
-                ("topicFilterType", "SINGLE_TAG"),
-                ("topicSysFlag", "0"),
-                ("order", "false"),
-            ],
-            &[],
-        );
-        assert_eq!(got.header.code, 0, "{:?}", got.header.remark);
+        create_source_topic(&broker.addr(), LATE_TOPIC);
         let group =
             serde_json::json!({"groupName": LATE_GROUP, "retryMaxTimes": 5, "consumeEnable": true});
         let got = admin(&broker.addr(), 200, &[], group.to_string().as_bytes());
         assert_eq!(got.header.code, 0, "{:?}", got.header.remark);
     }
     let target = rig.target.brokers[0].addr();
-    wait_until(STEP_DEADLINE, "the late topic on the target", || {
-        support::rpc(
-            &rig.target.namesrv(),
-            105,
-            &[("topic", LATE_TOPIC)],
-            Encoding::Json,
-        )
-        .is_some_and(|r| {
-            r.header.code == 0
-                && cutover_rocketmq::TopicRouteData::decode(&r.body).is_ok_and(|d| {
-                    d.queue_datas
-                        .iter()
-                        .map(|q| q.write_queue_nums)
-                        .sum::<i32>()
-                        == 4
-                })
-        })
-    });
+    wait_for_target_topic(&rig, LATE_TOPIC);
     // Read from the group table: asking for one group (code 352) makes a
     // broker with autoCreateSubscriptionGroup create it with defaults,
     // which would race the follower.
@@ -287,5 +257,61 @@ fn following_creates_topics_and_groups_made_later_on_the_source() {
     let report: serde_json::Value = serde_json::from_str(&out).expect(&out);
     let follow = &report["follow"];
     assert_eq!(follow["following"], true, "{follow}");
+    assert_eq!(follow["resumes_after_restart"], true, "{follow}");
     assert!(follow["created"].as_u64().unwrap_or(0) >= 2, "{follow}");
+
+    // Restarted, the proxy follows again on its own: nothing asks it to.
+    rig.proxy.restart();
+    for broker in &rig.source.brokers {
+        create_source_topic(&broker.addr(), AFTER_RESTART);
+    }
+    wait_for_target_topic(&rig, AFTER_RESTART);
+    let log = rig.proxy.log_tail(400);
+    assert!(
+        log.contains("resuming following the source's topics and groups"),
+        "{log}"
+    );
+}
+
+/// Creates `topic` with 2 queues on the source broker at `addr`.
+fn create_source_topic(addr: &str, topic: &str) {
+    let got = admin(
+        addr,
+        17,
+        &[
+            ("topic", topic),
+            ("defaultTopic", "TBW102"),
+            ("readQueueNums", "2"),
+            ("writeQueueNums", "2"),
+            ("perm", "6"),
+            ("topicFilterType", "SINGLE_TAG"),
+            ("topicSysFlag", "0"),
+            ("order", "false"),
+        ],
+        &[],
+    );
+    assert_eq!(got.header.code, 0, "{:?}", got.header.remark);
+}
+
+/// Waits until the target's NameServer routes `topic` with the 4 write
+/// queues of the source's two masters.
+fn wait_for_target_topic(rig: &RocketmqRig, topic: &str) {
+    wait_until(STEP_DEADLINE, &format!("{topic} on the target"), || {
+        support::rpc(
+            &rig.target.namesrv(),
+            105,
+            &[("topic", topic)],
+            Encoding::Json,
+        )
+        .is_some_and(|r| {
+            r.header.code == 0
+                && cutover_rocketmq::TopicRouteData::decode(&r.body).is_ok_and(|d| {
+                    d.queue_datas
+                        .iter()
+                        .map(|q| q.write_queue_nums)
+                        .sum::<i32>()
+                        == 4
+                })
+        })
+    });
 }

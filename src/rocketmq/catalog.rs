@@ -132,6 +132,9 @@ pub struct Follow {
 pub struct FollowState {
     /// Whether it runs.
     pub following: bool,
+    /// Whether the state store records it, so a restarted proxy follows
+    /// again (false until recorded, and if the store refused).
+    pub resumes_after_restart: bool,
     /// Rounds done.
     pub rounds: u64,
     /// Items created on the target by following.
@@ -146,6 +149,13 @@ pub struct FollowState {
 }
 
 impl Follow {
+    fn recorded(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resumes_after_restart = true;
+    }
+
     /// What following has done.
     #[must_use]
     pub fn state(&self) -> FollowState {
@@ -155,13 +165,27 @@ impl Follow {
     }
 }
 
+/// The state-store blob that records that a migration follows its source,
+/// so a restarted proxy follows again.
+fn follow_blob(migration: &str) -> String {
+    format!("rocketmq-follow-{migration}")
+}
+
 /// Starts following the source (once per migration; later calls only
-/// report); stops at shutdown.
+/// report), and records it in the state store first, so a restart
+/// resumes it ([`resume_following`]); stops at shutdown.
 pub fn follow(shared: &Arc<Shared>) -> FollowState {
     if !shared.catalog_follow.running.swap(true, Ordering::AcqRel) {
         let shared = shared.clone();
         let token = shared.shutdown.token.clone();
         tokio::spawn(async move {
+            let blob = follow_blob(&shared.migration.name);
+            match shared.store.put_blob(&blob, b"follow".to_vec()).await {
+                Ok(()) => shared.catalog_follow.recorded(),
+                // Following still runs; only a restart would forget it.
+                Err(e) => tracing::error!(migration = %shared.migration.name, error = %e,
+                    "following the source is not recorded in the state store: a restart will not resume it"),
+            }
             tracing::info!(migration = %shared.migration.name, every = ?FOLLOW_INTERVAL,
                 "following the source's topics and groups");
             loop {
@@ -178,6 +202,25 @@ pub fn follow(shared: &Arc<Shared>) -> FollowState {
         });
     }
     shared.catalog_follow.state()
+}
+
+/// Follows the source again when an earlier run of the proxy was asked to
+/// (the state store says so).
+pub async fn resume_following(shared: &Arc<Shared>) {
+    match shared
+        .store
+        .get_blob(&follow_blob(&shared.migration.name))
+        .await
+    {
+        Ok(Some(_)) => {
+            tracing::info!(migration = %shared.migration.name,
+                "resuming following the source's topics and groups, as asked before the restart");
+            follow(shared);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(migration = %shared.migration.name, error = %e,
+            "cannot read whether to follow the source's topics and groups: ask again with `ctl migrate-metadata MIGRATION --all --follow`"),
+    }
 }
 
 async fn follow_round(shared: &Shared) {

@@ -313,6 +313,7 @@ pub async fn start(
 ) -> Result<(), StartError> {
     let shared = build_shared(config, &migration, &controller, &shutdown)?;
     remember(&shared, &shutdown).await;
+    catalog::resume_following(&shared).await;
     migration.set_driver(Arc::new(driver::RocketmqDriver::new(shared.clone())));
     metrics::register_listener(&migration.name);
     for topic in migration.topics() {
