@@ -304,3 +304,42 @@ fn secrets_other_users_can_read_are_warned_about_without_failing() {
         "a private file is not warned about: {quiet}"
     );
 }
+
+/// TLS files a listener names are checked at once: a missing client CA
+/// (mutual TLS) is reported with its path, beside a missing key.
+#[test]
+fn unreadable_listener_tls_files_are_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("server.pem"), "not read by check").expect("pem");
+    let path = write_config(
+        dir.path(),
+        r#"admin:
+  socket: ./cutover.sock
+state:
+  file: ./cutover-state
+clusters:
+  - { name: old, protocol: kafka, endpoints: ["127.0.0.1:9092"] }
+  - { name: new, protocol: kafka, endpoints: ["127.0.0.1:9093"] }
+migrations:
+  - name: events
+    protocol: kafka
+    listen: 127.0.0.1:19092
+    source: old
+    target: new
+    topics: [ { match: "*" } ]
+    tls: { cert_file: ./server.pem, key_file: ./no-such.key, client_ca_file: ./no-such-ca.pem }
+"#,
+    );
+    let out = check(&path, dir.path());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let lines = error_lines(&out, &path, 2);
+    let text = lines.join("\n");
+    assert!(
+        text.contains("migrations[0].tls.client_ca_file: cannot read ./no-such-ca.pem"),
+        "{text}"
+    );
+    assert!(
+        text.contains("migrations[0].tls.key_file: cannot read ./no-such.key"),
+        "{text}"
+    );
+}

@@ -572,6 +572,65 @@ fn clients_log_in_over_tls_with_sasl_ssl() {
     assert_eq!(out["ok"], false, "{out:#}");
 }
 
+/// Mutual TLS on the migration's listener (`tls.client_ca_file`): a client
+/// presenting a certificate the CA signed logs in and produces; one
+/// without a certificate fails its handshake before any Kafka byte, which
+/// is counted as a client auth error and logged.
+#[test]
+fn clients_without_a_certificate_are_refused_under_mutual_tls() {
+    let file = |name: &str| certs().join(name).display().to_string();
+    let rig = rig_with(
+        "mtls*",
+        "old-secret",
+        "",
+        "",
+        "",
+        &format!(
+            "    tls: {{ cert_file: \"{}\", key_file: \"{}\", client_ca_file: \"{}\" }}\n",
+            file("server.pem"),
+            file("server.key"),
+            file("ca.pem")
+        ),
+        None,
+    );
+    let refusals = || {
+        rig.proxy.metric_sum(
+            "cutover_request_errors_total",
+            &["kind=\"auth\"", "cluster=\"client\""],
+        )
+    };
+    let before = refusals();
+    let no_cert = format!(
+        "CONF.update({{\"security.protocol\": \"SASL_SSL\", \"ssl.ca.location\": \"{}\"}})\n",
+        file("ca.pem")
+    );
+    let out = rig.python("PLAIN", "alice", "alice-secret", &(no_cert + LOGIN));
+    assert_eq!(out["ok"], false, "{out:#}");
+    wait_until(
+        Duration::from_secs(10),
+        "the refused handshake counted",
+        || refusals() > before,
+    );
+    let log = rig.proxy.log_tail(200);
+    assert!(
+        log.contains("client certificate refused (mutual TLS)"),
+        "{log}"
+    );
+    let with_cert = format!(
+        "CONF.update({{\"security.protocol\": \"SASL_SSL\", \"ssl.ca.location\": \"{}\", \"ssl.certificate.location\": \"{}\", \"ssl.key.location\": \"{}\"}})\n",
+        file("ca.pem"),
+        file("server.pem"),
+        file("server.key")
+    );
+    let body = with_cert
+        + &PRODUCE
+            .replace("{N}", "20")
+            .replace("{TOPIC}", "mtls-events")
+            .replace("{PREFIX}", "m");
+    let out = rig.python("PLAIN", "alice", "alice-secret", &body);
+    assert_eq!(out["delivered"], 20, "{out:#}\n{}", rig.proxy.log_tail(30));
+}
+
 /// librdkafka: a producer and a consumer kept busy for longer than two
 /// broker session lifetimes, one record every 300 ms.
 const LONG_LIVED: &str = r#"

@@ -259,6 +259,10 @@ pub struct ServerTlsConfig {
     pub cert_file: PathBuf,
     /// PEM private key.
     pub key_file: PathBuf,
+    /// PEM bundle of CAs: when given, every client must present a
+    /// certificate one of them signed (mutual TLS), or its handshake fails.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Credentials (Redis AUTH, Kafka SASL).

@@ -339,8 +339,16 @@ fn validate_admin(config: &Config, errors: &mut Errors) {
                 "only applies to admin.listen, which is not set (the Unix socket is never encrypted)",
             );
         }
-        readable(errors, "admin.tls.cert_file", &tls.cert_file);
-        readable(errors, "admin.tls.key_file", &tls.key_file);
+        server_tls_readable(errors, "admin.tls", tls);
+    }
+}
+
+/// The files a listener's TLS names exist and are readable.
+fn server_tls_readable(errors: &mut Errors, path: &str, tls: &super::ServerTlsConfig) {
+    readable(errors, &format!("{path}.cert_file"), &tls.cert_file);
+    readable(errors, &format!("{path}.key_file"), &tls.key_file);
+    if let Some(ca) = &tls.client_ca_file {
+        readable(errors, &format!("{path}.client_ca_file"), ca);
     }
 }
 
@@ -496,8 +504,7 @@ fn validate_migration(
         errors.push(p, m);
     }
     if let Some(tls) = &migration.tls {
-        readable(errors, &format!("{path}.tls.cert_file"), &tls.cert_file);
-        readable(errors, &format!("{path}.tls.key_file"), &tls.key_file);
+        server_tls_readable(errors, &format!("{path}.tls"), tls);
     }
     for (p, m) in super::redis::validate(path, migration) {
         errors.push(p, m);

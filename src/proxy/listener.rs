@@ -144,6 +144,12 @@ async fn handshake(
     let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
     match tokio::time::timeout(settings.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => Some(Stream::TlsServer(Box::new(stream))),
+        Ok(Err(e)) if super::tls::is_client_certificate_refusal(&e) => {
+            tracing::warn!(migration = %settings.migration, %peer, error = %e, "client certificate refused (mutual TLS)");
+            metrics::counter!(metrics::REQUEST_ERRORS, "migration" => settings.migration.to_string(), "cluster" => "client", "kind" => "auth")
+                .increment(1);
+            None
+        }
         Ok(Err(e)) => {
             tracing::info!(migration = %settings.migration, %peer, error = %e, "client TLS handshake failed");
             None

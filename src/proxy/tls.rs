@@ -84,10 +84,43 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 pub fn server_config(tls: &ServerTlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let resolver = ReloadingCert::load(tls)?;
     resolver.watch();
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder = rustls::ServerConfig::builder();
+    let config = match &tls.client_ca_file {
+        Some(ca) => builder
+            .with_client_cert_verifier(client_verifier(ca)?)
+            .with_cert_resolver(resolver),
+        None => builder.with_no_client_auth().with_cert_resolver(resolver),
+    };
     Ok(Arc::new(config))
+}
+
+/// Mutual TLS: a client must present a certificate signed by a CA of
+/// `ca_file` (read once, at start).
+fn client_verifier(
+    ca_file: &Path,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(ca_file)? {
+        roots.add(cert)?;
+    }
+    rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| TlsError::Content {
+            path: ca_file.display().to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Whether a failed server handshake was the client's certificate being
+/// missing or refused (mutual TLS), as opposed to any other TLS failure.
+#[must_use]
+pub fn is_client_certificate_refusal(error: &std::io::Error) -> bool {
+    matches!(
+        error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_))
+    )
 }
 
 /// The certificate and key a server offers, read again when either file's
