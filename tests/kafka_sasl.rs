@@ -20,7 +20,7 @@ use support::{
 };
 
 /// The test binary's CA and server certificate (`support::tls`): the
-/// source's SASL_SSL listeners and the proxy's TLS listener use them.
+/// clusters' SASL_SSL listeners and the proxy's TLS listener use them.
 fn certs() -> &'static Path {
     static CERTS: OnceLock<tempfile::TempDir> = OnceLock::new();
     CERTS
@@ -55,7 +55,7 @@ fn target() -> &'static KafkaCluster {
                 ("SCRAM-SHA-512", "proxy-new", "new-secret"),
                 ("SCRAM-SHA-512", "alice-new", "alice-new-secret"),
             ],
-            tls_dir: None,
+            tls_dir: Some(certs().to_owned()),
             reauth_ms: Some(REAUTH_MS),
         };
         KafkaCluster::start_with("sasl-target", 1, Some(&users))
@@ -109,6 +109,9 @@ struct Rig {
     proxy: CutoverProcess,
     listen: u16,
     _dir: tempfile::TempDir,
+    /// When set, the rig's own clients (`python`, `java`) reach the
+    /// proxy's TLS listener trusting this CA.
+    client_ca: Option<String>,
 }
 
 fn rig(
@@ -130,8 +133,8 @@ fn rig(
 }
 
 /// As [`rig`], `migration_extra` appended to the migration (e.g. `tls:`),
-/// and `old_tls`: the source reached at its SASL_SSL listeners with this
-/// `tls:` value.
+/// and `cluster_tls`: both clusters reached at their SASL_SSL listeners
+/// with this `tls:` value.
 fn rig_with(
     pattern: &str,
     old_password: &str,
@@ -139,7 +142,7 @@ fn rig_with(
     old_auth: &str,
     new_auth: &str,
     migration_extra: &str,
-    old_tls: Option<&str>,
+    cluster_tls: Option<&str>,
 ) -> Rig {
     let (source, target) = (source(), target());
     let dir = tempfile::tempdir().expect("temp dir");
@@ -154,15 +157,20 @@ fn rig_with(
     let old_pw = secret_file(dir.path(), "old.pw", old_password);
     let new_pw = secret_file(dir.path(), "new.pw", "new-secret");
     let (listen, broker_port) = (free_port(), free_port());
-    let old_endpoints = match old_tls {
-        Some(_) => source.sasl_ssl_endpoints_yaml(),
-        None => source.sasl_endpoints_yaml(),
+    let (old_endpoints, new_endpoints) = match cluster_tls {
+        Some(_) => (
+            source.sasl_ssl_endpoints_yaml(),
+            target.sasl_ssl_endpoints_yaml(),
+        ),
+        None => (source.sasl_endpoints_yaml(), target.sasl_endpoints_yaml()),
     };
-    let old_tls = old_tls.map(|t| format!(", tls: {t}")).unwrap_or_default();
+    let tls = cluster_tls
+        .map(|t| format!(", tls: {t}"))
+        .unwrap_or_default();
     let config = Config::new().append(&format!(
         "clusters:\n\
-         \x20 - {{ name: old, protocol: kafka, endpoints: {}, auth: {{ mechanism: SCRAM-SHA-256, username: proxy-old, password_file: \"{old_pw}\"{old_auth} }}{old_tls} }}\n\
-         \x20 - {{ name: new, protocol: kafka, endpoints: {}, auth: {{ mechanism: SCRAM-SHA-512, username: proxy-new, password_file: \"{new_pw}\"{new_auth} }} }}\n\
+         \x20 - {{ name: old, protocol: kafka, endpoints: {}, auth: {{ mechanism: SCRAM-SHA-256, username: proxy-old, password_file: \"{old_pw}\"{old_auth} }}{tls} }}\n\
+         \x20 - {{ name: new, protocol: kafka, endpoints: {}, auth: {{ mechanism: SCRAM-SHA-512, username: proxy-new, password_file: \"{new_pw}\"{new_auth} }}{tls} }}\n\
          migrations:\n\
          \x20 - name: events\n\
          \x20   protocol: kafka\n\
@@ -172,13 +180,14 @@ fn rig_with(
          \x20   topics: [ {{ match: \"{pattern}\" }} ]\n\
          \x20   kafka: {{ brokers_listen_base: {broker_port}, virtual_brokers: 1, users_file: \"{}\"{kafka_extra} }}\n{migration_extra}",
         old_endpoints,
-        target.sasl_endpoints_yaml(),
+        new_endpoints,
         users.display()
     ));
     Rig {
         proxy: CutoverProcess::start(config),
         listen,
         _dir: dir,
+        client_ca: None,
     }
 }
 
@@ -188,8 +197,11 @@ impl Rig {
             "import json, time\n\
              from confluent_kafka import Producer, Consumer, TopicPartition, KafkaException\n\
              CONF = {{\"bootstrap.servers\": \"127.0.0.1:{}\", \"security.protocol\": \"SASL_PLAINTEXT\",\n\
-             \x20       \"sasl.mechanism\": \"{mechanism}\", \"sasl.username\": \"{user}\", \"sasl.password\": \"{password}\"}}\n{body}",
-            self.listen
+             \x20       \"sasl.mechanism\": \"{mechanism}\", \"sasl.username\": \"{user}\", \"sasl.password\": \"{password}\"}}\n{}{body}",
+            self.listen,
+            self.client_ca.as_ref().map_or(String::new(), |ca| format!(
+                "CONF.update({{\"security.protocol\": \"SASL_SSL\", \"ssl.ca.location\": \"{ca}\"}})\n"
+            )),
         );
         let child = Command::new(kafka_python())
             .args(["-c", &script])
@@ -213,11 +225,17 @@ impl Rig {
 
     fn java(&self, topic: &str, group: &str, count: u32) -> Value {
         let props = self._dir.path().join(format!("{group}.properties"));
+        let transport = match &self.client_ca {
+            Some(ca) => format!(
+                "security.protocol=SASL_SSL\nssl.truststore.type=PEM\nssl.truststore.location={ca}\n"
+            ),
+            None => "security.protocol=SASL_PLAINTEXT\n".to_owned(),
+        };
         std::fs::write(
             &props,
-            "security.protocol=SASL_PLAINTEXT\n\
-             sasl.mechanism=SCRAM-SHA-256\n\
-             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";\n",
+            transport
+                + "sasl.mechanism=SCRAM-SHA-256\n\
+                   sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";\n",
         )
         .expect("client properties");
         let boot = format!("127.0.0.1:{}", self.listen);
@@ -293,9 +311,30 @@ fn produce(rig: &Rig, topic: &str, prefix: &str, n: u32) {
     assert_eq!(out["left"], 0, "{out:#}");
 }
 
+/// Authentication and TLS on every hop through a whole walk: the Java
+/// client (SCRAM-SHA-256) and librdkafka (SCRAM-SHA-512) log in over the
+/// proxy's TLS listener while a topic walks `source → target`, the proxy
+/// logging in to each cluster (its own SCRAM user) over SASL_SSL; every
+/// record is read back.
 #[test]
 fn clients_log_in_with_scram_and_a_topic_walks_to_the_target_with_nothing_lost() {
-    let rig = rig("walk*", "old-secret", ", dual_write_percent: 50", "", "");
+    // TLS on every hop: clients reach the proxy's TLS listener (SASL_SSL),
+    // the proxy reaches both clusters at their SASL_SSL listeners.
+    let file = |name: &str| certs().join(name).display().to_string();
+    let mut rig = rig_with(
+        "walk*",
+        "old-secret",
+        ", dual_write_percent: 50",
+        "",
+        "",
+        &format!(
+            "    tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+            file("server.pem"),
+            file("server.key")
+        ),
+        Some(&format!("{{ ca_file: \"{}\" }}", file("ca.pem"))),
+    );
+    rig.client_ca = Some(file("ca.pem"));
     let out = kafka_tool(
         "org.apache.kafka.tools.TopicCommand",
         &[
@@ -531,7 +570,7 @@ fn client_users_reach_each_cluster_as_their_mapped_principal_and_acl_refusals_pa
 }
 
 /// SASL_SSL on both hops: clients log in over the migration's TLS
-/// listener, and the proxy reaches the source only at its SASL_SSL
+/// listener, and the proxy reaches the clusters only at their SASL_SSL
 /// listeners (`clusters[].tls`), logging in there.
 #[test]
 fn clients_log_in_over_tls_with_sasl_ssl() {
