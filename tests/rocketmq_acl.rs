@@ -543,8 +543,8 @@ fn signed_clients_walk_source_to_target_with_no_loss() {
 /// proxy's certificate (`--tls-ca`), the proxy checks every NameServer's
 /// and broker's against `clusters[].tls.ca_file` (the target's broker
 /// speaks TLS only and requires the proxy's client certificate), and a
-/// topic walks to `dual_write` (both clusters written) with every
-/// acknowledged message consumed. A plain-text client gets no answer from
+/// topic walks `source → target` (both clusters written on the way) with
+/// every acknowledged message consumed. A plain-text client gets no answer from
 /// the TLS listener, nor from the target's broker.
 #[test]
 fn tls_clients_and_tls_clusters_walk_with_no_loss() {
@@ -564,7 +564,7 @@ fn tls_clients_and_tls_clusters_walk_with_no_loss() {
         .is_none(),
         "the enforcing broker answered plain text"
     );
-    let (acked, lost) = walk(&rig, "acl-tls", "dual_write");
+    let (acked, lost) = walk(&rig, "acl-tls", "target");
     assert_eq!(lost, 0);
     assert!(acked > 50, "too few messages: {acked}");
     // What the proxy presented: the target's broker wants a client
