@@ -1,13 +1,15 @@
-//! rustls configurations built from the PEM files named in config; server
-//! certificates are reloaded when their files change.
+//! rustls configurations built from the PEM files named in config; the
+//! certificates the proxy presents (to clients, and to clusters with
+//! mutual TLS) are reloaded when their files change.
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -123,12 +125,15 @@ pub fn is_client_certificate_refusal(error: &std::io::Error) -> bool {
     )
 }
 
-/// The certificate and key a server offers, read again when either file's
-/// modification time changes. A pair that no longer loads (half-written
-/// renewal, key not matching) is logged and the previous pair kept.
+/// A certificate and key the proxy presents (as a server to clients, or
+/// as a client to clusters with mutual TLS), read again when either
+/// file's modification time changes. A pair that no longer loads
+/// (half-written renewal, key not matching) is logged and the previous
+/// pair kept.
 #[derive(Debug)]
 pub struct ReloadingCert {
-    files: ServerTlsConfig,
+    /// `[cert_file, key_file]`.
+    files: [PathBuf; 2],
     current: ArcSwap<CertifiedKey>,
 }
 
@@ -141,9 +146,18 @@ impl ReloadingCert {
     /// # Errors
     /// As [`server_config`].
     pub fn load(tls: &ServerTlsConfig) -> Result<Arc<ReloadingCert>, TlsError> {
+        Self::load_pair(&tls.cert_file, &tls.key_file)
+    }
+
+    /// Loads the pair `cert_file`, `key_file` once.
+    ///
+    /// # Errors
+    /// Unreadable or empty PEM files, or a key that does not fit.
+    pub fn load_pair(cert_file: &Path, key_file: &Path) -> Result<Arc<ReloadingCert>, TlsError> {
+        let files = [cert_file.to_owned(), key_file.to_owned()];
         Ok(Arc::new(ReloadingCert {
-            current: ArcSwap::from_pointee(certified_key(tls)?),
-            files: tls.clone(),
+            current: ArcSwap::from_pointee(certified_key(&files)?),
+            files,
         }))
     }
 
@@ -169,12 +183,13 @@ impl ReloadingCert {
     }
 
     fn modified(&self) -> [Option<SystemTime>; 2] {
-        [&self.files.cert_file, &self.files.key_file]
+        self.files
+            .each_ref()
             .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
     }
 
     fn reload(&self) {
-        let cert = self.files.cert_file.display();
+        let cert = self.files[0].display();
         match certified_key(&self.files) {
             Ok(key) => {
                 self.current.store(Arc::new(key));
@@ -193,16 +208,32 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-fn certified_key(tls: &ServerTlsConfig) -> Result<CertifiedKey, TlsError> {
+impl ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn certified_key([cert, key]: &[PathBuf; 2]) -> Result<CertifiedKey, TlsError> {
     let provider = rustls::crypto::ring::default_provider();
     Ok(CertifiedKey::from_der(
-        certificates(&tls.cert_file)?,
-        private_key(&tls.key_file)?,
+        certificates(cert)?,
+        private_key(key)?,
         &provider,
     )?)
 }
 
-/// Client side (the proxy connecting to a cluster).
+/// Client side (the proxy connecting to a cluster). The proxy's own
+/// certificate (mutual TLS) is reloaded when its files change, like a
+/// server certificate; the CAs are read once.
 ///
 /// # Errors
 /// Unreadable or empty PEM files.
@@ -214,9 +245,59 @@ pub fn client_config(tls: &ClientTlsConfig) -> Result<Arc<rustls::ClientConfig>,
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
     let config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            builder.with_client_auth_cert(certificates(cert)?, private_key(key)?)?
+            let resolver = ReloadingCert::load_pair(cert, key)?;
+            resolver.watch();
+            builder.with_client_cert_resolver(resolver)
         }
         _ => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh self-signed pair in `dir` (the `openssl` binary the
+    /// integration tests use too).
+    fn self_signed(dir: &Path, name: &str) {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+            ])
+            .arg(format!("/CN={name}"))
+            .args(["-keyout", "key.pem", "-out", "cert.pem"])
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn presented(cert: &ReloadingCert) -> Vec<u8> {
+        let key = ResolvesClientCert::resolve(cert, &[], &[]).expect("a certificate");
+        key.cert[0].as_ref().to_vec()
+    }
+
+    /// The certificate the proxy presents to a cluster follows its files:
+    /// a renewed pair is used from the next handshake, a broken one is
+    /// refused and the previous pair kept.
+    #[test]
+    fn a_renewed_client_certificate_replaces_the_old_one_and_a_broken_one_does_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        self_signed(dir.path(), "first");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let reloading = ReloadingCert::load_pair(&cert, &key).expect("loads");
+        let first = presented(&reloading);
+        self_signed(dir.path(), "second");
+        reloading.reload();
+        let second = presented(&reloading);
+        assert_ne!(first, second, "the renewed certificate is presented");
+        std::fs::write(&key, "not a key").expect("break the key");
+        reloading.reload();
+        assert_eq!(presented(&reloading), second, "a broken pair is not used");
+    }
 }
