@@ -56,7 +56,7 @@ def create():
     # The admin client's own connection may be the one the restart cut:
     # like any client, it retries.
     for attempt in range(20):
-        f = admin.create_topics([NewTopic("orders", num_partitions=3)])["orders"]
+        f = admin.create_topics([NewTopic("{TOPIC}", num_partitions=3)])["{TOPIC}"]
         try: return f.result(timeout=20)
         except Exception as e:
             if "already exists" in str(e).lower() or "TOPIC_ALREADY_EXISTS" in str(e): return
@@ -72,17 +72,17 @@ def done(err, msg):
 p = Producer({"bootstrap.servers": BOOT, "acks": "all", "linger.ms": 5, "message.timeout.ms": 60000})
 i, deadline = 0, time.time() + 60
 while not os.path.exists(FLAG) and time.time() < deadline:
-    p.produce("orders", value=f"pre:{i}".encode(), on_delivery=done)
+    p.produce("{TOPIC}", value=f"pre:{i}".encode(), on_delivery=done)
     i += 1
     p.poll(0)
     time.sleep(0.005)
 for j in range(POST):
-    p.produce("orders", value=f"post:{j}".encode(), on_delivery=done)
+    p.produce("{TOPIC}", value=f"post:{j}".encode(), on_delivery=done)
     p.poll(0)
 left = p.flush(60)
 c = Consumer({"bootstrap.servers": BOOT, "group.id": "after-restart", "auto.offset.reset": "earliest",
               "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-c.subscribe(["orders"])
+c.subscribe(["{TOPIC}"])
 read, deadline = set(), time.time() + 60
 while not acked <= read and time.time() < deadline:
     m = c.poll(0.5)
@@ -104,6 +104,7 @@ fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
     let flag = proxy.config().dir().join("restarted");
     let script = SCRIPT
         .replace("{LISTEN}", &listen.to_string())
+        .replace("{TOPIC}", "orders")
         .replace("{FLAG}", &flag.display().to_string());
     let child = Command::new(kafka_python())
         .args(["-c", &script])
@@ -153,6 +154,76 @@ fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
         "the restart should have cut the proxied connections:\n{}",
         proxy.log_tail(30)
     );
+}
+
+/// The same broker `kill -9` and restart with the topic in `dual_write`
+/// (half its partitions written to the target): the source's part of the
+/// splice loses its leader mid-traffic, the target's part carries on, and
+/// every acknowledged record, from both clusters, is read back.
+#[test]
+fn a_source_broker_killed_in_dual_write_loses_nothing() {
+    const TOPIC: &str = "dw-restart";
+    let _turn = disruptive();
+    let rig = KafkaRig::start(&format!("{TOPIC}*"), ", dual_write_percent: 50");
+    let proxy = &rig.proxy;
+    let flag = proxy.config().dir().join("restarted-dw");
+    let script = SCRIPT
+        .replace("{LISTEN}", &rig.listen.to_string())
+        .replace("{TOPIC}", TOPIC)
+        .replace("{FLAG}", &flag.display().to_string());
+    let child = Command::new(kafka_python())
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let produced = |cluster: &str| {
+        proxy.metric_sum(
+            "cutover_kafka_records_total",
+            &[
+                &format!("topic=\"{TOPIC}\""),
+                "direction=\"produced\"",
+                &format!("cluster=\"{cluster}\""),
+            ],
+        )
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "produce traffic through the proxy",
+        || produced("old") > 200.0,
+    );
+    let (code, out) = rig.ctl(&["migrate-metadata", "events", TOPIC]);
+    assert_eq!(code, 0, "migrate-metadata: {out}");
+    for to in ["dual_read", "dual_write"] {
+        let (code, out) = rig.ctl(&["advance", "events", TOPIC, "--force"]);
+        assert_eq!(code, 0, "advance to {to}: {out}\n{}", proxy.log_tail(30));
+    }
+    wait_until(
+        Duration::from_secs(60),
+        "records written to the target in dual_write",
+        || produced("new") > 200.0,
+    );
+    let on_source = produced("old");
+    rig.source.kill(1);
+    rig.source.restart(1);
+    wait_until(
+        Duration::from_secs(60),
+        "the source's partitions written again after the restart",
+        || produced("old") > on_source + 100.0,
+    );
+    std::fs::write(&flag, b"").expect("write the flag");
+    let out = finish_kafka_script(child);
+    println!("{out:#}");
+    assert_eq!(
+        out["failed"],
+        serde_json::json!([]),
+        "{out:#}\n{}",
+        proxy.log_tail(30)
+    );
+    assert_eq!(out["left"], 0, "{out:#}");
+    assert_eq!(out["lost"], 0, "{out:#}\n{}", proxy.log_tail(30));
+    assert_eq!(out["post_delivered"], 300, "{out:#}");
+    assert_eq!(out["post_consumed"], 300, "{out:#}\n{}", proxy.log_tail(30));
 }
 
 /// Produce v12 (the highest the proxy offers; KIP-951 hints from v10) of
