@@ -31,7 +31,7 @@ use cutover_kafka::{
 use super::hints;
 use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::traffic;
-use super::walk;
+use super::walk::{self, FetchSession};
 use crate::kafka::cluster::Side;
 use crate::kafka::meters::SplitApi;
 use crate::kafka::rewrite::encode;
@@ -72,13 +72,19 @@ async fn fast(
         dest = Some(here);
         plain
     });
-    if walked != Some(true) || !plain {
-        return Ok(None);
-    }
+    let frame = match walked {
+        Some(_) if !plain => return Ok(None),
+        Some(FetchSession::Sessionless) => frame.clone(),
+        Some(FetchSession::Asked) => match without_session(frame, header.body_offset) {
+            Some(patched) => patched,
+            None => return Ok(None),
+        },
+        Some(FetchSession::Held) | None => return Ok(None),
+    };
     let dest = dest.unwrap_or_else(|| Dest::bootstrap(Side::Source));
     let side = dest.side;
     let rx = session
-        .forward(side, dest.addr.as_deref(), frame, true)
+        .forward(side, dest.addr.as_deref(), &frame, true)
         .await?;
     let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
     let (id, version) = (header.correlation_id, header.api_version);
@@ -120,6 +126,23 @@ async fn fast(
             .map(Out::Frame)
             .map_err(|e| Close::internal_by("encoding the Fetch answer", e))
     })))
+}
+
+/// A Fetch asking for a new fetch session (id 0, epoch 0) as a
+/// session-less one (epoch -1): the broker then answers session id 0, and
+/// the client, holding no session, asks the same way next time. The proxy
+/// cannot let brokers hold sessions (their partition sets would not follow
+/// a switch), and this way the Java consumer's fetches are relayed
+/// without a decode, at the cost of one copy of the request.
+fn without_session(frame: &Bytes, body_offset: usize) -> Option<Bytes> {
+    let at = body_offset.checked_add(walk::FETCH_SESSION_EPOCH_AT)?;
+    let epoch = frame.get(at..at + 4)?;
+    if epoch != 0i32.to_be_bytes() {
+        return None;
+    }
+    let mut patched = BytesMut::from(&frame[..]);
+    patched[at..at + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    Some(patched.freeze())
 }
 
 /// The general path: the request decoded, each partition located in its
@@ -451,5 +474,66 @@ mod tests {
             (p.high_watermark, p.last_stable_offset, p.log_start_offset),
             (107, 107, 0)
         );
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use bytes::BufMut;
+    use cutover_kafka::kafka_protocol::messages::TopicName;
+    use cutover_kafka::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+    use super::*;
+
+    /// A Fetch v12 body with session `(id, epoch)`, behind `prefix` bytes
+    /// standing for the request header.
+    fn fetch(id: i32, epoch: i32, prefix: usize) -> (Bytes, FetchRequest) {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_session_id(id)
+            .with_session_epoch(epoch)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("orders")))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(2)
+                            .with_fetch_offset(40),
+                    ]),
+            ]);
+        let mut frame = BytesMut::new();
+        frame.put_bytes(7, prefix);
+        request.encode(&mut frame, 12).expect("encode");
+        (frame.freeze(), request)
+    }
+
+    /// What the Java consumer sends through the proxy (a new session
+    /// asked for) takes the fast path with only its epoch changed to -1;
+    /// a session held, or asked for with anything else, does not.
+    #[test]
+    fn a_fetch_asking_for_a_session_is_relayed_without_one() {
+        let (frame, request) = fetch(0, 0, 9);
+        let body = &frame[9..];
+        assert_eq!(
+            walk::fetch_request(body, 12, |_| true),
+            Some(FetchSession::Asked)
+        );
+        let patched = without_session(&frame, 9).expect("patched");
+        assert_eq!(&patched[..9], &frame[..9], "the header is untouched");
+        let mut rest = patched.slice(9..);
+        let decoded = FetchRequest::decode(&mut rest, 12).expect("decodes");
+        assert_eq!(decoded, request.clone().with_session_epoch(-1));
+        assert_eq!(
+            walk::fetch_request(&patched[9..], 12, |_| true),
+            Some(FetchSession::Sessionless)
+        );
+
+        let (held, _) = fetch(77, 3, 9);
+        assert_eq!(
+            walk::fetch_request(&held[9..], 12, |_| true),
+            Some(FetchSession::Held)
+        );
+        assert_eq!(without_session(&held, 9), None);
     }
 }

@@ -91,14 +91,30 @@ pub(super) struct FetchPart<'a> {
     pub(super) fetch_offset: i64,
 }
 
+/// What a Fetch request asks of KIP-227 fetch sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FetchSession {
+    /// None (session id 0, epoch -1, or a version before sessions).
+    Sessionless,
+    /// A new one (session id 0, epoch 0): what the Java consumer sends
+    /// whenever it holds no session, i.e. every time through the proxy.
+    Asked,
+    /// One the client holds (incremental) or closes.
+    Held,
+}
+
+/// Where a Fetch request body's session epoch is (v7 to v14: after
+/// replica_id, max_wait_ms, min_bytes, max_bytes, isolation_level and the
+/// session id).
+pub(super) const FETCH_SESSION_EPOCH_AT: usize = 4 + 4 + 4 + 4 + 1 + 4;
+
 /// Walks a Fetch request body (v4 to v12), calling `each` per partition
-/// until it returns `false`; returns whether the fetch is session-less
-/// (KIP-227 session id 0, epoch -1, or a version before sessions).
+/// until it returns `false`; returns what it asks of fetch sessions.
 pub(super) fn fetch_request<'a>(
     body: &'a [u8],
     version: i16,
     mut each: impl FnMut(FetchPart<'a>) -> bool,
-) -> Option<bool> {
+) -> Option<FetchSession> {
     if !(4..=12).contains(&version) {
         return None;
     }
@@ -106,10 +122,13 @@ pub(super) fn fetch_request<'a>(
     // replica_id, max_wait_ms, min_bytes, max_bytes, isolation_level
     r.skip(4 + 4 + 4 + 4 + 1)?;
     let sessionless = if version >= 7 {
-        let (id, epoch) = (r.i32()?, r.i32()?);
-        id == 0 && epoch == -1
+        match (r.i32()?, r.i32()?) {
+            (0, -1) => FetchSession::Sessionless,
+            (0, 0) => FetchSession::Asked,
+            _ => FetchSession::Held,
+        }
     } else {
-        true
+        FetchSession::Sessionless
     };
     for _ in 0..r.array_len()? {
         let topic = r.str()??;
