@@ -3,7 +3,8 @@
 //! at the proxy as users from `redis.users_file`, each cluster sees them as
 //! their own (or mapped) user so its command restrictions still apply, a
 //! keyspace walks to the target, wrong passwords never reach a cluster and
-//! are slowed down, and the users file is reloaded without a restart.
+//! are slowed down, and the users file is reloaded without a restart. The
+//! proxy reaches both servers over TLS only (client certificates required).
 
 mod support;
 
@@ -12,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use redis::Commands;
 use sha2::{Digest, Sha256};
-use support::{RawClient, RedisRig, RedisServer, wait_until};
+use std::path::Path;
+
+use support::{RawClient, RedisRig, RedisServer, free_port, wait_until};
 
 /// The `default` user's password on both servers: the proxy's own login
 /// (copies, backfill, checks).
@@ -26,9 +29,23 @@ fn admin(server: &RedisServer, args: &[&str]) -> String {
 }
 
 /// A redis-server where `alice_name` may do anything but LPUSH, `bob`
-/// may only read, and `default` needs [`ADMIN_PW`].
-fn acl_server(alice_name: &str, alice_pw: &str) -> RedisServer {
-    let server = RedisServer::start();
+/// may only read, and `default` needs [`ADMIN_PW`]; it also listens with
+/// TLS on `tls_port` (certificates from `certs`, client certificates
+/// required there), while its plain port stays for the test's own probes.
+fn acl_server(alice_name: &str, alice_pw: &str, certs: &Path, tls_port: u16) -> RedisServer {
+    let file = |name: &str| certs.join(name).display().to_string();
+    let server = RedisServer::start_with_args(&[
+        "--tls-port",
+        &tls_port.to_string(),
+        "--tls-cert-file",
+        &file("server.pem"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.pem"),
+        "--tls-auth-clients",
+        "yes",
+    ]);
     let alice_pass = format!(">{alice_pw}");
     let alice = [
         "ACL",
@@ -90,16 +107,31 @@ fn start() -> AclRig {
     .expect("write users file");
     let alice2_pw = files.path().join("alice2.pw");
     std::fs::write(&alice2_pw, "alice2-pw\n").expect("write password file");
-    let source = acl_server("alice", "alice-pw");
-    let target = acl_server("alice2", "alice2-pw");
-    let target_auth = format!(
-        ", auth: {{ password: {ADMIN_PW}, users: {{ alice: {{ username: alice2, password_file: \"{}\" }} }} }}",
+    let certs = files.path().join("certs");
+    std::fs::create_dir(&certs).expect("certificate dir");
+    support::tls::certificates(&certs);
+    let tls_ports = [free_port(), free_port()];
+    let source = acl_server("alice", "alice-pw", &certs, tls_ports[0]);
+    let target = acl_server("alice2", "alice2-pw", &certs, tls_ports[1]);
+    // The proxy reaches both servers over TLS only, presenting the test's
+    // certificate (the servers require one).
+    let file = |name: &str| certs.join(name).display().to_string();
+    let tls = format!(
+        ", tls: {{ ca_file: \"{}\", cert_file: \"{}\", key_file: \"{}\", server_name: localhost }}",
+        file("ca.pem"),
+        file("server.pem"),
+        file("server.key")
+    );
+    let source_extra = format!(", auth: {{ password: {ADMIN_PW} }}{tls}");
+    let target_extra = format!(
+        ", auth: {{ password: {ADMIN_PW}, users: {{ alice: {{ username: alice2, password_file: \"{}\" }} }} }}{tls}",
         alice2_pw.display()
     );
-    let rig = RedisRig::start_on(
+    let rig = RedisRig::start_at(
         source,
         target,
-        [&format!(", auth: {{ password: {ADMIN_PW} }}"), &target_auth],
+        tls_ports.map(|p| format!("127.0.0.1:{p}")),
+        [&source_extra, &target_extra],
         &format!("{{ users_file: \"{}\" }}", users_file.display()),
     );
     AclRig {

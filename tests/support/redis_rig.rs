@@ -35,6 +35,19 @@ impl RedisRig {
         cluster_extra: [&str; 2],
         redis_options: &str,
     ) -> RedisRig {
+        let endpoints = [source.addr(), target.addr()];
+        RedisRig::start_at(source, target, endpoints, cluster_extra, redis_options)
+    }
+
+    /// [`RedisRig::start_on`] reaching the servers at `endpoints` (e.g.
+    /// their TLS ports) rather than at their plain ports.
+    pub fn start_at(
+        source: RedisServer,
+        target: RedisServer,
+        endpoints: [String; 2],
+        cluster_extra: [&str; 2],
+        redis_options: &str,
+    ) -> RedisRig {
         let port = free_port();
         let options = if redis_options.is_empty() {
             String::new()
@@ -45,9 +58,9 @@ impl RedisRig {
             "clusters:\n  - {{ name: old, protocol: redis, endpoints: [\"{}\"]{} }}\n  - {{ name: new, protocol: redis, endpoints: [\"{}\"]{} }}\n\
              migrations:\n  - name: cache\n    protocol: redis\n    listen: 127.0.0.1:{port}\n    source: old\n    target: new\n\
              \x20   topics: [ {{ name: sessions, match: \"session:*\" }}, {{ name: rest, match: \"*\" }} ]\n{options}",
-            source.addr(),
+            endpoints[0],
             cluster_extra[0],
-            target.addr(),
+            endpoints[1],
             cluster_extra[1],
         ));
         let proxy = CutoverProcess::start(config);
