@@ -94,7 +94,7 @@ fn user_add(
         }
     };
     let password = text.lines().next().unwrap_or_default();
-    users::add(users_file, name, mechanism, password, iterations)
+    users::add(users_file, name, mechanism, password, iterations).map_err(|e| e.to_string())
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, ExitCode> {

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::AdminState;
 use crate::metrics::{self, SeriesKey};
+use crate::migration::{Driver, TopicHandle};
 
 /// The console page.
 pub const PAGE: &str = include_str!("console.html");
@@ -362,41 +363,7 @@ fn migrations_view(state: &ConsoleState) -> Vec<Value> {
             ];
             let cluster_views: Vec<Value> = clusters
                 .iter()
-                .map(|(role, cluster)| {
-                    let f = [("migration", name), ("cluster", *cluster)];
-                    let (requests, requests_series) = sampler.sum(&s, metrics::REQUESTS, &f);
-                    let (bytes_out, out_series) = sampler.sum(
-                        &s,
-                        metrics::BYTES,
-                        &[f[0], f[1], ("direction", "to_upstream")],
-                    );
-                    let (bytes_in, in_series) = sampler.sum(
-                        &s,
-                        metrics::BYTES,
-                        &[f[0], f[1], ("direction", "to_client")],
-                    );
-                    let (errors, errors_series) = sampler.sum(&s, metrics::REQUEST_ERRORS, &f);
-                    let (p50, p99, p99_series) = sampler.latency(&s, &f);
-                    let bytes_series: Vec<f64> =
-                        out_series.iter().zip(&in_series).map(|(a, b)| a + b).collect();
-                    json!({
-                        "name": cluster,
-                        "role": role,
-                        "requests_per_s": requests,
-                        "bytes_per_s": bytes_in + bytes_out,
-                        "bytes_to_upstream_per_s": bytes_out,
-                        "bytes_to_client_per_s": bytes_in,
-                        "errors_per_s": errors,
-                        "p50_ms": p50,
-                        "p99_ms": p99,
-                        "series": {
-                            "requests": requests_series,
-                            "bytes": bytes_series,
-                            "errors": errors_series,
-                            "p99_ms": p99_series,
-                        },
-                    })
-                })
+                .map(|(role, cluster)| cluster_view(sampler, &s, name, role, cluster))
                 .collect();
             let (clients, clients_series) =
                 sampler.sum(&s, metrics::CONNECTIONS_OPEN, &[("migration", name)]);
@@ -404,27 +371,7 @@ fn migrations_view(state: &ConsoleState) -> Vec<Value> {
             let topics: Vec<Value> = m
                 .topics()
                 .iter()
-                .map(|t| {
-                    let (topic_state, epoch) = t.snapshot();
-                    let split: Vec<Value> = clusters
-                        .iter()
-                        .map(|(role, cluster)| {
-                            let (rate, series) = sampler.sum(
-                                &s,
-                                metrics::REQUESTS,
-                                &[("migration", name), ("topic", &t.name), ("cluster", cluster)],
-                            );
-                            json!({"cluster": cluster, "role": role, "requests_per_s": rate, "series": series})
-                        })
-                        .collect();
-                    json!({
-                        "name": &*t.name,
-                        "state": topic_state,
-                        "epoch": epoch,
-                        "details": driver.and_then(|d| d.status(&t.name)),
-                        "split": split,
-                    })
-                })
+                .map(|t| topic_view(sampler, &s, name, &clusters, t, driver))
                 .collect();
             json!({
                 "name": name,
@@ -440,6 +387,79 @@ fn migrations_view(state: &ConsoleState) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// One cluster of a migration as the page draws it: rates now and their
+/// series over the window.
+fn cluster_view(sampler: &Sampler, s: &Samples, name: &str, role: &str, cluster: &str) -> Value {
+    let f = [("migration", name), ("cluster", cluster)];
+    let (requests, requests_series) = sampler.sum(s, metrics::REQUESTS, &f);
+    let (bytes_out, out_series) = sampler.sum(
+        s,
+        metrics::BYTES,
+        &[f[0], f[1], ("direction", "to_upstream")],
+    );
+    let (bytes_in, in_series) =
+        sampler.sum(s, metrics::BYTES, &[f[0], f[1], ("direction", "to_client")]);
+    let (errors, errors_series) = sampler.sum(s, metrics::REQUEST_ERRORS, &f);
+    let (p50, p99, p99_series) = sampler.latency(s, &f);
+    let bytes_series: Vec<f64> = out_series
+        .iter()
+        .zip(&in_series)
+        .map(|(a, b)| a + b)
+        .collect();
+    json!({
+        "name": cluster,
+        "role": role,
+        "requests_per_s": requests,
+        "bytes_per_s": bytes_in + bytes_out,
+        "bytes_to_upstream_per_s": bytes_out,
+        "bytes_to_client_per_s": bytes_in,
+        "errors_per_s": errors,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "series": {
+            "requests": requests_series,
+            "bytes": bytes_series,
+            "errors": errors_series,
+            "p99_ms": p99_series,
+        },
+    })
+}
+
+/// One topic of a migration: its state, the driver's details, and how its
+/// requests split between the two clusters.
+fn topic_view(
+    sampler: &Sampler,
+    s: &Samples,
+    name: &str,
+    clusters: &[(&str, &str); 2],
+    t: &TopicHandle,
+    driver: Option<&Arc<dyn Driver>>,
+) -> Value {
+    let (topic_state, epoch) = t.snapshot();
+    let split: Vec<Value> = clusters
+        .iter()
+        .map(|(role, cluster)| {
+            let (rate, series) = sampler.sum(
+                s,
+                metrics::REQUESTS,
+                &[
+                    ("migration", name),
+                    ("topic", &t.name),
+                    ("cluster", cluster),
+                ],
+            );
+            json!({"cluster": cluster, "role": role, "requests_per_s": rate, "series": series})
+        })
+        .collect();
+    json!({
+        "name": &*t.name,
+        "state": topic_state,
+        "epoch": epoch,
+        "details": driver.and_then(|d| d.status(&t.name)),
+        "split": split,
+    })
 }
 
 #[cfg(test)]

@@ -197,49 +197,19 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             topic,
             rollback,
             json,
-        } => {
-            let action = if rollback { "rollback" } else { "advance" };
-            let path =
-                format!("/api/v1/migrations/{migration}/topics/{topic}/check?action={action}");
-            let answer = client::call(socket, Method::GET, &path, None).await?;
-            print_or(json, &answer, || print_check(&answer.body))
-        }
+        } => check(socket, &migration, &topic, rollback, json).await,
         CtlCommand::Advance(m) => transition(socket, "advance", m).await,
         CtlCommand::Rollback(m) => transition(socket, "rollback", m).await,
         CtlCommand::Backfill {
             migration,
             keyspace,
-        } => {
-            let path = format!("/api/v1/migrations/{migration}/topics/{keyspace}/actions/backfill");
-            let answer = client::call(socket, Method::POST, &path, Some(json!({}))).await?;
-            action_result(&answer, |body| {
-                outln!(
-                    "backfill of {keyspace} started from the {} ({} keys in its databases); follow it with `ctl status`",
-                    text(&body["from"]),
-                    text(&body["total_keys"])
-                );
-                ExitCode::SUCCESS
-            })
-        }
+        } => backfill(socket, &migration, &keyspace).await,
         CtlCommand::Verify {
             migration,
             keyspace,
             sample,
             json,
-        } => {
-            let path = format!("/api/v1/migrations/{migration}/topics/{keyspace}/actions/verify");
-            let answer = client::call(
-                socket,
-                Method::POST,
-                &path,
-                Some(json!({ "sample": sample })),
-            )
-            .await?;
-            if json {
-                return print_or(true, &answer, || ExitCode::SUCCESS);
-            }
-            action_result(&answer, print_verify)
-        }
+        } => verify(socket, &migration, &keyspace, sample, json).await,
         CtlCommand::MigrateMetadata {
             migration,
             topics,
@@ -278,6 +248,60 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             json,
         } => history(socket, migration, topic, actions, json).await,
     }
+}
+
+/// `ctl check`: whether a topic may advance (or roll back) now, and why not.
+async fn check(
+    socket: &std::path::Path,
+    migration: &str,
+    topic: &str,
+    rollback: bool,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let action = if rollback { "rollback" } else { "advance" };
+    let path = format!("/api/v1/migrations/{migration}/topics/{topic}/check?action={action}");
+    let answer = client::call(socket, Method::GET, &path, None).await?;
+    print_or(json, &answer, || print_check(&answer.body))
+}
+
+/// `ctl backfill`: starts copying a keyspace; progress shows in `ctl status`.
+async fn backfill(
+    socket: &std::path::Path,
+    migration: &str,
+    keyspace: &str,
+) -> Result<ExitCode, ClientError> {
+    let path = format!("/api/v1/migrations/{migration}/topics/{keyspace}/actions/backfill");
+    let answer = client::call(socket, Method::POST, &path, Some(json!({}))).await?;
+    action_result(&answer, |body| {
+        outln!(
+            "backfill of {keyspace} started from the {} ({} keys in its databases); follow it with `ctl status`",
+            text(&body["from"]),
+            text(&body["total_keys"])
+        );
+        ExitCode::SUCCESS
+    })
+}
+
+/// `ctl verify`: compares a sample of keys on both clusters.
+async fn verify(
+    socket: &std::path::Path,
+    migration: &str,
+    keyspace: &str,
+    sample: Option<u64>,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let path = format!("/api/v1/migrations/{migration}/topics/{keyspace}/actions/verify");
+    let answer = client::call(
+        socket,
+        Method::POST,
+        &path,
+        Some(json!({ "sample": sample })),
+    )
+    .await?;
+    if json {
+        return print_or(true, &answer, || ExitCode::SUCCESS);
+    }
+    action_result(&answer, print_verify)
 }
 
 /// `ctl history`: state moves, or with `actions` every other admin action.

@@ -120,7 +120,7 @@ pub(super) fn validate_migration_auth(
                 ),
             ),
             Ok(_) => {}
-            Err(e) => push(".users_file", e),
+            Err(e) => push(".users_file", e.to_string()),
         }
     }
     let lifetime = kafka.client_session_lifetime;

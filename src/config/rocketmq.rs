@@ -119,25 +119,8 @@ pub(super) fn validate(path: &str, migration: &MigrationConfig) -> Vec<(String, 
         return errors;
     }
     let options = migration.rocketmq_options();
-    match &options.advertised_host {
-        Some(host)
-            if host.trim().is_empty()
-                || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err()) =>
-        {
-            push(
-                format!("{path}.rocketmq.advertised_host"),
-                "must be a host name or IP, without a port".into(),
-            );
-        }
-        Some(_) => {}
-        None if migration.listen.ip().is_unspecified() => push(
-            format!("{path}.rocketmq.advertised_host"),
-            format!(
-                "is required because listen ({}) is a wildcard address: clients must be told a host they can reach",
-                migration.listen
-            ),
-        ),
-        None => {}
+    if let Some(message) = advertised_host_error(migration, &options) {
+        push(format!("{path}.rocketmq.advertised_host"), message);
     }
     if options.max_brokers == 0 {
         push(
@@ -164,42 +147,70 @@ pub(super) fn validate(path: &str, migration: &MigrationConfig) -> Vec<(String, 
             "must be above zero".into(),
         );
     }
-    if let Some(file) = &options.accounts_file {
-        match crate::credentials::rocketmq_accounts::load(file) {
-            Err(e) => push(format!("{path}.rocketmq.accounts_file"), e.to_string()),
-            Ok(accounts) if accounts.is_empty() => push(
-                format!("{path}.rocketmq.accounts_file"),
-                format!(
-                    "{} holds no account: no client could sign its requests",
-                    file.display()
-                ),
-            ),
-            Ok(_) => {}
-        }
+    if let Some(file) = &options.accounts_file
+        && let Some(message) = accounts_file_error(file)
+    {
+        push(format!("{path}.rocketmq.accounts_file"), message);
     }
+    if let Some(message) = brokers_listen_base_error(migration, &options) {
+        push(format!("{path}.rocketmq.brokers_listen_base"), message);
+    }
+    errors
+}
+
+/// Why `advertised_host` cannot be told to clients, if it cannot: it must
+/// be a bare host, and is required when `listen` is a wildcard.
+fn advertised_host_error(migration: &MigrationConfig, options: &RocketmqOptions) -> Option<String> {
+    match &options.advertised_host {
+        Some(host)
+            if host.trim().is_empty()
+                || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err()) =>
+        {
+            Some("must be a host name or IP, without a port".into())
+        }
+        Some(_) => None,
+        None if migration.listen.ip().is_unspecified() => Some(format!(
+            "is required because listen ({}) is a wildcard address: clients must be told a host they can reach",
+            migration.listen
+        )),
+        None => None,
+    }
+}
+
+/// Why the accounts file cannot be used, if it cannot: unreadable, bad,
+/// or empty (no client could sign).
+fn accounts_file_error(file: &std::path::Path) -> Option<String> {
+    match crate::credentials::rocketmq_accounts::load(file) {
+        Err(e) => Some(e.to_string()),
+        Ok(accounts) if accounts.is_empty() => Some(format!(
+            "{} holds no account: no client could sign its requests",
+            file.display()
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// Why the brokers' listen ports do not fit, if they do not: two ports
+/// per broker (rounded up to pairs) must stay at or below 65535.
+fn brokers_listen_base_error(
+    migration: &MigrationConfig,
+    options: &RocketmqOptions,
+) -> Option<String> {
     match migration.rocketmq_brokers_base() {
-        Some(0) => push(
-            format!("{path}.rocketmq.brokers_listen_base"),
-            "must not be 0".into(),
-        ),
+        Some(0) => Some("must not be 0".into()),
         Some(base)
             if u32::from(base) + 2 * u32::from(options.max_brokers.div_ceil(2) * 2) > 65_536 =>
         {
-            push(
-                format!("{path}.rocketmq.brokers_listen_base"),
-                format!(
-                    "{base} + 2 × max_brokers ({}) runs past port 65535",
-                    options.max_brokers
-                ),
-            )
+            Some(format!(
+                "{base} + 2 × max_brokers ({}) runs past port 65535",
+                options.max_brokers
+            ))
         }
-        Some(_) => {}
-        None => push(
-            format!("{path}.rocketmq.brokers_listen_base"),
+        Some(_) => None,
+        None => Some(
             "listen uses port 65535, so there is no port after it: set brokers_listen_base".into(),
         ),
     }
-    errors
 }
 
 /// Errors of a RocketMQ cluster's `auth` (ACL: the proxy signs every

@@ -23,6 +23,41 @@ pub const DEFAULT_ITERATIONS: u32 = 4096;
 /// Longest user name accepted (Kafka principals are short strings).
 const MAX_NAME: usize = 256;
 
+/// Why a users file cannot be read, or an entry cannot be added to it.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersFileError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Some lines are invalid; each sentence names its line.
+    #[error("{}: {}", path.display(), errors.join("; "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// One sentence per bad line.
+        errors: Vec<String>,
+    },
+    /// The new file could not be written or moved into place.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The entry to add is refused (name, mechanism, iterations, password)
+    /// or its salt could not be drawn; the sentence says which.
+    #[error("{0}")]
+    Entry(String),
+}
+
 /// Every user's SCRAM credentials, by (name, mechanism).
 #[derive(Debug, Default)]
 pub(crate) struct UserTable {
@@ -174,14 +209,25 @@ fn entry_line(name: &str, mechanism: Mechanism, c: &ScramCredential) -> String {
     )
 }
 
-/// Reads and parses a users file, errors as one sentence.
+/// Reads and parses a users file.
 ///
 /// # Errors
-/// The file cannot be read, or some lines are invalid (all listed).
-pub(crate) fn load(path: &Path) -> Result<UserTable, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    UserTable::parse(&text).map_err(|errors| format!("{}: {}", path.display(), errors.join("; ")))
+/// [`UsersFileError::Read`] when the file cannot be read,
+/// [`UsersFileError::Invalid`] when some lines are invalid (all listed).
+pub(crate) fn load(path: &Path) -> Result<UserTable, UsersFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| UsersFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+/// [`UserTable::parse`] with the file named in the error.
+fn parse_file(path: &Path, text: &str) -> Result<UserTable, UsersFileError> {
+    UserTable::parse(text).map_err(|errors| UsersFileError::Invalid {
+        path: path.to_owned(),
+        errors,
+    })
 }
 
 /// Adds (or replaces) `name`'s `mechanism` entry in the file at `path`,
@@ -190,34 +236,30 @@ pub(crate) fn load(path: &Path) -> Result<UserTable, String> {
 /// reads half a file.
 ///
 /// # Errors
-/// A bad name or mechanism, a file that does not parse, or I/O.
+/// [`UsersFileError::Entry`] for a bad name, mechanism, iteration count or
+/// password; [`UsersFileError::Invalid`] for a file that does not parse;
+/// [`UsersFileError::Read`] / [`UsersFileError::Write`] for I/O.
 pub fn add(
     path: &Path,
     name: &str,
     mechanism: Mechanism,
     password: &str,
     iterations: u32,
-) -> Result<(), String> {
-    check_name(name)?;
-    if mechanism == Mechanism::Plain {
-        return Err("PLAIN logins are checked against the SCRAM entries; add a SCRAM-SHA-256 or SCRAM-SHA-512 entry".into());
-    }
-    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
-        return Err(format!(
-            "iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}"
-        ));
-    }
-    if password.is_empty() {
-        return Err("the password is empty".into());
-    }
+) -> Result<(), UsersFileError> {
+    check_entry(name, mechanism, password, iterations).map_err(UsersFileError::Entry)?;
     let old = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => {
+            return Err(UsersFileError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
     };
-    UserTable::parse(&old)
-        .map_err(|errors| format!("{}: {}", path.display(), errors.join("; ")))?;
-    let credential = ScramCredential::generate(mechanism, password.as_bytes(), iterations)?;
+    parse_file(path, &old)?;
+    let credential = ScramCredential::generate(mechanism, password.as_bytes(), iterations)
+        .map_err(UsersFileError::Entry)?;
     let mut text = String::new();
     if old.is_empty() {
         text.push_str("# cutover Kafka users: NAME MECHANISM salt=B64,stored_key=B64,server_key=B64,iterations=N\n");
@@ -235,12 +277,37 @@ pub fn add(
     write_atomically(path, &text)
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+/// Why `add` refuses an entry before touching the file, as a sentence.
+fn check_entry(
+    name: &str,
+    mechanism: Mechanism,
+    password: &str,
+    iterations: u32,
+) -> Result<(), String> {
+    check_name(name)?;
+    if mechanism == Mechanism::Plain {
+        return Err("PLAIN logins are checked against the SCRAM entries; add a SCRAM-SHA-256 or SCRAM-SHA-512 entry".into());
+    }
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+        return Err(format!(
+            "iterations must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}"
+        ));
+    }
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), UsersFileError> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let failed = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let failed = |source: std::io::Error| UsersFileError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let mut tmp = tempfile_in(dir).map_err(failed)?;
     tmp.1.write_all(text.as_bytes()).map_err(failed)?;
     tmp.1.sync_all().map_err(failed)?;
@@ -305,15 +372,21 @@ mod tests {
                 "line 4: expected `NAME MECHANISM salt=...,stored_key=...,server_key=...,iterations=N`",
             ]
         );
-        assert!(
+        assert!(matches!(
             add(
                 Path::new("/nonexistent/x"),
                 "a b",
                 Mechanism::ScramSha256,
                 "p",
                 4096
-            )
-            .is_err()
-        );
+            ),
+            Err(UsersFileError::Entry(_))
+        ));
+        assert!(matches!(
+            load(Path::new("/nonexistent/x")),
+            Err(UsersFileError::Read { path, source })
+                if path == Path::new("/nonexistent/x")
+                    && source.kind() == std::io::ErrorKind::NotFound
+        ));
     }
 }

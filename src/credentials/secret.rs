@@ -7,6 +7,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Why a secret cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// Neither an inline value nor a file was configured.
+    #[error("no password or password_file")]
+    Missing,
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error, kept so a caller can tell not-found from denied.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A password or key, inline or from a file (never printed).
 pub struct Secret {
     file: Option<PathBuf>,
@@ -27,16 +44,26 @@ impl Secret {
     /// missing file fails at start, not at the first login).
     ///
     /// # Errors
-    /// Neither given, or the file cannot be read.
-    pub fn new(inline: Option<&String>, file: Option<&Path>) -> Result<Secret, String> {
+    /// [`SecretError::Missing`] when neither is given,
+    /// [`SecretError::Read`] when the file cannot be read.
+    pub fn open(inline: Option<&String>, file: Option<&Path>) -> Result<Secret, SecretError> {
         match (inline, file) {
             (Some(value), _) => Ok(Secret::inline(value.clone())),
             (None, Some(file)) => Ok(Secret {
                 last: Mutex::new(read(file)?),
                 file: Some(file.to_owned()),
             }),
-            (None, None) => Err("no password or password_file".into()),
+            (None, None) => Err(SecretError::Missing),
         }
+    }
+
+    /// [`Secret::open`] with the error as its sentence, for callers whose
+    /// own error type still carries a `String` reason.
+    ///
+    /// # Errors
+    /// As [`Secret::open`].
+    pub fn new(inline: Option<&String>, file: Option<&Path>) -> Result<Secret, String> {
+        Secret::open(inline, file).map_err(|e| e.to_string())
     }
 
     /// A fixed value (e.g. a password a client gave).
@@ -64,9 +91,12 @@ impl Secret {
     }
 }
 
-fn read(file: &Path) -> Result<String, String> {
+fn read(file: &Path) -> Result<String, SecretError> {
     Ok(std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        .map_err(|source| SecretError::Read {
+            path: file.to_owned(),
+            source,
+        })?
         .lines()
         .next()
         .unwrap_or_default()
@@ -93,6 +123,12 @@ mod tests {
                 .unwrap()
                 .current(),
             "inline"
+        );
+        let missing = Secret::open(None, Some(&file)).unwrap_err();
+        assert!(
+            matches!(&missing, SecretError::Read { path, source }
+                if *path == file && source.kind() == std::io::ErrorKind::NotFound),
+            "{missing:?}"
         );
         let missing = Secret::new(None, Some(&file)).unwrap_err();
         assert!(missing.starts_with("cannot read "), "{missing}");

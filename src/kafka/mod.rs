@@ -433,28 +433,11 @@ async fn build_shared(
         )
     })?;
     let settings = ListenerSettings::for_migration(config, &migration.name, mc.tls.as_ref())?;
-    let cluster_logins = |c| {
-        sasl::identity::ClusterLogins::of(c)
-            .map(Arc::new)
-            .map_err(StartError::Setup)
-    };
-    let cluster_logins = [cluster_logins(source)?, cluster_logins(target)?];
+    let cluster_logins = cluster_logins([source, target])?;
     let handshakes = [cluster_logins[0].handshake(), cluster_logins[1].handshake()];
     let source_upstream = source_upstream.with_handshake(handshakes[0].clone());
     let target_upstream = target_upstream.with_handshake(handshakes[1].clone());
-    let logins = match &options.users_file {
-        None => None,
-        Some(file) => Some(Arc::new(sasl::server::ClientLogins {
-            users: sasl::users::open(file).map_err(StartError::Setup)?,
-            throttle: crate::proxy::throttle::AuthThrottle::default(),
-            failures: metrics::counter!(metrics::REQUEST_ERRORS, "migration" => migration.name.to_string(), "cluster" => "client", "kind" => "auth"),
-            identity: sasl::identity::ClientIdentity::new(
-                options.upstream_identity(),
-                cluster_logins.clone(),
-            ),
-            session_lifetime: options.client_session_lifetime,
-        })),
-    };
+    let logins = client_logins(&options, &migration.name, &cluster_logins)?;
     let store = controller.store().clone();
     let maps = splice::routing::load(store.as_ref(), &migration.name)
         .await
@@ -504,4 +487,39 @@ async fn build_shared(
         connect_timeout: config.proxy.connect_timeout,
     });
     Ok((shared, settings))
+}
+
+/// How the proxy logs in to `[source, target]` (its own login and the
+/// ones mapped from client users).
+fn cluster_logins(
+    clusters: [&crate::config::ClusterConfig; 2],
+) -> Result<[Arc<sasl::identity::ClusterLogins>; 2], StartError> {
+    let logins = |c| {
+        sasl::identity::ClusterLogins::of(c)
+            .map(Arc::new)
+            .map_err(StartError::Setup)
+    };
+    Ok([logins(clusters[0])?, logins(clusters[1])?])
+}
+
+/// The client logins of a listener with a users file; `None` when clients
+/// do not log in to the proxy.
+fn client_logins(
+    options: &crate::config::KafkaOptions,
+    migration: &str,
+    cluster_logins: &[Arc<sasl::identity::ClusterLogins>; 2],
+) -> Result<Option<Arc<sasl::server::ClientLogins>>, StartError> {
+    let Some(file) = &options.users_file else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(sasl::server::ClientLogins {
+        users: sasl::users::open(file).map_err(StartError::Setup)?,
+        throttle: crate::proxy::throttle::AuthThrottle::default(),
+        failures: metrics::counter!(metrics::REQUEST_ERRORS, "migration" => migration.to_owned(), "cluster" => "client", "kind" => "auth"),
+        identity: sasl::identity::ClientIdentity::new(
+            options.upstream_identity(),
+            cluster_logins.clone(),
+        ),
+        session_lifetime: options.client_session_lifetime,
+    })))
 }

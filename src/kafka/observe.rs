@@ -385,126 +385,148 @@ pub(super) fn parse(key: ApiKey, version: i16, body: &[u8]) -> Seen {
 
 fn parse_into(key: ApiKey, v: i16, body: &[u8], seen: &mut Seen) -> Option<()> {
     match key {
-        ApiKey::FindCoordinator => {
-            let mut r = Reader::new(body, v >= 3);
-            if v <= 3 {
-                let group = r.string()?;
-                let key_type = if v >= 1 { r.i8()? } else { 0 };
-                if key_type == 0 {
-                    seen.groups.push((group?, Vec::new()));
-                }
-            } else {
-                let key_type = r.i8()?;
-                let n = r.array_len()?;
-                for _ in 0..n {
-                    let group = r.string()?;
-                    if key_type == 0
-                        && let Some(g) = group
-                    {
-                        seen.groups.push((g, Vec::new()));
-                    }
-                }
-            }
-        }
+        ApiKey::FindCoordinator => find_coordinator(v, body, seen),
         ApiKey::JoinGroup => {
             let mut r = Reader::new(body, v >= 6);
             seen.groups.push((r.string()??, Vec::new()));
+            Some(())
         }
-        ApiKey::OffsetCommit => {
-            let mut r = Reader::new(body, v >= 8);
-            let group = r.string()??;
-            seen.groups.push((group.clone(), Vec::new()));
-            if v >= 1 {
+        ApiKey::OffsetCommit => offset_commit(v, body, seen),
+        ApiKey::OffsetFetch => offset_fetch(v, body, seen),
+        ApiKey::Produce => produce(v, body, seen),
+        _ => Some(()),
+    }
+}
+
+/// The groups a FindCoordinator asks about (key type 0; transactional ids
+/// are not groups). v4 made the single key a batch.
+fn find_coordinator(v: i16, body: &[u8], seen: &mut Seen) -> Option<()> {
+    let mut r = Reader::new(body, v >= 3);
+    if v <= 3 {
+        let group = r.string()?;
+        let key_type = if v >= 1 { r.i8()? } else { 0 };
+        if key_type == 0 {
+            seen.groups.push((group?, Vec::new()));
+        }
+    } else {
+        let key_type = r.i8()?;
+        let n = r.array_len()?;
+        for _ in 0..n {
+            let group = r.string()?;
+            if key_type == 0
+                && let Some(g) = group
+            {
+                seen.groups.push((g, Vec::new()));
+            }
+        }
+    }
+    Some(())
+}
+
+/// The group and every (topic, partition, offset) an OffsetCommit writes.
+fn offset_commit(v: i16, body: &[u8], seen: &mut Seen) -> Option<()> {
+    let mut r = Reader::new(body, v >= 8);
+    let group = r.string()??;
+    seen.groups.push((group.clone(), Vec::new()));
+    if v >= 1 {
+        r.skip(4)?;
+        r.string()?;
+    }
+    if v >= 7 {
+        r.string()?;
+    }
+    if (2..=4).contains(&v) {
+        r.skip(8)?;
+    }
+    for _ in 0..r.array_len()? {
+        let topic = r.string()??;
+        for _ in 0..r.array_len()? {
+            let partition = r.i32()?;
+            let offset = r.i64()?;
+            if v >= 6 {
                 r.skip(4)?;
-                r.string()?;
             }
-            if v >= 7 {
-                r.string()?;
-            }
-            if (2..=4).contains(&v) {
+            if v == 1 {
                 r.skip(8)?;
             }
-            for _ in 0..r.array_len()? {
-                let topic = r.string()??;
-                for _ in 0..r.array_len()? {
-                    let partition = r.i32()?;
-                    let offset = r.i64()?;
-                    if v >= 6 {
-                        r.skip(4)?;
-                    }
-                    if v == 1 {
-                        r.skip(8)?;
-                    }
-                    r.string()?;
-                    r.tags()?;
-                    seen.commits
-                        .push((group.clone(), topic.clone(), partition, offset));
-                }
-                r.tags()?;
-            }
-        }
-        ApiKey::OffsetFetch => {
-            let mut r = Reader::new(body, v >= 6);
-            let topics = |r: &mut Reader<'_>| -> Option<Vec<String>> {
-                let mut names = Vec::new();
-                for _ in 0..r.array_len()? {
-                    if let Some(t) = r.string()? {
-                        names.push(t);
-                    }
-                    for _ in 0..r.array_len()? {
-                        r.skip(4)?;
-                    }
-                    r.tags()?;
-                }
-                Some(names)
-            };
-            if v <= 7 {
-                let group = r.string()??;
-                seen.groups.push((group, Vec::new()));
-                let names = topics(&mut r)?;
-                seen.groups.last_mut()?.1 = names;
-            } else {
-                for _ in 0..r.array_len()? {
-                    let group = r.string()??;
-                    if v >= 9 {
-                        r.string()?;
-                        r.skip(4)?;
-                    }
-                    seen.groups.push((group, Vec::new()));
-                    let names = topics(&mut r)?;
-                    seen.groups.last_mut()?.1 = names;
-                    r.tags()?;
-                }
-            }
-        }
-        ApiKey::Produce => {
-            let mut r = Reader::new(body, v >= 9);
             r.string()?;
-            let acks = r.i16()?;
-            seen.answered = acks != 0;
+            r.tags()?;
+            seen.commits
+                .push((group.clone(), topic.clone(), partition, offset));
+        }
+        r.tags()?;
+    }
+    Some(())
+}
+
+/// The groups an OffsetFetch reads and, for each, the topics it names;
+/// v8 made the single group a batch.
+fn offset_fetch(v: i16, body: &[u8], seen: &mut Seen) -> Option<()> {
+    let mut r = Reader::new(body, v >= 6);
+    if v <= 7 {
+        let group = r.string()??;
+        seen.groups.push((group, Vec::new()));
+        let names = offset_fetch_topics(&mut r)?;
+        seen.groups.last_mut()?.1 = names;
+    } else {
+        for _ in 0..r.array_len()? {
+            let group = r.string()??;
+            if v >= 9 {
+                r.string()?;
+                r.skip(4)?;
+            }
+            seen.groups.push((group, Vec::new()));
+            let names = offset_fetch_topics(&mut r)?;
+            seen.groups.last_mut()?.1 = names;
+            r.tags()?;
+        }
+    }
+    Some(())
+}
+
+/// The topic names of one OffsetFetch group (partitions skipped).
+fn offset_fetch_topics(r: &mut Reader<'_>) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for _ in 0..r.array_len()? {
+        if let Some(t) = r.string()? {
+            names.push(t);
+        }
+        for _ in 0..r.array_len()? {
             r.skip(4)?;
-            for _ in 0..r.array_len()? {
-                let topic = r.string()??;
-                for _ in 0..r.array_len()? {
-                    let partition = r.i32()?;
-                    let records = r.bytes()?;
-                    r.tags()?;
-                    let n: u64 = batches(records)
-                        .map_while(|b| match b {
-                            Ok(Batch::Whole(view)) => {
-                                Some(u64::try_from(view.last_offset_delta()).unwrap_or(0) + 1)
-                            }
-                            _ => None,
-                        })
-                        .sum();
-                    if n > 0 {
-                        seen.produced.push((topic.clone(), partition, n));
+        }
+        r.tags()?;
+    }
+    Some(names)
+}
+
+/// Whether a Produce is answered (acks != 0) and how many records it
+/// carries per (topic, partition); counting stops at the first batch that
+/// is not whole.
+fn produce(v: i16, body: &[u8], seen: &mut Seen) -> Option<()> {
+    let mut r = Reader::new(body, v >= 9);
+    r.string()?;
+    let acks = r.i16()?;
+    seen.answered = acks != 0;
+    r.skip(4)?;
+    for _ in 0..r.array_len()? {
+        let topic = r.string()??;
+        for _ in 0..r.array_len()? {
+            let partition = r.i32()?;
+            let records = r.bytes()?;
+            r.tags()?;
+            let n: u64 = batches(records)
+                .map_while(|b| match b {
+                    Ok(Batch::Whole(view)) => {
+                        Some(u64::try_from(view.last_offset_delta()).unwrap_or(0) + 1)
                     }
-                }
-                r.tags()?;
+                    _ => None,
+                })
+                .sum();
+            if n > 0 {
+                seen.produced.push((topic.clone(), partition, n));
             }
         }
-        _ => {}
+        r.tags()?;
     }
     Some(())
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::backfill_state::Progress;
@@ -166,11 +167,7 @@ fn spawn(
 }
 
 async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Result<(), String> {
-    let from = if progress.from == "target" {
-        Side::Target
-    } else {
-        Side::Source
-    };
+    let from = side_named(&progress.from);
     let rate = f64::from(shared.options.backfill_keys_per_second);
     #[allow(clippy::cast_precision_loss)]
     let byte_rate = shared.options.backfill_bytes_per_second as f64;
@@ -178,11 +175,7 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
     let started = Instant::now();
     let mut visited_here = 0u64;
     while let Some((scanned, db, cursor)) = progress.pending.first().cloned() {
-        let scanned = if scanned == "target" {
-            Side::Target
-        } else {
-            Side::Source
-        };
+        let scanned = side_named(&scanned);
         let mut conn = scan::connect(shared, scanned, db).await?;
         let mut cursor = cursor;
         loop {
@@ -190,20 +183,7 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
                 return Err("the keyspace changed state during the backfill; run it again".into());
             }
             let (next, keys) = scan::step(shared, &mut conn, cursor, SCAN_COUNT).await?;
-            for key in keys.iter() {
-                if shared
-                    .keyspace_for(key)
-                    .is_some_and(|k| k.index == keyspace.index)
-                {
-                    shared.copier.mark(Item {
-                        keyspace: keyspace.index,
-                        db,
-                        key: key.clone(),
-                        from,
-                    });
-                    progress.queued += 1;
-                }
-            }
+            progress.queued += mark_keys(shared, keyspace, db, from, &keys);
             // Let this batch's copies land before pacing, so the byte count
             // the limit is checked against includes them (bounded: live writes
             // keep the backlog from ever reaching zero on a busy keyspace).
@@ -232,9 +212,44 @@ async fn run(shared: &Shared, keyspace: &Keyspace, mut progress: Progress) -> Re
         shared.backfills.set(keyspace.index, progress.clone());
         persist(shared, keyspace, &progress).await;
     }
-    // Complete only once every queued copy has landed.
+    copies_landed(shared, keyspace, progress.epoch).await
+}
+
+/// The side a persisted progress names ("target", else the source).
+fn side_named(name: &str) -> Side {
+    if name == "target" {
+        Side::Target
+    } else {
+        Side::Source
+    }
+}
+
+/// Queues a copy from `from` of each scanned key that belongs to
+/// `keyspace` (a SCAN sees every keyspace of the database); how many.
+fn mark_keys(shared: &Shared, keyspace: &Keyspace, db: u32, from: Side, keys: &[Bytes]) -> u64 {
+    let mut queued = 0;
+    for key in keys {
+        if shared
+            .keyspace_for(key)
+            .is_some_and(|k| k.index == keyspace.index)
+        {
+            shared.copier.mark(Item {
+                keyspace: keyspace.index,
+                db,
+                key: key.clone(),
+                from,
+            });
+            queued += 1;
+        }
+    }
+    queued
+}
+
+/// Returns once every queued copy has landed: a backfill is complete only
+/// then. Fails when the keyspace moves to another epoch meanwhile.
+async fn copies_landed(shared: &Shared, keyspace: &Keyspace, epoch: u64) -> Result<(), String> {
     loop {
-        if keyspace.topic.snapshot().1 != progress.epoch {
+        if keyspace.topic.snapshot().1 != epoch {
             return Err(
                 "the keyspace changed state before the backfill's copies landed; run it again"
                     .into(),

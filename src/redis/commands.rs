@@ -88,27 +88,12 @@ impl Session {
             "auth" => self.auth(&request).await,
             "select" => self.select(request).await,
             "reset" => self.reset(),
-            "client|setname" => self.set_name(&request),
-            "client|getname" => self.local(self.mirror.name.as_ref().map_or_else(|| encode::null(self.mirror.protocol == 3), |n| encode::bulk(n))),
-            "client|id" => self.local(encode::integer(i64::try_from(self.client_id).unwrap_or(i64::MAX))),
-            "client|reply" => self.client_reply(request).await,
-            "client|unblock" => self.client_unblock(request).await,
-            "client|no-evict" => self.no_evict(request).await,
-            "client|setinfo" | "client|no-touch" => self.local(encode::ok()),
-            "client|kill" if is_kill_by_id(&request.args) => self.kill_client(request).await,
-            "client|info" | "client|list" | "client|kill" | "client|pause" | "client|unpause" => {
-                self.keyless(spec, request).await;
-            }
-            "client|tracking" | "client|caching" => self.refuse(&format!(
-                "CLIENT {} is not supported through the proxy: invalidations would come from whichever cluster a key lives on, and none would say a key moved to the other cluster, so a client cache could serve stale values",
-                spec.short_name().to_uppercase()
-            )),
-            name if name.starts_with("client|") => self.refuse(&format!(
-                "CLIENT {} is not supported through the proxy: it would change how replies are ordered or cached",
-                spec.short_name().to_uppercase()
-            )),
+            name if name.starts_with("client|") => self.client_command(spec, request).await,
             "monitor" | "sync" | "psync" | "replicaof" | "slaveof" => {
-                self.refuse(&format!("{} is not supported through the proxy", spec.name.to_uppercase()));
+                self.refuse(&format!(
+                    "{} is not supported through the proxy",
+                    spec.name.to_uppercase()
+                ));
             }
             "multi" => self.begin_transaction(),
             "exec" => self.exec(request).await,
@@ -125,10 +110,39 @@ impl Session {
                 let message = flush_refusal(name, &self.shared.describe_states());
                 self.refuse(&message);
             }
-            "script|load" | "script|flush" | "function|load" | "function|delete" | "function|flush" | "function|restore" => {
+            "script|load" | "script|flush" | "function|load" | "function|delete"
+            | "function|flush" | "function|restore" => {
                 self.broadcast(request).await;
             }
             _ => self.route_command(spec, request, refs).await,
+        }
+    }
+
+    /// CLIENT subcommands: the ones about this connection are answered by
+    /// the proxy; the ones that would change how replies are ordered or
+    /// cached are refused.
+    async fn client_command(&mut self, spec: &'static CommandSpec, request: Request) {
+        match spec.name {
+            "client|setname" => self.set_name(&request),
+            "client|getname" => self.local(self.mirror.name.as_ref().map_or_else(|| encode::null(self.mirror.protocol == 3), |n| encode::bulk(n))),
+            "client|id" => self.local(encode::integer(i64::try_from(self.client_id).unwrap_or(i64::MAX))),
+            "client|reply" => self.client_reply(request).await,
+            "client|unblock" => self.client_unblock(request).await,
+            "client|no-evict" => self.no_evict(request).await,
+            "client|setinfo" | "client|no-touch" => self.local(encode::ok()),
+            "client|kill" if is_kill_by_id(&request.args) => self.kill_client(request).await,
+            "client|info" | "client|list" | "client|kill" | "client|pause" | "client|unpause" => {
+                self.keyless(spec, request).await;
+            }
+            "client|tracking" | "client|caching" => self.refuse(&format!(
+                "CLIENT {} is not supported through the proxy: invalidations would come from whichever cluster a key lives on, and none would say a key moved to the other cluster, so a client cache could serve stale values",
+                spec.short_name().to_uppercase()
+            )),
+            // Only CLIENT subcommands come here.
+            _ => self.refuse(&format!(
+                "CLIENT {} is not supported through the proxy: it would change how replies are ordered or cached",
+                spec.short_name().to_uppercase()
+            )),
         }
     }
 

@@ -6,6 +6,7 @@
 //! request path and ordering is a queue, not a protocol between tasks.
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -237,50 +238,8 @@ impl Session {
                 }
             };
             let fired = matches!(event, Event::Timer);
-            match event {
-                Event::Shutdown => {
-                    self.closing = true;
-                    self.close_reason = "shutdown";
-                }
-                // As Redis: the connection closes at once, owed replies or not.
-                Event::Killed => {
-                    self.close_reason = "client";
-                    break;
-                }
-                // A half-closed client still gets the replies it is owed.
-                Event::Client(Ok(0)) => self.closing = true,
-                Event::Client(Err(_)) => break,
-                Event::Client(Ok(_)) => {
-                    last_client = Instant::now();
-                    self.process_input().await;
-                }
-                Event::Side(side, Ok(0)) => {
-                    self.fail_side(side, "the cluster closed the connection")
-                }
-                Event::Side(side, Err(e)) => self.fail_side(side, &e.to_string()),
-                Event::Side(side, Ok(n)) => {
-                    self.shared.side_metrics[side.index()]
-                        .bytes_in
-                        .increment(n as u64);
-                    self.process_replies(side);
-                }
-                Event::FenceLifted => {
-                    if let Some(parked) = self.parked.take() {
-                        if let Some(txn) = parked.txn {
-                            self.multi = Some(txn);
-                        }
-                        self.dispatch(parked.request).await;
-                        if self.parked.is_none() {
-                            self.process_input().await;
-                        }
-                    }
-                }
-                Event::Timer => {
-                    if self.check_timeouts(last_client) {
-                        self.close_reason = "idle";
-                        break;
-                    }
-                }
+            if self.handle(event, &mut last_client).await.is_break() {
+                break;
             }
             // Re-arming a timer takes a lock in tokio's timer wheel: do it only
             // when the deadline moves earlier, or after the timer fired.
@@ -298,6 +257,59 @@ impl Session {
             "reason" => self.close_reason
         )
         .increment(1);
+    }
+
+    /// Acts on one event of [`Session::run`]'s loop; `Break` leaves the
+    /// loop, and the connection closes.
+    async fn handle(&mut self, event: Event, last_client: &mut Instant) -> ControlFlow<()> {
+        match event {
+            Event::Shutdown => {
+                self.closing = true;
+                self.close_reason = "shutdown";
+            }
+            // As Redis: the connection closes at once, owed replies or not.
+            Event::Killed => {
+                self.close_reason = "client";
+                return ControlFlow::Break(());
+            }
+            // A half-closed client still gets the replies it is owed.
+            Event::Client(Ok(0)) => self.closing = true,
+            Event::Client(Err(_)) => return ControlFlow::Break(()),
+            Event::Client(Ok(_)) => {
+                *last_client = Instant::now();
+                self.process_input().await;
+            }
+            Event::Side(side, Ok(0)) => self.fail_side(side, "the cluster closed the connection"),
+            Event::Side(side, Err(e)) => self.fail_side(side, &e.to_string()),
+            Event::Side(side, Ok(n)) => {
+                self.shared.side_metrics[side.index()]
+                    .bytes_in
+                    .increment(n as u64);
+                self.process_replies(side);
+            }
+            Event::FenceLifted => self.resume_parked().await,
+            Event::Timer => {
+                if self.check_timeouts(*last_client) {
+                    self.close_reason = "idle";
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// The fence a request was parked behind has lifted: dispatch it (in
+    /// its transaction, if it was in one), then read on unless it parked again.
+    async fn resume_parked(&mut self) {
+        if let Some(parked) = self.parked.take() {
+            if let Some(txn) = parked.txn {
+                self.multi = Some(txn);
+            }
+            self.dispatch(parked.request).await;
+            if self.parked.is_none() {
+                self.process_input().await;
+            }
+        }
     }
 
     fn next_deadline(&self, last_client: Instant) -> Instant {

@@ -167,37 +167,13 @@ pub async fn verify(shared: &Shared, keyspace: &Keyspace, sample: usize) -> Resu
                     key: key.clone(),
                     from: primary,
                 };
-                let mut difference = compare(&a, &b);
-                // A write may be acknowledged upstream but not yet seen by the
-                // proxy, or its copy may be in flight: a real divergence is
-                // stable across re-reads once no copy of the key is pending.
-                for _ in 0..RECHECKS {
-                    if difference.is_none() {
-                        break;
-                    }
-                    wait_not_pending(shared, &item).await;
-                    tokio::time::sleep(PENDING_POLL).await;
-                    let a = inspect(shared, &mut from, key).await?;
-                    let b = inspect(shared, &mut other, key).await?;
-                    difference = compare(&a, &b);
-                }
+                let difference =
+                    settled(shared, (&mut from, &mut other), &item, compare(&a, &b)).await?;
                 if difference.is_some() && shared.copier.is_pending(&item) {
                     report.in_flight += 1;
                     continue;
                 }
-                match difference {
-                    None => report.matching += 1,
-                    Some(reason) => {
-                        report.differing += 1;
-                        if report.examples.len() < EXAMPLES {
-                            report.examples.push(Difference {
-                                db,
-                                key: String::from_utf8_lossy(key).into_owned(),
-                                reason,
-                            });
-                        }
-                    }
-                }
+                report.count(db, key, difference);
             }
             cursor = next;
             if cursor == 0 {
@@ -208,6 +184,48 @@ pub async fn verify(shared: &Shared, keyspace: &Keyspace, sample: usize) -> Resu
     }
     report.exhausted = exhausted;
     Ok(report)
+}
+
+/// The difference of `item`'s key once it holds still: a write may be
+/// acknowledged upstream but not yet seen by the proxy, or its copy may be
+/// in flight, so a real divergence is one that stays across re-reads once
+/// no copy of the key is pending.
+async fn settled(
+    shared: &Shared,
+    (from, other): (&mut SideConn, &mut SideConn),
+    item: &Item,
+    mut difference: Option<String>,
+) -> Result<Option<String>, String> {
+    for _ in 0..RECHECKS {
+        if difference.is_none() {
+            break;
+        }
+        wait_not_pending(shared, item).await;
+        tokio::time::sleep(PENDING_POLL).await;
+        let a = inspect(shared, from, &item.key).await?;
+        let b = inspect(shared, other, &item.key).await?;
+        difference = compare(&a, &b);
+    }
+    Ok(difference)
+}
+
+impl Report {
+    /// Counts one compared key, keeping the first few differences.
+    fn count(&mut self, db: u32, key: &[u8], difference: Option<String>) {
+        match difference {
+            None => self.matching += 1,
+            Some(reason) => {
+                self.differing += 1;
+                if self.examples.len() < EXAMPLES {
+                    self.examples.push(Difference {
+                        db,
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// The `verify_clean` readiness check: a fresh sample shows no difference.

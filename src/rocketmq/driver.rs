@@ -185,36 +185,8 @@ impl RocketmqDriver {
                 ),
             ));
         }
-        let mut stray = Vec::new();
-        for row in consumers.rows.iter().filter(|r| r.via == Via::Direct) {
-            for addr in &row.brokers {
-                stray.push(format!(
-                    "group {}: client {} from {} on broker {addr}",
-                    row.group, row.client_id, row.addr
-                ));
-            }
-        }
-        let mut not_back = BTreeSet::new();
-        for group in groups {
-            let listed: BTreeSet<&str> = consumers
-                .rows
-                .iter()
-                .filter(|r| &r.group == group)
-                .map(|r| r.client_id.as_str())
-                .collect();
-            let missing: BTreeSet<String> = self
-                .shared
-                .observed
-                .members_not_back(group)
-                .into_iter()
-                .filter(|id| !listed.contains(id.as_str()))
-                .collect();
-            if !missing.is_empty() {
-                not_back.insert(format!("group {group} ({})", name_some(&missing)));
-            }
-        }
-        stray.sort();
-        stray.dedup();
+        let stray = direct_connections(&consumers);
+        let not_back = self.members_not_back(&consumers);
         let result = if stray.is_empty() {
             CheckResult::pass(
                 NAME,
@@ -251,6 +223,31 @@ impl RocketmqDriver {
             ),
             _ => result,
         }
+    }
+
+    /// Groups with members seen through the proxy before a restart that
+    /// the source's brokers do not list now, one phrase per group.
+    fn members_not_back(&self, consumers: &inventory::Consumers) -> BTreeSet<String> {
+        let mut not_back = BTreeSet::new();
+        for group in &consumers.groups {
+            let listed: BTreeSet<&str> = consumers
+                .rows
+                .iter()
+                .filter(|r| &r.group == group)
+                .map(|r| r.client_id.as_str())
+                .collect();
+            let missing: BTreeSet<String> = self
+                .shared
+                .observed
+                .members_not_back(group)
+                .into_iter()
+                .filter(|id| !listed.contains(id.as_str()))
+                .collect();
+            if !missing.is_empty() {
+                not_back.insert(format!("group {group} ({})", name_some(&missing)));
+            }
+        }
+        not_back
     }
 
     /// Each group's unread messages of `topic` (and its `%RETRY%` topic)
@@ -541,6 +538,23 @@ const HALF_GROUP: &str = "CID_RMQ_SYS_TRANS";
 /// How many group names a check's reason lists before "N more": enough to
 /// act on, short enough for one line of `ctl check`.
 const NAMES_SHOWN: usize = 10;
+
+/// Consumers connected to the source's brokers without the proxy, one
+/// phrase per (client, broker), sorted and without repeats.
+fn direct_connections(consumers: &inventory::Consumers) -> Vec<String> {
+    let mut stray = Vec::new();
+    for row in consumers.rows.iter().filter(|r| r.via == Via::Direct) {
+        for addr in &row.brokers {
+            stray.push(format!(
+                "group {}: client {} from {} on broker {addr}",
+                row.group, row.client_id, row.addr
+            ));
+        }
+    }
+    stray.sort();
+    stray.dedup();
+    stray
+}
 
 #[async_trait]
 impl Driver for RocketmqDriver {

@@ -59,35 +59,7 @@ async fn migrate_inner(shared: &Shared, topic: &str) -> Result<serde_json::Value
     let (per_read, per_write) = ((read.max(1) + n - 1) / n, (write.max(1) + n - 1) / n);
     let mut created = Vec::new();
     for (name, addr) in &masters {
-        let upstream = shared.broker_upstream(Side::Target, addr)?;
-        let mut conn = Conn::open(&upstream, shared.max_frame)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (r, w) = (per_read.to_string(), per_write.to_string());
-        let ask = rpc::request(
-            RequestCode::UPDATE_AND_CREATE_TOPIC,
-            &[
-                ("topic", topic),
-                ("defaultTopic", "TBW102"),
-                ("readQueueNums", &r),
-                ("writeQueueNums", &w),
-                ("perm", "6"),
-                ("topicFilterType", "SINGLE_TAG"),
-                ("topicSysFlag", "0"),
-                ("order", "false"),
-            ],
-        );
-        let got = conn
-            .call(ask, &[], shared.upstream_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        if got.header.code != ResponseCode::SUCCESS {
-            return Err(format!(
-                "broker {name} at {addr} refused to create {topic}: code {}: {}",
-                got.header.code,
-                got.header.remark.unwrap_or_default()
-            ));
-        }
+        create_on_broker(shared, (name, addr), topic, (per_read, per_write)).await?;
         created.push(
             serde_json::json!({"broker": name, "read_queues": per_read, "write_queues": per_write}),
         );
@@ -101,4 +73,44 @@ async fn migrate_inner(shared: &Shared, topic: &str) -> Result<serde_json::Value
         "target_partitions": per_write * n, "brokers": created,
         "reason": format!("created on {} master(s) of cluster \"{target_cluster}\"", masters.len()),
     }))
+}
+
+/// Creates `topic` on one target master broker with `(read, write)`
+/// queues and perm 6 (readable and writable).
+async fn create_on_broker(
+    shared: &Shared,
+    (name, addr): (&str, &str),
+    topic: &str,
+    (read, write): (i32, i32),
+) -> Result<(), String> {
+    let upstream = shared.broker_upstream(Side::Target, addr)?;
+    let mut conn = Conn::open(&upstream, shared.max_frame)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (r, w) = (read.to_string(), write.to_string());
+    let ask = rpc::request(
+        RequestCode::UPDATE_AND_CREATE_TOPIC,
+        &[
+            ("topic", topic),
+            ("defaultTopic", "TBW102"),
+            ("readQueueNums", &r),
+            ("writeQueueNums", &w),
+            ("perm", "6"),
+            ("topicFilterType", "SINGLE_TAG"),
+            ("topicSysFlag", "0"),
+            ("order", "false"),
+        ],
+    );
+    let got = conn
+        .call(ask, &[], shared.upstream_timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    if got.header.code != ResponseCode::SUCCESS {
+        return Err(format!(
+            "broker {name} at {addr} refused to create {topic}: code {}: {}",
+            got.header.code,
+            got.header.remark.unwrap_or_default()
+        ));
+    }
+    Ok(())
 }

@@ -22,7 +22,7 @@
 //! - `groups_move_to_target` (see `group_move`): which groups move with
 //!   the topic and which stay on the source.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
@@ -143,39 +143,14 @@ async fn consumers_past(
             Ok(committed) => {
                 counted += 1;
                 counted_groups.insert(group.clone());
-                for (p, end) in ends {
-                    let Some((virtual_end, _)) = end else {
-                        continue;
-                    };
-                    match committed.get(p) {
-                        Some(c) if c >= virtual_end => {}
-                        // An empty source segment holds nothing to lose.
-                        None if *virtual_end <= 0 => {}
-                        Some(c) => behind.push(format!("{group} at {topic}/{p} committed {c} < {virtual_end}")),
-                        None => behind.push(format!("{group} has no commit on {topic}/{p} (source segment ends at {virtual_end})")),
-                    }
-                }
+                behind.extend(commits_behind(group, topic, &committed, ends));
             }
         }
     }
     // A group with members reading the topic but no commit on it is not
     // counted above; the source still names it and where it reads from.
     let accounted: Vec<String> = counted_groups.into_iter().collect();
-    match group_admin::unseen_consumers(shared, topic, &accounted).await {
-        Ok(reading) => {
-            for (group, members) in reading {
-                let hosts: BTreeSet<&str> = members.iter().map(|m| m.host.as_str()).collect();
-                behind.push(format!(
-                    "{group} has {} member(s) from {} reading {topic} with no commit on it, so what it read of the source's segments is unknown",
-                    members.len(),
-                    hosts.into_iter().collect::<Vec<_>>().join(", ")
-                ));
-            }
-        }
-        Err(e) => behind.push(format!(
-            "cannot tell which groups read {topic} without committing: {e}"
-        )),
-    }
+    behind.extend(uncommitted_readers(shared, topic, &accounted).await);
     if behind.is_empty() {
         CheckResult::pass(
             CONSUMERS,
@@ -192,6 +167,55 @@ async fn consumers_past(
                 behind.join(", ")
             ),
         )
+    }
+}
+
+/// Where `group`'s commits on `topic` stop short of the end of a
+/// partition's last source segment, one sentence per partition.
+fn commits_behind(
+    group: &str,
+    topic: &str,
+    committed: &HashMap<i32, i64>,
+    ends: &[(i32, Option<(i64, i64)>)],
+) -> Vec<String> {
+    let mut behind = Vec::new();
+    for (p, end) in ends {
+        let Some((virtual_end, _)) = end else {
+            continue;
+        };
+        match committed.get(p) {
+            Some(c) if c >= virtual_end => {}
+            // An empty source segment holds nothing to lose.
+            None if *virtual_end <= 0 => {}
+            Some(c) => behind.push(format!(
+                "{group} at {topic}/{p} committed {c} < {virtual_end}"
+            )),
+            None => behind.push(format!(
+                "{group} has no commit on {topic}/{p} (source segment ends at {virtual_end})"
+            )),
+        }
+    }
+    behind
+}
+
+/// Groups the source names as reading `topic` without a commit on it
+/// (other than `accounted`), one sentence each; or why that is unknown.
+async fn uncommitted_readers(shared: &Shared, topic: &str, accounted: &[String]) -> Vec<String> {
+    match group_admin::unseen_consumers(shared, topic, accounted).await {
+        Ok(reading) => reading
+            .into_iter()
+            .map(|(group, members)| {
+                let hosts: BTreeSet<&str> = members.iter().map(|m| m.host.as_str()).collect();
+                format!(
+                    "{group} has {} member(s) from {} reading {topic} with no commit on it, so what it read of the source's segments is unknown",
+                    members.len(),
+                    hosts.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!(
+            "cannot tell which groups read {topic} without committing: {e}"
+        )],
     }
 }
 

@@ -49,7 +49,8 @@ impl ClusterLogins {
         })?;
         logins.mechanism = Some(mechanism);
         if let Some(user) = &auth.username {
-            let password = Secret::new(auth.password.as_ref(), auth.password_file.as_deref())?;
+            let password = Secret::open(auth.password.as_ref(), auth.password_file.as_deref())
+                .map_err(|e| e.to_string())?;
             logins.proxy = Some(Arc::new(SaslLogin::new(mechanism, user.clone(), password)));
         }
         logins.mapped = mapped(mechanism, auth)?;
@@ -87,7 +88,8 @@ fn mapped(
     auth.users
         .iter()
         .map(|(client, user)| {
-            let password = Secret::new(user.password.as_ref(), user.password_file.as_deref())?;
+            let password = Secret::open(user.password.as_ref(), user.password_file.as_deref())
+                .map_err(|e| e.to_string())?;
             let name = user.username.clone().unwrap_or_else(|| client.clone());
             Ok((
                 client.clone(),

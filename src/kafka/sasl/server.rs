@@ -198,6 +198,40 @@ fn authenticate(
     // KIP-368 lifetimes need SaslAuthenticate v1+ to tell the client.
     let lifetime = Some(logins.session_lifetime).filter(|l| !l.is_zero() && version >= 1);
     let expires = lifetime.map(|l| Instant::now() + l);
+    let Some(outcome) = next_login_step(logins, login, token, expires, relogin_of) else {
+        return Step::Close("SaslAuthenticate without a SaslHandshake first".into());
+    };
+    match outcome {
+        Ok(token) => {
+            let mut body = SaslAuthenticateResponse::default().with_auth_bytes(token);
+            if let Login::Done { user, .. } = &*login {
+                logins.throttle.succeeded(peer.ip());
+                let again = relogin_of.is_some();
+                tracing::info!(%migration, %peer, %user, again, "kafka client logged in");
+                body.session_lifetime_ms =
+                    lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
+            }
+            match encode(ApiKey::SaslAuthenticate, version, id, &body) {
+                Ok(out) => Step::Answer(out),
+                Err(e) => Step::Close(e),
+            }
+        }
+        Err(failure) => refuse(logins, failure, (peer, migration), header),
+    }
+}
+
+/// Feeds `token` to the login under way and moves it on: the bytes to
+/// answer with, or why the login failed. `None` when no handshake came
+/// first (nothing to answer: the connection closes).
+fn next_login_step(
+    logins: &ClientLogins,
+    login: &mut Login,
+    token: &[u8],
+    expires: Option<Instant>,
+    relogin_of: Option<&str>,
+) -> Option<Result<Bytes, Failure>> {
+    // A re-authentication must not switch users: the connection's links
+    // were chosen for the first one.
     let same_user = |user: &str, mechanism| match relogin_of {
         Some(was) if was != user => Err((
             Some(user.to_owned()),
@@ -241,41 +275,36 @@ fn authenticate(
             },
             Err(e) => Err((Some(user), mechanism, e)),
         },
-        Login::Start | Login::Done { .. } => {
-            return Step::Close("SaslAuthenticate without a SaslHandshake first".into());
-        }
+        Login::Start | Login::Done { .. } => return None,
     };
-    match outcome {
-        Ok(token) => {
-            let mut body = SaslAuthenticateResponse::default().with_auth_bytes(token);
-            if let Login::Done { user, .. } = &*login {
-                logins.throttle.succeeded(peer.ip());
-                let again = relogin_of.is_some();
-                tracing::info!(%migration, %peer, %user, again, "kafka client logged in");
-                body.session_lifetime_ms =
-                    lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
-            }
-            match encode(ApiKey::SaslAuthenticate, version, id, &body) {
-                Ok(out) => Step::Answer(out),
-                Err(e) => Step::Close(e),
-            }
-        }
-        Err((user, mechanism, reason)) => {
-            let delay = logins.throttle.failed(peer.ip(), Instant::now());
-            logins.failures.increment(1);
-            let user = user.unwrap_or_else(|| "(unknown)".into());
-            tracing::warn!(%migration, %peer, %user, %mechanism, %reason, delay_ms = delay.as_millis() as u64, "kafka client authentication failed");
-            let message = format!(
-                "Authentication failed for user {user} with SASL mechanism {mechanism}: {reason}"
-            );
-            let body = SaslAuthenticateResponse::default()
-                .with_error_code(SASL_AUTHENTICATION_FAILED)
-                .with_error_message(Some(StrBytes::from_string(message)));
-            match encode(ApiKey::SaslAuthenticate, version, id, &body) {
-                Ok(out) => Step::Refuse(out, delay),
-                Err(e) => Step::Close(e),
-            }
-        }
+    Some(outcome)
+}
+
+/// The answer to a failed login: counted, logged, and delayed by the
+/// peer's throttle so guessing passwords is slow.
+fn refuse(
+    logins: &ClientLogins,
+    (user, mechanism, reason): Failure,
+    (peer, migration): (SocketAddr, &str),
+    header: &RequestHeader,
+) -> Step {
+    let delay = logins.throttle.failed(peer.ip(), Instant::now());
+    logins.failures.increment(1);
+    let user = user.unwrap_or_else(|| "(unknown)".into());
+    tracing::warn!(%migration, %peer, %user, %mechanism, %reason, delay_ms = delay.as_millis() as u64, "kafka client authentication failed");
+    let message =
+        format!("Authentication failed for user {user} with SASL mechanism {mechanism}: {reason}");
+    let body = SaslAuthenticateResponse::default()
+        .with_error_code(SASL_AUTHENTICATION_FAILED)
+        .with_error_message(Some(StrBytes::from_string(message)));
+    match encode(
+        ApiKey::SaslAuthenticate,
+        header.api_version,
+        header.correlation_id,
+        &body,
+    ) {
+        Ok(out) => Step::Refuse(out, delay),
+        Err(e) => Step::Close(e),
     }
 }
 

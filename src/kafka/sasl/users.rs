@@ -18,5 +18,9 @@ pub(super) type Users = Reloading<UserTable>;
 /// # Errors
 /// As [`load`].
 pub(crate) fn open(path: &Path) -> Result<Arc<Users>, String> {
-    Reloading::open(path, "kafka users file", load)
+    // `Reloading` logs and returns the reason as a sentence, so the typed
+    // error is rendered here, with the same text it always had.
+    Reloading::open(path, "kafka users file", |p| {
+        load(p).map_err(|e| e.to_string())
+    })
 }

@@ -123,43 +123,7 @@ async fn requests(
                 Ok(h) => h,
                 Err(e) => return Close::protocol_by("reading a request header", e),
             };
-            if let Some(logins) = logins {
-                let relogin = header.key == ApiKey::SaslHandshake
-                    || (session.relogin.is_some() && header.key == ApiKey::SaslAuthenticate);
-                if pending || relogin {
-                    let (reply, close) = if pending {
-                        before_login(session, &logins, &frame, &header).await
-                    } else {
-                        login_again(session, &logins, &frame, &header)
-                    };
-                    if let Err(close) = queue(session, &replies, reply).await {
-                        return close;
-                    }
-                    match close {
-                        Some(close) => return close,
-                        None => continue,
-                    }
-                }
-                if session.login.expired(std::time::Instant::now()) {
-                    tracing::warn!(
-                        migration = %session.shared.migration.name, peer = %session.peer,
-                        user = session.login.user().unwrap_or_default(),
-                        "kafka client session expired without logging in again; closing"
-                    );
-                    return Close::Auth;
-                }
-            }
-            if let Err(refused) = admit(header.key, header.api_version) {
-                return Close::protocol_by(
-                    format!("request with correlation id {}", header.correlation_id),
-                    refused,
-                );
-            }
-            let reply = match dispatch::route(session, frame, &header).await {
-                Ok(reply) => reply,
-                Err(close) => return close,
-            };
-            if let Err(close) = queue(session, &replies, reply).await {
+            if let Err(close) = serve(session, logins, pending, frame, &header, &replies).await {
                 return close;
             }
         }
@@ -179,6 +143,48 @@ async fn requests(
             Ok(Ok(_)) => {}
         }
     }
+}
+
+/// One request: a login step answered by the proxy, or (once logged in,
+/// or with no login required) admitted and routed upstream; its reply is
+/// queued in order. `Err` closes the connection.
+async fn serve(
+    session: &mut Session,
+    logins: Option<Arc<ClientLogins>>,
+    pending: bool,
+    frame: Bytes,
+    header: &RequestHeader,
+    replies: &mpsc::Sender<Reply>,
+) -> Result<(), Close> {
+    if let Some(logins) = logins {
+        let relogin = header.key == ApiKey::SaslHandshake
+            || (session.relogin.is_some() && header.key == ApiKey::SaslAuthenticate);
+        if pending || relogin {
+            let (reply, close) = if pending {
+                before_login(session, &logins, &frame, header).await
+            } else {
+                login_again(session, &logins, &frame, header)
+            };
+            queue(session, replies, reply).await?;
+            return close.map_or(Ok(()), Err);
+        }
+        if session.login.expired(std::time::Instant::now()) {
+            tracing::warn!(
+                migration = %session.shared.migration.name, peer = %session.peer,
+                user = session.login.user().unwrap_or_default(),
+                "kafka client session expired without logging in again; closing"
+            );
+            return Err(Close::Auth);
+        }
+    }
+    if let Err(refused) = admit(header.key, header.api_version) {
+        return Err(Close::protocol_by(
+            format!("request with correlation id {}", header.correlation_id),
+            refused,
+        ));
+    }
+    let reply = dispatch::route(session, frame, header).await?;
+    queue(session, replies, reply).await
 }
 
 /// A request read before the client logged in, answered by the proxy

@@ -59,23 +59,13 @@ pub(super) async fn route(
         .await?
         .ok_or_else(|| Close::internal("no answer expected"))?;
     let target = if session.shared.target_in_use() {
-        // Never creates topics there: the target's copy is made by
-        // `ctl migrate-metadata`, with the source's partition count and configs.
-        let ask = MetadataRequest::default()
-            .with_topics(request.topics.as_ref().map(|topics| {
-                topics
-                    .iter()
-                    .map(|t| MetadataRequestTopic::default().with_name(t.name.clone()))
-                    .collect()
-            }))
-            .with_allow_auto_topic_creation(false);
         session
             .send(
                 &Dest::bootstrap(Side::Target),
                 ApiKey::Metadata,
                 TARGET_VERSION,
                 None,
-                &ask,
+                &target_ask(&request),
                 true,
             )
             .await?
@@ -100,16 +90,7 @@ pub(super) async fn route(
         };
         shared.update_layout(Side::Source, |l| l.learn(&source));
         let target = match target {
-            Some(rx) => {
-                let body: MetadataResponse = decode_response_body(
-                    &answer(rx).await?,
-                    ApiKey::Metadata as i16,
-                    TARGET_VERSION,
-                )
-                .map_err(|e| failed(Side::Target, e))?;
-                shared.update_layout(Side::Target, |l| l.learn(&body));
-                Some(body)
-            }
+            Some(rx) => Some(target_answer(&shared, rx).await?),
             None => None,
         };
         let seen = discovered(&source);
@@ -128,6 +109,32 @@ pub(super) async fn route(
             .map_err(|e| Close::internal_by("encoding the Metadata answer", e))?;
         Ok(Out::Frame(frame))
     }))
+}
+
+/// The client's Metadata as asked of the target: the same topics, but
+/// never creating one there (the target's copy is made by
+/// `ctl migrate-metadata`, with the source's partition count and configs).
+fn target_ask(request: &MetadataRequest) -> MetadataRequest {
+    MetadataRequest::default()
+        .with_topics(request.topics.as_ref().map(|topics| {
+            topics
+                .iter()
+                .map(|t| MetadataRequestTopic::default().with_name(t.name.clone()))
+                .collect()
+        }))
+        .with_allow_auto_topic_creation(false)
+}
+
+/// The target's Metadata answer, decoded and learnt into its layout.
+async fn target_answer(
+    shared: &crate::kafka::Shared,
+    rx: tokio::sync::oneshot::Receiver<super::link::Answer>,
+) -> Result<MetadataResponse, Close> {
+    let body: MetadataResponse =
+        decode_response_body(&answer(rx).await?, ApiKey::Metadata as i16, TARGET_VERSION)
+            .map_err(|e| Close::upstream_by(Side::Target, "its Metadata answer", e))?;
+    shared.update_layout(Side::Target, |l| l.learn(&body));
+    Ok(body)
 }
 
 /// How long a Metadata whose source connection failed may go on asking

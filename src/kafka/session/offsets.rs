@@ -11,9 +11,13 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use cutover_kafka::kafka_protocol::messages::list_offsets_request::ListOffsetsTopic;
+use cutover_kafka::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
 use cutover_kafka::kafka_protocol::messages::list_offsets_response::ListOffsetsTopicResponse;
-use cutover_kafka::kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, ListOffsetsRequest, ListOffsetsResponse, TopicName,
+};
 use cutover_kafka::{RequestHeader, decode_request_body, decode_response_body};
 
 use super::offsets_by_time;
@@ -93,23 +97,7 @@ pub(super) async fn route(
     let client = client_id(&frame, header);
     let mut pending = Vec::new();
     for (dest, parts) in groups {
-        let mut topics: Vec<ListOffsetsTopic> = Vec::new();
-        for (name, p) in parts {
-            let p = p.with_current_leader_epoch(-1);
-            match topics.iter_mut().find(|t| t.name == name) {
-                Some(t) => t.partitions.push(p),
-                None => topics.push(
-                    ListOffsetsTopic::default()
-                        .with_name(name)
-                        .with_partitions(vec![p]),
-                ),
-            }
-        }
-        let part = ListOffsetsRequest::default()
-            .with_replica_id(request.replica_id)
-            .with_isolation_level(request.isolation_level)
-            .with_timeout_ms(request.timeout_ms)
-            .with_topics(topics);
+        let part = part_request(&request, parts);
         let rx = session
             .send(
                 &dest,
@@ -144,25 +132,61 @@ pub(super) async fn route(
             let part: ListOffsetsResponse =
                 decode_response_body(&frame, ApiKey::ListOffsets as i16, version)
                     .map_err(|e| Close::upstream_by(side, "its ListOffsets answer", e))?;
-            merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
-            for mut topic in part.topics {
-                for p in &mut topic.partitions {
-                    p.leader_epoch = -1;
-                    let delta = deltas.get(&(topic.name.0.to_string(), p.partition_index));
-                    if let (Some(delta), true) = (delta, p.offset >= 0) {
-                        p.offset += delta;
-                    }
-                }
-                match merged.topics.iter_mut().find(|t| t.name == topic.name) {
-                    Some(t) => t.partitions.append(&mut topic.partitions),
-                    None => merged.topics.push(topic),
-                }
-            }
+            merge_part(&mut merged, part, &deltas);
         }
         let frame = encode(ApiKey::ListOffsets, version, id, &merged)
             .map_err(|e| Close::internal_by("encoding the ListOffsets answer", e))?;
         Ok(Out::Frame(frame))
     }))
+}
+
+/// The share of `request` one broker is asked: its partitions, with no
+/// leader epoch (the client's epochs are the virtual cluster's, not this
+/// broker's).
+fn part_request(
+    request: &ListOffsetsRequest,
+    parts: impl IntoIterator<Item = (TopicName, ListOffsetsPartition)>,
+) -> ListOffsetsRequest {
+    let mut topics: Vec<ListOffsetsTopic> = Vec::new();
+    for (name, p) in parts {
+        let p = p.with_current_leader_epoch(-1);
+        match topics.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.partitions.push(p),
+            None => topics.push(
+                ListOffsetsTopic::default()
+                    .with_name(name)
+                    .with_partitions(vec![p]),
+            ),
+        }
+    }
+    ListOffsetsRequest::default()
+        .with_replica_id(request.replica_id)
+        .with_isolation_level(request.isolation_level)
+        .with_timeout_ms(request.timeout_ms)
+        .with_topics(topics)
+}
+
+/// Adds one broker's answer to the client's: offsets moved by their
+/// partition's `virtual - physical` delta, leader epochs hidden.
+fn merge_part(
+    merged: &mut ListOffsetsResponse,
+    part: ListOffsetsResponse,
+    deltas: &HashMap<(String, i32), i64>,
+) {
+    merged.throttle_time_ms = merged.throttle_time_ms.max(part.throttle_time_ms);
+    for mut topic in part.topics {
+        for p in &mut topic.partitions {
+            p.leader_epoch = -1;
+            let delta = deltas.get(&(topic.name.0.to_string(), p.partition_index));
+            if let (Some(delta), true) = (delta, p.offset >= 0) {
+                p.offset += delta;
+            }
+        }
+        match merged.topics.iter_mut().find(|t| t.name == topic.name) {
+            Some(t) => t.partitions.append(&mut topic.partitions),
+            None => merged.topics.push(topic),
+        }
+    }
 }
 
 #[cfg(test)]
