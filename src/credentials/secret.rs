@@ -57,15 +57,6 @@ impl Secret {
         }
     }
 
-    /// [`Secret::open`] with the error as its sentence, for callers whose
-    /// own error type still carries a `String` reason.
-    ///
-    /// # Errors
-    /// As [`Secret::open`].
-    pub fn new(inline: Option<&String>, file: Option<&Path>) -> Result<Secret, String> {
-        Secret::open(inline, file).map_err(|e| e.to_string())
-    }
-
     /// A fixed value (e.g. a password a client gave).
     #[must_use]
     pub fn inline(value: String) -> Secret {
@@ -112,14 +103,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("password");
         std::fs::write(&file, "first\nignored\n").unwrap();
-        let secret = Secret::new(None, Some(&file)).unwrap();
+        let secret = Secret::open(None, Some(&file)).unwrap();
         assert_eq!(secret.current(), "first");
         std::fs::write(&file, "second\n").unwrap();
         assert_eq!(secret.current(), "second");
         std::fs::remove_file(&file).unwrap();
         assert_eq!(secret.current(), "second");
         assert_eq!(
-            Secret::new(Some(&"inline".to_owned()), Some(&file))
+            Secret::open(Some(&"inline".to_owned()), Some(&file))
                 .unwrap()
                 .current(),
             "inline"
@@ -130,10 +121,9 @@ mod tests {
                 if *path == file && source.kind() == std::io::ErrorKind::NotFound),
             "{missing:?}"
         );
-        let missing = Secret::new(None, Some(&file)).unwrap_err();
-        assert!(missing.starts_with("cannot read "), "{missing}");
+        assert!(missing.to_string().starts_with("cannot read "), "{missing}");
         assert_eq!(
-            Secret::new(None, None).unwrap_err(),
+            Secret::open(None, None).unwrap_err().to_string(),
             "no password or password_file"
         );
     }

@@ -32,7 +32,7 @@ use ring::hmac;
 
 use crate::config::ClusterConfig;
 use crate::credentials::rocketmq_accounts::{self, AccountsError};
-use crate::credentials::secret::Secret;
+use crate::credentials::secret::{Secret, SecretError};
 use crate::proxy::throttle::AuthThrottle;
 
 /// Ext field naming the account.
@@ -46,14 +46,9 @@ pub const SECURITY_TOKEN: &str = "SecurityToken";
 /// Why credentials could not be loaded or a signature was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AclError {
-    /// A cluster's secret file could not be read.
-    #[error("cannot read {path}: {reason}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        reason: String,
-    },
+    /// A cluster's secret cannot be had (its file cannot be read).
+    #[error(transparent)]
+    Secret(#[from] SecretError),
     /// The accounts file cannot be used.
     #[error(transparent)]
     Accounts(#[from] AccountsError),
@@ -303,7 +298,7 @@ impl ClusterSigner {
 /// The signer of a cluster's `auth`, if it has a user name and a secret.
 ///
 /// # Errors
-/// [`AclError::Read`] when the password file cannot be read.
+/// [`AclError::Secret`] when the password file cannot be read.
 pub fn cluster_signer(cluster: &ClusterConfig) -> Result<Option<ClusterSigner>, AclError> {
     let Some(auth) = &cluster.auth else {
         return Ok(None);
@@ -314,17 +309,7 @@ pub fn cluster_signer(cluster: &ClusterConfig) -> Result<Option<ClusterSigner>, 
     if auth.password.is_none() && auth.password_file.is_none() {
         return Ok(None);
     }
-    let secret =
-        Secret::new(auth.password.as_ref(), auth.password_file.as_deref()).map_err(|reason| {
-            AclError::Read {
-                path: auth
-                    .password_file
-                    .as_ref()
-                    .map(|f| f.display().to_string())
-                    .unwrap_or_default(),
-                reason,
-            }
-        })?;
+    let secret = Secret::open(auth.password.as_ref(), auth.password_file.as_deref())?;
     Ok(Some(ClusterSigner::new(ak, secret)))
 }
 
