@@ -102,16 +102,7 @@ fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
     let proxy = &rig.proxy;
     let listen = rig.listen;
     let flag = proxy.config().dir().join("restarted");
-    let script = SCRIPT
-        .replace("{LISTEN}", &listen.to_string())
-        .replace("{TOPIC}", "orders")
-        .replace("{FLAG}", &flag.display().to_string());
-    let child = Command::new(kafka_python())
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python");
+    let child = spawn_script(listen, "orders", &flag);
 
     // Traffic must be flowing through the proxy before the broker goes.
     wait_until(
@@ -134,21 +125,8 @@ fn producers_and_consumers_carry_on_across_a_source_broker_restart() {
     // Each of the three brokers leads one of the three partitions.
     rig.source.kill(1);
     rig.source.restart(1);
-    std::fs::write(&flag, b"").expect("write the flag");
-    let out = finish_kafka_script(child);
-    println!("{out:#}");
-
-    assert_eq!(
-        out["failed"],
-        serde_json::json!([]),
-        "{out:#}\n{}",
-        proxy.log_tail(30)
-    );
-    assert_eq!(out["left"], 0, "{out:#}");
+    let out = nothing_lost(child, &flag, proxy);
     assert!(out["pre_delivered"].as_u64().unwrap() > 0, "{out:#}");
-    assert_eq!(out["lost"], 0, "{out:#}\n{}", proxy.log_tail(30));
-    assert_eq!(out["post_delivered"], 300, "{out:#}");
-    assert_eq!(out["post_consumed"], 300, "{out:#}\n{}", proxy.log_tail(30));
     assert!(
         proxy.log_tail(200).contains("upstream failed"),
         "the restart should have cut the proxied connections:\n{}",
@@ -167,16 +145,7 @@ fn a_source_broker_killed_in_dual_write_loses_nothing() {
     let rig = KafkaRig::start(&format!("{TOPIC}*"), ", dual_write_percent: 50");
     let proxy = &rig.proxy;
     let flag = proxy.config().dir().join("restarted-dw");
-    let script = SCRIPT
-        .replace("{LISTEN}", &rig.listen.to_string())
-        .replace("{TOPIC}", TOPIC)
-        .replace("{FLAG}", &flag.display().to_string());
-    let child = Command::new(kafka_python())
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python");
+    let child = spawn_script(rig.listen, TOPIC, &flag);
     let produced = |cluster: &str| {
         proxy.metric_sum(
             "cutover_kafka_records_total",
@@ -211,7 +180,32 @@ fn a_source_broker_killed_in_dual_write_loses_nothing() {
         "the source's partitions written again after the restart",
         || produced("old") > on_source + 100.0,
     );
-    std::fs::write(&flag, b"").expect("write the flag");
+    nothing_lost(child, &flag, proxy);
+}
+
+/// [`SCRIPT`] producing to `topic` through the proxy at `listen` until
+/// `flag` exists.
+fn spawn_script(listen: u16, topic: &str, flag: &std::path::Path) -> std::process::Child {
+    let script = SCRIPT
+        .replace("{LISTEN}", &listen.to_string())
+        .replace("{TOPIC}", topic)
+        .replace("{FLAG}", &flag.display().to_string());
+    Command::new(kafka_python())
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python")
+}
+
+/// Tells the script the disruption is over (`flag`), and checks that
+/// every record it was acknowledged, before and after, was read back.
+fn nothing_lost(
+    child: std::process::Child,
+    flag: &std::path::Path,
+    proxy: &support::CutoverProcess,
+) -> serde_json::Value {
+    std::fs::write(flag, b"").expect("write the flag");
     let out = finish_kafka_script(child);
     println!("{out:#}");
     assert_eq!(
@@ -224,6 +218,7 @@ fn a_source_broker_killed_in_dual_write_loses_nothing() {
     assert_eq!(out["lost"], 0, "{out:#}\n{}", proxy.log_tail(30));
     assert_eq!(out["post_delivered"], 300, "{out:#}");
     assert_eq!(out["post_consumed"], 300, "{out:#}\n{}", proxy.log_tail(30));
+    out
 }
 
 /// Produce v12 (the highest the proxy offers; KIP-951 hints from v10) of

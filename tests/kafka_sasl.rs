@@ -132,6 +132,30 @@ fn rig(
     )
 }
 
+/// A file of the test certificates.
+fn cert_file(name: &str) -> String {
+    certs().join(name).display().to_string()
+}
+
+/// As [`rig`], with TLS on every hop: the migration's listener offers the
+/// test certificate, and the proxy reaches both clusters at their SASL_SSL
+/// listeners.
+fn tls_rig(pattern: &str, kafka_extra: &str) -> Rig {
+    rig_with(
+        pattern,
+        "old-secret",
+        kafka_extra,
+        "",
+        "",
+        &format!(
+            "    tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
+            cert_file("server.pem"),
+            cert_file("server.key")
+        ),
+        Some(&format!("{{ ca_file: \"{}\" }}", cert_file("ca.pem"))),
+    )
+}
+
 /// As [`rig`], `migration_extra` appended to the migration (e.g. `tls:`),
 /// and `cluster_tls`: both clusters reached at their SASL_SSL listeners
 /// with this `tls:` value.
@@ -320,21 +344,8 @@ fn produce(rig: &Rig, topic: &str, prefix: &str, n: u32) {
 fn clients_log_in_with_scram_and_a_topic_walks_to_the_target_with_nothing_lost() {
     // TLS on every hop: clients reach the proxy's TLS listener (SASL_SSL),
     // the proxy reaches both clusters at their SASL_SSL listeners.
-    let file = |name: &str| certs().join(name).display().to_string();
-    let mut rig = rig_with(
-        "walk*",
-        "old-secret",
-        ", dual_write_percent: 50",
-        "",
-        "",
-        &format!(
-            "    tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
-            file("server.pem"),
-            file("server.key")
-        ),
-        Some(&format!("{{ ca_file: \"{}\" }}", file("ca.pem"))),
-    );
-    rig.client_ca = Some(file("ca.pem"));
+    let mut rig = tls_rig("walk*", ", dual_write_percent: 50");
+    rig.client_ca = Some(cert_file("ca.pem"));
     let out = kafka_tool(
         "org.apache.kafka.tools.TopicCommand",
         &[
@@ -574,20 +585,8 @@ fn client_users_reach_each_cluster_as_their_mapped_principal_and_acl_refusals_pa
 /// listeners (`clusters[].tls`), logging in there.
 #[test]
 fn clients_log_in_over_tls_with_sasl_ssl() {
-    let file = |name: &str| certs().join(name).display().to_string();
-    let rig = rig_with(
-        "tls*",
-        "old-secret",
-        "",
-        "",
-        "",
-        &format!(
-            "    tls: {{ cert_file: \"{}\", key_file: \"{}\" }}\n",
-            file("server.pem"),
-            file("server.key")
-        ),
-        Some(&format!("{{ ca_file: \"{}\" }}", file("ca.pem"))),
-    );
+    let file = cert_file;
+    let rig = tls_rig("tls*", "");
     let tls = format!(
         "CONF.update({{\"security.protocol\": \"SASL_SSL\", \"ssl.ca.location\": \"{}\"}})\n",
         file("ca.pem")
@@ -617,7 +616,7 @@ fn clients_log_in_over_tls_with_sasl_ssl() {
 /// is counted as a client auth error and logged.
 #[test]
 fn clients_without_a_certificate_are_refused_under_mutual_tls() {
-    let file = |name: &str| certs().join(name).display().to_string();
+    let file = cert_file;
     let rig = rig_with(
         "mtls*",
         "old-secret",

@@ -33,19 +33,7 @@ fn admin(server: &RedisServer, args: &[&str]) -> String {
 /// TLS on `tls_port` (certificates from `certs`, client certificates
 /// required there), while its plain port stays for the test's own probes.
 fn acl_server(alice_name: &str, alice_pw: &str, certs: &Path, tls_port: u16) -> RedisServer {
-    let file = |name: &str| certs.join(name).display().to_string();
-    let server = RedisServer::start_with_args(&[
-        "--tls-port",
-        &tls_port.to_string(),
-        "--tls-cert-file",
-        &file("server.pem"),
-        "--tls-key-file",
-        &file("server.key"),
-        "--tls-ca-cert-file",
-        &file("ca.pem"),
-        "--tls-auth-clients",
-        "yes",
-    ]);
+    let server = RedisServer::start_tls(certs, tls_port, "yes");
     let alice_pass = format!(">{alice_pw}");
     let alice = [
         "ACL",

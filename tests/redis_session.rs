@@ -89,18 +89,7 @@ fn tls_is_offered_to_clients_and_used_towards_the_cluster() {
     support::tls::certificates(certs.path());
     let file = |name: &str| certs.path().join(name).display().to_string();
     let tls_port = free_port();
-    let source = RedisServer::start_with_args(&[
-        "--tls-port",
-        &tls_port.to_string(),
-        "--tls-cert-file",
-        &file("server.pem"),
-        "--tls-key-file",
-        &file("server.key"),
-        "--tls-ca-cert-file",
-        &file("ca.pem"),
-        "--tls-auth-clients",
-        "no",
-    ]);
+    let source = RedisServer::start_tls(certs.path(), tls_port, "no");
     let target = RedisServer::start();
     let port = free_port();
     let config = Config::new().append(&format!(

@@ -801,6 +801,18 @@ fn set_user(addr: &str, code: i32, (user, secret): (&str, &str)) {
     assert_eq!(answer.header.code, 0, "{code}: {:?}", answer.header.remark);
 }
 
+/// A connection to the proxy at `endpoint` whose first request (signed
+/// as the client) was served.
+fn admitted_connection(endpoint: &str, ext: &[(&str, &str)]) -> TcpStream {
+    let mut stream = TcpStream::connect(endpoint).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let answer = on_connection(&mut stream, 1, ext, CLIENT_ACCOUNT);
+    assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
+    stream
+}
+
 /// One more request (GET_MAX_OFFSET) signed as `account` on an open
 /// connection.
 fn on_connection(
@@ -837,12 +849,7 @@ fn a_rotated_cluster_secret_reaches_open_connections_without_a_restart() {
     let rig = AclRig::start_as(false, BEFORE);
     let endpoint = rig.broker_endpoint(TOPIC);
     let ext = [("topic", TOPIC), ("queueId", "0")];
-    let mut stream = TcpStream::connect(&endpoint).expect("connect to the proxy");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let answer = on_connection(&mut stream, 1, &ext, CLIENT_ACCOUNT);
-    assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
+    let mut stream = admitted_connection(&endpoint, &ext);
 
     set_user(&broker, 3002, AFTER);
     wait_until(
@@ -885,12 +892,7 @@ fn a_refused_later_request_is_answered_then_closed() {
     create_topic(source, TOPIC, SOURCE_ACCOUNT);
     let endpoint = rig.broker_endpoint(TOPIC);
     let ext = [("topic", TOPIC), ("queueId", "0")];
-    let mut stream = TcpStream::connect(&endpoint).expect("connect to the proxy");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let answer = on_connection(&mut stream, 1, &ext, CLIENT_ACCOUNT);
-    assert_eq!(answer.header.code, 0, "{:?}", answer.header.remark);
+    let mut stream = admitted_connection(&endpoint, &ext);
     let closed = || {
         rig.proxy.metric_sum(
             "cutover_client_connections_closed_total",

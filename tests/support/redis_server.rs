@@ -48,6 +48,26 @@ impl RedisServer {
         server
     }
 
+    /// A server also listening with TLS on `tls_port`, with the test
+    /// certificates in `certs` (`support::tls::certificates`); `auth_clients`
+    /// is redis's `--tls-auth-clients` (`yes`: a client certificate is
+    /// required there). The plain port stays open.
+    pub fn start_tls(certs: &std::path::Path, tls_port: u16, auth_clients: &str) -> RedisServer {
+        let file = |name: &str| certs.join(name).display().to_string();
+        RedisServer::start_with_args(&[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &file("server.pem"),
+            "--tls-key-file",
+            &file("server.key"),
+            "--tls-ca-cert-file",
+            &file("ca.pem"),
+            "--tls-auth-clients",
+            auth_clients,
+        ])
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
