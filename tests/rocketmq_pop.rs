@@ -104,18 +104,34 @@ fn progress(consumer: &RocketmqClient, more: usize, what: &str) {
     );
 }
 
+/// The tests of this file take turns on the shared clusters: following
+/// (`--all --follow`) copies every topic and group of the source to the
+/// target, the walk's own included, while the walk creates and checks
+/// them itself.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `ctl advance orders TOPIC [--force]` until it moves.
 fn advance(rig: &RocketmqRig, expect: &str, force: bool) {
     let mut args = vec!["advance", "orders", TOPIC];
     if force {
         args.push("--force");
     }
-    let mut last = String::new();
-    wait_until(STEP_DEADLINE, &format!("advance to {expect}"), || {
+    let deadline = Instant::now() + STEP_DEADLINE;
+    let last = loop {
         let (code, out) = rig.ctl(&args);
-        last = out;
-        code == 0
-    });
+        if code == 0 {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "advance to {expect} still refused after {STEP_DEADLINE:?}: {out}\n{}",
+            rig.proxy.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert!(last.contains(expect), "{last}");
 }
 
@@ -125,6 +141,7 @@ fn advance(rig: &RocketmqRig, expect: &str, force: bool) {
 /// reads both.
 #[test]
 fn pop_consumer_reads_everything_across_the_walk() {
+    let _turn = one_at_a_time();
     let started = Instant::now();
     let rig = RocketmqRig::start_on(timer_wheel_clusters(), ", quiet_window: 1s");
     rig.source.create_topic(TOPIC, QUEUES);
@@ -227,6 +244,7 @@ fn following_creates_topics_and_groups_made_later_on_the_source() {
     const LATE_TOPIC: &str = "latens%arrivals";
     const LATE_GROUP: &str = "latens%arrival-readers";
     const AFTER_RESTART: &str = "latens%after-restart";
+    let _turn = one_at_a_time();
     let mut rig = RocketmqRig::start_on(timer_wheel_clusters(), "");
     let (code, out) = rig.ctl(&["migrate-metadata", "orders", "--all", "--follow"]);
     assert_eq!(code, 0, "{out}");
