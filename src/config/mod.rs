@@ -408,6 +408,11 @@ pub struct TopicPattern {
     /// Glob pattern (`*`, `?`, `[a-z]`, `\` escapes), Redis `MATCH` semantics.
     #[serde(rename = "match")]
     pub pattern: String,
+    /// Kafka: whether the matching topics' source history is copied to the
+    /// target (`kafka.history` when unset; the first matching pattern that
+    /// sets it wins).
+    #[serde(default)]
+    pub history: Option<HistoryMode>,
 }
 
 /// `migrations[].redis:` options.
@@ -456,8 +461,12 @@ pub struct KafkaOptions {
     /// Largest Kafka frame accepted from a client or broker.
     pub max_frame_bytes: usize,
     /// Where a partition's first segment on the target starts when its
-    /// writes first switch there.
-    pub switch_start: SwitchStart,
+    /// writes first switch there (`log_start` when unset); only with
+    /// `history: leave`, since a copied partition starts where its copy ends.
+    pub switch_start: Option<SwitchStart>,
+    /// Whether each topic's source log is copied to the target
+    /// (docs/kafka-history-plan.md); `topics[].history` overrides it.
+    pub history: HistoryMode,
     /// Share of each topic's partitions (lowest numbers first) switched to
     /// the target on entering `dual_write`; `ctl shift` changes it per topic.
     pub dual_write_percent: u8,
@@ -488,6 +497,19 @@ pub enum SwitchStart {
     LogEnd,
 }
 
+/// `kafka.history` and `topics[].history`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryMode {
+    /// The source keeps the records written before each partition's switch;
+    /// the proxy reads them there, so the source must stay up.
+    #[default]
+    Leave,
+    /// From `dual_read` on, every partition's source log is mirrored onto the
+    /// target in order, so the target ends up holding the whole log.
+    Copy,
+}
+
 /// Enough doors to spread a client's connections; more only add listeners.
 pub const DEFAULT_KAFKA_VIRTUAL_BROKERS: u16 = 3;
 
@@ -498,7 +520,8 @@ impl Default for KafkaOptions {
             brokers_listen_base: None,
             virtual_brokers: DEFAULT_KAFKA_VIRTUAL_BROKERS,
             max_frame_bytes: cutover_kafka::DEFAULT_MAX_FRAME,
-            switch_start: SwitchStart::default(),
+            switch_start: None,
+            history: HistoryMode::default(),
             dual_write_percent: 0,
             users_file: None,
             upstream_identity: None,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_norway::{Mapping, Value};
 
-use super::{ClusterConfig, Config, MigrationConfig, Protocol};
+use super::{ClusterConfig, Config, HistoryMode, MigrationConfig, Protocol};
 use crate::pattern::Pattern;
 
 /// One problem in a configuration file.
@@ -543,6 +543,17 @@ fn validate_kafka(path: &str, migration: &MigrationConfig, errors: &mut Errors) 
             format!("must be between 1 and {MAX_VIRTUAL_BROKERS}"),
         );
     }
+    let copies = options.history == HistoryMode::Copy
+        || migration
+            .topics
+            .iter()
+            .any(|t| t.history == Some(HistoryMode::Copy));
+    if copies && options.switch_start.is_some() {
+        errors.push(
+            format!("{path}.kafka.switch_start"),
+            "applies only with history: leave (a copied partition's target segment starts where its copy ends); remove it or set history: leave on every topic",
+        );
+    }
     if options.dual_write_percent > 100 {
         errors.push(
             format!("{path}.kafka.dual_write_percent"),
@@ -623,6 +634,12 @@ fn validate_topics(path: &str, migration: &MigrationConfig, errors: &mut Errors)
                 }
             }
             (None, _) => {}
+        }
+        if topic.history.is_some() && migration.protocol != Protocol::Kafka {
+            errors.push(
+                format!("{topic_path}.history"),
+                "only allowed on a kafka migration (it says whether a topic's source log is copied to the target)",
+            );
         }
     }
 }
@@ -1110,6 +1127,33 @@ migrations:
             ),
             "{errors:#?}"
         );
+    }
+
+    #[test]
+    fn history_is_kafka_only_and_excludes_switch_start() {
+        let text = KAFKA.replace(
+            "topics: [ { match: \"*\" } ]",
+            "topics: [ { match: \"*\", history: copy } ]",
+        ) + "    kafka: { switch_start: log_end }\n"
+            + "  - { name: r, protocol: redis, listen: 127.0.0.1:7000, source: a, target: b, topics: [ { name: x, match: \"*\", history: leave } ] }\n"
+            + "  - { name: k2, protocol: kafka, listen: 127.0.0.1:9300, source: old, target: new, topics: [ { match: \"*\" } ], kafka: { history: kopy } }\n";
+        let errors = messages(&text);
+        let expected = [
+            "migrations[0].kafka.switch_start: applies only with history: leave",
+            "migrations[1].source: unknown cluster",
+            "migrations[1].target: unknown cluster",
+            "migrations[1].topics[0].history: only allowed on a kafka migration",
+            "migrations[2].kafka.history: unknown variant `kopy`",
+        ];
+        for prefix in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(prefix)),
+                "missing {prefix}: {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+        let leave = KAFKA.to_owned() + "    kafka: { switch_start: log_end, history: leave }\n";
+        assert!(messages(&leave).is_empty(), "{:#?}", messages(&leave));
     }
 
     #[test]

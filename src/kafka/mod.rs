@@ -138,6 +138,10 @@ pub(crate) struct Shared {
     /// Serializes switches, so each persists every map with its change.
     switching: tokio::sync::Mutex<()>,
     switch_start: crate::config::SwitchStart,
+    /// Which topics have their source log copied to the target.
+    history: control::history::Policy,
+    /// The history copies running or stopped.
+    copies: control::history::Copies,
     dual_write_percent: u8,
     advertised_host: String,
     max_frame: usize,
@@ -343,6 +347,13 @@ pub async fn start(
         shutdown.token.clone(),
     ));
     tokio::spawn(lag::publish_every(shared.clone(), shutdown.token.clone()));
+    {
+        let (shared, token) = (shared.clone(), shutdown.token.clone());
+        tokio::spawn(async move {
+            token.cancelled().await;
+            shared.copies.shut_down();
+        });
+    }
     metrics::register_listener(&migration.name);
     let listen = crate::proxy::migration_config(config, &migration)?.listen;
     let mut doors = vec![(listen, Door::Bootstrap)];
@@ -479,7 +490,9 @@ async fn build_shared(
         adoption: Box::new(control::group_adopt::Looked::default()),
         transitions: Arc::default(),
         switching: tokio::sync::Mutex::new(()),
-        switch_start: options.switch_start,
+        switch_start: options.switch_start.unwrap_or_default(),
+        history: control::history::Policy::new(&mc.topics, options.history),
+        copies: control::history::Copies::default(),
         dual_write_percent: options.dual_write_percent,
         advertised_host: mc.kafka_advertised_host(),
         max_frame: options.max_frame_bytes,

@@ -40,6 +40,7 @@ use cutover_kafka::kafka_protocol::messages::ApiKey;
 
 use super::group_admin;
 use super::group_move;
+use super::history;
 use super::moves;
 use super::splice_checks;
 use super::topics::{self, TopicShape};
@@ -80,6 +81,11 @@ impl std::fmt::Debug for KafkaDriver {
 }
 
 impl KafkaDriver {
+    /// Whether `topic`'s source log is copied to the target.
+    fn copies_history(&self, topic: &str) -> bool {
+        self.shared.history.of(topic) == crate::config::HistoryMode::Copy
+    }
+
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         KafkaDriver { shared }
     }
@@ -319,13 +325,24 @@ impl Driver for KafkaDriver {
                 let mut out = vec![self.target_reachable().await];
                 let (exists, source) = self.target_topic(topic).await;
                 out.push(exists);
+                if self.copies_history(topic) {
+                    let shared = &self.shared;
+                    out.push(
+                        history::checks::target_partitions_empty(shared, &shared.copies, topic)
+                            .await,
+                    );
+                }
                 out.extend(self.bypass_checks(topic, source.as_ref()).await);
                 out
             }
             State::DualWrite => {
                 let mut out = vec![self.target_reachable().await];
                 out.push(self.target_topic(topic).await.0);
-                out.push(splice_checks::target_records(&self.shared, topic).await);
+                if self.copies_history(topic) {
+                    out.push(history::checks::history_caught_up(topic));
+                } else {
+                    out.push(splice_checks::target_records(&self.shared, topic).await);
+                }
                 out
             }
             State::Cutover => vec![self.target_topic(topic).await.0],
@@ -367,8 +384,19 @@ impl Driver for KafkaDriver {
         self.aborted_partitions(topic, from).await;
     }
 
+    async fn applied(&self, topic: &str, _from: State, to: State) {
+        if !self.copies_history(topic) {
+            return;
+        }
+        history::follow_state(&self.shared, topic, to).await;
+    }
+
     fn status(&self, topic: &str) -> Option<serde_json::Value> {
-        Some(splice_checks::status(&self.shared, topic))
+        let mut status = splice_checks::status(&self.shared, topic);
+        if self.copies_history(topic) {
+            status["history"] = self.shared.copies.status(topic);
+        }
+        Some(status)
     }
 
     async fn action(

@@ -28,7 +28,7 @@ pub(crate) mod driver;
 mod group_admin;
 pub(crate) mod group_adopt;
 mod group_move;
-mod history;
+pub(crate) mod history;
 mod moves;
 mod past_end;
 pub(crate) mod reconcile;

@@ -40,6 +40,7 @@ pub(crate) async fn run(shared: Arc<Shared>, _transitions: OwnedMutexGuard<()>) 
                             "partitions switched to agree with the persisted state (a transition or shift was interrupted)"
                         );
                     }
+                    super::history::follow_state(&shared, &name, topic.state()).await;
                     break;
                 }
                 Err(e) if attempt == ATTEMPTS => {

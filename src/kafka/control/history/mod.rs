@@ -1,12 +1,259 @@
 //! The history copy (issue 16, docs/kafka-history-plan.md): mirroring each
 //! partition's source log onto the target in virtual order, so that at
-//! `target` the proxy no longer needs the source. Only the pure planning is
-//! here so far; the copier, its progress, rate and gates follow.
+//! `target` the proxy no longer needs the source.
 //!
 //! - `plan`: what one Fetch answer from the source becomes on the target
 //!   (the read_committed filter, cuts at offset gaps, the copier's producer
 //!   fields and sequences, the runs it extends).
+//! - `io`: the copier's requests (Fetch, Produce, InitProducerId).
+//! - `copier`: one partition's mirror loop.
+//! - [`Policy`]: which topics are copied (`kafka.history`,
+//!   `topics[].history`).
+//! - [`Copies`]: the running mirrors per topic, their positions kept
+//!   across a stop (a rollback to `source`) and their status.
 
-// Used by the copier (issue 16, step 5).
-#[allow(dead_code)]
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{HistoryMode, TopicPattern};
+use crate::kafka::Shared;
+use crate::pattern::Pattern;
+
+pub(crate) mod checks;
+mod copier;
+mod io;
 mod plan;
+
+pub(crate) use copier::Status;
+
+/// Which topics have their source log copied: the first pattern of the
+/// migration that matches a topic and sets `history` decides, else the
+/// migration's `kafka.history`.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    overrides: Vec<(Pattern, HistoryMode)>,
+    default: HistoryMode,
+}
+
+impl Policy {
+    /// The policy of a migration's `topics` and `kafka.history`. Patterns
+    /// that do not compile were refused by `check`.
+    pub(crate) fn new(topics: &[TopicPattern], default: HistoryMode) -> Self {
+        let overrides = topics
+            .iter()
+            .filter_map(|t| Some((Pattern::compile(&t.pattern).ok()?, t.history?)))
+            .collect();
+        Policy { overrides, default }
+    }
+
+    /// How `topic`'s history is handled.
+    pub(crate) fn of(&self, topic: &str) -> HistoryMode {
+        self.overrides
+            .iter()
+            .find(|(p, _)| p.matches(topic.as_bytes()))
+            .map_or(self.default, |(_, mode)| *mode)
+    }
+}
+
+/// Starts or stops `topic`'s copy to agree with its new `state`: the copy
+/// mirrors from `dual_read` on and stops on the way back to `source`,
+/// keeping its position.
+pub(crate) async fn follow_state(
+    shared: &Arc<Shared>,
+    topic: &str,
+    state: crate::migration::State,
+) {
+    if shared.history.of(topic) != HistoryMode::Copy {
+        return;
+    }
+    if state == crate::migration::State::Source {
+        shared.copies.stop(topic);
+        return;
+    }
+    if let Err(e) = shared.copies.start(shared, topic).await {
+        tracing::error!(migration = %shared.migration.name, topic, error = %e, "could not start the history copy; it starts again with the next transition or restart");
+    }
+}
+
+/// One partition's copy as the supervisor keeps it: what it reports, and
+/// where it stood when it last stopped (taken by the next start).
+#[derive(Default)]
+pub(super) struct Slot {
+    status: copier::Status,
+    parked: Option<copier::Position>,
+}
+
+type Slots = Arc<Mutex<Slot>>;
+
+fn lock(slot: &Slots) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The history copies of a migration.
+#[derive(Default)]
+pub(crate) struct Copies {
+    /// Each copied topic's partitions, running or not.
+    slots: Mutex<HashMap<String, Vec<Slots>>>,
+    /// The running topics' stop signals.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// The copier's idempotent producer on the target, asked for once.
+    producer: tokio::sync::Mutex<Option<plan::Producer>>,
+    /// Cancelled at shutdown; every topic's signal is a child.
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Copies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Copies").finish_non_exhaustive()
+    }
+}
+
+impl Copies {
+    /// Stops every copy (the proxy is shutting down).
+    pub(crate) fn shut_down(&self) {
+        self.shutdown.cancel();
+    }
+
+    async fn producer(&self, shared: &Arc<Shared>) -> Result<plan::Producer, String> {
+        let mut producer = self.producer.lock().await;
+        if let Some(p) = *producer {
+            return Ok(p);
+        }
+        let p = io::init_producer(shared).await?;
+        *producer = Some(p);
+        Ok(p)
+    }
+
+    /// Starts mirroring every partition of `topic` (from where an earlier
+    /// copy stopped, if one ran); does nothing while it runs.
+    ///
+    /// # Errors
+    /// When the partition count or the copier's producer id cannot be had.
+    pub(crate) async fn start(&self, shared: &Arc<Shared>, topic: &str) -> Result<(), String> {
+        if self.running(topic) {
+            return Ok(());
+        }
+        let count = super::moves::partition_count(shared, topic).await?;
+        let producer = self.producer(shared).await?;
+        let stop = self.shutdown.child_token();
+        let slots = {
+            let mut all = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let slots = all.entry(topic.to_owned()).or_default();
+            while slots.len() < usize::try_from(count).unwrap_or(0) {
+                slots.push(Slots::default());
+            }
+            slots.clone()
+        };
+        {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            if running.contains_key(topic) {
+                return Ok(());
+            }
+            running.insert(topic.to_owned(), stop.clone());
+        }
+        for (partition, slot) in (0..count).zip(slots) {
+            let copier = copier::Copier {
+                shared: shared.clone(),
+                topic: topic.to_owned(),
+                partition,
+                producer,
+                slot,
+            };
+            tokio::spawn(copier.run(stop.clone()));
+        }
+        tracing::info!(migration = %shared.migration.name, topic, partitions = count, "history copy started");
+        Ok(())
+    }
+
+    /// Stops mirroring `topic`; each partition keeps its position.
+    pub(crate) fn stop(&self, topic: &str) {
+        let stopped = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(topic);
+        if let Some(token) = stopped {
+            token.cancel();
+        }
+    }
+
+    /// Where a stopped copy of `topic`/`partition` goes on writing the target.
+    pub(crate) fn parked_target_next(&self, topic: &str, partition: i32) -> Option<i64> {
+        let all = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = all.get(topic)?.get(usize::try_from(partition).ok()?)?;
+        lock(slot)
+            .parked
+            .as_ref()
+            .map(copier::Position::target_next)
+    }
+
+    fn running(&self, topic: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(topic)
+    }
+
+    /// Each partition's copy of `topic`, by partition; empty when none ran.
+    pub(crate) fn partitions(&self, topic: &str) -> Vec<Status> {
+        let all = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        all.get(topic)
+            .map(|slots| slots.iter().map(|s| lock(s).status.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The status `ctl status` shows for `topic`'s copy.
+    pub(crate) fn status(&self, topic: &str) -> serde_json::Value {
+        let partitions = self.partitions(topic);
+        let (done, total) = partitions.iter().fold((0i64, 0i64), |(d, t), p| {
+            (
+                d + (p.copied_to - p.log_start).max(0),
+                t + (p.end - p.log_start).max(0),
+            )
+        });
+        let percent = if total == 0 {
+            if partitions.is_empty() { 0.0 } else { 100.0 }
+        } else {
+            (done as f64 * 1000.0 / total as f64).floor() / 10.0
+        };
+        serde_json::json!({
+            "mode": "copy",
+            "state": if self.running(topic) { "mirroring" } else { "stopped" },
+            "records": partitions.iter().map(|p| p.records).sum::<i64>(),
+            "bytes": partitions.iter().map(|p| p.bytes).sum::<i64>(),
+            "percent": percent,
+            "partitions": partitions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(text: &str, history: Option<HistoryMode>) -> TopicPattern {
+        TopicPattern {
+            name: None,
+            pattern: text.to_owned(),
+            history,
+        }
+    }
+
+    #[test]
+    fn the_first_matching_pattern_that_says_wins() {
+        let topics = [
+            pattern("logs-*", Some(HistoryMode::Leave)),
+            pattern("*", None),
+            pattern("log*", Some(HistoryMode::Copy)),
+        ];
+        let policy = Policy::new(&topics, HistoryMode::Copy);
+        assert_eq!(policy.of("logs-a"), HistoryMode::Leave);
+        assert_eq!(policy.of("logx"), HistoryMode::Copy);
+        assert_eq!(policy.of("orders"), HistoryMode::Copy);
+        let policy = Policy::new(&topics, HistoryMode::Leave);
+        assert_eq!(policy.of("orders"), HistoryMode::Leave);
+        assert_eq!(policy.of("logx"), HistoryMode::Copy);
+    }
+}

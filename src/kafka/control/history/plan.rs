@@ -25,7 +25,9 @@ use cutover_kafka::{
     split_dense_from,
 };
 
-use crate::kafka::splice::history::{HistoryRuns, Run, RunError};
+use crate::kafka::splice::history::Run;
+#[cfg(test)]
+use crate::kafka::splice::history::{HistoryRuns, RunError};
 
 const TRANSACTIONAL: i16 = 0x10;
 
@@ -110,6 +112,7 @@ impl Round {
     /// # Errors
     /// [`RunError`] when the runs overlap what `runs` already holds (the
     /// round was not planned from the cursor `runs` ends at).
+    #[cfg(test)]
     pub(crate) fn extend(&self, runs: &mut HistoryRuns) -> Result<(), RunError> {
         for planned in &self.batches {
             let r = planned.run;

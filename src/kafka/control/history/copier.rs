@@ -1,0 +1,426 @@
+//! One partition's mirror (docs/kafka-history-plan.md §1–§3): reads the
+//! source from where the copy stands (read_committed), plans each answer
+//! (`plan`), writes the batches to the target with the copier's own
+//! idempotent producer, up to [`IN_FLIGHT`] at a time, and records each
+//! batch's run once the target acknowledged it at the offset the copy
+//! expected.
+//!
+//! After any failure the copy goes on from the target's log end: the
+//! batches that landed before the failure are counted off by replaying the
+//! same plan from the last acknowledged position, which lands on the same
+//! batches (the plan is a function of the position and the source's
+//! records). A failure that cannot be cured (the target holds records the
+//! copier did not write, a batch the target refuses for good) stops the
+//! partition's copy with its reason, shown in the status.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::io::{self, Fetched, Read};
+use super::plan::{Cursor, Planned, Producer, Round, plan};
+use crate::kafka::Shared;
+use crate::kafka::cluster::Side;
+use crate::kafka::control::topics;
+use crate::kafka::probe::Link;
+use crate::kafka::retry::Failure;
+use crate::kafka::splice::history::{HistoryRuns, Run};
+use cutover_kafka::increment_sequence;
+
+/// Batches written and not yet acknowledged: the idempotent producer's
+/// window, within which the target keeps their order and deduplicates.
+const IN_FLIGHT: usize = 5;
+const EARLIEST: i64 = -2;
+const LATEST: i64 = -1;
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// Where one partition's copy stands, as its status shows it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub(crate) struct Status {
+    pub(crate) partition: i32,
+    /// `starting`, `mirroring`, `retrying` or `stopped`.
+    pub(crate) state: &'static str,
+    /// The source's log start when the copy began (virtual).
+    pub(crate) log_start: i64,
+    /// The source's high watermark at the last read (virtual).
+    pub(crate) end: i64,
+    /// Every virtual offset below this is on the target or was skipped.
+    pub(crate) copied_to: i64,
+    /// The target offset the next copied record gets.
+    pub(crate) target_next: i64,
+    pub(crate) records: i64,
+    pub(crate) bytes: i64,
+    pub(crate) runs: usize,
+    /// Offsets not copied: markers, aborted and emptied batches, and
+    /// ranges retention deleted before they were read.
+    pub(crate) skipped: i64,
+    pub(crate) lost_to_retention: i64,
+    pub(crate) error: Option<String>,
+}
+
+/// The acknowledged position: what a restart of the loop goes on from.
+#[derive(Clone, Debug)]
+pub(super) struct Position {
+    cursor: Cursor,
+    runs: HistoryRuns,
+}
+
+impl Position {
+    pub(super) fn target_next(&self) -> i64 {
+        self.cursor.target_next
+    }
+}
+
+/// Why the loop ended.
+enum Stop {
+    /// Ask again from the target's log end after a pause.
+    Again(String),
+    /// The copy of the partition cannot go on.
+    Fatal(String),
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Stop {
+        if f.retriable {
+            Stop::Again(f.message)
+        } else {
+            Stop::Fatal(f.message)
+        }
+    }
+}
+
+/// One partition's copy and what it reports.
+pub(super) struct Copier {
+    pub(super) shared: Arc<Shared>,
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) producer: Producer,
+    pub(super) slot: Arc<Mutex<super::Slot>>,
+}
+
+impl Copier {
+    /// Copies until `stop` is cancelled or the copy fails for good.
+    pub(super) async fn run(self, stop: CancellationToken) {
+        let mut position = self.lock().parked.take();
+        self.update(|s| {
+            s.partition = self.partition;
+            s.state = "starting";
+        });
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let attempt = self.mirror(&mut position);
+            let outcome = tokio::select! {
+                () = stop.cancelled() => None,
+                outcome = attempt => Some(outcome),
+            };
+            let Some(outcome) = outcome else {
+                self.park(position, "stopped");
+                return;
+            };
+            match outcome {
+                Stop::Fatal(reason) => {
+                    tracing::error!(topic = %self.topic, partition = self.partition, reason, "the history copy of the partition stopped");
+                    self.update(|s| s.error = Some(reason));
+                    self.park(position, "stopped");
+                    return;
+                }
+                Stop::Again(reason) => {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, reason, "the history copy of the partition retries");
+                    self.update(|s| {
+                        s.state = "retrying";
+                        s.error = Some(reason);
+                    });
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => {
+                    self.park(position, "stopped");
+                    return;
+                }
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(MAX_PAUSE);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, super::Slot> {
+        super::lock(&self.slot)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Status)) {
+        change(&mut self.lock().status);
+    }
+
+    /// Keeps where the copy stands for the next start.
+    fn park(&self, position: Option<Position>, state: &'static str) {
+        let mut slot = self.lock();
+        slot.status.state = state;
+        if let Some(at) = &position {
+            slot.status.copied_to = at.runs.copied_to();
+            slot.status.target_next = at.cursor.target_next;
+            slot.status.runs = at.runs.runs().len();
+        }
+        slot.parked = position;
+    }
+
+    fn show(&self, position: &Position) {
+        self.update(|s| {
+            s.copied_to = position.runs.copied_to();
+            s.target_next = position.cursor.target_next;
+            s.runs = position.runs.runs().len();
+        });
+    }
+
+    async fn log_end(&self, side: Side, at: i64) -> Result<i64, Stop> {
+        let ends = topics::list_offsets(&self.shared, side, &self.topic, &[self.partition], at, 0)
+            .await
+            .map_err(Stop::Again)?;
+        ends.get(&self.partition).copied().ok_or_else(|| {
+            Stop::Again(format!(
+                "no {} offset for {}/{}",
+                side.as_str(),
+                self.topic,
+                self.partition
+            ))
+        })
+    }
+
+    /// Opens the links, lands on the target's log end and copies until
+    /// something fails.
+    async fn mirror(&self, position: &mut Option<Position>) -> Stop {
+        match self.mirror_inner(position).await {
+            Ok(never) => match never {},
+            Err(stop) => stop,
+        }
+    }
+
+    async fn mirror_inner(
+        &self,
+        position: &mut Option<Position>,
+    ) -> Result<std::convert::Infallible, Stop> {
+        let _ = topics::refresh_layout(&self.shared, Side::Source, &self.topic).await;
+        let _ = topics::refresh_layout(&self.shared, Side::Target, &self.topic).await;
+        let target_end = self.log_end(Side::Target, LATEST).await?;
+        if position.is_none() {
+            *position = Some(self.first_position(target_end).await?);
+        }
+        let at = position.as_mut().expect("set above");
+        let mut source = io::open(&self.shared, Side::Source, &self.topic, self.partition).await?;
+        self.land(&mut source, at, target_end).await?;
+        self.show(at);
+        self.update(|s| {
+            s.state = "mirroring";
+            s.error = None;
+        });
+        let mut target = io::open(&self.shared, Side::Target, &self.topic, self.partition).await?;
+        loop {
+            let Some(read) = self.read(&mut source, at).await? else {
+                continue;
+            };
+            let mut round = self.plan_round(&read, at)?;
+            let batches = std::mem::take(&mut round.batches);
+            self.write(&mut target, batches, at).await?;
+            self.finish_round(&round, at)?;
+        }
+    }
+
+    /// The position a fresh copy starts from: the source's log start, the
+    /// target's log end (which must also be its log start: nothing else may
+    /// have written there).
+    async fn first_position(&self, target_end: i64) -> Result<Position, Stop> {
+        let target_start = self.log_end(Side::Target, EARLIEST).await?;
+        if target_start != target_end {
+            return Err(Stop::Fatal(format!(
+                "the target's {}/{} already holds offsets {target_start}..{target_end}; the history copy needs an empty target partition",
+                self.topic, self.partition
+            )));
+        }
+        let source_start = self.log_end(Side::Source, EARLIEST).await?;
+        self.update(|s| s.log_start = source_start);
+        Ok(Position {
+            cursor: Cursor {
+                source_next: source_start,
+                target_next: target_end,
+                sequence: 0,
+                delta: 0,
+            },
+            runs: HistoryRuns::starting_at(source_start),
+        })
+    }
+
+    /// Moves `at` over the batches that landed on the target after it was
+    /// last acknowledged (the target's log end is `target_end`).
+    async fn land(
+        &self,
+        source: &mut Link,
+        at: &mut Position,
+        target_end: i64,
+    ) -> Result<(), Stop> {
+        let mut landed = target_end - at.cursor.target_next;
+        if landed < 0 {
+            return Err(Stop::Fatal(format!(
+                "the target's {}/{} ends at {target_end}, below the {} offsets the copy wrote and saw acknowledged: the target lost acknowledged records",
+                self.topic, self.partition, at.cursor.target_next
+            )));
+        }
+        while landed > 0 {
+            let Some(read) = self.read(source, at).await? else {
+                continue;
+            };
+            let round = self.plan_round(&read, at)?;
+            if round.batches.is_empty()
+                && round.next == at.cursor
+                && read.high_watermark <= at.cursor.source_next
+            {
+                return Err(Stop::Fatal(format!(
+                    "the target's {}/{} holds {landed} records more than the copy wrote: something else writes to the target partition",
+                    self.topic, self.partition
+                )));
+            }
+            for planned in &round.batches {
+                if landed == 0 {
+                    return Ok(());
+                }
+                if planned.run.len > landed {
+                    return Err(Stop::Fatal(format!(
+                        "the target's {}/{} ends inside a batch of the copy: the source's records changed since they were copied (compaction?)",
+                        self.topic, self.partition
+                    )));
+                }
+                landed -= planned.run.len;
+                self.acknowledge(planned.run, at)?;
+            }
+            if landed > 0 {
+                self.finish_round(&round, at)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One read from the position; `None` when retention overtook the copy
+    /// (the position then jumped to the new log start).
+    async fn read(&self, source: &mut Link, at: &mut Position) -> Result<Option<Read>, Stop> {
+        match io::fetch(source, &self.topic, self.partition, at.cursor.source_next).await? {
+            Fetched::Read(read) => {
+                let delta = at.cursor.delta;
+                self.update(|s| s.end = read.high_watermark + delta);
+                Ok(Some(read))
+            }
+            Fetched::OutOfRange => {
+                let start = self.log_end(Side::Source, EARLIEST).await?;
+                let from = at.cursor.source_next;
+                if start <= from {
+                    return Err(Stop::Again(format!(
+                        "the source answered OFFSET_OUT_OF_RANGE for {}/{} at {from}, within its log (start {start})",
+                        self.topic, self.partition
+                    )));
+                }
+                tracing::warn!(topic = %self.topic, partition = self.partition, from, start, "retention deleted source records before the history copy read them");
+                at.cursor.source_next = start;
+                at.runs
+                    .advance(start + at.cursor.delta)
+                    .map_err(|e| Stop::Fatal(e.to_string()))?;
+                self.update(|s| {
+                    s.lost_to_retention += start - from;
+                    s.skipped += start - from;
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    fn plan_round(&self, read: &Read, at: &Position) -> Result<Round, Stop> {
+        let round = plan(&read.records, &read.aborted, at.cursor, self.producer).map_err(|e| {
+            Stop::Fatal(format!(
+                "{}/{} at {}: {e}",
+                self.topic, self.partition, at.cursor.source_next
+            ))
+        })?;
+        if round.partial_tail && round.batches.is_empty() && round.next == at.cursor {
+            return Err(Stop::Fatal(format!(
+                "a batch of {}/{} at {} is larger than the copy's read limit",
+                self.topic, self.partition, at.cursor.source_next
+            )));
+        }
+        Ok(round)
+    }
+
+    /// Writes the round's batches, at most [`IN_FLIGHT`] unacknowledged.
+    async fn write(
+        &self,
+        target: &mut Link,
+        batches: Vec<Planned>,
+        at: &mut Position,
+    ) -> Result<(), Stop> {
+        let mut waiting = VecDeque::with_capacity(IN_FLIGHT);
+        for planned in batches {
+            if waiting.len() == IN_FLIGHT {
+                let oldest = waiting.pop_front().expect("the window is full");
+                self.acknowledged(target, oldest, at).await?;
+            }
+            let bytes = i64::try_from(planned.batch.len()).unwrap_or(i64::MAX);
+            io::send_batch(
+                target,
+                &self.topic,
+                self.partition,
+                Bytes::from(planned.batch),
+            )
+            .await?;
+            waiting.push_back((planned.run, bytes));
+        }
+        for sent in waiting {
+            self.acknowledged(target, sent, at).await?;
+        }
+        Ok(())
+    }
+
+    async fn acknowledged(
+        &self,
+        target: &mut Link,
+        (run, bytes): (Run, i64),
+        at: &mut Position,
+    ) -> Result<(), Stop> {
+        let base = io::acknowledged(target, &self.topic, self.partition).await?;
+        if base != run.target_start {
+            return Err(Stop::Fatal(format!(
+                "the target stored a batch of the copy of {}/{} at offset {base} where the copy expected {}: something else writes to the target partition",
+                self.topic, self.partition, run.target_start
+            )));
+        }
+        self.acknowledge(run, at)?;
+        self.update(|s| {
+            s.records += run.len;
+            s.bytes += bytes;
+        });
+        Ok(())
+    }
+
+    /// Moves the position past one acknowledged batch.
+    fn acknowledge(&self, run: Run, at: &mut Position) -> Result<(), Stop> {
+        at.runs
+            .push(run.virtual_start, run.target_start, run.len)
+            .map_err(|e| Stop::Fatal(e.to_string()))?;
+        let count = i32::try_from(run.len).map_err(|e| Stop::Fatal(e.to_string()))?;
+        let cursor = &mut at.cursor;
+        cursor.source_next = run.virtual_start - cursor.delta + run.len;
+        cursor.target_next = run.target_start + run.len;
+        cursor.sequence = increment_sequence(cursor.sequence, count);
+        Ok(())
+    }
+
+    /// Moves the position to the round's end (over the offsets it skipped).
+    fn finish_round(&self, round: &Round, at: &mut Position) -> Result<(), Stop> {
+        let skipped = round.skipped.control + round.skipped.aborted + round.skipped.empty;
+        at.cursor = round.next;
+        at.runs
+            .advance(round.next.source_next + round.next.delta)
+            .map_err(|e| Stop::Fatal(e.to_string()))?;
+        self.update(|s| s.skipped += skipped);
+        self.show(at);
+        Ok(())
+    }
+}

@@ -1,0 +1,231 @@
+//! The history copy (`kafka.history: copy`), black box with Apache Kafka
+//! clusters and the Java client (`History.java`): from `dual_read` on, the
+//! proxy mirrors each partition's source log onto the target, so the target
+//! holds the same records (keys, values, headers, timestamps, compression)
+//! at the same offsets, in the same order, and keeps following the source's
+//! tail. A rollback to `source` stops the copy where it stands; the next
+//! `dual_read` goes on from there without writing anything twice. A target
+//! partition that already holds records is refused before the copy starts.
+
+mod support;
+
+use std::time::Duration;
+
+use cutover_kafka::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use cutover_kafka::kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName,
+};
+use cutover_kafka::kafka_protocol::protocol::StrBytes;
+use cutover_kafka::{Batch, batches};
+use serde_json::Value;
+use support::{KafkaRig, RawKafka, finish_java, spawn_java, wait_until};
+
+const PARTITIONS: u32 = 3;
+const JAVA_DEADLINE: Duration = Duration::from_secs(150);
+const COPY_DEADLINE: Duration = Duration::from_secs(90);
+
+fn write(bootstrap: &str, topic: &str, from: u32, count: u32, compression: &str) {
+    let report = finish_java(
+        spawn_java(
+            "History",
+            &[
+                "write",
+                bootstrap,
+                topic,
+                &from.to_string(),
+                &count.to_string(),
+                compression,
+            ],
+        ),
+        JAVA_DEADLINE,
+    );
+    assert_eq!(report["acked"], count, "{report:#}");
+    assert_eq!(report["errors"], 0, "{report:#}");
+}
+
+fn read(bootstrap: &str, topic: &str) -> Value {
+    finish_java(
+        spawn_java("History", &["read", bootstrap, topic, "read_committed"]),
+        JAVA_DEADLINE,
+    )
+}
+
+fn history(rig: &KafkaRig, topic: &str) -> Value {
+    rig.topic_status(topic)["details"]["history"].clone()
+}
+
+/// Waits until the copy of every partition reached `records` records and
+/// the source's end.
+fn wait_copied(rig: &KafkaRig, topic: &str, records: u64) {
+    wait_until(
+        COPY_DEADLINE,
+        &format!("{records} records of {topic} copied"),
+        || {
+            let h = history(rig, topic);
+            h["records"] == records
+                && h["partitions"].as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .all(|p| p["state"] == "mirroring" && p["copied_to"] == p["end"])
+                })
+        },
+    );
+}
+
+/// The compression codec of every batch stored in `topic`/`partition` on
+/// the broker at `port` (attributes & 7), read with a raw Fetch.
+fn codecs(port: u16, topic: &str, partition: i32) -> Vec<i16> {
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_isolation_level(0)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(64 << 20),
+                ]),
+        ]);
+    let response: FetchResponse = RawKafka::connect(port).call(ApiKey::Fetch, 12, &request);
+    let part = &response.responses[0].partitions[0];
+    assert_eq!(
+        part.error_code, 0,
+        "Fetch {topic}/{partition} on port {port}"
+    );
+    let records = part.records.clone().unwrap_or_default();
+    batches(&records)
+        .map(|b| match b.expect("a readable batch") {
+            Batch::Whole(view) => view.attributes() & 7,
+            Batch::Partial { .. } => panic!("the fetch limit cut a batch"),
+        })
+        .collect()
+}
+
+/// The leader's port of `topic`/`partition` on a 1-node cluster is its only port.
+fn target_port(rig: &KafkaRig) -> u16 {
+    rig.target.ports()[0]
+}
+
+/// `ctl check` shows `target_partitions_empty` passed with `reason`.
+fn assert_gate_passes(rig: &KafkaRig, topic: &str, reason: &str) {
+    let out = rig.proxy.ctl(&["check", "events", topic, "--json"]);
+    let checks: Value = serde_json::from_slice(&out.stdout).expect("check JSON");
+    let gate = checks["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "target_partitions_empty"))
+        .unwrap_or_else(|| panic!("no target_partitions_empty in {checks:#}"));
+    assert_eq!(gate["passed"], true, "{gate:#}");
+    assert!(
+        gate["reason"].as_str().is_some_and(|r| r.contains(reason)),
+        "{gate:#}"
+    );
+}
+
+/// One step forward, past the bypass checks a test this short cannot
+/// satisfy (they watch the groups and writes over seconds).
+fn advance(rig: &KafkaRig, topic: &str) -> (i32, String) {
+    rig.ctl(&["advance", "events", topic, "--force"])
+}
+
+#[test]
+fn dual_read_mirrors_the_source_onto_the_target_and_a_rollback_resumes_where_it_stopped() {
+    let rig = KafkaRig::start("hist-*", ", history: copy");
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    let (plain, lz4) = ("hist-plain", "hist-lz4");
+    for (topic, codec) in [(plain, "none"), (lz4, "lz4")] {
+        rig.source.create_topic(topic, PARTITIONS);
+        rig.target.create_topic(topic, PARTITIONS);
+        write(&boot, topic, 0, 12_000, codec);
+        assert_gate_passes(&rig, topic, "is empty or holds only this proxy's copy");
+        let (code, out) = advance(&rig, topic);
+        assert_eq!(code, 0, "advance {topic}: {out}");
+    }
+    // The tail written in dual_read is mirrored too.
+    write(&boot, plain, 12_000, 3_000, "none");
+    write(&boot, lz4, 12_000, 3_000, "lz4");
+    for topic in [plain, lz4] {
+        wait_copied(&rig, topic, 15_000);
+        let (source, target) = (
+            read(&rig.source.bootstrap(), topic),
+            read(&rig.target.bootstrap(), topic),
+        );
+        assert_eq!(source["total"], 15_000, "{source:#}");
+        assert_eq!(
+            source, target,
+            "{topic}: the target's log differs from the source's"
+        );
+    }
+    let stored: Vec<i16> = (0..3)
+        .flat_map(|p| codecs(target_port(&rig), lz4, p))
+        .collect();
+    assert!(
+        !stored.is_empty() && stored.iter().all(|c| *c == 3),
+        "lz4 batches on the target: {stored:?}"
+    );
+
+    // Rolled back: the copy stops; written meanwhile, then dual_read again:
+    // the copy goes on from where it stopped, nothing twice.
+    let (code, out) = rig.ctl(&["rollback", "events", plain]);
+    assert_eq!(code, 0, "rollback: {out}");
+    wait_until(Duration::from_secs(10), "the copy to stop", || {
+        history(&rig, plain)["state"] == "stopped"
+    });
+    write(&boot, plain, 15_000, 2_000, "none");
+    assert_eq!(
+        history(&rig, plain)["records"],
+        15_000,
+        "the stopped copy wrote"
+    );
+    assert_gate_passes(&rig, plain, "is empty or holds only this proxy's copy");
+    let (code, out) = advance(&rig, plain);
+    assert_eq!(code, 0, "advance again: {out}");
+    wait_copied(&rig, plain, 17_000);
+    let (source, target) = (
+        read(&rig.source.bootstrap(), plain),
+        read(&rig.target.bootstrap(), plain),
+    );
+    assert_eq!(source["total"], 17_000, "{source:#}");
+    assert_eq!(
+        source, target,
+        "after the rollback and the second dual_read"
+    );
+
+    // The copy ends where the switch would need it to: dual_write is
+    // refused for a copied topic until the switch waits for the copy.
+    let (code, out) = rig.ctl(&["advance", "events", plain]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("history_caught_up"), "{out}");
+}
+
+#[test]
+fn a_target_partition_that_already_holds_records_is_refused_before_the_copy() {
+    let rig = KafkaRig::start("hist-full*", ", history: copy");
+    let topic = "hist-full";
+    rig.source.create_topic(topic, PARTITIONS);
+    rig.target.create_topic(topic, PARTITIONS);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    write(&boot, topic, 0, 300, "none");
+    write(&rig.target.bootstrap(), topic, 0, 30, "none");
+    let (code, out) = rig.ctl(&["advance", "events", topic]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("target_partitions_empty"), "{out}");
+    assert!(
+        out.contains(&format!("target {topic}/")) && out.contains("already holds"),
+        "{out}"
+    );
+    assert!(
+        out.contains("history: leave"),
+        "the refusal says how to go on: {out}"
+    );
+    assert_eq!(rig.topic_status(topic)["state"], "source");
+    assert!(
+        history(&rig, topic)["partitions"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "a copy started"
+    );
+}
