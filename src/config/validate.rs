@@ -1153,7 +1153,11 @@ migrations:
         }
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
         let leave = KAFKA.to_owned() + "    kafka: { switch_start: log_end, history: leave }\n";
-        assert!(messages(&leave).is_empty(), "{:#?}", messages(&leave));
+        let config = parse(&leave).expect("switch_start with history: leave is valid");
+        assert_eq!(
+            config.migrations[0].kafka_options().history,
+            HistoryMode::Leave
+        );
     }
 
     #[test]
