@@ -25,6 +25,11 @@ const JAVA_DEADLINE: Duration = Duration::from_secs(150);
 const COPY_DEADLINE: Duration = Duration::from_secs(90);
 
 fn write(bootstrap: &str, topic: &str, from: u32, count: u32, compression: &str) {
+    write_padded(bootstrap, topic, from, count, compression, 0);
+}
+
+/// As [`write`], each value followed by `pad` dots.
+fn write_padded(bootstrap: &str, topic: &str, from: u32, count: u32, compression: &str, pad: u32) {
     let report = finish_java(
         spawn_java(
             "History",
@@ -35,6 +40,7 @@ fn write(bootstrap: &str, topic: &str, from: u32, count: u32, compression: &str)
                 &from.to_string(),
                 &count.to_string(),
                 compression,
+                &pad.to_string(),
             ],
         ),
         JAVA_DEADLINE,
@@ -57,17 +63,23 @@ fn history(rig: &KafkaRig, topic: &str) -> Value {
 /// Waits until the copy of every partition reached `records` records and
 /// the source's end.
 fn wait_copied(rig: &KafkaRig, topic: &str, records: u64) {
-    wait_until(
-        COPY_DEADLINE,
-        &format!("{records} records of {topic} copied"),
-        || {
-            let h = history(rig, topic);
-            h["records"] == records
-                && h["partitions"].as_array().is_some_and(|ps| {
-                    ps.iter()
-                        .all(|p| p["state"] == "mirroring" && p["copied_to"] == p["end"])
-                })
-        },
+    let mut last = Value::Null;
+    let start = std::time::Instant::now();
+    while start.elapsed() < COPY_DEADLINE {
+        last = history(rig, topic);
+        let done = last["records"] == records
+            && last["partitions"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .all(|p| p["state"] == "mirroring" && p["copied_to"] == p["end"])
+            });
+        if done {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{records} records of {topic} not copied within {COPY_DEADLINE:?}: {last:#}\n{}",
+        rig.proxy.log_tail(30)
     );
 }
 
@@ -227,5 +239,47 @@ fn a_target_partition_that_already_holds_records_is_refused_before_the_copy() {
             .as_array()
             .is_none_or(Vec::is_empty),
         "a copy started"
+    );
+}
+
+#[test]
+fn a_copy_killed_mid_way_resumes_after_a_restart_without_writing_anything_twice() {
+    let mut rig = KafkaRig::start("hist-kill*", ", history: copy, history_mb_per_second: 1");
+    let topic = "hist-kill";
+    rig.source.create_topic(topic, PARTITIONS);
+    rig.target.create_topic(topic, PARTITIONS);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    // About 6.5 MB: six seconds and more at 1 MB/s.
+    let total = 24_000u64;
+    write_padded(&boot, topic, 0, 24_000, "none", 250);
+    let (code, out) = advance(&rig, topic);
+    assert_eq!(code, 0, "advance: {out}");
+    let mut at_kill = 0;
+    wait_until(COPY_DEADLINE, "a third of the copy", || {
+        at_kill = history(&rig, topic)["records"].as_u64().unwrap_or(0);
+        at_kill >= total / 3
+    });
+    rig.proxy.kill9();
+    assert!(
+        at_kill < total,
+        "the copy ended before the kill ({at_kill} records)"
+    );
+    let target_then = read(&rig.target.bootstrap(), topic)["total"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        target_then > 0 && target_then < total,
+        "the kill did not land mid-copy: the target held {target_then} of {total}"
+    );
+    rig.proxy.restart();
+    wait_copied(&rig, topic, total);
+    let (source, target) = (
+        read(&rig.source.bootstrap(), topic),
+        read(&rig.target.bootstrap(), topic),
+    );
+    assert_eq!(source["total"], total, "{source:#}");
+    assert_eq!(
+        source, target,
+        "after the restart the target's log differs from the source's"
     );
 }

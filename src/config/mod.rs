@@ -467,6 +467,9 @@ pub struct KafkaOptions {
     /// Whether each topic's source log is copied to the target
     /// (docs/kafka-history-plan.md); `topics[].history` overrides it.
     pub history: HistoryMode,
+    /// The history copy's speed limit over all its partitions, in MB
+    /// (10^6 bytes) of record batches per second.
+    pub history_mb_per_second: u32,
     /// Share of each topic's partitions (lowest numbers first) switched to
     /// the target on entering `dual_write`; `ctl shift` changes it per topic.
     pub dual_write_percent: u8,
@@ -522,6 +525,7 @@ impl Default for KafkaOptions {
             max_frame_bytes: cutover_kafka::DEFAULT_MAX_FRAME,
             switch_start: None,
             history: HistoryMode::default(),
+            history_mb_per_second: 50,
             dual_write_percent: 0,
             users_file: None,
             upstream_identity: None,

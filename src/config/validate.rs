@@ -554,6 +554,12 @@ fn validate_kafka(path: &str, migration: &MigrationConfig, errors: &mut Errors) 
             "applies only with history: leave (a copied partition's target segment starts where its copy ends); remove it or set history: leave on every topic",
         );
     }
+    if options.history_mb_per_second == 0 {
+        errors.push(
+            format!("{path}.kafka.history_mb_per_second"),
+            "must be at least 1 (to stop a copy, roll the topic back to source)",
+        );
+    }
     if options.dual_write_percent > 100 {
         errors.push(
             format!("{path}.kafka.dual_write_percent"),
@@ -1134,12 +1140,13 @@ migrations:
         let text = KAFKA.replace(
             "topics: [ { match: \"*\" } ]",
             "topics: [ { match: \"*\", history: copy } ]",
-        ) + "    kafka: { switch_start: log_end }\n"
+        ) + "    kafka: { switch_start: log_end, history_mb_per_second: 0 }\n"
             + "  - { name: r, protocol: redis, listen: 127.0.0.1:7000, source: a, target: b, topics: [ { name: x, match: \"*\", history: leave } ] }\n"
             + "  - { name: k2, protocol: kafka, listen: 127.0.0.1:9300, source: old, target: new, topics: [ { match: \"*\" } ], kafka: { history: kopy } }\n";
         let errors = messages(&text);
         let expected = [
             "migrations[0].kafka.switch_start: applies only with history: leave",
+            "migrations[0].kafka.history_mb_per_second: must be at least 1",
             "migrations[1].source: unknown cluster",
             "migrations[1].target: unknown cluster",
             "migrations[1].topics[0].history: only allowed on a kafka migration",

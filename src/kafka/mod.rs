@@ -492,7 +492,7 @@ async fn build_shared(
         switching: tokio::sync::Mutex::new(()),
         switch_start: options.switch_start.unwrap_or_default(),
         history: control::history::Policy::new(&mc.topics, options.history),
-        copies: control::history::Copies::default(),
+        copies: control::history::Copies::new(options.history_mb_per_second),
         dual_write_percent: options.dual_write_percent,
         advertised_host: mc.kafka_advertised_host(),
         max_frame: options.max_frame_bytes,

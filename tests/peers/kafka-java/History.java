@@ -1,10 +1,10 @@
 // Writes and reads a topic's whole log for the history-copy tests, with the
 // Java client. Prints one JSON line.
 //
-// write BOOTSTRAP TOPIC FROM COUNT COMPRESSION
+// write BOOTSTRAP TOPIC FROM COUNT COMPRESSION [PAD]
 //   Sends records FROM..FROM+COUNT-1 with the producer's defaults
 //   (idempotent, acks=all) and compression.type COMPRESSION: key "k<i%50>",
-//   value "v<i>", header "seq"=i, and a timestamp of its own (an hour before
+//   value "v<i>" (then PAD dots), header "seq"=i, and a timestamp of its own (an hour before
 //   the start, + i: old enough to differ from any time a copy could stamp,
 //   recent enough for the topic's retention), so a copy that changes any of
 //   them is seen. Prints {"acked":N,"errors":N}.
@@ -28,13 +28,15 @@ import org.apache.kafka.common.serialization.*;
 public class History {
     public static void main(String[] args) throws Exception {
         if (args[0].equals("write")) {
-            write(args[1], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]), args[5]);
+            int pad = args.length > 6 ? Integer.parseInt(args[6]) : 0;
+            write(args[1], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]), args[5], pad);
         } else {
             read(args[1], args[2], args[3]);
         }
     }
 
-    static void write(String bootstrap, String topic, int from, int count, String compression) throws Exception {
+    static void write(String bootstrap, String topic, int from, int count, String compression, int pad) throws Exception {
+        String dots = ".".repeat(pad);
         Properties p = new Properties();
         p.put("bootstrap.servers", bootstrap);
         p.put("key.serializer", StringSerializer.class.getName());
@@ -48,7 +50,7 @@ public class History {
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             List<Future<RecordMetadata>> sent = new ArrayList<>();
             for (int i = from; i < from + count; i++) {
-                ProducerRecord<String, String> r = new ProducerRecord<>(topic, null, base + i, "k" + (i % 50), "v" + i);
+                ProducerRecord<String, String> r = new ProducerRecord<>(topic, null, base + i, "k" + (i % 50), "v" + i + dots);
                 r.headers().add("seq", Integer.toString(i).getBytes("UTF-8"));
                 sent.add(producer.send(r));
             }

@@ -51,15 +51,17 @@ async fn empty_or_ours(
     let starts = topics::list_offsets(shared, Side::Target, topic, &partitions, -2, 0).await?;
     let ends = topics::list_offsets(shared, Side::Target, topic, &partitions, -1, 0).await?;
     let copied = copies.partitions(topic);
+    let resumes = copies.resumes_at(shared, topic, count).await?;
     let mut problems = Vec::new();
     for p in partitions {
         let (start, end) = (
             starts.get(&p).copied().unwrap_or(0),
             ends.get(&p).copied().unwrap_or(0),
         );
-        let ours = copies
-            .parked_target_next(topic, p)
-            .is_some_and(|next| next <= end)
+        let parked = usize::try_from(p)
+            .ok()
+            .and_then(|i| resumes.get(i).copied().flatten());
+        let ours = parked.is_some_and(|next| next <= end)
             || copied
                 .iter()
                 .any(|s| s.partition == p && s.state != "stopped");

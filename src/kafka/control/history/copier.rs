@@ -15,13 +15,14 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::io::{self, Fetched, Read};
 use super::plan::{Cursor, Planned, Producer, Round, plan};
+use super::progress;
 use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
 use crate::kafka::control::topics;
@@ -37,6 +38,8 @@ const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// How often a copying partition's position is persisted.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// Where one partition's copy stands, as its status shows it.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -65,8 +68,8 @@ pub(crate) struct Status {
 /// The acknowledged position: what a restart of the loop goes on from.
 #[derive(Clone, Debug)]
 pub(super) struct Position {
-    cursor: Cursor,
-    runs: HistoryRuns,
+    pub(super) cursor: Cursor,
+    pub(super) runs: HistoryRuns,
 }
 
 impl Position {
@@ -118,14 +121,14 @@ impl Copier {
                 outcome = attempt => Some(outcome),
             };
             let Some(outcome) = outcome else {
-                self.park(position, "stopped");
+                self.park(position, "stopped").await;
                 return;
             };
             match outcome {
                 Stop::Fatal(reason) => {
                     tracing::error!(topic = %self.topic, partition = self.partition, reason, "the history copy of the partition stopped");
                     self.update(|s| s.error = Some(reason));
-                    self.park(position, "stopped");
+                    self.park(position, "stopped").await;
                     return;
                 }
                 Stop::Again(reason) => {
@@ -136,9 +139,12 @@ impl Copier {
                     });
                 }
             }
+            if let Some(at) = &position {
+                self.save(at).await;
+            }
             tokio::select! {
                 () = stop.cancelled() => {
-                    self.park(position, "stopped");
+                    self.park(position, "stopped").await;
                     return;
                 }
                 () = tokio::time::sleep(pause) => {}
@@ -155,8 +161,12 @@ impl Copier {
         change(&mut self.lock().status);
     }
 
-    /// Keeps where the copy stands for the next start.
-    fn park(&self, position: Option<Position>, state: &'static str) {
+    /// Keeps where the copy stands for the next start, in memory and in
+    /// the state store.
+    async fn park(&self, position: Option<Position>, state: &'static str) {
+        if let Some(at) = &position {
+            self.save(at).await;
+        }
         let mut slot = self.lock();
         slot.status.state = state;
         if let Some(at) = &position {
@@ -165,6 +175,24 @@ impl Copier {
             slot.status.runs = at.runs.runs().len();
         }
         slot.parked = position;
+    }
+
+    /// Persists `at`; a failure is logged and the copy goes on (a restart
+    /// then goes on from an older position, counting off what landed).
+    async fn save(&self, at: &Position) {
+        let status = self.lock().status.clone();
+        let shared = &self.shared;
+        let saved = progress::save(
+            shared.store.as_ref(),
+            &shared.migration.name,
+            &self.topic,
+            at,
+            &status,
+        )
+        .await;
+        if let Err(e) = saved {
+            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "could not save the history copy's position");
+        }
     }
 
     fn show(&self, position: &Position) {
@@ -225,6 +253,7 @@ impl Copier {
             let batches = std::mem::take(&mut round.batches);
             self.write(&mut target, batches, at).await?;
             self.finish_round(&round, at)?;
+            self.save_now_and_then(at).await;
         }
     }
 
@@ -293,6 +322,7 @@ impl Copier {
                 }
                 landed -= planned.run.len;
                 self.acknowledge(planned.run, at)?;
+                self.count(planned.run.len, planned.batch.len());
             }
             if landed > 0 {
                 self.finish_round(&round, at)?;
@@ -362,7 +392,8 @@ impl Copier {
                 let oldest = waiting.pop_front().expect("the window is full");
                 self.acknowledged(target, oldest, at).await?;
             }
-            let bytes = i64::try_from(planned.batch.len()).unwrap_or(i64::MAX);
+            self.shared.copies.rate.take(planned.batch.len()).await;
+            let bytes = planned.batch.len();
             io::send_batch(
                 target,
                 &self.topic,
@@ -381,7 +412,7 @@ impl Copier {
     async fn acknowledged(
         &self,
         target: &mut Link,
-        (run, bytes): (Run, i64),
+        (run, bytes): (Run, usize),
         at: &mut Position,
     ) -> Result<(), Stop> {
         let base = io::acknowledged(target, &self.topic, self.partition).await?;
@@ -392,11 +423,34 @@ impl Copier {
             )));
         }
         self.acknowledge(run, at)?;
+        self.count(run.len, bytes);
+        self.save_now_and_then(at).await;
+        Ok(())
+    }
+
+    /// Persists `at` when the last save is [`SAVE_EVERY`] old: a round
+    /// can take long under the rate limit, so this runs per batch too.
+    async fn save_now_and_then(&self, at: &Position) {
+        let due = {
+            let mut slot = self.lock();
+            let due = slot.saved_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY);
+            if due {
+                slot.saved_at = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.save(at).await;
+        }
+    }
+
+    /// Counts one batch on the target in the status.
+    fn count(&self, records: i64, bytes: usize) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         self.update(|s| {
-            s.records += run.len;
+            s.records += records;
             s.bytes += bytes;
         });
-        Ok(())
     }
 
     /// Moves the position past one acknowledged batch.

@@ -25,6 +25,8 @@ pub(crate) mod checks;
 mod copier;
 mod io;
 mod plan;
+mod progress;
+mod rate;
 
 pub(crate) use copier::Status;
 
@@ -83,6 +85,10 @@ pub(crate) async fn follow_state(
 pub(super) struct Slot {
     status: copier::Status,
     parked: Option<copier::Position>,
+    /// Whether the state store was asked for an earlier run's position.
+    loaded: bool,
+    /// When the position was last persisted.
+    saved_at: Option<std::time::Instant>,
 }
 
 type Slots = Arc<Mutex<Slot>>;
@@ -91,9 +97,34 @@ fn lock(slot: &Slots) -> std::sync::MutexGuard<'_, Slot> {
     slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Fills a fresh slot with the position an earlier run of the proxy
+/// persisted for the partition, if any.
+async fn load(shared: &Shared, topic: &str, partition: i32, slot: &Slots) -> Result<(), String> {
+    if lock(slot).loaded {
+        return Ok(());
+    }
+    let saved = progress::load(
+        shared.store.as_ref(),
+        &shared.migration.name,
+        topic,
+        partition,
+    )
+    .await?;
+    let mut slot = lock(slot);
+    if !slot.loaded {
+        slot.loaded = true;
+        if let Some((position, status)) = saved {
+            slot.parked = Some(position);
+            slot.status = status;
+        }
+    }
+    Ok(())
+}
+
 /// The history copies of a migration.
-#[derive(Default)]
 pub(crate) struct Copies {
+    /// The copy's speed limit, shared by every partition.
+    rate: rate::Rate,
     /// Each copied topic's partitions, running or not.
     slots: Mutex<HashMap<String, Vec<Slots>>>,
     /// The running topics' stop signals.
@@ -111,6 +142,17 @@ impl std::fmt::Debug for Copies {
 }
 
 impl Copies {
+    /// No copy yet; together they write at most `mb_per_second`.
+    pub(crate) fn new(mb_per_second: u32) -> Copies {
+        Copies {
+            rate: rate::Rate::new(mb_per_second),
+            slots: Mutex::default(),
+            running: Mutex::default(),
+            producer: tokio::sync::Mutex::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
     /// Stops every copy (the proxy is shutting down).
     pub(crate) fn shut_down(&self) {
         self.shutdown.cancel();
@@ -121,9 +163,50 @@ impl Copies {
         if let Some(p) = *producer {
             return Ok(p);
         }
-        let p = io::init_producer(shared).await?;
+        let p = progress::producer(shared.store.as_ref(), &shared.migration.name, || {
+            io::init_producer(shared)
+        })
+        .await?;
         *producer = Some(p);
         Ok(p)
+    }
+
+    /// `topic`'s first `count` slots, each filled once with what an earlier
+    /// run of the proxy persisted.
+    ///
+    /// # Errors
+    /// When the state store cannot be read or holds a copy that does not parse.
+    async fn slots(&self, shared: &Shared, topic: &str, count: i32) -> Result<Vec<Slots>, String> {
+        let slots = {
+            let mut all = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let slots = all.entry(topic.to_owned()).or_default();
+            while slots.len() < usize::try_from(count).unwrap_or(0) {
+                slots.push(Slots::default());
+            }
+            slots.clone()
+        };
+        for (partition, slot) in (0..count).zip(&slots) {
+            load(shared, topic, partition, slot).await?;
+        }
+        Ok(slots)
+    }
+
+    /// Where a stopped copy of each of `topic`'s `count` partitions goes on
+    /// writing the target (`None`: no copy ran), as persisted.
+    ///
+    /// # Errors
+    /// As [`Copies::slots`].
+    pub(crate) async fn resumes_at(
+        &self,
+        shared: &Shared,
+        topic: &str,
+        count: i32,
+    ) -> Result<Vec<Option<i64>>, String> {
+        let slots = self.slots(shared, topic, count).await?;
+        Ok(slots
+            .iter()
+            .map(|s| lock(s).parked.as_ref().map(copier::Position::target_next))
+            .collect())
     }
 
     /// Starts mirroring every partition of `topic` (from where an earlier
@@ -138,14 +221,7 @@ impl Copies {
         let count = super::moves::partition_count(shared, topic).await?;
         let producer = self.producer(shared).await?;
         let stop = self.shutdown.child_token();
-        let slots = {
-            let mut all = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            let slots = all.entry(topic.to_owned()).or_default();
-            while slots.len() < usize::try_from(count).unwrap_or(0) {
-                slots.push(Slots::default());
-            }
-            slots.clone()
-        };
+        let slots = self.slots(shared, topic, count).await?;
         {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             if running.contains_key(topic) {
@@ -179,16 +255,6 @@ impl Copies {
         }
     }
 
-    /// Where a stopped copy of `topic`/`partition` goes on writing the target.
-    pub(crate) fn parked_target_next(&self, topic: &str, partition: i32) -> Option<i64> {
-        let all = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = all.get(topic)?.get(usize::try_from(partition).ok()?)?;
-        lock(slot)
-            .parked
-            .as_ref()
-            .map(copier::Position::target_next)
-    }
-
     fn running(&self, topic: &str) -> bool {
         self.running
             .lock()
@@ -200,7 +266,13 @@ impl Copies {
     pub(crate) fn partitions(&self, topic: &str) -> Vec<Status> {
         let all = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         all.get(topic)
-            .map(|slots| slots.iter().map(|s| lock(s).status.clone()).collect())
+            .map(|slots| {
+                slots
+                    .iter()
+                    .map(|s| lock(s).status.clone())
+                    .filter(|s| !s.state.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -34,7 +34,7 @@ const TRANSACTIONAL: i16 = 0x10;
 /// The copier's own idempotent producer on the target. Never the source's
 /// ids: those are the target's id space too, and a clash would be
 /// acknowledged as a duplicate without being written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Producer {
     pub(crate) id: i64,
     pub(crate) epoch: i16,
@@ -48,7 +48,7 @@ pub(crate) struct Aborted {
 }
 
 /// Where the copy of one partition stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Cursor {
     /// The next source offset to read; skipped offsets are counted as read.
     pub(crate) source_next: i64,
