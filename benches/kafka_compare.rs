@@ -3,10 +3,16 @@
 //! cutover's own CPU per gigabyte moved in each migration state.
 //!
 //! Run: `cargo bench --bench kafka_compare` (cargo builds `cutover` with the
-//! bench profile = release optimisations). Needs Apache Kafka 4.1.1 from
-//! `tests/peers/install.sh kafka`; the load is Kafka's own perf tools
-//! (`org.apache.kafka.tools.ProducerPerformance` and `ConsumerPerformance`,
-//! on the brokers' class path), so no client of ours is measured.
+//! bench profile = release optimisations). Needs Apache Kafka 4.1.1 and the
+//! peers' venv from `tests/peers/install.sh kafka`. Two loads, each run in
+//! every round on every path, each with its own tables; no client of ours
+//! is measured:
+//! - `java`: Kafka's own perf tools (`org.apache.kafka.tools.ProducerPerformance`
+//!   and `ConsumerPerformance`, on the brokers' class path);
+//! - `rdkafka`: librdkafka through confluent-kafka in the peers' venv,
+//!   driven by `benches/kafka_rdkafka_load.py`. Python's per-record cost
+//!   caps its rate, but the cap is the same on every path: read its ratios
+//!   to direct, not its MB/s.
 //!
 //! The clusters come from the test rig (`tests/support`, included below as
 //! `support`): the source has 3 combined KRaft nodes (replication factor 3,
@@ -27,17 +33,27 @@
 //!   partition writes to the target; a fresh topic holds nothing on the
 //!   source, so reads go to the target too).
 //!
-//! For every path and round a fresh topic of `KAFKA_BENCH_PARTITIONS`
-//! partitions is created through the path (`TopicCommand`), then:
+//! For every path, round and load a fresh topic of `KAFKA_BENCH_PARTITIONS`
+//! partitions is created through the path (`TopicCommand`; the librdkafka
+//! load's topics are named `bench-<path>-rdkafka-<round>`), then:
 //! 1. **produce**: `ProducerPerformance` sends N records of S bytes flat
 //!    out (`--throughput -1`, acks=all, the Java client's defaults
 //!    otherwise: idempotent, linger.ms=5, batch.size=16384). MB/s from its
 //!    records/s; p50/p99 are its send-to-acknowledgement latencies, which
 //!    at full speed are mostly time queued in the client (a saturation
-//!    figure, not one round trip);
+//!    figure, not one round trip). The librdkafka producer does the same
+//!    with acks=all, `enable.idempotence`, linger.ms=5 and librdkafka's
+//!    defaults otherwise (batch.size=1000000): one pre-built value,
+//!    `produce()` with a `poll(0)` every 5000 records, timed from the first
+//!    `produce()` to the end of `flush()`; its p50/p99 are
+//!    `Message.latency()` (produce() to acknowledgement) from the delivery
+//!    callbacks;
 //! 2. **consume**: `ConsumerPerformance` (a fresh group, from the earliest
 //!    offset) reads the N records back; MB/s over its fetch time, which
-//!    leaves out the group join (reported as `join ms` per round).
+//!    leaves out the group join (reported as `join ms` per round). The
+//!    librdkafka consumer does the same in batches of `consume()`: the join
+//!    is `subscribe()` to the first assignment, the fetch time runs from
+//!    there to the Nth record.
 //!
 //! MB = 10^6 bytes of record values. Rounds alternate the paths so drift
 //! over time hits them alike; the table shows each path's best round per
@@ -54,12 +70,15 @@
 //! asserted about the ratios (issue 19's targets: `source` ≥ 0.95× direct,
 //! splice states ≥ 0.85×); lost or failed records are flagged.
 //!
-//! Environment (defaults finish in about 6 minutes on 2 busy cores):
+//! Environment (with the Java load alone the defaults finish in about 6
+//! minutes on 2 busy cores; the librdkafka load adds its own topic and two
+//! phases per path and round):
 //! `KAFKA_BENCH_RECORDS` (500000), `KAFKA_BENCH_RECORD_SIZE` (100 bytes),
 //! `KAFKA_BENCH_PARTITIONS` (6), `KAFKA_BENCH_ROUNDS` (3),
 //! `KAFKA_BENCH_VIRTUAL_BROKERS` (3), `KAFKA_BENCH_TARGETS`
-//! (comma-separated subset of target names), `CUTOVER_BENCH_KEEP=1` keeps
-//! the scratch dir (logs).
+//! (comma-separated subset of target names), `KAFKA_BENCH_CLIENTS`
+//! (`java,rdkafka`, the default, or either alone), `CUTOVER_BENCH_KEEP=1`
+//! keeps the scratch dir (logs).
 //!
 //! Adding a path: append to [`TARGETS`] a setup that starts what it needs
 //! and returns a [`Target`]; its `prepare` hook runs for every fresh topic
@@ -98,6 +117,12 @@ const TOPIC_PREFIX: &str = "bench-";
 const MIGRATION: &str = "events";
 /// Labels of the source nodes' pids in the CPU table, by node id - 1.
 const SOURCE_NODES: [&str; 3] = ["source node 1", "source node 2", "source node 3"];
+/// The librdkafka load, run with the peers' venv python.
+const RDKAFKA_LOAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/kafka_rdkafka_load.py");
+
+/// Loads to run on every path, in the order each round runs them;
+/// `KAFKA_BENCH_CLIENTS` picks a subset.
+const CLIENTS: &[(&str, Client)] = &[("java", Client::Java), ("rdkafka", Client::Rdkafka)];
 
 /// Paths to measure, in table order; `KAFKA_BENCH_TARGETS` picks a subset.
 const TARGETS: &[(&str, Setup)] = &[
@@ -111,6 +136,43 @@ const BASELINES: [&str; 2] = ["direct", "cutover source"];
 
 type Setup = fn(&Rig) -> Target;
 
+/// Who generates the load: each has its own topic per path and round, its
+/// own rows and its own tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    /// Kafka's `ProducerPerformance` and `ConsumerPerformance`.
+    Java,
+    /// [`RDKAFKA_LOAD`] on confluent-kafka.
+    Rdkafka,
+}
+
+impl Client {
+    /// The name `KAFKA_BENCH_CLIENTS` uses.
+    fn name(self) -> &'static str {
+        CLIENTS
+            .iter()
+            .find_map(|&(name, client)| (client == self).then_some(name))
+            .expect("every client is in CLIENTS")
+    }
+
+    /// Phase names in the CPU table and the problem list.
+    fn phases(self) -> [&'static str; 2] {
+        match self {
+            Client::Java => ["produce", "consume"],
+            Client::Rdkafka => ["rdkafka produce", "rdkafka consume"],
+        }
+    }
+
+    /// Topic-name fragment before the round (the Java load keeps the
+    /// names it had before there was a second load).
+    fn topic_infix(self) -> &'static str {
+        match self {
+            Client::Java => "",
+            Client::Rdkafka => "rdkafka-",
+        }
+    }
+}
+
 /// Knobs, from the environment.
 #[derive(Clone, Debug)]
 struct Params {
@@ -120,6 +182,7 @@ struct Params {
     rounds: usize,
     virtual_brokers: u16,
     only: Option<Vec<String>>,
+    clients: Vec<Client>,
 }
 
 impl Params {
@@ -131,6 +194,14 @@ impl Params {
             rounds: var("KAFKA_BENCH_ROUNDS", 3).max(1),
             virtual_brokers: var("KAFKA_BENCH_VIRTUAL_BROKERS", 3).max(1),
             only: compare::env_list("KAFKA_BENCH_TARGETS"),
+            clients: compare::select(
+                CLIENTS,
+                compare::env_list("KAFKA_BENCH_CLIENTS").as_deref(),
+                "KAFKA_BENCH_CLIENTS",
+            )
+            .into_iter()
+            .map(|(_, client)| client)
+            .collect(),
         }
     }
 }
@@ -311,13 +382,14 @@ struct ToolRun {
 struct Measured {
     phase: Phase,
     cost: Option<CutoverCost>,
-    /// `ConsumerPerformance`'s group join and first assignment, in ms.
+    /// The consumer's group join and first assignment, in ms.
     join_ms: Option<f64>,
 }
 
-/// One round of one target.
+/// One round of one target under one client.
 struct Run {
     target: &'static str,
+    client: Client,
     round: usize,
     produce: Measured,
     consume: Measured,
@@ -329,9 +401,10 @@ impl compare::Round for Run {
     }
 
     fn phases(&self) -> Vec<(&'static str, &Phase)> {
+        let [produce, consume] = self.client.phases();
         vec![
-            ("produce", &self.produce.phase),
-            ("consume", &self.consume.phase),
+            (produce, &self.produce.phase),
+            (consume, &self.consume.phase),
         ]
     }
 }
@@ -342,6 +415,11 @@ fn main() {
     let scratch = Scratch::new("cutover-bench-kafka-");
     let dir = scratch.path.clone();
     let home = support::kafka_home();
+    // Before the clusters start: a missing venv fails at once.
+    let librdkafka = params
+        .clients
+        .contains(&Client::Rdkafka)
+        .then(librdkafka_version);
 
     let source = KafkaCluster::source();
     let target = KafkaCluster::target();
@@ -366,13 +444,19 @@ fn main() {
 
     println!(
         "kafka_compare: {} records x {} B, {} partitions, acks=all, {} rounds, {} CPUs, \
-         cutover virtual_brokers={}",
+         cutover virtual_brokers={}, clients {}",
         params.records,
         params.record_size,
         params.partitions,
         params.rounds,
         common::cpu_count(),
         params.virtual_brokers,
+        params
+            .clients
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(","),
     );
     println!("cutover binary: {}", common::CUTOVER);
     println!(
@@ -380,21 +464,62 @@ fn main() {
         support::KAFKA_VERSION,
         home.display()
     );
+    if let Some(version) = &librdkafka {
+        println!("{version}");
+    }
 
-    let runs = compare::interleave(params.rounds, &targets, |target, round| {
-        run(&rig, &home, target, round)
-    });
+    let mut runs: Vec<Run> = compare::interleave(params.rounds, &targets, |target, round| {
+        params
+            .clients
+            .iter()
+            .map(|&client| run(&rig, &home, target, round, client))
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
 
     let names: Vec<&str> = targets.iter().map(|t| t.name).collect();
-    print_tables(&runs, &names, &params);
+    for &client in &params.clients {
+        let (mine, rest): (Vec<Run>, Vec<Run>) = runs.into_iter().partition(|r| r.client == client);
+        print_tables(&mine, &names, &params, client);
+        runs = rest;
+    }
     compare::report_cutovers(&targets);
     println!("total bench time {:.0} s", started.elapsed().as_secs_f64());
 }
 
-/// Creates the round's topic through `target`, runs both phases, prints a
-/// line.
-fn run(rig: &Rig, home: &Path, target: &Target, round: usize) -> Run {
-    let topic = format!("{TOPIC_PREFIX}{}-{round}", compare::slug(target.name));
+/// Which confluent-kafka and librdkafka the venv holds, as a line.
+fn librdkafka_version() -> String {
+    let out = Command::new(support::kafka_python())
+        .args([
+            "-c",
+            "import confluent_kafka as c; print(c.__version__, c.libversion()[0])",
+        ])
+        .output()
+        .expect("run the venv python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "confluent_kafka does not import: {}",
+        support::output_text(&out)
+    );
+    let mut words = text.split_whitespace();
+    let (package, library) = (words.next().unwrap_or("?"), words.next().unwrap_or("?"));
+    format!(
+        "librdkafka {library} (confluent-kafka {package}) from {}",
+        support::kafka_python().display()
+    )
+}
+
+/// Creates the round's topic for `client` through `target`, runs both
+/// phases, prints a line.
+fn run(rig: &Rig, home: &Path, target: &Target, round: usize, client: Client) -> Run {
+    let topic = format!(
+        "{TOPIC_PREFIX}{}-{}{round}",
+        compare::slug(target.name),
+        client.topic_infix()
+    );
     let p = &rig.params;
     let out = support::kafka_tool(
         "org.apache.kafka.tools.TopicCommand",
@@ -416,63 +541,9 @@ fn run(rig: &Rig, home: &Path, target: &Target, round: usize) -> Run {
     );
     (target.prepare)(target, &topic);
 
-    let records = p.records.to_string();
-    let size = p.record_size.to_string();
-    let producer_props = format!("bootstrap.servers={}", target.addr);
-    let tool = perf_tool(
-        rig,
-        home,
-        target,
-        &topic,
-        "produce",
-        "org.apache.kafka.tools.ProducerPerformance",
-        &[
-            "--topic",
-            &topic,
-            "--num-records",
-            &records,
-            "--record-size",
-            &size,
-            "--throughput",
-            "-1",
-            "--producer-props",
-            "acks=all",
-            &producer_props,
-        ],
-    );
-    let produce = Measured {
-        phase: producer_phase(&tool.stdout, tool.exceptions, p, tool.cpu),
-        cost: tool.cost,
-        join_ms: None,
-    };
-
-    let group = format!("{topic}-group");
-    let timeout = CONSUME_IDLE_TIMEOUT_MS.to_string();
-    let tool = perf_tool(
-        rig,
-        home,
-        target,
-        &topic,
-        "consume",
-        "org.apache.kafka.tools.ConsumerPerformance",
-        &[
-            "--bootstrap-server",
-            &target.addr,
-            "--topic",
-            &topic,
-            "--messages",
-            &records,
-            "--group",
-            &group,
-            "--timeout",
-            &timeout,
-        ],
-    );
-    let (phase, join_ms) = consumer_phase(&tool.stdout, tool.exceptions, p, tool.cpu);
-    let consume = Measured {
-        phase,
-        cost: tool.cost,
-        join_ms,
+    let (produce, consume) = match client {
+        Client::Java => java_load(rig, home, target, &topic),
+        Client::Rdkafka => rdkafka_load(rig, target, &topic),
     };
 
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
@@ -484,8 +555,12 @@ fn run(rig: &Rig, home: &Path, target: &Target, round: usize) -> Run {
             )
         })
     };
+    let tag = match client {
+        Client::Java => "",
+        Client::Rdkafka => "rdkafka ",
+    };
     println!(
-        "  round {round} {:<18} produce {:>6.2} MB/s {:>7.0} rec/s (p50 {} p99 {} ms){} | consume {:>6.2} MB/s {:>7.0} rec/s (join {} ms){}{}",
+        "  round {round} {:<18} {tag}produce {:>6.2} MB/s {:>7.0} rec/s (p50 {} p99 {} ms){} | consume {:>6.2} MB/s {:>7.0} rec/s (join {} ms){}{}",
         target.name,
         produce.phase.mb_per_s(),
         produce.phase.msgs_per_s(),
@@ -500,27 +575,118 @@ fn run(rig: &Rig, home: &Path, target: &Target, round: usize) -> Run {
     );
     Run {
         target: target.name,
+        client,
         round,
         produce,
         consume,
     }
 }
 
-/// Runs one Kafka perf tool against `target` (bounded by
-/// [`PHASE_DEADLINE`]), sampling the CPU of the watched processes and of the
-/// tool, and cutover's CPU time and split counters for `topic`.
-fn perf_tool(
-    rig: &Rig,
-    home: &Path,
-    target: &Target,
-    topic: &str,
-    phase: &str,
-    main: &str,
-    args: &[&str],
-) -> ToolRun {
-    let slug = compare::slug(target.name);
-    let out_path = rig.dir.join(format!("{slug}-{phase}.out"));
-    let err_path = rig.dir.join(format!("{slug}-{phase}.err"));
+/// `ProducerPerformance` then `ConsumerPerformance` on `topic`.
+fn java_load(rig: &Rig, home: &Path, target: &Target, topic: &str) -> (Measured, Measured) {
+    let p = &rig.params;
+    let records = p.records.to_string();
+    let size = p.record_size.to_string();
+    let producer_props = format!("bootstrap.servers={}", target.addr);
+    let tool = perf_tool(
+        rig,
+        target,
+        topic,
+        "produce",
+        java_tool(
+            home,
+            "org.apache.kafka.tools.ProducerPerformance",
+            &[
+                "--topic",
+                topic,
+                "--num-records",
+                &records,
+                "--record-size",
+                &size,
+                "--throughput",
+                "-1",
+                "--producer-props",
+                "acks=all",
+                &producer_props,
+            ],
+        ),
+    );
+    let produce = Measured {
+        phase: producer_phase(&tool.stdout, tool.exceptions, p, tool.cpu),
+        cost: tool.cost,
+        join_ms: None,
+    };
+
+    let group = format!("{topic}-group");
+    let timeout = CONSUME_IDLE_TIMEOUT_MS.to_string();
+    let tool = perf_tool(
+        rig,
+        target,
+        topic,
+        "consume",
+        java_tool(
+            home,
+            "org.apache.kafka.tools.ConsumerPerformance",
+            &[
+                "--bootstrap-server",
+                &target.addr,
+                "--topic",
+                topic,
+                "--messages",
+                &records,
+                "--group",
+                &group,
+                "--timeout",
+                &timeout,
+            ],
+        ),
+    );
+    let (phase, join_ms) = consumer_phase(&tool.stdout, tool.exceptions, p, tool.cpu);
+    let consume = Measured {
+        phase,
+        cost: tool.cost,
+        join_ms,
+    };
+    (produce, consume)
+}
+
+/// [`RDKAFKA_LOAD`]'s produce then consume on `topic`.
+fn rdkafka_load(rig: &Rig, target: &Target, topic: &str) -> (Measured, Measured) {
+    let p = &rig.params;
+    let records = p.records.to_string();
+    let size = p.record_size.to_string();
+    let tool = perf_tool(
+        rig,
+        target,
+        topic,
+        "rdkafka-produce",
+        python_load(&["produce", &target.addr, topic, &records, &size]),
+    );
+    let produce = Measured {
+        phase: rdkafka_phase(&tool, "delivered", p),
+        cost: tool.cost,
+        join_ms: None,
+    };
+
+    let group = format!("{topic}-group");
+    let timeout = CONSUME_IDLE_TIMEOUT_MS.to_string();
+    let tool = perf_tool(
+        rig,
+        target,
+        topic,
+        "rdkafka-consume",
+        python_load(&["consume", &target.addr, topic, &records, &group, &timeout]),
+    );
+    let consume = Measured {
+        phase: rdkafka_phase(&tool, "consumed", p),
+        cost: tool.cost,
+        join_ms: load_result(&tool.stdout)["join_ms"].as_f64(),
+    };
+    (produce, consume)
+}
+
+/// A Kafka perf tool (`main`) on the brokers' class path, with [`PERF_JVM`].
+fn java_tool(home: &Path, main: &str, args: &[&str]) -> Command {
     let mut command = Command::new("java");
     command
         .args(PERF_JVM)
@@ -531,12 +697,38 @@ fn perf_tool(
         .arg("-cp")
         .arg(format!("{}/libs/*", home.display()))
         .arg(main)
-        .args(args)
+        .args(args);
+    command
+}
+
+/// [`RDKAFKA_LOAD`] with `args`, on the peers' venv python.
+fn python_load(args: &[&str]) -> Command {
+    let mut command = Command::new(support::kafka_python());
+    command.arg(RDKAFKA_LOAD).args(args);
+    command
+}
+
+/// Runs one load `command` against `target` (bounded by
+/// [`PHASE_DEADLINE`]), sampling the CPU of the watched processes and of the
+/// client, and cutover's CPU time and split counters for `topic`.
+fn perf_tool(
+    rig: &Rig,
+    target: &Target,
+    topic: &str,
+    phase: &str,
+    mut command: Command,
+) -> ToolRun {
+    let slug = compare::slug(target.name);
+    let out_path = rig.dir.join(format!("{slug}-{phase}.out"));
+    let err_path = rig.dir.join(format!("{slug}-{phase}.err"));
+    command
         .stdin(Stdio::null())
         .stdout(File::create(&out_path).expect("create tool stdout"))
         .stderr(File::create(&err_path).expect("create tool stderr"));
     let before = target.cutover.as_ref().map(|c| cutover_reading(c, topic));
-    let mut child = command.spawn().expect("spawn java");
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn the {phase} client: {e}"));
     let pid = child.id();
     let watch = CpuWatch::start(&target.watch);
     let waited = compare::wait_client(pid, PHASE_DEADLINE, || {
@@ -665,6 +857,40 @@ fn consumer_phase(
     (phase, num(6))
 }
 
+/// The JSON line [`RDKAFKA_LOAD`] ends its stdout with.
+fn load_result(stdout: &str) -> serde_json::Value {
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{} printed no result ({e}):\n{stdout}", RDKAFKA_LOAD))
+}
+
+/// One [`RDKAFKA_LOAD`] phase: `count` is the result's field of records
+/// acknowledged (`delivered`) or read (`consumed`); latencies come with the
+/// producer's result only.
+fn rdkafka_phase(tool: &ToolRun, count: &str, p: &Params) -> Phase {
+    let result = load_result(&tool.stdout);
+    let got = result[count].as_u64().unwrap_or(0);
+    let failed = result["failed"].as_u64().unwrap_or(0);
+    let problems = (got != p.records || failed > 0 || tool.exceptions > 0).then(|| {
+        let first = result["first_error"]
+            .as_str()
+            .map_or_else(String::new, |e| format!(" (first: {e})"));
+        format!(
+            "{count} {got} of {}, {failed} failed{first}, {} exceptions on stderr",
+            p.records, tool.exceptions
+        )
+    });
+    Phase {
+        messages: got,
+        bytes: got * p.record_size,
+        seconds: result["seconds"].as_f64().unwrap_or(0.0),
+        p50_ms: result["p50_ms"].as_f64(),
+        p99_ms: result["p99_ms"].as_f64(),
+        problems,
+        cpu: tool.cpu.clone(),
+    }
+}
+
 /// A description of lost or failed records, if any.
 fn problems(what: &str, got: u64, expected: u64, errors: usize) -> Option<String> {
     (got != expected || errors > 0)
@@ -728,7 +954,24 @@ fn whole_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"))
 }
 
-fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
+/// The tables of one client's `runs`.
+fn print_tables(runs: &[Run], targets: &[&str], params: &Params, client: Client) {
+    // The Java load's headings are the ones the bench printed before the
+    // librdkafka load existed.
+    let (producer, consumer, cost_of, all_ok) = match client {
+        Client::Java => (
+            "ProducerPerformance",
+            "ConsumerPerformance",
+            "",
+            "Every record was acknowledged and read back on every path.",
+        ),
+        Client::Rdkafka => (
+            "librdkafka, idempotent, linger.ms=5",
+            "librdkafka",
+            " under the librdkafka load",
+            "librdkafka: every record was acknowledged and read back on every path.",
+        ),
+    };
     let produce_mb = |t: &str| best_of(of(runs, t).iter().map(|r| r.produce.phase.mb_per_s()));
     let consume_mb = |t: &str| best_of(of(runs, t).iter().map(|r| r.consume.phase.mb_per_s()));
     // `value` against every baseline row, as table cells.
@@ -758,7 +1001,7 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nProduce (ProducerPerformance): {} x {} B, acks=all; best of {rounds} rounds (spread between rounds)\n",
+        "\nProduce ({producer}): {} x {} B, acks=all; best of {rounds} rounds (spread between rounds)\n",
         params.records, params.record_size
     );
     let _ = writeln!(
@@ -792,7 +1035,7 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
     }
     let _ = writeln!(
         out,
-        "\nConsume (ConsumerPerformance, fresh group, fetch time only); best of {rounds}\n"
+        "\nConsume ({consumer}, fresh group, fetch time only); best of {rounds}\n"
     );
     let _ = writeln!(
         out,
@@ -826,7 +1069,7 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
     }
     let _ = writeln!(
         out,
-        "\nCutover's own cost, summed over {rounds} rounds: CPU seconds per GB of record values \
+        "\nCutover's own cost{cost_of}, summed over {rounds} rounds: CPU seconds per GB of record values \
          (utime+stime from /proc), and split requests / requests forwarded\n"
     );
     let _ = writeln!(
@@ -850,11 +1093,7 @@ fn print_tables(runs: &[Run], targets: &[&str], params: &Params) {
             100.0 * consume.1
         );
     }
-    compare::cpu_table(&mut out, runs, targets, &["produce", "consume"]);
-    compare::list_problems(
-        &mut out,
-        runs,
-        "Every record was acknowledged and read back on every path.",
-    );
+    compare::cpu_table(&mut out, runs, targets, &client.phases());
+    compare::list_problems(&mut out, runs, all_ok);
     print!("{out}");
 }
