@@ -124,12 +124,17 @@ fn target_port(rig: &KafkaRig) -> u16 {
 
 /// `ctl check` shows `target_partitions_empty` passed with `reason`.
 fn assert_gate_passes(rig: &KafkaRig, topic: &str, reason: &str) {
+    assert_passed(rig, topic, "target_partitions_empty", reason);
+}
+
+/// `ctl check` shows the check `name` passed with `reason`.
+fn assert_passed(rig: &KafkaRig, topic: &str, name: &str, reason: &str) {
     let out = rig.proxy.ctl(&["check", "events", topic, "--json"]);
     let checks: Value = serde_json::from_slice(&out.stdout).expect("check JSON");
     let gate = checks["checks"]
         .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "target_partitions_empty"))
-        .unwrap_or_else(|| panic!("no target_partitions_empty in {checks:#}"));
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} in {checks:#}"));
     assert_eq!(gate["passed"], true, "{gate:#}");
     assert!(
         gate["reason"].as_str().is_some_and(|r| r.contains(reason)),
@@ -206,11 +211,13 @@ fn dual_read_mirrors_the_source_onto_the_target_and_a_rollback_resumes_where_it_
         "after the rollback and the second dual_read"
     );
 
-    // The copy ends where the switch would need it to: dual_write is
-    // refused for a copied topic until the switch waits for the copy.
-    let (code, out) = rig.ctl(&["advance", "events", plain]);
-    assert_ne!(code, 0, "{out}");
-    assert!(out.contains("history_caught_up"), "{out}");
+    // Caught up, the copy lets the partitions' writes switch.
+    assert_passed(
+        &rig,
+        plain,
+        "history_caught_up",
+        "within 5000 offsets of the source",
+    );
 }
 
 #[test]
@@ -281,5 +288,99 @@ fn a_copy_killed_mid_way_resumes_after_a_restart_without_writing_anything_twice(
     assert_eq!(
         source, target,
         "after the restart the target's log differs from the source's"
+    );
+}
+
+/// Runs `ctl VERB events TOPIC --force` until it succeeds (a switch may
+/// refuse while a copy catches up), within `STEP_DEADLINE`.
+fn step(rig: &KafkaRig, verb: &str, topic: &str) -> Vec<String> {
+    const STEP_DEADLINE: Duration = Duration::from_secs(40);
+    let start = std::time::Instant::now();
+    let mut refusals = Vec::new();
+    loop {
+        let (code, out) = rig.ctl(&[verb, "events", topic, "--force"]);
+        if code == 0 {
+            return refusals;
+        }
+        assert!(
+            start.elapsed() < STEP_DEADLINE,
+            "{verb} {topic}: {out}\n{}",
+            rig.proxy.log_tail(40)
+        );
+        refusals.push(out);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_walk_under_load_leaves_the_target_holding_the_log_in_virtual_order() {
+    let topic = "hist-walk";
+    let rig = KafkaRig::start(
+        &format!("{topic}*"),
+        ", history: copy, dual_write_percent: 50",
+    );
+    rig.source.create_topic(topic, PARTITIONS);
+    rig.target.create_topic(topic, PARTITIONS);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    write(&boot, topic, 0, 6_000, "lz4");
+    let load = spawn_java(
+        "SpliceLoad",
+        &[&boot, topic, "hist-walk-app", &PARTITIONS.to_string(), "40"],
+    );
+    let mut refusals = Vec::new();
+    // dual_read (the copy starts), dual_write (half the partitions switch
+    // after their copies), cutover, back to dual_write (those partitions
+    // write to the source again, the copy follows them), cutover again.
+    let walk = [
+        ("advance", "dual_read"),
+        ("advance", "dual_write"),
+        ("advance", "cutover"),
+        ("rollback", "dual_write"),
+        ("advance", "cutover"),
+    ];
+    for (verb, to) in walk {
+        std::thread::sleep(Duration::from_secs(4));
+        refusals.extend(step(&rig, verb, topic));
+        assert_eq!(rig.topic_status(topic)["state"], to);
+    }
+    let report = finish_java(load, Duration::from_secs(200));
+    println!("{report:#}\nrefused steps: {refusals:#?}");
+    for key in [
+        "failed",
+        "lost",
+        "duplicates",
+        "reordered",
+        "offset_mismatch",
+    ] {
+        assert_eq!(
+            report[key],
+            0,
+            "{key}: {report:#}\n{}",
+            rig.proxy.log_tail(40)
+        );
+    }
+    assert!(report["acked"].as_u64().unwrap() > 1_000, "{report:#}");
+    // Every partition went through the target and back: the second source
+    // segment was copied after the target's own records.
+    let status = rig.topic_status(topic);
+    let spliced = status["details"]["spliced_partitions"].as_array().unwrap();
+    assert!(
+        spliced
+            .iter()
+            .any(|p| p["segments"].as_array().unwrap().len() >= 4),
+        "no partition went to the target, back and again: {status:#}"
+    );
+    // What clients read through the proxy (virtual offsets, spanning both
+    // clusters) is what the target alone holds, at the same offsets.
+    let through_proxy = read(&boot, topic);
+    let on_target = read(&rig.target.bootstrap(), topic);
+    assert_eq!(
+        through_proxy["total"].as_u64().unwrap(),
+        6_000 + report["acked"].as_u64().unwrap(),
+        "{through_proxy:#}"
+    );
+    assert_eq!(
+        through_proxy, on_target,
+        "the target's log is not the virtual log"
     );
 }

@@ -339,13 +339,25 @@ impl Driver for KafkaDriver {
                 let mut out = vec![self.target_reachable().await];
                 out.push(self.target_topic(topic).await.0);
                 if self.copies_history(topic) {
-                    out.push(history::checks::history_caught_up(topic));
+                    out.push(history::checks::history_caught_up(
+                        &self.shared.copies,
+                        topic,
+                    ));
                 } else {
                     out.push(splice_checks::target_records(&self.shared, topic).await);
                 }
                 out
             }
-            State::Cutover => vec![self.target_topic(topic).await.0],
+            State::Cutover => {
+                let mut out = vec![self.target_topic(topic).await.0];
+                if self.copies_history(topic) {
+                    out.push(history::checks::history_caught_up(
+                        &self.shared.copies,
+                        topic,
+                    ));
+                }
+                out
+            }
             State::Target => splice_checks::before_target(&self.shared, topic).await,
             State::Source => Vec::new(),
         }

@@ -30,6 +30,9 @@ const PAUSE: Duration = Duration::from_secs(3);
 pub(crate) async fn run(shared: Arc<Shared>, _transitions: OwnedMutexGuard<()>) {
     for topic in shared.migration.topics() {
         let name = topic.name.to_string();
+        // A copied partition switching to the target waits for its copy,
+        // so the copy runs first.
+        super::history::follow_state(&shared, &name, topic.state()).await;
         for attempt in 1..=ATTEMPTS {
             match moves::apply(&shared, &name, topic.state()).await {
                 Ok(done) => {
@@ -40,7 +43,6 @@ pub(crate) async fn run(shared: Arc<Shared>, _transitions: OwnedMutexGuard<()>) 
                             "partitions switched to agree with the persisted state (a transition or shift was interrupted)"
                         );
                     }
-                    super::history::follow_state(&shared, &name, topic.state()).await;
                     break;
                 }
                 Err(e) if attempt == ATTEMPTS => {

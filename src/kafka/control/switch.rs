@@ -12,12 +12,17 @@
 //! - a cluster new to the partition starts at its log start by default, so
 //!   records already there (producers moved to the target directly) are
 //!   read after the source's; `kafka.switch_start: log_end` skips them,
-//!   for a target pre-seeded by an offset-preserving replication.
+//!   for a target pre-seeded by an offset-preserving replication;
+//! - a partition whose history is copied (`history: copy`) starts where
+//!   its copy ends: before fencing, the switch waits for the copy to come
+//!   close to the source's end, and inside the fence for it to reach the
+//!   closing end, so the target holds the history before the first write
+//!   it takes (docs/kafka-history-plan.md §1).
 
 use std::time::Duration;
 
 use super::topics::{self, refresh_layout};
-use crate::config::SwitchStart;
+use crate::config::{HistoryMode, SwitchStart};
 use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
 use crate::kafka::splice::routing::FENCE_DRAIN_MAX;
@@ -37,6 +42,11 @@ const READ_COMMITTED: i8 = 1;
 /// on the closing cluster only.
 const TRANSACTION_WAIT: Duration = Duration::from_secs(3);
 const TRANSACTION_POLL: Duration = Duration::from_millis(50);
+/// How long a switch of a copied partition waits, before fencing, for its
+/// history copy to come within a few offsets of the source's end.
+const HISTORY_CATCH_UP_MAX: Duration = Duration::from_secs(10);
+/// How long it holds the fence for the copy to reach the closing end.
+const HISTORY_FENCE_MAX: Duration = Duration::from_secs(5);
 
 /// What one switch did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -76,7 +86,20 @@ pub(super) async fn switch(
     }
     refresh_layout(shared, from, topic).await?;
     refresh_layout(shared, to, topic).await?;
-    let start_on_new = opening_start(shared, &map, to, topic, partition).await?;
+    // A copied partition's target segment starts where its history copy
+    // ends, once the copy has every source record below the closing end.
+    let copied = shared.history.of(topic) == HistoryMode::Copy && to == Side::Target;
+    if copied {
+        shared
+            .copies
+            .caught_up(topic, partition, HISTORY_CATCH_UP_MAX)
+            .await?;
+    }
+    let start_on_new = if copied {
+        None
+    } else {
+        opening_start(shared, &map, to, topic, partition).await?
+    };
     let fence = shared.splice.fence(topic, partition);
     fence.drained(FENCE_DRAIN_MAX).await.map_err(|n| {
         format!(
@@ -86,7 +109,7 @@ pub(super) async fn switch(
     })?;
     // Both clusters are asked at once: every round trip here is time
     // the partition's producers wait.
-    let (settled, physical_start) =
+    let (settled, mut physical_start) =
         tokio::try_join!(settled_end(shared, from, topic, partition), async {
             match start_on_new {
                 Some(start) => Ok(start),
@@ -102,15 +125,32 @@ pub(super) async fn switch(
             .acknowledged_end(from, topic, partition)
             .unwrap_or(i64::MIN),
     );
+    if copied {
+        physical_start = shared
+            .copies
+            .stop_at(topic, partition, closing_end, HISTORY_FENCE_MAX)
+            .await?;
+    }
     let next = map
         .appended(to, closing_end, physical_start)
-        .map_err(|e| format!("{topic}/{partition}: {e}"))?;
+        .map_err(|e| format!("{topic}/{partition}: {e}"));
+    let next = match next {
+        Ok(next) => next,
+        Err(e) => {
+            shared.copies.lift(topic, partition);
+            return Err(e);
+        }
+    };
     let virtual_start = next.open().virtual_start;
-    shared
+    let persisted = shared
         .persist_maps(&format!("the segment map of {topic}/{partition}"), |all| {
             all.set(topic, partition, next)
         })
-        .await?;
+        .await;
+    // The map now says where the copy stops (or, back on the source, that
+    // it goes on); an abandoned switch lets it go on as before.
+    shared.copies.lift(topic, partition);
+    persisted?;
     let held = fence.since.elapsed();
     drop(fence);
     metrics::histogram!(metrics::KAFKA_FENCE_SECONDS, "migration" => shared.migration.name.to_string(), "topic" => topic.to_owned())

@@ -2,9 +2,9 @@
 //! `target_partitions_empty` before `dual_read` (the copy writes the
 //! target's partitions from their first offset, so anything already there
 //! would sit before the history), and `history_caught_up` before
-//! `dual_write`.
+//! `dual_write` and `cutover`.
 
-use super::Copies;
+use super::{Copies, SWITCH_LAG};
 use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
 use crate::kafka::control::{moves, topics};
@@ -75,14 +75,49 @@ async fn empty_or_ours(
     Ok(problems)
 }
 
-/// `dual_write` switches partitions' writes to the target; a copied
-/// partition may only switch once its copy has reached the source's end
-/// inside the switch's fence, which the switch does not do yet.
-pub(crate) fn history_caught_up(topic: &str) -> CheckResult {
-    CheckResult::fail(
-        CAUGHT_UP,
-        format!(
-            "{topic} has history: copy, and switching a copied partition's writes to the target is not built yet (the copy mirrors the source in dual_read); roll back to source and set history: leave to walk it further"
-        ),
-    )
+/// Before `dual_write` and `cutover`, which switch partitions' writes to
+/// the target: every partition's copy runs (or waits at its end, its
+/// writes already on the target) within [`SWITCH_LAG`] offsets of the
+/// source, so each switch's fence waits only for the last few.
+pub(crate) fn history_caught_up(copies: &Copies, topic: &str) -> CheckResult {
+    let partitions = copies.partitions(topic);
+    if partitions.is_empty() {
+        return CheckResult::fail(
+            CAUGHT_UP,
+            format!(
+                "no history copy of {topic} has run in this process; it starts with dual_read (roll back to source and advance again)"
+            ),
+        );
+    }
+    let behind: Vec<String> = partitions
+        .iter()
+        .filter_map(|p| match p.state {
+            "mirroring" | "parked" if p.end - p.copied_to <= SWITCH_LAG => None,
+            "mirroring" | "parked" => Some(format!(
+                "{topic}/{} is {} offsets behind the source ({} of {})",
+                p.partition,
+                p.end - p.copied_to,
+                p.copied_to,
+                p.end
+            )),
+            state => Some(format!(
+                "{topic}/{} is {state}{}",
+                p.partition,
+                p.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )),
+        })
+        .collect();
+    if behind.is_empty() {
+        CheckResult::pass(
+            CAUGHT_UP,
+            format!(
+                "every partition's history copy of {topic} is within {SWITCH_LAG} offsets of the source"
+            ),
+        )
+    } else {
+        CheckResult::fail(CAUGHT_UP, behind.join("; "))
+    }
 }

@@ -14,12 +14,13 @@
 //! partition's copy with its reason, shown in the status.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::align::{Aligned, align};
 use super::io::{self, Fetched, Read};
 use super::plan::{Cursor, Planned, Producer, Round, plan};
 use super::progress;
@@ -38,6 +39,8 @@ const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// How often a parked copy looks at its map again without being woken.
+const PARKED_POLL: Duration = Duration::from_secs(1);
 /// How often a copying partition's position is persisted.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 
@@ -53,6 +56,8 @@ pub(crate) struct Status {
     pub(crate) end: i64,
     /// Every virtual offset below this is on the target or was skipped.
     pub(crate) copied_to: i64,
+    /// The next source offset the copy reads (physical).
+    pub(crate) source_next: i64,
     /// The target offset the next copied record gets.
     pub(crate) target_next: i64,
     pub(crate) records: i64,
@@ -96,13 +101,32 @@ impl From<Failure> for Stop {
     }
 }
 
+/// Drops the round's batches at or past the source offset `limit` (a
+/// partition whose writes moved stops there), and ends the round at it.
+fn cut(round: &mut Round, from: Cursor, limit: i64) {
+    if round.next.source_next <= limit {
+        return;
+    }
+    round
+        .batches
+        .retain(|b| b.run.virtual_start - from.delta < limit);
+    let mut next = from;
+    for b in &round.batches {
+        next.target_next = b.run.target_end();
+        next.sequence =
+            increment_sequence(next.sequence, i32::try_from(b.run.len).unwrap_or(i32::MAX));
+    }
+    next.source_next = limit;
+    round.next = next;
+}
+
 /// One partition's copy and what it reports.
 pub(super) struct Copier {
     pub(super) shared: Arc<Shared>,
     pub(super) topic: String,
     pub(super) partition: i32,
     pub(super) producer: Producer,
-    pub(super) slot: Arc<Mutex<super::Slot>>,
+    pub(super) slot: Arc<super::Part>,
 }
 
 impl Copier {
@@ -171,6 +195,7 @@ impl Copier {
         slot.status.state = state;
         if let Some(at) = &position {
             slot.status.copied_to = at.runs.copied_to();
+            slot.status.source_next = at.cursor.source_next;
             slot.status.target_next = at.cursor.target_next;
             slot.status.runs = at.runs.runs().len();
         }
@@ -198,6 +223,7 @@ impl Copier {
     fn show(&self, position: &Position) {
         self.update(|s| {
             s.copied_to = position.runs.copied_to();
+            s.source_next = position.cursor.source_next;
             s.target_next = position.cursor.target_next;
             s.runs = position.runs.runs().len();
         });
@@ -238,23 +264,88 @@ impl Copier {
         }
         let at = position.as_mut().expect("set above");
         let mut source = io::open(&self.shared, Side::Source, &self.topic, self.partition).await?;
-        self.land(&mut source, at, target_end).await?;
+        if self.align(at)?.fresh {
+            self.check_fresh(at, target_end)?;
+        } else {
+            self.land(&mut source, at, target_end).await?;
+        }
         self.show(at);
-        self.update(|s| {
-            s.state = "mirroring";
-            s.error = None;
-        });
         let mut target = io::open(&self.shared, Side::Target, &self.topic, self.partition).await?;
         loop {
-            let Some(read) = self.read(&mut source, at).await? else {
+            let aligned = self.align(at)?;
+            if aligned.fresh {
+                let target_end = self.log_end(Side::Target, LATEST).await?;
+                self.check_fresh(at, target_end)?;
+            }
+            let limit = aligned.limit.into_iter().chain(self.lock().limit).min();
+            if limit.is_some_and(|l| at.cursor.source_next >= l) {
+                self.idle(at).await;
+                continue;
+            }
+            self.update(|s| {
+                s.state = "mirroring";
+                s.error = None;
+            });
+            let read = tokio::select! {
+                read = self.read(&mut source, at) => read?,
+                () = self.slot.wake.notified() => {
+                    // The read was dropped half way: its answer would
+                    // arrive on the link later, so the link goes too.
+                    source = io::open(&self.shared, Side::Source, &self.topic, self.partition).await?;
+                    continue;
+                }
+            };
+            let Some(read) = read else {
                 continue;
             };
             let mut round = self.plan_round(&read, at)?;
+            if let Some(limit) = limit {
+                cut(&mut round, at.cursor, limit);
+            }
             let batches = std::mem::take(&mut round.batches);
             self.write(&mut target, batches, at).await?;
             self.finish_round(&round, at)?;
             self.save_now_and_then(at).await;
         }
+    }
+
+    /// Moves `at` as the partition's segment map says (a new source
+    /// segment after a switch back) and returns what the copy may do.
+    fn align(&self, at: &mut Position) -> Result<Aligned, Stop> {
+        let map = self.shared.splice.map(&self.topic, self.partition);
+        let aligned = align(at.cursor, map.segments())
+            .map_err(|e| Stop::Fatal(format!("{}/{}: {e}", self.topic, self.partition)))?;
+        if aligned.cursor != at.cursor {
+            at.cursor = aligned.cursor;
+            at.runs
+                .advance(aligned.cursor.source_next + aligned.cursor.delta)
+                .map_err(|e| Stop::Fatal(e.to_string()))?;
+        }
+        Ok(aligned)
+    }
+
+    /// A copy moving to a new source segment writes after the target's
+    /// segment in between, which must end where the map says.
+    fn check_fresh(&self, at: &Position, target_end: i64) -> Result<(), Stop> {
+        if target_end == at.cursor.target_next {
+            return Ok(());
+        }
+        Err(Stop::Fatal(format!(
+            "the target's {}/{} ends at {target_end}, not at {} where its last segment ended: records were written to the target around the proxy (or a copy's batches landed before a crash); the history copy cannot place the next source segment",
+            self.topic, self.partition, at.cursor.target_next
+        )))
+    }
+
+    /// Waits, parked at the source end the copy must stop at, until
+    /// something changes (a switch back, a lifted stop).
+    async fn idle(&self, at: &Position) {
+        let first = self.lock().status.state != "parked";
+        if first {
+            self.save(at).await;
+            self.show(at);
+            self.update(|s| s.state = "parked");
+        }
+        let _ = tokio::time::timeout(PARKED_POLL, self.slot.wake.notified()).await;
     }
 
     /// The position a fresh copy starts from: the source's log start, the

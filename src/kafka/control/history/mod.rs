@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +22,7 @@ use crate::config::{HistoryMode, TopicPattern};
 use crate::kafka::Shared;
 use crate::pattern::Pattern;
 
+mod align;
 pub(crate) mod checks;
 mod copier;
 mod io;
@@ -59,6 +61,12 @@ impl Policy {
     }
 }
 
+/// How far behind the source a copy may be when a switch fences produce:
+/// the producers wait while the copy writes these last offsets.
+pub(crate) const SWITCH_LAG: i64 = 5_000;
+/// How often a switch looks at a copy it waits for.
+const POLL: Duration = Duration::from_millis(5);
+
 /// Starts or stops `topic`'s copy to agree with its new `state`: the copy
 /// mirrors from `dual_read` on and stops on the way back to `source`,
 /// keeping its position.
@@ -89,12 +97,24 @@ pub(super) struct Slot {
     loaded: bool,
     /// When the position was last persisted.
     saved_at: Option<std::time::Instant>,
+    /// A source offset a switch asked the copy to stop at (its map does not
+    /// say so yet).
+    limit: Option<i64>,
 }
 
-type Slots = Arc<Mutex<Slot>>;
+/// One partition's copy: its slot, and the signal that wakes its copier
+/// when what it should do changed (a switch set or lifted a stop, or its
+/// segment map changed).
+#[derive(Default)]
+pub(super) struct Part {
+    slot: Mutex<Slot>,
+    wake: tokio::sync::Notify,
+}
 
-fn lock(slot: &Slots) -> std::sync::MutexGuard<'_, Slot> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner)
+type Slots = Arc<Part>;
+
+fn lock(part: &Part) -> std::sync::MutexGuard<'_, Slot> {
+    part.slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Fills a fresh slot with the position an earlier run of the proxy
@@ -252,6 +272,102 @@ impl Copies {
             .remove(topic);
         if let Some(token) = stopped {
             token.cancel();
+        }
+    }
+
+    /// The copy of `topic`/`partition`, if one ever started in this process.
+    fn part(&self, topic: &str, partition: i32) -> Option<Slots> {
+        let all = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        all.get(topic)?
+            .get(usize::try_from(partition).ok()?)
+            .cloned()
+    }
+
+    /// Waits (at most `within`) until the copy of `topic`/`partition` is no
+    /// more than [`SWITCH_LAG`] offsets behind the source, so a switch's
+    /// fence waits only for the last few.
+    ///
+    /// # Errors
+    /// When it is not, with where the copy stands.
+    pub(crate) async fn caught_up(
+        &self,
+        topic: &str,
+        partition: i32,
+        within: Duration,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let status = self.part(topic, partition).map(|p| lock(&p).status.clone());
+            let behind = match &status {
+                Some(s) if s.state == "mirroring" || s.state == "parked" => {
+                    let lag = s.end - s.copied_to;
+                    if lag <= SWITCH_LAG {
+                        return Ok(());
+                    }
+                    format!("{lag} offsets behind the source")
+                }
+                Some(s) => format!("{} ({})", s.state, s.error.as_deref().unwrap_or("no error")),
+                None => "not running".to_owned(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "the history copy of {topic}/{partition} is {behind} after {within:?}; the switch waits for it to get within {SWITCH_LAG} offsets (raise kafka.history_mb_per_second or retry later)"
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Stops the copy of `topic`/`partition` at source offset `end` (the
+    /// switch's closing end, read inside its fence) and waits, at most
+    /// `within`, until every record below it is on the target.
+    ///
+    /// # Errors
+    /// When the copy does not get there in time or read past `end`; the
+    /// stop is lifted then.
+    pub(crate) async fn stop_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        end: i64,
+        within: Duration,
+    ) -> Result<i64, String> {
+        let Some(part) = self.part(topic, partition) else {
+            return Err(format!("no history copy runs for {topic}/{partition}"));
+        };
+        lock(&part).limit = Some(end);
+        part.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let status = lock(&part).status.clone();
+            if status.state == "parked" && status.source_next >= end {
+                if status.source_next > end {
+                    self.lift(topic, partition);
+                    return Err(format!(
+                        "the history copy of {topic}/{partition} read to {}, past the source end {end}: records were written to the source around the proxy",
+                        status.source_next
+                    ));
+                }
+                return Ok(status.target_next);
+            }
+            if status.state == "stopped" || tokio::time::Instant::now() >= deadline {
+                self.lift(topic, partition);
+                return Err(format!(
+                    "the history copy of {topic}/{partition} is at source offset {} of {end} ({}) after {within:?}; switch abandoned, writes stay on the source",
+                    status.source_next,
+                    status.error.as_deref().unwrap_or(status.state)
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Lifts a stop set by [`Copies::stop_at`] (the map now says where the
+    /// copy stops, or the switch was abandoned).
+    pub(crate) fn lift(&self, topic: &str, partition: i32) {
+        if let Some(part) = self.part(topic, partition) {
+            lock(&part).limit = None;
+            part.wake.notify_one();
         }
     }
 
