@@ -5,6 +5,10 @@
 //! every switched partition and exports the count; `ctl check` before
 //! `target` refuses while the source has any.
 //!
+//! On a copied topic (`history: copy`) the history copy writes the
+//! source's records to the target past its closed segment, so there the
+//! count starts where the copy has written to.
+//!
 //! They are never silently hidden: a partition that switches back to a
 //! cluster opens its new segment at the end of its last one there, which
 //! is exactly the first bypassing record, so a rollback (source) or the
@@ -62,7 +66,15 @@ pub(super) async fn bypassed(
     let mut ends: HashMap<Side, Vec<(i32, i64)>> = HashMap::new();
     for (p, map) in maps.partitions(topic) {
         for (side, end) in closed_ends(map) {
-            ends.entry(side).or_default().push((p, end));
+            // Past a closed target segment, a history copy writes the
+            // source's records on the way back: those are not bypasses.
+            let copied = match side {
+                Side::Target => shared.copies.target_written(topic, p),
+                Side::Source => None,
+            };
+            ends.entry(side)
+                .or_default()
+                .push((p, end.max(copied.unwrap_or(end))));
         }
     }
     let mut out = HashMap::new();

@@ -60,6 +60,9 @@ pub(crate) struct Status {
     pub(crate) source_next: i64,
     /// The target offset the next copied record gets.
     pub(crate) target_next: i64,
+    /// The target offset after the last batch sent (acknowledged or not):
+    /// records from here on were not written by the copy.
+    pub(crate) target_sent: i64,
     pub(crate) records: i64,
     pub(crate) bytes: i64,
     pub(crate) runs: usize,
@@ -224,6 +227,7 @@ impl Copier {
         self.update(|s| {
             s.copied_to = position.runs.copied_to();
             s.source_next = position.cursor.source_next;
+            s.target_sent = s.target_sent.max(position.cursor.target_next);
             s.target_next = position.cursor.target_next;
             s.runs = position.runs.runs().len();
         });
@@ -485,6 +489,8 @@ impl Copier {
             }
             self.shared.copies.rate.take(planned.batch.len()).await;
             let bytes = planned.batch.len();
+            let sent_to = planned.run.target_end();
+            self.update(|s| s.target_sent = s.target_sent.max(sent_to));
             io::send_batch(
                 target,
                 &self.topic,

@@ -362,6 +362,14 @@ impl Copies {
         }
     }
 
+    /// Where the copy of `topic`/`partition` has written the target up to
+    /// (sent, acknowledged or not), if it ever ran in this process.
+    pub(crate) fn target_written(&self, topic: &str, partition: i32) -> Option<i64> {
+        let part = self.part(topic, partition)?;
+        let status = lock(&part).status.clone();
+        (!status.state.is_empty()).then_some(status.target_sent)
+    }
+
     /// Lifts a stop set by [`Copies::stop_at`] (the map now says where the
     /// copy stops, or the switch was abandoned).
     pub(crate) fn lift(&self, topic: &str, partition: i32) {
