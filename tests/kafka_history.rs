@@ -395,4 +395,41 @@ fn a_walk_under_load_leaves_the_target_holding_the_log_in_virtual_order() {
         through_proxy, on_target,
         "the target's log is not the virtual log"
     );
+
+    // At target the history is read from the target: a reader from the
+    // first offset through the proxy asks the source for nothing.
+    assert_passed(
+        &rig,
+        topic,
+        "history_copied",
+        "the target holds the history of every partition",
+    );
+    step(&rig, "advance", topic);
+    assert_eq!(rig.topic_status(topic)["state"], "target");
+    let spliced = rig.topic_status(topic)["details"]["spliced_partitions"].clone();
+    assert!(
+        spliced.as_array().unwrap().iter().all(|p| p["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["side"] == "target")),
+        "source segments left at target: {spliced:#}"
+    );
+    let source_requests = || {
+        rig.proxy.metric_sum(
+            "cutover_requests_total",
+            &[&format!("topic=\"{topic}\""), "cluster=\"old\""],
+        )
+    };
+    let before = source_requests();
+    assert_eq!(
+        read(&boot, topic),
+        on_target,
+        "read through the proxy at target"
+    );
+    assert_eq!(
+        source_requests(),
+        before,
+        "the history was read from the source"
+    );
 }

@@ -66,15 +66,7 @@ pub(super) async fn bypassed(
     let mut ends: HashMap<Side, Vec<(i32, i64)>> = HashMap::new();
     for (p, map) in maps.partitions(topic) {
         for (side, end) in closed_ends(map) {
-            // Past a closed target segment, a history copy writes the
-            // source's records on the way back: those are not bypasses.
-            let copied = match side {
-                Side::Target => shared.copies.target_written(topic, p),
-                Side::Source => None,
-            };
-            ends.entry(side)
-                .or_default()
-                .push((p, end.max(copied.unwrap_or(end))));
+            ends.entry(side).or_default().push((p, end));
         }
     }
     let mut out = HashMap::new();
@@ -83,6 +75,17 @@ pub(super) async fn bypassed(
         let leo = topics::list_offsets(shared, side, topic, &partitions, -1, 0).await?;
         let mut grown = Vec::new();
         for (p, end) in parts {
+            // Past a closed target segment, a history copy writes the
+            // source's records on the way back: those are not bypasses.
+            // Asked after the log end, so whatever the copy wrote below
+            // that end counts as sent.
+            let end = match side {
+                Side::Target => shared
+                    .copies
+                    .target_written(topic, p)
+                    .map_or(end, |w| end.max(w)),
+                Side::Source => end,
+            };
             let Some(&leo) = leo.get(&p).filter(|leo| **leo > end) else {
                 continue;
             };

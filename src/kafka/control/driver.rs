@@ -358,7 +358,14 @@ impl Driver for KafkaDriver {
                 }
                 out
             }
-            State::Target => splice_checks::before_target(&self.shared, topic).await,
+            State::Target => {
+                let mut out = splice_checks::before_target(&self.shared, topic).await;
+                if self.copies_history(topic) {
+                    let shared = &self.shared;
+                    out.push(history::checks::history_copied(shared, &shared.copies, topic).await);
+                }
+                out
+            }
             State::Source => Vec::new(),
         }
     }
@@ -371,6 +378,10 @@ impl Driver for KafkaDriver {
             moves::set_shifted(&self.shared, topic, default).await?;
         }
         moves::apply(&self.shared, topic, to).await?;
+        if to == State::Target && self.copies_history(topic) {
+            let count = moves::partition_count(&self.shared, topic).await?;
+            history::serve_from_target(&self.shared, topic, count).await?;
+        }
         match group_move::follow_topic(&self.shared, topic, from, to).await {
             Ok(groups) => {
                 if !groups.stayed.is_empty() {

@@ -190,6 +190,12 @@ async fn opening_start(
             });
         return Ok(Some(end));
     }
+    if to == Side::Source {
+        // Every source segment was replaced by the target segment holding
+        // its copy (history read from the target at `target`): the source
+        // holds nothing the target lacks, so it writes on from its end.
+        return Ok(None);
+    }
     match shared.switch_start {
         SwitchStart::LogStart => offset(shared, to, topic, partition, EARLIEST, READ_UNCOMMITTED)
             .await

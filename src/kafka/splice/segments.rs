@@ -89,6 +89,16 @@ impl PartitionMap {
         &self.segments
     }
 
+    /// A map of `segments` (oldest first); `None` when empty or when the
+    /// virtual starts do not increase.
+    #[must_use]
+    pub(crate) fn from_segments(segments: Vec<Segment>) -> Option<PartitionMap> {
+        let increasing = segments
+            .windows(2)
+            .all(|w| w[0].virtual_start < w[1].virtual_start);
+        (!segments.is_empty() && increasing).then_some(PartitionMap { segments })
+    }
+
     /// Whether every offset is its own virtual offset on the source.
     #[must_use]
     pub(crate) fn is_identity(&self) -> bool {

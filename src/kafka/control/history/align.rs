@@ -59,16 +59,25 @@ pub(super) fn align(mut cursor: Cursor, segments: &[Segment]) -> Result<Aligned,
         source_next: cursor.source_next,
         delta: cursor.delta,
     };
-    let mut k = segments
-        .iter()
-        .enumerate()
-        .rposition(|(_, s)| {
-            s.side == Side::Source
-                && delta(s) == cursor.delta
-                && cursor.source_next >= s.physical_start
-        })
-        .ok_or(lost)?;
-    let mut fresh = false;
+    let found = segments.iter().rposition(|s| {
+        s.side == Side::Source && delta(s) == cursor.delta && cursor.source_next >= s.physical_start
+    });
+    let (mut k, mut fresh) = match found {
+        Some(k) => (k, false),
+        None => {
+            // Its history was read from the target (no source segment
+            // left), then the partition went back to the source: the new
+            // source segment starts where the copy stopped.
+            let j = segments
+                .iter()
+                .position(|s| s.side == Side::Source && s.physical_start == cursor.source_next)
+                .filter(|&j| j > 0 && segments[j - 1].side == Side::Target)
+                .ok_or(lost)?;
+            cursor.target_next = end_of(segments, j - 1).unwrap_or(cursor.target_next);
+            cursor.delta = delta(&segments[j]);
+            (j, true)
+        }
+    };
     loop {
         let Some(end) = end_of(segments, k) else {
             return Ok(Aligned {
@@ -228,6 +237,22 @@ mod tests {
             jumped,
             Aligned {
                 cursor: at(160, 170, 40),
+                fresh: true,
+                limit: None
+            }
+        );
+    }
+
+    #[test]
+    fn back_on_the_source_after_the_history_was_served_from_the_target() {
+        // At target the history 0..100 was read from the target (the map
+        // became all target); back on the source, it writes from its end.
+        let map = [seg(Side::Target, 0, 0), seg(Side::Source, 100, 140)];
+        let aligned = align(at(100, 100, 0), &map).unwrap();
+        assert_eq!(
+            aligned,
+            Aligned {
+                cursor: at(100, 140, 40),
                 fresh: true,
                 limit: None
             }

@@ -2,7 +2,7 @@
 //! `target_partitions_empty` before `dual_read` (the copy writes the
 //! target's partitions from their first offset, so anything already there
 //! would sit before the history), and `history_caught_up` before
-//! `dual_write` and `cutover`.
+//! `dual_write` and `cutover`, `history_copied` before `target`.
 
 use super::{Copies, SWITCH_LAG};
 use crate::kafka::Shared;
@@ -12,6 +12,42 @@ use crate::migration::CheckResult;
 
 const EMPTY: &str = "target_partitions_empty";
 const CAUGHT_UP: &str = "history_caught_up";
+const COPIED: &str = "history_copied";
+
+/// Before `target`: every partition's history is on the target in one
+/// piece per source segment, so from `target` on it is read there and the
+/// source is no longer needed for it.
+pub(crate) async fn history_copied(shared: &Shared, copies: &Copies, topic: &str) -> CheckResult {
+    let count = match moves::partition_count(shared, topic).await {
+        Ok(c) => c,
+        Err(e) => return CheckResult::fail(COPIED, format!("cannot tell: {e}")),
+    };
+    let missing: Vec<String> = (0..count)
+        .filter_map(|p| {
+            let map = shared.splice.map(topic, p);
+            copies
+                .served(topic, p, &map)
+                .err()
+                .map(|e| format!("{topic}/{p}: {e}"))
+        })
+        .collect();
+    if missing.is_empty() {
+        CheckResult::pass(
+            COPIED,
+            format!(
+                "the target holds the history of every partition of {topic}; from target on it is read there"
+            ),
+        )
+    } else {
+        CheckResult::fail(
+            COPIED,
+            format!(
+                "{}; forced, those partitions keep reading their history from the source, which must then stay up",
+                missing.join("; ")
+            ),
+        )
+    }
+}
 
 /// Whether every target partition of `topic` is empty, or holds only what
 /// an earlier copy of this proxy wrote there (it goes on from there).

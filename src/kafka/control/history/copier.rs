@@ -317,6 +317,14 @@ impl Copier {
     /// segment after a switch back) and returns what the copy may do.
     fn align(&self, at: &mut Position) -> Result<Aligned, Stop> {
         let map = self.shared.splice.map(&self.topic, self.partition);
+        if !map.segments().iter().any(|s| s.side == Side::Source) {
+            // Its history is read from the target: nothing left to copy.
+            return Ok(Aligned {
+                cursor: at.cursor,
+                fresh: false,
+                limit: Some(at.cursor.source_next),
+            });
+        }
         let aligned = align(at.cursor, map.segments())
             .map_err(|e| Stop::Fatal(format!("{}/{}: {e}", self.topic, self.partition)))?;
         if aligned.cursor != at.cursor {
@@ -347,7 +355,9 @@ impl Copier {
         if first {
             self.save(at).await;
             self.show(at);
-            self.update(|s| s.state = "parked");
+            let mut slot = self.lock();
+            slot.runs = Some(at.runs.clone());
+            slot.status.state = "parked";
         }
         let _ = tokio::time::timeout(PARKED_POLL, self.slot.wake.notified()).await;
     }

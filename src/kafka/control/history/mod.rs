@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{HistoryMode, TopicPattern};
 use crate::kafka::Shared;
+use crate::kafka::cluster::Side;
+use crate::kafka::splice::segments::PartitionMap;
 use crate::pattern::Pattern;
 
 mod align;
@@ -29,6 +31,7 @@ mod io;
 mod plan;
 mod progress;
 mod rate;
+mod serve;
 
 pub(crate) use copier::Status;
 
@@ -78,13 +81,54 @@ pub(crate) async fn follow_state(
     if shared.history.of(topic) != HistoryMode::Copy {
         return;
     }
-    if state == crate::migration::State::Source {
+    if state == crate::migration::State::Source || state == crate::migration::State::Target {
+        // At `target` the copy is done: its history is read from there.
         shared.copies.stop(topic);
         return;
     }
     if let Err(e) = shared.copies.start(shared, topic).await {
         tracing::error!(migration = %shared.migration.name, topic, error = %e, "could not start the history copy; it starts again with the next transition or restart");
     }
+}
+
+/// At the move to `target`: every partition of `topic` whose history the
+/// target holds reads it there from now on (its map's source segments
+/// become the target segments of their copies, persisted at once), and the
+/// copies stop. Partitions that cannot (`history_copied` said why, and the
+/// move was forced) keep reading their history from the source.
+///
+/// # Errors
+/// When the maps cannot be persisted.
+pub(crate) async fn serve_from_target(
+    shared: &Shared,
+    topic: &str,
+    count: i32,
+) -> Result<(), String> {
+    let mut served = Vec::new();
+    for p in 0..count {
+        let map = shared.splice.map(topic, p);
+        match shared.copies.served(topic, p, &map) {
+            Ok(next) if next != map => served.push((p, next)),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(migration = %shared.migration.name, topic, partition = p, reason = %e, "the partition's history stays on the source")
+            }
+        }
+    }
+    if !served.is_empty() {
+        shared
+            .persist_maps(
+                &format!("the history of {topic} read from the target"),
+                |all| {
+                    for (p, map) in served {
+                        all.set(topic, p, map);
+                    }
+                },
+            )
+            .await?;
+    }
+    shared.copies.stop(topic);
+    Ok(())
 }
 
 /// One partition's copy as the supervisor keeps it: what it reports, and
@@ -100,6 +144,8 @@ pub(super) struct Slot {
     /// A source offset a switch asked the copy to stop at (its map does not
     /// say so yet).
     limit: Option<i64>,
+    /// The runs of a copy waiting at its end, for the move to `target`.
+    runs: Option<crate::kafka::splice::history::HistoryRuns>,
 }
 
 /// One partition's copy: its slot, and the signal that wakes its copier
@@ -368,6 +414,41 @@ impl Copies {
         let part = self.part(topic, partition)?;
         let status = lock(&part).status.clone();
         (!status.state.is_empty()).then_some(status.target_sent)
+    }
+
+    /// `topic`/`partition`'s map with its history read from the target,
+    /// as the copy waiting at its end says.
+    ///
+    /// # Errors
+    /// Why its history cannot be read from the target.
+    pub(crate) fn served(
+        &self,
+        topic: &str,
+        partition: i32,
+        map: &PartitionMap,
+    ) -> Result<PartitionMap, String> {
+        if !map.segments().iter().any(|s| s.side == Side::Source) {
+            return Ok(map.clone());
+        }
+        let part = self
+            .part(topic, partition)
+            .ok_or("no history copy of it ran in this process")?;
+        let slot = lock(&part);
+        let runs = match (&slot.runs, slot.status.state) {
+            (Some(runs), "parked") => runs,
+            _ => {
+                return Err(format!(
+                    "its history copy is {}{}",
+                    slot.status.state,
+                    slot.status
+                        .error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ));
+            }
+        };
+        serve::served(map, runs)
     }
 
     /// Lifts a stop set by [`Copies::stop_at`] (the map now says where the
