@@ -18,7 +18,7 @@ use cutover_kafka::kafka_protocol::messages::{
 use cutover_kafka::kafka_protocol::protocol::StrBytes;
 use cutover_kafka::{Batch, batches};
 use serde_json::Value;
-use support::{KafkaRig, RawKafka, finish_java, spawn_java, wait_until};
+use support::{KafkaCluster, KafkaRig, RawKafka, finish_java, spawn_java, wait_until};
 
 const PARTITIONS: u32 = 3;
 const JAVA_DEADLINE: Duration = Duration::from_secs(150);
@@ -431,5 +431,58 @@ fn a_walk_under_load_leaves_the_target_holding_the_log_in_virtual_order() {
         source_requests(),
         before,
         "the history was read from the source"
+    );
+}
+
+#[test]
+fn with_every_topic_at_target_the_source_is_retired_and_new_clients_need_it_not() {
+    // A source of this test's own: it is stopped half way.
+    let source: &'static KafkaCluster = Box::leak(Box::new(KafkaCluster::start("hist-src", 1)));
+    let topic = "hist-retire";
+    let rig = KafkaRig::between(
+        source,
+        KafkaCluster::target(),
+        &format!("{topic}*"),
+        ", history: copy",
+    );
+    source.create_topic(topic, PARTITIONS);
+    rig.target.create_topic(topic, PARTITIONS);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    write(&boot, topic, 0, 3_000, "none");
+    step(&rig, "advance", topic);
+    wait_copied(&rig, topic, 3_000);
+    for _ in ["dual_write", "cutover", "target"] {
+        step(&rig, "advance", topic);
+    }
+    assert_eq!(rig.topic_status(topic)["state"], "target");
+    wait_until(Duration::from_secs(10), "the source to be retired", || {
+        rig.topic_status(topic)["details"]["source_retired"] == true
+    });
+    assert!(rig.proxy.log_tail(200).contains("source retired"));
+
+    source.kill(1);
+    wait_until(Duration::from_secs(10), "the source to be down", || {
+        !support::tcp_accepts(&source.addr())
+    });
+    // A new producer and a new reader bootstrap through the proxy, write
+    // and read the whole log; a new group joins, reads and commits.
+    write(&boot, topic, 3_000, 2_000, "none");
+    let through_proxy = read(&boot, topic);
+    assert_eq!(through_proxy["total"], 5_000, "{through_proxy:#}");
+    assert_eq!(through_proxy, read(&rig.target.bootstrap(), topic));
+    let group = finish_java(
+        spawn_java(
+            "ProduceConsume",
+            &[&boot, topic, "hist-retire-group", "500"],
+        ),
+        JAVA_DEADLINE,
+    );
+    assert_eq!(group["acked"], 500, "{group:#}");
+    assert_eq!(group["errors"], 0, "{group:#}");
+    assert!(group["committed_total"].as_u64().unwrap() > 0, "{group:#}");
+    let log = rig.proxy.log_tail(300);
+    assert!(
+        !log.contains("is unreachable"),
+        "a client needed the source:\n{log}"
     );
 }

@@ -372,6 +372,9 @@ impl Driver for KafkaDriver {
 
     async fn prepare(&self, topic: &str, from: State, to: State) -> Result<(), String> {
         let _one_at_a_time = self.shared.transitions.lock().await;
+        if from == State::Target {
+            history::unretire_source(&self.shared).await?;
+        }
         if to == State::DualWrite && from == State::DualRead {
             let count = moves::partition_count(&self.shared, topic).await?;
             let default = moves::percent_of(count, self.shared.dual_write_percent);
@@ -412,6 +415,9 @@ impl Driver for KafkaDriver {
             return;
         }
         history::follow_state(&self.shared, topic, to).await;
+        if to == State::Target {
+            history::retire_source_if_done(&self.shared).await;
+        }
     }
 
     fn status(&self, topic: &str) -> Option<serde_json::Value> {

@@ -43,11 +43,17 @@ pub(super) fn percent_of(count: i32, percent: u8) -> BTreeSet<i32> {
 /// # Errors
 /// When the source cannot be asked or lacks the topic.
 pub(crate) async fn partition_count(shared: &Shared, topic: &str) -> Result<i32, String> {
-    let view = topics::view(shared, &shared.bootstrap, topic).await?;
+    // Once the source is retired, the target (which holds the source's
+    // partitions; any it added are not shown) is asked.
+    let (upstream, side) = match shared.splice.home() {
+        Side::Source => (&shared.bootstrap, "source"),
+        Side::Target => (&shared.target, "target"),
+    };
+    let view = topics::view(shared, upstream, topic).await?;
     let shape = view.topic.ok_or_else(|| {
         format!(
-            "cluster \"{}\" (source) has no topic {topic}",
-            shared.bootstrap.cluster
+            "cluster \"{}\" ({side}) has no topic {topic}",
+            upstream.cluster
         )
     })?;
     i32::try_from(shape.partitions.len()).map_err(|e| e.to_string())

@@ -338,6 +338,7 @@ pub(super) fn status(shared: &Shared, topic: &str) -> Value {
         "spliced_partitions": partitions,
         "shifted": maps.shifted(topic),
         "groups_on_target": maps.moved_groups(),
+        "source_retired": maps.source_retired(),
     })
 }
 

@@ -197,7 +197,15 @@ async fn before_login(
     header: &RequestHeader,
 ) -> (Reply, Option<Close>) {
     let shared = session.shared.clone();
-    let versions = if header.key == ApiKey::ApiVersions {
+    let versions = if header.key == ApiKey::ApiVersions
+        && shared.splice.home() == crate::kafka::cluster::Side::Target
+    {
+        shared
+            .target_versions
+            .rows(&shared)
+            .await
+            .map(|rows| rows.to_vec())
+    } else if header.key == ApiKey::ApiVersions {
         let (source, target) = tokio::join!(
             shared.source_versions.rows_of(&shared, &shared.bootstrap),
             shared.target_versions.rows(&shared)

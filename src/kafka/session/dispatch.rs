@@ -16,7 +16,6 @@ use super::metadata;
 use super::offsets;
 use super::produce;
 use super::relay::{Close, Out, Reply, Session, answer};
-use crate::kafka::cluster::Side;
 use crate::kafka::observe;
 use crate::kafka::rewrite;
 
@@ -37,7 +36,8 @@ pub(super) async fn route(
         key if groups::coordinated(key) => groups::route(session, frame, header).await?,
         ApiKey::ApiVersions | ApiKey::DescribeCluster => rewritten(session, frame, header).await?,
         _ => {
-            let rx = session.forward(Side::Source, None, &frame, true).await?;
+            let home = session.shared.splice.home();
+            let rx = session.forward(home, None, &frame, true).await?;
             let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
             let id = header.correlation_id;
             Box::pin(async move { Ok(Out::Relabelled(answer(rx).await?, id)) })
@@ -78,13 +78,14 @@ async fn rewritten(
         let refusal = refusal.map_err(|e| Close::protocol_by("decoding the request", e))?;
         return Ok(Box::pin(async move { Ok(Out::Frame(refusal)) }));
     }
-    let rx = session.forward(Side::Source, None, &frame, true).await?;
+    let home = session.shared.splice.home();
+    let rx = session.forward(home, None, &frame, true).await?;
     let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
     let shared = session.shared.clone();
     let (key, id, version) = (header.key, header.correlation_id, header.api_version);
     Ok(Box::pin(async move {
         let failed = |e: cutover_kafka::FrameError| {
-            Close::upstream_by(Side::Source, format!("its {key:?} answer"), e)
+            Close::upstream_by(home, format!("its {key:?} answer"), e)
         };
         if key == ApiKey::ApiVersions {
             let (frame, target) = tokio::join!(answer(rx), shared.target_versions.rows(&shared));

@@ -32,7 +32,6 @@ use super::hints;
 use super::relay::{Close, Out, Reply, Session, answer, client_id};
 use super::traffic;
 use super::walk::{self, FetchSession};
-use crate::kafka::cluster::Side;
 use crate::kafka::meters::SplitApi;
 use crate::kafka::rewrite::encode;
 use crate::kafka::splice::routing::ReadAt;
@@ -81,7 +80,7 @@ async fn fast(
         },
         Some(FetchSession::Held) | None => return Ok(None),
     };
-    let dest = dest.unwrap_or_else(|| Dest::bootstrap(Side::Source));
+    let dest = dest.unwrap_or_else(|| Dest::bootstrap(session.shared.splice.home()));
     let side = dest.side;
     let rx = session
         .forward(side, dest.addr.as_deref(), &frame, true)

@@ -239,7 +239,7 @@ pub(super) async fn route(
     };
     let home = match &key {
         Some((CoordinatorKind::Group, group)) => session.shared.splice.group_home(group),
-        _ => Side::Source,
+        _ => session.shared.splice.home(),
     };
     let addr = match &key {
         Some((kind, key)) => coordinator(session, home, *kind, key).await?,
@@ -356,7 +356,7 @@ fn find_home(shared: &Shared, frame: &[u8], header: &RequestHeader) -> Side {
     {
         Side::Target
     } else {
-        Side::Source
+        shared.splice.home()
     }
 }
 

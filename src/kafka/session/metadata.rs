@@ -53,6 +53,9 @@ pub(super) async fn route(
 ) -> Result<Reply, Close> {
     let request: MetadataRequest = decode_request_body(&frame, header)
         .map_err(|e| Close::protocol_by("decoding the request", e))?;
+    if session.shared.splice.home() == Side::Target {
+        return retired(session, &frame, header).await;
+    }
     session.forget_failed(Side::Source, None);
     let source = session
         .forward(Side::Source, None, &frame, true)
@@ -105,6 +108,42 @@ pub(super) async fn route(
         if !seen.is_empty() {
             shared.discover(&seen).await;
         }
+        let frame = encode(ApiKey::Metadata, version, id, &body)
+            .map_err(|e| Close::internal_by("encoding the Metadata answer", e))?;
+        Ok(Out::Frame(frame))
+    }))
+}
+
+/// Metadata once the source is retired: the client's request goes to the
+/// target alone (which creates topics as the source did), and its answer
+/// is shown with the virtual brokers. Topics seen there are not registered:
+/// a topic new after retirement was never on the source and lives on the
+/// target only.
+async fn retired(
+    session: &mut Session,
+    frame: &Bytes,
+    header: &RequestHeader,
+) -> Result<Reply, Close> {
+    session.forget_failed(Side::Target, None);
+    let rx = session
+        .forward(Side::Target, None, frame, true)
+        .await?
+        .ok_or_else(|| Close::internal("no answer expected"))?;
+    let shared = session.shared.clone();
+    let (id, version) = (header.correlation_id, header.api_version);
+    Ok(Box::pin(async move {
+        let body: MetadataResponse =
+            decode_response_body(&answer(rx).await?, ApiKey::Metadata as i16, version)
+                .map_err(|e| Close::upstream_by(Side::Target, "its Metadata answer", e))?;
+        shared.update_layout(Side::Target, |l| l.learn(&body));
+        let body = virtual_view(
+            body,
+            None,
+            &shared.brokers,
+            &shared.advertised_host,
+            &|t| shared.migration.topic(t).map(|h| h.state()),
+            &|t, p| real_leader(&shared, t, p),
+        );
         let frame = encode(ApiKey::Metadata, version, id, &body)
             .map_err(|e| Close::internal_by("encoding the Metadata answer", e))?;
         Ok(Out::Frame(frame))

@@ -73,15 +73,14 @@ pub(super) async fn route(
     }
     let groups = group_by(items);
     let (id, version) = (header.correlation_id, header.api_version);
+    let home = session.shared.splice.home();
     if groups.len() <= 1
         && deltas.is_empty()
         && by_time.is_empty()
-        && groups.first().is_none_or(|g| g.0.side == Side::Source)
+        && groups.first().is_none_or(|g| g.0.side == home)
     {
         let addr = groups.into_iter().next().and_then(|g| g.0.addr);
-        let rx = session
-            .forward(Side::Source, addr.as_deref(), &frame, true)
-            .await?;
+        let rx = session.forward(home, addr.as_deref(), &frame, true).await?;
         let rx = rx.ok_or_else(|| Close::internal("no answer expected"))?;
         return Ok(Box::pin(async move {
             Ok(Out::Relabelled(answer(rx).await?, id))

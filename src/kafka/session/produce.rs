@@ -216,7 +216,7 @@ async fn fast(
         }
         dest = Some(here);
     }
-    let dest = dest.unwrap_or_else(|| Dest::bootstrap(Side::Source));
+    let dest = dest.unwrap_or_else(|| Dest::bootstrap(session.shared.splice.home()));
     each_topic(frame, parts.as_slice(), |topic, records, bytes| {
         traffic::produced_topic(&session.shared, dest.side, topic, records, bytes);
     });
@@ -382,7 +382,7 @@ async fn general(
         let dest = groups
             .into_iter()
             .next()
-            .map_or(Dest::bootstrap(Side::Source), |g| g.0);
+            .map_or_else(|| Dest::bootstrap(session.shared.splice.home()), |g| g.0);
         traffic::produced(&session.shared, dest.side, &request.topic_data);
         let rx = session
             .forward(dest.side, dest.addr.as_deref(), &frame, answered)

@@ -97,6 +97,9 @@ impl Splice {
         let maps = self.maps.load();
         match maps.get(topic, partition) {
             Some(map) => f(map),
+            // Once the source is retired, a partition never switched (a
+            // topic outside the migration) lives on the target.
+            None if maps.source_retired() => f(&PartitionMap::on_target()),
             None => f(&PartitionMap::default()),
         }
     }
@@ -205,6 +208,17 @@ impl Splice {
     #[must_use]
     pub(crate) fn group_home(&self, group: &str) -> Side {
         self.maps.load().group_home(group)
+    }
+
+    /// The cluster answering requests that name no partition: the source,
+    /// until it is retired.
+    #[must_use]
+    pub(crate) fn home(&self) -> Side {
+        if self.maps.load().source_retired() {
+            Side::Target
+        } else {
+            Side::Source
+        }
     }
 
     /// Whether any partition of the migration reads or writes the target.

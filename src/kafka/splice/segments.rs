@@ -89,6 +89,19 @@ impl PartitionMap {
         &self.segments
     }
 
+    /// The identity on the target: a partition whose every offset is its
+    /// own on the target.
+    #[must_use]
+    pub(crate) fn on_target() -> PartitionMap {
+        PartitionMap {
+            segments: vec![Segment {
+                side: Side::Target,
+                physical_start: 0,
+                virtual_start: 0,
+            }],
+        }
+    }
+
     /// A map of `segments` (oldest first); `None` when empty or when the
     /// virtual starts do not increase.
     #[must_use]
@@ -214,9 +227,26 @@ pub(crate) struct SegmentMaps {
     /// `target`); every other group is coordinated by the source.
     #[serde(default)]
     moved_groups: BTreeSet<String>,
+    /// Every topic of the migration is in `target` with its history read
+    /// from the target: requests that name no partition (Metadata,
+    /// ApiVersions, groups, admin requests) go to the target, and the
+    /// source may be turned off.
+    #[serde(default)]
+    source_retired: bool,
 }
 
 impl SegmentMaps {
+    /// Whether the source is no longer needed (see the field).
+    #[must_use]
+    pub(crate) fn source_retired(&self) -> bool {
+        self.source_retired
+    }
+
+    /// Records whether the source is no longer needed.
+    pub(crate) fn set_source_retired(&mut self, retired: bool) {
+        self.source_retired = retired;
+    }
+
     /// The map of `topic`/`partition` (identity when never switched).
     #[must_use]
     pub(crate) fn get(&self, topic: &str, partition: i32) -> Option<&PartitionMap> {
@@ -253,7 +283,7 @@ impl SegmentMaps {
     /// The cluster coordinating consumer group `group`.
     #[must_use]
     pub(crate) fn group_home(&self, group: &str) -> Side {
-        if self.moved_groups.contains(group) {
+        if self.source_retired || self.moved_groups.contains(group) {
             Side::Target
         } else {
             Side::Source

@@ -131,6 +131,64 @@ pub(crate) async fn serve_from_target(
     Ok(())
 }
 
+/// Retires the source once every topic of the migration is in `target`
+/// with no partition reading from the source (every history read from the
+/// target): requests that name no partition go to the target from then on,
+/// and the source may be turned off. Logged; a failure to persist is
+/// logged too and retried by the next move to `target`.
+pub(crate) async fn retire_source_if_done(shared: &Shared) {
+    if shared.splice.home() == Side::Target {
+        return;
+    }
+    let topics = shared.migration.topics();
+    if topics.is_empty()
+        || topics
+            .iter()
+            .any(|t| t.state() != crate::migration::State::Target)
+    {
+        return;
+    }
+    for topic in &topics {
+        let name = topic.name.to_string();
+        let Ok(count) = super::moves::partition_count(shared, &name).await else {
+            return;
+        };
+        let maps = shared.splice.snapshot();
+        let all_on_target = (0..count).all(|p| {
+            maps.get(&name, p)
+                .is_some_and(|m| m.segments().iter().all(|s| s.side == Side::Target))
+        });
+        if !all_on_target {
+            return;
+        }
+    }
+    match shared
+        .persist_maps("the retirement of the source", |all| {
+            all.set_source_retired(true)
+        })
+        .await
+    {
+        Ok(()) => tracing::info!(migration = %shared.migration.name, topics = topics.len(),
+            "source retired: every topic is in target with its history read from the target; the source cluster may be turned off"),
+        Err(e) => {
+            tracing::error!(migration = %shared.migration.name, error = %e, "could not record the source's retirement")
+        }
+    }
+}
+
+/// Brings the source back before anything leaves `target`.
+///
+/// # Errors
+/// When the maps cannot be persisted.
+pub(crate) async fn unretire_source(shared: &Shared) -> Result<(), String> {
+    if shared.splice.home() == Side::Source {
+        return Ok(());
+    }
+    shared
+        .persist_maps("the source's return", |all| all.set_source_retired(false))
+        .await
+}
+
 /// One partition's copy as the supervisor keeps it: what it reports, and
 /// where it stood when it last stopped (taken by the next start).
 #[derive(Default)]
