@@ -486,3 +486,45 @@ fn with_every_topic_at_target_the_source_is_retired_and_new_clients_need_it_not(
         "a client needed the source:\n{log}"
     );
 }
+
+#[test]
+fn a_group_repointed_straight_at_the_target_resumes_exactly_where_it_left_the_proxy() {
+    let topic = "hist-leave";
+    let rig = KafkaRig::start(&format!("{topic}*"), ", history: copy");
+    rig.source.create_topic(topic, PARTITIONS);
+    rig.target.create_topic(topic, PARTITIONS);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    let group = |bootstrap: &str| {
+        finish_java(
+            spawn_java("History", &["group", bootstrap, topic, "hist-leave-app"]),
+            JAVA_DEADLINE,
+        )
+    };
+    write(&boot, topic, 0, 1_000, "none");
+    assert_eq!(
+        group(&boot)["count"],
+        1_000,
+        "the group's first read through the proxy"
+    );
+    write(&boot, topic, 1_000, 500, "none");
+    step(&rig, "advance", topic);
+    wait_copied(&rig, topic, 1_500);
+    for _ in ["dual_write", "cutover", "target"] {
+        step(&rig, "advance", topic);
+    }
+    assert_eq!(rig.topic_status(topic)["details"]["repoint_ready"], true);
+    // Straight at the target, without the proxy: the group reads the 500
+    // records it had not read, from where it stopped, and nothing else.
+    let resumed = group(&rig.target.bootstrap());
+    assert_eq!(resumed["count"], 500, "{resumed:#}");
+    let first: u64 = resumed["first"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(
+        first >= 1_000 - 3,
+        "it re-read from near the start: {resumed:#}"
+    );
+}

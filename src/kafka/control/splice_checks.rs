@@ -35,7 +35,7 @@ use super::topics;
 use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
 use crate::kafka::observe;
-use crate::kafka::splice::segments::PartitionMap;
+use crate::kafka::splice::segments::{PartitionMap, SegmentMaps};
 use crate::migration::{CheckResult, State};
 
 /// Where each partition's last source segment ends, virtually and
@@ -339,7 +339,24 @@ pub(super) fn status(shared: &Shared, topic: &str) -> Value {
         "shifted": maps.shifted(topic),
         "groups_on_target": maps.moved_groups(),
         "source_retired": maps.source_retired(),
+        "repoint_ready": repoint_ready(shared, &maps, topic),
     })
+}
+
+/// Whether clients of `topic` may be pointed straight at the target: the
+/// topic is in `target` (its groups moved there in the target's own
+/// offsets) and no partition reads anything from the source.
+fn repoint_ready(shared: &Shared, maps: &SegmentMaps, topic: &str) -> bool {
+    let in_target = shared
+        .migration
+        .topic(topic)
+        .is_some_and(|t| t.state() == State::Target);
+    let partitions = maps.partitions(topic);
+    in_target
+        && !partitions.is_empty()
+        && partitions
+            .iter()
+            .all(|(_, m)| m.segments().iter().all(|s| s.side == Side::Target))
 }
 
 #[cfg(test)]

@@ -29,6 +29,18 @@ pub(crate) struct Segment {
     pub(crate) virtual_start: i64,
 }
 
+impl Segment {
+    /// A segment on `side` whose `physical_start` is `virtual_start` for clients.
+    #[must_use]
+    pub(crate) const fn new(side: Side, physical_start: i64, virtual_start: i64) -> Segment {
+        Segment {
+            side,
+            physical_start,
+            virtual_start,
+        }
+    }
+}
+
 /// Where a virtual offset lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Located {

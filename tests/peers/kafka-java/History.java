@@ -8,6 +8,11 @@
 //   the start, + i: old enough to differ from any time a copy could stamp,
 //   recent enough for the topic's retention), so a copy that changes any of
 //   them is seen. Prints {"acked":N,"errors":N}.
+// group BOOTSTRAP TOPIC GROUP
+//   Reads TOPIC as consumer group GROUP from its committed offsets (the
+//   earliest where it has none) up to the end offsets asked once assigned,
+//   commits, and prints how many records it read and the first offset read
+//   per partition: {"count":N,"first":{"0":OFFSET,...}}.
 // read BOOTSTRAP TOPIC ISOLATION
 //   Assigns every partition, reads from the log start to the end offsets
 //   asked at the start (read_committed or read_uncommitted), and prints per
@@ -27,7 +32,9 @@ import org.apache.kafka.common.serialization.*;
 
 public class History {
     public static void main(String[] args) throws Exception {
-        if (args[0].equals("write")) {
+        if (args[0].equals("group")) {
+            group(args[1], args[2], args[3]);
+        } else if (args[0].equals("write")) {
             int pad = args.length > 6 ? Integer.parseInt(args[6]) : 0;
             write(args[1], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]), args[5], pad);
         } else {
@@ -122,6 +129,49 @@ public class History {
         }
         out.append("},\"total\":").append(total).append('}');
         System.out.println(out);
+    }
+
+    static void group(String bootstrap, String topic, String group) throws Exception {
+        Properties c = new Properties();
+        c.put("bootstrap.servers", bootstrap);
+        c.put("group.id", group);
+        c.put("auto.offset.reset", "earliest");
+        c.put("enable.auto.commit", "false");
+        c.put("key.deserializer", ByteArrayDeserializer.class.getName());
+        c.put("value.deserializer", ByteArrayDeserializer.class.getName());
+        long count = 0;
+        Map<Integer, Long> first = new TreeMap<>();
+        try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(c)) {
+            consumer.subscribe(List.of(topic));
+            long deadline = System.currentTimeMillis() + 90_000;
+            Map<TopicPartition, Long> ends = null;
+            while (System.currentTimeMillis() < deadline) {
+                ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(500));
+                for (ConsumerRecord<byte[], byte[]> r : records) {
+                    count++;
+                    first.putIfAbsent(r.partition(), r.offset());
+                }
+                if (ends == null && !consumer.assignment().isEmpty()) {
+                    ends = consumer.endOffsets(consumer.assignment(), Duration.ofSeconds(30));
+                }
+                if (ends != null) {
+                    boolean done = true;
+                    for (Map.Entry<TopicPartition, Long> e : ends.entrySet()) {
+                        if (consumer.position(e.getKey()) < e.getValue()) done = false;
+                    }
+                    if (done) break;
+                }
+            }
+            consumer.commitSync(Duration.ofSeconds(30));
+        }
+        StringBuilder out = new StringBuilder("{\"count\":" + count + ",\"first\":{");
+        boolean firstEntry = true;
+        for (Map.Entry<Integer, Long> e : first.entrySet()) {
+            if (!firstEntry) out.append(',');
+            firstEntry = false;
+            out.append('"').append(e.getKey()).append("\":").append(e.getValue());
+        }
+        System.out.println(out.append("}}"));
     }
 
     static byte[] describe(ConsumerRecord<byte[], byte[]> r) throws Exception {

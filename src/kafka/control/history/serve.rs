@@ -85,11 +85,7 @@ mod tests {
     use super::*;
 
     fn seg(side: Side, physical_start: i64, virtual_start: i64) -> Segment {
-        Segment {
-            side,
-            physical_start,
-            virtual_start,
-        }
+        Segment::new(side, physical_start, virtual_start)
     }
 
     fn map(segments: &[Segment]) -> PartitionMap {
