@@ -85,11 +85,7 @@ pub(crate) struct PartitionMap {
 impl Default for PartitionMap {
     fn default() -> Self {
         PartitionMap {
-            segments: vec![Segment {
-                side: Side::Source,
-                physical_start: 0,
-                virtual_start: 0,
-            }],
+            segments: vec![Segment::new(Side::Source, 0, 0)],
         }
     }
 }
@@ -106,11 +102,7 @@ impl PartitionMap {
     #[must_use]
     pub(crate) fn on_target() -> PartitionMap {
         PartitionMap {
-            segments: vec![Segment {
-                side: Side::Target,
-                physical_start: 0,
-                virtual_start: 0,
-            }],
+            segments: vec![Segment::new(Side::Target, 0, 0)],
         }
     }
 
