@@ -439,7 +439,7 @@ fn with_every_topic_at_target_the_source_is_retired_and_new_clients_need_it_not(
     // A source of this test's own: it is stopped half way.
     let source: &'static KafkaCluster = Box::leak(Box::new(KafkaCluster::start("hist-src", 1)));
     let topic = "hist-retire";
-    let rig = KafkaRig::between(
+    let mut rig = KafkaRig::between(
         source,
         KafkaCluster::target(),
         &format!("{topic}*"),
@@ -484,6 +484,18 @@ fn with_every_topic_at_target_the_source_is_retired_and_new_clients_need_it_not(
     assert!(
         !log.contains("is unreachable"),
         "a client needed the source:\n{log}"
+    );
+    // The proxy itself restarts without the source.
+    rig.proxy.restart();
+    assert_eq!(
+        read(&boot, topic)["total"],
+        5_500,
+        "after a restart without the source"
+    );
+    let log = rig.proxy.log_tail(300);
+    assert!(
+        !log.contains("is unreachable"),
+        "after the restart a client needed the source:\n{log}"
     );
 }
 
