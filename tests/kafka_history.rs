@@ -176,6 +176,10 @@ fn dual_read_mirrors_the_source_onto_the_target_and_a_rollback_resumes_where_it_
             "{topic}: the target's log differs from the source's"
         );
     }
+    let series = |name: &str| rig.proxy.metric_sum(name, &[&format!("topic=\"{plain}\"")]);
+    assert_eq!(series("cutover_kafka_history_records_total"), 15_000.0);
+    assert!(series("cutover_kafka_history_bytes_total") > 15_000.0);
+    assert_eq!(series("cutover_kafka_history_lag_offsets"), 0.0);
     let stored: Vec<i16> = (0..3)
         .flat_map(|p| codecs(target_port(&rig), lz4, p))
         .collect();

@@ -91,6 +91,12 @@ catalogue! {
         "Partitions of a Kafka topic whose writes go to the target.";
     KAFKA_BYPASSED = "cutover_kafka_bypassed_records", Gauge, ["migration", "topic", "cluster"],
         "Records written to a cluster around the proxy after a Kafka partition's writes left it (past its last segment there); served once the partition writes there again.";
+    KAFKA_HISTORY_RECORDS = "cutover_kafka_history_records_total", Counter, ["migration", "topic"],
+        "Records the Kafka history copy (history: copy) wrote to the target and saw acknowledged.";
+    KAFKA_HISTORY_BYTES = "cutover_kafka_history_bytes_total", Counter, ["migration", "topic"],
+        "Bytes of record batches the Kafka history copy wrote to the target and saw acknowledged.";
+    KAFKA_HISTORY_LAG = "cutover_kafka_history_lag_offsets", Gauge, ["migration", "topic"],
+        "Source offsets the Kafka history copy has yet to copy, over the topic's partitions (0 once every copy is at the source's end).";
     KAFKA_RECORDS = "cutover_kafka_records_total", Counter, ["migration", "topic", "cluster", "direction"],
         "Kafka records (offsets) produced to or fetched from a cluster, per topic; direction produced or fetched.";
     KAFKA_RECORD_BYTES = "cutover_kafka_record_bytes_total", Counter, ["migration", "topic", "cluster", "direction"],
@@ -244,6 +250,10 @@ pub fn register_kafka_topic(migration: &str, topic: &str, clusters: [&str; 2]) {
         }
     }
     gauge!(KAFKA_PARTITIONS_ON_TARGET, "migration" => migration.to_owned(), "topic" => topic.to_owned())
+        .set(0.0);
+    let _ = counter!(KAFKA_HISTORY_RECORDS, "migration" => migration.to_owned(), "topic" => topic.to_owned());
+    let _ = counter!(KAFKA_HISTORY_BYTES, "migration" => migration.to_owned(), "topic" => topic.to_owned());
+    gauge!(KAFKA_HISTORY_LAG, "migration" => migration.to_owned(), "topic" => topic.to_owned())
         .set(0.0);
     for api in ["Produce", "Fetch", "ListOffsets"] {
         let _ = counter!(KAFKA_SPLIT_REQUESTS, "migration" => migration.to_owned(), "topic" => topic.to_owned(), "api" => api);

@@ -123,6 +123,27 @@ fn cut(round: &mut Round, from: Cursor, limit: i64) {
     round.next = next;
 }
 
+/// The topic's history series, shared by its partitions' copies.
+pub(super) struct Meters {
+    records: metrics::Counter,
+    bytes: metrics::Counter,
+    lag: metrics::Gauge,
+}
+
+impl Meters {
+    pub(super) fn new(migration: &str, topic: &str) -> Meters {
+        let labels = [
+            ("migration", migration.to_owned()),
+            ("topic", topic.to_owned()),
+        ];
+        Meters {
+            records: metrics::counter!(crate::metrics::KAFKA_HISTORY_RECORDS, &labels),
+            bytes: metrics::counter!(crate::metrics::KAFKA_HISTORY_BYTES, &labels),
+            lag: metrics::gauge!(crate::metrics::KAFKA_HISTORY_LAG, &labels),
+        }
+    }
+}
+
 /// One partition's copy and what it reports.
 pub(super) struct Copier {
     pub(super) shared: Arc<Shared>,
@@ -130,6 +151,7 @@ pub(super) struct Copier {
     pub(super) partition: i32,
     pub(super) producer: Producer,
     pub(super) slot: Arc<super::Part>,
+    pub(super) meters: Arc<Meters>,
 }
 
 impl Copier {
@@ -185,7 +207,9 @@ impl Copier {
     }
 
     fn update(&self, change: impl FnOnce(&mut Status)) {
-        change(&mut self.lock().status);
+        let mut slot = self.lock();
+        change(&mut slot.status);
+        self.lag_now(&mut slot);
     }
 
     /// Keeps where the copy stands for the next start, in memory and in
@@ -358,6 +382,7 @@ impl Copier {
             let mut slot = self.lock();
             slot.runs = Some(at.runs.clone());
             slot.status.state = "parked";
+            self.lag_now(&mut slot);
         }
         let _ = tokio::time::timeout(PARKED_POLL, self.slot.wake.notified()).await;
     }
@@ -553,11 +578,31 @@ impl Copier {
 
     /// Counts one batch on the target in the status.
     fn count(&self, records: i64, bytes: usize) {
+        self.meters
+            .records
+            .increment(u64::try_from(records).unwrap_or(0));
+        self.meters
+            .bytes
+            .increment(u64::try_from(bytes).unwrap_or(0));
         let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
         self.update(|s| {
             s.records += records;
             s.bytes += bytes;
         });
+    }
+
+    /// Moves the topic's lag gauge by this partition's change (its share
+    /// is kept in the slot, so a copy started again takes it over).
+    fn lag_now(&self, slot: &mut super::Slot) {
+        let status = &slot.status;
+        let lag = if status.state == "parked" {
+            0
+        } else {
+            (status.end - status.copied_to).max(0)
+        };
+        #[allow(clippy::cast_precision_loss)] // Offsets far below 2^52.
+        self.meters.lag.increment((lag - slot.shown_lag) as f64);
+        slot.shown_lag = lag;
     }
 
     /// Moves the position past one acknowledged batch.

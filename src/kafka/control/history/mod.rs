@@ -204,6 +204,8 @@ pub(super) struct Slot {
     limit: Option<i64>,
     /// The runs of a copy waiting at its end, for the move to `target`.
     runs: Option<crate::kafka::splice::history::HistoryRuns>,
+    /// This partition's share of the topic's lag gauge.
+    shown_lag: i64,
 }
 
 /// One partition's copy: its slot, and the signal that wakes its copier
@@ -353,6 +355,7 @@ impl Copies {
             }
             running.insert(topic.to_owned(), stop.clone());
         }
+        let meters = Arc::new(copier::Meters::new(&shared.migration.name, topic));
         for (partition, slot) in (0..count).zip(slots) {
             let copier = copier::Copier {
                 shared: shared.clone(),
@@ -360,6 +363,7 @@ impl Copies {
                 partition,
                 producer,
                 slot,
+                meters: meters.clone(),
             };
             tokio::spawn(copier.run(stop.clone()));
         }
