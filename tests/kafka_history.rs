@@ -270,6 +270,12 @@ fn a_copy_killed_mid_way_resumes_after_a_restart_without_writing_anything_twice(
         at_kill = history(&rig, topic)["records"].as_u64().unwrap_or(0);
         at_kill >= total / 3
     });
+    let (code, out) = rig.ctl(&["history-rate", "events", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("limited to 2 MB/s (was 1 MB/s)"), "{out}");
+    let (code, out) = rig.ctl(&["history-rate", "events", "0"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("at least 1"), "{out}");
     rig.proxy.kill9();
     assert!(
         at_kill < total,
@@ -283,6 +289,13 @@ fn a_copy_killed_mid_way_resumes_after_a_restart_without_writing_anything_twice(
         "the kill did not land mid-copy: the target held {target_then} of {total}"
     );
     rig.proxy.restart();
+    // The rate set before the kill holds after the restart; raised, the
+    // copy finishes.
+    wait_until(Duration::from_secs(20), "the copy to resume", || {
+        history(&rig, topic)["mb_per_second"] == 2
+    });
+    let (code, out) = rig.ctl(&["history-rate", "events", "50"]);
+    assert_eq!(code, 0, "{out}");
     wait_copied(&rig, topic, total);
     let (source, target) = (
         read(&rig.source.bootstrap(), topic),

@@ -134,6 +134,14 @@ enum CtlCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Kafka `history: copy`: change the history copy's speed limit now,
+    /// for every partition, kept across restarts.
+    HistoryRate {
+        /// Migration name.
+        migration: String,
+        /// MB (10^6 bytes) of record batches per second, at least 1.
+        mb_per_second: u32,
+    },
     /// Transition history, oldest first; with `--actions`, the log of every
     /// other admin action (shifts, metadata copies, backfills, ...).
     History {
@@ -247,6 +255,10 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode, ClientError> {
             actions,
             json,
         } => history(socket, migration, topic, actions, json).await,
+        CtlCommand::HistoryRate {
+            migration,
+            mb_per_second,
+        } => history_rate(socket, &migration, mb_per_second).await,
     }
 }
 
@@ -365,6 +377,25 @@ async fn shift(
                 s["fenced_ms"].as_f64().unwrap_or(0.0)
             );
         }
+        ExitCode::SUCCESS
+    })
+}
+
+/// `ctl history-rate`: the Kafka history copy's speed limit.
+async fn history_rate(
+    socket: &std::path::Path,
+    migration: &str,
+    mb_per_second: u32,
+) -> Result<ExitCode, ClientError> {
+    let path = format!("/api/v1/migrations/{migration}/actions/history_rate");
+    let params = json!({ "mb_per_second": mb_per_second });
+    let answer = client::call(socket, Method::POST, &path, Some(params)).await?;
+    action_result(&answer, |body| {
+        outln!(
+            "{migration}: history copy limited to {} MB/s (was {} MB/s)",
+            text(&body["mb_per_second"]),
+            text(&body["was"])
+        );
         ExitCode::SUCCESS
     })
 }

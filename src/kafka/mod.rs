@@ -333,6 +333,9 @@ pub async fn start(
         logins.users.watch(migration.name.clone(), &shutdown.token);
     }
     remember(&shared, &shutdown).await;
+    control::history::restore_rate(&shared)
+        .await
+        .map_err(StartError::Setup)?;
     // Taken before the driver is installed, so no transition runs until
     // routing agrees with the persisted states.
     let reconciling = shared

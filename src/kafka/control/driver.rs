@@ -445,6 +445,19 @@ impl Driver for KafkaDriver {
             )),
         }
     }
+
+    async fn migration_action(
+        &self,
+        action: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        match action {
+            "history_rate" => history::set_rate(&self.shared, &params).await,
+            _ => Err(format!(
+                "{action} is not available for kafka migrations (actions: history_rate)"
+            )),
+        }
+    }
 }
 
 /// Commits per group and partition, or why a group's could not be read.

@@ -189,6 +189,62 @@ pub(crate) async fn unretire_source(shared: &Shared) -> Result<(), String> {
         .await
 }
 
+fn rate_blob(migration: &str) -> String {
+    format!("kafka-history-rate-{migration}")
+}
+
+/// The `history_rate` action (`ctl history-rate`): sets the copy's speed
+/// limit at once for every partition and persists it, so it outlives a
+/// restart (over `kafka.history_mb_per_second`).
+///
+/// # Errors
+/// A missing or zero `mb_per_second`, or a store that refuses the write.
+pub(crate) async fn set_rate(
+    shared: &Shared,
+    params: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    let mb = params["mb_per_second"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n >= 1)
+        .ok_or("history_rate needs {\"mb_per_second\": N} with N at least 1 (to stop a copy, roll the topic back to source)")?;
+    shared
+        .store
+        .put_blob(
+            &rate_blob(&shared.migration.name),
+            mb.to_string().into_bytes(),
+        )
+        .await
+        .map_err(|e| format!("saving the history copy's rate: {e}"))?;
+    let was = shared.copies.rate.set(mb);
+    tracing::info!(migration = %shared.migration.name, mb_per_second = mb, was, "history copy rate changed");
+    Ok(serde_json::json!({ "mb_per_second": mb, "was": was }))
+}
+
+/// Applies a rate set by `ctl history-rate` before a restart.
+///
+/// # Errors
+/// When the store cannot be read or holds a rate that does not parse.
+pub(crate) async fn restore_rate(shared: &Shared) -> Result<(), String> {
+    let name = rate_blob(&shared.migration.name);
+    let Some(bytes) = shared
+        .store
+        .get_blob(&name)
+        .await
+        .map_err(|e| format!("reading \"{name}\": {e}"))?
+    else {
+        return Ok(());
+    };
+    let mb: u32 = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| {
+            format!("the history copy's rate \"{name}\" in the state store does not parse")
+        })?;
+    shared.copies.rate.set(mb);
+    Ok(())
+}
+
 /// One partition's copy as the supervisor keeps it: what it reports, and
 /// where it stood when it last stopped (taken by the next start).
 #[derive(Default)]
@@ -545,6 +601,7 @@ impl Copies {
 
     /// The status `ctl status` shows for `topic`'s copy.
     pub(crate) fn status(&self, topic: &str) -> serde_json::Value {
+        let rate = self.rate.mb_per_second();
         let partitions = self.partitions(topic);
         let (done, total) = partitions.iter().fold((0i64, 0i64), |(d, t), p| {
             (
@@ -563,6 +620,7 @@ impl Copies {
             "records": partitions.iter().map(|p| p.records).sum::<i64>(),
             "bytes": partitions.iter().map(|p| p.bytes).sum::<i64>(),
             "percent": percent,
+            "mb_per_second": rate,
             "partitions": partitions,
         })
     }
