@@ -557,3 +557,54 @@ fn a_group_repointed_straight_at_the_target_resumes_exactly_where_it_left_the_pr
         "it re-read from near the start: {resumed:#}"
     );
 }
+
+#[test]
+fn a_source_log_start_above_zero_keeps_its_offsets_through_the_proxy_at_target() {
+    let topic = "hist-start";
+    let rig = KafkaRig::start(&format!("{topic}*"), ", history: copy");
+    rig.source.create_topic(topic, PARTITIONS);
+    rig.target.create_topic(topic, PARTITIONS);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    write(&boot, topic, 0, 1_500, "none");
+    // Retention (here DeleteRecords) took partition 0's first 100 records.
+    let offsets = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        offsets.path(),
+        format!(
+            r#"{{"version":1,"partitions":[{{"topic":"{topic}","partition":0,"offset":100}}]}}"#
+        ),
+    )
+    .unwrap();
+    let out = rig.source.tool(
+        "org.apache.kafka.tools.DeleteRecordsCommand",
+        &["--offset-json-file", offsets.path().to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", support::output_text(&out));
+    let on_source = read(&rig.source.bootstrap(), topic);
+    assert_eq!(on_source["partitions"]["0"]["first"], 100, "{on_source:#}");
+    assert_eq!(on_source["total"], 1_400, "{on_source:#}");
+
+    step(&rig, "advance", topic);
+    wait_copied(&rig, topic, 1_400);
+    assert_eq!(history(&rig, topic)["partitions"][0]["log_start"], 100);
+    for _ in ["dual_write", "cutover"] {
+        step(&rig, "advance", topic);
+    }
+    assert_passed(
+        &rig,
+        topic,
+        "history_copied",
+        "the target holds the history of every partition",
+    );
+    step(&rig, "advance", topic);
+    // Through the proxy: the source's offsets, partition 0 from 100; on the
+    // target itself the copy starts at 0.
+    assert_eq!(
+        read(&boot, topic),
+        on_source,
+        "read through the proxy at target"
+    );
+    let on_target = read(&rig.target.bootstrap(), topic);
+    assert_eq!(on_target["partitions"]["0"]["first"], 0, "{on_target:#}");
+    assert_eq!(on_target["total"], 1_400, "{on_target:#}");
+}
