@@ -50,8 +50,13 @@ fn write_padded(bootstrap: &str, topic: &str, from: u32, count: u32, compression
 }
 
 fn read(bootstrap: &str, topic: &str) -> Value {
+    read_as(bootstrap, topic, "read_committed")
+}
+
+/// As [`read`], at `isolation` (`read_committed` or `read_uncommitted`).
+fn read_as(bootstrap: &str, topic: &str, isolation: &str) -> Value {
     finish_java(
-        spawn_java("History", &["read", bootstrap, topic, "read_committed"]),
+        spawn_java("History", &["read", bootstrap, topic, isolation]),
         JAVA_DEADLINE,
     )
 }
@@ -607,4 +612,69 @@ fn a_source_log_start_above_zero_keeps_its_offsets_through_the_proxy_at_target()
     let on_target = read(&rig.target.bootstrap(), topic);
     assert_eq!(on_target["partitions"]["0"]["first"], 0, "{on_target:#}");
     assert_eq!(on_target["total"], 1_400, "{on_target:#}");
+}
+
+#[test]
+fn aborted_transactions_are_not_copied_and_their_gaps_keep_the_history_on_the_source() {
+    let topic = "hist-txn";
+    let rig = KafkaRig::start(&format!("{topic}*"), ", history: copy");
+    rig.source.create_topic(topic, PARTITIONS);
+    rig.target.create_topic(topic, PARTITIONS);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    write(&boot, topic, 0, 300, "none");
+    step(&rig, "advance", topic);
+    // Transactions of 10 records, every fourth aborted on purpose, while
+    // the copy mirrors.
+    let load = finish_java(
+        spawn_java(
+            "SpliceLoad",
+            &[
+                &boot,
+                topic,
+                "hist-txn-app",
+                &PARTITIONS.to_string(),
+                "10",
+                "isolation.level=read_committed",
+                "producer.transactional.id=hist-txn-producer",
+            ],
+        ),
+        Duration::from_secs(120),
+    );
+    assert!(load["txn_aborted"].as_u64().unwrap() > 0, "{load:#}");
+    let committed = read(&rig.source.bootstrap(), topic);
+    let uncommitted = read_as(&rig.source.bootstrap(), topic, "read_uncommitted");
+    assert!(
+        uncommitted["aborted_values"].as_u64().unwrap() > 0,
+        "{uncommitted:#}"
+    );
+    let total = committed["total"].as_u64().unwrap();
+    wait_copied(&rig, topic, total);
+    // Nothing aborted reached the target, even for a reader that would see it.
+    let on_target = read_as(&rig.target.bootstrap(), topic, "read_uncommitted");
+    assert_eq!(on_target["aborted_values"], 0, "{on_target:#}");
+    assert_eq!(on_target["total"], total, "{on_target:#}");
+    let skipped: u64 = history(&rig, topic)["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["skipped"].as_u64().unwrap())
+        .sum();
+    assert!(skipped > 0, "no marker or aborted offset was skipped");
+    // The markers leave gaps the target cannot hold as one segment: the
+    // move to target says so instead of passing.
+    for _ in ["dual_write", "cutover"] {
+        step(&rig, "advance", topic);
+    }
+    let out = rig.proxy.ctl(&["check", "events", topic, "--json"]);
+    let checks: Value = serde_json::from_slice(&out.stdout).expect("check JSON");
+    let copied = checks["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "history_copied"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no history_copied in {checks:#}"));
+    assert_eq!(copied["passed"], false, "{copied:#}");
+    assert!(
+        copied["reason"].as_str().unwrap().contains("gaps"),
+        "{copied:#}"
+    );
 }

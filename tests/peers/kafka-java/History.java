@@ -18,7 +18,9 @@
 //   asked at the start (read_committed or read_uncommitted), and prints per
 //   partition the count, the first and last offsets, a digest of the records
 //   (key, value, timestamp, headers, in order) and a digest that also covers
-//   each record's offset: {"partitions":{"0":{...}},"total":N}.
+//   each record's offset, and how many values start with "abort:" (records
+//   of aborted transactions, as SpliceLoad writes them):
+//   {"partitions":{"0":{...}},"total":N,"aborted_values":N}.
 import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.*;
@@ -77,7 +79,7 @@ public class History {
         c.put("key.deserializer", ByteArrayDeserializer.class.getName());
         c.put("value.deserializer", ByteArrayDeserializer.class.getName());
         StringBuilder out = new StringBuilder("{\"partitions\":{");
-        long total = 0;
+        long total = 0, abortedValues = 0;
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(c)) {
             List<TopicPartition> parts = new ArrayList<>();
             for (PartitionInfo info : consumer.partitionsFor(topic, Duration.ofSeconds(30))) {
@@ -104,6 +106,7 @@ public class History {
                 for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(500))) {
                     TopicPartition tp = new TopicPartition(r.topic(), r.partition());
                     if (r.offset() >= ends.get(tp)) continue;
+                    if (r.value() != null && new String(r.value(), "UTF-8").startsWith("abort:")) abortedValues++;
                     byte[] record = describe(r);
                     plain.get(tp).update(record);
                     placed.get(tp).update((r.offset() + ":").getBytes("UTF-8"));
@@ -127,7 +130,7 @@ public class History {
                     .append("\",\"placed\":\"").append(hex(placed.get(tp).digest())).append("\"}");
             }
         }
-        out.append("},\"total\":").append(total).append('}');
+        out.append("},\"total\":").append(total).append(",\"aborted_values\":").append(abortedValues).append('}');
         System.out.println(out);
     }
 
