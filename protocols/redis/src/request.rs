@@ -110,8 +110,10 @@ fn header(
 ) -> Result<Option<Header>, FrameError> {
     let rest = &buf[at..];
     match rest.iter().position(|&b| b == b'\r') {
+        // `cr` is 0 when the type byte itself is `\r`: no value, and the
+        // caller refuses the type byte (Redis reads the line first too).
         Some(cr) if cr + 2 <= rest.len() => Ok(Some(Header {
-            value: parse_i64(&rest[1..cr]),
+            value: rest.get(1..cr).and_then(parse_i64),
             next: at + cr + 2,
         })),
         Some(_) => Ok(None),

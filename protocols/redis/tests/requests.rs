@@ -212,6 +212,9 @@ fn malformed_requests_get_redis_words() {
         (b"*1\r\n$99999999999999999999\r\n", b"invalid bulk length"),
         (b"*1\r\n:1\r\n", b"expected '$', got ':'"),
         (b"*1\r\n\xff\r\n", b"expected '$', got '\xff'"),
+        // A bulk header whose type byte is the line end itself (found by
+        // fuzzing: it used to panic slicing the empty value).
+        (b"*2\r\n$1\r\na\r\n\r1\r\n", b"expected '$', got '\r'"),
     ];
     for (bad, words) in cases {
         let e = parse(bad, &l).0.unwrap_err();
