@@ -200,7 +200,7 @@ fn inline_limit_from_both_sides() {
 #[test]
 fn malformed_requests_get_redis_words() {
     let l = Limits::default();
-    let cases: [(&[u8], &[u8]); 11] = [
+    let cases: [(&[u8], &[u8]); 12] = [
         (b"*x\r\n", b"invalid multibulk length"),
         (b"*01\r\n", b"invalid multibulk length"),
         (b"*+1\r\n", b"invalid multibulk length"),
