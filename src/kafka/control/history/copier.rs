@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::align::{Aligned, align};
 use super::io::{self, Fetched, Read};
 use super::plan::{Cursor, Planned, Producer, Round, plan};
-use super::progress;
+use super::progress::{self, Position, Status};
 use crate::kafka::Shared;
 use crate::kafka::cluster::Side;
 use crate::kafka::control::topics;
@@ -43,48 +43,6 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 const PARKED_POLL: Duration = Duration::from_secs(1);
 /// How often a copying partition's position is persisted.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
-
-/// Where one partition's copy stands, as its status shows it.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub(crate) struct Status {
-    pub(crate) partition: i32,
-    /// `starting`, `mirroring`, `retrying` or `stopped`.
-    pub(crate) state: &'static str,
-    /// The source's log start when the copy began (virtual).
-    pub(crate) log_start: i64,
-    /// The source's high watermark at the last read (virtual).
-    pub(crate) end: i64,
-    /// Every virtual offset below this is on the target or was skipped.
-    pub(crate) copied_to: i64,
-    /// The next source offset the copy reads (physical).
-    pub(crate) source_next: i64,
-    /// The target offset the next copied record gets.
-    pub(crate) target_next: i64,
-    /// The target offset after the last batch sent (acknowledged or not):
-    /// records from here on were not written by the copy.
-    pub(crate) target_sent: i64,
-    pub(crate) records: i64,
-    pub(crate) bytes: i64,
-    pub(crate) runs: usize,
-    /// Offsets not copied: markers, aborted and emptied batches, and
-    /// ranges retention deleted before they were read.
-    pub(crate) skipped: i64,
-    pub(crate) lost_to_retention: i64,
-    pub(crate) error: Option<String>,
-}
-
-/// The acknowledged position: what a restart of the loop goes on from.
-#[derive(Clone, Debug)]
-pub(super) struct Position {
-    pub(super) cursor: Cursor,
-    pub(super) runs: HistoryRuns,
-}
-
-impl Position {
-    pub(super) fn target_next(&self) -> i64 {
-        self.cursor.target_next
-    }
-}
 
 /// Why the loop ended.
 enum Stop {

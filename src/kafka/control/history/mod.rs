@@ -7,6 +7,11 @@
 //!   fields and sequences, the runs it extends).
 //! - `io`: the copier's requests (Fetch, Produce, InitProducerId).
 //! - `copier`: one partition's mirror loop.
+//! - `align`: where a copy goes next given its partition's segment map.
+//! - `progress`: a copy's position and status, persisted for restarts.
+//! - `rate`: the copy's speed limit (`ctl history-rate`).
+//! - `serve`: at `target`, the map that reads the history from the target.
+//! - `checks`: the gates of a copied topic.
 //! - [`Policy`]: which topics are copied (`kafka.history`,
 //!   `topics[].history`).
 //! - [`Copies`]: the running mirrors per topic, their positions kept
@@ -33,7 +38,7 @@ mod progress;
 mod rate;
 mod serve;
 
-pub(crate) use copier::Status;
+pub(crate) use progress::Status;
 
 /// Which topics have their source log copied: the first pattern of the
 /// migration that matches a topic and sets `history` decides, else the
@@ -249,8 +254,8 @@ pub(crate) async fn restore_rate(shared: &Shared) -> Result<(), String> {
 /// where it stood when it last stopped (taken by the next start).
 #[derive(Default)]
 pub(super) struct Slot {
-    status: copier::Status,
-    parked: Option<copier::Position>,
+    status: progress::Status,
+    parked: Option<progress::Position>,
     /// Whether the state store was asked for an earlier run's position.
     loaded: bool,
     /// When the position was last persisted.
@@ -387,7 +392,7 @@ impl Copies {
         let slots = self.slots(shared, topic, count).await?;
         Ok(slots
             .iter()
-            .map(|s| lock(s).parked.as_ref().map(copier::Position::target_next))
+            .map(|s| lock(s).parked.as_ref().map(progress::Position::target_next))
             .collect())
     }
 
