@@ -24,6 +24,28 @@ const PARTITIONS: u32 = 3;
 const JAVA_DEADLINE: Duration = Duration::from_secs(150);
 const COPY_DEADLINE: Duration = Duration::from_secs(90);
 
+/// A proxy copying the history of the topics that start with `topic`
+/// (with more `kafka:` options in `extra`), `topic` made on both
+/// clusters, and the proxy's bootstrap.
+fn copying(topic: &str, extra: &str) -> (KafkaRig, String) {
+    let rig = KafkaRig::start(&format!("{topic}*"), &format!(", history: copy{extra}"));
+    made_on_both(&rig, topic);
+    let boot = format!("127.0.0.1:{}", rig.listen);
+    (rig, boot)
+}
+
+fn made_on_both(rig: &KafkaRig, topic: &str) {
+    rig.source.create_topic(topic, PARTITIONS);
+    rig.target.create_topic(topic, PARTITIONS);
+}
+
+/// Forced steps forward until `topic` is in `state`.
+fn walk_to(rig: &KafkaRig, topic: &str, state: &str) {
+    while rig.topic_status(topic)["state"] != state {
+        step(rig, "advance", topic);
+    }
+}
+
 fn write(bootstrap: &str, topic: &str, from: u32, count: u32, compression: &str) {
     write_padded(bootstrap, topic, from, count, compression, 0);
 }
@@ -132,14 +154,20 @@ fn assert_gate_passes(rig: &KafkaRig, topic: &str, reason: &str) {
     assert_passed(rig, topic, "target_partitions_empty", reason);
 }
 
-/// `ctl check` shows the check `name` passed with `reason`.
-fn assert_passed(rig: &KafkaRig, topic: &str, name: &str, reason: &str) {
+/// `ctl check`'s result named `name` for `topic`'s next advance.
+fn check_of(rig: &KafkaRig, topic: &str, name: &str) -> Value {
     let out = rig.proxy.ctl(&["check", "events", topic, "--json"]);
     let checks: Value = serde_json::from_slice(&out.stdout).expect("check JSON");
-    let gate = checks["checks"]
+    checks["checks"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no {name} in {checks:#}"));
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {checks:#}"))
+}
+
+/// `ctl check` shows the check `name` passed with `reason`.
+fn assert_passed(rig: &KafkaRig, topic: &str, name: &str, reason: &str) {
+    let gate = check_of(rig, topic, name);
     assert_eq!(gate["passed"], true, "{gate:#}");
     assert!(
         gate["reason"].as_str().is_some_and(|r| r.contains(reason)),
@@ -159,8 +187,7 @@ fn dual_read_mirrors_the_source_onto_the_target_and_a_rollback_resumes_where_it_
     let boot = format!("127.0.0.1:{}", rig.listen);
     let (plain, lz4) = ("hist-plain", "hist-lz4");
     for (topic, codec) in [(plain, "none"), (lz4, "lz4")] {
-        rig.source.create_topic(topic, PARTITIONS);
-        rig.target.create_topic(topic, PARTITIONS);
+        made_on_both(&rig, topic);
         write(&boot, topic, 0, 12_000, codec);
         assert_gate_passes(&rig, topic, "is empty or holds only this proxy's copy");
         let (code, out) = advance(&rig, topic);
@@ -231,11 +258,8 @@ fn dual_read_mirrors_the_source_onto_the_target_and_a_rollback_resumes_where_it_
 
 #[test]
 fn a_target_partition_that_already_holds_records_is_refused_before_the_copy() {
-    let rig = KafkaRig::start("hist-full*", ", history: copy");
     let topic = "hist-full";
-    rig.source.create_topic(topic, PARTITIONS);
-    rig.target.create_topic(topic, PARTITIONS);
-    let boot = format!("127.0.0.1:{}", rig.listen);
+    let (rig, boot) = copying(topic, "");
     write(&boot, topic, 0, 300, "none");
     write(&rig.target.bootstrap(), topic, 0, 30, "none");
     let (code, out) = rig.ctl(&["advance", "events", topic]);
@@ -260,11 +284,8 @@ fn a_target_partition_that_already_holds_records_is_refused_before_the_copy() {
 
 #[test]
 fn a_copy_killed_mid_way_resumes_after_a_restart_without_writing_anything_twice() {
-    let mut rig = KafkaRig::start("hist-kill*", ", history: copy, history_mb_per_second: 1");
     let topic = "hist-kill";
-    rig.source.create_topic(topic, PARTITIONS);
-    rig.target.create_topic(topic, PARTITIONS);
-    let boot = format!("127.0.0.1:{}", rig.listen);
+    let (mut rig, boot) = copying(topic, ", history_mb_per_second: 1");
     // About 6.5 MB: six seconds and more at 1 MB/s.
     let total = 24_000u64;
     write_padded(&boot, topic, 0, 24_000, "none", 250);
@@ -341,8 +362,7 @@ fn a_walk_under_load_leaves_the_target_holding_the_log_in_virtual_order() {
         &format!("{topic}*"),
         ", history: copy, dual_write_percent: 50",
     );
-    rig.source.create_topic(topic, PARTITIONS);
-    rig.target.create_topic(topic, PARTITIONS);
+    made_on_both(&rig, topic);
     let boot = format!("127.0.0.1:{}", rig.listen);
     write(&boot, topic, 0, 6_000, "lz4");
     let load = spawn_java(
@@ -473,9 +493,7 @@ fn with_every_topic_at_target_the_source_is_retired_and_new_clients_need_it_not(
     write(&boot, topic, 0, 3_000, "none");
     step(&rig, "advance", topic);
     wait_copied(&rig, topic, 3_000);
-    for _ in ["dual_write", "cutover", "target"] {
-        step(&rig, "advance", topic);
-    }
+    walk_to(&rig, topic, "target");
     assert_eq!(rig.topic_status(topic)["state"], "target");
     wait_until(Duration::from_secs(10), "the source to be retired", || {
         rig.topic_status(topic)["details"]["source_retired"] == true
@@ -524,10 +542,7 @@ fn with_every_topic_at_target_the_source_is_retired_and_new_clients_need_it_not(
 #[test]
 fn a_group_repointed_straight_at_the_target_resumes_exactly_where_it_left_the_proxy() {
     let topic = "hist-leave";
-    let rig = KafkaRig::start(&format!("{topic}*"), ", history: copy");
-    rig.source.create_topic(topic, PARTITIONS);
-    rig.target.create_topic(topic, PARTITIONS);
-    let boot = format!("127.0.0.1:{}", rig.listen);
+    let (rig, boot) = copying(topic, "");
     let group = |bootstrap: &str| {
         finish_java(
             spawn_java("History", &["group", bootstrap, topic, "hist-leave-app"]),
@@ -543,9 +558,7 @@ fn a_group_repointed_straight_at_the_target_resumes_exactly_where_it_left_the_pr
     write(&boot, topic, 1_000, 500, "none");
     step(&rig, "advance", topic);
     wait_copied(&rig, topic, 1_500);
-    for _ in ["dual_write", "cutover", "target"] {
-        step(&rig, "advance", topic);
-    }
+    walk_to(&rig, topic, "target");
     assert_eq!(rig.topic_status(topic)["details"]["repoint_ready"], true);
     // Straight at the target, without the proxy: the group reads the 500
     // records it had not read, from where it stopped, and nothing else.
@@ -566,10 +579,7 @@ fn a_group_repointed_straight_at_the_target_resumes_exactly_where_it_left_the_pr
 #[test]
 fn a_source_log_start_above_zero_keeps_its_offsets_through_the_proxy_at_target() {
     let topic = "hist-start";
-    let rig = KafkaRig::start(&format!("{topic}*"), ", history: copy");
-    rig.source.create_topic(topic, PARTITIONS);
-    rig.target.create_topic(topic, PARTITIONS);
-    let boot = format!("127.0.0.1:{}", rig.listen);
+    let (rig, boot) = copying(topic, "");
     write(&boot, topic, 0, 1_500, "none");
     // Retention (here DeleteRecords) took partition 0's first 100 records.
     let offsets = tempfile::NamedTempFile::new().unwrap();
@@ -592,9 +602,7 @@ fn a_source_log_start_above_zero_keeps_its_offsets_through_the_proxy_at_target()
     step(&rig, "advance", topic);
     wait_copied(&rig, topic, 1_400);
     assert_eq!(history(&rig, topic)["partitions"][0]["log_start"], 100);
-    for _ in ["dual_write", "cutover"] {
-        step(&rig, "advance", topic);
-    }
+    walk_to(&rig, topic, "cutover");
     assert_passed(
         &rig,
         topic,
@@ -617,10 +625,7 @@ fn a_source_log_start_above_zero_keeps_its_offsets_through_the_proxy_at_target()
 #[test]
 fn aborted_transactions_are_not_copied_and_their_gaps_keep_the_history_on_the_source() {
     let topic = "hist-txn";
-    let rig = KafkaRig::start(&format!("{topic}*"), ", history: copy");
-    rig.source.create_topic(topic, PARTITIONS);
-    rig.target.create_topic(topic, PARTITIONS);
-    let boot = format!("127.0.0.1:{}", rig.listen);
+    let (rig, boot) = copying(topic, "");
     write(&boot, topic, 0, 300, "none");
     step(&rig, "advance", topic);
     // Transactions of 10 records, every fourth aborted on purpose, while
@@ -662,16 +667,8 @@ fn aborted_transactions_are_not_copied_and_their_gaps_keep_the_history_on_the_so
     assert!(skipped > 0, "no marker or aborted offset was skipped");
     // The markers leave gaps the target cannot hold as one segment: the
     // move to target says so instead of passing.
-    for _ in ["dual_write", "cutover"] {
-        step(&rig, "advance", topic);
-    }
-    let out = rig.proxy.ctl(&["check", "events", topic, "--json"]);
-    let checks: Value = serde_json::from_slice(&out.stdout).expect("check JSON");
-    let copied = checks["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "history_copied"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no history_copied in {checks:#}"));
+    walk_to(&rig, topic, "cutover");
+    let copied = check_of(&rig, topic, "history_copied");
     assert_eq!(copied["passed"], false, "{copied:#}");
     assert!(
         copied["reason"].as_str().unwrap().contains("gaps"),
