@@ -110,6 +110,19 @@ fn wait_copied(rig: &KafkaRig, topic: &str, records: u64) {
     );
 }
 
+/// Waits for `records` records of `topic` copied, then the target's log
+/// equals the source's: same records at the same offsets.
+fn copied_whole(rig: &KafkaRig, topic: &str, records: u64) {
+    wait_copied(rig, topic, records);
+    let source = read(&rig.source.bootstrap(), topic);
+    assert_eq!(source["total"], records, "{source:#}");
+    let target = read(&rig.target.bootstrap(), topic);
+    assert_eq!(
+        source, target,
+        "{topic}: the target's log differs from the source's"
+    );
+}
+
 /// The compression codec of every batch stored in `topic`/`partition` on
 /// the broker at `port` (attributes & 7), read with a raw Fetch.
 fn codecs(port: u16, topic: &str, partition: i32) -> Vec<i16> {
@@ -197,16 +210,7 @@ fn dual_read_mirrors_the_source_onto_the_target_and_a_rollback_resumes_where_it_
     write(&boot, plain, 12_000, 3_000, "none");
     write(&boot, lz4, 12_000, 3_000, "lz4");
     for topic in [plain, lz4] {
-        wait_copied(&rig, topic, 15_000);
-        let (source, target) = (
-            read(&rig.source.bootstrap(), topic),
-            read(&rig.target.bootstrap(), topic),
-        );
-        assert_eq!(source["total"], 15_000, "{source:#}");
-        assert_eq!(
-            source, target,
-            "{topic}: the target's log differs from the source's"
-        );
+        copied_whole(&rig, topic, 15_000);
     }
     let series = |name: &str| rig.proxy.metric_sum(name, &[&format!("topic=\"{plain}\"")]);
     assert_eq!(series("cutover_kafka_history_records_total"), 15_000.0);
@@ -236,16 +240,7 @@ fn dual_read_mirrors_the_source_onto_the_target_and_a_rollback_resumes_where_it_
     assert_gate_passes(&rig, plain, "is empty or holds only this proxy's copy");
     let (code, out) = advance(&rig, plain);
     assert_eq!(code, 0, "advance again: {out}");
-    wait_copied(&rig, plain, 17_000);
-    let (source, target) = (
-        read(&rig.source.bootstrap(), plain),
-        read(&rig.target.bootstrap(), plain),
-    );
-    assert_eq!(source["total"], 17_000, "{source:#}");
-    assert_eq!(
-        source, target,
-        "after the rollback and the second dual_read"
-    );
+    copied_whole(&rig, plain, 17_000);
 
     // Caught up, the copy lets the partitions' writes switch.
     assert_passed(

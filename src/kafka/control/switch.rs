@@ -107,38 +107,13 @@ pub(super) async fn switch(
             from.as_str()
         )
     })?;
-    // Both clusters are asked at once: every round trip here is time
-    // the partition's producers wait.
-    let (settled, mut physical_start) =
-        tokio::try_join!(settled_end(shared, from, topic, partition), async {
-            match start_on_new {
-                Some(start) => Ok(start),
-                None => offset(shared, to, topic, partition, LATEST, READ_UNCOMMITTED).await,
-            }
-        })?;
-    // The broker's end, but never before what the proxy itself was
-    // acknowledged there: a high watermark can lag or be read stale, and a
-    // segment closed early would hide acknowledged records.
-    let closing_end = settled.max(
-        shared
-            .splice
-            .acknowledged_end(from, topic, partition)
-            .unwrap_or(i64::MIN),
-    );
-    if copied {
-        physical_start = shared
-            .copies
-            .stop_at(topic, partition, closing_end, HISTORY_FENCE_MAX)
-            .await?;
-    }
-    let next = map
-        .appended(to, closing_end, physical_start)
-        .map_err(|e| format!("{topic}/{partition}: {e}"));
-    let next = match next {
+    let (closing_end, physical_start) =
+        ends(shared, topic, partition, (from, to), start_on_new, copied).await?;
+    let next = match map.appended(to, closing_end, physical_start) {
         Ok(next) => next,
         Err(e) => {
             shared.copies.lift(topic, partition);
-            return Err(e);
+            return Err(format!("{topic}/{partition}: {e}"));
         }
     };
     let virtual_start = next.open().virtual_start;
@@ -169,6 +144,45 @@ pub(super) async fn switch(
         virtual_start,
         fenced_ms: held.as_secs_f64() * 1e3,
     }))
+}
+
+/// Inside the fence: the closing cluster's end and where the new segment
+/// starts on the opening one (`start_on_new` when known before fencing;
+/// for a `copied` partition, where its history copy stops at that end).
+async fn ends(
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+    (from, to): (Side, Side),
+    start_on_new: Option<i64>,
+    copied: bool,
+) -> Result<(i64, i64), String> {
+    // Both clusters are asked at once: every round trip here is time
+    // the partition's producers wait.
+    let (settled, physical_start) =
+        tokio::try_join!(settled_end(shared, from, topic, partition), async {
+            match start_on_new {
+                Some(start) => Ok(start),
+                None => offset(shared, to, topic, partition, LATEST, READ_UNCOMMITTED).await,
+            }
+        })?;
+    // The broker's end, but never before what the proxy itself was
+    // acknowledged there: a high watermark can lag or be read stale, and a
+    // segment closed early would hide acknowledged records.
+    let closing_end = settled.max(
+        shared
+            .splice
+            .acknowledged_end(from, topic, partition)
+            .unwrap_or(i64::MIN),
+    );
+    if !copied {
+        return Ok((closing_end, physical_start));
+    }
+    let copy_end = shared
+        .copies
+        .stop_at(topic, partition, closing_end, HISTORY_FENCE_MAX)
+        .await?;
+    Ok((closing_end, copy_end))
 }
 
 /// Where the new segment starts on `to`, when known before fencing:
