@@ -163,6 +163,8 @@ async fn ends(
         tokio::try_join!(settled_end(shared, from, topic, partition), async {
             match start_on_new {
                 Some(start) => Ok(start),
+                // Taken from the copy below, not the target's log end.
+                None if copied => Ok(0),
                 None => offset(shared, to, topic, partition, LATEST, READ_UNCOMMITTED).await,
             }
         })?;
